@@ -1,0 +1,115 @@
+//! Method and attribute numbers from the IANA STUN registry, named as in the RFCs.
+
+// Methods.
+pub const METHOD_BINDING: u16 = 0x001;
+pub const METHOD_ALLOCATE: u16 = 0x003;
+pub const METHOD_REFRESH: u16 = 0x004;
+pub const METHOD_SEND: u16 = 0x006;
+pub const METHOD_DATA: u16 = 0x007;
+pub const METHOD_CREATE_PERMISSION: u16 = 0x008;
+pub const METHOD_CHANNEL_BIND: u16 = 0x009;
+pub const METHOD_CONNECT: u16 = 0x00A;
+pub const METHOD_CONNECTION_BIND: u16 = 0x00B;
+pub const METHOD_CONNECTION_ATTEMPT: u16 = 0x00C;
+
+// Comprehension-required attributes (0x0000-0x7FFF).
+pub const ATTR_MAPPED_ADDRESS: u16 = 0x0001;
+pub const ATTR_CHANGE_REQUEST: u16 = 0x0003;
+pub const ATTR_USERNAME: u16 = 0x0006;
+pub const ATTR_MESSAGE_INTEGRITY: u16 = 0x0008;
+pub const ATTR_ERROR_CODE: u16 = 0x0009;
+pub const ATTR_UNKNOWN_ATTRIBUTES: u16 = 0x000A;
+pub const ATTR_CHANNEL_NUMBER: u16 = 0x000C;
+pub const ATTR_LIFETIME: u16 = 0x000D;
+pub const ATTR_XOR_PEER_ADDRESS: u16 = 0x0012;
+pub const ATTR_DATA: u16 = 0x0013;
+pub const ATTR_REALM: u16 = 0x0014;
+pub const ATTR_NONCE: u16 = 0x0015;
+pub const ATTR_XOR_RELAYED_ADDRESS: u16 = 0x0016;
+pub const ATTR_REQUESTED_ADDRESS_FAMILY: u16 = 0x0017;
+pub const ATTR_EVEN_PORT: u16 = 0x0018;
+pub const ATTR_REQUESTED_TRANSPORT: u16 = 0x0019;
+pub const ATTR_DONT_FRAGMENT: u16 = 0x001A;
+pub const ATTR_MESSAGE_INTEGRITY_SHA256: u16 = 0x001C;
+pub const ATTR_PASSWORD_ALGORITHM: u16 = 0x001D;
+pub const ATTR_USERHASH: u16 = 0x001E;
+pub const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
+pub const ATTR_RESERVATION_TOKEN: u16 = 0x0022;
+pub const ATTR_PRIORITY: u16 = 0x0024;
+pub const ATTR_USE_CANDIDATE: u16 = 0x0025;
+pub const ATTR_PADDING: u16 = 0x0026;
+pub const ATTR_RESPONSE_PORT: u16 = 0x0027;
+pub const ATTR_CONNECTION_ID: u16 = 0x002A;
+
+// Comprehension-optional attributes (0x8000-0xFFFF).
+pub const ATTR_ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8000;
+pub const ATTR_ADDRESS_ERROR_CODE: u16 = 0x8001;
+pub const ATTR_PASSWORD_ALGORITHMS: u16 = 0x8002;
+pub const ATTR_ALTERNATE_DOMAIN: u16 = 0x8003;
+pub const ATTR_ICMP: u16 = 0x8004;
+pub const ATTR_SOFTWARE: u16 = 0x8022;
+pub const ATTR_ALTERNATE_SERVER: u16 = 0x8023;
+pub const ATTR_TRANSACTION_TRANSMIT_COUNTER: u16 = 0x8025;
+pub const ATTR_CACHE_TIMEOUT: u16 = 0x8027;
+pub const ATTR_FINGERPRINT: u16 = 0x8028;
+pub const ATTR_ICE_CONTROLLED: u16 = 0x8029;
+pub const ATTR_ICE_CONTROLLING: u16 = 0x802A;
+pub const ATTR_RESPONSE_ORIGIN: u16 = 0x802B;
+pub const ATTR_OTHER_ADDRESS: u16 = 0x802C;
+pub const ATTR_ORIGIN: u16 = 0x802F;
+pub const ATTR_MOBILITY_TICKET: u16 = 0x8030;
+
+/// True for attribute types a receiver must understand (RFC 8489 §14).
+#[inline]
+pub const fn is_comprehension_required(attr: u16) -> bool {
+    attr < 0x8000
+}
+
+// Error codes (RFC 8489 §14.8, RFC 8656 §18.10, RFC 6156, RFC 6062).
+pub const ERR_TRY_ALTERNATE: u16 = 300;
+pub const ERR_BAD_REQUEST: u16 = 400;
+pub const ERR_UNAUTHORIZED: u16 = 401;
+pub const ERR_FORBIDDEN: u16 = 403;
+pub const ERR_MOBILITY_FORBIDDEN: u16 = 405;
+pub const ERR_UNKNOWN_ATTRIBUTE: u16 = 420;
+pub const ERR_ALLOCATION_MISMATCH: u16 = 437;
+pub const ERR_STALE_NONCE: u16 = 438;
+pub const ERR_ADDRESS_FAMILY_NOT_SUPPORTED: u16 = 440;
+pub const ERR_WRONG_CREDENTIALS: u16 = 441;
+pub const ERR_UNSUPPORTED_TRANSPORT_PROTOCOL: u16 = 442;
+pub const ERR_PEER_ADDRESS_FAMILY_MISMATCH: u16 = 443;
+pub const ERR_CONNECTION_ALREADY_EXISTS: u16 = 446;
+pub const ERR_CONNECTION_TIMEOUT_OR_FAILURE: u16 = 447;
+pub const ERR_ALLOCATION_QUOTA_REACHED: u16 = 486;
+pub const ERR_ROLE_CONFLICT: u16 = 487;
+pub const ERR_SERVER_ERROR: u16 = 500;
+pub const ERR_INSUFFICIENT_CAPACITY: u16 = 508;
+
+/// The reason phrase the RFCs suggest for an error code.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        300 => "Try Alternate",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        405 => "Mobility Forbidden",
+        420 => "Unknown Attribute",
+        437 => "Allocation Mismatch",
+        438 => "Stale Nonce",
+        440 => "Address Family not Supported",
+        441 => "Wrong Credentials",
+        442 => "Unsupported Transport Protocol",
+        443 => "Peer Address Family Mismatch",
+        446 => "Connection Already Exists",
+        447 => "Connection Timeout or Failure",
+        486 => "Allocation Quota Reached",
+        487 => "Role Conflict",
+        500 => "Server Error",
+        508 => "Insufficient Capacity",
+        _ => "Error",
+    }
+}
+
+/// IANA protocol numbers carried in REQUESTED-TRANSPORT.
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_TCP: u8 = 6;

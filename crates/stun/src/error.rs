@@ -1,0 +1,48 @@
+//! The codec's one error type.
+
+use std::fmt;
+
+/// Why bytes could not be parsed or written as STUN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StunError {
+    /// Fewer bytes than the header or a length field says.
+    Truncated,
+    /// The two leading bits are not zero, so this is not STUN.
+    NotStun,
+    /// The magic cookie is missing (RFC 3489 messages are not accepted).
+    BadMagicCookie,
+    /// The message length is not a multiple of 4 or disagrees with the datagram.
+    BadLength,
+    /// An attribute's length runs past the end of the message.
+    BadAttributeLength,
+    /// An attribute follows FINGERPRINT, or FINGERPRINT's value is not 4 bytes.
+    BadFingerprintPlacement,
+    /// The FINGERPRINT CRC does not match.
+    FingerprintMismatch,
+    /// An attribute value has the wrong shape (e.g. an address with an unknown family).
+    BadAttributeValue,
+    /// The output buffer is too small for what is being written.
+    BufferTooSmall,
+    /// A ChannelData header with a number outside 0x4000-0x7FFF.
+    BadChannelNumber,
+}
+
+impl fmt::Display for StunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            StunError::Truncated => "message truncated",
+            StunError::NotStun => "not a STUN message",
+            StunError::BadMagicCookie => "missing magic cookie",
+            StunError::BadLength => "bad message length",
+            StunError::BadAttributeLength => "attribute length runs past the message",
+            StunError::BadFingerprintPlacement => "FINGERPRINT misplaced or malformed",
+            StunError::FingerprintMismatch => "FINGERPRINT does not match",
+            StunError::BadAttributeValue => "malformed attribute value",
+            StunError::BufferTooSmall => "output buffer too small",
+            StunError::BadChannelNumber => "channel number out of range",
+        };
+        f.write_str(s)
+    }
+}
+
+impl std::error::Error for StunError {}
