@@ -1,1 +1,48 @@
+//! The TURN server as a sans-IO state machine (RFC 8656, RFC 5766, RFC 6156, RFC 8489).
+//!
+//! What it does: everything a TURN server decides — authentication, allocations, permissions,
+//! channels, lifetimes, quotas, peer policy, the bytes of every response and relayed packet.
+//! What it does not do: touch a socket, read a clock, spawn a task or pick a port. The driver
+//! (`turnpike-server`) feeds it packets and time and carries out what it asks:
+//!
+//! - inputs: `handle_client_packet(now, ..)`, `handle_peer_packet(now, ..)`,
+//!   `handle_relay_created(now, ..)`, `handle_connection_closed(now, ..)`,
+//!   `handle_timeout(now)`;
+//! - outputs: the borrowed [`Transmit`] a packet handler returns (responses and relayed data,
+//!   without allocation), then [`Server::poll_output`] for queued work and
+//!   [`Server::poll_timeout`] for the next deadline of the one deadline queue.
+//!
+//! One file per method, each following the RFC's numbered steps: [`binding`](crate::binding),
+//! `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`.
 
+mod allocate;
+pub mod allocation;
+pub mod auth;
+mod binding;
+mod channel_bind;
+pub mod config;
+pub mod error;
+pub mod five_tuple;
+pub mod nonce;
+pub mod output;
+mod permission;
+pub mod policy;
+pub mod quota;
+pub mod rate_limit;
+mod refresh;
+mod send_data;
+mod server;
+pub mod stats;
+pub mod timer;
+
+pub use allocation::AllocationId;
+pub use auth::{AuthInfo, Credentials, UserSecret};
+pub use config::ServerConfig;
+pub use error::{DropReason, TurnError};
+pub use five_tuple::{FiveTuple, Transport};
+pub use output::{Dest, Families, Output, RelayError, RelayRequest, RelayResult, Transmit};
+pub use policy::PeerPolicy;
+pub use quota::AllocationQuota;
+pub use send_data::{PEER_HEADROOM, PEER_TAILROOM};
+pub use server::Server;
+pub use stats::{Direction, Stats};

@@ -1,0 +1,79 @@
+//! Configuration of the sans-IO server. Built by the binary from its TOML/flags/env; validated
+//! there (this crate trusts it).
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Credentials;
+use crate::policy::PeerPolicy;
+use crate::quota::AllocationQuota;
+
+/// Everything a [`crate::Server`] needs to know. Shared (`Arc`) by the per-core workers.
+#[derive(Debug)]
+pub struct ServerConfig {
+    /// REALM sent in challenges.
+    pub realm: String,
+    /// SOFTWARE sent in authenticated responses; empty for none.
+    pub software: String,
+    /// Static users and shared secrets.
+    pub credentials: Credentials,
+    /// Secret key for stateless nonces (shared by all workers so a nonce minted by one is valid
+    /// on the others).
+    pub nonce_secret: [u8; 32],
+    /// How long a nonce stays valid before 438 Stale Nonce.
+    pub nonce_lifetime: Duration,
+    /// Allocation lifetime when the client does not ask (RFC 8656: 600 s).
+    pub default_lifetime: Duration,
+    /// Longest lifetime granted.
+    pub max_lifetime: Duration,
+    /// Permission lifetime (RFC 8656: 300 s, not configurable by clients).
+    pub permission_lifetime: Duration,
+    /// Channel binding lifetime (RFC 8656: 600 s).
+    pub channel_lifetime: Duration,
+    /// Peer address policy.
+    pub peer_policy: PeerPolicy,
+    /// Allocation quotas (shared across workers).
+    pub quota: Arc<AllocationQuota>,
+    /// Address advertised in XOR-RELAYED-ADDRESS instead of the bound IPv4 relay address (NAT).
+    pub external_ipv4: Option<IpAddr>,
+    /// Address advertised instead of the bound IPv6 relay address.
+    pub external_ipv6: Option<IpAddr>,
+    /// Most permissions one allocation may hold.
+    pub max_permissions_per_allocation: usize,
+    /// Most channels one allocation may hold.
+    pub max_channels_per_allocation: usize,
+    /// 401 responses per source IP: burst size.
+    pub unauth_burst: u32,
+    /// 401 responses per source IP: sustained rate per second.
+    pub unauth_rate_per_sec: u32,
+    /// While set, new allocations are refused with 508 (existing ones keep working).
+    pub draining: Arc<AtomicBool>,
+}
+
+impl ServerConfig {
+    /// A configuration with the RFC defaults, for `realm` and `credentials`.
+    pub fn new(realm: impl Into<String>, credentials: Credentials, nonce_secret: [u8; 32]) -> Self {
+        ServerConfig {
+            realm: realm.into(),
+            software: concat!("Turnpike ", env!("CARGO_PKG_VERSION")).to_string(),
+            credentials,
+            nonce_secret,
+            nonce_lifetime: Duration::from_secs(600),
+            default_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+            permission_lifetime: Duration::from_secs(300),
+            channel_lifetime: Duration::from_secs(600),
+            peer_policy: PeerPolicy::default(),
+            quota: Arc::new(AllocationQuota::new(0, 0)),
+            external_ipv4: None,
+            external_ipv6: None,
+            max_permissions_per_allocation: 256,
+            max_channels_per_allocation: 256,
+            unauth_burst: 50,
+            unauth_rate_per_sec: 20,
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}

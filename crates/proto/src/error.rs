@@ -1,0 +1,107 @@
+//! `TurnError`: every way a request can fail, with its one mapping to a STUN error code or to
+//! "drop silently".
+
+use turnpike_stun::*;
+
+/// Why a packet was dropped without an answer (counted per reason in [`crate::Stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Not parseable as STUN or ChannelData, or a bad FINGERPRINT.
+    Malformed = 0,
+    /// A response or indication we do not accept, or an unknown method in an indication.
+    Unexpected = 1,
+    /// ChannelData or Send indication without an allocation on this 5-tuple.
+    NoAllocation = 2,
+    /// Data to or from a peer without a permission.
+    NoPermission = 3,
+    /// ChannelData on a channel that is not bound.
+    NoChannel = 4,
+    /// 401 rate limit reached for this source.
+    RateLimited = 5,
+    /// Retransmission of an Allocate whose relay is still being created.
+    InProgress = 6,
+    /// The peer address is refused by policy (indications get no error response).
+    Policy = 7,
+    /// The socket could not take the packet (full buffer).
+    SendFailed = 8,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 9;
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Malformed,
+        DropReason::Unexpected,
+        DropReason::NoAllocation,
+        DropReason::NoPermission,
+        DropReason::NoChannel,
+        DropReason::RateLimited,
+        DropReason::InProgress,
+        DropReason::Policy,
+        DropReason::SendFailed,
+    ];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::Unexpected => "unexpected",
+            DropReason::NoAllocation => "no_allocation",
+            DropReason::NoPermission => "no_permission",
+            DropReason::NoChannel => "no_channel",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::InProgress => "in_progress",
+            DropReason::Policy => "policy",
+            DropReason::SendFailed => "send_failed",
+        }
+    }
+}
+
+/// The most unknown attributes we list in one 420 response.
+pub const MAX_UNKNOWN: usize = 8;
+
+/// Every failure of request processing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnError {
+    BadRequest(&'static str),
+    /// Authentication needed or failed: 401 with REALM and NONCE.
+    Unauthorized(&'static str),
+    Forbidden(&'static str),
+    UnknownAttributes([u16; MAX_UNKNOWN], usize),
+    AllocationMismatch,
+    /// 438 with a fresh NONCE.
+    StaleNonce,
+    AddressFamilyNotSupported,
+    WrongCredentials,
+    UnsupportedTransport,
+    PeerAddressFamilyMismatch,
+    QuotaReached,
+    InsufficientCapacity(&'static str),
+    ServerError(&'static str),
+    /// No response at all.
+    Drop(DropReason),
+}
+
+impl TurnError {
+    /// The STUN error code, or `None` for "drop silently".
+    pub fn code(&self) -> Option<u16> {
+        Some(match self {
+            TurnError::BadRequest(_) => ERR_BAD_REQUEST,
+            TurnError::Unauthorized(_) => ERR_UNAUTHORIZED,
+            TurnError::Forbidden(_) => ERR_FORBIDDEN,
+            TurnError::UnknownAttributes(..) => ERR_UNKNOWN_ATTRIBUTE,
+            TurnError::AllocationMismatch => ERR_ALLOCATION_MISMATCH,
+            TurnError::StaleNonce => ERR_STALE_NONCE,
+            TurnError::AddressFamilyNotSupported => ERR_ADDRESS_FAMILY_NOT_SUPPORTED,
+            TurnError::WrongCredentials => ERR_WRONG_CREDENTIALS,
+            TurnError::UnsupportedTransport => ERR_UNSUPPORTED_TRANSPORT_PROTOCOL,
+            TurnError::PeerAddressFamilyMismatch => ERR_PEER_ADDRESS_FAMILY_MISMATCH,
+            TurnError::QuotaReached => ERR_ALLOCATION_QUOTA_REACHED,
+            TurnError::InsufficientCapacity(_) => ERR_INSUFFICIENT_CAPACITY,
+            TurnError::ServerError(_) => ERR_SERVER_ERROR,
+            TurnError::Drop(_) => return None,
+        })
+    }
+
+    /// Whether the error response carries REALM and NONCE so the client can (re)authenticate.
+    pub fn carries_challenge(&self) -> bool {
+        matches!(self, TurnError::Unauthorized(_) | TurnError::StaleNonce)
+    }
+}

@@ -1,0 +1,76 @@
+//! What the state machine asks the driver to do.
+
+use std::net::SocketAddr;
+
+use crate::allocation::AllocationId;
+use crate::five_tuple::FiveTuple;
+
+/// Where a borrowed [`Transmit`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// Back to a client over its 5-tuple.
+    Client(FiveTuple),
+    /// To a peer, from the relay socket bound at `relay`.
+    Peer { relay: SocketAddr, peer: SocketAddr },
+}
+
+/// Bytes to send now, borrowed from the input packet or the server's scratch buffer (the hot
+/// path: no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    pub dest: Dest,
+    pub data: &'a [u8],
+}
+
+/// Address families of a relay request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Families {
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+/// A request for the driver to bind relay socket(s) (RFC 8656 §7.2 "relayed transport address").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRequest {
+    pub allocation: AllocationId,
+    pub generation: u64,
+    pub five_tuple: FiveTuple,
+    pub families: Families,
+    /// EVEN-PORT: `Some(reserve_next)` asks for an even port, and with `true` to reserve the next
+    /// port under a RESERVATION-TOKEN.
+    pub even_port: Option<bool>,
+    /// RESERVATION-TOKEN: use the port reserved under this token.
+    pub reservation_token: Option<u64>,
+    /// DONT-FRAGMENT: set the DF bit on packets to peers.
+    pub dont_fragment: bool,
+}
+
+/// Why the driver could not bind a relay of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayError {
+    /// No relay address of this family is configured (440).
+    FamilyUnsupported,
+    /// No free port in the relay range (508).
+    Exhausted,
+    /// RESERVATION-TOKEN unknown or expired (508).
+    BadToken,
+}
+
+/// The driver's answer to a [`RelayRequest`]. Families not requested are `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayResult {
+    pub ipv4: Option<Result<SocketAddr, RelayError>>,
+    pub ipv6: Option<Result<SocketAddr, RelayError>>,
+    pub reservation_token: Option<u64>,
+}
+
+/// Work for the driver that is not an immediate reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `data` to the client on `to`.
+    Transmit { to: FiveTuple, data: Vec<u8> },
+    /// Bind relay socket(s) and answer with [`crate::Server::handle_relay_created`].
+    CreateRelay(RelayRequest),
+    /// The relay socket bound at this address is no longer used.
+    ReleaseRelay(SocketAddr),
+}

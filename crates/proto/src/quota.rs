@@ -1,0 +1,87 @@
+//! Allocation quotas shared by all workers: total and per user (486 Allocation Quota Reached).
+//!
+//! Taken and released only when allocations are created and destroyed, never per packet, so the
+//! mutex here is off the packet path.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Counts live allocations. A limit of 0 means unlimited.
+#[derive(Debug)]
+pub struct AllocationQuota {
+    pub max_total: usize,
+    pub max_per_user: usize,
+    inner: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_user: HashMap<String, usize>,
+}
+
+impl AllocationQuota {
+    pub fn new(max_total: usize, max_per_user: usize) -> Self {
+        AllocationQuota {
+            max_total,
+            max_per_user,
+            inner: Mutex::new(Counts::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // A poisoned lock only means another worker panicked mid-update of plain counters; the
+        // counts are still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes one allocation for `user`; false when a limit is reached.
+    pub fn try_acquire(&self, user: &str) -> bool {
+        let mut c = self.lock();
+        if self.max_total != 0 && c.total >= self.max_total {
+            return false;
+        }
+        let n = c.per_user.get(user).copied().unwrap_or(0);
+        if self.max_per_user != 0 && n >= self.max_per_user {
+            return false;
+        }
+        c.total += 1;
+        *c.per_user.entry(user.to_string()).or_insert(0) += 1;
+        true
+    }
+
+    /// Gives back one allocation of `user`.
+    pub fn release(&self, user: &str) {
+        let mut c = self.lock();
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_user.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_user.remove(user);
+            }
+        }
+    }
+
+    /// Live allocations across all workers.
+    pub fn total(&self) -> usize {
+        self.lock().total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits() {
+        let q = AllocationQuota::new(3, 2);
+        assert!(q.try_acquire("a"));
+        assert!(q.try_acquire("a"));
+        assert!(!q.try_acquire("a"));
+        assert!(q.try_acquire("b"));
+        assert!(!q.try_acquire("c"));
+        q.release("a");
+        assert!(q.try_acquire("c"));
+        assert_eq!(q.total(), 3);
+    }
+}

@@ -1,0 +1,495 @@
+//! The TURN server state machine: demultiplexing, authentication, the response writer, the
+//! allocation table and the deadline queue. The per-method logic lives in one file per method
+//! (`binding`, `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`).
+//!
+//! Inputs: [`Server::handle_client_packet`], [`Server::handle_peer_packet`],
+//! [`Server::handle_relay_created`], [`Server::handle_connection_closed`],
+//! [`Server::handle_timeout`]. Outputs: the [`Transmit`] returned for the packet at hand, and
+//! [`Server::poll_output`] / [`Server::poll_timeout`] for everything else. No sockets, no clock:
+//! every input carries `now`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use turnpike_stun::*;
+
+use crate::allocation::{Allocation, AllocationId};
+use crate::auth::{AuthInfo, OFFERED_PASSWORD_ALGORITHMS};
+use crate::config::ServerConfig;
+use crate::error::{DropReason, TurnError, MAX_UNKNOWN};
+use crate::five_tuple::FiveTuple;
+use crate::nonce;
+use crate::output::{Dest, Output, Transmit};
+use crate::rate_limit::RateLimiter;
+use crate::stats::{Direction, Stats};
+use crate::timer::DeadlineQueue;
+
+/// Largest message the scratch buffer holds: a maximal UDP payload plus Data indication framing.
+pub(crate) const SCRATCH_LEN: usize = 65_536 + 256;
+/// How long a deleted allocation's last response is kept for retransmissions (RFC 8489 §6.3.1:
+/// 40 s covers a client's whole retransmission schedule).
+const REPLAY_WINDOW: Duration = Duration::from_secs(40);
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+
+/// What a deadline-queue entry refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    Allocation(AllocationId, u64),
+    Permission(AllocationId, u64, IpAddr),
+    Channel(AllocationId, u64, u16),
+    Housekeeping,
+}
+
+/// Who signs a response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResponseCtx {
+    pub method: u16,
+    pub tid: TransactionId,
+    pub fingerprint: bool,
+    pub key: Option<(Key, bool)>,
+}
+
+impl ResponseCtx {
+    pub fn new(msg: &Message<'_>, auth: Option<&AuthInfo>) -> Self {
+        ResponseCtx {
+            method: msg.method(),
+            tid: msg.transaction_id(),
+            fingerprint: msg.has_fingerprint(),
+            key: auth.map(|a| (a.key, a.sha256)),
+        }
+    }
+}
+
+/// The outcome of a request handler.
+pub(crate) enum Reply {
+    /// A response of this length was written to the scratch buffer.
+    Written(usize),
+    /// The response will be produced later (Allocate waiting for its relay).
+    Pending,
+}
+
+/// Attributes understood in TURN requests; any other comprehension-required one gets 420.
+const KNOWN_REQUEST_ATTRS: &[u16] = &[
+    ATTR_USERNAME,
+    ATTR_MESSAGE_INTEGRITY,
+    ATTR_MESSAGE_INTEGRITY_SHA256,
+    ATTR_REALM,
+    ATTR_NONCE,
+    ATTR_USERHASH,
+    ATTR_PASSWORD_ALGORITHM,
+    ATTR_CHANNEL_NUMBER,
+    ATTR_LIFETIME,
+    ATTR_XOR_PEER_ADDRESS,
+    ATTR_DATA,
+    ATTR_REQUESTED_ADDRESS_FAMILY,
+    ATTR_EVEN_PORT,
+    ATTR_REQUESTED_TRANSPORT,
+    ATTR_DONT_FRAGMENT,
+    ATTR_RESERVATION_TOKEN,
+    ATTR_PRIORITY,
+    ATTR_USE_CANDIDATE,
+    ATTR_PADDING,
+    ATTR_RESPONSE_PORT,
+    ATTR_CHANGE_REQUEST,
+    ATTR_CONNECTION_ID,
+];
+
+/// One TURN server instance. The driver runs one per core; they share only the `Arc`ed config
+/// (and its quota counters).
+pub struct Server {
+    pub(crate) cfg: Arc<ServerConfig>,
+    epoch: Instant,
+    epoch_unix: u64,
+    pub(crate) allocations: Slab<Allocation>,
+    pub(crate) by_five_tuple: HashMap<FiveTuple, AllocationId>,
+    pub(crate) by_relay: HashMap<SocketAddr, AllocationId>,
+    pub(crate) timers: DeadlineQueue<Timer>,
+    pub(crate) outputs: VecDeque<Output>,
+    pub(crate) scratch: Box<[u8]>,
+    limiter: RateLimiter,
+    recently_deleted: HashMap<FiveTuple, (TransactionId, Vec<u8>, Instant)>,
+    pub(crate) next_generation: u64,
+    features: [u8; 4],
+    /// Counters; read by the driver.
+    pub stats: Stats,
+}
+
+impl Server {
+    /// A server whose clock reads `now` and whose wall clock reads `now_unix` (seconds since
+    /// 1970) at the same moment.
+    pub fn new(cfg: Arc<ServerConfig>, now: Instant, now_unix: u64) -> Self {
+        let mut timers = DeadlineQueue::default();
+        timers.push(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
+        let features = nonce::feature_chars(true, cfg.credentials.has_static_users());
+        Server {
+            limiter: RateLimiter::new(cfg.unauth_burst, cfg.unauth_rate_per_sec),
+            cfg,
+            epoch: now,
+            epoch_unix: now_unix,
+            allocations: Slab::new(),
+            by_five_tuple: HashMap::new(),
+            by_relay: HashMap::new(),
+            timers,
+            outputs: VecDeque::new(),
+            scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
+            recently_deleted: HashMap::new(),
+            next_generation: 1,
+            features,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn unix_now(&self, now: Instant) -> u64 {
+        self.epoch_unix + now.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    /// Number of live allocations on this instance.
+    pub fn allocation_count(&self) -> usize {
+        self.allocations.len()
+    }
+
+    /// Next thing the driver must do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Server::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// A packet from a client on `ft`. Returns what to send right away (a response, or relayed
+    /// data for a peer); further work is queued for [`Server::poll_output`].
+    pub fn handle_client_packet<'a>(&'a mut self, now: Instant, ft: FiveTuple, data: &'a [u8]) -> Option<Transmit<'a>> {
+        match data.first().map(|b| b >> 6) {
+            Some(1) => self.handle_channel_data(now, ft, data),
+            Some(0) => self.handle_stun(now, ft, data),
+            _ => {
+                self.stats.drop(DropReason::Malformed);
+                None
+            }
+        }
+    }
+
+    fn handle_stun<'a>(&'a mut self, now: Instant, ft: FiveTuple, data: &'a [u8]) -> Option<Transmit<'a>> {
+        let msg = match Message::parse_exact(data) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.drop(DropReason::Malformed);
+                return None;
+            }
+        };
+        if msg.check_fingerprint().is_err() {
+            self.stats.drop(DropReason::Malformed);
+            return None;
+        }
+        match msg.class() {
+            Class::Request => {
+                let n = self.handle_request(now, ft, &msg)?;
+                Some(Transmit {
+                    dest: Dest::Client(ft),
+                    data: &self.scratch[..n],
+                })
+            }
+            Class::Indication if msg.method() == METHOD_SEND => self.handle_send_indication(now, ft, msg),
+            _ => {
+                self.stats.drop(DropReason::Unexpected);
+                None
+            }
+        }
+    }
+
+    /// Processes a request; returns the length of the response in the scratch buffer.
+    fn handle_request(&mut self, now: Instant, ft: FiveTuple, msg: &Message<'_>) -> Option<usize> {
+        self.stats.requests += 1;
+        let tid = msg.transaction_id();
+        // A retransmission gets the same answer as the original (RFC 8489 §6.3.1).
+        if let Some(&id) = self.by_five_tuple.get(&ft) {
+            let a = &self.allocations[id];
+            if let Some((t, bytes)) = &a.last_response {
+                if *t == tid {
+                    let n = bytes.len();
+                    self.scratch[..n].copy_from_slice(bytes);
+                    return Some(n);
+                }
+            }
+            if let crate::allocation::AllocationState::Pending { tid: t, .. } = a.state {
+                if t == tid {
+                    self.stats.drop(DropReason::InProgress);
+                    return None;
+                }
+            }
+        }
+        if let Some((t, bytes, _)) = self.recently_deleted.get(&ft) {
+            if *t == tid {
+                let n = bytes.len();
+                self.scratch[..n].copy_from_slice(bytes);
+                return Some(n);
+            }
+        }
+
+        let mut ctx = ResponseCtx::new(msg, None);
+        let result = if msg.method() == METHOD_BINDING {
+            self.stats.binding_requests += 1;
+            self.handle_binding(ft, msg, &ctx)
+        } else {
+            match self.authenticate(now, ft, msg) {
+                Err(e) => Err(e),
+                Ok(auth) => {
+                    ctx.key = Some((auth.key, auth.sha256));
+                    self.check_unknown(msg).and_then(|()| match msg.method() {
+                        METHOD_ALLOCATE => self.handle_allocate(now, ft, msg, &auth, &ctx),
+                        METHOD_REFRESH => self.handle_refresh(now, ft, msg, &auth, &ctx),
+                        METHOD_CREATE_PERMISSION => self.handle_create_permission(now, ft, msg, &auth, &ctx),
+                        METHOD_CHANNEL_BIND => self.handle_channel_bind(now, ft, msg, &auth, &ctx),
+                        _ => Err(TurnError::BadRequest("unsupported method")),
+                    })
+                }
+            }
+        };
+        let n = match result {
+            Ok(Reply::Written(n)) => n,
+            Ok(Reply::Pending) => return None,
+            Err(e) => self.write_error(now, ft, &ctx, &e)?,
+        };
+        // Remember the answer on the allocation for retransmissions.
+        if msg.method() != METHOD_BINDING {
+            if let Some(&id) = self.by_five_tuple.get(&ft) {
+                self.allocations[id].last_response = Some((tid, self.scratch[..n].to_vec()));
+            }
+        }
+        Some(n)
+    }
+
+    /// Long-term credential checks of RFC 8489 §9.2.4, in the RFC's order.
+    fn authenticate(&mut self, now: Instant, ft: FiveTuple, msg: &Message<'_>) -> Result<AuthInfo, TurnError> {
+        if !msg.has_integrity() {
+            return Err(TurnError::Unauthorized("no MESSAGE-INTEGRITY"));
+        }
+        let (Some(realm), Some(nonce)) = (msg.get(ATTR_REALM), msg.get(ATTR_NONCE)) else {
+            return Err(TurnError::BadRequest("REALM or NONCE missing"));
+        };
+        if msg.get(ATTR_USERNAME).is_none() && msg.get(ATTR_USERHASH).is_none() {
+            return Err(TurnError::BadRequest("USERNAME missing"));
+        }
+        let unix = self.unix_now(now);
+        let lifetime = self.cfg.nonce_lifetime.as_secs();
+        if !nonce::verify(&self.cfg.nonce_secret, nonce, unix, lifetime, ft.client.ip()) {
+            self.stats.stale_nonces += 1;
+            return Err(TurnError::StaleNonce);
+        }
+        if realm != self.cfg.realm.as_bytes() {
+            self.stats.auth_failures += 1;
+            return Err(TurnError::Unauthorized("wrong realm"));
+        }
+        self.cfg
+            .credentials
+            .authenticate(msg, &self.cfg.realm, unix)
+            .inspect_err(|_| self.stats.auth_failures += 1)
+    }
+
+    fn check_unknown(&self, msg: &Message<'_>) -> Result<(), TurnError> {
+        let mut unknown = [0u16; MAX_UNKNOWN];
+        let n = msg.unknown_required(KNOWN_REQUEST_ATTRS, &mut unknown);
+        if n > 0 {
+            return Err(TurnError::UnknownAttributes(unknown, n));
+        }
+        Ok(())
+    }
+
+    /// Writes a success response with `body` into the scratch buffer; signs it when the request
+    /// was authenticated.
+    pub(crate) fn write_success(
+        &mut self,
+        ctx: &ResponseCtx,
+        body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), StunError>,
+    ) -> Result<usize, TurnError> {
+        write_response(&mut self.scratch, ctx, Class::Success, &self.cfg.software, body)
+            .map_err(|_| TurnError::ServerError("response too large"))
+    }
+
+    /// Writes the error response for `e`, or returns `None` when it is to be dropped.
+    pub(crate) fn write_error(&mut self, now: Instant, ft: FiveTuple, ctx: &ResponseCtx, e: &TurnError) -> Option<usize> {
+        let code = match e.code() {
+            Some(c) => c,
+            None => {
+                if let TurnError::Drop(r) = e {
+                    self.stats.drop(*r);
+                }
+                return None;
+            }
+        };
+        tracing::debug!(client = %ft.client, code, reason = ?e, "error response");
+        if e.carries_challenge() && !self.limiter.allow(now, crate::auth::challenge_key(ft.client.ip())) {
+            self.stats.drop(DropReason::RateLimited);
+            return None;
+        }
+        self.stats.error_responses += 1;
+        let mut ctx = *ctx;
+        let challenge = e.carries_challenge();
+        if challenge {
+            // Challenges are not signed: the client has no valid key yet (or its nonce is stale).
+            ctx.key = None;
+        }
+        let nonce = challenge.then(|| nonce::mint(&self.cfg.nonce_secret, self.features, self.unix_now(now), ft.client.ip()));
+        // Unauthenticated answers carry no SOFTWARE: keep them as small as possible.
+        let software = if ctx.key.is_some() { self.cfg.software.as_str() } else { "" };
+        let realm = self.cfg.realm.as_bytes();
+        let r = write_response(&mut self.scratch, &ctx, Class::Error, software, |w| {
+            w.error_code(code)?;
+            if let TurnError::UnknownAttributes(list, n) = e {
+                w.unknown_attributes(&list[..*n])?;
+            }
+            if let Some(nonce) = &nonce {
+                w.attr(ATTR_REALM, realm)?;
+                w.attr(ATTR_NONCE, nonce)?;
+                w.attr(ATTR_PASSWORD_ALGORITHMS, &OFFERED_PASSWORD_ALGORITHMS)?;
+            }
+            Ok(())
+        });
+        r.ok()
+    }
+
+    /// Allocates a fresh generation number for a new allocation.
+    pub(crate) fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    /// The address advertised for a bound relay address (external IP mapping for NAT).
+    pub(crate) fn advertised(&self, bound: SocketAddr) -> SocketAddr {
+        let ext = if bound.is_ipv4() { self.cfg.external_ipv4 } else { self.cfg.external_ipv6 };
+        match ext {
+            Some(ip) => SocketAddr::new(ip, bound.port()),
+            None => bound,
+        }
+    }
+
+    /// Removes an allocation and everything attached to it.
+    pub(crate) fn remove_allocation(&mut self, id: AllocationId) -> Allocation {
+        let a = self.allocations.remove(id);
+        self.by_five_tuple.remove(&a.five_tuple);
+        for r in a.relays.iter().flatten() {
+            self.by_relay.remove(r);
+            self.outputs.push_back(Output::ReleaseRelay(*r));
+        }
+        self.cfg.quota.release(&a.username);
+        self.stats.allocations = self.allocations.len() as u64;
+        self.stats.permissions -= a.permissions.len() as u64;
+        self.stats.channels -= a.channels.values().filter(|c| c.counted).count() as u64;
+        a
+    }
+
+    /// Keeps the last response of a deleted allocation for retransmissions.
+    pub(crate) fn remember_deleted(&mut self, now: Instant, ft: FiveTuple, tid: TransactionId, response: Vec<u8>) {
+        self.recently_deleted.insert(ft, (tid, response, now));
+    }
+
+    /// A stream connection (TCP/TLS) closed: its allocation goes with it (RFC 8656 §3.1).
+    pub fn handle_connection_closed(&mut self, _now: Instant, ft: FiveTuple) {
+        if let Some(&id) = self.by_five_tuple.get(&ft) {
+            self.remove_allocation(id);
+            self.stats.allocations_deleted += 1;
+        }
+    }
+
+    /// Expires whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((_, t)) = self.timers.pop_due(now) {
+            match t {
+                Timer::Allocation(id, gen) => {
+                    if self.allocations.get(id).is_some_and(|a| a.generation == gen && a.expires <= now) {
+                        tracing::debug!(id, "allocation expired");
+                        self.remove_allocation(id);
+                        self.stats.allocations_expired += 1;
+                    }
+                }
+                Timer::Permission(id, gen, ip) => {
+                    if let Some(a) = self.allocations.get_mut(id).filter(|a| a.generation == gen) {
+                        if a.permissions.get(&ip).is_some_and(|&e| e <= now) {
+                            a.permissions.remove(&ip);
+                            self.stats.permissions -= 1;
+                        }
+                    }
+                }
+                Timer::Channel(id, gen, num) => self.expire_channel(now, id, gen, num),
+                Timer::Housekeeping => {
+                    self.limiter.sweep(now);
+                    self.recently_deleted
+                        .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < REPLAY_WINDOW);
+                    self.timers.push(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
+                }
+            }
+        }
+    }
+
+    /// A channel expires in two steps: at `expires` it stops carrying data; after the cool-down
+    /// its number and peer are free again.
+    fn expire_channel(&mut self, now: Instant, id: AllocationId, gen: u64, num: u16) {
+        let Some(a) = self.allocations.get_mut(id).filter(|a| a.generation == gen) else {
+            return;
+        };
+        let Some(c) = a.channels.get_mut(&num) else {
+            return;
+        };
+        if c.expires > now {
+            return; // refreshed since
+        }
+        let free_at = c.expires + crate::allocation::CHANNEL_COOLDOWN;
+        if now < free_at {
+            if c.counted {
+                c.counted = false;
+                self.stats.channels -= 1;
+            }
+            self.timers.push(free_at, Timer::Channel(id, gen, num));
+        } else {
+            let c = *c;
+            a.channels.remove(&num);
+            a.peer_channels.remove(&c.peer);
+        }
+    }
+
+    /// Counts a relayed packet leaving to a peer and returns the transmit.
+    #[inline]
+    pub(crate) fn to_peer<'a>(&mut self, ft: &FiveTuple, relay: SocketAddr, peer: SocketAddr, data: &'a [u8]) -> Transmit<'a> {
+        self.stats.count(Direction::ServerToPeer, ft.transport, data.len());
+        Transmit {
+            dest: Dest::Peer { relay, peer },
+            data,
+        }
+    }
+}
+
+/// Writes a response: header, `body`, SOFTWARE, integrity (if keyed) and FINGERPRINT (if the
+/// request had one).
+pub(crate) fn write_response(
+    buf: &mut [u8],
+    ctx: &ResponseCtx,
+    class: Class,
+    software: &str,
+    body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), StunError>,
+) -> Result<usize, StunError> {
+    let mut w = MessageWriter::new(buf, MessageType::new(ctx.method, class), ctx.tid)?;
+    body(&mut w)?;
+    if !software.is_empty() {
+        w.attr(ATTR_SOFTWARE, software.as_bytes())?;
+    }
+    if let Some((key, sha256)) = &ctx.key {
+        if *sha256 {
+            w.integrity_sha256(key)?;
+        } else {
+            w.integrity(key)?;
+        }
+    }
+    if ctx.fingerprint {
+        w.fingerprint()?;
+    }
+    Ok(w.finish())
+}

@@ -1,0 +1,644 @@
+//! The sans-IO server driven with a virtual clock: every RFC step and timeout, with no sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use turnpike_proto::*;
+use turnpike_stun::*;
+
+const REALM: &str = "example.org";
+const UNIX0: u64 = 1_800_000_000;
+
+fn ft(client: &str) -> FiveTuple {
+    FiveTuple {
+        client: client.parse().unwrap(),
+        server: "192.0.2.1:3478".parse().unwrap(),
+        transport: Transport::Udp,
+    }
+}
+
+fn config(f: impl FnOnce(&mut ServerConfig)) -> Arc<ServerConfig> {
+    let mut creds = Credentials::new();
+    creds.add_user("alice", UserSecret::Password("secret".into()));
+    creds.add_user("bob", UserSecret::Password("hunter2".into()));
+    creds.add_shared_secret(b"north".to_vec());
+    let mut cfg = ServerConfig::new(REALM, creds.for_realm(REALM), [5u8; 32]);
+    cfg.peer_policy = PeerPolicy::new(vec![], vec![], vec!["198.51.100.0/24".parse().unwrap()]);
+    f(&mut cfg);
+    Arc::new(cfg)
+}
+
+/// A minimal TURN client that builds requests with our writer.
+struct Client {
+    ft: FiveTuple,
+    user: String,
+    password: String,
+    nonce: Vec<u8>,
+    next_tid: u8,
+}
+
+impl Client {
+    fn new(addr: &str, user: &str, password: &str) -> Self {
+        Client {
+            ft: ft(addr),
+            user: user.into(),
+            password: password.into(),
+            nonce: vec![],
+            next_tid: 1,
+        }
+    }
+
+    fn tid(&mut self) -> TransactionId {
+        self.next_tid += 1;
+        [self.next_tid; 12]
+    }
+
+    fn request(&mut self, method: u16, auth: bool, attrs: impl FnOnce(&mut MessageWriter<'_>)) -> Vec<u8> {
+        let tid = self.tid();
+        self.request_with_tid(method, tid, auth, attrs)
+    }
+
+    fn request_with_tid(
+        &mut self,
+        method: u16,
+        tid: TransactionId,
+        auth: bool,
+        attrs: impl FnOnce(&mut MessageWriter<'_>),
+    ) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        let mut w = MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid).unwrap();
+        attrs(&mut w);
+        if auth {
+            w.attr(ATTR_USERNAME, self.user.as_bytes()).unwrap();
+            w.attr(ATTR_REALM, REALM.as_bytes()).unwrap();
+            w.attr(ATTR_NONCE, &self.nonce).unwrap();
+            let key = long_term_key(self.user.as_bytes(), REALM.as_bytes(), self.password.as_bytes());
+            w.integrity(&key).unwrap();
+        }
+        w.fingerprint().unwrap();
+        let n = w.finish();
+        buf.truncate(n);
+        buf
+    }
+
+    fn key(&self) -> Key {
+        long_term_key(self.user.as_bytes(), REALM.as_bytes(), self.password.as_bytes())
+    }
+}
+
+/// Sends `req` and returns the response bytes (from the immediate transmit or the output queue
+/// after the relay was "bound").
+fn exchange(s: &mut Server, now: Instant, c: &Client, req: &[u8]) -> Option<Vec<u8>> {
+    let r = s.handle_client_packet(now, c.ft, req).map(|t| {
+        assert_eq!(t.dest, Dest::Client(c.ft));
+        t.data.to_vec()
+    });
+    if r.is_some() {
+        return r;
+    }
+    // Allocate: play the driver.
+    let mut port = 50_000;
+    while let Some(o) = s.poll_output() {
+        match o {
+            Output::CreateRelay(req) => {
+                let mk = |ip: &str, port: u16| -> SocketAddr { format!("{ip}:{port}").parse().unwrap() };
+                port += 2;
+                let res = RelayResult {
+                    ipv4: req.families.ipv4.then(|| Ok(mk("192.0.2.1", port))),
+                    ipv6: req.families.ipv6.then(|| Ok(mk("[2001:db8::1]", port))),
+                    reservation_token: req.even_port.filter(|r| *r).map(|_| 0x1122_3344_5566_7788),
+                };
+                s.handle_relay_created(now, req.allocation, req.generation, res);
+            }
+            Output::Transmit { to, data } => {
+                assert_eq!(to, c.ft);
+                return Some(data);
+            }
+            Output::ReleaseRelay(_) => {}
+        }
+    }
+    None
+}
+
+fn parse(b: &[u8]) -> Message<'_> {
+    Message::parse_exact(b).unwrap()
+}
+
+fn error_code(b: &[u8]) -> Option<u16> {
+    let m = parse(b);
+    m.get(ATTR_ERROR_CODE).map(|v| decode_error_code(v).unwrap().code)
+}
+
+/// Gets a nonce with an unauthenticated request, as real clients do.
+fn challenge(s: &mut Server, now: Instant, c: &mut Client) {
+    let req = c.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(s, now, c, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(401));
+    let m = parse(&resp);
+    assert_eq!(m.get(ATTR_REALM).unwrap(), REALM.as_bytes());
+    assert!(!m.has_integrity(), "a challenge is not signed");
+    assert!(m.get(ATTR_SOFTWARE).is_none(), "unauthenticated answers carry no SOFTWARE");
+    c.nonce = m.get(ATTR_NONCE).unwrap().to_vec();
+}
+
+fn allocate(s: &mut Server, now: Instant, c: &mut Client) -> SocketAddr {
+    challenge(s, now, c);
+    let req = c.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(s, now, c, &req).unwrap();
+    assert_eq!(error_code(&resp), None, "allocate failed");
+    let m = parse(&resp);
+    assert!(m.check_integrity(c.key().as_bytes()));
+    assert!(m.check_fingerprint().unwrap());
+    let tid = m.transaction_id();
+    assert_eq!(decode_xor_address(m.get(ATTR_XOR_MAPPED_ADDRESS).unwrap(), &tid).unwrap(), c.ft.client);
+    assert_eq!(m.get(ATTR_LIFETIME).unwrap(), 600u32.to_be_bytes());
+    decode_xor_address(m.get(ATTR_XOR_RELAYED_ADDRESS).unwrap(), &tid).unwrap()
+}
+
+fn peer_attr(w: &mut MessageWriter<'_>, peer: &str) {
+    w.xor_address(ATTR_XOR_PEER_ADDRESS, peer.parse().unwrap()).unwrap();
+}
+
+fn new_server(cfg: Arc<ServerConfig>) -> (Server, Instant) {
+    let t0 = Instant::now();
+    (Server::new(cfg, t0, UNIX0), t0)
+}
+
+#[test]
+fn binding_reflects_address() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    let req = c.request(METHOD_BINDING, false, |_| {});
+    let resp = exchange(&mut s, t0, &c, &req).unwrap();
+    let m = parse(&resp);
+    assert_eq!(m.class(), Class::Success);
+    assert_eq!(
+        decode_xor_address(m.get(ATTR_XOR_MAPPED_ADDRESS).unwrap(), &m.transaction_id()).unwrap(),
+        c.ft.client
+    );
+    assert!(m.check_fingerprint().unwrap());
+    // CHANGE-REQUEST is not served by a single-address server: 420 listing it.
+    let req = c.request(METHOD_BINDING, false, |w| {
+        w.attr_u32(ATTR_CHANGE_REQUEST, 6).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &c, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(420));
+    assert_eq!(parse(&resp).get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(), [0x00, 0x03]);
+}
+
+#[test]
+fn full_relay_cycle_with_channels_and_indications() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    let relay = allocate(&mut s, t0, &mut c);
+    assert_eq!(relay, "192.0.2.1:50002".parse().unwrap());
+    assert_eq!(s.stats.allocations, 1);
+
+    // Without a permission, peer data is dropped.
+    let peer: SocketAddr = "198.51.100.7:9000".parse().unwrap();
+    let mut buf = vec![0u8; 64];
+    buf[4..9].copy_from_slice(b"hello");
+    assert!(s.handle_peer_packet(t0, relay, peer, &mut buf, 5).is_none());
+    assert_eq!(s.stats.dropped[DropReason::NoPermission as usize], 1);
+
+    // CreatePermission, then a Send indication goes out and peer data comes back as Data.
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, "198.51.100.7:1"));
+    let resp = exchange(&mut s, t0, &c, &req).unwrap();
+    assert_eq!(error_code(&resp), None);
+    let mut b = vec![0u8; 256];
+    let mut w = MessageWriter::new(&mut b, MessageType::new(METHOD_SEND, Class::Indication), [9; 12]).unwrap();
+    w.xor_address(ATTR_XOR_PEER_ADDRESS, peer).unwrap();
+    w.attr(ATTR_DATA, b"ping").unwrap();
+    let n = w.finish();
+    let t = s.handle_client_packet(t0, c.ft, &b[..n]).unwrap();
+    assert_eq!(t.dest, Dest::Peer { relay, peer });
+    assert_eq!(t.data, b"ping");
+
+    let t = s.handle_peer_packet(t0, relay, peer, &mut buf, 5).unwrap();
+    let m = parse(t.data);
+    assert_eq!(m.typ(), MessageType::new(METHOD_DATA, Class::Indication));
+    assert_eq!(m.get(ATTR_DATA).unwrap(), b"hello");
+    assert_eq!(decode_xor_address(m.get(ATTR_XOR_PEER_ADDRESS).unwrap(), &m.transaction_id()).unwrap(), peer);
+
+    // ChannelBind, then ChannelData both ways without STUN framing.
+    let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
+        w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4001 << 16).unwrap();
+        peer_attr(w, "198.51.100.7:9000");
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
+    assert_eq!(s.stats.channels, 1);
+    let cd = [0x40, 0x01, 0x00, 0x03, b'a', b'b', b'c', 0];
+    let t = s.handle_client_packet(t0, c.ft, &cd).unwrap();
+    assert_eq!(t.dest, Dest::Peer { relay, peer });
+    assert_eq!(t.data, b"abc");
+    let t = s.handle_peer_packet(t0, relay, peer, &mut buf, 5).unwrap();
+    assert_eq!(t.data, [0x40, 0x01, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o']);
+
+    // ChannelData on an unbound channel is dropped.
+    let cd = [0x40, 0x02, 0x00, 0x01, b'x', 0, 0, 0];
+    assert!(s.handle_client_packet(t0, c.ft, &cd).is_none());
+    assert_eq!(s.stats.dropped[DropReason::NoChannel as usize], 1);
+
+    // Rebinding the number to another peer, or the peer to another number: 400.
+    let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
+        w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4001 << 16).unwrap();
+        peer_attr(w, "198.51.100.8:9000");
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(400));
+    let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
+        w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4002 << 16).unwrap();
+        peer_attr(w, "198.51.100.7:9000");
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(400));
+    // Out-of-range channel numbers: 400.
+    let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
+        w.attr_u32(ATTR_CHANNEL_NUMBER, 0x3FFF << 16).unwrap();
+        peer_attr(w, "198.51.100.7:9000");
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(400));
+
+    // Over TCP, ChannelData to the client is padded to 4 bytes.
+    let mut ct = Client::new("203.0.113.10:4001", "bob", "hunter2");
+    ct.ft.transport = Transport::Tcp;
+    let relay2 = allocate(&mut s, t0, &mut ct);
+    let req = ct.request(METHOD_CHANNEL_BIND, true, |w| {
+        w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4000 << 16).unwrap();
+        peer_attr(w, "198.51.100.7:9000");
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &ct, &req).unwrap()), None);
+    let t = s.handle_peer_packet(t0, relay2, peer, &mut buf, 5).unwrap();
+    assert_eq!(t.data.len(), 12);
+    assert_eq!(&t.data[..4], [0x40, 0x00, 0x00, 0x05]);
+}
+
+#[test]
+fn timeouts_with_virtual_clock() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    let relay = allocate(&mut s, t0, &mut c);
+    let peer: SocketAddr = "198.51.100.7:9000".parse().unwrap();
+    let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
+        w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4001 << 16).unwrap();
+        w.xor_address(ATTR_XOR_PEER_ADDRESS, peer).unwrap();
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
+    let mut buf = vec![0u8; 64];
+
+    // Permission lapses at 300 s (channel still bound): peer data dropped.
+    let t299 = t0 + Duration::from_secs(299);
+    s.handle_timeout(t299);
+    assert!(s.handle_peer_packet(t299, relay, peer, &mut buf, 1).is_some());
+    let t300 = t0 + Duration::from_secs(300);
+    assert!(s.poll_timeout().unwrap() <= t300);
+    s.handle_timeout(t300);
+    assert_eq!(s.stats.permissions, 0);
+    assert!(s.handle_peer_packet(t300, relay, peer, &mut buf, 1).is_none());
+
+    // The nonce is stale after 600 s: 438 with a new nonce; the new nonce works.
+    let t601 = t0 + Duration::from_secs(601);
+    let req = c.request(METHOD_REFRESH, true, |w| {
+        w.attr_u32(ATTR_LIFETIME, 600).unwrap();
+    });
+    s.handle_timeout(t601);
+    // The allocation (600 s) has expired by now.
+    assert_eq!(s.stats.allocations, 0);
+    assert_eq!(s.stats.allocations_expired, 1);
+    assert_eq!(s.stats.channels, 0);
+    let resp = exchange(&mut s, t601, &c, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(438));
+    c.nonce = parse(&resp).get(ATTR_NONCE).unwrap().to_vec();
+    let req = c.request(METHOD_REFRESH, true, |_| {});
+    assert_eq!(error_code(&exchange(&mut s, t601, &c, &req).unwrap()), Some(437));
+}
+
+#[test]
+fn channel_refresh_keeps_it_alive_and_cooldown_blocks_reuse() {
+    let (mut s, t0) = new_server(config(|cfg| cfg.nonce_lifetime = Duration::from_secs(3600)));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    let relay = allocate(&mut s, t0, &mut c);
+    let bind = |c: &mut Client, peer: &str| {
+        c.request(METHOD_CHANNEL_BIND, true, |w| {
+            w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4001 << 16).unwrap();
+            peer_attr(w, peer);
+        })
+    };
+    let req = bind(&mut c, "198.51.100.7:9000");
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
+    // Keep the allocation alive with refreshes.
+    let t500 = t0 + Duration::from_secs(500);
+    let req = c.request(METHOD_REFRESH, true, |w| w.attr_u32(ATTR_LIFETIME, 3600).map(|_| ()).unwrap());
+    let resp = exchange(&mut s, t500, &c, &req).unwrap();
+    assert_eq!(parse(&resp).get(ATTR_LIFETIME).unwrap(), 3600u32.to_be_bytes());
+    // Channel lapses at 600 s.
+    let t600 = t0 + Duration::from_secs(600);
+    s.handle_timeout(t600);
+    assert_eq!(s.stats.channels, 0);
+    let cd = [0x40, 0x01, 0x00, 0x01, b'x', 0, 0, 0];
+    assert!(s.handle_client_packet(t600, c.ft, &cd).is_none());
+    // During the 5-minute cool-down the number cannot go to another peer.
+    let t700 = t0 + Duration::from_secs(700);
+    s.handle_timeout(t700);
+    let req = bind(&mut c, "198.51.100.8:9000");
+    assert_eq!(error_code(&exchange(&mut s, t700, &c, &req).unwrap()), Some(400));
+    // After it, it can.
+    let t901 = t0 + Duration::from_secs(901);
+    s.handle_timeout(t901);
+    let req = bind(&mut c, "198.51.100.8:9000");
+    assert_eq!(error_code(&exchange(&mut s, t901, &c, &req).unwrap()), None);
+    assert_eq!(s.stats.channels, 1);
+    let mut buf = vec![0u8; 16];
+    assert!(s.handle_peer_packet(t901, relay, "198.51.100.8:9000".parse().unwrap(), &mut buf, 1).is_some());
+}
+
+#[test]
+fn retransmissions_get_identical_answers() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    challenge(&mut s, t0, &mut c);
+    let tid = [42u8; 12];
+    let req = c.request_with_tid(METHOD_ALLOCATE, tid, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let first = exchange(&mut s, t0, &c, &req).unwrap();
+    let again = exchange(&mut s, t0 + Duration::from_millis(500), &c, &req).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(s.allocation_count(), 1);
+    // A new transaction on the same 5-tuple: 437.
+    let req2 = c.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req2).unwrap()), Some(437));
+    // Refresh with lifetime 0 deletes; its retransmission gets the same success.
+    let del = c.request(METHOD_REFRESH, true, |w| w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap());
+    let r1 = exchange(&mut s, t0, &c, &del).unwrap();
+    assert_eq!(error_code(&r1), None);
+    assert_eq!(parse(&r1).get(ATTR_LIFETIME).unwrap(), [0, 0, 0, 0]);
+    assert_eq!(s.allocation_count(), 0);
+    let r2 = exchange(&mut s, t0, &c, &del).unwrap();
+    assert_eq!(r1, r2);
+    // And the 5-tuple can allocate again.
+    let req3 = c.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req3).unwrap()), None);
+}
+
+#[test]
+fn allocate_error_codes() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    challenge(&mut s, t0, &mut c);
+    let cases: Vec<(u16, Box<dyn Fn(&mut MessageWriter<'_>)>)> = vec![
+        (400, Box::new(|_| {})),
+        (442, Box::new(|w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[6, 0, 0, 0]).unwrap();
+        })),
+        (440, Box::new(|w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+            w.attr(ATTR_REQUESTED_ADDRESS_FAMILY, &[0x07, 0, 0, 0]).unwrap();
+        })),
+        (400, Box::new(|w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+            w.attr(ATTR_REQUESTED_ADDRESS_FAMILY, &[0x01, 0, 0, 0]).unwrap();
+            w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x02, 0, 0, 0]).unwrap();
+        })),
+        (400, Box::new(|w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+            w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x01, 0, 0, 0]).unwrap();
+        })),
+        (400, Box::new(|w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+            w.attr(ATTR_EVEN_PORT, &[0x80]).unwrap();
+            w.attr(ATTR_RESERVATION_TOKEN, &[1; 8]).unwrap();
+        })),
+        (420, Box::new(|w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+            w.attr(0x7777, &[1, 2, 3, 4]).unwrap();
+        })),
+    ];
+    for (want, f) in cases {
+        let req = c.request(METHOD_ALLOCATE, true, |w| f(w));
+        let resp = exchange(&mut s, t0, &c, &req).unwrap();
+        assert_eq!(error_code(&resp), Some(want));
+        // Errors after authentication are signed.
+        assert!(parse(&resp).check_integrity(c.key().as_bytes()));
+    }
+    // Wrong password: 401, unsigned.
+    let mut bad = Client::new("203.0.113.9:4001", "alice", "wrong");
+    challenge(&mut s, t0, &mut bad);
+    let req = bad.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &bad, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(401));
+    assert!(!parse(&resp).has_integrity());
+    assert_eq!(s.stats.auth_failures, 1);
+    // Integrity present but NONCE missing: 400.
+    let mut buf = vec![0u8; 256];
+    let mut w = MessageWriter::new(&mut buf, MessageType::new(METHOD_ALLOCATE, Class::Request), [1; 12]).unwrap();
+    w.attr(ATTR_USERNAME, b"alice").unwrap();
+    w.attr(ATTR_REALM, REALM.as_bytes()).unwrap();
+    w.integrity(&c.key()).unwrap();
+    let n = w.finish();
+    let resp = exchange(&mut s, t0, &c, &buf[..n]).unwrap();
+    assert_eq!(error_code(&resp), Some(400));
+}
+
+#[test]
+fn other_users_requests_get_441_and_families_443() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate(&mut s, t0, &mut c);
+    let mut b = Client::new("203.0.113.9:4000", "bob", "hunter2");
+    b.nonce = c.nonce.clone();
+    let req = b.request(METHOD_REFRESH, true, |_| {});
+    assert_eq!(error_code(&exchange(&mut s, t0, &b, &req).unwrap()), Some(441));
+    // An IPv6 peer on an IPv4-only allocation: 443.
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, "[2001:db8::9]:1"));
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(443));
+}
+
+#[test]
+fn peer_policy_refuses_loopback_unless_danger_allowed() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate(&mut s, t0, &mut c);
+    for p in ["127.0.0.1:9", "10.0.0.1:9", "0.0.0.0:9", "224.0.0.1:9", "169.254.0.1:9"] {
+        let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, p));
+        assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(403), "{p}");
+    }
+    let (mut s, t0) = new_server(config(|cfg| {
+        cfg.peer_policy = PeerPolicy::new(vec![], vec![], vec!["127.0.0.0/8".parse().unwrap()]);
+    }));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate(&mut s, t0, &mut c);
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, "127.0.0.1:9"));
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
+}
+
+#[test]
+fn quotas_and_drain() {
+    let cfg = config(|cfg| cfg.quota = Arc::new(AllocationQuota::new(0, 1)));
+    let (mut s, t0) = new_server(cfg.clone());
+    let mut c1 = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate(&mut s, t0, &mut c1);
+    let mut c2 = Client::new("203.0.113.9:4001", "alice", "secret");
+    challenge(&mut s, t0, &mut c2);
+    let req = c2.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), Some(486));
+    // Deleting the first frees the quota.
+    let del = c1.request(METHOD_REFRESH, true, |w| w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap());
+    exchange(&mut s, t0, &c1, &del).unwrap();
+    let req = c2.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), None);
+    // Draining: no new allocations (508), existing ones keep working.
+    cfg.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut c3 = Client::new("203.0.113.9:4002", "bob", "hunter2");
+    challenge(&mut s, t0, &mut c3);
+    let req = c3.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c3, &req).unwrap()), Some(508));
+    let req = c2.request(METHOD_REFRESH, true, |_| {});
+    assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), None);
+}
+
+#[test]
+fn shared_secret_credentials_and_expiry() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let user = format!("{}:carol", UNIX0 + 3600);
+    let pass = Credentials::shared_secret_password(b"north", &user);
+    let mut c = Client::new("203.0.113.9:4000", &user, &pass);
+    allocate(&mut s, t0, &mut c);
+    let user = format!("{}:dave", UNIX0 - 1);
+    let pass = Credentials::shared_secret_password(b"north", &user);
+    let mut d = Client::new("203.0.113.9:4001", &user, &pass);
+    challenge(&mut s, t0, &mut d);
+    let req = d.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &d, &req).unwrap()), Some(401));
+}
+
+#[test]
+fn dual_allocation_even_port_and_reservation() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    challenge(&mut s, t0, &mut c);
+    let req = c.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+        w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x02, 0, 0, 0]).unwrap();
+        w.attr(ATTR_EVEN_PORT, &[0x80]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &c, &req).unwrap();
+    let m = parse(&resp);
+    let relays: Vec<_> = m
+        .get_all(ATTR_XOR_RELAYED_ADDRESS)
+        .map(|v| decode_xor_address(v, &m.transaction_id()).unwrap())
+        .collect();
+    assert_eq!(relays.len(), 2);
+    assert!(relays[0].is_ipv4() && relays[1].is_ipv6());
+    assert_eq!(m.get(ATTR_RESERVATION_TOKEN).unwrap(), 0x1122_3344_5566_7788u64.to_be_bytes());
+    // IPv6 peers are now fine.
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, "[2001:db8::9]:1"));
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
+}
+
+#[test]
+fn relay_failures_map_to_440_and_508() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    challenge(&mut s, t0, &mut c);
+    for (err, want) in [(RelayError::FamilyUnsupported, 440), (RelayError::Exhausted, 508), (RelayError::BadToken, 508)] {
+        let req = c.request(METHOD_ALLOCATE, true, |w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+        });
+        assert!(s.handle_client_packet(t0, c.ft, &req).is_none());
+        let Some(Output::CreateRelay(r)) = s.poll_output() else { panic!("no relay request") };
+        s.handle_relay_created(t0, r.allocation, r.generation, RelayResult { ipv4: Some(Err(err)), ipv6: None, reservation_token: None });
+        let Some(Output::Transmit { data, .. }) = s.poll_output() else { panic!("no response") };
+        assert_eq!(error_code(&data), Some(want));
+        assert_eq!(s.allocation_count(), 0);
+    }
+}
+
+#[test]
+fn malformed_input_is_dropped_and_counted() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate(&mut s, t0, &mut c);
+    let good = c.request(METHOD_BINDING, false, |_| {});
+    let mut inputs: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x00],
+        good[..10].to_vec(),
+        good[..good.len() - 1].to_vec(),
+        vec![0xFF; 40],
+        vec![0x40, 0x01, 0xFF, 0xFF, 1, 2],
+    ];
+    let mut bad_len = good.clone();
+    bad_len[3] = bad_len[3].wrapping_add(4);
+    inputs.push(bad_len);
+    let mut bad_fp = good.clone();
+    let n = bad_fp.len();
+    bad_fp[n - 1] ^= 0xFF;
+    inputs.push(bad_fp);
+    let mut bad_attr = good.clone();
+    bad_attr[22] = 0xFF; // FINGERPRINT's length runs past the end
+    inputs.push(bad_attr);
+    for i in &inputs {
+        assert!(s.handle_client_packet(t0, c.ft, i).is_none(), "{i:?}");
+    }
+    assert_eq!(s.stats.dropped[DropReason::Malformed as usize], inputs.len() as u64);
+    // Still serving.
+    assert!(s.handle_client_packet(t0, c.ft, &good).is_some());
+}
+
+#[test]
+fn challenges_are_rate_limited_per_source() {
+    let (mut s, t0) = new_server(config(|cfg| {
+        cfg.unauth_burst = 3;
+        cfg.unauth_rate_per_sec = 1;
+    }));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    let mut answered = 0;
+    for _ in 0..10 {
+        let req = c.request(METHOD_ALLOCATE, false, |w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+        });
+        if s.handle_client_packet(t0, c.ft, &req).is_some() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 3);
+    assert_eq!(s.stats.dropped[DropReason::RateLimited as usize], 7);
+    // Another source is unaffected.
+    let mut d = Client::new("203.0.113.10:4000", "alice", "secret");
+    challenge(&mut s, t0, &mut d);
+}
+
+#[test]
+fn connection_close_removes_tcp_allocation() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    c.ft.transport = Transport::Tcp;
+    let relay = allocate(&mut s, t0, &mut c);
+    s.handle_connection_closed(t0, c.ft);
+    assert_eq!(s.allocation_count(), 0);
+    let mut released = false;
+    while let Some(o) = s.poll_output() {
+        if o == Output::ReleaseRelay(relay) {
+            released = true;
+        }
+    }
+    assert!(released);
+}
