@@ -1,1 +1,262 @@
-fn main(){}
+//! The `turnpike` binary: configuration, wiring, signals and graceful shutdown.
+
+mod config;
+mod credential;
+mod secret;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use turnpike_proto::{AllocationQuota, Credentials, PeerPolicy, ServerConfig, UserSecret};
+use turnpike_server::DriverConfig;
+
+use crate::config::{Cli, Command, Config};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("turnpike: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_ref(), &cli.overrides)?;
+    match cli.command {
+        Some(Command::Credential { user, ttl }) => {
+            let secret = match cfg.shared_secrets.first() {
+                Some(s) => s.clone(),
+                None => secret::load_or_create(&cfg.data_dir)?.0,
+            };
+            let m = credential::mint(&secret, &user, ttl);
+            let out = serde_json::json!({
+                "username": m.username,
+                "password": m.password,
+                "ttl": ttl,
+                "expiresAt": m.expires,
+                "realm": cfg.realm,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        Some(Command::CheckConfig) => {
+            let mut shown = cfg.clone();
+            shown.shared_secrets = shown
+                .shared_secrets
+                .iter()
+                .map(|_| "<redacted>".into())
+                .collect();
+            shown.users = shown
+                .users
+                .iter()
+                .map(|u| format!("{}:<redacted>", u.split(':').next().unwrap_or("")))
+                .collect();
+            println!("{}", toml_like(&shown)?);
+            return Ok(());
+        }
+        None => {}
+    }
+    init_logging(&cfg)?;
+    serve(cfg)
+}
+
+fn toml_like(cfg: &Config) -> Result<String> {
+    Ok(serde_json::to_string_pretty(cfg)?)
+}
+
+fn init_logging(cfg: &Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level).with_context(|| {
+        format!(
+            "key `log_level` (`{}`) is not a valid filter such as `info`",
+            cfg.log_level
+        )
+    })?;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+    Ok(())
+}
+
+/// Builds the credential set; with none configured, the generated shared secret.
+fn credentials(cfg: &Config) -> Result<Credentials> {
+    let mut creds = Credentials::new();
+    for u in &cfg.users {
+        // Validated by Config::validate: `name:secret` with a non-empty name and secret.
+        let (name, secret) = u
+            .split_once(':')
+            .context("key `users`: entry without `:`")?;
+        let secret = match secret.strip_prefix("0x") {
+            Some(hex) => {
+                let bytes: Vec<u8> = (0..16)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("key `users`: key for `{name}` is not hex"))?;
+                UserSecret::Md5Key(
+                    turnpike_stun::Key::from_slice(&bytes).context("MD5 keys are 16 bytes")?,
+                )
+            }
+            None => UserSecret::Password(secret.to_string()),
+        };
+        creds.add_user(name, secret);
+    }
+    for s in &cfg.shared_secrets {
+        creds.add_shared_secret(s.as_bytes().to_vec());
+    }
+    if creds.is_empty() {
+        let (secret, fresh) = secret::load_or_create(&cfg.data_dir)?;
+        let path = cfg.data_dir.join("shared-secret");
+        if fresh {
+            let m = credential::mint(&secret, "test", 86_400);
+            // Printed once, on the start that generated the secret.
+            println!(
+                "\nTurnpike generated a shared secret in {} (no users or shared_secrets configured).\n\
+                 A test credential valid for 24 hours:\n  username: {}\n  password: {}\n  realm:    {}\n\
+                 Mint more with:\n  cargo run --release -- credential --user alice --ttl 3600\n",
+                path.display(),
+                m.username,
+                m.password,
+                cfg.realm
+            );
+        } else {
+            tracing::info!(path = %path.display(), "using the generated shared secret (mint credentials with `turnpike credential`)");
+        }
+        creds.add_shared_secret(secret.into_bytes());
+    }
+    Ok(creds.for_realm(&cfg.realm))
+}
+
+fn proto_config(cfg: &Config) -> Result<ServerConfig> {
+    let mut p = ServerConfig::new(cfg.realm.clone(), credentials(cfg)?, secret::random_key());
+    p.software = cfg.software.clone();
+    p.default_lifetime = Duration::from_secs(cfg.default_lifetime);
+    p.max_lifetime = Duration::from_secs(cfg.max_lifetime);
+    p.nonce_lifetime = Duration::from_secs(cfg.nonce_lifetime);
+    p.peer_policy = PeerPolicy::new(
+        cfg.allowed_peer_ranges.clone(),
+        cfg.denied_peer_ranges.clone(),
+        cfg.danger_allow_peer_ranges.clone(),
+    );
+    p.quota = Arc::new(AllocationQuota::new(
+        cfg.max_allocations,
+        cfg.max_allocations_per_user,
+    ));
+    p.external_ipv4 = cfg.external_ipv4;
+    p.external_ipv6 = cfg.external_ipv6;
+    p.unauth_burst = cfg.unauth_burst;
+    p.unauth_rate_per_sec = cfg.unauth_rate;
+    Ok(p)
+}
+
+fn serve(cfg: Config) -> Result<()> {
+    let proto = Arc::new(proto_config(&cfg)?);
+    if !cfg.danger_allow_peer_ranges.is_empty() {
+        tracing::warn!(ranges = ?cfg.danger_allow_peer_ranges, "danger_allow_peer_ranges opens special address ranges to relaying");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the control runtime")?;
+    rt.block_on(async move {
+        if !cfg.metrics_listen.is_empty() {
+            let addr: std::net::SocketAddr =
+                cfg.metrics_listen.parse().context("key `metrics_listen`")?;
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .install()
+                .with_context(|| {
+                    format!("cannot serve metrics on {addr} (key `metrics_listen`)")
+                })?;
+            turnpike_server::describe_metrics();
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        }
+        let driver = DriverConfig {
+            udp_listen: cfg.listen_udp.clone(),
+            tcp_listen: cfg.listen_tcp.clone(),
+            relay_ipv4: cfg.relay_ipv4,
+            relay_ipv6: cfg.relay_ipv6,
+            relay_port_min: cfg.relay_port_min,
+            relay_port_max: cfg.relay_port_max,
+            workers: if cfg.workers == 0 {
+                DriverConfig::default().workers
+            } else {
+                cfg.workers
+            },
+            tcp_idle_timeout: Duration::from_secs(cfg.tcp_idle_timeout),
+            tcp_max_per_source: cfg.tcp_max_per_source,
+            ..DriverConfig::default()
+        };
+        let workers = driver.workers;
+        let server = start_with_fallback(proto.clone(), driver)?;
+        tracing::info!(
+            udp = ?server.udp_addrs,
+            tcp = ?server.tcp_addrs,
+            workers,
+            realm = %cfg.realm,
+            "turnpike serving STUN/TURN"
+        );
+        wait_for_stop(&proto, cfg.drain_exit).await?;
+        tracing::info!("shutting down");
+        tokio::task::spawn_blocking(move || server.shutdown())
+            .await
+            .ok();
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Starts the driver; if the default dual-stack listeners fail only on IPv6 (no IPv6 on the
+/// host), retries with IPv4 alone and says so.
+fn start_with_fallback(
+    proto: Arc<ServerConfig>,
+    driver: DriverConfig,
+) -> Result<turnpike_server::RunningServer> {
+    match turnpike_server::start(proto.clone(), driver.clone()) {
+        Ok(s) => Ok(s),
+        Err(turnpike_server::StartError::Listen { addr, source, .. })
+            if addr.is_ipv6()
+                && addr.ip().is_unspecified()
+                && source.kind() == std::io::ErrorKind::AddrNotAvailable =>
+        {
+            tracing::warn!(%addr, "IPv6 unavailable on this host; serving IPv4 only");
+            let mut d = driver;
+            d.udp_listen.retain(|a| a.is_ipv4());
+            d.tcp_listen.retain(|a| a.is_ipv4());
+            Ok(turnpike_server::start(proto, d)?)
+        }
+        Err(e) => Err(e).context("start-up failed (check keys `listen_udp` and `listen_tcp`)"),
+    }
+}
+
+/// Waits for SIGTERM/SIGINT; SIGUSR1 enters drain mode (and with `drain_exit`, stops once the
+/// last allocation has gone).
+async fn wait_for_stop(proto: &ServerConfig, drain_exit: bool) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = usr1.recv() => {
+                proto.draining.store(true, Ordering::SeqCst);
+                tracing::info!(live = proto.quota.total(), "drain mode: refusing new allocations, existing ones continue");
+            }
+            _ = tick.tick() => {
+                if drain_exit && proto.draining.load(Ordering::SeqCst) && proto.quota.total() == 0 {
+                    tracing::info!("drained: no allocations left");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

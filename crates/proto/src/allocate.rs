@@ -44,7 +44,9 @@ impl Server {
         let token = match msg.get(ATTR_RESERVATION_TOKEN) {
             None => None,
             Some(t) => {
-                let t: [u8; 8] = t.try_into().map_err(|_| TurnError::BadRequest("RESERVATION-TOKEN malformed"))?;
+                let t: [u8; 8] = t
+                    .try_into()
+                    .map_err(|_| TurnError::BadRequest("RESERVATION-TOKEN malformed"))?;
                 Some(u64::from_be_bytes(t))
             }
         };
@@ -52,7 +54,9 @@ impl Server {
         let requested_family = msg.get(ATTR_REQUESTED_ADDRESS_FAMILY);
         let additional_family = msg.get(ATTR_ADDITIONAL_ADDRESS_FAMILY);
         if token.is_some() && (even.is_some() || requested_family.is_some()) {
-            return Err(TurnError::BadRequest("RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY"));
+            return Err(TurnError::BadRequest(
+                "RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY",
+            ));
         }
         // 6. EVEN-PORT: R bit asks to reserve the next port.
         let even_port = match even {
@@ -62,19 +66,37 @@ impl Server {
         };
         // 7. Address families (RFC 8656 §7.2 steps on REQUESTED-/ADDITIONAL-ADDRESS-FAMILY).
         if requested_family.is_some() && additional_family.is_some() {
-            return Err(TurnError::BadRequest("both REQUESTED- and ADDITIONAL-ADDRESS-FAMILY"));
+            return Err(TurnError::BadRequest(
+                "both REQUESTED- and ADDITIONAL-ADDRESS-FAMILY",
+            ));
         }
         let families = match (requested_family, additional_family) {
             (Some(v), None) => match v.first() {
-                Some(&ADDRESS_FAMILY_IPV4) => Families { ipv4: true, ipv6: false },
-                Some(&ADDRESS_FAMILY_IPV6) => Families { ipv4: false, ipv6: true },
+                Some(&ADDRESS_FAMILY_IPV4) => Families {
+                    ipv4: true,
+                    ipv6: false,
+                },
+                Some(&ADDRESS_FAMILY_IPV6) => Families {
+                    ipv4: false,
+                    ipv6: true,
+                },
                 _ => return Err(TurnError::AddressFamilyNotSupported),
             },
             (None, Some(v)) => match v.first() {
-                Some(&ADDRESS_FAMILY_IPV6) => Families { ipv4: true, ipv6: true },
-                _ => return Err(TurnError::BadRequest("ADDITIONAL-ADDRESS-FAMILY must be IPv6")),
+                Some(&ADDRESS_FAMILY_IPV6) => Families {
+                    ipv4: true,
+                    ipv6: true,
+                },
+                _ => {
+                    return Err(TurnError::BadRequest(
+                        "ADDITIONAL-ADDRESS-FAMILY must be IPv6",
+                    ))
+                }
             },
-            _ => Families { ipv4: true, ipv6: false },
+            _ => Families {
+                ipv4: true,
+                ipv6: false,
+            },
         };
         // 8. Capacity and quotas: drain mode, total and per-user allocations.
         if self.cfg.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -131,20 +153,34 @@ impl Server {
             .map(|v| Duration::from_secs(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64));
         match asked {
             None => self.cfg.default_lifetime,
-            Some(d) if allocate => d.clamp(self.cfg.default_lifetime.min(self.cfg.max_lifetime), self.cfg.max_lifetime),
+            Some(d) if allocate => d.clamp(
+                self.cfg.default_lifetime.min(self.cfg.max_lifetime),
+                self.cfg.max_lifetime,
+            ),
             Some(d) => d.min(self.cfg.max_lifetime),
         }
     }
 
     /// The driver's answer to [`Output::CreateRelay`]: finishes the Allocate and queues its
     /// response.
-    pub fn handle_relay_created(&mut self, now: Instant, id: AllocationId, generation: u64, result: RelayResult) {
+    pub fn handle_relay_created(
+        &mut self,
+        now: Instant,
+        id: AllocationId,
+        generation: u64,
+        result: RelayResult,
+    ) {
         let current = self
             .allocations
             .get(id)
             .filter(|a| a.generation == generation)
             .and_then(|a| match a.state {
-                AllocationState::Pending { tid, fingerprint, lifetime, dual } => Some((tid, fingerprint, lifetime, dual)),
+                AllocationState::Pending {
+                    tid,
+                    fingerprint,
+                    lifetime,
+                    dual,
+                } => Some((tid, fingerprint, lifetime, dual)),
                 AllocationState::Active => None,
             });
         let Some((tid, fingerprint, lifetime, dual)) = current else {
@@ -177,7 +213,9 @@ impl Server {
                 let err = match e {
                     RelayError::FamilyUnsupported => TurnError::AddressFamilyNotSupported,
                     RelayError::Exhausted => TurnError::InsufficientCapacity("no relay port free"),
-                    RelayError::BadToken => TurnError::InsufficientCapacity("reservation token unknown"),
+                    RelayError::BadToken => {
+                        TurnError::InsufficientCapacity("reservation token unknown")
+                    }
                 };
                 self.remove_allocation(id);
                 if let Some(n) = self.write_error(now, ft, &ctx, &err) {
@@ -196,12 +234,17 @@ impl Server {
         for r in relays.iter().flatten() {
             self.by_relay.insert(*r, id);
         }
-        let advertised: Vec<_> = relays.iter().flatten().map(|r| self.advertised(*r)).collect();
+        let advertised: Vec<_> = relays
+            .iter()
+            .flatten()
+            .map(|r| self.advertised(*r))
+            .collect();
         let a = &mut self.allocations[id];
         a.relays = relays;
         a.state = AllocationState::Active;
         a.expires = now + lifetime;
-        self.timers.push(a.expires, Timer::Allocation(id, generation));
+        self.timers
+            .push(a.expires, Timer::Allocation(id, generation));
         self.stats.allocations_created += 1;
         let address_error = match additional {
             Some(Err(RelayError::FamilyUnsupported)) => Some(ERR_ADDRESS_FAMILY_NOT_SUPPORTED),

@@ -69,7 +69,9 @@ pub struct Allocation {
 
 impl Allocation {
     pub fn has_permission(&self, now: Instant, ip: IpAddr) -> bool {
-        self.permissions.get(&ip.to_canonical()).is_some_and(|&e| now < e)
+        self.permissions
+            .get(&ip.to_canonical())
+            .is_some_and(|&e| now < e)
     }
 
     pub fn relay_for_family(&self, ipv6: bool) -> Option<SocketAddr> {
@@ -83,6 +85,9 @@ impl Allocation {
 
     pub fn active_channel_for(&self, now: Instant, peer: &SocketAddr) -> Option<u16> {
         let n = *self.peer_channels.get(peer)?;
-        self.channels.get(&n).filter(|c| c.is_active(now)).map(|_| n)
+        self.channels
+            .get(&n)
+            .filter(|c| c.is_active(now))
+            .map(|_| n)
     }
 }

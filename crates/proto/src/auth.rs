@@ -100,19 +100,27 @@ impl Credentials {
 
     /// The password a shared secret gives `username`.
     pub fn shared_secret_password(secret: &[u8], username: &str) -> String {
-        let mut m = <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        let mut m =
+            <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
         m.update(username.as_bytes());
         base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
     }
 
     /// Authenticates `msg` (whose NONCE was already checked) for `realm` at `now_unix`.
-    pub fn authenticate(&self, msg: &Message<'_>, realm: &str, now_unix: u64) -> Result<AuthInfo, TurnError> {
+    pub fn authenticate(
+        &self,
+        msg: &Message<'_>,
+        realm: &str,
+        now_unix: u64,
+    ) -> Result<AuthInfo, TurnError> {
         let username: String = if let Some(u) = msg.get(ATTR_USERNAME) {
             std::str::from_utf8(u)
                 .map_err(|_| TurnError::BadRequest("USERNAME is not UTF-8"))?
                 .to_string()
         } else if let Some(h) = msg.get(ATTR_USERHASH) {
-            let h: [u8; 32] = h.try_into().map_err(|_| TurnError::BadRequest("USERHASH must be 32 bytes"))?;
+            let h: [u8; 32] = h
+                .try_into()
+                .map_err(|_| TurnError::BadRequest("USERHASH must be 32 bytes"))?;
             self.userhashes
                 .get(&h)
                 .cloned()
@@ -132,11 +140,17 @@ impl Credentials {
                 (UserSecret::Password(p), _) => derive(p.as_bytes()),
                 (UserSecret::Md5Key(k), PasswordAlgorithm::Md5) => *k,
                 (UserSecret::Md5Key(_), PasswordAlgorithm::Sha256) => {
-                    return Err(TurnError::Unauthorized("SHA-256 password algorithm needs a plain password"))
+                    return Err(TurnError::Unauthorized(
+                        "SHA-256 password algorithm needs a plain password",
+                    ))
                 }
             };
             if msg.check_integrity(key.as_bytes()) {
-                return Ok(AuthInfo { username, key, sha256 });
+                return Ok(AuthInfo {
+                    username,
+                    key,
+                    sha256,
+                });
             }
             return Err(TurnError::Unauthorized("wrong password"));
         }
@@ -151,7 +165,11 @@ impl Credentials {
                     if expiry < now_unix {
                         return Err(TurnError::Unauthorized("credential expired"));
                     }
-                    return Ok(AuthInfo { username, key, sha256 });
+                    return Ok(AuthInfo {
+                        username,
+                        key,
+                        sha256,
+                    });
                 }
             }
             return Err(TurnError::Unauthorized("wrong password"));
@@ -165,7 +183,10 @@ pub const OFFERED_PASSWORD_ALGORITHMS: [u8; 8] = [0, 1, 0, 0, 0, 2, 0, 0];
 
 /// Checks PASSWORD-ALGORITHM/PASSWORD-ALGORITHMS per RFC 8489 §9.2.4 and returns the algorithm.
 fn password_algorithm(msg: &Message<'_>) -> Result<PasswordAlgorithm, TurnError> {
-    match (msg.get(ATTR_PASSWORD_ALGORITHM), msg.get(ATTR_PASSWORD_ALGORITHMS)) {
+    match (
+        msg.get(ATTR_PASSWORD_ALGORITHM),
+        msg.get(ATTR_PASSWORD_ALGORITHMS),
+    ) {
         (None, None) => Ok(PasswordAlgorithm::Md5),
         (Some(alg), Some(list)) => {
             // The list must be the one we sent (bid-down protection).
@@ -178,7 +199,9 @@ fn password_algorithm(msg: &Message<'_>) -> Result<PasswordAlgorithm, TurnError>
             PasswordAlgorithm::from_number(u16::from_be_bytes([alg[0], alg[1]]))
                 .ok_or(TurnError::BadRequest("unsupported PASSWORD-ALGORITHM"))
         }
-        _ => Err(TurnError::BadRequest("PASSWORD-ALGORITHM and PASSWORD-ALGORITHMS go together")),
+        _ => Err(TurnError::BadRequest(
+            "PASSWORD-ALGORITHM and PASSWORD-ALGORITHMS go together",
+        )),
     }
 }
 
@@ -193,9 +216,18 @@ mod tests {
 
     #[test]
     fn expiry_forms() {
-        assert_eq!(Credentials::username_expiry("1700000000:alice"), Some(1_700_000_000));
-        assert_eq!(Credentials::username_expiry("1700000000"), Some(1_700_000_000));
-        assert_eq!(Credentials::username_expiry("alice:1700000000"), Some(1_700_000_000));
+        assert_eq!(
+            Credentials::username_expiry("1700000000:alice"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            Credentials::username_expiry("1700000000"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            Credentials::username_expiry("alice:1700000000"),
+            Some(1_700_000_000)
+        );
         assert_eq!(Credentials::username_expiry("alice"), None);
     }
 

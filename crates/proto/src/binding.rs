@@ -24,7 +24,12 @@ const KNOWN_BINDING_ATTRS: &[u16] = &[
 ];
 
 impl Server {
-    pub(crate) fn handle_binding(&mut self, ft: FiveTuple, msg: &Message<'_>, ctx: &ResponseCtx) -> Result<Reply, TurnError> {
+    pub(crate) fn handle_binding(
+        &mut self,
+        ft: FiveTuple,
+        msg: &Message<'_>,
+        ctx: &ResponseCtx,
+    ) -> Result<Reply, TurnError> {
         // 1. Unknown comprehension-required attributes (CHANGE-REQUEST among them) -> 420.
         let mut unknown = [0u16; MAX_UNKNOWN];
         let n = msg.unknown_required(KNOWN_BINDING_ATTRS, &mut unknown);

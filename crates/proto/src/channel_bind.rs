@@ -37,7 +37,8 @@ impl Server {
             .get(ATTR_XOR_PEER_ADDRESS)
             .ok_or(TurnError::BadRequest("XOR-PEER-ADDRESS missing"))
             .and_then(|v| {
-                decode_xor_address(v, &msg.transaction_id()).map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))
+                decode_xor_address(v, &msg.transaction_id())
+                    .map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))
             })?;
         self.check_peer(id, peer)?;
         // 4. The number must not be bound to another peer, nor the peer to another number
@@ -49,7 +50,9 @@ impl Server {
         if a.peer_channels.get(&peer).is_some_and(|&n| n != num) {
             return Err(TurnError::BadRequest("peer bound to another channel"));
         }
-        if !a.channels.contains_key(&num) && a.channels.len() >= self.cfg.max_channels_per_allocation {
+        if !a.channels.contains_key(&num)
+            && a.channels.len() >= self.cfg.max_channels_per_allocation
+        {
             return Err(TurnError::InsufficientCapacity("too many channels"));
         }
         // 5. Bind or refresh (600 s), and install/refresh the permission (300 s).
@@ -67,7 +70,8 @@ impl Server {
         }
         a.peer_channels.insert(peer, num);
         let generation = a.generation;
-        self.timers.push(expires, Timer::Channel(id, generation, num));
+        self.timers
+            .push(expires, Timer::Channel(id, generation, num));
         self.install_permission(now, id, peer);
         let n = self.write_success(ctx, |_| Ok(()))?;
         Ok(Reply::Written(n))

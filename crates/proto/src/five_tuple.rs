@@ -12,7 +12,12 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub const ALL: [Transport; 4] = [Transport::Udp, Transport::Tcp, Transport::Tls, Transport::Dtls];
+    pub const ALL: [Transport; 4] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Dtls,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {

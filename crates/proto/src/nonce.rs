@@ -15,14 +15,21 @@ pub const NONCE_COOKIE: &str = "obMatJos2";
 /// Security feature bits (RFC 8489 §18.1), most significant bit first: bit 0 "password
 /// algorithms", bit 1 "username anonymity".
 pub fn feature_chars(password_algorithms: bool, username_anonymity: bool) -> [u8; 4] {
-    let b0 = (if password_algorithms { 0x80u8 } else { 0 }) | (if username_anonymity { 0x40 } else { 0 });
+    let b0 = (if password_algorithms { 0x80u8 } else { 0 })
+        | (if username_anonymity { 0x40 } else { 0 });
     // base64 of the three bytes [b0, 0, 0]: only the first two characters depend on b0.
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    [ALPHABET[(b0 >> 2) as usize], ALPHABET[((b0 & 0x03) << 4) as usize], b'A', b'A']
+    [
+        ALPHABET[(b0 >> 2) as usize],
+        ALPHABET[((b0 & 0x03) << 4) as usize],
+        b'A',
+        b'A',
+    ]
 }
 
 fn mac(secret: &[u8; 32], minted: u32, ip: IpAddr) -> [u8; 8] {
-    let mut m = <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    let mut m =
+        <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     m.update(&minted.to_be_bytes());
     match ip.to_canonical() {
         IpAddr::V4(v4) => m.update(&v4.octets()),
@@ -68,7 +75,13 @@ fn unhex(s: &[u8], out: &mut [u8]) -> Option<()> {
 }
 
 /// Whether `nonce` was minted here for `ip` and is younger than `lifetime_secs`.
-pub fn verify(secret: &[u8; 32], nonce: &[u8], now_unix: u64, lifetime_secs: u64, ip: IpAddr) -> bool {
+pub fn verify(
+    secret: &[u8; 32],
+    nonce: &[u8],
+    now_unix: u64,
+    lifetime_secs: u64,
+    ip: IpAddr,
+) -> bool {
     if nonce.len() != NONCE_LEN || !nonce.starts_with(NONCE_COOKIE.as_bytes()) {
         return false;
     }
@@ -104,7 +117,13 @@ mod tests {
         assert!(verify(&s, &n, 1_000_000, 600, ip));
         assert!(verify(&s, &n, 1_000_599, 600, ip));
         assert!(!verify(&s, &n, 1_000_600, 600, ip));
-        assert!(!verify(&s, &n, 1_000_000, 600, "192.0.2.8".parse().unwrap()));
+        assert!(!verify(
+            &s,
+            &n,
+            1_000_000,
+            600,
+            "192.0.2.8".parse().unwrap()
+        ));
         assert!(!verify(&[8u8; 32], &n, 1_000_000, 600, ip));
         let mut bad = n;
         bad[30] = b'z';

@@ -32,7 +32,8 @@ impl Server {
             self.stats.permissions += 1;
         }
         let generation = a.generation;
-        self.timers.push(expires, Timer::Permission(id, generation, ip));
+        self.timers
+            .push(expires, Timer::Permission(id, generation, ip));
     }
 
     pub(crate) fn handle_create_permission(
@@ -50,7 +51,8 @@ impl Server {
         let tid = msg.transaction_id();
         let mut peers = Vec::new();
         for v in msg.get_all(ATTR_XOR_PEER_ADDRESS) {
-            let peer = decode_xor_address(v, &tid).map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))?;
+            let peer = decode_xor_address(v, &tid)
+                .map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))?;
             self.check_peer(id, peer)?;
             peers.push(peer);
         }

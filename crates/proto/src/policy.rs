@@ -55,7 +55,10 @@ impl PeerPolicy {
             allowed,
             special: SPECIAL_RANGES
                 .iter()
-                .map(|s| s.parse().expect("SPECIAL_RANGES entries are valid CIDR literals"))
+                .map(|s| {
+                    s.parse()
+                        .expect("SPECIAL_RANGES entries are valid CIDR literals")
+                })
                 .collect(),
         }
     }
@@ -93,8 +96,21 @@ mod tests {
     fn defaults_refuse_special() {
         let p = PeerPolicy::default();
         for s in [
-            "127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "169.254.1.1", "0.0.0.0", "224.0.0.1",
-            "255.255.255.255", "::1", "::", "fe80::1", "fd00::1", "ff02::1", "::ffff:127.0.0.1", "100.64.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
         ] {
             assert!(!p.permits(ip(s)), "{s} should be refused");
         }
@@ -105,7 +121,11 @@ mod tests {
 
     #[test]
     fn danger_and_deny_lists() {
-        let p = PeerPolicy::new(vec![], vec!["8.8.8.0/24".parse().unwrap()], vec!["127.0.0.0/8".parse().unwrap()]);
+        let p = PeerPolicy::new(
+            vec![],
+            vec!["8.8.8.0/24".parse().unwrap()],
+            vec!["127.0.0.0/8".parse().unwrap()],
+        );
         assert!(p.permits(ip("127.0.0.1")));
         assert!(p.permits(ip("::ffff:127.0.0.1")));
         assert!(!p.permits(ip("8.8.8.8")));

@@ -47,7 +47,8 @@ impl RateLimiter {
     /// Forgets sources whose bucket has been full for a while.
     pub fn sweep(&mut self, now: Instant) {
         let full_after = Duration::from_secs_f64(self.burst / self.per_sec.max(1.0) + 1.0);
-        self.buckets.retain(|_, (_, last)| now.saturating_duration_since(*last) < full_after);
+        self.buckets
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) < full_after);
     }
 
     pub fn len(&self) -> usize {

@@ -13,8 +13,15 @@ use crate::server::{Reply, ResponseCtx, Server, Timer};
 impl Server {
     /// The allocation on `ft` for a request by `auth`: 437 without one, 441 for another user
     /// (RFC 8656 §5: later requests must use the credentials of the Allocate).
-    pub(crate) fn owned_allocation(&self, ft: &FiveTuple, auth: &AuthInfo) -> Result<AllocationId, TurnError> {
-        let id = *self.by_five_tuple.get(ft).ok_or(TurnError::AllocationMismatch)?;
+    pub(crate) fn owned_allocation(
+        &self,
+        ft: &FiveTuple,
+        auth: &AuthInfo,
+    ) -> Result<AllocationId, TurnError> {
+        let id = *self
+            .by_five_tuple
+            .get(ft)
+            .ok_or(TurnError::AllocationMismatch)?;
         let a = &self.allocations[id];
         if matches!(a.state, crate::allocation::AllocationState::Pending { .. }) {
             return Err(TurnError::AllocationMismatch);

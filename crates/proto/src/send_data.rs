@@ -30,7 +30,11 @@ impl Server {
         ft: FiveTuple,
         msg: Message<'a>,
     ) -> Option<Transmit<'a>> {
-        self.stats.count(Direction::ClientToServer, ft.transport, msg.as_bytes().len());
+        self.stats.count(
+            Direction::ClientToServer,
+            ft.transport,
+            msg.as_bytes().len(),
+        );
         let Some(&id) = self.by_five_tuple.get(&ft) else {
             self.stats.drop(DropReason::NoAllocation);
             return None;
@@ -56,8 +60,14 @@ impl Server {
     }
 
     /// ChannelData from a client: relay the payload to the channel's peer.
-    pub(crate) fn handle_channel_data<'a>(&mut self, now: Instant, ft: FiveTuple, data: &'a [u8]) -> Option<Transmit<'a>> {
-        self.stats.count(Direction::ClientToServer, ft.transport, data.len());
+    pub(crate) fn handle_channel_data<'a>(
+        &mut self,
+        now: Instant,
+        ft: FiveTuple,
+        data: &'a [u8],
+    ) -> Option<Transmit<'a>> {
+        self.stats
+            .count(Direction::ClientToServer, ft.transport, data.len());
         let Ok(cd) = ChannelData::parse(data) else {
             self.stats.drop(DropReason::Malformed);
             return None;
@@ -114,7 +124,8 @@ impl Server {
                 buf[total..padded].fill(0);
                 total = padded;
             }
-            self.stats.count(Direction::ServerToClient, ft.transport, total);
+            self.stats
+                .count(Direction::ServerToClient, ft.transport, total);
             return Some(Transmit {
                 dest: Dest::Client(ft),
                 data: &buf[..total],
@@ -123,8 +134,15 @@ impl Server {
         // No channel: a Data indication (RFC 8656 §10.3) with a fresh transaction id.
         let tid = self.indication_tid();
         let payload = &buf[PEER_HEADROOM..PEER_HEADROOM + len];
-        let mut w = MessageWriter::new(&mut self.scratch, MessageType::new(METHOD_DATA, Class::Indication), tid).ok()?;
-        if w.xor_address(ATTR_XOR_PEER_ADDRESS, peer).is_err() || w.attr(ATTR_DATA, payload).is_err() {
+        let mut w = MessageWriter::new(
+            &mut self.scratch,
+            MessageType::new(METHOD_DATA, Class::Indication),
+            tid,
+        )
+        .ok()?;
+        if w.xor_address(ATTR_XOR_PEER_ADDRESS, peer).is_err()
+            || w.attr(ATTR_DATA, payload).is_err()
+        {
             self.stats.drop(DropReason::Malformed);
             return None;
         }

@@ -167,7 +167,12 @@ impl Server {
 
     /// A packet from a client on `ft`. Returns what to send right away (a response, or relayed
     /// data for a peer); further work is queued for [`Server::poll_output`].
-    pub fn handle_client_packet<'a>(&'a mut self, now: Instant, ft: FiveTuple, data: &'a [u8]) -> Option<Transmit<'a>> {
+    pub fn handle_client_packet<'a>(
+        &'a mut self,
+        now: Instant,
+        ft: FiveTuple,
+        data: &'a [u8],
+    ) -> Option<Transmit<'a>> {
         match data.first().map(|b| b >> 6) {
             Some(1) => self.handle_channel_data(now, ft, data),
             Some(0) => self.handle_stun(now, ft, data),
@@ -178,7 +183,12 @@ impl Server {
         }
     }
 
-    fn handle_stun<'a>(&'a mut self, now: Instant, ft: FiveTuple, data: &'a [u8]) -> Option<Transmit<'a>> {
+    fn handle_stun<'a>(
+        &'a mut self,
+        now: Instant,
+        ft: FiveTuple,
+        data: &'a [u8],
+    ) -> Option<Transmit<'a>> {
         let msg = match Message::parse_exact(data) {
             Ok(m) => m,
             Err(_) => {
@@ -198,7 +208,9 @@ impl Server {
                     data: &self.scratch[..n],
                 })
             }
-            Class::Indication if msg.method() == METHOD_SEND => self.handle_send_indication(now, ft, msg),
+            Class::Indication if msg.method() == METHOD_SEND => {
+                self.handle_send_indication(now, ft, msg)
+            }
             _ => {
                 self.stats.drop(DropReason::Unexpected);
                 None
@@ -247,7 +259,9 @@ impl Server {
                     self.check_unknown(msg).and_then(|()| match msg.method() {
                         METHOD_ALLOCATE => self.handle_allocate(now, ft, msg, &auth, &ctx),
                         METHOD_REFRESH => self.handle_refresh(now, ft, msg, &auth, &ctx),
-                        METHOD_CREATE_PERMISSION => self.handle_create_permission(now, ft, msg, &auth, &ctx),
+                        METHOD_CREATE_PERMISSION => {
+                            self.handle_create_permission(now, ft, msg, &auth, &ctx)
+                        }
                         METHOD_CHANNEL_BIND => self.handle_channel_bind(now, ft, msg, &auth, &ctx),
                         _ => Err(TurnError::BadRequest("unsupported method")),
                     })
@@ -269,7 +283,12 @@ impl Server {
     }
 
     /// Long-term credential checks of RFC 8489 §9.2.4, in the RFC's order.
-    fn authenticate(&mut self, now: Instant, ft: FiveTuple, msg: &Message<'_>) -> Result<AuthInfo, TurnError> {
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        ft: FiveTuple,
+        msg: &Message<'_>,
+    ) -> Result<AuthInfo, TurnError> {
         if !msg.has_integrity() {
             return Err(TurnError::Unauthorized("no MESSAGE-INTEGRITY"));
         }
@@ -281,7 +300,13 @@ impl Server {
         }
         let unix = self.unix_now(now);
         let lifetime = self.cfg.nonce_lifetime.as_secs();
-        if !nonce::verify(&self.cfg.nonce_secret, nonce, unix, lifetime, ft.client.ip()) {
+        if !nonce::verify(
+            &self.cfg.nonce_secret,
+            nonce,
+            unix,
+            lifetime,
+            ft.client.ip(),
+        ) {
             self.stats.stale_nonces += 1;
             return Err(TurnError::StaleNonce);
         }
@@ -311,12 +336,24 @@ impl Server {
         ctx: &ResponseCtx,
         body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), StunError>,
     ) -> Result<usize, TurnError> {
-        write_response(&mut self.scratch, ctx, Class::Success, &self.cfg.software, body)
-            .map_err(|_| TurnError::ServerError("response too large"))
+        write_response(
+            &mut self.scratch,
+            ctx,
+            Class::Success,
+            &self.cfg.software,
+            body,
+        )
+        .map_err(|_| TurnError::ServerError("response too large"))
     }
 
     /// Writes the error response for `e`, or returns `None` when it is to be dropped.
-    pub(crate) fn write_error(&mut self, now: Instant, ft: FiveTuple, ctx: &ResponseCtx, e: &TurnError) -> Option<usize> {
+    pub(crate) fn write_error(
+        &mut self,
+        now: Instant,
+        ft: FiveTuple,
+        ctx: &ResponseCtx,
+        e: &TurnError,
+    ) -> Option<usize> {
         let code = match e.code() {
             Some(c) => c,
             None => {
@@ -327,7 +364,11 @@ impl Server {
             }
         };
         tracing::debug!(client = %ft.client, code, reason = ?e, "error response");
-        if e.carries_challenge() && !self.limiter.allow(now, crate::auth::challenge_key(ft.client.ip())) {
+        if e.carries_challenge()
+            && !self
+                .limiter
+                .allow(now, crate::auth::challenge_key(ft.client.ip()))
+        {
             self.stats.drop(DropReason::RateLimited);
             return None;
         }
@@ -338,9 +379,20 @@ impl Server {
             // Challenges are not signed: the client has no valid key yet (or its nonce is stale).
             ctx.key = None;
         }
-        let nonce = challenge.then(|| nonce::mint(&self.cfg.nonce_secret, self.features, self.unix_now(now), ft.client.ip()));
+        let nonce = challenge.then(|| {
+            nonce::mint(
+                &self.cfg.nonce_secret,
+                self.features,
+                self.unix_now(now),
+                ft.client.ip(),
+            )
+        });
         // Unauthenticated answers carry no SOFTWARE: keep them as small as possible.
-        let software = if ctx.key.is_some() { self.cfg.software.as_str() } else { "" };
+        let software = if ctx.key.is_some() {
+            self.cfg.software.as_str()
+        } else {
+            ""
+        };
         let realm = self.cfg.realm.as_bytes();
         let r = write_response(&mut self.scratch, &ctx, Class::Error, software, |w| {
             w.error_code(code)?;
@@ -365,7 +417,11 @@ impl Server {
 
     /// The address advertised for a bound relay address (external IP mapping for NAT).
     pub(crate) fn advertised(&self, bound: SocketAddr) -> SocketAddr {
-        let ext = if bound.is_ipv4() { self.cfg.external_ipv4 } else { self.cfg.external_ipv6 };
+        let ext = if bound.is_ipv4() {
+            self.cfg.external_ipv4
+        } else {
+            self.cfg.external_ipv6
+        };
         match ext {
             Some(ip) => SocketAddr::new(ip, bound.port()),
             None => bound,
@@ -388,7 +444,13 @@ impl Server {
     }
 
     /// Keeps the last response of a deleted allocation for retransmissions.
-    pub(crate) fn remember_deleted(&mut self, now: Instant, ft: FiveTuple, tid: TransactionId, response: Vec<u8>) {
+    pub(crate) fn remember_deleted(
+        &mut self,
+        now: Instant,
+        ft: FiveTuple,
+        tid: TransactionId,
+        response: Vec<u8>,
+    ) {
         self.recently_deleted.insert(ft, (tid, response, now));
     }
 
@@ -405,7 +467,11 @@ impl Server {
         while let Some((_, t)) = self.timers.pop_due(now) {
             match t {
                 Timer::Allocation(id, gen) => {
-                    if self.allocations.get(id).is_some_and(|a| a.generation == gen && a.expires <= now) {
+                    if self
+                        .allocations
+                        .get(id)
+                        .is_some_and(|a| a.generation == gen && a.expires <= now)
+                    {
                         tracing::debug!(id, "allocation expired");
                         self.remove_allocation(id);
                         self.stats.allocations_expired += 1;
@@ -424,7 +490,8 @@ impl Server {
                     self.limiter.sweep(now);
                     self.recently_deleted
                         .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < REPLAY_WINDOW);
-                    self.timers.push(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
+                    self.timers
+                        .push(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
                 }
             }
         }
@@ -458,8 +525,15 @@ impl Server {
 
     /// Counts a relayed packet leaving to a peer and returns the transmit.
     #[inline]
-    pub(crate) fn to_peer<'a>(&mut self, ft: &FiveTuple, relay: SocketAddr, peer: SocketAddr, data: &'a [u8]) -> Transmit<'a> {
-        self.stats.count(Direction::ServerToPeer, ft.transport, data.len());
+    pub(crate) fn to_peer<'a>(
+        &mut self,
+        ft: &FiveTuple,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        data: &'a [u8],
+    ) -> Transmit<'a> {
+        self.stats
+            .count(Direction::ServerToPeer, ft.transport, data.len());
         Transmit {
             dest: Dest::Peer { relay, peer },
             data,

@@ -16,7 +16,9 @@ pub struct DeadlineQueue<K: Ord> {
 
 impl<K: Ord> Default for DeadlineQueue<K> {
     fn default() -> Self {
-        DeadlineQueue { heap: BinaryHeap::new() }
+        DeadlineQueue {
+            heap: BinaryHeap::new(),
+        }
     }
 }
 

@@ -54,7 +54,12 @@ impl Client {
         [self.next_tid; 12]
     }
 
-    fn request(&mut self, method: u16, auth: bool, attrs: impl FnOnce(&mut MessageWriter<'_>)) -> Vec<u8> {
+    fn request(
+        &mut self,
+        method: u16,
+        auth: bool,
+        attrs: impl FnOnce(&mut MessageWriter<'_>),
+    ) -> Vec<u8> {
         let tid = self.tid();
         self.request_with_tid(method, tid, auth, attrs)
     }
@@ -67,13 +72,18 @@ impl Client {
         attrs: impl FnOnce(&mut MessageWriter<'_>),
     ) -> Vec<u8> {
         let mut buf = vec![0u8; 2048];
-        let mut w = MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid).unwrap();
+        let mut w =
+            MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid).unwrap();
         attrs(&mut w);
         if auth {
             w.attr(ATTR_USERNAME, self.user.as_bytes()).unwrap();
             w.attr(ATTR_REALM, REALM.as_bytes()).unwrap();
             w.attr(ATTR_NONCE, &self.nonce).unwrap();
-            let key = long_term_key(self.user.as_bytes(), REALM.as_bytes(), self.password.as_bytes());
+            let key = long_term_key(
+                self.user.as_bytes(),
+                REALM.as_bytes(),
+                self.password.as_bytes(),
+            );
             w.integrity(&key).unwrap();
         }
         w.fingerprint().unwrap();
@@ -83,7 +93,11 @@ impl Client {
     }
 
     fn key(&self) -> Key {
-        long_term_key(self.user.as_bytes(), REALM.as_bytes(), self.password.as_bytes())
+        long_term_key(
+            self.user.as_bytes(),
+            REALM.as_bytes(),
+            self.password.as_bytes(),
+        )
     }
 }
 
@@ -102,7 +116,8 @@ fn exchange(s: &mut Server, now: Instant, c: &Client, req: &[u8]) -> Option<Vec<
     while let Some(o) = s.poll_output() {
         match o {
             Output::CreateRelay(req) => {
-                let mk = |ip: &str, port: u16| -> SocketAddr { format!("{ip}:{port}").parse().unwrap() };
+                let mk =
+                    |ip: &str, port: u16| -> SocketAddr { format!("{ip}:{port}").parse().unwrap() };
                 port += 2;
                 let res = RelayResult {
                     ipv4: req.families.ipv4.then(|| Ok(mk("192.0.2.1", port))),
@@ -127,7 +142,8 @@ fn parse(b: &[u8]) -> Message<'_> {
 
 fn error_code(b: &[u8]) -> Option<u16> {
     let m = parse(b);
-    m.get(ATTR_ERROR_CODE).map(|v| decode_error_code(v).unwrap().code)
+    m.get(ATTR_ERROR_CODE)
+        .map(|v| decode_error_code(v).unwrap().code)
 }
 
 /// Gets a nonce with an unauthenticated request, as real clients do.
@@ -140,7 +156,10 @@ fn challenge(s: &mut Server, now: Instant, c: &mut Client) {
     let m = parse(&resp);
     assert_eq!(m.get(ATTR_REALM).unwrap(), REALM.as_bytes());
     assert!(!m.has_integrity(), "a challenge is not signed");
-    assert!(m.get(ATTR_SOFTWARE).is_none(), "unauthenticated answers carry no SOFTWARE");
+    assert!(
+        m.get(ATTR_SOFTWARE).is_none(),
+        "unauthenticated answers carry no SOFTWARE"
+    );
     c.nonce = m.get(ATTR_NONCE).unwrap().to_vec();
 }
 
@@ -155,13 +174,17 @@ fn allocate(s: &mut Server, now: Instant, c: &mut Client) -> SocketAddr {
     assert!(m.check_integrity(c.key().as_bytes()));
     assert!(m.check_fingerprint().unwrap());
     let tid = m.transaction_id();
-    assert_eq!(decode_xor_address(m.get(ATTR_XOR_MAPPED_ADDRESS).unwrap(), &tid).unwrap(), c.ft.client);
+    assert_eq!(
+        decode_xor_address(m.get(ATTR_XOR_MAPPED_ADDRESS).unwrap(), &tid).unwrap(),
+        c.ft.client
+    );
     assert_eq!(m.get(ATTR_LIFETIME).unwrap(), 600u32.to_be_bytes());
     decode_xor_address(m.get(ATTR_XOR_RELAYED_ADDRESS).unwrap(), &tid).unwrap()
 }
 
 fn peer_attr(w: &mut MessageWriter<'_>, peer: &str) {
-    w.xor_address(ATTR_XOR_PEER_ADDRESS, peer.parse().unwrap()).unwrap();
+    w.xor_address(ATTR_XOR_PEER_ADDRESS, peer.parse().unwrap())
+        .unwrap();
 }
 
 fn new_server(cfg: Arc<ServerConfig>) -> (Server, Instant) {
@@ -188,7 +211,10 @@ fn binding_reflects_address() {
     });
     let resp = exchange(&mut s, t0, &c, &req).unwrap();
     assert_eq!(error_code(&resp), Some(420));
-    assert_eq!(parse(&resp).get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(), [0x00, 0x03]);
+    assert_eq!(
+        parse(&resp).get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(),
+        [0x00, 0x03]
+    );
 }
 
 #[test]
@@ -207,11 +233,18 @@ fn full_relay_cycle_with_channels_and_indications() {
     assert_eq!(s.stats.dropped[DropReason::NoPermission as usize], 1);
 
     // CreatePermission, then a Send indication goes out and peer data comes back as Data.
-    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, "198.51.100.7:1"));
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
+        peer_attr(w, "198.51.100.7:1")
+    });
     let resp = exchange(&mut s, t0, &c, &req).unwrap();
     assert_eq!(error_code(&resp), None);
     let mut b = vec![0u8; 256];
-    let mut w = MessageWriter::new(&mut b, MessageType::new(METHOD_SEND, Class::Indication), [9; 12]).unwrap();
+    let mut w = MessageWriter::new(
+        &mut b,
+        MessageType::new(METHOD_SEND, Class::Indication),
+        [9; 12],
+    )
+    .unwrap();
     w.xor_address(ATTR_XOR_PEER_ADDRESS, peer).unwrap();
     w.attr(ATTR_DATA, b"ping").unwrap();
     let n = w.finish();
@@ -223,7 +256,10 @@ fn full_relay_cycle_with_channels_and_indications() {
     let m = parse(t.data);
     assert_eq!(m.typ(), MessageType::new(METHOD_DATA, Class::Indication));
     assert_eq!(m.get(ATTR_DATA).unwrap(), b"hello");
-    assert_eq!(decode_xor_address(m.get(ATTR_XOR_PEER_ADDRESS).unwrap(), &m.transaction_id()).unwrap(), peer);
+    assert_eq!(
+        decode_xor_address(m.get(ATTR_XOR_PEER_ADDRESS).unwrap(), &m.transaction_id()).unwrap(),
+        peer
+    );
 
     // ChannelBind, then ChannelData both ways without STUN framing.
     let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
@@ -237,7 +273,10 @@ fn full_relay_cycle_with_channels_and_indications() {
     assert_eq!(t.dest, Dest::Peer { relay, peer });
     assert_eq!(t.data, b"abc");
     let t = s.handle_peer_packet(t0, relay, peer, &mut buf, 5).unwrap();
-    assert_eq!(t.data, [0x40, 0x01, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o']);
+    assert_eq!(
+        t.data,
+        [0x40, 0x01, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o']
+    );
 
     // ChannelData on an unbound channel is dropped.
     let cd = [0x40, 0x02, 0x00, 0x01, b'x', 0, 0, 0];
@@ -249,18 +288,27 @@ fn full_relay_cycle_with_channels_and_indications() {
         w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4001 << 16).unwrap();
         peer_attr(w, "198.51.100.8:9000");
     });
-    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(400));
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(400)
+    );
     let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
         w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4002 << 16).unwrap();
         peer_attr(w, "198.51.100.7:9000");
     });
-    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(400));
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(400)
+    );
     // Out-of-range channel numbers: 400.
     let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
         w.attr_u32(ATTR_CHANNEL_NUMBER, 0x3FFF << 16).unwrap();
         peer_attr(w, "198.51.100.7:9000");
     });
-    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(400));
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(400)
+    );
 
     // Over TCP, ChannelData to the client is padded to 4 bytes.
     let mut ct = Client::new("203.0.113.10:4001", "bob", "hunter2");
@@ -292,12 +340,16 @@ fn timeouts_with_virtual_clock() {
     // Permission lapses at 300 s (channel still bound): peer data dropped.
     let t299 = t0 + Duration::from_secs(299);
     s.handle_timeout(t299);
-    assert!(s.handle_peer_packet(t299, relay, peer, &mut buf, 1).is_some());
+    assert!(s
+        .handle_peer_packet(t299, relay, peer, &mut buf, 1)
+        .is_some());
     let t300 = t0 + Duration::from_secs(300);
     assert!(s.poll_timeout().unwrap() <= t300);
     s.handle_timeout(t300);
     assert_eq!(s.stats.permissions, 0);
-    assert!(s.handle_peer_packet(t300, relay, peer, &mut buf, 1).is_none());
+    assert!(s
+        .handle_peer_packet(t300, relay, peer, &mut buf, 1)
+        .is_none());
 
     // The nonce is stale after 600 s: 438 with a new nonce; the new nonce works.
     let t601 = t0 + Duration::from_secs(601);
@@ -313,7 +365,10 @@ fn timeouts_with_virtual_clock() {
     assert_eq!(error_code(&resp), Some(438));
     c.nonce = parse(&resp).get(ATTR_NONCE).unwrap().to_vec();
     let req = c.request(METHOD_REFRESH, true, |_| {});
-    assert_eq!(error_code(&exchange(&mut s, t601, &c, &req).unwrap()), Some(437));
+    assert_eq!(
+        error_code(&exchange(&mut s, t601, &c, &req).unwrap()),
+        Some(437)
+    );
 }
 
 #[test]
@@ -331,9 +386,14 @@ fn channel_refresh_keeps_it_alive_and_cooldown_blocks_reuse() {
     assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
     // Keep the allocation alive with refreshes.
     let t500 = t0 + Duration::from_secs(500);
-    let req = c.request(METHOD_REFRESH, true, |w| w.attr_u32(ATTR_LIFETIME, 3600).map(|_| ()).unwrap());
+    let req = c.request(METHOD_REFRESH, true, |w| {
+        w.attr_u32(ATTR_LIFETIME, 3600).map(|_| ()).unwrap()
+    });
     let resp = exchange(&mut s, t500, &c, &req).unwrap();
-    assert_eq!(parse(&resp).get(ATTR_LIFETIME).unwrap(), 3600u32.to_be_bytes());
+    assert_eq!(
+        parse(&resp).get(ATTR_LIFETIME).unwrap(),
+        3600u32.to_be_bytes()
+    );
     // Channel lapses at 600 s.
     let t600 = t0 + Duration::from_secs(600);
     s.handle_timeout(t600);
@@ -344,7 +404,10 @@ fn channel_refresh_keeps_it_alive_and_cooldown_blocks_reuse() {
     let t700 = t0 + Duration::from_secs(700);
     s.handle_timeout(t700);
     let req = bind(&mut c, "198.51.100.8:9000");
-    assert_eq!(error_code(&exchange(&mut s, t700, &c, &req).unwrap()), Some(400));
+    assert_eq!(
+        error_code(&exchange(&mut s, t700, &c, &req).unwrap()),
+        Some(400)
+    );
     // After it, it can.
     let t901 = t0 + Duration::from_secs(901);
     s.handle_timeout(t901);
@@ -352,7 +415,15 @@ fn channel_refresh_keeps_it_alive_and_cooldown_blocks_reuse() {
     assert_eq!(error_code(&exchange(&mut s, t901, &c, &req).unwrap()), None);
     assert_eq!(s.stats.channels, 1);
     let mut buf = vec![0u8; 16];
-    assert!(s.handle_peer_packet(t901, relay, "198.51.100.8:9000".parse().unwrap(), &mut buf, 1).is_some());
+    assert!(s
+        .handle_peer_packet(
+            t901,
+            relay,
+            "198.51.100.8:9000".parse().unwrap(),
+            &mut buf,
+            1
+        )
+        .is_some());
 }
 
 #[test]
@@ -372,9 +443,14 @@ fn retransmissions_get_identical_answers() {
     let req2 = c.request(METHOD_ALLOCATE, true, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     });
-    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req2).unwrap()), Some(437));
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req2).unwrap()),
+        Some(437)
+    );
     // Refresh with lifetime 0 deletes; its retransmission gets the same success.
-    let del = c.request(METHOD_REFRESH, true, |w| w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap());
+    let del = c.request(METHOD_REFRESH, true, |w| {
+        w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap()
+    });
     let r1 = exchange(&mut s, t0, &c, &del).unwrap();
     assert_eq!(error_code(&r1), None);
     assert_eq!(parse(&r1).get(ATTR_LIFETIME).unwrap(), [0, 0, 0, 0]);
@@ -395,31 +471,53 @@ fn allocate_error_codes() {
     challenge(&mut s, t0, &mut c);
     let cases: Vec<(u16, Box<dyn Fn(&mut MessageWriter<'_>)>)> = vec![
         (400, Box::new(|_| {})),
-        (442, Box::new(|w| {
-            w.attr(ATTR_REQUESTED_TRANSPORT, &[6, 0, 0, 0]).unwrap();
-        })),
-        (440, Box::new(|w| {
-            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
-            w.attr(ATTR_REQUESTED_ADDRESS_FAMILY, &[0x07, 0, 0, 0]).unwrap();
-        })),
-        (400, Box::new(|w| {
-            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
-            w.attr(ATTR_REQUESTED_ADDRESS_FAMILY, &[0x01, 0, 0, 0]).unwrap();
-            w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x02, 0, 0, 0]).unwrap();
-        })),
-        (400, Box::new(|w| {
-            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
-            w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x01, 0, 0, 0]).unwrap();
-        })),
-        (400, Box::new(|w| {
-            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
-            w.attr(ATTR_EVEN_PORT, &[0x80]).unwrap();
-            w.attr(ATTR_RESERVATION_TOKEN, &[1; 8]).unwrap();
-        })),
-        (420, Box::new(|w| {
-            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
-            w.attr(0x7777, &[1, 2, 3, 4]).unwrap();
-        })),
+        (
+            442,
+            Box::new(|w| {
+                w.attr(ATTR_REQUESTED_TRANSPORT, &[6, 0, 0, 0]).unwrap();
+            }),
+        ),
+        (
+            440,
+            Box::new(|w| {
+                w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+                w.attr(ATTR_REQUESTED_ADDRESS_FAMILY, &[0x07, 0, 0, 0])
+                    .unwrap();
+            }),
+        ),
+        (
+            400,
+            Box::new(|w| {
+                w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+                w.attr(ATTR_REQUESTED_ADDRESS_FAMILY, &[0x01, 0, 0, 0])
+                    .unwrap();
+                w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x02, 0, 0, 0])
+                    .unwrap();
+            }),
+        ),
+        (
+            400,
+            Box::new(|w| {
+                w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+                w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x01, 0, 0, 0])
+                    .unwrap();
+            }),
+        ),
+        (
+            400,
+            Box::new(|w| {
+                w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+                w.attr(ATTR_EVEN_PORT, &[0x80]).unwrap();
+                w.attr(ATTR_RESERVATION_TOKEN, &[1; 8]).unwrap();
+            }),
+        ),
+        (
+            420,
+            Box::new(|w| {
+                w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+                w.attr(0x7777, &[1, 2, 3, 4]).unwrap();
+            }),
+        ),
     ];
     for (want, f) in cases {
         let req = c.request(METHOD_ALLOCATE, true, |w| f(w));
@@ -440,7 +538,12 @@ fn allocate_error_codes() {
     assert_eq!(s.stats.auth_failures, 1);
     // Integrity present but NONCE missing: 400.
     let mut buf = vec![0u8; 256];
-    let mut w = MessageWriter::new(&mut buf, MessageType::new(METHOD_ALLOCATE, Class::Request), [1; 12]).unwrap();
+    let mut w = MessageWriter::new(
+        &mut buf,
+        MessageType::new(METHOD_ALLOCATE, Class::Request),
+        [1; 12],
+    )
+    .unwrap();
     w.attr(ATTR_USERNAME, b"alice").unwrap();
     w.attr(ATTR_REALM, REALM.as_bytes()).unwrap();
     w.integrity(&c.key()).unwrap();
@@ -457,10 +560,18 @@ fn other_users_requests_get_441_and_families_443() {
     let mut b = Client::new("203.0.113.9:4000", "bob", "hunter2");
     b.nonce = c.nonce.clone();
     let req = b.request(METHOD_REFRESH, true, |_| {});
-    assert_eq!(error_code(&exchange(&mut s, t0, &b, &req).unwrap()), Some(441));
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &b, &req).unwrap()),
+        Some(441)
+    );
     // An IPv6 peer on an IPv4-only allocation: 443.
-    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, "[2001:db8::9]:1"));
-    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(443));
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
+        peer_attr(w, "[2001:db8::9]:1")
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(443)
+    );
 }
 
 #[test]
@@ -468,16 +579,28 @@ fn peer_policy_refuses_loopback_unless_danger_allowed() {
     let (mut s, t0) = new_server(config(|_| {}));
     let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
     allocate(&mut s, t0, &mut c);
-    for p in ["127.0.0.1:9", "10.0.0.1:9", "0.0.0.0:9", "224.0.0.1:9", "169.254.0.1:9"] {
+    for p in [
+        "127.0.0.1:9",
+        "10.0.0.1:9",
+        "0.0.0.0:9",
+        "224.0.0.1:9",
+        "169.254.0.1:9",
+    ] {
         let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, p));
-        assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), Some(403), "{p}");
+        assert_eq!(
+            error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+            Some(403),
+            "{p}"
+        );
     }
     let (mut s, t0) = new_server(config(|cfg| {
         cfg.peer_policy = PeerPolicy::new(vec![], vec![], vec!["127.0.0.0/8".parse().unwrap()]);
     }));
     let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
     allocate(&mut s, t0, &mut c);
-    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, "127.0.0.1:9"));
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
+        peer_attr(w, "127.0.0.1:9")
+    });
     assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
 }
 
@@ -492,22 +615,31 @@ fn quotas_and_drain() {
     let req = c2.request(METHOD_ALLOCATE, true, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     });
-    assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), Some(486));
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c2, &req).unwrap()),
+        Some(486)
+    );
     // Deleting the first frees the quota.
-    let del = c1.request(METHOD_REFRESH, true, |w| w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap());
+    let del = c1.request(METHOD_REFRESH, true, |w| {
+        w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap()
+    });
     exchange(&mut s, t0, &c1, &del).unwrap();
     let req = c2.request(METHOD_ALLOCATE, true, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     });
     assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), None);
     // Draining: no new allocations (508), existing ones keep working.
-    cfg.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    cfg.draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut c3 = Client::new("203.0.113.9:4002", "bob", "hunter2");
     challenge(&mut s, t0, &mut c3);
     let req = c3.request(METHOD_ALLOCATE, true, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     });
-    assert_eq!(error_code(&exchange(&mut s, t0, &c3, &req).unwrap()), Some(508));
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c3, &req).unwrap()),
+        Some(508)
+    );
     let req = c2.request(METHOD_REFRESH, true, |_| {});
     assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), None);
 }
@@ -526,7 +658,10 @@ fn shared_secret_credentials_and_expiry() {
     let req = d.request(METHOD_ALLOCATE, true, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     });
-    assert_eq!(error_code(&exchange(&mut s, t0, &d, &req).unwrap()), Some(401));
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &d, &req).unwrap()),
+        Some(401)
+    );
 }
 
 #[test]
@@ -536,7 +671,8 @@ fn dual_allocation_even_port_and_reservation() {
     challenge(&mut s, t0, &mut c);
     let req = c.request(METHOD_ALLOCATE, true, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
-        w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x02, 0, 0, 0]).unwrap();
+        w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[0x02, 0, 0, 0])
+            .unwrap();
         w.attr(ATTR_EVEN_PORT, &[0x80]).unwrap();
     });
     let resp = exchange(&mut s, t0, &c, &req).unwrap();
@@ -547,9 +683,14 @@ fn dual_allocation_even_port_and_reservation() {
         .collect();
     assert_eq!(relays.len(), 2);
     assert!(relays[0].is_ipv4() && relays[1].is_ipv6());
-    assert_eq!(m.get(ATTR_RESERVATION_TOKEN).unwrap(), 0x1122_3344_5566_7788u64.to_be_bytes());
+    assert_eq!(
+        m.get(ATTR_RESERVATION_TOKEN).unwrap(),
+        0x1122_3344_5566_7788u64.to_be_bytes()
+    );
     // IPv6 peers are now fine.
-    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| peer_attr(w, "[2001:db8::9]:1"));
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
+        peer_attr(w, "[2001:db8::9]:1")
+    });
     assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
 }
 
@@ -558,14 +699,31 @@ fn relay_failures_map_to_440_and_508() {
     let (mut s, t0) = new_server(config(|_| {}));
     let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
     challenge(&mut s, t0, &mut c);
-    for (err, want) in [(RelayError::FamilyUnsupported, 440), (RelayError::Exhausted, 508), (RelayError::BadToken, 508)] {
+    for (err, want) in [
+        (RelayError::FamilyUnsupported, 440),
+        (RelayError::Exhausted, 508),
+        (RelayError::BadToken, 508),
+    ] {
         let req = c.request(METHOD_ALLOCATE, true, |w| {
             w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
         });
         assert!(s.handle_client_packet(t0, c.ft, &req).is_none());
-        let Some(Output::CreateRelay(r)) = s.poll_output() else { panic!("no relay request") };
-        s.handle_relay_created(t0, r.allocation, r.generation, RelayResult { ipv4: Some(Err(err)), ipv6: None, reservation_token: None });
-        let Some(Output::Transmit { data, .. }) = s.poll_output() else { panic!("no response") };
+        let Some(Output::CreateRelay(r)) = s.poll_output() else {
+            panic!("no relay request")
+        };
+        s.handle_relay_created(
+            t0,
+            r.allocation,
+            r.generation,
+            RelayResult {
+                ipv4: Some(Err(err)),
+                ipv6: None,
+                reservation_token: None,
+            },
+        );
+        let Some(Output::Transmit { data, .. }) = s.poll_output() else {
+            panic!("no response")
+        };
         assert_eq!(error_code(&data), Some(want));
         assert_eq!(s.allocation_count(), 0);
     }
@@ -598,7 +756,10 @@ fn malformed_input_is_dropped_and_counted() {
     for i in &inputs {
         assert!(s.handle_client_packet(t0, c.ft, i).is_none(), "{i:?}");
     }
-    assert_eq!(s.stats.dropped[DropReason::Malformed as usize], inputs.len() as u64);
+    assert_eq!(
+        s.stats.dropped[DropReason::Malformed as usize],
+        inputs.len() as u64
+    );
     // Still serving.
     assert!(s.handle_client_packet(t0, c.ft, &good).is_some());
 }

@@ -1,1 +1,147 @@
+//! The tokio driver around `turnpike-proto`: it owns sockets and clocks.
+//!
+//! What it does: binds the client-facing listeners (UDP, TCP), runs one worker thread per core
+//! (each a single-threaded tokio runtime with its own `SO_REUSEPORT` sockets and its own
+//! `turnpike_proto::Server`, so no lock sits on the packet path), receives in batches with
+//! `quinn-udp` (recvmmsg), binds relay sockets on request, feeds time to the state machine, and
+//! exports its counters to the `metrics` facade once a second.
+//!
+//! What it does not do: decide anything about STUN/TURN (that is `turnpike-proto`), parse
+//! configuration files, or serve HTTP.
 
+mod config;
+mod export;
+mod relay;
+mod tcp;
+mod udp;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use config::DriverConfig;
+pub use export::describe as describe_metrics;
+pub use relay::Reservations;
+use turnpike_proto::ServerConfig;
+
+/// Errors starting the driver.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {transport} {addr}: {source}")]
+    Listen {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running server: worker threads and the switch that stops them.
+pub struct RunningServer {
+    stop: Arc<AtomicBool>,
+    notify: Arc<tokio::sync::Notify>,
+    threads: Vec<JoinHandle<()>>,
+    /// The addresses actually bound (useful with port 0).
+    pub udp_addrs: Vec<SocketAddr>,
+    pub tcp_addrs: Vec<SocketAddr>,
+}
+
+impl RunningServer {
+    /// Stops the workers: listeners close, allocations and relay sockets are released.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Binds every listener and starts the workers.
+pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServer, StartError> {
+    let cfg = Arc::new(cfg);
+    let workers = cfg.workers.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let reservations = Arc::new(Reservations::default());
+
+    // Bind the first worker's sockets on the configured addresses; the others bind the very
+    // addresses the first one got (so port 0 works), sharing them through SO_REUSEPORT.
+    let mut udp_addrs = Vec::new();
+    let mut tcp_addrs = Vec::new();
+    let mut per_worker = Vec::new();
+    for w in 0..workers {
+        let mut udp = Vec::new();
+        let udp_targets = if w == 0 {
+            cfg.udp_listen.clone()
+        } else {
+            udp_addrs.clone()
+        };
+        for addr in udp_targets {
+            let s = udp::bind(addr).map_err(|source| StartError::Listen {
+                transport: "udp",
+                addr,
+                source,
+            })?;
+            if w == 0 {
+                udp_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
+                    transport: "udp",
+                    addr,
+                    source,
+                })?);
+            }
+            udp.push(s);
+        }
+        let mut tcp = Vec::new();
+        let tcp_targets = if w == 0 {
+            cfg.tcp_listen.clone()
+        } else {
+            tcp_addrs.clone()
+        };
+        for addr in tcp_targets {
+            let s = tcp::bind(addr).map_err(|source| StartError::Listen {
+                transport: "tcp",
+                addr,
+                source,
+            })?;
+            if w == 0 {
+                tcp_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
+                    transport: "tcp",
+                    addr,
+                    source,
+                })?);
+            }
+            tcp.push(s);
+        }
+        per_worker.push((udp, tcp));
+    }
+
+    let mut threads = Vec::new();
+    for (index, (udp, tcp)) in per_worker.into_iter().enumerate() {
+        let ctx = worker::WorkerInit {
+            index,
+            proto: proto.clone(),
+            cfg: cfg.clone(),
+            stop: stop.clone(),
+            notify: notify.clone(),
+            reservations: reservations.clone(),
+            udp,
+            tcp,
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("turnpike-worker-{index}"))
+            .spawn(move || worker::run(ctx))
+            .map_err(StartError::Thread)?;
+        threads.push(t);
+    }
+    Ok(RunningServer {
+        stop,
+        notify,
+        threads,
+        udp_addrs,
+        tcp_addrs,
+    })
+}

@@ -14,7 +14,10 @@ pub fn decode_address(v: &[u8]) -> Result<SocketAddr, StunError> {
     }
     let port = u16::from_be_bytes([v[2], v[3]]);
     match (v[1], v.len()) {
-        (ADDRESS_FAMILY_IPV4, 8) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(v[4], v[5], v[6], v[7])), port)),
+        (ADDRESS_FAMILY_IPV4, 8) => Ok(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(v[4], v[5], v[6], v[7])),
+            port,
+        )),
         (ADDRESS_FAMILY_IPV6, 20) => {
             let mut o = [0u8; 16];
             o.copy_from_slice(&v[4..20]);

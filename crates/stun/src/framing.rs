@@ -57,8 +57,14 @@ mod tests {
     #[test]
     fn frames() {
         assert_eq!(frame_len(&[0, 1]).unwrap(), None);
-        assert_eq!(frame_len(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5]).unwrap(), None);
-        assert_eq!(frame_len(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0]).unwrap(), Some(12));
+        assert_eq!(
+            frame_len(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5]).unwrap(),
+            None
+        );
+        assert_eq!(
+            frame_len(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0]).unwrap(),
+            Some(12)
+        );
         assert!(frame_len(&[0x80, 0, 0, 0]).is_err());
         assert!(frame_len(&[0x00, 1, 0, 3]).is_err());
         assert_eq!(classify(0x00), FirstByte::Stun);

@@ -103,15 +103,27 @@ fn feed_adjusted<M: Mac>(mac: &mut M, raw: &[u8], attr_pos: usize, len_end: usiz
 }
 
 /// HMAC-SHA1 over `raw[..attr_pos]` with the header length set to `len_end - 20`.
-pub(crate) fn hmac_sha1_adjusted(key: &[u8], raw: &[u8], attr_pos: usize, len_end: usize) -> [u8; 20] {
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+pub(crate) fn hmac_sha1_adjusted(
+    key: &[u8],
+    raw: &[u8],
+    attr_pos: usize,
+    len_end: usize,
+) -> [u8; 20] {
+    let mut mac =
+        <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
     feed_adjusted(&mut mac, raw, attr_pos, len_end);
     mac.finalize().into_bytes().into()
 }
 
 /// HMAC-SHA256 over `raw[..attr_pos]` with the header length set to `len_end - 20`.
-pub(crate) fn hmac_sha256_adjusted(key: &[u8], raw: &[u8], attr_pos: usize, len_end: usize) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+pub(crate) fn hmac_sha256_adjusted(
+    key: &[u8],
+    raw: &[u8],
+    attr_pos: usize,
+    len_end: usize,
+) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
     feed_adjusted(&mut mac, raw, attr_pos, len_end);
     mac.finalize().into_bytes().into()
 }

@@ -21,8 +21,8 @@ mod message;
 mod writer;
 
 pub use attr::{
-    decode_address, decode_error_code, decode_xor_address, encode_xor_address, ErrorCode, ADDRESS_FAMILY_IPV4,
-    ADDRESS_FAMILY_IPV6,
+    decode_address, decode_error_code, decode_xor_address, encode_xor_address, ErrorCode,
+    ADDRESS_FAMILY_IPV4, ADDRESS_FAMILY_IPV6,
 };
 pub use channel_data::{ChannelData, CHANNEL_DATA_HEADER_LEN};
 pub use consts::*;

@@ -118,7 +118,9 @@ impl<'a> Message<'a> {
                 return Err(StunError::BadAttributeLength);
             }
             match at {
-                ATTR_MESSAGE_INTEGRITY if msg.integrity.is_none() && msg.integrity_sha256.is_none() => {
+                ATTR_MESSAGE_INTEGRITY
+                    if msg.integrity.is_none() && msg.integrity_sha256.is_none() =>
+                {
                     if alen != 20 {
                         return Err(StunError::BadAttributeValue);
                     }
@@ -203,7 +205,9 @@ impl<'a> Message<'a> {
 
     /// Every attribute of type `typ` (e.g. several XOR-PEER-ADDRESS in CreatePermission).
     pub fn get_all(&self, typ: u16) -> impl Iterator<Item = &'a [u8]> {
-        self.attributes().filter(move |a| a.typ == typ).map(|a| a.value)
+        self.attributes()
+            .filter(move |a| a.typ == typ)
+            .map(|a| a.value)
     }
 
     /// The first comprehension-required attribute not in `known`, written into `out`; returns how
@@ -291,23 +295,55 @@ mod tests {
 
     #[test]
     fn type_roundtrip() {
-        for method in [METHOD_BINDING, METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CONNECTION_ATTEMPT, 0xFFF] {
-            for class in [Class::Request, Class::Indication, Class::Success, Class::Error] {
+        for method in [
+            METHOD_BINDING,
+            METHOD_ALLOCATE,
+            METHOD_CHANNEL_BIND,
+            METHOD_CONNECTION_ATTEMPT,
+            0xFFF,
+        ] {
+            for class in [
+                Class::Request,
+                Class::Indication,
+                Class::Success,
+                Class::Error,
+            ] {
                 let t = MessageType::new(method, class);
                 assert_eq!(MessageType::from_u16(t.to_u16()), t);
             }
         }
-        assert_eq!(MessageType::new(METHOD_BINDING, Class::Request).to_u16(), 0x0001);
-        assert_eq!(MessageType::new(METHOD_BINDING, Class::Success).to_u16(), 0x0101);
-        assert_eq!(MessageType::new(METHOD_BINDING, Class::Error).to_u16(), 0x0111);
-        assert_eq!(MessageType::new(METHOD_ALLOCATE, Class::Request).to_u16(), 0x0003);
-        assert_eq!(MessageType::new(METHOD_SEND, Class::Indication).to_u16(), 0x0016);
-        assert_eq!(MessageType::new(METHOD_DATA, Class::Indication).to_u16(), 0x0017);
+        assert_eq!(
+            MessageType::new(METHOD_BINDING, Class::Request).to_u16(),
+            0x0001
+        );
+        assert_eq!(
+            MessageType::new(METHOD_BINDING, Class::Success).to_u16(),
+            0x0101
+        );
+        assert_eq!(
+            MessageType::new(METHOD_BINDING, Class::Error).to_u16(),
+            0x0111
+        );
+        assert_eq!(
+            MessageType::new(METHOD_ALLOCATE, Class::Request).to_u16(),
+            0x0003
+        );
+        assert_eq!(
+            MessageType::new(METHOD_SEND, Class::Indication).to_u16(),
+            0x0016
+        );
+        assert_eq!(
+            MessageType::new(METHOD_DATA, Class::Indication).to_u16(),
+            0x0017
+        );
     }
 
     #[test]
     fn rejects_garbage() {
-        assert_eq!(Message::parse(&[0u8; 10]).unwrap_err(), StunError::Truncated);
+        assert_eq!(
+            Message::parse(&[0u8; 10]).unwrap_err(),
+            StunError::Truncated
+        );
         let mut h = [0u8; 20];
         h[0] = 0x40;
         assert_eq!(Message::parse(&h).unwrap_err(), StunError::NotStun);
@@ -321,6 +357,9 @@ mod tests {
         let mut m = h.to_vec();
         m.extend_from_slice(&[0x00, 0x06, 0x00, 0x08]);
         m[3] = 4;
-        assert_eq!(Message::parse(&m).unwrap_err(), StunError::BadAttributeLength);
+        assert_eq!(
+            Message::parse(&m).unwrap_err(),
+            StunError::BadAttributeLength
+        );
     }
 }

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use crate::{
-    attr::encode_xor_address, consts::*, integrity, pad4, Key, MessageType, StunError, TransactionId, HEADER_LEN,
-    MAGIC_COOKIE,
+    attr::encode_xor_address, consts::*, integrity, pad4, Key, MessageType, StunError,
+    TransactionId, HEADER_LEN, MAGIC_COOKIE,
 };
 
 /// Writes one STUN message into `buf`. Attributes are appended in call order; the header length is
@@ -39,7 +39,10 @@ impl<'b> MessageWriter<'b> {
     /// Reserves an attribute of `vlen` value bytes (plus padding) and returns the value slot.
     fn reserve(&mut self, typ: u16, vlen: usize) -> Result<&mut [u8], StunError> {
         let total = 4 + pad4(vlen);
-        if vlen > u16::MAX as usize || self.len + total > self.buf.len() || self.len + total - HEADER_LEN > 0xFFFC {
+        if vlen > u16::MAX as usize
+            || self.len + total > self.buf.len()
+            || self.len + total - HEADER_LEN > 0xFFFC
+        {
             return Err(StunError::BufferTooSmall);
         }
         let p = self.len;
@@ -91,7 +94,13 @@ impl<'b> MessageWriter<'b> {
     }
 
     /// Appends an ERROR-CODE (or ADDRESS-ERROR-CODE with `typ`) attribute.
-    fn error_code_typed(&mut self, typ: u16, family: u8, code: u16, reason: &str) -> Result<&mut Self, StunError> {
+    fn error_code_typed(
+        &mut self,
+        typ: u16,
+        family: u8,
+        code: u16,
+        reason: &str,
+    ) -> Result<&mut Self, StunError> {
         let r = reason.as_bytes();
         let slot = self.reserve(typ, 4 + r.len())?;
         slot[0] = family;

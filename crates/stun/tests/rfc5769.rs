@@ -7,7 +7,10 @@ use turnpike_stun::*;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 const PASSWORD: &str = "VOkJxbRl1RmTxUk/WvJxBt";
@@ -111,7 +114,9 @@ fn rfc5769_2_2_ipv4_response() {
 fn rfc5769_2_3_ipv6_response() {
     check_response(
         &sample_ipv6_response(),
-        "[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse().unwrap(),
+        "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
+            .parse()
+            .unwrap(),
     );
 }
 
@@ -120,7 +125,10 @@ fn rfc5769_2_4_long_term() {
     let b = sample_long_term();
     let m = Message::parse_exact(&b).unwrap();
     let user = m.get(ATTR_USERNAME).unwrap();
-    assert_eq!(std::str::from_utf8(user).unwrap(), "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}");
+    assert_eq!(
+        std::str::from_utf8(user).unwrap(),
+        "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}"
+    );
     assert_eq!(m.get(ATTR_NONCE).unwrap(), b"f//499k954d6OL34oL9FSTvy64sA");
     assert_eq!(m.get(ATTR_REALM).unwrap(), b"example.org");
     // "TheMatrIX" is the SASLprep'd password.
@@ -134,8 +142,14 @@ fn rfc8489_b_1_userhash_and_sha256() {
     let b = sample_sha256();
     let m = Message::parse_exact(&b).unwrap();
     let user = "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}";
-    assert_eq!(m.get(ATTR_USERHASH).unwrap(), userhash(user.as_bytes(), b"example.org"));
-    assert_eq!(m.get(ATTR_NONCE).unwrap(), b"obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA");
+    assert_eq!(
+        m.get(ATTR_USERHASH).unwrap(),
+        userhash(user.as_bytes(), b"example.org")
+    );
+    assert_eq!(
+        m.get(ATTR_NONCE).unwrap(),
+        b"obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA"
+    );
     assert_eq!(m.get(ATTR_PASSWORD_ALGORITHM).unwrap(), [0, 2, 0, 0]);
     assert!(m.has_integrity_sha256());
 }
@@ -144,7 +158,12 @@ fn rfc8489_b_1_userhash_and_sha256() {
 fn sha256_integrity_roundtrip() {
     let key = long_term_key_sha256(b"user", b"realm", b"pass");
     let mut out = [0u8; 128];
-    let mut w = MessageWriter::new(&mut out, MessageType::new(METHOD_ALLOCATE, Class::Request), [3; 12]).unwrap();
+    let mut w = MessageWriter::new(
+        &mut out,
+        MessageType::new(METHOD_ALLOCATE, Class::Request),
+        [3; 12],
+    )
+    .unwrap();
     w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     w.integrity_sha256(&key).unwrap();
     w.fingerprint().unwrap();
@@ -161,5 +180,8 @@ fn fingerprint_mismatch_detected() {
     let mut b = sample_request();
     let n = b.len();
     b[n - 1] ^= 1;
-    assert_eq!(Message::parse_exact(&b).unwrap().check_fingerprint(), Err(StunError::FingerprintMismatch));
+    assert_eq!(
+        Message::parse_exact(&b).unwrap().check_fingerprint(),
+        Err(StunError::FingerprintMismatch)
+    );
 }

@@ -1,0 +1,50 @@
+//! What the driver needs beyond the protocol configuration.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Sockets, ports and threads.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// UDP listeners for STUN/TURN.
+    pub udp_listen: Vec<SocketAddr>,
+    /// TCP listeners for STUN/TURN.
+    pub tcp_listen: Vec<SocketAddr>,
+    /// IPv4 address relay sockets bind to. `None`: the address the client reached us on.
+    pub relay_ipv4: Option<IpAddr>,
+    /// IPv6 address relay sockets bind to. `None`: the address the client reached us on.
+    pub relay_ipv6: Option<IpAddr>,
+    /// Relay port range (inclusive).
+    pub relay_port_min: u16,
+    pub relay_port_max: u16,
+    /// Worker threads (one per core is the design).
+    pub workers: usize,
+    /// Socket buffer size requested for listeners and relays.
+    pub socket_buffer: usize,
+    /// TCP connections idle longer than this are closed.
+    pub tcp_idle_timeout: Duration,
+    /// Most TCP connections from one source IP.
+    pub tcp_max_per_source: usize,
+    /// Frames queued for a slow TCP reader before further frames are dropped.
+    pub tcp_queue_frames: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            udp_listen: vec!["0.0.0.0:3478".parse().expect("literal")],
+            tcp_listen: vec!["0.0.0.0:3478".parse().expect("literal")],
+            relay_ipv4: None,
+            relay_ipv6: None,
+            relay_port_min: 49152,
+            relay_port_max: 65535,
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            socket_buffer: 4 << 20,
+            tcp_idle_timeout: Duration::from_secs(600),
+            tcp_max_per_source: 64,
+            tcp_queue_frames: 512,
+        }
+    }
+}

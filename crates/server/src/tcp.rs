@@ -1,0 +1,126 @@
+//! STUN/TURN over TCP (RFC 8656 §3.1): accepting connections, splitting the byte stream into
+//! STUN messages and padded ChannelData frames, and a bounded writer queue per connection so a
+//! slow reader loses frames instead of stalling the relay.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use turnpike_proto::{FiveTuple, Transport};
+
+use crate::worker::Worker;
+
+/// Room for the largest frame (a 65,532-byte STUN body plus header) and a partial next one.
+const READ_BUF: usize = 2 * 65_600;
+
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Accepts connections on one listener until the runtime stops.
+pub(crate) async fn accept_task(w: Rc<Worker>, listener: tokio::net::TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "tcp accept error");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let ip = peer.ip().to_canonical();
+        {
+            let mut per = w.tcp_per_source.borrow_mut();
+            let n = per.entry(ip).or_insert(0);
+            if *n >= w.cfg.tcp_max_per_source {
+                tracing::debug!(%peer, "too many TCP connections from this source");
+                continue;
+            }
+            *n += 1;
+        }
+        tokio::task::spawn_local(connection(w.clone(), stream, peer, ip));
+    }
+}
+
+async fn connection(w: Rc<Worker>, stream: tokio::net::TcpStream, peer: SocketAddr, ip: IpAddr) {
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return release_source(&w, ip),
+    };
+    let _ = stream.set_nodelay(true);
+    let ft = FiveTuple {
+        client: peer,
+        server: local,
+        transport: Transport::Tcp,
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(w.cfg.tcp_queue_frames);
+    w.tcp_conns.borrow_mut().insert(ft, tx);
+    let writer = tokio::task::spawn_local(async move {
+        while let Some(frame) = rx.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+
+    let mut buf = vec![0u8; READ_BUF];
+    let mut filled = 0;
+    'conn: loop {
+        let read = tokio::time::timeout(w.cfg.tcp_idle_timeout, rd.read(&mut buf[filled..])).await;
+        let n = match read {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        filled += n;
+        let now = Instant::now();
+        let mut start = 0;
+        loop {
+            match turnpike_stun::frame_len(&buf[start..filled]) {
+                Ok(Some(len)) => {
+                    w.on_client_packet(now, ft, &buf[start..start + len]);
+                    start += len;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    // Not STUN/ChannelData: this stream cannot be resynchronised. Count and close.
+                    w.server
+                        .borrow_mut()
+                        .stats
+                        .drop(turnpike_proto::DropReason::Malformed);
+                    break 'conn;
+                }
+            }
+        }
+        buf.copy_within(start..filled, 0);
+        filled -= start;
+    }
+    w.tcp_conns.borrow_mut().remove(&ft);
+    w.connection_closed(Instant::now(), ft);
+    writer.abort();
+    release_source(&w, ip);
+}
+
+fn release_source(w: &Worker, ip: IpAddr) {
+    let mut per = w.tcp_per_source.borrow_mut();
+    if let Some(n) = per.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            per.remove(&ip);
+        }
+    }
+}

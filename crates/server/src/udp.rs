@@ -1,0 +1,146 @@
+//! UDP listeners: binding with `SO_REUSEPORT` (one socket per worker on the same address) and
+//! the batched receive loop (recvmmsg through `quinn-udp`, GRO segments split by stride).
+
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::rc::Rc;
+use std::time::Instant;
+
+use quinn_udp::{RecvMeta, UdpSocketState};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use turnpike_proto::{FiveTuple, Transport};
+
+use crate::worker::Worker;
+
+/// Datagrams read per recvmmsg call.
+const BATCH: usize = 32;
+/// Each receive buffer holds one maximal datagram (or a GRO train of them).
+const BUF_LEN: usize = 65_536;
+
+/// Binds one UDP listener socket for a worker.
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Asks for large socket buffers; the kernel caps them at `net.core.*mem_max` unless we may
+/// force them.
+pub(crate) fn size_buffers(s: &Socket, bytes: usize) {
+    if s.set_recv_buffer_size(bytes).is_err() || s.recv_buffer_size().unwrap_or(0) < bytes {
+        let _ = force_buffer(s, libc::SO_RCVBUFFORCE, bytes);
+    }
+    if s.set_send_buffer_size(bytes).is_err() || s.send_buffer_size().unwrap_or(0) < bytes {
+        let _ = force_buffer(s, libc::SO_SNDBUFFORCE, bytes);
+    }
+}
+
+fn force_buffer(s: &Socket, opt: libc::c_int, bytes: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: setsockopt with a valid fd, a pointer to a c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One worker's socket on one UDP listening address.
+pub(crate) struct UdpListener {
+    pub bound: SocketAddr,
+    pub sock: tokio::net::UdpSocket,
+    pub state: UdpSocketState,
+}
+
+impl UdpListener {
+    pub fn new(std: UdpSocket, buffer: usize) -> io::Result<Self> {
+        size_buffers(&socket2::SockRef::from(&std).try_clone()?, buffer);
+        let bound = std.local_addr()?;
+        let state = UdpSocketState::new((&std).into())?;
+        let sock = tokio::net::UdpSocket::from_std(std)?;
+        Ok(UdpListener { bound, sock, state })
+    }
+
+    /// Whether this socket serves `server` (the address a client sent to).
+    pub fn serves(&self, server: &SocketAddr) -> bool {
+        self.bound.port() == server.port()
+            && self.bound.is_ipv4() == server.is_ipv4()
+            && (self.bound.ip().is_unspecified() || self.bound.ip() == server.ip())
+    }
+
+    /// Sends to a client from the address the client used (IP_PKTINFO when bound to a wildcard).
+    pub fn send(&self, server: &SocketAddr, to: SocketAddr, data: &[u8]) -> io::Result<()> {
+        if self.bound.ip().is_unspecified() {
+            let t = quinn_udp::Transmit {
+                destination: to,
+                ecn: None,
+                contents: data,
+                segment_size: None,
+                src_ip: Some(server.ip()),
+            };
+            self.sock.try_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.sock).into(), &t)
+            })
+        } else {
+            self.sock.try_send_to(data, to).map(|_| ())
+        }
+    }
+}
+
+/// Receives on listener `idx` of worker `w` until the runtime stops.
+pub(crate) async fn listener_task(w: Rc<Worker>, idx: usize) {
+    let l = &w.udp[idx];
+    let mut storage = vec![0u8; BATCH * BUF_LEN];
+    let mut iovs: Vec<IoSliceMut<'_>> = storage.chunks_mut(BUF_LEN).map(IoSliceMut::new).collect();
+    let mut meta = vec![RecvMeta::default(); BATCH];
+    loop {
+        if l.sock.readable().await.is_err() {
+            return;
+        }
+        // Drain what is queued, a bounded number of batches per wake-up for fairness.
+        for _ in 0..16 {
+            let r = l.sock.try_io(Interest::READABLE, || {
+                l.state.recv((&l.sock).into(), &mut iovs, &mut meta)
+            });
+            let n = match r {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            for (m, buf) in meta.iter().zip(iovs.iter()).take(n) {
+                let server = SocketAddr::new(m.dst_ip.unwrap_or(l.bound.ip()), l.bound.port());
+                let ft = FiveTuple {
+                    client: m.addr,
+                    server,
+                    transport: Transport::Udp,
+                };
+                let stride = m.stride.max(1);
+                for seg in buf[..m.len].chunks(stride) {
+                    w.on_client_packet(now, ft, seg);
+                }
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,306 @@
+//! One worker: a thread with a single-threaded tokio runtime, its own listener sockets (shared
+//! with the other workers' through `SO_REUSEPORT`), its own relay sockets and its own
+//! `turnpike_proto::Server`. Tasks on the worker share state through `Rc<RefCell<..>>`, which is
+//! sound because they all run on this one thread; nothing on the packet path takes a lock.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use turnpike_proto::{
+    Dest, DropReason, FiveTuple, Output, RelayError, RelayRequest, RelayResult, Server,
+    ServerConfig, Stats, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
+};
+
+use crate::relay::{bind_relay, relay_task, Reservations};
+use crate::udp::UdpListener;
+use crate::DriverConfig;
+
+/// What a worker thread starts from.
+pub(crate) struct WorkerInit {
+    pub index: usize,
+    pub proto: Arc<ServerConfig>,
+    pub cfg: Arc<DriverConfig>,
+    pub stop: Arc<AtomicBool>,
+    pub notify: Arc<Notify>,
+    pub reservations: Arc<Reservations>,
+    pub udp: Vec<std::net::UdpSocket>,
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
+struct RelayEntry {
+    sock: Rc<tokio::net::UdpSocket>,
+    task: JoinHandle<()>,
+}
+
+/// The state shared by a worker's tasks.
+pub(crate) struct Worker {
+    pub server: RefCell<Server>,
+    pub cfg: Arc<DriverConfig>,
+    pub udp: Vec<UdpListener>,
+    relays: RefCell<HashMap<SocketAddr, RelayEntry>>,
+    pub tcp_conns: RefCell<HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>>,
+    pub tcp_per_source: RefCell<HashMap<IpAddr, usize>>,
+    /// Receive buffer for relay sockets (one at a time runs on this thread).
+    pub relay_buf: RefCell<Vec<u8>>,
+    reservations: Arc<Reservations>,
+    me: RefCell<std::rc::Weak<Worker>>,
+    /// The counters as last exported.
+    exported: RefCell<Stats>,
+}
+
+/// Runs a worker until the stop switch flips.
+pub(crate) fn run(init: WorkerInit) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build worker runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let now = Instant::now();
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut udp = Vec::new();
+        for s in init.udp {
+            match UdpListener::new(s, init.cfg.socket_buffer) {
+                Ok(l) => udp.push(l),
+                Err(e) => tracing::error!(error = %e, "cannot register UDP listener"),
+            }
+        }
+        let w = Rc::new(Worker {
+            server: RefCell::new(Server::new(init.proto.clone(), now, unix)),
+            cfg: init.cfg.clone(),
+            udp,
+            relays: RefCell::new(HashMap::new()),
+            tcp_conns: RefCell::new(HashMap::new()),
+            tcp_per_source: RefCell::new(HashMap::new()),
+            relay_buf: RefCell::new(vec![0u8; PEER_HEADROOM + 65_536 + PEER_TAILROOM]),
+            reservations: init.reservations,
+            me: RefCell::new(std::rc::Weak::new()),
+            exported: RefCell::new(Stats::default()),
+        });
+        *w.me.borrow_mut() = Rc::downgrade(&w);
+        for i in 0..w.udp.len() {
+            tokio::task::spawn_local(crate::udp::listener_task(w.clone(), i));
+        }
+        for l in init.tcp {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => {
+                    tokio::task::spawn_local(crate::tcp::accept_task(w.clone(), l));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot register TCP listener"),
+            }
+        }
+        tokio::task::spawn_local(timer_task(w.clone()));
+        tokio::task::spawn_local(export_task(w.clone()));
+        tracing::debug!(worker = init.index, "worker started");
+        while !init.stop.load(Ordering::SeqCst) {
+            let notified = init.notify.notified();
+            if init.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            // Wake at least every second to re-check the switch (a notify can race with start-up).
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        }
+        // Final export so counters are complete at shutdown.
+        let stats = w.server.borrow().stats.clone();
+        let mut last = w.exported.take();
+        crate::export::publish(&mut last, &stats);
+        w.relays.borrow_mut().clear();
+        w.tcp_conns.borrow_mut().clear();
+        tracing::debug!(worker = init.index, "worker stopped");
+    });
+}
+
+impl Worker {
+    fn rc(&self) -> Rc<Worker> {
+        self.me
+            .borrow()
+            .upgrade()
+            .expect("the worker outlives its tasks: they hold an Rc to it")
+    }
+
+    /// A packet from a client (UDP datagram or one TCP frame).
+    pub fn on_client_packet(&self, now: Instant, ft: FiveTuple, data: &[u8]) {
+        let mut srv = self.server.borrow_mut();
+        let failed = match srv.handle_client_packet(now, ft, data) {
+            Some(t) => !self.transmit(t),
+            None => false,
+        };
+        if failed {
+            srv.stats.drop(DropReason::SendFailed);
+        }
+        self.drain_outputs(now, &mut srv);
+    }
+
+    /// A datagram from a peer on a relay socket.
+    pub fn on_peer_packet(
+        &self,
+        now: Instant,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) {
+        let mut srv = self.server.borrow_mut();
+        let failed = match srv.handle_peer_packet(now, relay, peer, buf, len) {
+            Some(t) => !self.transmit(t),
+            None => false,
+        };
+        if failed {
+            srv.stats.drop(DropReason::SendFailed);
+        }
+    }
+
+    /// A TCP connection ended.
+    pub fn connection_closed(&self, now: Instant, ft: FiveTuple) {
+        let mut srv = self.server.borrow_mut();
+        srv.handle_connection_closed(now, ft);
+        self.drain_outputs(now, &mut srv);
+    }
+
+    /// Sends one transmit; false if the socket refused it.
+    fn transmit(&self, t: Transmit<'_>) -> bool {
+        match t.dest {
+            Dest::Peer { relay, peer } => match self.relays.borrow().get(&relay) {
+                Some(r) => r.sock.try_send_to(t.data, peer).is_ok(),
+                None => false,
+            },
+            Dest::Client(ft) => self.send_to_client(&ft, t.data),
+        }
+    }
+
+    fn send_to_client(&self, ft: &FiveTuple, data: &[u8]) -> bool {
+        match ft.transport {
+            Transport::Udp => match self.udp.iter().find(|l| l.serves(&ft.server)) {
+                Some(l) => l.send(&ft.server, ft.client, data).is_ok(),
+                None => false,
+            },
+            Transport::Tcp | Transport::Tls => match self.tcp_conns.borrow().get(ft) {
+                Some(tx) => tx.try_send(data.to_vec()).is_ok(),
+                None => false,
+            },
+            Transport::Dtls => false,
+        }
+    }
+
+    /// Carries out queued outputs.
+    fn drain_outputs(&self, now: Instant, srv: &mut Server) {
+        while let Some(o) = srv.poll_output() {
+            match o {
+                Output::Transmit { to, data } => {
+                    if !self.send_to_client(&to, &data) {
+                        srv.stats.drop(DropReason::SendFailed);
+                    }
+                }
+                Output::CreateRelay(req) => {
+                    let res = self.create_relay(now, &req);
+                    srv.handle_relay_created(now, req.allocation, req.generation, res);
+                }
+                Output::ReleaseRelay(addr) => {
+                    if let Some(r) = self.relays.borrow_mut().remove(&addr) {
+                        r.task.abort();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The IP a relay of the given family binds to for a client that reached us on `server`.
+    fn relay_ip(&self, ipv6: bool, server: &SocketAddr) -> Option<IpAddr> {
+        let configured = if ipv6 {
+            self.cfg.relay_ipv6
+        } else {
+            self.cfg.relay_ipv4
+        };
+        configured.or_else(|| {
+            let ip = server.ip().to_canonical();
+            (ip.is_ipv6() == ipv6 && !ip.is_unspecified()).then_some(ip)
+        })
+    }
+
+    fn create_relay(&self, now: Instant, req: &RelayRequest) -> RelayResult {
+        let mut token = None;
+        let one = |ipv6: bool, token: &mut Option<u64>| -> Result<SocketAddr, RelayError> {
+            let sock = if let (Some(t), false) = (req.reservation_token, ipv6) {
+                self.reservations.take(t, now).ok_or(RelayError::BadToken)?
+            } else {
+                let ip = self
+                    .relay_ip(ipv6, &req.five_tuple.server)
+                    .ok_or(RelayError::FamilyUnsupported)?;
+                let even = req.even_port.is_some() && !ipv6;
+                let reserve = req.even_port == Some(true) && !ipv6;
+                let (s, next) = bind_relay(
+                    ip,
+                    self.cfg.relay_port_min,
+                    self.cfg.relay_port_max,
+                    even,
+                    reserve,
+                    req.dont_fragment,
+                    self.cfg.socket_buffer,
+                )?;
+                if let Some(n) = next {
+                    *token = Some(self.reservations.put(n, now));
+                }
+                s
+            };
+            self.register_relay(sock).map_err(|_| RelayError::Exhausted)
+        };
+        let ipv4 = req.families.ipv4.then(|| one(false, &mut token));
+        let ipv6 = req.families.ipv6.then(|| one(true, &mut token));
+        RelayResult {
+            ipv4,
+            ipv6,
+            reservation_token: token,
+        }
+    }
+
+    fn register_relay(&self, sock: std::net::UdpSocket) -> std::io::Result<SocketAddr> {
+        let addr = sock.local_addr()?;
+        let sock = Rc::new(tokio::net::UdpSocket::from_std(sock)?);
+        let task = tokio::task::spawn_local(relay_task(self.rc(), sock.clone(), addr));
+        self.relays
+            .borrow_mut()
+            .insert(addr, RelayEntry { sock, task });
+        Ok(addr)
+    }
+}
+
+/// Feeds time to the state machine: sleeps until its next deadline (at most a second).
+async fn timer_task(w: Rc<Worker>) {
+    loop {
+        let cap = Instant::now() + Duration::from_secs(1);
+        let next = w.server.borrow().poll_timeout().map_or(cap, |t| t.min(cap));
+        tokio::time::sleep_until(next.into()).await;
+        let now = Instant::now();
+        let mut srv = w.server.borrow_mut();
+        srv.handle_timeout(now);
+        w.drain_outputs(now, &mut srv);
+    }
+}
+
+/// Publishes counters once a second.
+async fn export_task(w: Rc<Worker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let stats = w.server.borrow().stats.clone();
+        let mut last = w.exported.take();
+        crate::export::publish(&mut last, &stats);
+        w.exported.replace(last);
+    }
+}

@@ -1,0 +1,390 @@
+//! Configuration: defaults, then a TOML file, then environment variables and flags (the last
+//! wins). Every key of the file is also a flag `--key-name` and a variable `TURNPIKE_KEY_NAME`;
+//! `turnpike --help` lists them all. Unknown keys and bad values fail start-up with a message that
+//! names the key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The settled configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Realm of long-term credentials.
+    pub realm: String,
+    /// UDP listeners for STUN/TURN.
+    pub listen_udp: Vec<SocketAddr>,
+    /// TCP listeners for STUN/TURN.
+    pub listen_tcp: Vec<SocketAddr>,
+    /// IPv4 address relay sockets bind to (default: the address the client reached).
+    pub relay_ipv4: Option<IpAddr>,
+    /// IPv6 address relay sockets bind to (default: the address the client reached).
+    pub relay_ipv6: Option<IpAddr>,
+    /// Public IPv4 advertised in XOR-RELAYED-ADDRESS when behind 1:1 NAT.
+    pub external_ipv4: Option<IpAddr>,
+    /// Public IPv6 advertised in XOR-RELAYED-ADDRESS.
+    pub external_ipv6: Option<IpAddr>,
+    pub relay_port_min: u16,
+    pub relay_port_max: u16,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Static users, each `name:password` (or `name:0x<32 hex digits>` for a precomputed MD5 key).
+    pub users: Vec<String>,
+    /// Shared secrets for time-limited credentials (first one mints, all are accepted).
+    pub shared_secrets: Vec<String>,
+    /// Where Turnpike keeps generated state (the default shared secret).
+    pub data_dir: PathBuf,
+    /// Allocation lifetime when the client asks for none, seconds.
+    pub default_lifetime: u64,
+    /// Longest allocation lifetime granted, seconds.
+    pub max_lifetime: u64,
+    /// Nonce validity, seconds.
+    pub nonce_lifetime: u64,
+    /// Most live allocations on this node (0: unlimited).
+    pub max_allocations: usize,
+    /// Most live allocations per user (0: unlimited).
+    pub max_allocations_per_user: usize,
+    /// When non-empty, only peers in these ranges may be reached.
+    pub allowed_peer_ranges: Vec<IpNet>,
+    /// Peers in these ranges are always refused.
+    pub denied_peer_ranges: Vec<IpNet>,
+    /// DANGER: opens otherwise-refused special ranges (loopback, private, ...) to relaying.
+    pub danger_allow_peer_ranges: Vec<IpNet>,
+    /// 401 challenges per source IP: burst.
+    pub unauth_burst: u32,
+    /// 401 challenges per source IP: per second.
+    pub unauth_rate: u32,
+    /// Prometheus /metrics listener; empty to disable.
+    pub metrics_listen: String,
+    /// `human` or `json`.
+    pub log_format: String,
+    /// tracing filter, e.g. `info` or `turnpike=debug`.
+    pub log_level: String,
+    /// SOFTWARE attribute; empty to send none.
+    pub software: String,
+    /// Seconds a TCP connection may stay idle.
+    pub tcp_idle_timeout: u64,
+    /// Most TCP connections per source IP (per worker).
+    pub tcp_max_per_source: usize,
+    /// In drain mode, exit once the last allocation is gone.
+    pub drain_exit: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            realm: "turnpike".into(),
+            listen_udp: vec![
+                "0.0.0.0:3478".parse().expect("literal"),
+                "[::]:3478".parse().expect("literal"),
+            ],
+            listen_tcp: vec![
+                "0.0.0.0:3478".parse().expect("literal"),
+                "[::]:3478".parse().expect("literal"),
+            ],
+            relay_ipv4: None,
+            relay_ipv6: None,
+            external_ipv4: None,
+            external_ipv6: None,
+            relay_port_min: 49152,
+            relay_port_max: 65535,
+            workers: 0,
+            users: vec![],
+            shared_secrets: vec![],
+            data_dir: "turnpike-data".into(),
+            default_lifetime: 600,
+            max_lifetime: 3600,
+            nonce_lifetime: 600,
+            max_allocations: 0,
+            max_allocations_per_user: 0,
+            allowed_peer_ranges: vec![],
+            denied_peer_ranges: vec![],
+            danger_allow_peer_ranges: vec![],
+            unauth_burst: 50,
+            unauth_rate: 20,
+            metrics_listen: "127.0.0.1:9478".into(),
+            log_format: "human".into(),
+            log_level: "info".into(),
+            software: concat!("Turnpike ", env!("CARGO_PKG_VERSION")).into(),
+            tcp_idle_timeout: 600,
+            tcp_max_per_source: 64,
+            drain_exit: false,
+        }
+    }
+}
+
+/// Command line. Each option mirrors a config key; unset options leave the file's value.
+#[derive(Debug, Parser)]
+#[command(
+    name = "turnpike",
+    version,
+    about = "Turnpike: a self-hosted STUN/TURN server for WebRTC."
+)]
+#[command(
+    after_help = "Signals: SIGTERM/SIGINT stop gracefully; SIGUSR1 enters drain mode \
+(no new allocations, existing ones finish)."
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "TURNPIKE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a time-limited TURN credential minted with the first shared secret.
+    Credential {
+        /// User part of the username (`expiry:user`).
+        #[arg(long, default_value = "user")]
+        user: String,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
+    /// Check the configuration and print it (secrets redacted).
+    CheckConfig,
+}
+
+/// Flag/env overrides: the same keys as [`Config`].
+#[derive(Debug, Default, Args, Serialize)]
+pub struct Overrides {
+    #[arg(long, env = "TURNPIKE_REALM", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    realm: Option<String>,
+    #[arg(
+        long,
+        env = "TURNPIKE_LISTEN_UDP",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_udp: Option<Vec<SocketAddr>>,
+    #[arg(
+        long,
+        env = "TURNPIKE_LISTEN_TCP",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_tcp: Option<Vec<SocketAddr>>,
+    #[arg(long, env = "TURNPIKE_RELAY_IPV4", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay_ipv4: Option<IpAddr>,
+    #[arg(long, env = "TURNPIKE_RELAY_IPV6", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay_ipv6: Option<IpAddr>,
+    #[arg(long, env = "TURNPIKE_EXTERNAL_IPV4", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_ipv4: Option<IpAddr>,
+    #[arg(long, env = "TURNPIKE_EXTERNAL_IPV6", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_ipv6: Option<IpAddr>,
+    #[arg(long, env = "TURNPIKE_RELAY_PORT_MIN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay_port_min: Option<u16>,
+    #[arg(long, env = "TURNPIKE_RELAY_PORT_MAX", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay_port_max: Option<u16>,
+    #[arg(long, env = "TURNPIKE_WORKERS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<usize>,
+    /// Static users `name:password`, comma-separated.
+    #[arg(long, env = "TURNPIKE_USERS", value_delimiter = ',', global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    users: Option<Vec<String>>,
+    /// Shared secrets for time-limited credentials, comma-separated.
+    #[arg(
+        long,
+        env = "TURNPIKE_SHARED_SECRETS",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_secrets: Option<Vec<String>>,
+    #[arg(long, env = "TURNPIKE_DATA_DIR", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, env = "TURNPIKE_DEFAULT_LIFETIME", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_lifetime: Option<u64>,
+    #[arg(long, env = "TURNPIKE_MAX_LIFETIME", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_lifetime: Option<u64>,
+    #[arg(long, env = "TURNPIKE_NONCE_LIFETIME", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce_lifetime: Option<u64>,
+    #[arg(long, env = "TURNPIKE_MAX_ALLOCATIONS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_allocations: Option<usize>,
+    #[arg(long, env = "TURNPIKE_MAX_ALLOCATIONS_PER_USER", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_allocations_per_user: Option<usize>,
+    #[arg(
+        long,
+        env = "TURNPIKE_ALLOWED_PEER_RANGES",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_peer_ranges: Option<Vec<IpNet>>,
+    #[arg(
+        long,
+        env = "TURNPIKE_DENIED_PEER_RANGES",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    denied_peer_ranges: Option<Vec<IpNet>>,
+    /// DANGER: allow relaying to these otherwise-refused ranges (e.g. 127.0.0.0/8 for tests).
+    #[arg(
+        long,
+        env = "TURNPIKE_DANGER_ALLOW_PEER_RANGES",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    danger_allow_peer_ranges: Option<Vec<IpNet>>,
+    #[arg(long, env = "TURNPIKE_UNAUTH_BURST", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unauth_burst: Option<u32>,
+    #[arg(long, env = "TURNPIKE_UNAUTH_RATE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unauth_rate: Option<u32>,
+    /// Prometheus listener address; empty disables it.
+    #[arg(long, env = "TURNPIKE_METRICS_LISTEN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
+    /// `human` or `json`.
+    #[arg(long, env = "TURNPIKE_LOG_FORMAT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<String>,
+    #[arg(long, env = "TURNPIKE_LOG_LEVEL", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_level: Option<String>,
+    #[arg(long, env = "TURNPIKE_SOFTWARE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    software: Option<String>,
+    #[arg(long, env = "TURNPIKE_TCP_IDLE_TIMEOUT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_idle_timeout: Option<u64>,
+    #[arg(long, env = "TURNPIKE_TCP_MAX_PER_SOURCE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_max_per_source: Option<usize>,
+    #[arg(long, env = "TURNPIKE_DRAIN_EXIT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_exit: Option<bool>,
+}
+
+impl Config {
+    /// Defaults, then `file`, then flags and environment.
+    pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                bail!(
+                    "config file {} does not exist (fix the --config flag or TURNPIKE_CONFIG)",
+                    f.display()
+                );
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Serialized::defaults(overrides));
+        let cfg: Config = fig.extract().map_err(|e| {
+            let mut msg = String::new();
+            for err in e {
+                let key = if err.path.is_empty() {
+                    "(top level)".to_string()
+                } else {
+                    err.path.join(".")
+                };
+                msg.push_str(&format!("\n  key `{key}`: {}", err.kind));
+                if let Some(src) = &err.metadata.and_then(|m| m.source) {
+                    msg.push_str(&format!(" (from {src})"));
+                }
+            }
+            anyhow::anyhow!("invalid configuration:{msg}")
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks that values make sense together; each message names the key and the fix.
+    pub fn validate(&self) -> Result<()> {
+        if self.realm.is_empty() {
+            bail!("key `realm` must not be empty");
+        }
+        if self.relay_port_min > self.relay_port_max {
+            bail!(
+                "key `relay_port_min` ({}) is above `relay_port_max` ({}): swap them",
+                self.relay_port_min,
+                self.relay_port_max
+            );
+        }
+        if self.relay_port_min < 1024 {
+            bail!(
+                "key `relay_port_min` ({}) must be 1024 or above",
+                self.relay_port_min
+            );
+        }
+        if self.listen_udp.is_empty() && self.listen_tcp.is_empty() {
+            bail!("keys `listen_udp` and `listen_tcp` are both empty: give at least one listener");
+        }
+        if self.default_lifetime == 0 || self.default_lifetime > self.max_lifetime {
+            bail!(
+                "key `default_lifetime` must be between 1 and `max_lifetime` ({})",
+                self.max_lifetime
+            );
+        }
+        if self.nonce_lifetime < 30 {
+            bail!(
+                "key `nonce_lifetime` ({}) must be at least 30 seconds",
+                self.nonce_lifetime
+            );
+        }
+        if !matches!(self.log_format.as_str(), "human" | "json") {
+            bail!(
+                "key `log_format` is `{}`: use `human` or `json`",
+                self.log_format
+            );
+        }
+        if !self.metrics_listen.is_empty() {
+            self.metrics_listen.parse::<SocketAddr>().with_context(|| {
+                format!(
+                    "key `metrics_listen` (`{}`) is not an address like 127.0.0.1:9478",
+                    self.metrics_listen
+                )
+            })?;
+        }
+        for u in &self.users {
+            let Some((name, secret)) = u.split_once(':') else {
+                bail!("key `users`: entry without `:` (use `name:password`)");
+            };
+            if name.is_empty() || secret.is_empty() {
+                bail!("key `users`: entry for `{name}` has an empty name or password");
+            }
+            if let Some(hex) = secret.strip_prefix("0x") {
+                if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    bail!("key `users`: key for `{name}` must be 0x followed by 32 hex digits");
+                }
+            }
+        }
+        for (i, s) in self.shared_secrets.iter().enumerate() {
+            if s.len() < 8 {
+                bail!("key `shared_secrets`: entry {i} is shorter than 8 characters; use a long random secret");
+            }
+        }
+        Ok(())
+    }
+}
