@@ -80,6 +80,9 @@ async fn connection(w: Rc<Worker>, stream: tokio::net::TcpStream, peer: SocketAd
 
     let mut buf = vec![0u8; READ_BUF];
     let mut filled = 0;
+    // A TURN client's first frame is always a STUN request (a channel needs a ChannelBind
+    // first); anything else (HTTP, TLS, noise) is not for us.
+    let mut first = true;
     'conn: loop {
         let read = tokio::time::timeout(w.cfg.tcp_idle_timeout, rd.read(&mut buf[filled..])).await;
         let n = match read {
@@ -90,8 +93,16 @@ async fn connection(w: Rc<Worker>, stream: tokio::net::TcpStream, peer: SocketAd
         let now = Instant::now();
         let mut start = 0;
         loop {
+            if first && start < filled && buf[start] >> 6 != 0 {
+                w.server
+                    .borrow_mut()
+                    .stats
+                    .drop(turnpike_proto::DropReason::Malformed);
+                break 'conn;
+            }
             match turnpike_stun::frame_len(&buf[start..filled]) {
                 Ok(Some(len)) => {
+                    first = false;
                     w.on_client_packet(now, ft, &buf[start..start + len]);
                     start += len;
                 }

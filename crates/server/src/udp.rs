@@ -135,6 +135,11 @@ pub(crate) async fn listener_task(w: Rc<Worker>, idx: usize) {
                     server,
                     transport: Transport::Udp,
                 };
+                if m.len == 0 {
+                    // An empty datagram: still counted (as malformed) by the state machine.
+                    w.on_client_packet(now, ft, &[]);
+                    continue;
+                }
                 let stride = m.stride.max(1);
                 for seg in buf[..m.len].chunks(stride) {
                     w.on_client_packet(now, ft, seg);

@@ -235,28 +235,33 @@ impl Worker {
 
     fn create_relay(&self, now: Instant, req: &RelayRequest) -> RelayResult {
         let mut token = None;
+        // EVEN-PORT and RESERVATION-TOKEN apply to the primary family (IPv4 unless only IPv6
+        // was requested); an additional IPv6 relay gets any free port.
+        let primary_v6 = !req.families.ipv4;
         let one = |ipv6: bool, token: &mut Option<u64>| -> Result<SocketAddr, RelayError> {
-            let sock = if let (Some(t), false) = (req.reservation_token, ipv6) {
-                self.reservations.take(t, now).ok_or(RelayError::BadToken)?
-            } else {
-                let ip = self
-                    .relay_ip(ipv6, &req.five_tuple.server)
-                    .ok_or(RelayError::FamilyUnsupported)?;
-                let even = req.even_port.is_some() && !ipv6;
-                let reserve = req.even_port == Some(true) && !ipv6;
-                let (s, next) = bind_relay(
-                    ip,
-                    self.cfg.relay_port_min,
-                    self.cfg.relay_port_max,
-                    even,
-                    reserve,
-                    req.dont_fragment,
-                    self.cfg.socket_buffer,
-                )?;
-                if let Some(n) = next {
-                    *token = Some(self.reservations.put(n, now));
+            let primary = ipv6 == primary_v6;
+            let sock = match req.reservation_token {
+                Some(t) if primary => self.reservations.take(t, now).ok_or(RelayError::BadToken)?,
+                _ => {
+                    let ip = self
+                        .relay_ip(ipv6, &req.five_tuple.server)
+                        .ok_or(RelayError::FamilyUnsupported)?;
+                    let even = req.even_port.is_some() && primary;
+                    let reserve = req.even_port == Some(true) && primary;
+                    let (s, next) = bind_relay(
+                        ip,
+                        self.cfg.relay_port_min,
+                        self.cfg.relay_port_max,
+                        even,
+                        reserve,
+                        req.dont_fragment,
+                        self.cfg.socket_buffer,
+                    )?;
+                    if let Some(n) = next {
+                        *token = Some(self.reservations.put(n, now));
+                    }
+                    s
                 }
-                s
             };
             self.register_relay(sock).map_err(|_| RelayError::Exhausted)
         };

@@ -1,0 +1,150 @@
+"""Fixtures that start the real `turnpike` binary and coturn's test peer on 127.0.0.1."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("TURNPIKE_BIN", str(ROOT / "target" / "debug" / "turnpike"))
+
+
+def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, host="127.0.0.1"):
+    """A port free for both UDP and TCP on host (so one number serves both listeners)."""
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            try:
+                with socket.socket(family, socket.SOCK_STREAM) as t:
+                    t.bind((host, port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+def stun_binding(port, host="127.0.0.1", timeout=0.5):
+    """Sends a STUN Binding request; returns the raw response or None."""
+    req = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + os.urandom(12)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(req, (host, port))
+        try:
+            data, _ = s.recvfrom(2048)
+            return data
+        except socket.timeout:
+            return None
+
+
+class Turnpike:
+    """One running turnpike process with its own config file, ports and data dir."""
+
+    def __init__(self, tmp_path, extra_toml="", args=(), env=None):
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.dir = tmp_path / f"turnpike-{self.port}"
+        self.dir.mkdir()
+        self.config = self.dir / "turnpike.toml"
+        self.config.write_text(
+            f'realm = "test"\n'
+            f'listen_udp = ["127.0.0.1:{self.port}", "[::1]:{self.port}"]\n'
+            f'listen_tcp = ["127.0.0.1:{self.port}", "[::1]:{self.port}"]\n'
+            f'relay_ipv6 = "::1"\n'
+            f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n'
+            f'data_dir = "{self.dir / "data"}"\n'
+            f'relay_port_min = 40000\nrelay_port_max = 60000\n'
+            + extra_toml
+        )
+        self.log = open(self.dir / "turnpike.log", "w+")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [BIN, "--config", str(self.config), *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"turnpike exited early:\n{self.logs()}")
+            if stun_binding(self.port) is not None:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"turnpike did not answer STUN:\n{self.logs()}")
+
+    def logs(self):
+        self.log.flush()
+        return (self.dir / "turnpike.log").read_text()
+
+    def metrics(self):
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name, **labels):
+        """Sum of samples of `name` whose labels include `labels`."""
+        total = 0.0
+        found = False
+        for line in self.metrics().splitlines():
+            if line.startswith("#") or not line.startswith(name):
+                continue
+            head, _, value = line.rpartition(" ")
+            metric_name = head.split("{")[0]
+            if metric_name != name:
+                continue
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+                found = True
+        return total if found else None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def turnpike(tmp_path):
+    started = []
+
+    def start(extra_toml="", args=(), env=None):
+        t = Turnpike(tmp_path, extra_toml, args, env)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.stop()
+
+
+USERS = 'users = ["u:p", "alice:wonderland"]\n'
+LOOPBACK_OK = 'danger_allow_peer_ranges = ["127.0.0.0/8", "::1/128"]\n'
+
+
+@pytest.fixture(scope="session")
+def peer():
+    """coturn's UDP echo peer on 127.0.0.1 and ::1."""
+    port = free_port()
+    procs = [
+        subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-L", "::1", "-p", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ]
+    time.sleep(0.3)
+    yield port
+    for p in procs:
+        p.terminate()
+        p.wait()
