@@ -80,7 +80,8 @@ class Turnpike:
         raise RuntimeError(f"turnpike did not answer STUN:\n{self.logs()}")
 
     def logs(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return (self.dir / "turnpike.log").read_text()
 
     def metrics(self):
