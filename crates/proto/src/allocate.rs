@@ -61,7 +61,7 @@ impl Server {
         // 6. EVEN-PORT: R bit asks to reserve the next port.
         let even_port = match even {
             None => None,
-            Some(v) if v.is_empty() => return Err(TurnError::BadRequest("EVEN-PORT malformed")),
+            Some([]) => return Err(TurnError::BadRequest("EVEN-PORT malformed")),
             Some(v) => Some(v[0] & 0x80 != 0),
         };
         // 7. Address families (RFC 8656 §7.2 steps on REQUESTED-/ADDITIONAL-ADDRESS-FAMILY).

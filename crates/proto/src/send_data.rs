@@ -56,7 +56,7 @@ impl Server {
             self.stats.drop(DropReason::NoPermission);
             return None;
         }
-        Some(self.to_peer(&ft, relay, peer, data))
+        Some(self.relay_to_peer(&ft, relay, peer, data))
     }
 
     /// ChannelData from a client: relay the payload to the channel's peer.
@@ -90,7 +90,7 @@ impl Server {
             self.stats.drop(DropReason::NoAllocation);
             return None;
         };
-        Some(self.to_peer(&ft, relay, peer, cd.payload))
+        Some(self.relay_to_peer(&ft, relay, peer, cd.payload))
     }
 
     /// A datagram from `peer` arrived on the relay socket bound at `relay`. Its payload is

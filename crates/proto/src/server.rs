@@ -525,7 +525,7 @@ impl Server {
 
     /// Counts a relayed packet leaving to a peer and returns the transmit.
     #[inline]
-    pub(crate) fn to_peer<'a>(
+    pub(crate) fn relay_to_peer<'a>(
         &mut self,
         ft: &FiveTuple,
         relay: SocketAddr,

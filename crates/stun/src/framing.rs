@@ -36,7 +36,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, StunError> {
     let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
     match buf[0] >> 6 {
         0 => {
-            if len % 4 != 0 {
+            if !len.is_multiple_of(4) {
                 return Err(StunError::BadLength);
             }
             let need = HEADER_LEN + len;

@@ -87,7 +87,7 @@ impl<'a> Message<'a> {
             return Err(StunError::BadMagicCookie);
         }
         let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
-        if len % 4 != 0 {
+        if !len.is_multiple_of(4) {
             return Err(StunError::BadLength);
         }
         if buf.len() < HEADER_LEN + len {
@@ -128,7 +128,7 @@ impl<'a> Message<'a> {
                     msg.considered_end = next;
                 }
                 ATTR_MESSAGE_INTEGRITY_SHA256 if msg.integrity_sha256.is_none() => {
-                    if !(16..=32).contains(&alen) || alen % 4 != 0 {
+                    if !(16..=32).contains(&alen) || !alen.is_multiple_of(4) {
                         return Err(StunError::BadAttributeValue);
                     }
                     msg.integrity_sha256 = Some(pos);
