@@ -135,15 +135,22 @@ pub(crate) async fn relay_task(w: Rc<Worker>, sock: Rc<tokio::net::UdpSocket>, r
         if sock.readable().await.is_err() {
             return;
         }
+        // Drain what is queued; after a full budget, yield so other sockets get their turn.
+        let mut drained = false;
         for _ in 0..64 {
             let mut buf = w.relay_buf.borrow_mut();
             let end = buf.len() - PEER_TAILROOM;
             match sock.try_recv_from(&mut buf[PEER_HEADROOM..end]) {
                 Ok((n, peer)) => w.on_peer_packet(Instant::now(), relay, peer, &mut buf, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => tracing::trace!(error = %e, %relay, "relay receive error"),
             }
         }
-        tokio::task::yield_now().await;
+        if !drained {
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -115,13 +115,17 @@ pub(crate) async fn listener_task(w: Rc<Worker>, idx: usize) {
             return;
         }
         // Drain what is queued, a bounded number of batches per wake-up for fairness.
+        let mut drained = false;
         for _ in 0..16 {
             let r = l.sock.try_io(Interest::READABLE, || {
                 l.state.recv((&l.sock).into(), &mut iovs, &mut meta)
             });
             let n = match r {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "udp receive error");
                     continue;
@@ -146,6 +150,8 @@ pub(crate) async fn listener_task(w: Rc<Worker>, idx: usize) {
                 }
             }
         }
-        tokio::task::yield_now().await;
+        if !drained {
+            tokio::task::yield_now().await;
+        }
     }
 }

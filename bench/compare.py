@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Runs the same turnutils_uclient load against Turnpike and coturn in one run, with the same
+ports and CPU pinning, and prints round-trips per second, loss and server CPU time for each and
+their ratio.
+
+Pinning: the server under test on CPU 1 (one core, one Turnpike worker), uclient and
+turnutils_peer on CPU 0. All traffic is on 127.0.0.1; every run is bounded by uclient's message
+count and a timeout.
+
+Usage: bench/compare.py [--quick] [--out bench/out/results.md]
+"""
+
+import argparse
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TURNPIKE = ROOT / "target" / "release" / "turnpike"
+PORT = 3478
+PEER_PORT = 3480
+SERVER_CPU = "1"
+CLIENT_CPU = "0"
+
+
+def udp_in_datagrams():
+    lines = pathlib.Path("/proc/net/snmp").read_text().splitlines()
+    hdr = [l for l in lines if l.startswith("Udp:")]
+    names, values = hdr[0].split()[1:], hdr[1].split()[1:]
+    d = dict(zip(names, map(int, values)))
+    return d["InDatagrams"], d.get("RcvbufErrors", 0)
+
+
+def proc_cpu_seconds(pid):
+    """utime+stime of a process and all its threads, in seconds."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class Sampler(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples = []
+        self.stop = threading.Event()
+
+    def run(self):
+        last = udp_in_datagrams()[0]
+        while not self.stop.wait(1.0):
+            now = udp_in_datagrams()[0]
+            self.samples.append(now - last)
+            last = now
+
+
+def start_coturn(tmp):
+    log = tmp / "coturn.log"
+    cmd = ["taskset", "-c", SERVER_CPU, "turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+           f"--listening-port={PORT}", "--lt-cred-mech", "--user=u:p", "--realm=test", "--no-tls", "--no-dtls",
+           "--allow-loopback-peers", "--no-cli", f"--log-file={log}", "--simple-log", f"--pidfile={tmp}/coturn.pid",
+           "--no-stdout-log", "--min-port=40000", "--max-port=60000"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_turnpike(tmp):
+    cmd = ["taskset", "-c", SERVER_CPU, str(TURNPIKE), "--listen-udp", f"127.0.0.1:{PORT}",
+           "--listen-tcp", f"127.0.0.1:{PORT}", "--users", "u:p", "--realm", "test", "--workers", "1",
+           "--danger-allow-peer-ranges", "127.0.0.0/8", "--relay-port-min", "40000", "--relay-port-max", "60000",
+           "--metrics-listen", "", "--log-level", "warn", "--data-dir", str(tmp / "data")]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_case(server, case, tmp):
+    proc = start_coturn(tmp) if server == "coturn" else start_turnpike(tmp)
+    time.sleep(1.5)
+    if proc.poll() is not None:
+        raise RuntimeError(f"{server} did not start")
+    cpu0 = proc_cpu_seconds(proc.pid)
+    drops0 = udp_in_datagrams()[1]
+    sampler = Sampler()
+    sampler.start()
+    cmd = ["taskset", "-c", CLIENT_CPU, "turnutils_uclient", "-u", "u", "-w", "p", "-e", "127.0.0.1",
+           "-r", str(PEER_PORT), "-p", str(PORT), *case["args"], "127.0.0.1"]
+    t0 = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
+    wall = time.time() - t0
+    sampler.stop.set()
+    sampler.join()
+    cpu = proc_cpu_seconds(proc.pid) - cpu0
+    drops = udp_in_datagrams()[1] - drops0
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    m = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", out, re.M)
+    sent, recv = map(int, m[-1]) if m else (0, 0)
+    lost = re.search(r"Total lost packets (\d+) \(([\d.]+)%\)", out)
+    rts = [s / 4 for s in sampler.samples]
+    busy = [r for r in rts if r > 0.2 * max(rts, default=0)] if rts else []
+    return {
+        "sent": sent,
+        "recv": recv,
+        "loss_pct": float(lost.group(2)) if lost else 100.0,
+        "peak_rt": max(rts, default=0),
+        "mean_rt": sum(busy) / len(busy) if busy else 0,
+        "cpu_s": cpu,
+        "cpu_us_per_datagram": (cpu * 1e6 / (recv * 4)) if recv else float("nan"),
+        "rcvbuf_errors": drops,
+        "wall": wall,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "results.md"))
+    a = ap.parse_args()
+    n = "2000" if a.quick else "6000"
+    cases = [
+        {"name": "60 sessions, 100 B, 1000 pkt/s each (-z 1)", "args": ["-m", "60", "-n", n, "-l", "100", "-z", "1", "-c"]},
+        {"name": "60 sessions, 1200 B, 1000 pkt/s each (-z 1)", "args": ["-m", "60", "-n", n, "-l", "1200", "-z", "1", "-c"]},
+        {"name": "100 sessions, 100 B, flood (-z 0)", "args": ["-m", "100", "-n", "1500" if a.quick else "3000", "-l", "100", "-z", "0", "-c"]},
+    ]
+    if not TURNPIKE.exists():
+        sys.exit(f"{TURNPIKE} missing: run `cargo build --release` first")
+    peer = subprocess.Popen(["taskset", "-c", CLIENT_CPU, "turnutils_peer", "-L", "127.0.0.1", "-p", str(PEER_PORT)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = pathlib.Path(d)
+            for case in cases:
+                res = {}
+                for server in ["coturn", "turnpike"]:
+                    res[server] = run_case(server, case, tmp)
+                    r = res[server]
+                    print(f"{case['name']:45} {server:9} recv={r['recv']:7} loss={r['loss_pct']:.2f}% "
+                          f"peak={r['peak_rt']:8.0f} rt/s mean={r['mean_rt']:8.0f} rt/s cpu={r['cpu_s']:.2f}s "
+                          f"({r['cpu_us_per_datagram']:.2f} us/datagram)", flush=True)
+                rows.append((case, res))
+    finally:
+        peer.terminate()
+        peer.wait()
+    lines = [
+        "| load | server | relayed msgs | loss | peak round-trips/s | mean round-trips/s | server CPU s | CPU µs per datagram |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case, res in rows:
+        for s in ["coturn", "turnpike"]:
+            r = res[s]
+            lines.append(f"| {case['name']} | {s} | {r['recv']} | {r['loss_pct']:.2f} % | {r['peak_rt']:.0f} | "
+                         f"{r['mean_rt']:.0f} | {r['cpu_s']:.2f} | {r['cpu_us_per_datagram']:.2f} |")
+        c, t = res["coturn"], res["turnpike"]
+        ratio_cpu = c["cpu_us_per_datagram"] / t["cpu_us_per_datagram"] if t["cpu_us_per_datagram"] else float("nan")
+        ratio_rt = t["mean_rt"] / c["mean_rt"] if c["mean_rt"] else float("nan")
+        lines.append(f"| {case['name']} | **ratio** | | | | **{ratio_rt:.2f}×** mean rt/s | | **{ratio_cpu:.2f}×** less CPU per datagram |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    out = pathlib.Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
