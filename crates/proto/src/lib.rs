@@ -16,6 +16,8 @@
 //! `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`.
 
 mod allocate;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod allocation;
 pub mod auth;
 mod binding;
