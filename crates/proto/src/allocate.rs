@@ -197,6 +197,7 @@ impl Server {
             tid,
             fingerprint,
             key: Some((a.key, a.sha256)),
+            request_len: usize::MAX,
         };
         // The primary family is IPv4 unless only IPv6 was asked for.
         let (primary, additional) = match (result.ipv4, result.ipv6) {

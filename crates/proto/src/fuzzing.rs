@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{Credentials, FiveTuple, Output, RelayResult, Server, ServerConfig, Transport, UserSecret};
+use crate::{
+    Credentials, FiveTuple, Output, RelayResult, Server, ServerConfig, Transport, UserSecret,
+};
 
 fn server(now: Instant) -> Server {
     let mut creds = Credentials::new();
@@ -28,7 +30,8 @@ fn drain(s: &mut Server, now: Instant) {
     while let Some(o) = s.poll_output() {
         if let Output::CreateRelay(r) = o {
             port = port.wrapping_add(2);
-            let addr = std::net::SocketAddr::new("192.0.2.1".parse().expect("literal address"), port);
+            let addr =
+                std::net::SocketAddr::new("192.0.2.1".parse().expect("literal address"), port);
             let res = RelayResult {
                 ipv4: r.families.ipv4.then_some(Ok(addr)),
                 ipv6: None,

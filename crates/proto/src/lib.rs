@@ -16,8 +16,6 @@
 //! `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`.
 
 mod allocate;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod allocation;
 pub mod auth;
 mod binding;
@@ -25,6 +23,8 @@ mod channel_bind;
 pub mod config;
 pub mod error;
 pub mod five_tuple;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod nonce;
 pub mod output;
 mod permission;

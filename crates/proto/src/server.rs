@@ -50,6 +50,8 @@ pub(crate) struct ResponseCtx {
     pub tid: TransactionId,
     pub fingerprint: bool,
     pub key: Option<(Key, bool)>,
+    /// Size of the request, to keep unauthenticated answers from amplifying it.
+    pub request_len: usize,
 }
 
 impl ResponseCtx {
@@ -59,6 +61,7 @@ impl ResponseCtx {
             tid: msg.transaction_id(),
             fingerprint: msg.has_fingerprint(),
             key: auth.map(|a| (a.key, a.sha256)),
+            request_len: msg.as_bytes().len(),
         }
     }
 }
@@ -394,6 +397,19 @@ impl Server {
             ""
         };
         let realm = self.cfg.realm.as_bytes();
+        // Amplification guard: a challenge is only as large as it must be. PASSWORD-ALGORITHMS
+        // (12 bytes) is offered only when the challenge still does not exceed the request; the
+        // mandatory part (ERROR-CODE, REALM, NONCE) is sent regardless, as RFC 8489 requires.
+        let base = 20
+            + 4
+            + 4
+            + pad4(reason_phrase(code).len())
+            + 4
+            + pad4(realm.len())
+            + 4
+            + pad4(nonce::NONCE_LEN)
+            + if ctx.fingerprint { 8 } else { 0 };
+        let offer_algorithms = base + 12 <= ctx.request_len;
         let r = write_response(&mut self.scratch, &ctx, Class::Error, software, |w| {
             w.error_code(code)?;
             if let TurnError::UnknownAttributes(list, n) = e {
@@ -402,7 +418,9 @@ impl Server {
             if let Some(nonce) = &nonce {
                 w.attr(ATTR_REALM, realm)?;
                 w.attr(ATTR_NONCE, nonce)?;
-                w.attr(ATTR_PASSWORD_ALGORITHMS, &OFFERED_PASSWORD_ALGORITHMS)?;
+                if offer_algorithms {
+                    w.attr(ATTR_PASSWORD_ALGORITHMS, &OFFERED_PASSWORD_ALGORITHMS)?;
+                }
             }
             Ok(())
         });

@@ -803,3 +803,81 @@ fn connection_close_removes_tcp_allocation() {
     }
     assert!(released);
 }
+
+#[test]
+fn challenge_size_is_bounded_by_the_request() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    // A small request gets the mandatory challenge only.
+    let small = c.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &c, &small).unwrap();
+    let m = parse(&resp);
+    assert!(m.get(ATTR_NONCE).is_some() && m.get(ATTR_REALM).is_some());
+    assert!(m.get(ATTR_PASSWORD_ALGORITHMS).is_none());
+    // A request big enough to cover it also gets PASSWORD-ALGORITHMS, and the challenge is no
+    // larger than the request.
+    let big = c.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+        w.attr(ATTR_SOFTWARE, &[b'x'; 100]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &c, &big).unwrap();
+    assert_eq!(
+        parse(&resp).get(ATTR_PASSWORD_ALGORITHMS).unwrap(),
+        [0, 1, 0, 0, 0, 2, 0, 0]
+    );
+    assert!(resp.len() <= big.len());
+}
+
+#[test]
+fn rfc8489_sha256_password_algorithm_userhash_and_integrity_sha256() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    challenge(&mut s, t0, &mut c);
+    let key = long_term_key_sha256(b"alice", REALM.as_bytes(), b"secret");
+    let mut buf = vec![0u8; 512];
+    let mut w = MessageWriter::new(
+        &mut buf,
+        MessageType::new(METHOD_ALLOCATE, Class::Request),
+        [77; 12],
+    )
+    .unwrap();
+    w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    w.attr(ATTR_USERHASH, &userhash(b"alice", REALM.as_bytes()))
+        .unwrap();
+    w.attr(ATTR_REALM, REALM.as_bytes()).unwrap();
+    w.attr(ATTR_NONCE, &c.nonce).unwrap();
+    w.attr(ATTR_PASSWORD_ALGORITHMS, &[0, 1, 0, 0, 0, 2, 0, 0])
+        .unwrap();
+    w.attr(ATTR_PASSWORD_ALGORITHM, &[0, 2, 0, 0]).unwrap();
+    w.integrity_sha256(&key).unwrap();
+    let n = w.finish();
+    let resp = exchange(&mut s, t0, &c, &buf[..n]).unwrap();
+    let m = parse(&resp);
+    assert_eq!(error_code(&resp), None);
+    assert!(m.has_integrity_sha256());
+    assert!(m.check_integrity(key.as_bytes()));
+    // A tampered PASSWORD-ALGORITHMS list (bid-down attempt) is refused with 400.
+    let mut c2 = Client::new("203.0.113.9:4001", "alice", "secret");
+    challenge(&mut s, t0, &mut c2);
+    let mut w = MessageWriter::new(
+        &mut buf,
+        MessageType::new(METHOD_ALLOCATE, Class::Request),
+        [78; 12],
+    )
+    .unwrap();
+    w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    w.attr(ATTR_USERNAME, b"alice").unwrap();
+    w.attr(ATTR_REALM, REALM.as_bytes()).unwrap();
+    w.attr(ATTR_NONCE, &c2.nonce).unwrap();
+    w.attr(ATTR_PASSWORD_ALGORITHMS, &[0, 1, 0, 0]).unwrap();
+    w.attr(ATTR_PASSWORD_ALGORITHM, &[0, 1, 0, 0]).unwrap();
+    w.integrity(&c2.key()).unwrap();
+    let n = w.finish();
+    let c2ft = Client::new("203.0.113.9:4001", "alice", "secret");
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c2ft, &buf[..n]).unwrap()),
+        Some(400)
+    );
+}
