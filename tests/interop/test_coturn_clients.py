@@ -53,6 +53,15 @@ def test_uclient_ipv6_relay(turnpike, peer):
     assert r.lost == 0, r.output
 
 
+def test_uclient_dual_allocation(turnpike, peer):
+    """-Z asks for an IPv4 and an IPv6 relay in one Allocate (RFC 6156 ADDITIONAL-ADDRESS-FAMILY)."""
+    t = turnpike(USERS + LOOPBACK_OK)
+    r = uclient.run(t.port, ["-Z", "-u", "u", "-w", "p", "-e", "127.0.0.1", "-r", str(peer), "-m", "2", "-n", "30", "-c"])
+    assert r.rc == 0, r.output
+    assert r.received == r.sent > 0, r.output
+    assert r.lost == 0, r.output
+
+
 def test_uclient_shared_secret_auth(turnpike, peer):
     t = turnpike('shared_secrets = ["north-secret-1", "rotated-secret-2"]\n' + LOOPBACK_OK)
     for secret in ["north-secret-1", "rotated-secret-2"]:

@@ -124,3 +124,15 @@ def test_zero_config_first_start_prints_working_credential(tmp_path, peer):
     # The secret never appears in the logs.
     secret = (tmp_path / "turnpike-data" / "shared-secret").read_text()
     assert secret not in (tmp_path / "out.log").read_text()
+
+
+def test_json_logs(turnpike):
+    import json
+
+    t = turnpike(USERS + 'log_format = "json"\n')
+    t.stop()
+    lines = [l for l in t.logs().splitlines() if l.startswith("{")]
+    assert lines, t.logs()
+    records = [json.loads(l) for l in lines]
+    assert any(r["fields"]["message"] == "turnpike serving STUN/TURN" for r in records)
+    assert all("level" in r and "timestamp" in r for r in records)
