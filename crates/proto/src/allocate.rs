@@ -52,7 +52,10 @@ impl Server {
         };
         let even = msg.get(ATTR_EVEN_PORT);
         let requested_family = msg.get(ATTR_REQUESTED_ADDRESS_FAMILY);
-        let additional_family = msg.get(ATTR_ADDITIONAL_ADDRESS_FAMILY);
+        let draft_dual = msg.get(ATTR_ADDITIONAL_ADDRESS_FAMILY_DRAFT).is_some();
+        let additional_family = msg
+            .get(ATTR_ADDITIONAL_ADDRESS_FAMILY)
+            .or_else(|| msg.get(ATTR_ADDITIONAL_ADDRESS_FAMILY_DRAFT));
         if token.is_some() && (even.is_some() || requested_family.is_some()) {
             return Err(TurnError::BadRequest(
                 "RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY",
@@ -116,6 +119,7 @@ impl Server {
                 fingerprint: msg.has_fingerprint(),
                 lifetime,
                 dual: families.ipv4 && families.ipv6,
+                draft_dual,
             },
             relays: [None, None],
             username: auth.username.clone(),
@@ -180,10 +184,11 @@ impl Server {
                     fingerprint,
                     lifetime,
                     dual,
-                } => Some((tid, fingerprint, lifetime, dual)),
+                    draft_dual,
+                } => Some((tid, fingerprint, lifetime, dual, draft_dual)),
                 AllocationState::Active => None,
             });
-        let Some((tid, fingerprint, lifetime, dual)) = current else {
+        let Some((tid, fingerprint, lifetime, dual, draft_dual)) = current else {
             // The allocation went away meanwhile (connection closed): give the sockets back.
             for addr in [result.ipv4, result.ipv6].into_iter().flatten().flatten() {
                 self.outputs.push_back(Output::ReleaseRelay(addr));
@@ -259,7 +264,12 @@ impl Server {
                 w.xor_address(ATTR_XOR_RELAYED_ADDRESS, *addr)?;
             }
             if let Some(code) = address_error {
-                w.address_error_code(ADDRESS_FAMILY_IPV6, code)?;
+                let typ = if draft_dual {
+                    ATTR_ADDRESS_ERROR_CODE_DRAFT
+                } else {
+                    ATTR_ADDRESS_ERROR_CODE
+                };
+                w.address_error_code(typ, ADDRESS_FAMILY_IPV6, code)?;
             }
             w.attr_u32(ATTR_LIFETIME, lifetime.as_secs() as u32)?;
             if let Some(t) = token {

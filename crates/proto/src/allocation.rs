@@ -38,6 +38,8 @@ pub enum AllocationState {
         fingerprint: bool,
         lifetime: Duration,
         dual: bool,
+        /// The request used the draft attribute numbers (0x8032) for the additional family.
+        draft_dual: bool,
     },
     Active,
 }

@@ -881,3 +881,18 @@ fn rfc8489_sha256_password_algorithm_userhash_and_integrity_sha256() {
         Some(400)
     );
 }
+
+#[test]
+fn dual_allocation_with_draft_attribute_number() {
+    // coturn 4.x sends ADDITIONAL-ADDRESS-FAMILY as 0x8032 (its draft number).
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    challenge(&mut s, t0, &mut c);
+    let req = c.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+        w.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY_DRAFT, &[0x02, 0, 0, 0])
+            .unwrap();
+    });
+    let resp = exchange(&mut s, t0, &c, &req).unwrap();
+    assert_eq!(parse(&resp).get_all(ATTR_XOR_RELAYED_ADDRESS).count(), 2);
+}

@@ -58,6 +58,10 @@ pub const ATTR_RESPONSE_ORIGIN: u16 = 0x802B;
 pub const ATTR_OTHER_ADDRESS: u16 = 0x802C;
 pub const ATTR_ORIGIN: u16 = 0x802F;
 pub const ATTR_MOBILITY_TICKET: u16 = 0x8030;
+/// ADDITIONAL-ADDRESS-FAMILY under its pre-RFC 8656 draft number, still sent by coturn 4.x.
+pub const ATTR_ADDITIONAL_ADDRESS_FAMILY_DRAFT: u16 = 0x8032;
+/// ADDRESS-ERROR-CODE under its pre-RFC 8656 draft number, answered to draft-number requests.
+pub const ATTR_ADDRESS_ERROR_CODE_DRAFT: u16 = 0x8033;
 
 /// True for attribute types a receiver must understand (RFC 8489 §14).
 #[inline]

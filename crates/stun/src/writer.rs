@@ -116,9 +116,15 @@ impl<'b> MessageWriter<'b> {
         self.error_code_typed(ATTR_ERROR_CODE, 0, code, reason_phrase(code))
     }
 
-    /// Appends ADDRESS-ERROR-CODE (RFC 8656 §18.12) for `family`.
-    pub fn address_error_code(&mut self, family: u8, code: u16) -> Result<&mut Self, StunError> {
-        self.error_code_typed(ATTR_ADDRESS_ERROR_CODE, family, code, reason_phrase(code))
+    /// Appends ADDRESS-ERROR-CODE (RFC 8656 §18.12) for `family`, as attribute `typ`
+    /// ([`ATTR_ADDRESS_ERROR_CODE`], or the draft number for clients that used it).
+    pub fn address_error_code(
+        &mut self,
+        typ: u16,
+        family: u8,
+        code: u16,
+    ) -> Result<&mut Self, StunError> {
+        self.error_code_typed(typ, family, code, reason_phrase(code))
     }
 
     /// Appends UNKNOWN-ATTRIBUTES listing `attrs`.
