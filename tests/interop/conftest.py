@@ -48,6 +48,7 @@ class Turnpike:
     def __init__(self, tmp_path, extra_toml="", args=(), env=None):
         self.port = free_port()
         self.metrics_port = free_port()
+        self.tls_port = free_port()
         self.dir = tmp_path / f"turnpike-{self.port}"
         self.dir.mkdir()
         self.config = self.dir / "turnpike.toml"
@@ -55,6 +56,7 @@ class Turnpike:
             f'realm = "test"\n'
             f'listen_udp = ["127.0.0.1:{self.port}", "[::1]:{self.port}"]\n'
             f'listen_tcp = ["127.0.0.1:{self.port}", "[::1]:{self.port}"]\n'
+            f'listen_tls = ["127.0.0.1:{self.tls_port}", "[::1]:{self.tls_port}"]\n'
             f'relay_ipv6 = "::1"\n'
             f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n'
             f'data_dir = "{self.dir / "data"}"\n'

@@ -23,6 +23,16 @@ pub struct Config {
     pub listen_udp: Vec<SocketAddr>,
     /// TCP listeners for STUN/TURN.
     pub listen_tcp: Vec<SocketAddr>,
+    /// TLS listeners for TURNS.
+    pub listen_tls: Vec<SocketAddr>,
+    /// PEM certificate chain for TLS; with `tls_key`. Unset: a self-signed development certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key: Option<PathBuf>,
+    /// Names in the generated self-signed certificate.
+    pub tls_self_signed_names: Vec<String>,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout: u64,
     /// IPv4 address relay sockets bind to (default: the address the client reached).
     pub relay_ipv4: Option<IpAddr>,
     /// IPv6 address relay sockets bind to (default: the address the client reached).
@@ -89,6 +99,14 @@ impl Default for Config {
                 "0.0.0.0:3478".parse().expect("literal"),
                 "[::]:3478".parse().expect("literal"),
             ],
+            listen_tls: vec![
+                "0.0.0.0:5349".parse().expect("literal"),
+                "[::]:5349".parse().expect("literal"),
+            ],
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed_names: vec!["localhost".into()],
+            tls_handshake_timeout: 10,
             relay_ipv4: None,
             relay_ipv6: None,
             external_ipv4: None,
@@ -178,6 +196,31 @@ pub struct Overrides {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen_tcp: Option<Vec<SocketAddr>>,
+    #[arg(
+        long,
+        env = "TURNPIKE_LISTEN_TLS",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_tls: Option<Vec<SocketAddr>>,
+    #[arg(long, env = "TURNPIKE_TLS_CERT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "TURNPIKE_TLS_KEY", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "TURNPIKE_TLS_SELF_SIGNED_NAMES",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_self_signed_names: Option<Vec<String>>,
+    #[arg(long, env = "TURNPIKE_TLS_HANDSHAKE_TIMEOUT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_handshake_timeout: Option<u64>,
     #[arg(long, env = "TURNPIKE_RELAY_IPV4", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     relay_ipv4: Option<IpAddr>,
@@ -338,8 +381,21 @@ impl Config {
                 self.relay_port_min
             );
         }
-        if self.listen_udp.is_empty() && self.listen_tcp.is_empty() {
-            bail!("keys `listen_udp` and `listen_tcp` are both empty: give at least one listener");
+        if self.listen_udp.is_empty() && self.listen_tcp.is_empty() && self.listen_tls.is_empty() {
+            bail!("keys `listen_udp`, `listen_tcp` and `listen_tls` are all empty: give at least one listener");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("keys `tls_cert` and `tls_key` go together: set both or neither");
+        }
+        for (k, p) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if let Some(p) = p {
+                if !p.exists() {
+                    bail!("key `{k}`: file {} does not exist", p.display());
+                }
+            }
+        }
+        if self.tls_handshake_timeout == 0 {
+            bail!("key `tls_handshake_timeout` must be at least 1 second");
         }
         if self.default_lifetime == 0 || self.default_lifetime > self.max_lifetime {
             bail!(

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use turnpike_proto::{AllocationQuota, Credentials, PeerPolicy, ServerConfig, UserSecret};
+use turnpike_server::tls::{CertSource, CertStore};
 use turnpike_server::DriverConfig;
 
 use crate::config::{Cli, Command, Config};
@@ -177,9 +178,13 @@ fn serve(cfg: Config) -> Result<()> {
             turnpike_server::describe_metrics();
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
+        let certs = tls_store(&cfg)?;
         let driver = DriverConfig {
             udp_listen: cfg.listen_udp.clone(),
             tcp_listen: cfg.listen_tcp.clone(),
+            tls_listen: cfg.listen_tls.clone(),
+            tls: certs.as_ref().map(|c| c.server_config()),
+            tls_handshake_timeout: Duration::from_secs(cfg.tls_handshake_timeout),
             relay_ipv4: cfg.relay_ipv4,
             relay_ipv6: cfg.relay_ipv6,
             relay_port_min: cfg.relay_port_min,
@@ -198,11 +203,12 @@ fn serve(cfg: Config) -> Result<()> {
         tracing::info!(
             udp = ?server.udp_addrs,
             tcp = ?server.tcp_addrs,
+            tls = ?server.tls_addrs,
             workers,
             realm = %cfg.realm,
             "turnpike serving STUN/TURN"
         );
-        wait_for_stop(&proto, cfg.drain_exit).await?;
+        wait_for_stop(&proto, cfg.drain_exit, certs).await?;
         tracing::info!("shutting down");
         tokio::task::spawn_blocking(move || server.shutdown())
             .await
@@ -210,6 +216,31 @@ fn serve(cfg: Config) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The TLS certificate store, if any TLS listener is configured: PEM files, or a self-signed
+/// development certificate (said loudly in the log).
+fn tls_store(cfg: &Config) -> Result<Option<Arc<CertStore>>> {
+    if cfg.listen_tls.is_empty() {
+        return Ok(None);
+    }
+    let source = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => {
+            tracing::warn!(
+                names = ?cfg.tls_self_signed_names,
+                "no tls_cert/tls_key configured: serving TURNS with a generated SELF-SIGNED certificate (development only; clients will not trust it)"
+            );
+            CertSource::SelfSigned {
+                names: cfg.tls_self_signed_names.clone(),
+            }
+        }
+    };
+    let store = CertStore::new(source).context("TLS certificate (keys `tls_cert`, `tls_key`)")?;
+    Ok(Some(store))
 }
 
 /// Starts the driver; if the default dual-stack listeners fail only on IPv6 (no IPv6 on the
@@ -229,22 +260,51 @@ fn start_with_fallback(
             let mut d = driver;
             d.udp_listen.retain(|a| a.is_ipv4());
             d.tcp_listen.retain(|a| a.is_ipv4());
+            d.tls_listen.retain(|a| a.is_ipv4());
             Ok(turnpike_server::start(proto, d)?)
         }
         Err(e) => Err(e).context("start-up failed (check keys `listen_udp` and `listen_tcp`)"),
     }
 }
 
+/// Modification times of the certificate files, to notice a swap on disk.
+fn cert_mtimes(store: &Option<Arc<CertStore>>) -> Vec<Option<std::time::SystemTime>> {
+    store
+        .iter()
+        .flat_map(|s| s.watched_files())
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+fn reload_certs(store: &Option<Arc<CertStore>>, why: &str) {
+    if let Some(s) = store {
+        match s.reload() {
+            Ok(()) => tracing::info!(why, "TLS certificate reloaded"),
+            Err(e) => {
+                tracing::error!(why, error = %e, "TLS certificate reload failed; keeping the current one")
+            }
+        }
+    }
+}
+
 /// Waits for SIGTERM/SIGINT; SIGUSR1 enters drain mode (and with `drain_exit`, stops once the
-/// last allocation has gone).
-async fn wait_for_stop(proto: &ServerConfig, drain_exit: bool) -> Result<()> {
+/// last allocation has gone); SIGHUP, or a change of the certificate files, reloads TLS
+/// certificates without dropping connections.
+async fn wait_for_stop(
+    proto: &ServerConfig,
+    drain_exit: bool,
+    certs: Option<Arc<CertStore>>,
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut usr1 = signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut mtimes = cert_mtimes(&certs);
     loop {
         tokio::select! {
+            _ = hup.recv() => reload_certs(&certs, "SIGHUP"),
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = usr1.recv() => {
@@ -252,6 +312,11 @@ async fn wait_for_stop(proto: &ServerConfig, drain_exit: bool) -> Result<()> {
                 tracing::info!(live = proto.quota.total(), "drain mode: refusing new allocations, existing ones continue");
             }
             _ = tick.tick() => {
+                let now = cert_mtimes(&certs);
+                if now != mtimes {
+                    mtimes = now;
+                    reload_certs(&certs, "certificate files changed");
+                }
                 if drain_exit && proto.draining.load(Ordering::SeqCst) && proto.quota.total() == 0 {
                     tracing::info!("drained: no allocations left");
                     return Ok(());

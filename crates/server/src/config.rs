@@ -10,6 +10,12 @@ pub struct DriverConfig {
     pub udp_listen: Vec<SocketAddr>,
     /// TCP listeners for STUN/TURN.
     pub tcp_listen: Vec<SocketAddr>,
+    /// TLS listeners for TURNS (need `tls`).
+    pub tls_listen: Vec<SocketAddr>,
+    /// TLS configuration for the TLS listeners.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// A TLS handshake that takes longer than this is abandoned.
+    pub tls_handshake_timeout: Duration,
     /// IPv4 address relay sockets bind to. `None`: the address the client reached us on.
     pub relay_ipv4: Option<IpAddr>,
     /// IPv6 address relay sockets bind to. `None`: the address the client reached us on.
@@ -34,6 +40,9 @@ impl Default for DriverConfig {
         DriverConfig {
             udp_listen: vec!["0.0.0.0:3478".parse().expect("literal")],
             tcp_listen: vec!["0.0.0.0:3478".parse().expect("literal")],
+            tls_listen: vec![],
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
             relay_ipv4: None,
             relay_ipv6: None,
             relay_port_min: 49152,

@@ -13,6 +13,7 @@ mod config;
 mod export;
 mod relay;
 mod tcp;
+pub mod tls;
 mod udp;
 mod worker;
 
@@ -35,6 +36,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS listeners configured without a certificate")]
+    NoTlsConfig,
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
 }
@@ -47,6 +50,7 @@ pub struct RunningServer {
     /// The addresses actually bound (useful with port 0).
     pub udp_addrs: Vec<SocketAddr>,
     pub tcp_addrs: Vec<SocketAddr>,
+    pub tls_addrs: Vec<SocketAddr>,
 }
 
 impl RunningServer {
@@ -72,7 +76,12 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
     // addresses the first one got (so port 0 works), sharing them through SO_REUSEPORT.
     let mut udp_addrs = Vec::new();
     let mut tcp_addrs = Vec::new();
+    let mut tls_addrs = Vec::new();
     let mut per_worker = Vec::new();
+    if !cfg.tls_listen.is_empty() && cfg.tls.is_none() {
+        return Err(StartError::NoTlsConfig);
+    }
+    let acceptor = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     for w in 0..workers {
         let mut udp = Vec::new();
         let udp_targets = if w == 0 {
@@ -114,7 +123,27 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
                     source,
                 })?);
             }
-            tcp.push(s);
+            tcp.push((s, None));
+        }
+        let tls_targets = if w == 0 {
+            cfg.tls_listen.clone()
+        } else {
+            tls_addrs.clone()
+        };
+        for addr in tls_targets {
+            let s = tcp::bind(addr).map_err(|source| StartError::Listen {
+                transport: "tls",
+                addr,
+                source,
+            })?;
+            if w == 0 {
+                tls_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
+                    transport: "tls",
+                    addr,
+                    source,
+                })?);
+            }
+            tcp.push((s, acceptor.clone()));
         }
         per_worker.push((udp, tcp));
     }
@@ -143,5 +172,6 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
         threads,
         udp_addrs,
         tcp_addrs,
+        tls_addrs,
     })
 }

@@ -1,6 +1,7 @@
-//! STUN/TURN over TCP (RFC 8656 §3.1): accepting connections, splitting the byte stream into
-//! STUN messages and padded ChannelData frames, and a bounded writer queue per connection so a
-//! slow reader loses frames instead of stalling the relay.
+//! STUN/TURN over TCP and TLS (RFC 8656 §3.1): accepting connections (with a bounded TLS
+//! handshake), splitting the byte stream into STUN messages and padded ChannelData frames, and a
+//! bounded writer queue per connection so a slow reader loses frames instead of stalling the
+//! relay.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -8,8 +9,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use turnpike_proto::{FiveTuple, Transport};
 
 use crate::worker::Worker;
@@ -30,8 +32,13 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(s.into())
 }
 
-/// Accepts connections on one listener until the runtime stops.
-pub(crate) async fn accept_task(w: Rc<Worker>, listener: tokio::net::TcpListener) {
+/// Accepts connections on one listener until the runtime stops; with `tls`, each connection
+/// is a TLS (TURNS) connection.
+pub(crate) async fn accept_task(
+    w: Rc<Worker>,
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -51,22 +58,55 @@ pub(crate) async fn accept_task(w: Rc<Worker>, listener: tokio::net::TcpListener
             }
             *n += 1;
         }
-        tokio::task::spawn_local(connection(w.clone(), stream, peer, ip));
+        let w = w.clone();
+        let tls = tls.clone();
+        tokio::task::spawn_local(async move {
+            let Ok(local) = stream.local_addr() else {
+                return release_source(&w, ip);
+            };
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => connection(w, stream, peer, local, Transport::Tcp, ip).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => connection(w, s, peer, local, Transport::Tls, ip).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            w.server
+                                .borrow_mut()
+                                .stats
+                                .drop(turnpike_proto::DropReason::Malformed);
+                            release_source(&w, ip);
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            release_source(&w, ip);
+                        }
+                    }
+                }
+            }
+        });
     }
 }
 
-async fn connection(w: Rc<Worker>, stream: tokio::net::TcpStream, peer: SocketAddr, ip: IpAddr) {
-    let local = match stream.local_addr() {
-        Ok(a) => a,
-        Err(_) => return release_source(&w, ip),
-    };
-    let _ = stream.set_nodelay(true);
+async fn connection<S>(
+    w: Rc<Worker>,
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    transport: Transport,
+    ip: IpAddr,
+) where
+    S: AsyncRead + AsyncWrite + 'static,
+{
     let ft = FiveTuple {
         client: peer,
         server: local,
-        transport: Transport::Tcp,
+        transport,
     };
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(w.cfg.tcp_queue_frames);
     w.tcp_conns.borrow_mut().insert(ft, tx);
     let writer = tokio::task::spawn_local(async move {

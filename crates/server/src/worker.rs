@@ -31,7 +31,7 @@ pub(crate) struct WorkerInit {
     pub notify: Arc<Notify>,
     pub reservations: Arc<Reservations>,
     pub udp: Vec<std::net::UdpSocket>,
-    pub tcp: Vec<std::net::TcpListener>,
+    pub tcp: Vec<(std::net::TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
 }
 
 struct RelayEntry {
@@ -97,10 +97,10 @@ pub(crate) fn run(init: WorkerInit) {
         for i in 0..w.udp.len() {
             tokio::task::spawn_local(crate::udp::listener_task(w.clone(), i));
         }
-        for l in init.tcp {
+        for (l, tls) in init.tcp {
             match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => {
-                    tokio::task::spawn_local(crate::tcp::accept_task(w.clone(), l));
+                    tokio::task::spawn_local(crate::tcp::accept_task(w.clone(), l, tls));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register TCP listener"),
             }

@@ -1,0 +1,152 @@
+//! TLS for TURNS (RFC 8656 §3.1 over TLS 1.2/1.3, rustls): certificates from PEM files or a
+//! generated self-signed development certificate, swapped in place on reload so live connections
+//! keep their session and the next handshake gets the new certificate.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// ALPN identifiers of RFC 7443 that a TURNS listener accepts.
+pub const ALPN_STUN_TURN: &[u8] = b"stun.turn";
+pub const ALPN_STUN_NAT_DISCOVERY: &[u8] = b"stun.nat-discovery";
+
+/// Why a certificate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: no usable PEM private key found")]
+    NoKey { path: PathBuf },
+    #[error("certificate and key do not form a usable pair: {0}")]
+    Pair(String),
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// PEM files, reloaded by [`CertStore::reload`].
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate for these names, generated at start (development only).
+    SelfSigned { names: Vec<String> },
+}
+
+/// The current certificate, replaceable while the server runs.
+pub struct CertStore {
+    source: CertSource,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn certified(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, TlsError> {
+    CertifiedKey::from_der(certs, key, &provider()).map_err(|e| TlsError::Pair(e.to_string()))
+}
+
+fn load(source: &CertSource) -> Result<CertifiedKey, TlsError> {
+    match source {
+        CertSource::Files { cert, key } => {
+            let cert_pem = read(cert)?;
+            let key_pem = read(key)?;
+            let certs: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem)
+                .filter_map(Result::ok)
+                .collect();
+            if certs.is_empty() {
+                return Err(TlsError::NoCertificate { path: cert.clone() });
+            }
+            let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|_| TlsError::NoKey { path: key.clone() })?;
+            certified(certs, key_der)
+        }
+        CertSource::SelfSigned { names } => {
+            let c = rcgen::generate_simple_self_signed(names.clone())
+                .map_err(|e| TlsError::Generate(e.to_string()))?;
+            let key = PrivateKeyDer::try_from(c.signing_key.serialize_der())
+                .map_err(|e| TlsError::Generate(e.to_string()))?;
+            certified(vec![c.cert.der().clone()], key)
+        }
+    }
+}
+
+impl CertStore {
+    /// Loads the first certificate.
+    pub fn new(source: CertSource) -> Result<Arc<Self>, TlsError> {
+        let ck = load(&source)?;
+        Ok(Arc::new(CertStore {
+            source,
+            current: RwLock::new(Arc::new(ck)),
+        }))
+    }
+
+    /// Reloads from the source; on error the old certificate stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let ck = load(&self.source)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ck);
+        Ok(())
+    }
+
+    /// The files to watch for changes, if any.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        match &self.source {
+            CertSource::Files { cert, key } => vec![cert.clone(), key.clone()],
+            CertSource::SelfSigned { .. } => vec![],
+        }
+    }
+
+    /// A rustls server configuration (TLS 1.2 and 1.3) that takes its certificate from here.
+    pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        cfg.alpn_protocols = vec![ALPN_STUN_TURN.to_vec(), ALPN_STUN_NAT_DISCOVERY.to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+#[derive(Debug)]
+struct Resolver(Arc<CertStore>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.0
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
