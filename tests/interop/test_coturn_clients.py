@@ -97,3 +97,35 @@ def test_stunclient(turnpike):
     m = re.search(r"reflexive addr: 127\.0\.0\.1:(\d+)", out)
     assert m, out
     assert int(m.group(1)) > 0
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_uclient_rfc6062_tcp_allocations(turnpike, tls):
+    """-T: TCP relay allocations; the clients Connect to each other's relayed TCP address, get
+    ConnectionAttempt, and ConnectionBind data connections (RFC 6062)."""
+    t = turnpike(USERS + LOOPBACK_OK)
+    args = ["-T", "-u", "u", "-w", "p", "-m", "8", "-n", "50", "-l", "500"]
+    port = t.port
+    if tls:
+        args.insert(0, "-S")
+        port = t.tls_port
+    r = uclient.run(port, args)
+    assert r.rc == 0, r.output
+    assert r.received == r.sent >= 400, r.output
+    assert r.lost == 0, r.output
+    time.sleep(1.3)
+    transport = "tls" if tls else "tcp"
+    assert t.metric("turnpike_relay_bytes_total", direction="server_to_peer", transport=transport) >= r.sent * 500
+
+
+def test_tcp_connections_per_source_limited(turnpike):
+    import socket
+
+    t = turnpike(USERS + "tcp_max_per_source = 3\nworkers = 1\n")
+    held = [socket.create_connection(("127.0.0.1", t.port), timeout=2) for _ in range(3)]
+    extra = socket.create_connection(("127.0.0.1", t.port), timeout=2)
+    extra.settimeout(2)
+    assert extra.recv(10) == b"", "the fourth connection from one source is closed"
+    for s in held:
+        s.close()
+    extra.close()

@@ -132,7 +132,7 @@ impl Default for Config {
             log_level: "info".into(),
             software: concat!("Turnpike ", env!("CARGO_PKG_VERSION")).into(),
             tcp_idle_timeout: 600,
-            tcp_max_per_source: 64,
+            tcp_max_per_source: 1000,
             drain_exit: false,
         }
     }

@@ -11,7 +11,7 @@ use crate::allocation::{Allocation, AllocationId, AllocationState};
 use crate::auth::AuthInfo;
 use crate::error::TurnError;
 use crate::five_tuple::FiveTuple;
-use crate::output::{Families, Output, RelayError, RelayRequest, RelayResult};
+use crate::output::{Families, Output, RelayError, RelayRequest, RelayResult, RelayTransport};
 use crate::server::{write_response, Reply, ResponseCtx, Server, Timer};
 
 impl Server {
@@ -35,9 +35,27 @@ impl Server {
         if rt.len() != 4 {
             return Err(TurnError::BadRequest("REQUESTED-TRANSPORT malformed"));
         }
-        if rt[0] != PROTO_UDP {
-            return Err(TurnError::UnsupportedTransport);
-        }
+        let transport = match rt[0] {
+            PROTO_UDP => RelayTransport::Udp,
+            // RFC 6062 §5.1: TCP relays only for clients on TCP/TLS, without DONT-FRAGMENT,
+            // EVEN-PORT or RESERVATION-TOKEN.
+            PROTO_TCP => {
+                if !ft.transport.is_stream() {
+                    return Err(TurnError::BadRequest(
+                        "TCP relay needs a TCP or TLS client connection",
+                    ));
+                }
+                for a in [ATTR_DONT_FRAGMENT, ATTR_EVEN_PORT, ATTR_RESERVATION_TOKEN] {
+                    if msg.get(a).is_some() {
+                        return Err(TurnError::BadRequest(
+                            "attribute not allowed with a TCP relay",
+                        ));
+                    }
+                }
+                RelayTransport::Tcp
+            }
+            _ => return Err(TurnError::UnsupportedTransport),
+        };
         // 4. DONT-FRAGMENT: supported (the driver sets DF on the relay socket).
         let dont_fragment = msg.get(ATTR_DONT_FRAGMENT).is_some();
         // 5. RESERVATION-TOKEN excludes EVEN-PORT and REQUESTED-ADDRESS-FAMILY (RFC 6156 §4.2).
@@ -133,6 +151,8 @@ impl Server {
             last_response: None,
             dont_fragment,
             created: now,
+            transport,
+            tcp_connections: HashMap::new(),
         });
         self.by_five_tuple.insert(ft, id);
         self.stats.allocations = self.allocations.len() as u64;
@@ -144,6 +164,7 @@ impl Server {
             even_port,
             reservation_token: token,
             dont_fragment,
+            transport,
         }));
         Ok(Reply::Pending)
     }

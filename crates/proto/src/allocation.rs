@@ -67,6 +67,10 @@ pub struct Allocation {
     pub last_response: Option<(TransactionId, Vec<u8>)>,
     pub dont_fragment: bool,
     pub created: Instant,
+    /// UDP relay, or an RFC 6062 TCP allocation.
+    pub transport: crate::output::RelayTransport,
+    /// RFC 6062 peer connections of this allocation, by peer address.
+    pub tcp_connections: HashMap<SocketAddr, crate::output::ConnectionId>,
 }
 
 impl Allocation {

@@ -22,6 +22,9 @@ impl Server {
     ) -> Result<Reply, TurnError> {
         // 1. An allocation on this 5-tuple, made by this user.
         let id = self.owned_allocation(&ft, auth)?;
+        if self.allocations[id].transport != crate::output::RelayTransport::Udp {
+            return Err(TurnError::BadRequest("channels need a UDP allocation"));
+        }
         // 2. CHANNEL-NUMBER present and in range. RFC 8656 narrows the range to 0x4000-0x4FFF;
         //    RFC 5766 clients (coturn's among them) use up to 0x7FFF, which we accept.
         let num = msg

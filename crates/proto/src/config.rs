@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub unauth_rate_per_sec: u32,
     /// While set, new allocations are refused with 508 (existing ones keep working).
     pub draining: Arc<AtomicBool>,
+    /// RFC 6062 connection ids (shared across workers).
+    pub tcp_connections: Arc<crate::tcp_registry::TcpConnectionRegistry>,
 }
 
 impl ServerConfig {
@@ -74,6 +76,7 @@ impl ServerConfig {
             unauth_burst: 50,
             unauth_rate_per_sec: 20,
             draining: Arc::new(AtomicBool::new(false)),
+            tcp_connections: Arc::default(),
         }
     }
 }

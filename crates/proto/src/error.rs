@@ -73,6 +73,7 @@ pub enum TurnError {
     UnsupportedTransport,
     PeerAddressFamilyMismatch,
     QuotaReached,
+    ConnectionAlreadyExists,
     InsufficientCapacity(&'static str),
     ServerError(&'static str),
     /// No response at all.
@@ -94,6 +95,7 @@ impl TurnError {
             TurnError::UnsupportedTransport => ERR_UNSUPPORTED_TRANSPORT_PROTOCOL,
             TurnError::PeerAddressFamilyMismatch => ERR_PEER_ADDRESS_FAMILY_MISMATCH,
             TurnError::QuotaReached => ERR_ALLOCATION_QUOTA_REACHED,
+            TurnError::ConnectionAlreadyExists => ERR_CONNECTION_ALREADY_EXISTS,
             TurnError::InsufficientCapacity(_) => ERR_INSUFFICIENT_CAPACITY,
             TurnError::ServerError(_) => ERR_SERVER_ERROR,
             TurnError::Drop(_) => return None,

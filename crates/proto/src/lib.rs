@@ -35,6 +35,8 @@ mod refresh;
 mod send_data;
 mod server;
 pub mod stats;
+pub mod tcp_registry;
+mod tcp_relay;
 pub mod timer;
 
 pub use allocation::AllocationId;
@@ -42,9 +44,13 @@ pub use auth::{AuthInfo, Credentials, UserSecret};
 pub use config::ServerConfig;
 pub use error::{DropReason, TurnError};
 pub use five_tuple::{FiveTuple, Transport};
-pub use output::{Dest, Families, Output, RelayError, RelayRequest, RelayResult, Transmit};
+pub use output::{
+    ConnectionId, Dest, Families, Output, RelayError, RelayRequest, RelayResult, RelayTransport,
+    Transmit,
+};
 pub use policy::PeerPolicy;
 pub use quota::AllocationQuota;
 pub use send_data::{PEER_HEADROOM, PEER_TAILROOM};
 pub use server::Server;
 pub use stats::{Direction, Stats};
+pub use tcp_relay::CONNECTION_BIND_TIMEOUT;

@@ -43,6 +43,8 @@ pub struct RelayRequest {
     pub reservation_token: Option<u64>,
     /// DONT-FRAGMENT: set the DF bit on packets to peers.
     pub dont_fragment: bool,
+    /// UDP relay sockets, or (RFC 6062) a TCP listener.
+    pub transport: RelayTransport,
 }
 
 /// Why the driver could not bind a relay of one family.
@@ -73,4 +75,30 @@ pub enum Output {
     CreateRelay(RelayRequest),
     /// The relay socket bound at this address is no longer used.
     ReleaseRelay(SocketAddr),
+    /// RFC 6062: open a TCP connection from the relayed address `relay` to `peer`, then answer
+    /// with [`crate::Server::handle_peer_connect_result`].
+    ConnectPeer {
+        connection: ConnectionId,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    },
+    /// RFC 6062: join the client data connection `data` with the peer connection; from now on
+    /// bytes are copied both ways unchanged.
+    SpliceData {
+        connection: ConnectionId,
+        data: FiveTuple,
+    },
+    /// RFC 6062: close the peer connection (and its data connection, if spliced).
+    ClosePeerConnection(ConnectionId),
+}
+
+/// RFC 6062 CONNECTION-ID.
+pub type ConnectionId = u32;
+
+/// The relay transport an allocation asked for with REQUESTED-TRANSPORT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTransport {
+    Udp,
+    /// RFC 6062 TCP allocation: the relayed address is a TCP listener.
+    Tcp,
 }

@@ -156,7 +156,7 @@ impl Server {
 
     /// Transaction ids for Data indications: unique per instance, no randomness needed (RFC
     /// 8656 §10.3 only asks that it be new).
-    fn indication_tid(&mut self) -> TransactionId {
+    pub(crate) fn indication_tid(&mut self) -> TransactionId {
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut t = [0u8; 12];
         t[..8].copy_from_slice(&self.next_generation.to_be_bytes());

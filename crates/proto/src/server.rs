@@ -40,12 +40,13 @@ pub(crate) enum Timer {
     Allocation(AllocationId, u64),
     Permission(AllocationId, u64, IpAddr),
     Channel(AllocationId, u64, u16),
+    TcpConnection(crate::output::ConnectionId),
     Housekeeping,
 }
 
 /// Who signs a response.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ResponseCtx {
+pub struct ResponseCtx {
     pub method: u16,
     pub tid: TransactionId,
     pub fingerprint: bool,
@@ -115,6 +116,8 @@ pub struct Server {
     limiter: RateLimiter,
     recently_deleted: HashMap<FiveTuple, (TransactionId, Vec<u8>, Instant)>,
     pub(crate) next_generation: u64,
+    pub(crate) pending_connects:
+        HashMap<crate::output::ConnectionId, crate::tcp_relay::PendingConnect>,
     features: [u8; 4],
     /// Counters; read by the driver.
     pub stats: Stats,
@@ -140,6 +143,7 @@ impl Server {
             scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
             recently_deleted: HashMap::new(),
             next_generation: 1,
+            pending_connects: HashMap::new(),
             features,
             stats: Stats::default(),
         }
@@ -266,6 +270,10 @@ impl Server {
                             self.handle_create_permission(now, ft, msg, &auth, &ctx)
                         }
                         METHOD_CHANNEL_BIND => self.handle_channel_bind(now, ft, msg, &auth, &ctx),
+                        METHOD_CONNECT => self.handle_connect(now, ft, msg, &auth, &ctx),
+                        METHOD_CONNECTION_BIND => {
+                            self.handle_connection_bind(now, ft, msg, &auth, &ctx)
+                        }
                         _ => Err(TurnError::BadRequest("unsupported method")),
                     })
                 }
@@ -455,6 +463,7 @@ impl Server {
             self.outputs.push_back(Output::ReleaseRelay(*r));
         }
         self.cfg.quota.release(&a.username);
+        self.close_tcp_connections(a.tcp_connections.values().copied());
         self.stats.allocations = self.allocations.len() as u64;
         self.stats.permissions -= a.permissions.len() as u64;
         self.stats.channels -= a.channels.values().filter(|c| c.counted).count() as u64;
@@ -504,6 +513,7 @@ impl Server {
                     }
                 }
                 Timer::Channel(id, gen, num) => self.expire_channel(now, id, gen, num),
+                Timer::TcpConnection(cid) => self.expire_tcp_connection(cid),
                 Timer::Housekeeping => {
                     self.limiter.sweep(now);
                     self.recently_deleted

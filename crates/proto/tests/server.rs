@@ -131,6 +131,7 @@ fn exchange(s: &mut Server, now: Instant, c: &Client, req: &[u8]) -> Option<Vec<
                 return Some(data);
             }
             Output::ReleaseRelay(_) => {}
+            other => panic!("unexpected output {other:?}"),
         }
     }
     None
@@ -473,6 +474,13 @@ fn allocate_error_codes() {
         (400, Box::new(|_| {})),
         (
             442,
+            Box::new(|w| {
+                w.attr(ATTR_REQUESTED_TRANSPORT, &[99, 0, 0, 0]).unwrap();
+            }),
+        ),
+        // RFC 6062: a TCP relay needs a TCP/TLS client connection.
+        (
+            400,
             Box::new(|w| {
                 w.attr(ATTR_REQUESTED_TRANSPORT, &[6, 0, 0, 0]).unwrap();
             }),
@@ -895,4 +903,208 @@ fn dual_allocation_with_draft_attribute_number() {
     });
     let resp = exchange(&mut s, t0, &c, &req).unwrap();
     assert_eq!(parse(&resp).get_all(ATTR_XOR_RELAYED_ADDRESS).count(), 2);
+}
+
+/// Allocates a TCP relay (RFC 6062) for a client on TCP.
+fn allocate_tcp(s: &mut Server, now: Instant, c: &mut Client) {
+    c.ft.transport = Transport::Tcp;
+    challenge(s, now, c);
+    let req = c.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[6, 0, 0, 0]).unwrap();
+    });
+    assert!(s.handle_client_packet(now, c.ft, &req).is_none());
+    let Some(Output::CreateRelay(r)) = s.poll_output() else {
+        panic!("no relay request")
+    };
+    assert_eq!(r.transport, RelayTransport::Tcp);
+    let relay: SocketAddr = "192.0.2.1:50100".parse().unwrap();
+    s.handle_relay_created(
+        now,
+        r.allocation,
+        r.generation,
+        RelayResult {
+            ipv4: Some(Ok(relay)),
+            ipv6: None,
+            reservation_token: None,
+        },
+    );
+    let Some(Output::Transmit { data, .. }) = s.poll_output() else {
+        panic!("no response")
+    };
+    assert_eq!(error_code(&data), None);
+}
+
+#[test]
+fn rfc6062_connect_bind_and_timeouts() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate_tcp(&mut s, t0, &mut c);
+    let peer: SocketAddr = "198.51.100.7:80".parse().unwrap();
+    // Channels and EVEN-PORT do not apply to TCP relays.
+    let req = c.request(METHOD_CHANNEL_BIND, true, |w| {
+        w.attr_u32(ATTR_CHANNEL_NUMBER, 0x4001 << 16).unwrap();
+        w.xor_address(ATTR_XOR_PEER_ADDRESS, peer).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(400)
+    );
+
+    // Connect -> the driver connects -> success with CONNECTION-ID.
+    let connect = |c: &mut Client| {
+        c.request(METHOD_CONNECT, true, |w| {
+            w.xor_address(ATTR_XOR_PEER_ADDRESS, peer).unwrap();
+        })
+    };
+    let req = connect(&mut c);
+    assert!(s.handle_client_packet(t0, c.ft, &req).is_none());
+    let Some(Output::ConnectPeer {
+        connection,
+        relay,
+        peer: p,
+    }) = s.poll_output()
+    else {
+        panic!("no connect")
+    };
+    assert_eq!((relay, p), ("192.0.2.1:50100".parse().unwrap(), peer));
+    s.handle_peer_connect_result(t0, connection, true);
+    let Some(Output::Transmit { data, .. }) = s.poll_output() else {
+        panic!("no response")
+    };
+    assert_eq!(
+        parse(&data).get(ATTR_CONNECTION_ID).unwrap(),
+        connection.to_be_bytes()
+    );
+    // A second Connect to the same peer: 446.
+    let req = connect(&mut c);
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(446)
+    );
+
+    // ConnectionBind on the control connection: 400. On a data connection by another user: 441.
+    let bind = |c: &mut Client, cid: u32| {
+        c.request(METHOD_CONNECTION_BIND, true, |w| {
+            w.attr_u32(ATTR_CONNECTION_ID, cid).unwrap();
+        })
+    };
+    let req = bind(&mut c, connection);
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(400)
+    );
+    let mut other = Client::new("203.0.113.9:4001", "bob", "hunter2");
+    other.ft.transport = Transport::Tcp;
+    other.nonce = c.nonce.clone();
+    other.ft.client = "203.0.113.9:4001".parse().unwrap();
+    let mut data_conn = Client::new("203.0.113.9:4002", "alice", "secret");
+    data_conn.ft.transport = Transport::Tcp;
+    data_conn.nonce = c.nonce.clone();
+    // (Nonces are bound to the IP, so reuse works from the same host.)
+    let req = bind(&mut other, connection);
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &other, &req).unwrap()),
+        Some(441)
+    );
+    // The right user on a new connection: success, then the driver splices.
+    let req = bind(&mut data_conn, connection);
+    let resp = s
+        .handle_client_packet(t0, data_conn.ft, &req)
+        .unwrap()
+        .data
+        .to_vec();
+    assert_eq!(error_code(&resp), None);
+    assert_eq!(
+        s.poll_output(),
+        Some(Output::SpliceData {
+            connection,
+            data: data_conn.ft
+        })
+    );
+    // Binding the same id twice: 400.
+    let mut again = Client::new("203.0.113.9:4003", "alice", "secret");
+    again.ft.transport = Transport::Tcp;
+    again.nonce = c.nonce.clone();
+    let req = bind(&mut again, connection);
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &again, &req).unwrap()),
+        Some(400)
+    );
+
+    // Incoming peer connection without a permission: refused.
+    let relay: SocketAddr = "192.0.2.1:50100".parse().unwrap();
+    let p2: SocketAddr = "198.51.100.8:5555".parse().unwrap();
+    assert!(s.handle_incoming_peer_connection(t0, relay, p2).is_none());
+    // With one: ConnectionAttempt on the control connection.
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
+        w.xor_address(ATTR_XOR_PEER_ADDRESS, p2)
+            .map(|_| ())
+            .unwrap()
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
+    let cid2 = s.handle_incoming_peer_connection(t0, relay, p2).unwrap();
+    let Some(Output::Transmit { to, data }) = s.poll_output() else {
+        panic!("no ConnectionAttempt")
+    };
+    assert_eq!(to, c.ft);
+    let m = parse(&data);
+    assert_eq!(
+        m.typ(),
+        MessageType::new(METHOD_CONNECTION_ATTEMPT, Class::Indication)
+    );
+    assert_eq!(m.get(ATTR_CONNECTION_ID).unwrap(), cid2.to_be_bytes());
+    assert_eq!(
+        decode_xor_address(m.get(ATTR_XOR_PEER_ADDRESS).unwrap(), &m.transaction_id()).unwrap(),
+        p2
+    );
+    // No ConnectionBind within 30 s: the peer connection is closed; the bound one is not.
+    s.handle_timeout(t0 + Duration::from_secs(31));
+    let mut closed = vec![];
+    while let Some(o) = s.poll_output() {
+        if let Output::ClosePeerConnection(id) = o {
+            closed.push(id);
+        }
+    }
+    assert_eq!(closed, vec![cid2]);
+}
+
+#[test]
+fn rfc6062_connect_failure_is_447_and_tcp_needs_stream_client() {
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate_tcp(&mut s, t0, &mut c);
+    let req = c.request(METHOD_CONNECT, true, |w| {
+        w.xor_address(ATTR_XOR_PEER_ADDRESS, "198.51.100.7:81".parse().unwrap())
+            .unwrap();
+    });
+    assert!(s.handle_client_packet(t0, c.ft, &req).is_none());
+    let Some(Output::ConnectPeer { connection, .. }) = s.poll_output() else {
+        panic!("no connect")
+    };
+    s.handle_peer_connect_result(t0, connection, false);
+    let Some(Output::Transmit { data, .. }) = s.poll_output() else {
+        panic!("no response")
+    };
+    assert_eq!(error_code(&data), Some(447));
+    // A loopback peer is refused by policy (403) before any connection is attempted.
+    let req = c.request(METHOD_CONNECT, true, |w| {
+        w.xor_address(ATTR_XOR_PEER_ADDRESS, "127.0.0.1:80".parse().unwrap())
+            .unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(403)
+    );
+    // EVEN-PORT with a TCP relay: 400.
+    let mut d = Client::new("203.0.113.9:4009", "bob", "hunter2");
+    d.ft.transport = Transport::Tcp;
+    challenge(&mut s, t0, &mut d);
+    let req = d.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[6, 0, 0, 0]).unwrap();
+        w.attr(ATTR_EVEN_PORT, &[0x80]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &d, &req).unwrap()),
+        Some(400)
+    );
 }

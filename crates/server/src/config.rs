@@ -52,7 +52,7 @@ impl Default for DriverConfig {
                 .unwrap_or(1),
             socket_buffer: 4 << 20,
             tcp_idle_timeout: Duration::from_secs(600),
-            tcp_max_per_source: 64,
+            tcp_max_per_source: 1000,
             tcp_queue_frames: 512,
         }
     }

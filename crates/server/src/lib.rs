@@ -13,6 +13,7 @@ mod config;
 mod export;
 mod relay;
 mod tcp;
+mod tcp_relay;
 pub mod tls;
 mod udp;
 mod worker;
@@ -71,6 +72,7 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
     let stop = Arc::new(AtomicBool::new(false));
     let notify = Arc::new(tokio::sync::Notify::new());
     let reservations = Arc::new(Reservations::default());
+    let peer_streams = Arc::new(tcp_relay::PeerStreams::default());
 
     // Bind the first worker's sockets on the configured addresses; the others bind the very
     // addresses the first one got (so port 0 works), sharing them through SO_REUSEPORT.
@@ -157,6 +159,7 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
             stop: stop.clone(),
             notify: notify.clone(),
             reservations: reservations.clone(),
+            peer_streams: peer_streams.clone(),
             udp,
             tcp,
         };

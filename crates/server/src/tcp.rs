@@ -99,7 +99,7 @@ async fn connection<S>(
     transport: Transport,
     ip: IpAddr,
 ) where
-    S: AsyncRead + AsyncWrite + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let ft = FiveTuple {
         client: peer,
@@ -109,13 +109,17 @@ async fn connection<S>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(w.cfg.tcp_queue_frames);
     w.tcp_conns.borrow_mut().insert(ft, tx);
+    // The writer hands the write half back when its queue closes, so an RFC 6062 data
+    // connection can be spliced after its ConnectionBind response went out.
     let writer = tokio::task::spawn_local(async move {
+        let mut ok = true;
         while let Some(frame) = rx.recv().await {
             if wr.write_all(&frame).await.is_err() {
+                ok = false;
                 break;
             }
         }
-        let _ = wr.shutdown().await;
+        ok.then_some(wr)
     });
 
     let mut buf = vec![0u8; READ_BUF];
@@ -145,6 +149,30 @@ async fn connection<S>(
                     first = false;
                     w.on_client_packet(now, ft, &buf[start..start + len]);
                     start += len;
+                    let splice = w.splices.borrow_mut().remove(&ft);
+                    if let Some((cid, peer_stream)) = splice {
+                        // RFC 6062 data connection: from here on, raw bytes both ways.
+                        let leftover = buf[start..filled].to_vec();
+                        w.tcp_conns.borrow_mut().remove(&ft);
+                        let Ok(Some(wr)) = writer.await else {
+                            w.peer_connection_closed(Instant::now(), cid);
+                            release_source(&w, ip);
+                            return;
+                        };
+                        let client = rd.unsplit(wr);
+                        let task = tokio::task::spawn_local(crate::tcp_relay::splice(
+                            w.clone(),
+                            ft,
+                            client,
+                            peer_stream,
+                            leftover,
+                        ));
+                        w.peer_streams.set_spliced(cid, task.abort_handle());
+                        let _ = task.await;
+                        w.peer_connection_closed(Instant::now(), cid);
+                        release_source(&w, ip);
+                        return;
+                    }
                 }
                 Ok(None) => break,
                 Err(_) => {

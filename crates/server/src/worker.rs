@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use turnpike_proto::{
-    Dest, DropReason, FiveTuple, Output, RelayError, RelayRequest, RelayResult, Server,
-    ServerConfig, Stats, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
+    ConnectionId, Dest, DropReason, FiveTuple, Output, RelayError, RelayRequest, RelayResult,
+    RelayTransport, Server, ServerConfig, Stats, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 
 use crate::relay::{bind_relay, relay_task, Reservations};
@@ -30,6 +30,7 @@ pub(crate) struct WorkerInit {
     pub stop: Arc<AtomicBool>,
     pub notify: Arc<Notify>,
     pub reservations: Arc<Reservations>,
+    pub peer_streams: Arc<crate::tcp_relay::PeerStreams>,
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: Vec<(std::net::TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
 }
@@ -50,6 +51,12 @@ pub(crate) struct Worker {
     /// Receive buffer for relay sockets (one at a time runs on this thread).
     pub relay_buf: RefCell<Vec<u8>>,
     reservations: Arc<Reservations>,
+    /// RFC 6062 peer connections, shared by all workers.
+    pub peer_streams: Arc<crate::tcp_relay::PeerStreams>,
+    /// Relayed TCP listeners of TCP allocations.
+    tcp_relays: RefCell<HashMap<SocketAddr, JoinHandle<()>>>,
+    /// Peer connections ready to be spliced with the data connection on this 5-tuple.
+    pub splices: RefCell<HashMap<FiveTuple, (ConnectionId, tokio::net::TcpStream)>>,
     me: RefCell<std::rc::Weak<Worker>>,
     /// The counters as last exported.
     exported: RefCell<Stats>,
@@ -90,6 +97,9 @@ pub(crate) fn run(init: WorkerInit) {
             tcp_per_source: RefCell::new(HashMap::new()),
             relay_buf: RefCell::new(vec![0u8; PEER_HEADROOM + 65_536 + PEER_TAILROOM]),
             reservations: init.reservations,
+            peer_streams: init.peer_streams,
+            tcp_relays: RefCell::new(HashMap::new()),
+            splices: RefCell::new(HashMap::new()),
             me: RefCell::new(std::rc::Weak::new()),
             exported: RefCell::new(Stats::default()),
         });
@@ -122,6 +132,9 @@ pub(crate) fn run(init: WorkerInit) {
         crate::export::publish(&mut last, &stats);
         w.relays.borrow_mut().clear();
         w.tcp_conns.borrow_mut().clear();
+        for (_, t) in w.tcp_relays.borrow_mut().drain() {
+            t.abort();
+        }
         tracing::debug!(worker = init.index, "worker stopped");
     });
 }
@@ -215,7 +228,35 @@ impl Worker {
                     if let Some(r) = self.relays.borrow_mut().remove(&addr) {
                         r.task.abort();
                     }
+                    if let Some(t) = self.tcp_relays.borrow_mut().remove(&addr) {
+                        t.abort();
+                    }
                 }
+                Output::ConnectPeer {
+                    connection,
+                    relay,
+                    peer,
+                } => {
+                    tokio::task::spawn_local(crate::tcp_relay::connect_peer(
+                        self.rc(),
+                        connection,
+                        relay,
+                        peer,
+                    ));
+                }
+                Output::SpliceData { connection, data } => {
+                    let stream = self
+                        .peer_streams
+                        .take_waiting(connection)
+                        .and_then(|s| tokio::net::TcpStream::from_std(s).ok());
+                    match stream {
+                        Some(s) => {
+                            self.splices.borrow_mut().insert(data, (connection, s));
+                        }
+                        None => srv.handle_peer_connection_closed(now, connection),
+                    }
+                }
+                Output::ClosePeerConnection(cid) => self.peer_streams.close(cid),
             }
         }
     }
@@ -233,7 +274,59 @@ impl Worker {
         })
     }
 
+    /// A peer connected to a relayed TCP address.
+    pub fn incoming_peer(
+        &self,
+        now: Instant,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        stream: tokio::net::TcpStream,
+    ) {
+        let mut srv = self.server.borrow_mut();
+        if let Some(cid) = srv.handle_incoming_peer_connection(now, relay, peer) {
+            let _ = stream.set_nodelay(true);
+            self.peer_streams.put_waiting(cid, stream);
+        }
+        self.drain_outputs(now, &mut srv);
+    }
+
+    /// An outbound peer connection finished connecting (or failed).
+    pub fn peer_connect_result(&self, now: Instant, cid: ConnectionId, ok: bool) {
+        let mut srv = self.server.borrow_mut();
+        srv.handle_peer_connect_result(now, cid, ok);
+        self.drain_outputs(now, &mut srv);
+    }
+
+    /// A spliced peer connection ended.
+    pub fn peer_connection_closed(&self, now: Instant, cid: ConnectionId) {
+        self.peer_streams.forget(cid);
+        let mut srv = self.server.borrow_mut();
+        srv.handle_peer_connection_closed(now, cid);
+        self.drain_outputs(now, &mut srv);
+    }
+
+    fn create_tcp_relay(&self, ipv6: bool, req: &RelayRequest) -> Result<SocketAddr, RelayError> {
+        let ip = self
+            .relay_ip(ipv6, &req.five_tuple.server)
+            .ok_or(RelayError::FamilyUnsupported)?;
+        let l =
+            crate::tcp_relay::bind_listener(ip, self.cfg.relay_port_min, self.cfg.relay_port_max)
+                .ok_or(RelayError::Exhausted)?;
+        let addr = l.local_addr().map_err(|_| RelayError::Exhausted)?;
+        let l = tokio::net::TcpListener::from_std(l).map_err(|_| RelayError::Exhausted)?;
+        let task = tokio::task::spawn_local(crate::tcp_relay::accept_peers(self.rc(), l, addr));
+        self.tcp_relays.borrow_mut().insert(addr, task);
+        Ok(addr)
+    }
+
     fn create_relay(&self, now: Instant, req: &RelayRequest) -> RelayResult {
+        if req.transport == RelayTransport::Tcp {
+            return RelayResult {
+                ipv4: req.families.ipv4.then(|| self.create_tcp_relay(false, req)),
+                ipv6: req.families.ipv6.then(|| self.create_tcp_relay(true, req)),
+                reservation_token: None,
+            };
+        }
         let mut token = None;
         // EVEN-PORT and RESERVATION-TOKEN apply to the primary family (IPv4 unless only IPv6
         // was requested); an additional IPv6 relay gets any free port.

@@ -1,0 +1,237 @@
+//! RFC 6062 TCP allocations: Connect (§5.2), ConnectionAttempt for incoming peer connections
+//! (§5.3), ConnectionBind on a client data connection (§5.4), and the 30-second limit for a
+//! ConnectionBind to arrive (§5.3, §5.4).
+//!
+//! The state machine decides and answers; the driver owns the TCP connections and copies bytes
+//! once a data connection is spliced to its peer connection.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use turnpike_stun::*;
+
+use crate::allocation::AllocationId;
+use crate::auth::AuthInfo;
+use crate::error::{DropReason, TurnError};
+use crate::five_tuple::FiveTuple;
+use crate::output::{ConnectionId, Output, RelayTransport};
+use crate::server::{write_response, Reply, ResponseCtx, Server, Timer};
+use crate::tcp_registry::ClaimError;
+
+/// How long a peer connection waits for its ConnectionBind (RFC 6062: 30 seconds).
+pub const CONNECTION_BIND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Connect waiting for the driver's outbound connection.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingConnect {
+    pub allocation: AllocationId,
+    pub generation: u64,
+    pub peer: SocketAddr,
+    pub ctx: ResponseCtx,
+}
+
+impl Server {
+    pub(crate) fn handle_connect(
+        &mut self,
+        _now: Instant,
+        ft: FiveTuple,
+        msg: &Message<'_>,
+        auth: &AuthInfo,
+        ctx: &ResponseCtx,
+    ) -> Result<Reply, TurnError> {
+        // 1. An allocation on this 5-tuple, made by this user, with a TCP relay.
+        let id = self.owned_allocation(&ft, auth)?;
+        if self.allocations[id].transport != RelayTransport::Tcp {
+            return Err(TurnError::BadRequest("Connect needs a TCP allocation"));
+        }
+        // 2. XOR-PEER-ADDRESS: present, right family, allowed by policy.
+        let peer = msg
+            .get(ATTR_XOR_PEER_ADDRESS)
+            .ok_or(TurnError::BadRequest("XOR-PEER-ADDRESS missing"))
+            .and_then(|v| {
+                decode_xor_address(v, &msg.transaction_id())
+                    .map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))
+            })?;
+        self.check_peer(id, peer)?;
+        // 3. At most one connection per peer address (446).
+        let registry = self.cfg.tcp_connections.clone();
+        let a = &mut self.allocations[id];
+        if let Some(&cid) = a.tcp_connections.get(&peer) {
+            if registry.contains(cid) {
+                return Err(TurnError::ConnectionAlreadyExists);
+            }
+            a.tcp_connections.remove(&peer);
+        }
+        // 4. Ask the driver to connect from the relayed address; answer when it reports back.
+        let relay = a
+            .relay_for_peer(&peer)
+            .ok_or(TurnError::PeerAddressFamilyMismatch)?;
+        let cid = registry.issue(&a.username);
+        a.tcp_connections.insert(peer, cid);
+        let generation = a.generation;
+        self.pending_connects.insert(
+            cid,
+            PendingConnect {
+                allocation: id,
+                generation,
+                peer,
+                ctx: *ctx,
+            },
+        );
+        self.outputs.push_back(Output::ConnectPeer {
+            connection: cid,
+            relay,
+            peer,
+        });
+        Ok(Reply::Pending)
+    }
+
+    /// The driver's answer to [`Output::ConnectPeer`].
+    pub fn handle_peer_connect_result(&mut self, now: Instant, cid: ConnectionId, connected: bool) {
+        let Some(p) = self.pending_connects.remove(&cid) else {
+            self.outputs.push_back(Output::ClosePeerConnection(cid));
+            return;
+        };
+        let Some(a) = self
+            .allocations
+            .get_mut(p.allocation)
+            .filter(|a| a.generation == p.generation)
+        else {
+            self.cfg.tcp_connections.remove(cid);
+            self.outputs.push_back(Output::ClosePeerConnection(cid));
+            return;
+        };
+        let ft = a.five_tuple;
+        let software = self.cfg.software.clone();
+        let written = if connected {
+            self.timers
+                .push(now + CONNECTION_BIND_TIMEOUT, Timer::TcpConnection(cid));
+            write_response(&mut self.scratch, &p.ctx, Class::Success, &software, |w| {
+                w.attr_u32(ATTR_CONNECTION_ID, cid)?;
+                Ok(())
+            })
+        } else {
+            a.tcp_connections.remove(&p.peer);
+            self.cfg.tcp_connections.remove(cid);
+            write_response(&mut self.scratch, &p.ctx, Class::Error, &software, |w| {
+                w.error_code(ERR_CONNECTION_TIMEOUT_OR_FAILURE)?;
+                Ok(())
+            })
+        };
+        if let Ok(n) = written {
+            let data = self.scratch[..n].to_vec();
+            if let Some(a) = self.allocations.get_mut(p.allocation) {
+                a.last_response = Some((p.ctx.tid, data.clone()));
+            }
+            self.outputs.push_back(Output::Transmit { to: ft, data });
+        }
+    }
+
+    /// A peer connected to the relayed TCP address `relay` (RFC 6062 §5.3). Returns the
+    /// connection id when the connection is accepted (a permission exists); `None` means the
+    /// driver must close it.
+    pub fn handle_incoming_peer_connection(
+        &mut self,
+        now: Instant,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<ConnectionId> {
+        let id = *self.by_relay.get(&relay)?;
+        let registry = self.cfg.tcp_connections.clone();
+        let a = &mut self.allocations[id];
+        if a.transport != RelayTransport::Tcp || !a.has_permission(now, peer.ip()) {
+            self.stats.drop(DropReason::NoPermission);
+            return None;
+        }
+        if a.tcp_connections
+            .get(&peer)
+            .is_some_and(|&c| registry.contains(c))
+        {
+            return None;
+        }
+        let cid = registry.issue(&a.username);
+        a.tcp_connections.insert(peer, cid);
+        let ft = a.five_tuple;
+        self.timers
+            .push(now + CONNECTION_BIND_TIMEOUT, Timer::TcpConnection(cid));
+        // ConnectionAttempt indication on the control connection.
+        let tid = self.indication_tid();
+        let mut w = MessageWriter::new(
+            &mut self.scratch,
+            MessageType::new(METHOD_CONNECTION_ATTEMPT, Class::Indication),
+            tid,
+        )
+        .ok()?;
+        w.xor_address(ATTR_XOR_PEER_ADDRESS, peer).ok()?;
+        w.attr_u32(ATTR_CONNECTION_ID, cid).ok()?;
+        let n = w.finish();
+        let data = self.scratch[..n].to_vec();
+        self.outputs.push_back(Output::Transmit { to: ft, data });
+        Some(cid)
+    }
+
+    /// ConnectionBind on a new client connection (RFC 6062 §5.4).
+    pub(crate) fn handle_connection_bind(
+        &mut self,
+        _now: Instant,
+        ft: FiveTuple,
+        msg: &Message<'_>,
+        auth: &AuthInfo,
+        ctx: &ResponseCtx,
+    ) -> Result<Reply, TurnError> {
+        // 1. Only on a TCP/TLS connection that is not a control connection.
+        if !ft.transport.is_stream() || self.by_five_tuple.contains_key(&ft) {
+            return Err(TurnError::BadRequest(
+                "ConnectionBind belongs on a new data connection",
+            ));
+        }
+        // 2. CONNECTION-ID: issued, unbound, and this user's.
+        let cid = msg
+            .get(ATTR_CONNECTION_ID)
+            .filter(|v| v.len() == 4)
+            .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+            .ok_or(TurnError::BadRequest("CONNECTION-ID missing"))?;
+        match self.cfg.tcp_connections.claim(cid, &auth.username) {
+            Ok(()) => {}
+            Err(ClaimError::WrongUser) => return Err(TurnError::WrongCredentials),
+            Err(_) => {
+                return Err(TurnError::BadRequest(
+                    "unknown or already bound CONNECTION-ID",
+                ))
+            }
+        }
+        // 3. Success, then the driver joins this connection with the peer connection.
+        let n = self.write_success(ctx, |_| Ok(()))?;
+        self.outputs.push_back(Output::SpliceData {
+            connection: cid,
+            data: ft,
+        });
+        Ok(Reply::Written(n))
+    }
+
+    /// A peer connection (spliced or not) ended.
+    pub fn handle_peer_connection_closed(&mut self, _now: Instant, cid: ConnectionId) {
+        self.cfg.tcp_connections.remove(cid);
+        self.pending_connects.remove(&cid);
+    }
+
+    /// The ConnectionBind deadline of `cid` passed.
+    pub(crate) fn expire_tcp_connection(&mut self, cid: ConnectionId) {
+        if self.cfg.tcp_connections.is_bound(cid) {
+            return;
+        }
+        if self.cfg.tcp_connections.contains(cid) {
+            self.cfg.tcp_connections.remove(cid);
+            self.outputs.push_back(Output::ClosePeerConnection(cid));
+        }
+    }
+
+    /// Closes every peer connection of a deleted allocation.
+    pub(crate) fn close_tcp_connections(&mut self, conns: impl Iterator<Item = ConnectionId>) {
+        for cid in conns {
+            self.cfg.tcp_connections.remove(cid);
+            self.pending_connects.remove(&cid);
+            self.outputs.push_back(Output::ClosePeerConnection(cid));
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! RFC 6062 TCP relays in the driver: the relayed TCP listener of a TCP allocation, outbound
+//! connections to peers from the relayed address, and splicing a client data connection with its
+//! peer connection once ConnectionBind succeeded.
+//!
+//! Peer connections wait in [`PeerStreams`], shared by all workers, because the client's data
+//! connection (and so the splice) may land on another worker than the allocation.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use turnpike_proto::{ConnectionId, Direction, FiveTuple};
+
+use crate::worker::Worker;
+
+/// How long an outbound Connect may take before 447.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Slot {
+    /// Connected, waiting for the client's ConnectionBind.
+    Waiting(std::net::TcpStream),
+    /// Being copied to a data connection by a task that can be aborted from any worker.
+    Spliced(tokio::task::AbortHandle),
+}
+
+/// Peer connections by connection id.
+#[derive(Default)]
+pub struct PeerStreams {
+    inner: Mutex<HashMap<ConnectionId, Slot>>,
+}
+
+impl PeerStreams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Slot>> {
+        // Poisoning only means a worker panicked while holding it; the map is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn put_waiting(&self, cid: ConnectionId, s: tokio::net::TcpStream) {
+        if let Ok(std) = s.into_std() {
+            self.lock().insert(cid, Slot::Waiting(std));
+        }
+    }
+
+    pub(crate) fn take_waiting(&self, cid: ConnectionId) -> Option<std::net::TcpStream> {
+        let mut m = self.lock();
+        match m.remove(&cid) {
+            Some(Slot::Waiting(s)) => Some(s),
+            Some(other) => {
+                m.insert(cid, other);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn set_spliced(&self, cid: ConnectionId, h: tokio::task::AbortHandle) {
+        self.lock().insert(cid, Slot::Spliced(h));
+    }
+
+    /// Closes the peer connection (drops it, or aborts its splice).
+    pub(crate) fn close(&self, cid: ConnectionId) {
+        if let Some(Slot::Spliced(h)) = self.lock().remove(&cid) {
+            h.abort();
+        }
+    }
+
+    pub(crate) fn forget(&self, cid: ConnectionId) {
+        self.lock().remove(&cid);
+    }
+}
+
+fn relay_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // The listener and the outbound connections share the relayed address.
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Binds the relayed TCP listener of a TCP allocation in the port range.
+pub(crate) fn bind_listener(
+    ip: std::net::IpAddr,
+    min: u16,
+    max: u16,
+) -> Option<std::net::TcpListener> {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..64 {
+        let addr = SocketAddr::new(ip, rng.gen_range(min..=max));
+        let Ok(s) = relay_socket(addr) else { continue };
+        if s.bind(&addr.into()).is_ok() && s.listen(128).is_ok() {
+            return Some(s.into());
+        }
+    }
+    None
+}
+
+/// Accepts peer connections on a relayed TCP address until aborted.
+pub(crate) async fn accept_peers(
+    w: Rc<Worker>,
+    listener: tokio::net::TcpListener,
+    relay: SocketAddr,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        w.incoming_peer(Instant::now(), relay, peer, stream);
+    }
+}
+
+/// Connects from `relay` to `peer` and reports to the state machine.
+pub(crate) async fn connect_peer(
+    w: Rc<Worker>,
+    cid: ConnectionId,
+    relay: SocketAddr,
+    peer: SocketAddr,
+) {
+    let attempt = async {
+        let s = relay_socket(relay)?;
+        s.bind(&relay.into())?;
+        let s = tokio::net::TcpSocket::from_std_stream(s.into());
+        s.connect(peer).await
+    };
+    let ok = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            w.peer_streams.put_waiting(cid, stream);
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TCP connect to peer failed");
+            false
+        }
+        Err(_) => false,
+    };
+    w.peer_connect_result(Instant::now(), cid, ok);
+}
+
+/// Copies bytes both ways between a client data connection and its peer connection, counting
+/// them, until either side closes.
+pub(crate) async fn splice<C>(
+    w: Rc<Worker>,
+    ft: FiveTuple,
+    client: C,
+    peer: tokio::net::TcpStream,
+    leftover: Vec<u8>,
+) where
+    C: AsyncRead + AsyncWrite + 'static,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut pr, mut pw) = peer.into_split();
+    let w2 = w.clone();
+    let up = async move {
+        if !leftover.is_empty() {
+            count(
+                &w2,
+                &ft,
+                Direction::ClientToServer,
+                Direction::ServerToPeer,
+                leftover.len(),
+            );
+            pw.write_all(&leftover).await?;
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = cr.read(&mut buf).await?;
+            if n == 0 {
+                let _ = pw.shutdown().await;
+                return Ok::<(), io::Error>(());
+            }
+            count(
+                &w2,
+                &ft,
+                Direction::ClientToServer,
+                Direction::ServerToPeer,
+                n,
+            );
+            pw.write_all(&buf[..n]).await?;
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = pr.read(&mut buf).await?;
+            if n == 0 {
+                let _ = cw.shutdown().await;
+                return Ok::<(), io::Error>(());
+            }
+            count(
+                &w,
+                &ft,
+                Direction::PeerToServer,
+                Direction::ServerToClient,
+                n,
+            );
+            cw.write_all(&buf[..n]).await?;
+        }
+    };
+    // Either direction ending (close or error) ends the splice.
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
+}
+
+fn count(w: &Worker, ft: &FiveTuple, a: Direction, b: Direction, n: usize) {
+    let mut srv = w.server.borrow_mut();
+    srv.stats.count(a, ft.transport, n);
+    srv.stats.count(b, ft.transport, n);
+}
