@@ -69,7 +69,7 @@ def start_coturn(tmp):
 
 def start_turnpike(tmp):
     cmd = ["taskset", "-c", SERVER_CPU, str(TURNPIKE), "--listen-udp", f"127.0.0.1:{PORT}",
-           "--listen-tcp", f"127.0.0.1:{PORT}", "--listen-tls", "127.0.0.1:5349", "--users", "u:p", "--realm", "test", "--workers", "1",
+           "--listen-tcp", f"127.0.0.1:{PORT}", "--listen-tls", "127.0.0.1:5349", "--listen-dtls", "127.0.0.1:5349", "--users", "u:p", "--realm", "test", "--workers", "1",
            "--danger-allow-peer-ranges", "127.0.0.0/8", "--relay-port-min", "40000", "--relay-port-max", "60000",
            "--metrics-listen", "", "--log-level", "warn", "--data-dir", str(tmp / "data")]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -57,6 +57,7 @@ class Turnpike:
             f'listen_udp = ["127.0.0.1:{self.port}", "[::1]:{self.port}"]\n'
             f'listen_tcp = ["127.0.0.1:{self.port}", "[::1]:{self.port}"]\n'
             f'listen_tls = ["127.0.0.1:{self.tls_port}", "[::1]:{self.tls_port}"]\n'
+            f'listen_dtls = ["127.0.0.1:{self.tls_port}", "[::1]:{self.tls_port}"]\n'
             f'relay_ipv6 = "::1"\n'
             f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n'
             f'data_dir = "{self.dir / "data"}"\n'

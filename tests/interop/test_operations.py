@@ -98,7 +98,7 @@ def test_help_documents_every_key():
 
 def test_zero_config_first_start_prints_working_credential(tmp_path, peer):
     port, mport, tport = free_port(), free_port(), free_port()
-    args = ["--listen-udp", f"127.0.0.1:{port}", "--listen-tcp", f"127.0.0.1:{port}", "--listen-tls", f"127.0.0.1:{tport}",
+    args = ["--listen-udp", f"127.0.0.1:{port}", "--listen-tcp", f"127.0.0.1:{port}", "--listen-tls", f"127.0.0.1:{tport}", "--listen-dtls", f"127.0.0.1:{tport}",
             "--metrics-listen", f"127.0.0.1:{mport}", "--danger-allow-peer-ranges", "127.0.0.0/8"]
     log = open(tmp_path / "out.log", "w")
     proc = subprocess.Popen([BIN, *args], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)

@@ -25,6 +25,8 @@ pub struct Config {
     pub listen_tcp: Vec<SocketAddr>,
     /// TLS listeners for TURNS.
     pub listen_tls: Vec<SocketAddr>,
+    /// UDP listeners for TURN over DTLS (plain STUN/TURN is served on them too).
+    pub listen_dtls: Vec<SocketAddr>,
     /// PEM certificate chain for TLS; with `tls_key`. Unset: a self-signed development certificate.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
@@ -100,6 +102,10 @@ impl Default for Config {
                 "[::]:3478".parse().expect("literal"),
             ],
             listen_tls: vec![
+                "0.0.0.0:5349".parse().expect("literal"),
+                "[::]:5349".parse().expect("literal"),
+            ],
+            listen_dtls: vec![
                 "0.0.0.0:5349".parse().expect("literal"),
                 "[::]:5349".parse().expect("literal"),
             ],
@@ -204,6 +210,14 @@ pub struct Overrides {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen_tls: Option<Vec<SocketAddr>>,
+    #[arg(
+        long,
+        env = "TURNPIKE_LISTEN_DTLS",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_dtls: Option<Vec<SocketAddr>>,
     #[arg(long, env = "TURNPIKE_TLS_CERT", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_cert: Option<PathBuf>,
@@ -381,8 +395,12 @@ impl Config {
                 self.relay_port_min
             );
         }
-        if self.listen_udp.is_empty() && self.listen_tcp.is_empty() && self.listen_tls.is_empty() {
-            bail!("keys `listen_udp`, `listen_tcp` and `listen_tls` are all empty: give at least one listener");
+        if self.listen_udp.is_empty()
+            && self.listen_tcp.is_empty()
+            && self.listen_tls.is_empty()
+            && self.listen_dtls.is_empty()
+        {
+            bail!("keys `listen_udp`, `listen_tcp`, `listen_tls` and `listen_dtls` are all empty: give at least one listener");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("keys `tls_cert` and `tls_key` go together: set both or neither");

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use turnpike_proto::{AllocationQuota, Credentials, PeerPolicy, ServerConfig, UserSecret};
+use turnpike_server::dtls::DtlsContext;
 use turnpike_server::tls::{CertSource, CertStore};
 use turnpike_server::DriverConfig;
 
@@ -179,12 +180,29 @@ fn serve(cfg: Config) -> Result<()> {
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
         let certs = tls_store(&cfg)?;
+        let dtls = match (&certs, cfg.listen_dtls.is_empty()) {
+            (Some(store), false) => {
+                let (c, k) = store.dtls_der();
+                Some(
+                    turnpike_server::dtls::DtlsContext::new(
+                        c,
+                        k,
+                        Duration::from_secs(cfg.tls_handshake_timeout),
+                        Duration::from_secs(cfg.tcp_idle_timeout),
+                    )
+                    .map_err(|e| anyhow::anyhow!("DTLS configuration: {e}"))?,
+                )
+            }
+            _ => None,
+        };
         let driver = DriverConfig {
             udp_listen: cfg.listen_udp.clone(),
             tcp_listen: cfg.listen_tcp.clone(),
             tls_listen: cfg.listen_tls.clone(),
             tls: certs.as_ref().map(|c| c.server_config()),
             tls_handshake_timeout: Duration::from_secs(cfg.tls_handshake_timeout),
+            dtls_listen: cfg.listen_dtls.clone(),
+            dtls: dtls.clone(),
             relay_ipv4: cfg.relay_ipv4,
             relay_ipv6: cfg.relay_ipv6,
             relay_port_min: cfg.relay_port_min,
@@ -204,11 +222,12 @@ fn serve(cfg: Config) -> Result<()> {
             udp = ?server.udp_addrs,
             tcp = ?server.tcp_addrs,
             tls = ?server.tls_addrs,
+            dtls = ?server.dtls_addrs,
             workers,
             realm = %cfg.realm,
             "turnpike serving STUN/TURN"
         );
-        wait_for_stop(&proto, cfg.drain_exit, certs).await?;
+        wait_for_stop(&proto, cfg.drain_exit, certs, dtls).await?;
         tracing::info!("shutting down");
         tokio::task::spawn_blocking(move || server.shutdown())
             .await
@@ -221,7 +240,7 @@ fn serve(cfg: Config) -> Result<()> {
 /// The TLS certificate store, if any TLS listener is configured: PEM files, or a self-signed
 /// development certificate (said loudly in the log).
 fn tls_store(cfg: &Config) -> Result<Option<Arc<CertStore>>> {
-    if cfg.listen_tls.is_empty() {
+    if cfg.listen_tls.is_empty() && cfg.listen_dtls.is_empty() {
         return Ok(None);
     }
     let source = match (&cfg.tls_cert, &cfg.tls_key) {
@@ -261,6 +280,7 @@ fn start_with_fallback(
             d.udp_listen.retain(|a| a.is_ipv4());
             d.tcp_listen.retain(|a| a.is_ipv4());
             d.tls_listen.retain(|a| a.is_ipv4());
+            d.dtls_listen.retain(|a| a.is_ipv4());
             Ok(turnpike_server::start(proto, d)?)
         }
         Err(e) => Err(e).context("start-up failed (check keys `listen_udp` and `listen_tcp`)"),
@@ -276,10 +296,16 @@ fn cert_mtimes(store: &Option<Arc<CertStore>>) -> Vec<Option<std::time::SystemTi
         .collect()
 }
 
-fn reload_certs(store: &Option<Arc<CertStore>>, why: &str) {
+fn reload_certs(store: &Option<Arc<CertStore>>, dtls: &Option<Arc<DtlsContext>>, why: &str) {
     if let Some(s) = store {
         match s.reload() {
-            Ok(()) => tracing::info!(why, "TLS certificate reloaded"),
+            Ok(()) => {
+                if let Some(d) = dtls {
+                    let (c, k) = s.dtls_der();
+                    d.set_certificate(c, k);
+                }
+                tracing::info!(why, "TLS certificate reloaded")
+            }
             Err(e) => {
                 tracing::error!(why, error = %e, "TLS certificate reload failed; keeping the current one")
             }
@@ -294,6 +320,7 @@ async fn wait_for_stop(
     proto: &ServerConfig,
     drain_exit: bool,
     certs: Option<Arc<CertStore>>,
+    dtls: Option<Arc<DtlsContext>>,
 ) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -304,7 +331,7 @@ async fn wait_for_stop(
     let mut mtimes = cert_mtimes(&certs);
     loop {
         tokio::select! {
-            _ = hup.recv() => reload_certs(&certs, "SIGHUP"),
+            _ = hup.recv() => reload_certs(&certs, &dtls, "SIGHUP"),
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = usr1.recv() => {
@@ -315,7 +342,7 @@ async fn wait_for_stop(
                 let now = cert_mtimes(&certs);
                 if now != mtimes {
                     mtimes = now;
-                    reload_certs(&certs, "certificate files changed");
+                    reload_certs(&certs, &dtls, "certificate files changed");
                 }
                 if drain_exit && proto.draining.load(Ordering::SeqCst) && proto.quota.total() == 0 {
                     tracing::info!("drained: no allocations left");

@@ -16,6 +16,11 @@ pub struct DriverConfig {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// A TLS handshake that takes longer than this is abandoned.
     pub tls_handshake_timeout: Duration,
+    /// UDP listeners that carry DTLS (TURN over DTLS) and, demultiplexed by first byte, plain
+    /// STUN/TURN too.
+    pub dtls_listen: Vec<SocketAddr>,
+    /// DTLS settings for the DTLS listeners.
+    pub dtls: Option<std::sync::Arc<crate::dtls::DtlsContext>>,
     /// IPv4 address relay sockets bind to. `None`: the address the client reached us on.
     pub relay_ipv4: Option<IpAddr>,
     /// IPv6 address relay sockets bind to. `None`: the address the client reached us on.
@@ -43,6 +48,8 @@ impl Default for DriverConfig {
             tls_listen: vec![],
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            dtls_listen: vec![],
+            dtls: None,
             relay_ipv4: None,
             relay_ipv6: None,
             relay_port_min: 49152,

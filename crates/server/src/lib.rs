@@ -10,6 +10,7 @@
 //! configuration files, or serve HTTP.
 
 mod config;
+pub mod dtls;
 mod export;
 mod relay;
 mod tcp;
@@ -37,7 +38,7 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("TLS listeners configured without a certificate")]
+    #[error("TLS or DTLS listeners configured without a certificate")]
     NoTlsConfig,
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
@@ -52,6 +53,7 @@ pub struct RunningServer {
     pub udp_addrs: Vec<SocketAddr>,
     pub tcp_addrs: Vec<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
+    pub dtls_addrs: Vec<SocketAddr>,
 }
 
 impl RunningServer {
@@ -80,9 +82,12 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
     let mut tcp_addrs = Vec::new();
     let mut tls_addrs = Vec::new();
     let mut per_worker = Vec::new();
-    if !cfg.tls_listen.is_empty() && cfg.tls.is_none() {
+    if (!cfg.tls_listen.is_empty() && cfg.tls.is_none())
+        || (!cfg.dtls_listen.is_empty() && cfg.dtls.is_none())
+    {
         return Err(StartError::NoTlsConfig);
     }
+    let mut dtls_addrs = Vec::new();
     let acceptor = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     for w in 0..workers {
         let mut udp = Vec::new();
@@ -147,11 +152,32 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
             }
             tcp.push((s, acceptor.clone()));
         }
-        per_worker.push((udp, tcp));
+        let dtls_targets = if w == 0 {
+            cfg.dtls_listen.clone()
+        } else {
+            dtls_addrs.clone()
+        };
+        let mut dtls = Vec::new();
+        for addr in dtls_targets {
+            let s = udp::bind(addr).map_err(|source| StartError::Listen {
+                transport: "dtls",
+                addr,
+                source,
+            })?;
+            if w == 0 {
+                dtls_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
+                    transport: "dtls",
+                    addr,
+                    source,
+                })?);
+            }
+            dtls.push(s);
+        }
+        per_worker.push((udp, tcp, dtls));
     }
 
     let mut threads = Vec::new();
-    for (index, (udp, tcp)) in per_worker.into_iter().enumerate() {
+    for (index, (udp, tcp, dtls)) in per_worker.into_iter().enumerate() {
         let ctx = worker::WorkerInit {
             index,
             proto: proto.clone(),
@@ -162,6 +188,7 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
             peer_streams: peer_streams.clone(),
             udp,
             tcp,
+            dtls,
         };
         let t = std::thread::Builder::new()
             .name(format!("turnpike-worker-{index}"))
@@ -176,5 +203,6 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
         udp_addrs,
         tcp_addrs,
         tls_addrs,
+        dtls_addrs,
     })
 }

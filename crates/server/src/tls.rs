@@ -46,6 +46,40 @@ pub enum CertSource {
 pub struct CertStore {
     source: CertSource,
     current: RwLock<Arc<CertifiedKey>>,
+    /// DER certificate and key for DTLS, which needs ECDSA: the configured pair when its key is
+    /// ECDSA, otherwise a generated self-signed ECDSA pair.
+    dtls: RwLock<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Loaded material: the rustls key and the DTLS pair.
+struct Loaded {
+    certified: CertifiedKey,
+    dtls: (Vec<u8>, Vec<u8>),
+}
+
+/// The ASN.1 OID of id-ecPublicKey, as it appears in a PKCS#8 ECDSA key.
+const EC_PUBLIC_KEY_OID: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+
+fn is_ecdsa(key: &PrivateKeyDer<'_>) -> bool {
+    match key {
+        PrivateKeyDer::Sec1(_) => true,
+        PrivateKeyDer::Pkcs8(k) => k
+            .secret_pkcs8_der()
+            .windows(EC_PUBLIC_KEY_OID.len())
+            .any(|w| w == EC_PUBLIC_KEY_OID),
+        _ => false,
+    }
+}
+
+fn self_signed(
+    names: &[String],
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsError> {
+    // rcgen's default key is ECDSA P-256, usable by both TLS and DTLS.
+    let c = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let key = PrivateKeyDer::try_from(c.signing_key.serialize_der())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok((c.cert.der().clone(), key))
 }
 
 impl fmt::Debug for CertStore {
@@ -74,7 +108,7 @@ fn certified(
     CertifiedKey::from_der(certs, key, &provider()).map_err(|e| TlsError::Pair(e.to_string()))
 }
 
-fn load(source: &CertSource) -> Result<CertifiedKey, TlsError> {
+fn load(source: &CertSource) -> Result<Loaded, TlsError> {
     match source {
         CertSource::Files { cert, key } => {
             let cert_pem = read(cert)?;
@@ -87,14 +121,25 @@ fn load(source: &CertSource) -> Result<CertifiedKey, TlsError> {
             }
             let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
                 .map_err(|_| TlsError::NoKey { path: key.clone() })?;
-            certified(certs, key_der)
+            let dtls = if is_ecdsa(&key_der) {
+                (certs[0].to_vec(), key_der.secret_der().to_vec())
+            } else {
+                tracing::warn!("tls_key is not ECDSA; DTLS (which needs ECDSA) uses a generated self-signed certificate");
+                let (c, k) = self_signed(&["localhost".to_string()])?;
+                (c.to_vec(), k.secret_der().to_vec())
+            };
+            Ok(Loaded {
+                certified: certified(certs, key_der)?,
+                dtls,
+            })
         }
         CertSource::SelfSigned { names } => {
-            let c = rcgen::generate_simple_self_signed(names.clone())
-                .map_err(|e| TlsError::Generate(e.to_string()))?;
-            let key = PrivateKeyDer::try_from(c.signing_key.serialize_der())
-                .map_err(|e| TlsError::Generate(e.to_string()))?;
-            certified(vec![c.cert.der().clone()], key)
+            let (c, k) = self_signed(names)?;
+            let dtls = (c.to_vec(), k.secret_der().to_vec());
+            Ok(Loaded {
+                certified: certified(vec![c], k)?,
+                dtls,
+            })
         }
     }
 }
@@ -102,18 +147,25 @@ fn load(source: &CertSource) -> Result<CertifiedKey, TlsError> {
 impl CertStore {
     /// Loads the first certificate.
     pub fn new(source: CertSource) -> Result<Arc<Self>, TlsError> {
-        let ck = load(&source)?;
+        let l = load(&source)?;
         Ok(Arc::new(CertStore {
             source,
-            current: RwLock::new(Arc::new(ck)),
+            current: RwLock::new(Arc::new(l.certified)),
+            dtls: RwLock::new(l.dtls),
         }))
     }
 
     /// Reloads from the source; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let ck = load(&self.source)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ck);
+        let l = load(&self.source)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(l.certified);
+        *self.dtls.write().unwrap_or_else(|e| e.into_inner()) = l.dtls;
         Ok(())
+    }
+
+    /// DER certificate and private key for DTLS (ECDSA).
+    pub fn dtls_der(&self) -> (Vec<u8>, Vec<u8>) {
+        self.dtls.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The files to watch for changes, if any.

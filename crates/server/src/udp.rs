@@ -65,17 +65,24 @@ fn force_buffer(s: &Socket, opt: libc::c_int, bytes: usize) -> io::Result<()> {
 /// One worker's socket on one UDP listening address.
 pub(crate) struct UdpListener {
     pub bound: SocketAddr,
+    /// Carries DTLS as well as plain STUN/TURN (RFC 7983 first-byte demultiplexing).
+    pub dtls: bool,
     pub sock: tokio::net::UdpSocket,
     pub state: UdpSocketState,
 }
 
 impl UdpListener {
-    pub fn new(std: UdpSocket, buffer: usize) -> io::Result<Self> {
+    pub fn new(std: UdpSocket, buffer: usize, dtls: bool) -> io::Result<Self> {
         size_buffers(&socket2::SockRef::from(&std).try_clone()?, buffer);
         let bound = std.local_addr()?;
         let state = UdpSocketState::new((&std).into())?;
         let sock = tokio::net::UdpSocket::from_std(std)?;
-        Ok(UdpListener { bound, sock, state })
+        Ok(UdpListener {
+            bound,
+            dtls,
+            sock,
+            state,
+        })
     }
 
     /// Whether this socket serves `server` (the address a client sent to).
@@ -139,6 +146,14 @@ pub(crate) async fn listener_task(w: Rc<Worker>, idx: usize) {
                     server,
                     transport: Transport::Udp,
                 };
+                if l.dtls && crate::dtls::is_dtls(&buf[..m.len]) {
+                    let ft = FiveTuple {
+                        transport: Transport::Dtls,
+                        ..ft
+                    };
+                    w.on_dtls_datagram(now, ft, &buf[..m.len]);
+                    continue;
+                }
                 if m.len == 0 {
                     // An empty datagram: still counted (as malformed) by the state machine.
                     w.on_client_packet(now, ft, &[]);

@@ -33,6 +33,7 @@ pub(crate) struct WorkerInit {
     pub peer_streams: Arc<crate::tcp_relay::PeerStreams>,
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: Vec<(std::net::TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+    pub dtls: Vec<std::net::UdpSocket>,
 }
 
 struct RelayEntry {
@@ -55,6 +56,8 @@ pub(crate) struct Worker {
     pub peer_streams: Arc<crate::tcp_relay::PeerStreams>,
     /// Relayed TCP listeners of TCP allocations.
     tcp_relays: RefCell<HashMap<SocketAddr, JoinHandle<()>>>,
+    /// DTLS associations of this worker's DTLS listeners.
+    dtls_sessions: RefCell<crate::dtls::Sessions>,
     /// Peer connections ready to be spliced with the data connection on this 5-tuple.
     pub splices: RefCell<HashMap<FiveTuple, (ConnectionId, tokio::net::TcpStream)>>,
     me: RefCell<std::rc::Weak<Worker>>,
@@ -82,8 +85,10 @@ pub(crate) fn run(init: WorkerInit) {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let mut udp = Vec::new();
-        for s in init.udp {
-            match UdpListener::new(s, init.cfg.socket_buffer) {
+        let plain = init.udp.into_iter().map(|s| (s, false));
+        let dtls = init.dtls.into_iter().map(|s| (s, true));
+        for (s, is_dtls) in plain.chain(dtls) {
+            match UdpListener::new(s, init.cfg.socket_buffer, is_dtls) {
                 Ok(l) => udp.push(l),
                 Err(e) => tracing::error!(error = %e, "cannot register UDP listener"),
             }
@@ -100,6 +105,7 @@ pub(crate) fn run(init: WorkerInit) {
             peer_streams: init.peer_streams,
             tcp_relays: RefCell::new(HashMap::new()),
             splices: RefCell::new(HashMap::new()),
+            dtls_sessions: RefCell::new(crate::dtls::Sessions::default()),
             me: RefCell::new(std::rc::Weak::new()),
             exported: RefCell::new(Stats::default()),
         });
@@ -116,6 +122,9 @@ pub(crate) fn run(init: WorkerInit) {
             }
         }
         tokio::task::spawn_local(timer_task(w.clone()));
+        if let Some(ctx) = init.cfg.dtls.clone() {
+            tokio::task::spawn_local(dtls_task(w.clone(), ctx));
+        }
         tokio::task::spawn_local(export_task(w.clone()));
         tracing::debug!(worker = init.index, "worker started");
         while !init.stop.load(Ordering::SeqCst) {
@@ -207,7 +216,39 @@ impl Worker {
                 Some(tx) => tx.try_send(data.to_vec()).is_ok(),
                 None => false,
             },
-            Transport::Dtls => false,
+            Transport::Dtls => {
+                let records = self.dtls_sessions.borrow_mut().send(ft, data);
+                match records {
+                    Some(rs) => rs.iter().all(|r| self.send_raw_udp(ft, r)),
+                    None => false,
+                }
+            }
+        }
+    }
+
+    /// Sends a datagram to a UDP (or DTLS) client from the listener it used.
+    fn send_raw_udp(&self, ft: &FiveTuple, data: &[u8]) -> bool {
+        match self.udp.iter().find(|l| l.serves(&ft.server)) {
+            Some(l) => l.send(&ft.server, ft.client, data).is_ok(),
+            None => false,
+        }
+    }
+
+    /// A DTLS record from a client: handshake progress, or decrypted STUN/ChannelData.
+    pub fn on_dtls_datagram(&self, now: Instant, ft: FiveTuple, data: &[u8]) {
+        let Some(ctx) = self.cfg.dtls.as_ref() else {
+            return;
+        };
+        let pumped = self.dtls_sessions.borrow_mut().receive(ctx, now, ft, data);
+        let Some(p) = pumped else {
+            self.server.borrow_mut().stats.drop(DropReason::Malformed);
+            return;
+        };
+        for r in &p.packets {
+            self.send_raw_udp(&ft, r);
+        }
+        for d in &p.app_data {
+            self.on_client_packet(now, ft, d);
         }
     }
 
@@ -388,6 +429,23 @@ async fn timer_task(w: Rc<Worker>) {
         let mut srv = w.server.borrow_mut();
         srv.handle_timeout(now);
         w.drain_outputs(now, &mut srv);
+    }
+}
+
+/// Drives DTLS retransmission timers and drops idle or closed associations (their
+/// allocations go with them, as for a closed TCP connection).
+async fn dtls_task(w: Rc<Worker>, ctx: Arc<crate::dtls::DtlsContext>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let (sends, ended) = w.dtls_sessions.borrow_mut().tick(now, ctx.idle_timeout);
+        for (ft, r) in &sends {
+            w.send_raw_udp(ft, r);
+        }
+        for ft in ended {
+            w.connection_closed(now, ft);
+        }
     }
 }
 
