@@ -49,6 +49,7 @@ class Turnpike:
         self.port = free_port()
         self.metrics_port = free_port()
         self.tls_port = free_port()
+        self.mux_port = free_port()
         self.dir = tmp_path / f"turnpike-{self.port}"
         self.dir.mkdir()
         self.config = self.dir / "turnpike.toml"
@@ -58,6 +59,7 @@ class Turnpike:
             f'listen_tcp = ["127.0.0.1:{self.port}", "[::1]:{self.port}"]\n'
             f'listen_tls = ["127.0.0.1:{self.tls_port}", "[::1]:{self.tls_port}"]\n'
             f'listen_dtls = ["127.0.0.1:{self.tls_port}", "[::1]:{self.tls_port}"]\n'
+            f'listen_mux = ["127.0.0.1:{self.mux_port}"]\n'
             f'relay_ipv6 = "::1"\n'
             f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n'
             f'data_dir = "{self.dir / "data"}"\n'

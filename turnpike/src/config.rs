@@ -27,6 +27,10 @@ pub struct Config {
     pub listen_tls: Vec<SocketAddr>,
     /// UDP listeners for TURN over DTLS (plain STUN/TURN is served on them too).
     pub listen_dtls: Vec<SocketAddr>,
+    /// TCP listeners shared by TURN, TURNS, HTTP and HTTPS (e.g. `0.0.0.0:443`).
+    pub listen_mux: Vec<SocketAddr>,
+    /// Public host name (or IP) put in ICE-server URIs; unset: the listeners' addresses.
+    pub public_host: Option<String>,
     /// PEM certificate chain for TLS; with `tls_key`. Unset: a self-signed development certificate.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
@@ -109,6 +113,8 @@ impl Default for Config {
                 "0.0.0.0:5349".parse().expect("literal"),
                 "[::]:5349".parse().expect("literal"),
             ],
+            listen_mux: vec![],
+            public_host: None,
             tls_cert: None,
             tls_key: None,
             tls_self_signed_names: vec!["localhost".into()],
@@ -178,6 +184,15 @@ pub enum Command {
     },
     /// Check the configuration and print it (secrets redacted).
     CheckConfig,
+    /// Print the W3C `iceServers` list for this node with a fresh time-limited credential.
+    IceServers {
+        /// User part of the username.
+        #[arg(long, default_value = "user")]
+        user: String,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
 }
 
 /// Flag/env overrides: the same keys as [`Config`].
@@ -218,6 +233,17 @@ pub struct Overrides {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen_dtls: Option<Vec<SocketAddr>>,
+    #[arg(
+        long,
+        env = "TURNPIKE_LISTEN_MUX",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_mux: Option<Vec<SocketAddr>>,
+    #[arg(long, env = "TURNPIKE_PUBLIC_HOST", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_host: Option<String>,
     #[arg(long, env = "TURNPIKE_TLS_CERT", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_cert: Option<PathBuf>,

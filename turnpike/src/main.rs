@@ -2,6 +2,7 @@
 
 mod config;
 mod credential;
+mod http;
 mod secret;
 
 use std::sync::atomic::Ordering;
@@ -41,6 +42,53 @@ fn run() -> Result<()> {
                 "expiresAt": m.expires,
                 "realm": cfg.realm,
             });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        Some(Command::IceServers { user, ttl }) => {
+            let secret = match cfg.shared_secrets.first() {
+                Some(s) => s.clone(),
+                None => secret::load_or_create(&cfg.data_dir)?.0,
+            };
+            let m = credential::mint(&secret, &user, ttl);
+            let listeners = turnpike_server::ice::Listeners {
+                udp: cfg
+                    .listen_udp
+                    .iter()
+                    .chain(&cfg.listen_dtls)
+                    .copied()
+                    .collect(),
+                tcp: cfg
+                    .listen_tcp
+                    .iter()
+                    .chain(&cfg.listen_mux)
+                    .copied()
+                    .collect(),
+                tls: cfg
+                    .listen_tls
+                    .iter()
+                    .chain(&cfg.listen_mux)
+                    .copied()
+                    .collect(),
+                dtls: cfg.listen_dtls.clone(),
+            };
+            let servers = turnpike_server::ice::ice_servers(
+                cfg.public_host.as_deref(),
+                &listeners,
+                &m.username,
+                &m.password,
+                false,
+            );
+            let list: Vec<_> = servers
+                .iter()
+                .map(|s| match (&s.username, &s.credential) {
+                    (Some(u), Some(c)) => {
+                        serde_json::json!({"urls": s.urls, "username": u, "credential": c})
+                    }
+                    _ => serde_json::json!({"urls": s.urls}),
+                })
+                .collect();
+            let out = serde_json::json!({"iceServers": list, "ttl": ttl, "expiresAt": m.expires});
             println!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(());
         }
@@ -167,16 +215,21 @@ fn serve(cfg: Config) -> Result<()> {
         .build()
         .context("cannot start the control runtime")?;
     rt.block_on(async move {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("cannot install the metrics recorder")?;
+        turnpike_server::describe_metrics();
+        let router = http::router(Some(recorder));
         if !cfg.metrics_listen.is_empty() {
             let addr: std::net::SocketAddr =
                 cfg.metrics_listen.parse().context("key `metrics_listen`")?;
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(addr)
-                .install()
-                .with_context(|| {
-                    format!("cannot serve metrics on {addr} (key `metrics_listen`)")
-                })?;
-            turnpike_server::describe_metrics();
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot serve metrics on {addr} (key `metrics_listen`)")
+            })?;
+            let r = router.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(l, r).await;
+            });
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
         let certs = tls_store(&cfg)?;
@@ -202,6 +255,11 @@ fn serve(cfg: Config) -> Result<()> {
             tls: certs.as_ref().map(|c| c.server_config()),
             tls_handshake_timeout: Duration::from_secs(cfg.tls_handshake_timeout),
             dtls_listen: cfg.listen_dtls.clone(),
+            mux_listen: cfg.listen_mux.clone(),
+            mux_tls: certs
+                .as_ref()
+                .map(|c| c.server_config_with_alpn(&[turnpike_server::mux::ALPN_HTTP11])),
+            http: Some(http::service(router.clone())),
             dtls: dtls.clone(),
             relay_ipv4: cfg.relay_ipv4,
             relay_ipv6: cfg.relay_ipv6,
@@ -223,6 +281,7 @@ fn serve(cfg: Config) -> Result<()> {
             tcp = ?server.tcp_addrs,
             tls = ?server.tls_addrs,
             dtls = ?server.dtls_addrs,
+            shared = ?server.mux_addrs,
             workers,
             realm = %cfg.realm,
             "turnpike serving STUN/TURN"
@@ -240,7 +299,7 @@ fn serve(cfg: Config) -> Result<()> {
 /// The TLS certificate store, if any TLS listener is configured: PEM files, or a self-signed
 /// development certificate (said loudly in the log).
 fn tls_store(cfg: &Config) -> Result<Option<Arc<CertStore>>> {
-    if cfg.listen_tls.is_empty() && cfg.listen_dtls.is_empty() {
+    if cfg.listen_tls.is_empty() && cfg.listen_dtls.is_empty() && cfg.listen_mux.is_empty() {
         return Ok(None);
     }
     let source = match (&cfg.tls_cert, &cfg.tls_key) {
@@ -281,6 +340,7 @@ fn start_with_fallback(
             d.tcp_listen.retain(|a| a.is_ipv4());
             d.tls_listen.retain(|a| a.is_ipv4());
             d.dtls_listen.retain(|a| a.is_ipv4());
+            d.mux_listen.retain(|a| a.is_ipv4());
             Ok(turnpike_server::start(proto, d)?)
         }
         Err(e) => Err(e).context("start-up failed (check keys `listen_udp` and `listen_tcp`)"),

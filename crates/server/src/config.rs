@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Sockets, ports and threads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DriverConfig {
     /// UDP listeners for STUN/TURN.
     pub udp_listen: Vec<SocketAddr>,
@@ -19,6 +19,12 @@ pub struct DriverConfig {
     /// UDP listeners that carry DTLS (TURN over DTLS) and, demultiplexed by first byte, plain
     /// STUN/TURN too.
     pub dtls_listen: Vec<SocketAddr>,
+    /// TCP listeners shared by TURN, TURNS, HTTP and HTTPS (see [`crate::mux`]).
+    pub mux_listen: Vec<SocketAddr>,
+    /// TLS configuration of the shared listeners (ALPN includes `http/1.1`).
+    pub mux_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Where HTTP connections on shared listeners go.
+    pub http: Option<crate::mux::HttpService>,
     /// DTLS settings for the DTLS listeners.
     pub dtls: Option<std::sync::Arc<crate::dtls::DtlsContext>>,
     /// IPv4 address relay sockets bind to. `None`: the address the client reached us on.
@@ -49,6 +55,9 @@ impl Default for DriverConfig {
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
             dtls_listen: vec![],
+            mux_listen: vec![],
+            mux_tls: None,
+            http: None,
             dtls: None,
             relay_ipv4: None,
             relay_ipv6: None,

@@ -12,6 +12,8 @@
 mod config;
 pub mod dtls;
 mod export;
+pub mod ice;
+pub mod mux;
 mod relay;
 mod tcp;
 mod tcp_relay;
@@ -54,6 +56,7 @@ pub struct RunningServer {
     pub tcp_addrs: Vec<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
     pub dtls_addrs: Vec<SocketAddr>,
+    pub mux_addrs: Vec<SocketAddr>,
 }
 
 impl RunningServer {
@@ -88,6 +91,8 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
         return Err(StartError::NoTlsConfig);
     }
     let mut dtls_addrs = Vec::new();
+    let mut mux_addrs = Vec::new();
+    let mux_acceptor = cfg.mux_tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let acceptor = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     for w in 0..workers {
         let mut udp = Vec::new();
@@ -130,7 +135,7 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
                     source,
                 })?);
             }
-            tcp.push((s, None));
+            tcp.push((s, None, false));
         }
         let tls_targets = if w == 0 {
             cfg.tls_listen.clone()
@@ -150,7 +155,27 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
                     source,
                 })?);
             }
-            tcp.push((s, acceptor.clone()));
+            tcp.push((s, acceptor.clone(), false));
+        }
+        let mux_targets = if w == 0 {
+            cfg.mux_listen.clone()
+        } else {
+            mux_addrs.clone()
+        };
+        for addr in mux_targets {
+            let s = tcp::bind(addr).map_err(|source| StartError::Listen {
+                transport: "mux",
+                addr,
+                source,
+            })?;
+            if w == 0 {
+                mux_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
+                    transport: "mux",
+                    addr,
+                    source,
+                })?);
+            }
+            tcp.push((s, mux_acceptor.clone(), true));
         }
         let dtls_targets = if w == 0 {
             cfg.dtls_listen.clone()
@@ -204,5 +229,6 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
         tcp_addrs,
         tls_addrs,
         dtls_addrs,
+        mux_addrs,
     })
 }

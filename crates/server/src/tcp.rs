@@ -38,6 +38,7 @@ pub(crate) async fn accept_task(
     w: Rc<Worker>,
     listener: tokio::net::TcpListener,
     tls: Option<TlsAcceptor>,
+    mux: bool,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -65,13 +66,18 @@ pub(crate) async fn accept_task(
                 return release_source(&w, ip);
             };
             let _ = stream.set_nodelay(true);
+            if mux {
+                return crate::mux::serve(w, stream, peer, local, ip, tls).await;
+            }
             match tls {
-                None => connection(w, stream, peer, local, Transport::Tcp, ip).await,
+                None => connection(w, stream, peer, local, Transport::Tcp, ip, Vec::new()).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream))
                         .await
                     {
-                        Ok(Ok(s)) => connection(w, s, peer, local, Transport::Tls, ip).await,
+                        Ok(Ok(s)) => {
+                            connection(w, s, peer, local, Transport::Tls, ip, Vec::new()).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             w.server
@@ -91,13 +97,15 @@ pub(crate) async fn accept_task(
     }
 }
 
-async fn connection<S>(
+/// Serves STUN/TURN on one stream; `initial` holds bytes already read from it.
+pub(crate) async fn connection<S>(
     w: Rc<Worker>,
     stream: S,
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
     ip: IpAddr,
+    initial: Vec<u8>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -123,17 +131,23 @@ async fn connection<S>(
     });
 
     let mut buf = vec![0u8; READ_BUF];
-    let mut filled = 0;
+    let mut filled = initial.len().min(READ_BUF);
+    buf[..filled].copy_from_slice(&initial[..filled]);
+    let mut pending_initial = filled > 0;
     // A TURN client's first frame is always a STUN request (a channel needs a ChannelBind
     // first); anything else (HTTP, TLS, noise) is not for us.
     let mut first = true;
     'conn: loop {
-        let read = tokio::time::timeout(w.cfg.tcp_idle_timeout, rd.read(&mut buf[filled..])).await;
-        let n = match read {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => n,
-        };
-        filled += n;
+        if !pending_initial {
+            let read =
+                tokio::time::timeout(w.cfg.tcp_idle_timeout, rd.read(&mut buf[filled..])).await;
+            let n = match read {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
+            };
+            filled += n;
+        }
+        pending_initial = false;
         let now = Instant::now();
         let mut start = 0;
         loop {
@@ -194,7 +208,7 @@ async fn connection<S>(
     release_source(&w, ip);
 }
 
-fn release_source(w: &Worker, ip: IpAddr) {
+pub(crate) fn release_source(w: &Worker, ip: IpAddr) {
     let mut per = w.tcp_per_source.borrow_mut();
     if let Some(n) = per.get_mut(&ip) {
         *n -= 1;

@@ -176,6 +176,18 @@ impl CertStore {
         }
     }
 
+    /// A rustls server configuration (TLS 1.2 and 1.3) that takes its certificate from here and
+    /// accepts the RFC 7443 ALPN identifiers (and `extra_alpn`, e.g. `http/1.1` on a shared port).
+    pub fn server_config_with_alpn(
+        self: &Arc<Self>,
+        extra_alpn: &[&[u8]],
+    ) -> Arc<rustls::ServerConfig> {
+        let mut cfg = (*self.server_config()).clone();
+        cfg.alpn_protocols
+            .extend(extra_alpn.iter().map(|a| a.to_vec()));
+        Arc::new(cfg)
+    }
+
     /// A rustls server configuration (TLS 1.2 and 1.3) that takes its certificate from here.
     pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider())

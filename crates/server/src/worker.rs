@@ -32,7 +32,12 @@ pub(crate) struct WorkerInit {
     pub reservations: Arc<Reservations>,
     pub peer_streams: Arc<crate::tcp_relay::PeerStreams>,
     pub udp: Vec<std::net::UdpSocket>,
-    pub tcp: Vec<(std::net::TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+    /// TCP listeners: plain, TLS, or shared (`true`: sniffed per connection).
+    pub tcp: Vec<(
+        std::net::TcpListener,
+        Option<tokio_rustls::TlsAcceptor>,
+        bool,
+    )>,
     pub dtls: Vec<std::net::UdpSocket>,
 }
 
@@ -113,10 +118,10 @@ pub(crate) fn run(init: WorkerInit) {
         for i in 0..w.udp.len() {
             tokio::task::spawn_local(crate::udp::listener_task(w.clone(), i));
         }
-        for (l, tls) in init.tcp {
+        for (l, tls, mux) in init.tcp {
             match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => {
-                    tokio::task::spawn_local(crate::tcp::accept_task(w.clone(), l, tls));
+                    tokio::task::spawn_local(crate::tcp::accept_task(w.clone(), l, tls, mux));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register TCP listener"),
             }
