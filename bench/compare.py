@@ -58,18 +58,34 @@ class Sampler(threading.Thread):
             last = now
 
 
+TLS_PORT = 5349
+
+
+def make_cert(tmp):
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+    return cert, key
+
+
 def start_coturn(tmp):
     log = tmp / "coturn.log"
+    cert, key = make_cert(tmp)
     cmd = ["taskset", "-c", SERVER_CPU, "turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
-           f"--listening-port={PORT}", "--lt-cred-mech", "--user=u:p", "--realm=test", "--no-tls", "--no-dtls",
+           f"--listening-port={PORT}", f"--tls-listening-port={TLS_PORT}", f"--cert={cert}", f"--pkey={key}",
+           "--lt-cred-mech", "--user=u:p", "--realm=test", "--no-dtls",
            "--allow-loopback-peers", "--no-cli", f"--log-file={log}", "--simple-log", f"--pidfile={tmp}/coturn.pid",
            "--no-stdout-log", "--min-port=40000", "--max-port=60000"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_turnpike(tmp):
+    cert, key = make_cert(tmp)
     cmd = ["taskset", "-c", SERVER_CPU, str(TURNPIKE), "--listen-udp", f"127.0.0.1:{PORT}",
-           "--listen-tcp", f"127.0.0.1:{PORT}", "--listen-tls", "127.0.0.1:5349", "--listen-dtls", "127.0.0.1:5349", "--users", "u:p", "--realm", "test", "--workers", "1",
+           "--listen-tcp", f"127.0.0.1:{PORT}", "--listen-tls", f"127.0.0.1:{TLS_PORT}", "--listen-dtls", f"127.0.0.1:{TLS_PORT}",
+           "--tls-cert", str(cert), "--tls-key", str(key), "--users", "u:p", "--realm", "test", "--workers", "1",
            "--danger-allow-peer-ranges", "127.0.0.0/8", "--relay-port-min", "40000", "--relay-port-max", "60000",
            "--metrics-listen", "", "--log-level", "warn", "--data-dir", str(tmp / "data")]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -84,8 +100,9 @@ def run_case(server, case, tmp):
     drops0 = udp_in_datagrams()[1]
     sampler = Sampler()
     sampler.start()
+    port = TLS_PORT if "-S" in case["args"] else PORT
     cmd = ["taskset", "-c", CLIENT_CPU, "turnutils_uclient", "-u", "u", "-w", "p", "-e", "127.0.0.1",
-           "-r", str(PEER_PORT), "-p", str(PORT), *case["args"], "127.0.0.1"]
+           "-r", str(PEER_PORT), "-p", str(port), *case["args"], "127.0.0.1"]
     t0 = time.time()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
     wall = time.time() - t0
@@ -102,7 +119,10 @@ def run_case(server, case, tmp):
     m = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", out, re.M)
     sent, recv = map(int, m[-1]) if m else (0, 0)
     lost = re.search(r"Total lost packets (\d+) \(([\d.]+)%\)", out)
-    rts = [s / 4 for s in sampler.samples]
+    # UDP datagram deliveries only count the UDP legs: for TCP/TLS clients the peer legs (2 of 4)
+    # are UDP, so round trips are half the UDP deliveries.
+    legs = 2 if "-t" in case["args"] else 4
+    rts = [s / legs for s in sampler.samples]
     busy = [r for r in rts if r > 0.2 * max(rts, default=0)] if rts else []
     return {
         "sent": sent,
@@ -111,7 +131,7 @@ def run_case(server, case, tmp):
         "peak_rt": max(rts, default=0),
         "mean_rt": sum(busy) / len(busy) if busy else 0,
         "cpu_s": cpu,
-        "cpu_us_per_datagram": (cpu * 1e6 / (recv * 4)) if recv else float("nan"),
+        "cpu_us_per_datagram": (cpu * 1e6 / (recv * 4)) if recv else float("nan"),  # per forwarded message leg
         "rcvbuf_errors": drops,
         "wall": wall,
     }
@@ -127,6 +147,8 @@ def main():
         {"name": "60 sessions, 100 B, 1000 pkt/s each (-z 1)", "args": ["-m", "60", "-n", n, "-l", "100", "-z", "1", "-c"]},
         {"name": "60 sessions, 1200 B, 1000 pkt/s each (-z 1)", "args": ["-m", "60", "-n", n, "-l", "1200", "-z", "1", "-c"]},
         {"name": "100 sessions, 100 B, flood (-z 0)", "args": ["-m", "100", "-n", "1500" if a.quick else "3000", "-l", "100", "-z", "0", "-c"]},
+        {"name": "TCP: 40 sessions, 100 B, -z 1", "args": ["-t", "-m", "40", "-n", n, "-l", "100", "-z", "1", "-c"]},
+        {"name": "TLS: 40 sessions, 100 B, -z 1", "args": ["-t", "-S", "-m", "40", "-n", n, "-l", "100", "-z", "1", "-c"]},
     ]
     if not TURNPIKE.exists():
         sys.exit(f"{TURNPIKE} missing: run `cargo build --release` first")

@@ -129,3 +129,12 @@ def test_tcp_connections_per_source_limited(turnpike):
     for s in held:
         s.close()
     extra.close()
+
+
+def test_many_tcp_sessions_from_one_source(turnpike, peer):
+    """40 TCP clients from one address all get their challenges (stream clients never
+    retransmit, so challenges are only rate limited on UDP)."""
+    t = turnpike(USERS + LOOPBACK_OK)
+    r = uclient.run(t.port, ["-t", "-u", "u", "-w", "p", "-e", "127.0.0.1", "-r", str(peer), "-m", "40", "-n", "20", "-c"])
+    assert r.rc == 0, r.output
+    assert r.received == r.sent == 800 and r.lost == 0, r.output

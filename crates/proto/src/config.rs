@@ -73,8 +73,8 @@ impl ServerConfig {
             external_ipv6: None,
             max_permissions_per_allocation: 256,
             max_channels_per_allocation: 256,
-            unauth_burst: 50,
-            unauth_rate_per_sec: 20,
+            unauth_burst: 200,
+            unauth_rate_per_sec: 100,
             draining: Arc::new(AtomicBool::new(false)),
             tcp_connections: Arc::default(),
         }

@@ -375,7 +375,11 @@ impl Server {
             }
         };
         tracing::debug!(client = %ft.client, code, reason = ?e, "error response");
+        // Challenges are rate limited per source on UDP only: over TCP, TLS and DTLS a handshake
+        // has already proven the source address, so there is no amplification to prevent, and a
+        // dropped answer would stall a stream client that (unlike a UDP one) never retransmits.
         if e.carries_challenge()
+            && ft.transport == crate::five_tuple::Transport::Udp
             && !self
                 .limiter
                 .allow(now, crate::auth::challenge_key(ft.client.ip()))

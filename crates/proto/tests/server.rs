@@ -1108,3 +1108,19 @@ fn rfc6062_connect_failure_is_447_and_tcp_needs_stream_client() {
         Some(400)
     );
 }
+
+#[test]
+fn challenges_over_tcp_are_not_rate_limited() {
+    let (mut s, t0) = new_server(config(|cfg| {
+        cfg.unauth_burst = 2;
+        cfg.unauth_rate_per_sec = 1;
+    }));
+    let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
+    c.ft.transport = Transport::Tcp;
+    for _ in 0..10 {
+        let req = c.request(METHOD_ALLOCATE, false, |w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+        });
+        assert!(s.handle_client_packet(t0, c.ft, &req).is_some());
+    }
+}
