@@ -49,3 +49,13 @@ def raw_attrs(data):
         out.append((typ, data[pos + 4:pos + 4 + length]))
         pos += 4 + length + (4 - length % 4) % 4
     return out
+
+
+def request(method, attrs, key=None):
+    """A STUN request built with aioice's codec, signed with `key` when given."""
+    m = stun.Message(message_method=method, message_class=stun.Class.REQUEST)
+    for k, v in attrs.items():
+        m.attributes[k] = v
+    if key:
+        m.add_message_integrity(key)
+    return m

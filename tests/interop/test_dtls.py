@@ -16,7 +16,7 @@ from aioice import stun
 from aioice.turn import make_integrity_key
 
 from conftest import LOOPBACK_OK, USERS, stun_binding
-from stunmsg import parse
+from stunmsg import parse, request
 
 
 class DtlsClient:
@@ -40,15 +40,6 @@ class DtlsClient:
     def close(self):
         self.p.kill()
         self.p.wait()
-
-
-def request(method, attrs, key=None):
-    m = stun.Message(message_method=method, message_class=stun.Class.REQUEST)
-    for k, v in attrs.items():
-        m.attributes[k] = v
-    if key:
-        m.add_message_integrity(key)
-    return m
 
 
 def test_turn_allocation_over_dtls_with_openssl_client(turnpike):

@@ -13,6 +13,15 @@ from conftest import BIN, LOOPBACK_OK, USERS
 from stunmsg import binding, parse
 
 
+def read_all(s):
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def https_get(port, path, alpn):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -22,25 +31,13 @@ def https_get(port, path, alpn):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return s.selected_alpn_protocol(), data.decode()
+            return s.selected_alpn_protocol(), read_all(s).decode()
 
 
 def http_get(port, path):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode()
+        return read_all(s).decode()
 
 
 def body(resp):

@@ -11,7 +11,7 @@ from aioice.turn import make_integrity_key
 
 import uclient
 from conftest import LOOPBACK_OK, USERS
-from stunmsg import parse
+from stunmsg import parse, request
 
 
 def tcp_request(s, msg):
@@ -24,15 +24,6 @@ def tcp_request(s, msg):
     while len(body) < n:
         body += s.recv(n - len(body))
     return parse(hdr + body)
-
-
-def request(method, attrs, key=None):
-    m = stun.Message(message_method=method, message_class=stun.Class.REQUEST)
-    for k, v in attrs.items():
-        m.attributes[k] = v
-    if key:
-        m.add_message_integrity(key)
-    return m
 
 
 def test_slow_tcp_reader_does_not_stall_others(turnpike, peer):

@@ -189,3 +189,31 @@ def test_broken_tls_input_closes_connection_only(turnpike):
     s = tls_connect(t.tls_port)
     stun_over(s)
     s.close()
+
+
+def test_tls_and_dtls_over_ipv6(turnpike, peer):
+    t = turnpike(USERS + LOOPBACK_OK)
+    ctx = no_verify()
+    with ctx.wrap_socket(socket.create_connection(("::1", t.tls_port), timeout=5), server_hostname="localhost") as s:
+        m = stun_over(s)
+        assert m.attributes["XOR-MAPPED-ADDRESS"][0] == "::1"
+    r = uclient.run(t.tls_port, ["-t", "-S", "-u", "u", "-w", "p", "-e", "::1", "-r", str(peer), "-m", "2", "-n", "20", "-c"], host="::1")
+    assert r.rc == 0 and r.received == r.sent == 40 and r.lost == 0, r.output
+    p = subprocess.Popen(["openssl", "s_client", "-dtls1_2", "-connect", f"[::1]:{t.tls_port}", "-quiet"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.8)
+        req = binding()
+        p.stdin.write(req)
+        p.stdin.flush()
+        import os
+        import select
+
+        ready, _, _ = select.select([p.stdout], [], [], 3)
+        assert ready, "no answer over DTLS/IPv6"
+        m = parse(os.read(p.stdout.fileno(), 4096))
+        assert m.transaction_id == req[8:20]
+        assert m.attributes["XOR-MAPPED-ADDRESS"][0] == "::1"
+    finally:
+        p.kill()
+        p.wait()

@@ -36,14 +36,7 @@ impl Server {
             return Err(TurnError::BadRequest("channel number out of range"));
         }
         // 3. XOR-PEER-ADDRESS present, right family, allowed by policy.
-        let peer = msg
-            .get(ATTR_XOR_PEER_ADDRESS)
-            .ok_or(TurnError::BadRequest("XOR-PEER-ADDRESS missing"))
-            .and_then(|v| {
-                decode_xor_address(v, &msg.transaction_id())
-                    .map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))
-            })?;
-        self.check_peer(id, peer)?;
+        let peer = self.checked_peer(id, msg)?;
         // 4. The number must not be bound to another peer, nor the peer to another number
         //    (including bindings cooling down after expiry).
         let a = &self.allocations[id];

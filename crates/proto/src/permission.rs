@@ -23,6 +23,21 @@ impl Server {
         Ok(())
     }
 
+    /// The one XOR-PEER-ADDRESS of a ChannelBind or Connect: present (400), well-formed (400), of
+    /// the allocation's family (443) and allowed by policy (403).
+    pub(crate) fn checked_peer(
+        &self,
+        id: AllocationId,
+        msg: &Message<'_>,
+    ) -> Result<SocketAddr, TurnError> {
+        let v = msg
+            .get(ATTR_XOR_PEER_ADDRESS)
+            .ok_or(TurnError::BadRequest("XOR-PEER-ADDRESS missing"))?;
+        let peer = decode_peer(v, msg)?;
+        self.check_peer(id, peer)?;
+        Ok(peer)
+    }
+
     /// Installs or refreshes the permission for `peer`'s IP.
     pub(crate) fn install_permission(&mut self, now: Instant, id: AllocationId, peer: SocketAddr) {
         let ip = peer.ip().to_canonical();
@@ -48,11 +63,9 @@ impl Server {
         let id = self.owned_allocation(&ft, auth)?;
         // 2. At least one XOR-PEER-ADDRESS; every one well-formed, of the allocation's family and
         //    allowed by policy. All or nothing: nothing is installed if one fails.
-        let tid = msg.transaction_id();
         let mut peers = Vec::new();
         for v in msg.get_all(ATTR_XOR_PEER_ADDRESS) {
-            let peer = decode_xor_address(v, &tid)
-                .map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))?;
+            let peer = decode_peer(v, msg)?;
             self.check_peer(id, peer)?;
             peers.push(peer);
         }
@@ -74,4 +87,10 @@ impl Server {
         let n = self.write_success(ctx, |_| Ok(()))?;
         Ok(Reply::Written(n))
     }
+}
+
+/// Decodes one XOR-PEER-ADDRESS value (400 when malformed).
+fn decode_peer(v: &[u8], msg: &Message<'_>) -> Result<SocketAddr, TurnError> {
+    decode_xor_address(v, &msg.transaction_id())
+        .map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))
 }

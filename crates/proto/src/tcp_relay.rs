@@ -45,14 +45,7 @@ impl Server {
             return Err(TurnError::BadRequest("Connect needs a TCP allocation"));
         }
         // 2. XOR-PEER-ADDRESS: present, right family, allowed by policy.
-        let peer = msg
-            .get(ATTR_XOR_PEER_ADDRESS)
-            .ok_or(TurnError::BadRequest("XOR-PEER-ADDRESS missing"))
-            .and_then(|v| {
-                decode_xor_address(v, &msg.transaction_id())
-                    .map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))
-            })?;
-        self.check_peer(id, peer)?;
+        let peer = self.checked_peer(id, msg)?;
         // 3. At most one connection per peer address (446).
         let registry = self.cfg.tcp_connections.clone();
         let a = &mut self.allocations[id];

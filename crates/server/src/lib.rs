@@ -15,6 +15,7 @@ mod export;
 pub mod ice;
 pub mod mux;
 mod relay;
+mod sock;
 mod tcp;
 mod tcp_relay;
 pub mod tls;

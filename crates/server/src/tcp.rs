@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::Instant;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -20,13 +20,7 @@ use crate::worker::Worker;
 const READ_BUF: usize = 2 * 65_600;
 
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
+    let s = crate::sock::shared(addr, Type::STREAM, Protocol::TCP)?;
     s.bind(&addr.into())?;
     s.listen(1024)?;
     Ok(s.into())

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use turnpike_proto::{ConnectionId, Direction, FiveTuple};
 
@@ -74,16 +74,9 @@ impl PeerStreams {
     }
 }
 
+/// The listener and the outbound connections share the relayed address.
 fn relay_socket(addr: SocketAddr) -> io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    // The listener and the outbound connections share the relayed address.
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    Ok(s)
+    crate::sock::shared(addr, Type::STREAM, Protocol::TCP)
 }
 
 /// Binds the relayed TCP listener of a TCP allocation in the port range.

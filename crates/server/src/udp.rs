@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use quinn_udp::{RecvMeta, UdpSocketState};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Socket, Type};
 use tokio::io::Interest;
 use turnpike_proto::{FiveTuple, Transport};
 
@@ -20,13 +20,7 @@ const BUF_LEN: usize = 65_536;
 
 /// Binds one UDP listener socket for a worker.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
+    let s = crate::sock::shared(addr, Type::DGRAM, Protocol::UDP)?;
     s.bind(&addr.into())?;
     Ok(s.into())
 }
