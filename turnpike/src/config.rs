@@ -31,6 +31,12 @@ pub struct Config {
     pub listen_mux: Vec<SocketAddr>,
     /// Public host name (or IP) put in ICE-server URIs; unset: the listeners' addresses.
     pub public_host: Option<String>,
+    /// RFC 5780 NAT behaviour discovery: the node's second IP address (enables it).
+    pub rfc5780_alternate_ip: Option<IpAddr>,
+    /// RFC 5780: the primary IP (default: the first specific `listen_udp` address of that family).
+    pub rfc5780_primary_ip: Option<IpAddr>,
+    /// RFC 5780: the alternate port (default: the first `listen_udp` port + 1).
+    pub rfc5780_alternate_port: Option<u16>,
     /// PEM certificate chain for TLS; with `tls_key`. Unset: a self-signed development certificate.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
@@ -115,6 +121,9 @@ impl Default for Config {
             ],
             listen_mux: vec![],
             public_host: None,
+            rfc5780_alternate_ip: None,
+            rfc5780_primary_ip: None,
+            rfc5780_alternate_port: None,
             tls_cert: None,
             tls_key: None,
             tls_self_signed_names: vec!["localhost".into()],
@@ -244,6 +253,15 @@ pub struct Overrides {
     #[arg(long, env = "TURNPIKE_PUBLIC_HOST", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     public_host: Option<String>,
+    #[arg(long, env = "TURNPIKE_RFC5780_ALTERNATE_IP", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rfc5780_alternate_ip: Option<IpAddr>,
+    #[arg(long, env = "TURNPIKE_RFC5780_PRIMARY_IP", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rfc5780_primary_ip: Option<IpAddr>,
+    #[arg(long, env = "TURNPIKE_RFC5780_ALTERNATE_PORT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rfc5780_alternate_port: Option<u16>,
     #[arg(long, env = "TURNPIKE_TLS_CERT", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_cert: Option<PathBuf>,
@@ -371,6 +389,42 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The RFC 5780 address pair, if enabled (validated: names the key to fix).
+    pub fn rfc5780(&self) -> Result<Option<turnpike_proto::Rfc5780>> {
+        let Some(alt) = self.rfc5780_alternate_ip else {
+            return Ok(None);
+        };
+        let first = self
+            .listen_udp
+            .iter()
+            .find(|a| a.is_ipv4() == alt.is_ipv4())
+            .with_context(|| {
+                "key `rfc5780_alternate_ip`: no `listen_udp` address of the same family".to_string()
+            })?;
+        let primary = match self.rfc5780_primary_ip {
+            Some(p) => p,
+            None if !first.ip().is_unspecified() => first.ip(),
+            None => {
+                bail!("key `rfc5780_primary_ip` is needed when `listen_udp` is a wildcard address")
+            }
+        };
+        if primary == alt {
+            bail!("keys `rfc5780_primary_ip` and `rfc5780_alternate_ip` must differ");
+        }
+        let alternate_port = self
+            .rfc5780_alternate_port
+            .unwrap_or(first.port().wrapping_add(1));
+        if alternate_port == first.port() {
+            bail!("key `rfc5780_alternate_port` must differ from the `listen_udp` port");
+        }
+        Ok(Some(turnpike_proto::Rfc5780 {
+            primary_ip: primary,
+            alternate_ip: alt,
+            primary_port: first.port(),
+            alternate_port,
+        }))
+    }
+
     /// Defaults, then `file`, then flags and environment.
     pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
@@ -436,6 +490,12 @@ impl Config {
                 if !p.exists() {
                     bail!("key `{k}`: file {} does not exist", p.display());
                 }
+            }
+        }
+        if let Some(alt) = self.rfc5780_alternate_ip {
+            self.rfc5780()?;
+            if alt.is_unspecified() {
+                bail!("key `rfc5780_alternate_ip` must be a specific address");
             }
         }
         if self.tls_handshake_timeout == 0 {

@@ -200,6 +200,7 @@ fn proto_config(cfg: &Config) -> Result<ServerConfig> {
     ));
     p.external_ipv4 = cfg.external_ipv4;
     p.external_ipv6 = cfg.external_ipv6;
+    p.rfc5780 = cfg.rfc5780()?;
     p.unauth_burst = cfg.unauth_burst;
     p.unauth_rate_per_sec = cfg.unauth_rate;
     Ok(p)
@@ -248,8 +249,24 @@ fn serve(cfg: Config) -> Result<()> {
             }
             _ => None,
         };
+        // RFC 5780: listen on all four combinations of the two IPs and two ports.
+        let mut udp_listen = cfg.listen_udp.clone();
+        if let Some(r) = proto.rfc5780 {
+            for ip in [r.primary_ip, r.alternate_ip] {
+                for port in [r.primary_port, r.alternate_port] {
+                    let a = std::net::SocketAddr::new(ip, port);
+                    let covered = udp_listen
+                        .iter()
+                        .any(|l| l.port() == port && (l.ip() == ip || (l.ip().is_unspecified() && l.is_ipv4() == ip.is_ipv4())));
+                    if !covered {
+                        udp_listen.push(a);
+                    }
+                }
+            }
+            tracing::info!(primary = %r.primary_ip, alternate = %r.alternate_ip, ports = ?(r.primary_port, r.alternate_port), "RFC 5780 NAT behaviour discovery enabled");
+        }
         let driver = DriverConfig {
-            udp_listen: cfg.listen_udp.clone(),
+            udp_listen,
             tcp_listen: cfg.listen_tcp.clone(),
             tls_listen: cfg.listen_tls.clone(),
             tls: certs.as_ref().map(|c| c.server_config()),

@@ -10,6 +10,37 @@ use crate::auth::Credentials;
 use crate::policy::PeerPolicy;
 use crate::quota::AllocationQuota;
 
+/// RFC 5780 NAT behaviour discovery: the server's two IP addresses and two ports. The driver
+/// listens on all four combinations; Binding requests with CHANGE-REQUEST are answered from the
+/// one asked for, with OTHER-ADDRESS and RESPONSE-ORIGIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc5780 {
+    pub primary_ip: IpAddr,
+    pub alternate_ip: IpAddr,
+    pub primary_port: u16,
+    pub alternate_port: u16,
+}
+
+impl Rfc5780 {
+    /// The other IP of the pair (`ip` itself when it is neither).
+    pub fn other_ip(&self, ip: IpAddr) -> IpAddr {
+        if ip == self.alternate_ip {
+            self.primary_ip
+        } else {
+            self.alternate_ip
+        }
+    }
+
+    /// The other port of the pair.
+    pub fn other_port(&self, port: u16) -> u16 {
+        if port == self.alternate_port {
+            self.primary_port
+        } else {
+            self.alternate_port
+        }
+    }
+}
+
 /// Everything a [`crate::Server`] needs to know. Shared (`Arc`) by the per-core workers.
 #[derive(Debug)]
 pub struct ServerConfig {
@@ -50,6 +81,8 @@ pub struct ServerConfig {
     pub unauth_rate_per_sec: u32,
     /// While set, new allocations are refused with 508 (existing ones keep working).
     pub draining: Arc<AtomicBool>,
+    /// RFC 5780 behaviour discovery, when the node has two addresses.
+    pub rfc5780: Option<Rfc5780>,
     /// RFC 6062 connection ids (shared across workers).
     pub tcp_connections: Arc<crate::tcp_registry::TcpConnectionRegistry>,
 }
@@ -77,6 +110,7 @@ impl ServerConfig {
             unauth_rate_per_sec: 100,
             draining: Arc::new(AtomicBool::new(false)),
             tcp_connections: Arc::default(),
+            rfc5780: None,
         }
     }
 }

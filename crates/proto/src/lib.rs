@@ -41,7 +41,7 @@ pub mod timer;
 
 pub use allocation::AllocationId;
 pub use auth::{AuthInfo, Credentials, UserSecret};
-pub use config::ServerConfig;
+pub use config::{Rfc5780, ServerConfig};
 pub use error::{DropReason, TurnError};
 pub use five_tuple::{FiveTuple, Transport};
 pub use output::{

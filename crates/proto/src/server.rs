@@ -118,6 +118,9 @@ pub struct Server {
     pub(crate) next_generation: u64,
     pub(crate) pending_connects:
         HashMap<crate::output::ConnectionId, crate::tcp_relay::PendingConnect>,
+    /// Where the response being written goes, when not back on the request's 5-tuple (RFC 5780
+    /// CHANGE-REQUEST / RESPONSE-PORT).
+    pub(crate) reply_via: Option<FiveTuple>,
     features: [u8; 4],
     /// Counters; read by the driver.
     pub stats: Stats,
@@ -144,6 +147,7 @@ impl Server {
             recently_deleted: HashMap::new(),
             next_generation: 1,
             pending_connects: HashMap::new(),
+            reply_via: None,
             features,
             stats: Stats::default(),
         }
@@ -209,9 +213,11 @@ impl Server {
         }
         match msg.class() {
             Class::Request => {
+                self.reply_via = None;
                 let n = self.handle_request(now, ft, &msg)?;
+                let to = self.reply_via.take().unwrap_or(ft);
                 Some(Transmit {
-                    dest: Dest::Client(ft),
+                    dest: Dest::Client(to),
                     data: &self.scratch[..n],
                 })
             }

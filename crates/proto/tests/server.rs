@@ -1124,3 +1124,75 @@ fn challenges_over_tcp_are_not_rate_limited() {
         assert!(s.handle_client_packet(t0, c.ft, &req).is_some());
     }
 }
+
+#[test]
+fn rfc5780_change_request_response_port_and_other_address() {
+    let (mut s, t0) = new_server(config(|cfg| {
+        cfg.rfc5780 = Some(Rfc5780 {
+            primary_ip: "192.0.2.1".parse().unwrap(),
+            alternate_ip: "192.0.2.2".parse().unwrap(),
+            primary_port: 3478,
+            alternate_port: 3479,
+        })
+    }));
+    let c = Client::new("203.0.113.9:4000", "alice", "secret");
+    let attr_addr = |m: &Message<'_>, t: u16| decode_address(m.get(t).unwrap()).unwrap();
+    for (flags, origin) in [
+        (0u8, "192.0.2.1:3478"),
+        (0x04, "192.0.2.2:3478"),
+        (0x02, "192.0.2.1:3479"),
+        (0x06, "192.0.2.2:3479"),
+    ] {
+        let mut buf = vec![0u8; 128];
+        let mut w = MessageWriter::new(
+            &mut buf,
+            MessageType::new(METHOD_BINDING, Class::Request),
+            [flags; 12],
+        )
+        .unwrap();
+        w.attr(ATTR_CHANGE_REQUEST, &[0, 0, 0, flags]).unwrap();
+        let n = w.finish();
+        let t = s.handle_client_packet(t0, c.ft, &buf[..n]).unwrap();
+        let origin: SocketAddr = origin.parse().unwrap();
+        let Dest::Client(to) = t.dest else {
+            panic!("not to the client")
+        };
+        assert_eq!((to.client, to.server), (c.ft.client, origin));
+        let m = parse(t.data);
+        assert_eq!(attr_addr(&m, ATTR_RESPONSE_ORIGIN), origin);
+        assert_eq!(
+            attr_addr(&m, ATTR_OTHER_ADDRESS),
+            "192.0.2.2:3479".parse().unwrap()
+        );
+        assert_eq!(
+            decode_xor_address(m.get(ATTR_XOR_MAPPED_ADDRESS).unwrap(), &m.transaction_id())
+                .unwrap(),
+            c.ft.client
+        );
+    }
+    // RESPONSE-PORT sends the answer to another port of the client.
+    let mut buf = vec![0u8; 128];
+    let mut w = MessageWriter::new(
+        &mut buf,
+        MessageType::new(METHOD_BINDING, Class::Request),
+        [9; 12],
+    )
+    .unwrap();
+    w.attr(ATTR_RESPONSE_PORT, &[0x15, 0xb3, 0, 0]).unwrap();
+    let n = w.finish();
+    let t = s.handle_client_packet(t0, c.ft, &buf[..n]).unwrap();
+    let Dest::Client(to) = t.dest else {
+        panic!("not to the client")
+    };
+    assert_eq!(to.client, "203.0.113.9:5555".parse().unwrap());
+    // Over TCP, CHANGE-REQUEST is not served (RFC 5780 is UDP only): 420.
+    let mut tcp = Client::new("203.0.113.9:4001", "alice", "secret");
+    tcp.ft.transport = Transport::Tcp;
+    let req = tcp.request(METHOD_BINDING, false, |w| {
+        w.attr(ATTR_CHANGE_REQUEST, &[0, 0, 0, 6]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &tcp, &req).unwrap()),
+        Some(420)
+    );
+}
