@@ -12,22 +12,9 @@ use crate::five_tuple::FiveTuple;
 use crate::server::{Reply, ResponseCtx, Server};
 
 /// Attributes a Binding request may carry that we understand (ICE adds PRIORITY & co; they are
-/// meaningful to ICE agents, not to a STUN server, but are not unknown).
+/// meaningful to ICE agents, not to a STUN server, but are not unknown). The last two are RFC
+/// 5780's and count as known only when discovery is served.
 const KNOWN_BINDING_ATTRS: &[u16] = &[
-    ATTR_USERNAME,
-    ATTR_MESSAGE_INTEGRITY,
-    ATTR_MESSAGE_INTEGRITY_SHA256,
-    ATTR_PRIORITY,
-    ATTR_USE_CANDIDATE,
-    ATTR_PADDING,
-    ATTR_REALM,
-    ATTR_NONCE,
-    ATTR_USERHASH,
-    ATTR_PASSWORD_ALGORITHM,
-];
-
-/// With RFC 5780 the discovery attributes are understood too.
-const KNOWN_BINDING_ATTRS_5780: &[u16] = &[
     ATTR_USERNAME,
     ATTR_MESSAGE_INTEGRITY,
     ATTR_MESSAGE_INTEGRITY_SHA256,
@@ -41,6 +28,7 @@ const KNOWN_BINDING_ATTRS_5780: &[u16] = &[
     ATTR_CHANGE_REQUEST,
     ATTR_RESPONSE_PORT,
 ];
+const RFC5780_ATTRS: usize = 2;
 
 impl Server {
     pub(crate) fn handle_binding(
@@ -58,9 +46,9 @@ impl Server {
         //    5780 is served) -> 420.
         let mut unknown = [0u16; MAX_UNKNOWN];
         let known = if rfc5780.is_some() {
-            KNOWN_BINDING_ATTRS_5780
-        } else {
             KNOWN_BINDING_ATTRS
+        } else {
+            &KNOWN_BINDING_ATTRS[..KNOWN_BINDING_ATTRS.len() - RFC5780_ATTRS]
         };
         let n = msg.unknown_required(known, &mut unknown);
         if n > 0 {
