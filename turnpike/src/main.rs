@@ -30,10 +30,7 @@ fn run() -> Result<()> {
     let cfg = Config::load(cli.config.as_ref(), &cli.overrides)?;
     match cli.command {
         Some(Command::Credential { user, ttl }) => {
-            let secret = match cfg.shared_secrets.first() {
-                Some(s) => s.clone(),
-                None => secret::load_or_create(&cfg.data_dir)?.0,
-            };
+            let secret = minting_secret(&cfg)?;
             let m = credential::mint(&secret, &user, ttl);
             let out = serde_json::json!({
                 "username": m.username,
@@ -46,10 +43,7 @@ fn run() -> Result<()> {
             return Ok(());
         }
         Some(Command::IceServers { user, ttl }) => {
-            let secret = match cfg.shared_secrets.first() {
-                Some(s) => s.clone(),
-                None => secret::load_or_create(&cfg.data_dir)?.0,
-            };
+            let secret = minting_secret(&cfg)?;
             let m = credential::mint(&secret, &user, ttl);
             let listeners = turnpike_server::ice::Listeners {
                 udp: cfg
@@ -111,6 +105,14 @@ fn run() -> Result<()> {
     }
     init_logging(&cfg)?;
     serve(cfg)
+}
+
+/// The secret that mints time-limited credentials: the first configured one, else the generated one.
+fn minting_secret(cfg: &Config) -> Result<String> {
+    match cfg.shared_secrets.first() {
+        Some(s) => Ok(s.clone()),
+        None => Ok(secret::load_or_create(&cfg.data_dir)?.0),
+    }
 }
 
 fn toml_like(cfg: &Config) -> Result<String> {

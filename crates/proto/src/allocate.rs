@@ -149,8 +149,6 @@ impl Server {
             channels: HashMap::new(),
             peer_channels: HashMap::new(),
             last_response: None,
-            dont_fragment,
-            created: now,
             transport,
             tcp_connections: HashMap::new(),
         });

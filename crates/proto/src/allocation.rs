@@ -65,8 +65,6 @@ pub struct Allocation {
     pub peer_channels: HashMap<SocketAddr, u16>,
     /// The last response sent, for answering a retransmitted request identically.
     pub last_response: Option<(TransactionId, Vec<u8>)>,
-    pub dont_fragment: bool,
-    pub created: Instant,
     /// UDP relay, or an RFC 6062 TCP allocation.
     pub transport: crate::output::RelayTransport,
     /// RFC 6062 peer connections of this allocation, by peer address.

@@ -6,7 +6,6 @@
 //! response is signed with. It does not write responses.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -203,11 +202,6 @@ fn password_algorithm(msg: &Message<'_>) -> Result<PasswordAlgorithm, TurnError>
             "PASSWORD-ALGORITHM and PASSWORD-ALGORITHMS go together",
         )),
     }
-}
-
-/// Whether the source of a request may be sent a 401 now (see [`crate::rate_limit`]).
-pub(crate) fn challenge_key(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
 }
 
 #[cfg(test)]

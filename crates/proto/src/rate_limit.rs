@@ -24,8 +24,10 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token for `ip`; false when the source is over its rate.
+    /// Takes a token for `ip` (IPv4-mapped addresses count as their IPv4 address); false when
+    /// the source is over its rate.
     pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         if self.burst == 0.0 {
             return true;
         }

@@ -386,9 +386,7 @@ impl Server {
         // dropped answer would stall a stream client that (unlike a UDP one) never retransmits.
         if e.carries_challenge()
             && ft.transport == crate::five_tuple::Transport::Udp
-            && !self
-                .limiter
-                .allow(now, crate::auth::challenge_key(ft.client.ip()))
+            && !self.limiter.allow(now, ft.client.ip())
         {
             self.stats.drop(DropReason::RateLimited);
             return None;

@@ -213,10 +213,7 @@ impl Worker {
 
     fn send_to_client(&self, ft: &FiveTuple, data: &[u8]) -> bool {
         match ft.transport {
-            Transport::Udp => match self.udp.iter().find(|l| l.serves(&ft.server)) {
-                Some(l) => l.send(&ft.server, ft.client, data).is_ok(),
-                None => false,
-            },
+            Transport::Udp => self.send_raw_udp(ft, data),
             Transport::Tcp | Transport::Tls => match self.tcp_conns.borrow().get(ft) {
                 Some(tx) => tx.try_send(data.to_vec()).is_ok(),
                 None => false,
