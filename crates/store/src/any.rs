@@ -1,10 +1,7 @@
 //! The store chosen by URL at start-up.
 
 use crate::sql::{PgStore, SqliteStore};
-use crate::{
-    ApiKey, Credential, ListQuery, NewCredential, Page, Result, Store, StoreError, Tenant,
-    UsageDelta, UsageRow,
-};
+use crate::*;
 
 /// SQLite or PostgreSQL, by the scheme of the configured URL.
 pub enum AnyStore {
@@ -44,21 +41,23 @@ impl Store for AnyStore {
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         delegate!(self, s => s.list_tenants())
     }
-    async fn create_api_key(
-        &self,
-        tenant_id: Option<&str>,
-        key_hash: &[u8],
-        prefix: &str,
-        now: i64,
-        expires_at: Option<i64>,
-    ) -> Result<ApiKey> {
-        delegate!(self, s => s.create_api_key(tenant_id, key_hash, prefix, now, expires_at))
+    async fn delete_tenant(&self, id: &str) -> Result<()> {
+        delegate!(self, s => s.delete_tenant(id))
+    }
+    async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey> {
+        delegate!(self, s => s.create_api_key(k, now))
     }
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKey>> {
         delegate!(self, s => s.api_key_by_hash(key_hash))
     }
-    async fn revoke_api_key(&self, id: &str) -> Result<()> {
-        delegate!(self, s => s.revoke_api_key(id))
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
+        delegate!(self, s => s.list_api_keys(tenant_id))
+    }
+    async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()> {
+        delegate!(self, s => s.revoke_api_key(tenant_id, id))
+    }
+    async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64> {
+        delegate!(self, s => s.expire_api_keys(tenant_id, kind, at))
     }
     async fn create_credential(&self, c: &NewCredential<'_>, now: i64) -> Result<Credential> {
         delegate!(self, s => s.create_credential(c, now))
@@ -77,19 +76,97 @@ impl Store for AnyStore {
     ) -> Result<Page<Credential>> {
         delegate!(self, s => s.list_credentials(tenant_id, q, now))
     }
+    async fn all_credentials(&self) -> Result<Vec<Credential>> {
+        delegate!(self, s => s.all_credentials())
+    }
     async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()> {
         delegate!(self, s => s.set_credential_enabled(tenant_id, id, enabled))
     }
     async fn delete_credential(&self, tenant_id: &str, id: &str) -> Result<()> {
         delegate!(self, s => s.delete_credential(tenant_id, id))
     }
-    async fn delete_credentials_by_label(&self, tenant_id: &str, label: &str) -> Result<u64> {
+    async fn delete_credentials_by_label(
+        &self,
+        tenant_id: &str,
+        label: &str,
+    ) -> Result<Vec<Credential>> {
         delegate!(self, s => s.delete_credentials_by_label(tenant_id, label))
+    }
+    async fn add_tenant_secret(
+        &self,
+        tenant_id: &str,
+        secret: &[u8],
+        now: i64,
+    ) -> Result<TenantSecret> {
+        delegate!(self, s => s.add_tenant_secret(tenant_id, secret, now))
+    }
+    async fn expire_tenant_secrets(&self, tenant_id: &str, at: i64) -> Result<u64> {
+        delegate!(self, s => s.expire_tenant_secrets(tenant_id, at))
+    }
+    async fn live_tenant_secrets(&self, now: i64) -> Result<Vec<TenantSecret>> {
+        delegate!(self, s => s.live_tenant_secrets(now))
+    }
+    async fn add_revocation(&self, r: &Revocation) -> Result<()> {
+        delegate!(self, s => s.add_revocation(r))
+    }
+    async fn live_revocations(&self, tenant_id: Option<&str>, now: i64) -> Result<Vec<Revocation>> {
+        delegate!(self, s => s.live_revocations(tenant_id, now))
+    }
+    async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()> {
+        delegate!(self, s => s.set_user_tags(tenant_id, user_id, tags))
+    }
+    async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>> {
+        delegate!(self, s => s.user_tags(tenant_id))
     }
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
         delegate!(self, s => s.add_usage(deltas))
     }
     async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>> {
         delegate!(self, s => s.usage(tenant_id, from_hour, to_hour))
+    }
+    async fn upsert_allocation(&self, r: &AllocationRecord) -> Result<()> {
+        delegate!(self, s => s.upsert_allocation(r))
+    }
+    async fn list_allocations(
+        &self,
+        tenant_id: &str,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AllocationRecord>> {
+        delegate!(self, s => s.list_allocations(tenant_id, from, to, limit))
+    }
+    async fn add_audit(&self, e: &AuditEntry) -> Result<()> {
+        delegate!(self, s => s.add_audit(e))
+    }
+    async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        delegate!(self, s => s.list_audit(tenant_id, from, to, limit))
+    }
+    async fn put_quota(&self, q: &Quota) -> Result<()> {
+        delegate!(self, s => s.put_quota(q))
+    }
+    async fn delete_quota(&self, tenant_id: &str, scope: &str) -> Result<()> {
+        delegate!(self, s => s.delete_quota(tenant_id, scope))
+    }
+    async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>> {
+        delegate!(self, s => s.list_quotas(tenant_id))
+    }
+    async fn put_notifications(&self, n: &NotificationSettings) -> Result<()> {
+        delegate!(self, s => s.put_notifications(n))
+    }
+    async fn get_notifications(&self, tenant_id: &str) -> Result<Option<NotificationSettings>> {
+        delegate!(self, s => s.get_notifications(tenant_id))
+    }
+    async fn record_alert(&self, e: &AlertEvent) -> Result<bool> {
+        delegate!(self, s => s.record_alert(e))
+    }
+    async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>> {
+        delegate!(self, s => s.list_alerts(tenant_id))
     }
 }

@@ -31,31 +31,34 @@ pub enum StoreError {
     /// Anything the database said.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A stored value this version cannot read.
+    #[error("corrupt stored value in {0}")]
+    Corrupt(&'static str),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// What the control plane needs from persistence.
+/// What the control plane needs from persistence. Every tenant-scoped method takes the tenant id
+/// and never touches another tenant's rows.
 #[allow(async_fn_in_trait)]
 pub trait Store {
+    // Tenants.
     async fn create_tenant(&self, name: &str, now: i64) -> Result<Tenant>;
     async fn get_tenant(&self, id: &str) -> Result<Tenant>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    async fn delete_tenant(&self, id: &str) -> Result<()>;
 
-    /// Stores a key by its hash; `tenant_id` `None` is an operator (admin) key.
-    async fn create_api_key(
-        &self,
-        tenant_id: Option<&str>,
-        key_hash: &[u8],
-        prefix: &str,
-        now: i64,
-        expires_at: Option<i64>,
-    ) -> Result<ApiKey>;
+    // API keys, stored by hash.
+    async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey>;
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKey>>;
-    async fn revoke_api_key(&self, id: &str) -> Result<()>;
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>>;
+    async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()>;
+    /// Makes a tenant's live keys of `kind` lapse at `at` (rotation overlap); returns how many.
+    async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64>;
 
+    // Stored credentials.
     async fn create_credential(&self, c: &NewCredential<'_>, now: i64) -> Result<Credential>;
     async fn get_credential(&self, tenant_id: &str, id: &str) -> Result<Credential>;
     async fn credential_by_username(&self, username: &str) -> Result<Option<Credential>>;
@@ -65,14 +68,73 @@ pub trait Store {
         q: &ListQuery<'_>,
         now: i64,
     ) -> Result<Page<Credential>>;
+    /// Every credential of every tenant (for the relay's in-memory directory).
+    async fn all_credentials(&self) -> Result<Vec<Credential>>;
     async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()>;
     async fn delete_credential(&self, tenant_id: &str, id: &str) -> Result<()>;
-    async fn delete_credentials_by_label(&self, tenant_id: &str, label: &str) -> Result<u64>;
+    /// Deletes a tenant's credentials with `label`; returns the deleted ones.
+    async fn delete_credentials_by_label(
+        &self,
+        tenant_id: &str,
+        label: &str,
+    ) -> Result<Vec<Credential>>;
 
+    // Shared secrets for ephemeral credentials.
+    async fn add_tenant_secret(
+        &self,
+        tenant_id: &str,
+        secret: &[u8],
+        now: i64,
+    ) -> Result<TenantSecret>;
+    /// Makes a tenant's live secrets lapse at `at` (rotation overlap).
+    async fn expire_tenant_secrets(&self, tenant_id: &str, at: i64) -> Result<u64>;
+    /// Secrets live at `now`, of all tenants, newest first.
+    async fn live_tenant_secrets(&self, now: i64) -> Result<Vec<TenantSecret>>;
+
+    // Revocations of ephemeral credentials.
+    async fn add_revocation(&self, r: &Revocation) -> Result<()>;
+    /// Live revocations (of one tenant, or all).
+    async fn live_revocations(&self, tenant_id: Option<&str>, now: i64) -> Result<Vec<Revocation>>;
+    async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()>;
+    async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>>;
+
+    // Usage.
     /// Adds counters to their hourly buckets (exact: additions, never overwrites).
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()>;
-    /// Usage of a tenant in `[from_hour, to_hour)`, per credential and hour.
+    /// Usage of a tenant in `[from_hour, to_hour)`.
     async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>>;
+
+    // Logs.
+    /// Inserts or completes an allocation record.
+    async fn upsert_allocation(&self, r: &AllocationRecord) -> Result<()>;
+    /// A tenant's allocations that started in `[from, to)`, oldest first.
+    async fn list_allocations(
+        &self,
+        tenant_id: &str,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AllocationRecord>>;
+    async fn add_audit(&self, e: &AuditEntry) -> Result<()>;
+    /// Audit entries of a tenant (or the operator's, `None`) in `[from, to)`, oldest first.
+    async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
+
+    // Quotas and alerts.
+    async fn put_quota(&self, q: &Quota) -> Result<()>;
+    async fn delete_quota(&self, tenant_id: &str, scope: &str) -> Result<()>;
+    /// Quotas of one tenant, or all.
+    async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>>;
+    async fn put_notifications(&self, n: &NotificationSettings) -> Result<()>;
+    async fn get_notifications(&self, tenant_id: &str) -> Result<Option<NotificationSettings>>;
+    /// Records a fired threshold; false if it had already fired this period.
+    async fn record_alert(&self, e: &AlertEvent) -> Result<bool>;
+    async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>>;
 }
 
 /// A random identifier with a readable prefix, e.g. `ten_4f0c…`.

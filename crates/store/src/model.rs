@@ -7,14 +7,68 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// The operator: manages tenants.
+    Admin,
+    /// A tenant's server-side key: full access to that tenant.
+    Secret,
+    /// One credential's front-end key: may only fetch ICE servers, from allowed origins.
+    Publishable,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Admin => "admin",
+            KeyKind::Secret => "secret",
+            KeyKind::Publishable => "publishable",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(KeyKind::Admin),
+            "secret" => Some(KeyKind::Secret),
+            "publishable" => Some(KeyKind::Publishable),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub id: String,
     pub tenant_id: Option<String>,
+    pub kind: KeyKind,
+    /// For publishable keys: the credential they belong to.
+    pub credential_id: Option<String>,
+    /// For publishable keys: allowed `Origin` values (empty: any).
+    pub allowed_origins: Vec<String>,
+    /// The first characters of the key, for recognising it in lists.
     pub prefix: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked: bool,
+}
+
+impl ApiKey {
+    /// Usable at `now`: not revoked and not past its expiry.
+    pub fn is_live(&self, now: i64) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// A key to store (by its hash).
+#[derive(Debug, Clone)]
+pub struct NewApiKey<'a> {
+    pub tenant_id: Option<&'a str>,
+    pub kind: KeyKind,
+    pub credential_id: Option<&'a str>,
+    pub allowed_origins: &'a [String],
+    pub key_hash: &'a [u8],
+    pub prefix: &'a str,
+    pub expires_at: Option<i64>,
 }
 
 /// A credential to create: the long-term keys are derived by the caller (the password itself
@@ -26,6 +80,7 @@ pub struct NewCredential<'a> {
     pub key_md5: &'a [u8],
     pub key_sha256: &'a [u8],
     pub label: Option<&'a str>,
+    pub tags: &'a [String],
     pub expires_at: Option<i64>,
 }
 
@@ -37,9 +92,16 @@ pub struct Credential {
     pub key_md5: Vec<u8>,
     pub key_sha256: Vec<u8>,
     pub label: Option<String>,
+    pub tags: Vec<String>,
     pub enabled: bool,
     pub expires_at: Option<i64>,
     pub created_at: i64,
+}
+
+impl Credential {
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
 }
 
 impl std::fmt::Debug for Credential {
@@ -73,19 +135,166 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// Counters to add to one hour of one credential.
+/// A tenant's shared secret for minting ephemeral credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TenantSecret {
+    pub id: String,
+    pub tenant_id: String,
+    pub secret: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for TenantSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSecret")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A revoked ephemeral username or user id, until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub tenant_id: String,
+    /// `username` or `user`.
+    pub kind: String,
+    pub value: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Exact counters of the four legs of relayed traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub c2s_bytes: i64,
+    pub c2s_packets: i64,
+    pub s2p_bytes: i64,
+    pub s2p_packets: i64,
+    pub p2s_bytes: i64,
+    pub p2s_packets: i64,
+    pub s2c_bytes: i64,
+    pub s2c_packets: i64,
+    pub allocations: i64,
+    pub allocation_seconds: i64,
+}
+
+impl Counters {
+    /// All bytes that crossed the server's interfaces for this traffic (the billed total).
+    pub fn total_bytes(&self) -> i64 {
+        self.c2s_bytes + self.s2p_bytes + self.p2s_bytes + self.s2c_bytes
+    }
+
+    pub fn add(&mut self, o: &Counters) {
+        self.c2s_bytes += o.c2s_bytes;
+        self.c2s_packets += o.c2s_packets;
+        self.s2p_bytes += o.s2p_bytes;
+        self.s2p_packets += o.s2p_packets;
+        self.p2s_bytes += o.p2s_bytes;
+        self.p2s_packets += o.p2s_packets;
+        self.s2c_bytes += o.s2c_bytes;
+        self.s2c_packets += o.s2c_packets;
+        self.allocations += o.allocations;
+        self.allocation_seconds += o.allocation_seconds;
+    }
+}
+
+/// Counters to add to one hour of one tenant / credential / user id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageDelta {
     pub tenant_id: String,
+    /// Empty for ephemeral credentials not tied to a stored one.
     pub credential_id: String,
+    /// Empty when the credential carries no user id.
+    pub user_id: String,
     /// Unix time / 3600.
     pub hour: i64,
-    pub bytes_in: i64,
-    pub bytes_out: i64,
-    pub packets_in: i64,
-    pub packets_out: i64,
-    pub allocations: i64,
+    pub counters: Counters,
 }
 
 /// One stored hour of usage.
 pub type UsageRow = UsageDelta;
+
+/// One allocation, as logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllocationRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub credential_id: String,
+    pub user_id: String,
+    pub username: String,
+    pub client: String,
+    pub transport: String,
+    pub relay: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub c2s_bytes: i64,
+    pub s2p_bytes: i64,
+    pub p2s_bytes: i64,
+    pub s2c_bytes: i64,
+    pub peers: i64,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    pub at: i64,
+    /// Key id (or `admin`) that made the change.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// Non-secret detail (JSON text).
+    pub detail: String,
+}
+
+/// A quota of a tenant (`scope` = `tenant`) or of one credential (`scope` = its id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub tenant_id: String,
+    pub scope: String,
+    /// `day` or `month` (UTC).
+    pub period: String,
+    pub bytes_per_period: Option<i64>,
+    pub max_allocations: Option<i64>,
+    pub max_bitrate_bps: Option<i64>,
+    pub throttle_bitrate_bps: Option<i64>,
+    /// JSON `[{"percent":80,"action":"notify"}, ...]`.
+    pub thresholds: String,
+}
+
+/// Where a tenant's alerts go.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NotificationSettings {
+    pub tenant_id: String,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub email_to: Option<String>,
+}
+
+impl std::fmt::Debug for NotificationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationSettings")
+            .field("tenant_id", &self.tenant_id)
+            .field("webhook_url", &self.webhook_url)
+            .field("email_to", &self.email_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A quota threshold that fired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertEvent {
+    pub id: String,
+    pub tenant_id: String,
+    pub scope: String,
+    pub period_start: i64,
+    pub percent: i64,
+    pub action: String,
+    pub bytes_used: i64,
+    pub bytes_quota: i64,
+    pub at: i64,
+}

@@ -2,16 +2,57 @@
 
 use sqlx::Row;
 
-use crate::{
-    ApiKey, Credential, ListQuery, NewCredential, Page, Result, Store, StoreError, Tenant,
-    UsageDelta, UsageRow,
-};
+use crate::*;
 
 const CREDENTIAL_COLUMNS: &str =
-    "id, tenant_id, username, key_md5, key_sha256, label, enabled, expires_at, created_at";
+    "id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at, created_at";
+const KEY_COLUMNS: &str =
+    "id, tenant_id, kind, credential_id, allowed_origins, prefix, created_at, expires_at, revoked";
+const USAGE_COLUMNS: &str = "tenant_id, credential_id, user_id, hour, c2s_bytes, c2s_packets, \
+     s2p_bytes, s2p_packets, p2s_bytes, p2s_packets, s2c_bytes, s2c_packets, allocations, \
+     allocation_seconds";
+const ALLOCATION_COLUMNS: &str = "id, tenant_id, credential_id, user_id, username, client, \
+     transport, relay, started_at, ended_at, c2s_bytes, s2p_bytes, p2s_bytes, s2c_bytes, peers";
+const QUOTA_COLUMNS: &str = "tenant_id, scope, period, bytes_per_period, max_allocations, \
+     max_bitrate_bps, throttle_bitrate_bps, thresholds";
+const ALERT_COLUMNS: &str =
+    "id, tenant_id, scope, period_start, percent, action, bytes_used, bytes_quota, at";
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(what)
+        } else {
+            e.into()
+        }
+    }
+}
+
+/// Lists are stored one item per line (items are validated to hold no newline).
+fn join_lines(v: &[String]) -> String {
+    v.join("\n")
+}
+
+fn split_lines(s: Option<String>) -> Vec<String> {
+    s.map(|s| {
+        s.split('\n')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn found(n: u64) -> Result<()> {
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 macro_rules! store_impl {
@@ -26,9 +67,13 @@ macro_rules! store_impl {
             }
 
             fn api_key(r: &<$db as sqlx::Database>::Row) -> Result<ApiKey> {
+                let kind: String = r.try_get("kind")?;
                 Ok(ApiKey {
                     id: r.try_get("id")?,
                     tenant_id: r.try_get("tenant_id")?,
+                    kind: KeyKind::parse(&kind).ok_or(StoreError::Corrupt("api_keys.kind"))?,
+                    credential_id: r.try_get("credential_id")?,
+                    allowed_origins: split_lines(r.try_get("allowed_origins")?),
                     prefix: r.try_get("prefix")?,
                     created_at: r.try_get("created_at")?,
                     expires_at: r.try_get("expires_at")?,
@@ -44,9 +89,78 @@ macro_rules! store_impl {
                     key_md5: r.try_get("key_md5")?,
                     key_sha256: r.try_get("key_sha256")?,
                     label: r.try_get("label")?,
+                    tags: split_lines(r.try_get("tags")?),
                     enabled: r.try_get("enabled")?,
                     expires_at: r.try_get("expires_at")?,
                     created_at: r.try_get("created_at")?,
+                })
+            }
+
+            fn usage_row(r: &<$db as sqlx::Database>::Row) -> Result<UsageRow> {
+                Ok(UsageRow {
+                    tenant_id: r.try_get("tenant_id")?,
+                    credential_id: r.try_get("credential_id")?,
+                    user_id: r.try_get("user_id")?,
+                    hour: r.try_get("hour")?,
+                    counters: Counters {
+                        c2s_bytes: r.try_get("c2s_bytes")?,
+                        c2s_packets: r.try_get("c2s_packets")?,
+                        s2p_bytes: r.try_get("s2p_bytes")?,
+                        s2p_packets: r.try_get("s2p_packets")?,
+                        p2s_bytes: r.try_get("p2s_bytes")?,
+                        p2s_packets: r.try_get("p2s_packets")?,
+                        s2c_bytes: r.try_get("s2c_bytes")?,
+                        s2c_packets: r.try_get("s2c_packets")?,
+                        allocations: r.try_get("allocations")?,
+                        allocation_seconds: r.try_get("allocation_seconds")?,
+                    },
+                })
+            }
+
+            fn allocation(r: &<$db as sqlx::Database>::Row) -> Result<AllocationRecord> {
+                Ok(AllocationRecord {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    credential_id: r.try_get("credential_id")?,
+                    user_id: r.try_get("user_id")?,
+                    username: r.try_get("username")?,
+                    client: r.try_get("client")?,
+                    transport: r.try_get("transport")?,
+                    relay: r.try_get("relay")?,
+                    started_at: r.try_get("started_at")?,
+                    ended_at: r.try_get("ended_at")?,
+                    c2s_bytes: r.try_get("c2s_bytes")?,
+                    s2p_bytes: r.try_get("s2p_bytes")?,
+                    p2s_bytes: r.try_get("p2s_bytes")?,
+                    s2c_bytes: r.try_get("s2c_bytes")?,
+                    peers: r.try_get("peers")?,
+                })
+            }
+
+            fn quota(r: &<$db as sqlx::Database>::Row) -> Result<Quota> {
+                Ok(Quota {
+                    tenant_id: r.try_get("tenant_id")?,
+                    scope: r.try_get("scope")?,
+                    period: r.try_get("period")?,
+                    bytes_per_period: r.try_get("bytes_per_period")?,
+                    max_allocations: r.try_get("max_allocations")?,
+                    max_bitrate_bps: r.try_get("max_bitrate_bps")?,
+                    throttle_bitrate_bps: r.try_get("throttle_bitrate_bps")?,
+                    thresholds: r.try_get("thresholds")?,
+                })
+            }
+
+            fn alert(r: &<$db as sqlx::Database>::Row) -> Result<AlertEvent> {
+                Ok(AlertEvent {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    scope: r.try_get("scope")?,
+                    period_start: r.try_get("period_start")?,
+                    percent: r.try_get("percent")?,
+                    action: r.try_get("action")?,
+                    bytes_used: r.try_get("bytes_used")?,
+                    bytes_quota: r.try_get("bytes_quota")?,
+                    at: r.try_get("at")?,
                 })
             }
         }
@@ -79,45 +193,83 @@ macro_rules! store_impl {
                 rows.iter().map(Self::tenant).collect()
             }
 
-            async fn create_api_key(&self, tenant_id: Option<&str>, key_hash: &[u8], prefix: &str, now: i64, expires_at: Option<i64>) -> Result<ApiKey> {
-                let k = ApiKey {
+            async fn delete_tenant(&self, id: &str) -> Result<()> {
+                let n = sqlx::query("DELETE FROM tenants WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                found(n)
+            }
+
+            async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey> {
+                let key = ApiKey {
                     id: crate::new_id("key"),
-                    tenant_id: tenant_id.map(str::to_string),
-                    prefix: prefix.to_string(),
+                    tenant_id: k.tenant_id.map(str::to_string),
+                    kind: k.kind,
+                    credential_id: k.credential_id.map(str::to_string),
+                    allowed_origins: k.allowed_origins.to_vec(),
+                    prefix: k.prefix.to_string(),
                     created_at: now,
-                    expires_at,
+                    expires_at: k.expires_at,
                     revoked: false,
                 };
-                sqlx::query("INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(&k.id)
-                    .bind(&k.tenant_id)
-                    .bind(key_hash)
-                    .bind(&k.prefix)
-                    .bind(k.created_at)
-                    .bind(k.expires_at)
+                sqlx::query(&format!("INSERT INTO api_keys ({KEY_COLUMNS}, key_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+                    .bind(&key.id)
+                    .bind(&key.tenant_id)
+                    .bind(key.kind.as_str())
+                    .bind(&key.credential_id)
+                    .bind(join_lines(&key.allowed_origins))
+                    .bind(&key.prefix)
+                    .bind(key.created_at)
+                    .bind(key.expires_at)
                     .bind(false)
+                    .bind(k.key_hash)
                     .execute(&self.pool)
                     .await
-                    .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("api key") } else { e.into() })?;
-                Ok(k)
+                    .map_err(conflict("api key"))?;
+                Ok(key)
             }
 
             async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKey>> {
-                let r = sqlx::query("SELECT id, tenant_id, prefix, created_at, expires_at, revoked FROM api_keys WHERE key_hash = $1")
+                let r = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"))
                     .bind(key_hash)
                     .fetch_optional(&self.pool)
                     .await?;
                 r.as_ref().map(Self::api_key).transpose()
             }
 
-            async fn revoke_api_key(&self, id: &str) -> Result<()> {
-                let n = sqlx::query("UPDATE api_keys SET revoked = $1 WHERE id = $2")
+            async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
+                let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id"))
+                    .bind(tenant_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::api_key).collect()
+            }
+
+            async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()> {
+                let n = sqlx::query("UPDATE api_keys SET revoked = $1 WHERE id = $2 AND ($3 IS NULL OR tenant_id = $3)")
                     .bind(true)
                     .bind(id)
+                    .bind(tenant_id)
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
-                if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                found(n)
+            }
+
+            async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64> {
+                Ok(sqlx::query(
+                    "UPDATE api_keys SET expires_at = $1 WHERE tenant_id = $2 AND kind = $3 \
+                     AND revoked = $4 AND (expires_at IS NULL OR expires_at > $1)",
+                )
+                .bind(at)
+                .bind(tenant_id)
+                .bind(kind.as_str())
+                .bind(false)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
             }
 
             async fn create_credential(&self, c: &NewCredential<'_>, now: i64) -> Result<Credential> {
@@ -128,26 +280,27 @@ macro_rules! store_impl {
                     key_md5: c.key_md5.to_vec(),
                     key_sha256: c.key_sha256.to_vec(),
                     label: c.label.map(str::to_string),
+                    tags: c.tags.to_vec(),
                     enabled: true,
                     expires_at: c.expires_at,
                     created_at: now,
                 };
-                sqlx::query(
-                    "INSERT INTO credentials (id, tenant_id, username, key_md5, key_sha256, label, enabled, expires_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
+                sqlx::query(&format!(
+                    "INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ))
                 .bind(&cred.id)
                 .bind(&cred.tenant_id)
                 .bind(&cred.username)
                 .bind(&cred.key_md5)
                 .bind(&cred.key_sha256)
                 .bind(&cred.label)
+                .bind(join_lines(&cred.tags))
                 .bind(true)
                 .bind(cred.expires_at)
                 .bind(cred.created_at)
                 .execute(&self.pool)
                 .await
-                .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("credential username") } else { e.into() })?;
+                .map_err(conflict("credential username"))?;
                 Ok(cred)
             }
 
@@ -196,6 +349,13 @@ macro_rules! store_impl {
                 Ok(Page { items, next_cursor })
             }
 
+            async fn all_credentials(&self) -> Result<Vec<Credential>> {
+                let rows = sqlx::query(&format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials"))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::credential).collect()
+            }
+
             async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()> {
                 let n = sqlx::query("UPDATE credentials SET enabled = $1 WHERE id = $2 AND tenant_id = $3")
                     .bind(enabled)
@@ -204,7 +364,7 @@ macro_rules! store_impl {
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
-                if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                found(n)
             }
 
             async fn delete_credential(&self, tenant_id: &str, id: &str) -> Result<()> {
@@ -214,39 +374,164 @@ macro_rules! store_impl {
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
-                if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                found(n)
             }
 
-            async fn delete_credentials_by_label(&self, tenant_id: &str, label: &str) -> Result<u64> {
-                Ok(sqlx::query("DELETE FROM credentials WHERE tenant_id = $1 AND label = $2")
-                    .bind(tenant_id)
-                    .bind(label)
+            async fn delete_credentials_by_label(&self, tenant_id: &str, label: &str) -> Result<Vec<Credential>> {
+                let rows = sqlx::query(&format!(
+                    "DELETE FROM credentials WHERE tenant_id = $1 AND label = $2 RETURNING {CREDENTIAL_COLUMNS}"
+                ))
+                .bind(tenant_id)
+                .bind(label)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::credential).collect()
+            }
+
+            async fn add_tenant_secret(&self, tenant_id: &str, secret: &[u8], now: i64) -> Result<TenantSecret> {
+                let s = TenantSecret {
+                    id: crate::new_id("sec"),
+                    tenant_id: tenant_id.to_string(),
+                    secret: secret.to_vec(),
+                    created_at: now,
+                    expires_at: None,
+                };
+                sqlx::query("INSERT INTO tenant_secrets (id, tenant_id, secret, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&s.id)
+                    .bind(&s.tenant_id)
+                    .bind(&s.secret)
+                    .bind(s.created_at)
+                    .bind(s.expires_at)
                     .execute(&self.pool)
-                    .await?
-                    .rows_affected())
+                    .await?;
+                Ok(s)
+            }
+
+            async fn expire_tenant_secrets(&self, tenant_id: &str, at: i64) -> Result<u64> {
+                Ok(sqlx::query(
+                    "UPDATE tenant_secrets SET expires_at = $1 WHERE tenant_id = $2 AND (expires_at IS NULL OR expires_at > $1)",
+                )
+                .bind(at)
+                .bind(tenant_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            }
+
+            async fn live_tenant_secrets(&self, now: i64) -> Result<Vec<TenantSecret>> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, secret, created_at, expires_at FROM tenant_secrets \
+                     WHERE expires_at IS NULL OR expires_at > $1 ORDER BY created_at DESC, id",
+                )
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(TenantSecret {
+                            id: r.try_get("id")?,
+                            tenant_id: r.try_get("tenant_id")?,
+                            secret: r.try_get("secret")?,
+                            created_at: r.try_get("created_at")?,
+                            expires_at: r.try_get("expires_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn add_revocation(&self, r: &Revocation) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO revocations (tenant_id, kind, value, created_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (tenant_id, kind, value) DO UPDATE SET expires_at = excluded.expires_at",
+                )
+                .bind(&r.tenant_id)
+                .bind(&r.kind)
+                .bind(&r.value)
+                .bind(r.created_at)
+                .bind(r.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn live_revocations(&self, tenant_id: Option<&str>, now: i64) -> Result<Vec<Revocation>> {
+                let rows = sqlx::query(
+                    "SELECT tenant_id, kind, value, created_at, expires_at FROM revocations \
+                     WHERE expires_at > $1 AND ($2 IS NULL OR tenant_id = $2) ORDER BY created_at, value",
+                )
+                .bind(now)
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Revocation {
+                            tenant_id: r.try_get("tenant_id")?,
+                            kind: r.try_get("kind")?,
+                            value: r.try_get("value")?,
+                            created_at: r.try_get("created_at")?,
+                            expires_at: r.try_get("expires_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO user_tags (tenant_id, user_id, tags) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant_id, user_id) DO UPDATE SET tags = excluded.tags",
+                )
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(join_lines(tags))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>> {
+                let rows = sqlx::query("SELECT user_id, tags FROM user_tags WHERE tenant_id = $1")
+                    .bind(tenant_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("user_id")?, split_lines(r.try_get("tags")?))))
+                    .collect()
             }
 
             async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 for d in deltas {
-                    sqlx::query(
-                        "INSERT INTO usage_hourly (tenant_id, credential_id, hour, bytes_in, bytes_out, packets_in, packets_out, allocations) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (tenant_id, credential_id, hour) DO UPDATE SET \
-                         bytes_in = usage_hourly.bytes_in + excluded.bytes_in, \
-                         bytes_out = usage_hourly.bytes_out + excluded.bytes_out, \
-                         packets_in = usage_hourly.packets_in + excluded.packets_in, \
-                         packets_out = usage_hourly.packets_out + excluded.packets_out, \
-                         allocations = usage_hourly.allocations + excluded.allocations",
-                    )
+                    let c = &d.counters;
+                    sqlx::query(&format!(
+                        "INSERT INTO usage_hourly ({USAGE_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                         ON CONFLICT (tenant_id, credential_id, user_id, hour) DO UPDATE SET \
+                         c2s_bytes = usage_hourly.c2s_bytes + excluded.c2s_bytes, \
+                         c2s_packets = usage_hourly.c2s_packets + excluded.c2s_packets, \
+                         s2p_bytes = usage_hourly.s2p_bytes + excluded.s2p_bytes, \
+                         s2p_packets = usage_hourly.s2p_packets + excluded.s2p_packets, \
+                         p2s_bytes = usage_hourly.p2s_bytes + excluded.p2s_bytes, \
+                         p2s_packets = usage_hourly.p2s_packets + excluded.p2s_packets, \
+                         s2c_bytes = usage_hourly.s2c_bytes + excluded.s2c_bytes, \
+                         s2c_packets = usage_hourly.s2c_packets + excluded.s2c_packets, \
+                         allocations = usage_hourly.allocations + excluded.allocations, \
+                         allocation_seconds = usage_hourly.allocation_seconds + excluded.allocation_seconds"
+                    ))
                     .bind(&d.tenant_id)
                     .bind(&d.credential_id)
+                    .bind(&d.user_id)
                     .bind(d.hour)
-                    .bind(d.bytes_in)
-                    .bind(d.bytes_out)
-                    .bind(d.packets_in)
-                    .bind(d.packets_out)
-                    .bind(d.allocations)
+                    .bind(c.c2s_bytes)
+                    .bind(c.c2s_packets)
+                    .bind(c.s2p_bytes)
+                    .bind(c.s2p_packets)
+                    .bind(c.p2s_bytes)
+                    .bind(c.p2s_packets)
+                    .bind(c.s2c_bytes)
+                    .bind(c.s2c_packets)
+                    .bind(c.allocations)
+                    .bind(c.allocation_seconds)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -255,34 +540,203 @@ macro_rules! store_impl {
             }
 
             async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>> {
-                let rows = sqlx::query(
-                    "SELECT tenant_id, credential_id, hour, bytes_in, bytes_out, packets_in, packets_out, allocations \
-                     FROM usage_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour, credential_id",
-                )
+                let rows = sqlx::query(&format!(
+                    "SELECT {USAGE_COLUMNS} FROM usage_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 \
+                     ORDER BY hour, credential_id, user_id"
+                ))
                 .bind(tenant_id)
                 .bind(from_hour)
                 .bind(to_hour)
                 .fetch_all(&self.pool)
                 .await?;
+                rows.iter().map(Self::usage_row).collect()
+            }
+
+            async fn upsert_allocation(&self, r: &AllocationRecord) -> Result<()> {
+                sqlx::query(&format!(
+                    "INSERT INTO allocation_log ({ALLOCATION_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at, \
+                     c2s_bytes = excluded.c2s_bytes, s2p_bytes = excluded.s2p_bytes, \
+                     p2s_bytes = excluded.p2s_bytes, s2c_bytes = excluded.s2c_bytes, peers = excluded.peers"
+                ))
+                .bind(&r.id)
+                .bind(&r.tenant_id)
+                .bind(&r.credential_id)
+                .bind(&r.user_id)
+                .bind(&r.username)
+                .bind(&r.client)
+                .bind(&r.transport)
+                .bind(&r.relay)
+                .bind(r.started_at)
+                .bind(r.ended_at)
+                .bind(r.c2s_bytes)
+                .bind(r.s2p_bytes)
+                .bind(r.p2s_bytes)
+                .bind(r.s2c_bytes)
+                .bind(r.peers)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_allocations(&self, tenant_id: &str, from: i64, to: i64, limit: u32) -> Result<Vec<AllocationRecord>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {ALLOCATION_COLUMNS} FROM allocation_log WHERE tenant_id = $1 AND started_at >= $2 \
+                     AND started_at < $3 ORDER BY started_at, id LIMIT $4"
+                ))
+                .bind(tenant_id)
+                .bind(from)
+                .bind(to)
+                .bind(limit.clamp(1, 100_000) as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::allocation).collect()
+            }
+
+            async fn add_audit(&self, e: &AuditEntry) -> Result<()> {
+                sqlx::query("INSERT INTO audit_log (id, tenant_id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(&e.id)
+                    .bind(&e.tenant_id)
+                    .bind(e.at)
+                    .bind(&e.actor)
+                    .bind(&e.action)
+                    .bind(&e.target)
+                    .bind(&e.detail)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn list_audit(&self, tenant_id: Option<&str>, from: i64, to: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, at, actor, action, target, detail FROM audit_log \
+                     WHERE (($1 IS NULL AND tenant_id IS NULL) OR tenant_id = $1) AND at >= $2 AND at < $3 \
+                     ORDER BY at, id LIMIT $4",
+                )
+                .bind(tenant_id)
+                .bind(from)
+                .bind(to)
+                .bind(limit.clamp(1, 100_000) as i64)
+                .fetch_all(&self.pool)
+                .await?;
                 rows.iter()
                     .map(|r| {
-                        Ok(UsageRow {
+                        Ok(AuditEntry {
+                            id: r.try_get("id")?,
                             tenant_id: r.try_get("tenant_id")?,
-                            credential_id: r.try_get("credential_id")?,
-                            hour: r.try_get("hour")?,
-                            bytes_in: r.try_get("bytes_in")?,
-                            bytes_out: r.try_get("bytes_out")?,
-                            packets_in: r.try_get("packets_in")?,
-                            packets_out: r.try_get("packets_out")?,
-                            allocations: r.try_get("allocations")?,
+                            at: r.try_get("at")?,
+                            actor: r.try_get("actor")?,
+                            action: r.try_get("action")?,
+                            target: r.try_get("target")?,
+                            detail: r.try_get("detail")?,
                         })
                     })
                     .collect()
             }
+
+            async fn put_quota(&self, q: &Quota) -> Result<()> {
+                sqlx::query(&format!(
+                    "INSERT INTO quotas ({QUOTA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (tenant_id, scope) DO UPDATE SET period = excluded.period, \
+                     bytes_per_period = excluded.bytes_per_period, max_allocations = excluded.max_allocations, \
+                     max_bitrate_bps = excluded.max_bitrate_bps, throttle_bitrate_bps = excluded.throttle_bitrate_bps, \
+                     thresholds = excluded.thresholds"
+                ))
+                .bind(&q.tenant_id)
+                .bind(&q.scope)
+                .bind(&q.period)
+                .bind(q.bytes_per_period)
+                .bind(q.max_allocations)
+                .bind(q.max_bitrate_bps)
+                .bind(q.throttle_bitrate_bps)
+                .bind(&q.thresholds)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_quota(&self, tenant_id: &str, scope: &str) -> Result<()> {
+                let n = sqlx::query("DELETE FROM quotas WHERE tenant_id = $1 AND scope = $2")
+                    .bind(tenant_id)
+                    .bind(scope)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                found(n)
+            }
+
+            async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {QUOTA_COLUMNS} FROM quotas WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, scope"
+                ))
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::quota).collect()
+            }
+
+            async fn put_notifications(&self, n: &NotificationSettings) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO notification_settings (tenant_id, webhook_url, webhook_secret, email_to) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET webhook_url = excluded.webhook_url, \
+                     webhook_secret = excluded.webhook_secret, email_to = excluded.email_to",
+                )
+                .bind(&n.tenant_id)
+                .bind(&n.webhook_url)
+                .bind(&n.webhook_secret)
+                .bind(&n.email_to)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_notifications(&self, tenant_id: &str) -> Result<Option<NotificationSettings>> {
+                let r = sqlx::query("SELECT tenant_id, webhook_url, webhook_secret, email_to FROM notification_settings WHERE tenant_id = $1")
+                    .bind(tenant_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                r.map(|r| {
+                    Ok(NotificationSettings {
+                        tenant_id: r.try_get("tenant_id")?,
+                        webhook_url: r.try_get("webhook_url")?,
+                        webhook_secret: r.try_get("webhook_secret")?,
+                        email_to: r.try_get("email_to")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn record_alert(&self, e: &AlertEvent) -> Result<bool> {
+                let n = sqlx::query(&format!(
+                    "INSERT INTO alert_events ({ALERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (tenant_id, scope, period_start, percent) DO NOTHING"
+                ))
+                .bind(&e.id)
+                .bind(&e.tenant_id)
+                .bind(&e.scope)
+                .bind(e.period_start)
+                .bind(e.percent)
+                .bind(&e.action)
+                .bind(e.bytes_used)
+                .bind(e.bytes_quota)
+                .bind(e.at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>> {
+                let rows = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alert_events WHERE tenant_id = $1 ORDER BY at, id"))
+                    .bind(tenant_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::alert).collect()
+            }
         }
     };
 }
-
 /// The embedded default: one SQLite file (WAL mode, foreign keys on).
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,

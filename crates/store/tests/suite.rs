@@ -17,7 +17,25 @@ fn cred<'a>(
         key_md5: &[1u8; 16],
         key_sha256: &[2u8; 32],
         label,
+        tags: &[],
         expires_at,
+    }
+}
+
+fn key<'a>(
+    tenant: Option<&'a str>,
+    hash: &'a [u8],
+    kind: KeyKind,
+    exp: Option<i64>,
+) -> NewApiKey<'a> {
+    NewApiKey {
+        tenant_id: tenant,
+        kind,
+        credential_id: None,
+        allowed_origins: &[],
+        key_hash: hash,
+        prefix: "tp_test",
+        expires_at: exp,
     }
 }
 
@@ -35,7 +53,7 @@ async fn suite(s: &impl Store) {
 
     // API keys: stored by hash, found by hash, revocable, unique.
     let k = s
-        .create_api_key(Some(&a.id), &[9u8; 32], "tpk_abcd", NOW, None)
+        .create_api_key(&key(Some(&a.id), &[9u8; 32], KeyKind::Secret, None), NOW)
         .await
         .unwrap();
     let found = s.api_key_by_hash(&[9u8; 32]).await.unwrap().unwrap();
@@ -43,10 +61,15 @@ async fn suite(s: &impl Store) {
     assert_eq!(found.tenant_id.as_deref(), Some(a.id.as_str()));
     assert!(s.api_key_by_hash(&[8u8; 32]).await.unwrap().is_none());
     assert!(matches!(
-        s.create_api_key(None, &[9u8; 32], "x", NOW, None).await,
+        s.create_api_key(&key(None, &[9u8; 32], KeyKind::Admin, None), NOW)
+            .await,
         Err(StoreError::Conflict(_))
     ));
-    s.revoke_api_key(&k.id).await.unwrap();
+    assert!(matches!(
+        s.revoke_api_key(Some(&b.id), &k.id).await,
+        Err(StoreError::NotFound)
+    ));
+    s.revoke_api_key(Some(&a.id), &k.id).await.unwrap();
     assert!(
         s.api_key_by_hash(&[9u8; 32])
             .await
@@ -55,10 +78,25 @@ async fn suite(s: &impl Store) {
             .revoked
     );
     let admin = s
-        .create_api_key(None, &[7u8; 32], "tpa_0000", NOW, Some(NOW + 10))
+        .create_api_key(&key(None, &[7u8; 32], KeyKind::Admin, Some(NOW + 10)), NOW)
         .await
         .unwrap();
     assert_eq!(admin.tenant_id, None);
+    assert!(admin.is_live(NOW) && !admin.is_live(NOW + 10));
+    // Rotation overlap: live secret keys of a tenant lapse at a given time.
+    s.create_api_key(&key(Some(&a.id), &[6u8; 32], KeyKind::Secret, None), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.expire_api_keys(&a.id, KeyKind::Secret, NOW + 60)
+            .await
+            .unwrap(),
+        1
+    );
+    let k6 = s.api_key_by_hash(&[6u8; 32]).await.unwrap().unwrap();
+    assert_eq!(k6.expires_at, Some(NOW + 60));
+    assert_eq!(s.list_api_keys(&a.id).await.unwrap().len(), 2);
+    assert!(s.list_api_keys(&b.id).await.unwrap().is_empty());
 
     // Credentials: unique usernames, tenant isolation.
     let suffix = &a.id[4..10];
@@ -180,7 +218,10 @@ async fn suite(s: &impl Store) {
         .await
         .unwrap();
     assert_eq!(
-        s.delete_credentials_by_label(&a.id, "bulk").await.unwrap(),
+        s.delete_credentials_by_label(&a.id, "bulk")
+            .await
+            .unwrap()
+            .len(),
         6
     );
     assert!(s.credential_by_username(&other).await.unwrap().is_some());
@@ -190,12 +231,16 @@ async fn suite(s: &impl Store) {
     let d = |cred: &str, h: i64, bytes: i64| UsageDelta {
         tenant_id: a.id.clone(),
         credential_id: cred.to_string(),
+        user_id: String::new(),
         hour: h,
-        bytes_in: bytes,
-        bytes_out: 2 * bytes,
-        packets_in: 1,
-        packets_out: 2,
-        allocations: 1,
+        counters: Counters {
+            c2s_bytes: bytes,
+            s2c_bytes: 2 * bytes,
+            c2s_packets: 1,
+            s2c_packets: 2,
+            allocations: 1,
+            ..Default::default()
+        },
     };
     s.add_usage(&[d("c1", hour, 100), d("c2", hour, 5)])
         .await
@@ -209,10 +254,12 @@ async fn suite(s: &impl Store) {
         .iter()
         .find(|r| r.credential_id == "c1" && r.hour == hour)
         .unwrap();
+    let c = c1h.counters;
     assert_eq!(
-        (c1h.bytes_in, c1h.bytes_out, c1h.packets_in, c1h.allocations),
+        (c.c2s_bytes, c.s2c_bytes, c.c2s_packets, c.allocations),
         (123, 246, 2, 2)
     );
+    assert_eq!(c.total_bytes(), 369);
     assert_eq!(s.usage(&a.id, hour + 1, hour + 2).await.unwrap().len(), 1);
     assert!(s.usage(&b.id, hour, hour + 2).await.unwrap().is_empty());
     // Large values do not overflow.
@@ -224,9 +271,156 @@ async fn suite(s: &impl Store) {
         big.iter()
             .find(|r| r.credential_id == "big")
             .unwrap()
-            .bytes_in,
+            .counters
+            .c2s_bytes,
         1 << 41
     );
+
+    // Tenant secrets: rotation with overlap.
+    s.add_tenant_secret(&a.id, b"one", NOW).await.unwrap();
+    s.expire_tenant_secrets(&a.id, NOW + 30).await.unwrap();
+    s.add_tenant_secret(&a.id, b"two", NOW + 1).await.unwrap();
+    let live: Vec<_> = s
+        .live_tenant_secrets(NOW + 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.tenant_id == a.id)
+        .map(|x| x.secret)
+        .collect();
+    assert_eq!(live, vec![b"two".to_vec(), b"one".to_vec()]);
+    assert_eq!(
+        s.live_tenant_secrets(NOW + 31)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|x| x.tenant_id == a.id)
+            .count(),
+        1
+    );
+
+    // Revocations lapse by themselves.
+    let r = Revocation {
+        tenant_id: a.id.clone(),
+        kind: "user".into(),
+        value: "u1".into(),
+        created_at: NOW,
+        expires_at: NOW + 5,
+    };
+    s.add_revocation(&r).await.unwrap();
+    s.add_revocation(&r).await.unwrap();
+    assert_eq!(s.live_revocations(Some(&a.id), NOW).await.unwrap(), vec![r]);
+    assert!(s
+        .live_revocations(Some(&a.id), NOW + 5)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .live_revocations(Some(&b.id), NOW)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Allocation log: inserted at start, completed at end.
+    let mut rec = AllocationRecord {
+        id: format!("alloc-{suffix}"),
+        tenant_id: a.id.clone(),
+        username: "u".into(),
+        client: "127.0.0.1:5000".into(),
+        transport: "udp".into(),
+        relay: "127.0.0.1:50000".into(),
+        started_at: NOW,
+        ..Default::default()
+    };
+    s.upsert_allocation(&rec).await.unwrap();
+    rec.ended_at = Some(NOW + 9);
+    rec.s2p_bytes = 1234;
+    rec.peers = 2;
+    s.upsert_allocation(&rec).await.unwrap();
+    assert_eq!(
+        s.list_allocations(&a.id, NOW, NOW + 1, 10).await.unwrap(),
+        vec![rec]
+    );
+    assert!(s
+        .list_allocations(&b.id, NOW, NOW + 1, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Audit log, per tenant and the operator's own.
+    let e = AuditEntry {
+        id: format!("aud-{suffix}"),
+        tenant_id: Some(a.id.clone()),
+        at: NOW,
+        actor: "key_x".into(),
+        action: "credential.create".into(),
+        target: "cred_x".into(),
+        detail: "{}".into(),
+    };
+    s.add_audit(&e).await.unwrap();
+    assert_eq!(
+        s.list_audit(Some(&a.id), NOW, NOW + 1, 10).await.unwrap(),
+        vec![e]
+    );
+    assert!(s
+        .list_audit(Some(&b.id), NOW, NOW + 1, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Quotas, notifications and alerts that fire once per period.
+    let q = Quota {
+        tenant_id: a.id.clone(),
+        scope: "tenant".into(),
+        period: "month".into(),
+        bytes_per_period: Some(1000),
+        thresholds: "[]".into(),
+        ..Default::default()
+    };
+    s.put_quota(&q).await.unwrap();
+    s.put_quota(&q).await.unwrap();
+    assert_eq!(s.list_quotas(Some(&a.id)).await.unwrap(), vec![q.clone()]);
+    assert!(s.list_quotas(Some(&b.id)).await.unwrap().is_empty());
+    let n = NotificationSettings {
+        tenant_id: a.id.clone(),
+        webhook_url: Some("http://127.0.0.1:9/h".into()),
+        webhook_secret: Some("s".into()),
+        email_to: None,
+    };
+    s.put_notifications(&n).await.unwrap();
+    assert_eq!(s.get_notifications(&a.id).await.unwrap(), Some(n));
+    assert_eq!(s.get_notifications(&b.id).await.unwrap(), None);
+    let alert = AlertEvent {
+        id: format!("alr-{suffix}"),
+        tenant_id: a.id.clone(),
+        scope: "tenant".into(),
+        period_start: NOW,
+        percent: 80,
+        action: "notify".into(),
+        bytes_used: 800,
+        bytes_quota: 1000,
+        at: NOW,
+    };
+    assert!(s.record_alert(&alert).await.unwrap());
+    let again = AlertEvent {
+        id: format!("alr2-{suffix}"),
+        ..alert.clone()
+    };
+    assert!(!s.record_alert(&again).await.unwrap());
+    assert_eq!(s.list_alerts(&a.id).await.unwrap(), vec![alert]);
+    s.delete_quota(&a.id, "tenant").await.unwrap();
+    assert!(matches!(
+        s.delete_quota(&a.id, "tenant").await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Deleting a tenant takes its data with it.
+    s.delete_tenant(&b.id).await.unwrap();
+    assert!(matches!(
+        s.get_tenant(&b.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(s.credential_by_username(&other).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -238,7 +432,7 @@ async fn sqlite_file() {
     drop(s);
     // Reopening the file keeps everything (migrations are not re-applied destructively).
     let again = AnyStore::connect(&url).await.unwrap();
-    assert!(again.list_tenants().await.unwrap().len() >= 2);
+    assert!(!again.list_tenants().await.unwrap().is_empty());
 }
 
 /// Needs a PostgreSQL server; `scripts/test` starts one and runs the ignored tests.
