@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use turnpike_stun::*;
 
+use crate::accounting::AccountingEvent;
 use crate::allocation::{Allocation, AllocationId, AllocationState};
 use crate::auth::AuthInfo;
 use crate::error::TurnError;
@@ -123,7 +124,40 @@ impl Server {
         if self.cfg.draining.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(TurnError::InsufficientCapacity("draining"));
         }
+        // The control plane's account limits: refused by a quota action, or at its tenant's
+        // or credential's concurrent-allocation limit.
+        let mut throttle = None;
+        if let Some(acct) = &auth.account {
+            let dir = self.cfg.directory.load();
+            let limits = dir.limits_for(acct);
+            if limits.refuse {
+                return Err(TurnError::QuotaReached);
+            }
+            let (t, c) = crate::directory::Directory::scopes(acct);
+            let tmax = dir
+                .tenant_limits
+                .get(&*acct.tenant_id)
+                .and_then(|l| l.max_allocations);
+            let cmax = acct
+                .credential_id
+                .as_ref()
+                .and_then(|c| dir.credential_limits.get(&**c))
+                .and_then(|l| l.max_allocations);
+            let mut scopes = vec![(t.as_str(), tmax)];
+            if let Some(c) = &c {
+                scopes.push((c.as_str(), cmax));
+            }
+            if !self.cfg.quota.try_acquire_scopes(&scopes) {
+                return Err(TurnError::QuotaReached);
+            }
+            throttle = limits
+                .max_bitrate_bps
+                .map(|bps| crate::throttle::TokenBucket::new(now, bps));
+        }
         if !self.cfg.quota.try_acquire(&auth.username) {
+            if let Some(acct) = &auth.account {
+                release_account_scopes(&self.cfg.quota, acct);
+            }
             return Err(TurnError::QuotaReached);
         }
         // 9. Lifetime: the client's, clamped to [default, max] (RFC 8656 §7.2).
@@ -151,6 +185,12 @@ impl Server {
             last_response: None,
             transport,
             tcp_connections: HashMap::new(),
+            account: auth.account.clone(),
+            usage: Default::default(),
+            usage_reported: Default::default(),
+            started_unix: 0,
+            peers: Default::default(),
+            throttle,
         });
         self.by_five_tuple.insert(ft, id);
         self.stats.allocations = self.allocations.len() as u64;
@@ -264,10 +304,23 @@ impl Server {
             .flatten()
             .map(|r| self.advertised(*r))
             .collect();
+        let unix = self.unix_now(now);
         let a = &mut self.allocations[id];
         a.relays = relays;
         a.state = AllocationState::Active;
         a.expires = now + lifetime;
+        a.started_unix = unix;
+        if let Some(account) = a.account.clone() {
+            self.accounting.push(AccountingEvent::Started {
+                serial: generation,
+                account,
+                username: a.username.clone(),
+                client: ft.client,
+                transport: ft.transport,
+                relay: relays.iter().flatten().next().copied(),
+                at_unix: unix,
+            });
+        }
         self.timers
             .push(a.expires, Timer::Allocation(id, generation));
         self.stats.allocations_created += 1;
@@ -306,5 +359,17 @@ impl Server {
         tracing::debug!(client = %ft.client, relays = ?advertised, lifetime = lifetime.as_secs(), "allocation created");
         self.allocations[id].last_response = Some((tid, data.clone()));
         self.outputs.push_back(Output::Transmit { to: ft, data });
+    }
+}
+
+/// Gives back the tenant / credential allocation counts of `acct`.
+pub(crate) fn release_account_scopes(
+    quota: &crate::quota::AllocationQuota,
+    acct: &crate::directory::Account,
+) {
+    let (t, c) = crate::directory::Directory::scopes(acct);
+    match c {
+        Some(c) => quota.release_scopes(&[&t, &c]),
+        None => quota.release_scopes(&[&t]),
     }
 }

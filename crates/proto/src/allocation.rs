@@ -69,7 +69,21 @@ pub struct Allocation {
     pub transport: crate::output::RelayTransport,
     /// RFC 6062 peer connections of this allocation, by peer address.
     pub tcp_connections: HashMap<SocketAddr, crate::output::ConnectionId>,
+    /// The control-plane account billed for it (none for static users).
+    pub account: Option<std::sync::Arc<crate::directory::Account>>,
+    /// Exact relayed traffic so far, and what of it was already reported.
+    pub usage: crate::accounting::Usage,
+    pub usage_reported: crate::accounting::Usage,
+    /// Wall-clock start (unix seconds), for the allocation log.
+    pub started_unix: u64,
+    /// Distinct peer IPs ever permitted (capped), for the allocation log.
+    pub peers: std::collections::HashSet<IpAddr>,
+    /// Bitrate cap, when the account has one.
+    pub throttle: Option<crate::throttle::TokenBucket>,
 }
+
+/// Distinct peers remembered per allocation for the log.
+pub const MAX_LOGGED_PEERS: usize = 1024;
 
 impl Allocation {
     pub fn has_permission(&self, now: Instant, ip: IpAddr) -> bool {

@@ -6,12 +6,14 @@
 //! response is signed with. It does not write responses.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use turnpike_stun::*;
 
+use crate::directory::{parse_ephemeral, Account, Snapshot};
 use crate::error::TurnError;
 
 /// A static user's secret: the plain password, or the precomputed MD5 key (as `turnadmin -k`
@@ -53,6 +55,8 @@ pub struct AuthInfo {
     pub key: Key,
     /// The request used MESSAGE-INTEGRITY-SHA256, so the response does too.
     pub sha256: bool,
+    /// The control-plane account (stored or ephemeral credentials); `None` for static users.
+    pub account: Option<std::sync::Arc<crate::directory::Account>>,
 }
 
 impl Credentials {
@@ -105,12 +109,15 @@ impl Credentials {
         base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
     }
 
-    /// Authenticates `msg` (whose NONCE was already checked) for `realm` at `now_unix`.
+    /// Authenticates `msg` (whose NONCE was already checked) for `realm` at `now_unix`: static
+    /// users first, then the control plane's stored and ephemeral credentials in `dir`, then the
+    /// configured shared secrets.
     pub fn authenticate(
         &self,
         msg: &Message<'_>,
         realm: &str,
         now_unix: u64,
+        dir: &Snapshot,
     ) -> Result<AuthInfo, TurnError> {
         let username: String = if let Some(u) = msg.get(ATTR_USERNAME) {
             std::str::from_utf8(u)
@@ -149,9 +156,18 @@ impl Credentials {
                     username,
                     key,
                     sha256,
+                    account: None,
                 });
             }
             return Err(TurnError::Unauthorized("wrong password"));
+        }
+        if let Some(r) = authenticate_directory(dir, msg, &username, &derive, algorithm, now_unix) {
+            return r.map(|(key, account)| AuthInfo {
+                username,
+                key,
+                sha256,
+                account: Some(account),
+            });
         }
         if !self.shared_secrets.is_empty() {
             let Some(expiry) = Self::username_expiry(&username) else {
@@ -168,6 +184,7 @@ impl Credentials {
                         username,
                         key,
                         sha256,
+                        account: None,
                     });
                 }
             }
@@ -175,6 +192,64 @@ impl Credentials {
         }
         Err(TurnError::Unauthorized("unknown user"))
     }
+}
+
+/// The control plane's credentials: a stored credential by username, or an ephemeral one
+/// (`expiry:scope:user`) signed with its tenant's shared secret. `None`: not a directory user.
+fn authenticate_directory(
+    dir: &Snapshot,
+    msg: &Message<'_>,
+    username: &str,
+    derive: &dyn Fn(&[u8]) -> Key,
+    algorithm: PasswordAlgorithm,
+    now_unix: u64,
+) -> Option<Result<(Key, Arc<Account>), TurnError>> {
+    if let Some(u) = dir.users.get(username) {
+        let key = match algorithm {
+            PasswordAlgorithm::Md5 => u.key_md5,
+            PasswordAlgorithm::Sha256 => u.key_sha256,
+        };
+        if !msg.check_integrity(key.as_bytes()) {
+            return Some(Err(TurnError::Unauthorized("wrong password")));
+        }
+        if !u.enabled {
+            return Some(Err(TurnError::Unauthorized("credential disabled")));
+        }
+        if u.expires_at.is_some_and(|e| e <= now_unix) {
+            return Some(Err(TurnError::Unauthorized("credential expired")));
+        }
+        return Some(Ok((key, u.account.clone())));
+    }
+    let (expiry, scope, user) = parse_ephemeral(username)?;
+    let (tenant, credential) = if scope.starts_with("cred_") {
+        let (tenant, enabled) = dir.credentials.get(scope)?;
+        if !enabled {
+            return Some(Err(TurnError::Unauthorized("credential disabled")));
+        }
+        (tenant.clone(), Some(Arc::<str>::from(scope)))
+    } else {
+        (Arc::<str>::from(scope), None)
+    };
+    let secrets = dir.tenant_secrets.get(&*tenant)?;
+    for secret in secrets {
+        let password = Credentials::shared_secret_password(secret, username);
+        let key = derive(password.as_bytes());
+        if msg.check_integrity(key.as_bytes()) {
+            if expiry < now_unix {
+                return Some(Err(TurnError::Unauthorized("credential expired")));
+            }
+            let account = Arc::new(Account {
+                tenant_id: tenant,
+                credential_id: credential,
+                user_id: user.map(Arc::from),
+            });
+            if dir.is_revoked(&account, username, now_unix) {
+                return Some(Err(TurnError::Unauthorized("credential revoked")));
+            }
+            return Some(Ok((key, account)));
+        }
+    }
+    Some(Err(TurnError::Unauthorized("wrong password")))
 }
 
 /// The PASSWORD-ALGORITHMS value we offer: MD5 then SHA-256 (RFC 8489 §14.11).

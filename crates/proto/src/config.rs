@@ -85,6 +85,8 @@ pub struct ServerConfig {
     pub rfc5780: Option<Rfc5780>,
     /// RFC 6062 connection ids (shared across workers).
     pub tcp_connections: Arc<crate::tcp_registry::TcpConnectionRegistry>,
+    /// Stored and ephemeral credentials of the control plane, limits and disconnects.
+    pub directory: Arc<crate::directory::Directory>,
 }
 
 impl ServerConfig {
@@ -110,6 +112,7 @@ impl ServerConfig {
             unauth_rate_per_sec: 100,
             draining: Arc::new(AtomicBool::new(false)),
             tcp_connections: Arc::default(),
+            directory: Arc::default(),
             rfc5780: None,
         }
     }

@@ -24,10 +24,12 @@ pub enum DropReason {
     Policy = 7,
     /// The socket could not take the packet (full buffer).
     SendFailed = 8,
+    /// Over the account's bitrate limit (quota throttle or `max_bitrate_bps`).
+    Throttled = 9,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
         DropReason::Unexpected,
@@ -38,6 +40,7 @@ impl DropReason {
         DropReason::InProgress,
         DropReason::Policy,
         DropReason::SendFailed,
+        DropReason::Throttled,
     ];
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +53,7 @@ impl DropReason {
             DropReason::InProgress => "in_progress",
             DropReason::Policy => "policy",
             DropReason::SendFailed => "send_failed",
+            DropReason::Throttled => "throttled",
         }
     }
 }

@@ -15,12 +15,14 @@
 //! One file per method, each following the RFC's numbered steps: [`binding`](crate::binding),
 //! `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`.
 
+pub mod accounting;
 mod allocate;
 pub mod allocation;
 pub mod auth;
 mod binding;
 mod channel_bind;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod five_tuple;
 #[doc(hidden)]
@@ -37,11 +39,14 @@ mod server;
 pub mod stats;
 pub mod tcp_registry;
 mod tcp_relay;
+pub mod throttle;
 pub mod timer;
 
+pub use accounting::{AccountingEvent, Usage};
 pub use allocation::AllocationId;
 pub use auth::{AuthInfo, Credentials, UserSecret};
 pub use config::{Rfc5780, ServerConfig};
+pub use directory::{Account, Directory, Disconnect, Limits, Snapshot, StoredUser};
 pub use error::{DropReason, TurnError};
 pub use five_tuple::{FiveTuple, Transport};
 pub use output::{

@@ -46,6 +46,9 @@ impl Server {
         if a.permissions.insert(ip, expires).is_none() {
             self.stats.permissions += 1;
         }
+        if a.peers.len() < crate::allocation::MAX_LOGGED_PEERS {
+            a.peers.insert(ip);
+        }
         let generation = a.generation;
         self.timers
             .push(expires, Timer::Permission(id, generation, ip));

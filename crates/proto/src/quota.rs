@@ -18,6 +18,8 @@ pub struct AllocationQuota {
 struct Counts {
     total: usize,
     per_user: HashMap<String, usize>,
+    /// Per tenant / credential scope (see `Directory::scopes`).
+    per_scope: HashMap<String, usize>,
 }
 
 impl AllocationQuota {
@@ -60,6 +62,39 @@ impl AllocationQuota {
                 c.per_user.remove(user);
             }
         }
+    }
+
+    /// Takes one allocation in each of `scopes` unless one is at its limit (then takes none).
+    pub fn try_acquire_scopes(&self, scopes: &[(&str, Option<u32>)]) -> bool {
+        let mut c = self.lock();
+        for (s, max) in scopes {
+            let n = c.per_scope.get(*s).copied().unwrap_or(0);
+            if max.is_some_and(|m| n >= m as usize) {
+                return false;
+            }
+        }
+        for (s, _) in scopes {
+            *c.per_scope.entry(s.to_string()).or_insert(0) += 1;
+        }
+        true
+    }
+
+    /// Gives back one allocation in each of `scopes`.
+    pub fn release_scopes(&self, scopes: &[&str]) {
+        let mut c = self.lock();
+        for s in scopes {
+            if let Some(n) = c.per_scope.get_mut(*s) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_scope.remove(*s);
+                }
+            }
+        }
+    }
+
+    /// Live allocations in a scope.
+    pub fn scope_count(&self, scope: &str) -> usize {
+        self.lock().per_scope.get(scope).copied().unwrap_or(0)
     }
 
     /// Live allocations across all workers.

@@ -47,7 +47,9 @@ impl Server {
             self.stats.drop(DropReason::Malformed);
             return None;
         };
-        let a = &self.allocations[id];
+        let a = &mut self.allocations[id];
+        a.usage
+            .count(Direction::ClientToServer, msg.as_bytes().len());
         let Some(relay) = a.relay_for_peer(&peer) else {
             self.stats.drop(DropReason::NoAllocation);
             return None;
@@ -56,7 +58,11 @@ impl Server {
             self.stats.drop(DropReason::NoPermission);
             return None;
         }
-        Some(self.relay_to_peer(&ft, relay, peer, data))
+        if !a.throttle.as_mut().is_none_or(|t| t.take(now, data.len())) {
+            self.stats.drop(DropReason::Throttled);
+            return None;
+        }
+        Some(self.relay_to_peer(id, &ft, relay, peer, data))
     }
 
     /// ChannelData from a client: relay the payload to the channel's peer.
@@ -76,7 +82,8 @@ impl Server {
             self.stats.drop(DropReason::NoAllocation);
             return None;
         };
-        let a = &self.allocations[id];
+        let a = &mut self.allocations[id];
+        a.usage.count(Direction::ClientToServer, data.len());
         let Some(binding) = a.channels.get(&cd.channel).filter(|c| c.is_active(now)) else {
             self.stats.drop(DropReason::NoChannel);
             return None;
@@ -90,7 +97,15 @@ impl Server {
             self.stats.drop(DropReason::NoAllocation);
             return None;
         };
-        Some(self.relay_to_peer(&ft, relay, peer, cd.payload))
+        if !a
+            .throttle
+            .as_mut()
+            .is_none_or(|t| t.take(now, cd.payload.len()))
+        {
+            self.stats.drop(DropReason::Throttled);
+            return None;
+        }
+        Some(self.relay_to_peer(id, &ft, relay, peer, cd.payload))
     }
 
     /// A datagram from `peer` arrived on the relay socket bound at `relay`. Its payload is
@@ -108,12 +123,17 @@ impl Server {
             self.stats.drop(DropReason::NoAllocation);
             return None;
         };
-        let a = &self.allocations[id];
+        let a = &mut self.allocations[id];
         let ft = a.five_tuple;
         self.stats.count(Direction::PeerToServer, ft.transport, len);
+        a.usage.count(Direction::PeerToServer, len);
         // Only peers with a permission may reach the client (RFC 8656 §10.3).
         if !a.has_permission(now, peer.ip()) {
             self.stats.drop(DropReason::NoPermission);
+            return None;
+        }
+        if !a.throttle.as_mut().is_none_or(|t| t.take(now, len)) {
+            self.stats.drop(DropReason::Throttled);
             return None;
         }
         if let Some(num) = a.active_channel_for(now, &peer) {
@@ -126,6 +146,7 @@ impl Server {
             }
             self.stats
                 .count(Direction::ServerToClient, ft.transport, total);
+            a.usage.count(Direction::ServerToClient, total);
             return Some(Transmit {
                 dest: Dest::Client(ft),
                 data: &buf[..total],
@@ -148,6 +169,9 @@ impl Server {
         }
         let n = w.finish();
         self.stats.count(Direction::ServerToClient, ft.transport, n);
+        self.allocations[id]
+            .usage
+            .count(Direction::ServerToClient, n);
         Some(Transmit {
             dest: Dest::Client(ft),
             data: &self.scratch[..n],

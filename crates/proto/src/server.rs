@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use turnpike_stun::*;
 
-use crate::allocation::{Allocation, AllocationId};
+use crate::accounting::AccountingEvent;
+use crate::allocation::{Allocation, AllocationId, AllocationState};
 use crate::auth::{AuthInfo, OFFERED_PASSWORD_ALGORITHMS};
 use crate::config::ServerConfig;
 use crate::error::{DropReason, TurnError, MAX_UNKNOWN};
@@ -124,6 +125,12 @@ pub struct Server {
     features: [u8; 4],
     /// Counters; read by the driver.
     pub stats: Stats,
+    /// Metering events not yet polled.
+    pub(crate) accounting: Vec<crate::accounting::AccountingEvent>,
+    /// The directory generation last acted on (limits, disconnects).
+    directory_seen: u64,
+    /// Wall clock (unix seconds) as of the last input, for metering timestamps.
+    clock_unix: u64,
 }
 
 impl Server {
@@ -150,6 +157,9 @@ impl Server {
             reply_via: None,
             features,
             stats: Stats::default(),
+            accounting: Vec::new(),
+            directory_seen: 0,
+            clock_unix: now_unix,
         }
     }
 
@@ -200,6 +210,7 @@ impl Server {
         ft: FiveTuple,
         data: &'a [u8],
     ) -> Option<Transmit<'a>> {
+        self.clock_unix = self.unix_now(now);
         let msg = match Message::parse_exact(data) {
             Ok(m) => m,
             Err(_) => {
@@ -333,7 +344,7 @@ impl Server {
         }
         self.cfg
             .credentials
-            .authenticate(msg, &self.cfg.realm, unix)
+            .authenticate(msg, &self.cfg.realm, unix, &self.cfg.directory.load())
             .inspect_err(|_| self.stats.auth_failures += 1)
     }
 
@@ -471,6 +482,28 @@ impl Server {
             self.outputs.push_back(Output::ReleaseRelay(*r));
         }
         self.cfg.quota.release(&a.username);
+        if let Some(acct) = &a.account {
+            crate::allocate::release_account_scopes(&self.cfg.quota, acct);
+            if matches!(a.state, AllocationState::Active) {
+                let at_unix = self.clock_unix;
+                let delta = a.usage.since(&a.usage_reported);
+                if !delta.is_zero() {
+                    self.accounting.push(AccountingEvent::Usage {
+                        account: acct.clone(),
+                        delta,
+                        at_unix,
+                    });
+                }
+                self.accounting.push(AccountingEvent::Ended {
+                    serial: a.generation,
+                    account: acct.clone(),
+                    started_unix: a.started_unix,
+                    at_unix,
+                    total: a.usage,
+                    peers: a.peers.len(),
+                });
+            }
+        }
         self.close_tcp_connections(a.tcp_connections.values().copied());
         self.stats.allocations = self.allocations.len() as u64;
         self.stats.permissions -= a.permissions.len() as u64;
@@ -497,8 +530,74 @@ impl Server {
         }
     }
 
+    /// Metering events since the last call, with the usage of live allocations up to `now`.
+    /// The driver calls this periodically (every second) and once more after [`Self::close_all`].
+    pub fn poll_accounting(&mut self, now: Instant) -> Vec<AccountingEvent> {
+        self.clock_unix = self.unix_now(now);
+        for (_, a) in self.allocations.iter_mut() {
+            let Some(account) = &a.account else { continue };
+            let delta = a.usage.since(&a.usage_reported);
+            if !delta.is_zero() {
+                a.usage_reported = a.usage;
+                self.accounting.push(AccountingEvent::Usage {
+                    account: account.clone(),
+                    delta,
+                    at_unix: self.clock_unix,
+                });
+            }
+        }
+        std::mem::take(&mut self.accounting)
+    }
+
+    /// Closes every allocation (shutdown), so their final usage and end are reported.
+    pub fn close_all(&mut self, now: Instant) {
+        self.clock_unix = self.unix_now(now);
+        let ids: Vec<_> = self.allocations.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            self.remove_allocation(id);
+            self.stats.allocations_deleted += 1;
+        }
+    }
+
+    /// Acts on a changed directory: closes allocations the operator disconnected and applies
+    /// changed bitrate limits to live allocations.
+    fn apply_directory(&mut self, now: Instant) {
+        let dir = self.cfg.directory.clone();
+        let generation = dir.generation();
+        if generation == self.directory_seen {
+            return;
+        }
+        let disconnects = dir.disconnects_since(self.directory_seen);
+        self.directory_seen = generation;
+        let snap = dir.load();
+        let mut doomed = Vec::new();
+        for (id, a) in self.allocations.iter_mut() {
+            if disconnects
+                .iter()
+                .any(|d| d.matches(&a.username, a.account.as_deref()))
+            {
+                doomed.push(id);
+                continue;
+            }
+            if let Some(acct) = &a.account {
+                let want = snap.limits_for(acct).max_bitrate_bps;
+                let have = a.throttle.as_ref().map(|t| t.bits_per_sec());
+                if want.map(|b| (b / 8).max(1) * 8) != have {
+                    a.throttle = want.map(|bps| crate::throttle::TokenBucket::new(now, bps));
+                }
+            }
+        }
+        for id in doomed {
+            tracing::debug!(id, "allocation disconnected by the operator");
+            self.remove_allocation(id);
+            self.stats.allocations_deleted += 1;
+        }
+    }
+
     /// Expires whatever is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock_unix = self.unix_now(now);
+        self.apply_directory(now);
         while let Some((_, t)) = self.timers.pop_due(now) {
             match t {
                 Timer::Allocation(id, gen) => {
@@ -563,6 +662,7 @@ impl Server {
     #[inline]
     pub(crate) fn relay_to_peer<'a>(
         &mut self,
+        id: AllocationId,
         ft: &FiveTuple,
         relay: SocketAddr,
         peer: SocketAddr,
@@ -570,6 +670,9 @@ impl Server {
     ) -> Transmit<'a> {
         self.stats
             .count(Direction::ServerToPeer, ft.transport, data.len());
+        self.allocations[id]
+            .usage
+            .count(Direction::ServerToPeer, data.len());
         Transmit {
             dest: Dest::Peer { relay, peer },
             data,

@@ -1196,3 +1196,177 @@ fn rfc5780_change_request_response_port_and_other_address() {
         Some(420)
     );
 }
+
+/// A directory with one stored credential ("carol") and one tenant secret.
+fn directory_snapshot(enabled: bool, limits: Limits) -> Snapshot {
+    let account = Arc::new(Account {
+        tenant_id: "ten_1".into(),
+        credential_id: Some("cred_1".into()),
+        user_id: None,
+    });
+    let mut s = Snapshot::default();
+    s.users.insert(
+        "carol".into(),
+        StoredUser {
+            key_md5: long_term_key(b"carol", REALM.as_bytes(), b"pw"),
+            key_sha256: long_term_key_sha256(b"carol", REALM.as_bytes(), b"pw"),
+            enabled,
+            expires_at: None,
+            account,
+        },
+    );
+    s.credentials
+        .insert("cred_1".into(), ("ten_1".into(), enabled));
+    s.tenant_secrets
+        .insert("ten_1".into(), vec![b"tenant-secret".to_vec()]);
+    s.credential_limits.insert("cred_1".into(), limits);
+    s
+}
+
+#[test]
+fn stored_credentials_are_metered_disabled_and_disconnected() {
+    let cfg = config(|_| {});
+    cfg.directory
+        .publish(directory_snapshot(true, Limits::default()));
+    let (mut s, t0) = new_server(cfg.clone());
+    let mut c = Client::new("203.0.113.5:4000", "carol", "pw");
+    let relay = allocate(&mut s, t0, &mut c);
+    let ev = s.poll_accounting(t0);
+    assert!(
+        matches!(&ev[..], [AccountingEvent::Started { account, username, .. }]
+            if &*account.tenant_id == "ten_1" && username == "carol"),
+        "{ev:?}"
+    );
+    // Relay 5 bytes each way through a permission.
+    let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
+        peer_attr(w, "198.51.100.7:9000")
+    });
+    assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
+    let mut buf = vec![0u8; 2048];
+    let mut w = MessageWriter::new(
+        &mut buf,
+        MessageType::new(METHOD_SEND, Class::Indication),
+        [9; 12],
+    )
+    .unwrap();
+    peer_attr(&mut w, "198.51.100.7:9000");
+    w.attr(ATTR_DATA, b"hello").unwrap();
+    let n = w.finish();
+    assert!(s.handle_client_packet(t0, c.ft, &buf[..n]).is_some());
+    let peer: SocketAddr = "198.51.100.7:9000".parse().unwrap();
+    let mut pbuf = [0u8; 64];
+    pbuf[PEER_HEADROOM..PEER_HEADROOM + 5].copy_from_slice(b"world");
+    let back = s
+        .handle_peer_packet(t0, relay, peer, &mut pbuf, 5)
+        .unwrap()
+        .data
+        .len();
+    let ev = s.poll_accounting(t0 + Duration::from_secs(1));
+    let [AccountingEvent::Usage { delta, .. }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(delta.bytes, [n as u64, 5, 5, back as u64]);
+    assert_eq!(delta.packets, [1, 1, 1, 1]);
+    assert!(s.poll_accounting(t0).is_empty(), "reported once");
+
+    // Disabled: the next request is refused, the live allocation stays until disconnected.
+    cfg.directory
+        .publish(directory_snapshot(false, Limits::default()));
+    let req = c.request(METHOD_REFRESH, true, |_| {});
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(401)
+    );
+    assert_eq!(s.allocation_count(), 1);
+    cfg.directory
+        .disconnect(Disconnect::Credential("cred_1".into()));
+    s.handle_timeout(t0 + Duration::from_secs(1));
+    assert_eq!(s.allocation_count(), 0);
+    let ev = s.poll_accounting(t0 + Duration::from_secs(2));
+    assert!(
+        matches!(&ev[..], [AccountingEvent::Ended { total, peers: 1, .. }] if total.bytes[1] == 5),
+        "{ev:?}"
+    );
+
+    // Re-enabled but refused by a quota action: 486.
+    cfg.directory.publish(directory_snapshot(
+        true,
+        Limits {
+            refuse: true,
+            ..Default::default()
+        },
+    ));
+    let mut c2 = Client::new("203.0.113.5:4001", "carol", "pw");
+    challenge(&mut s, t0, &mut c2);
+    let req = c2.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c2, &req).unwrap()),
+        Some(486)
+    );
+
+    // At most one concurrent allocation for the credential.
+    cfg.directory.publish(directory_snapshot(
+        true,
+        Limits {
+            max_allocations: Some(1),
+            ..Default::default()
+        },
+    ));
+    allocate(&mut s, t0, &mut c2);
+    let mut c3 = Client::new("203.0.113.5:4002", "carol", "pw");
+    challenge(&mut s, t0, &mut c3);
+    let req = c3.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c3, &req).unwrap()),
+        Some(486)
+    );
+    // Shutdown reports the end of what is still live.
+    s.close_all(t0);
+    let ev = s.poll_accounting(t0);
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, AccountingEvent::Ended { .. })));
+    assert_eq!(cfg.quota.scope_count("c:cred_1"), 0);
+}
+
+#[test]
+fn ephemeral_credentials_and_revocation() {
+    let cfg = config(|_| {});
+    cfg.directory
+        .publish(directory_snapshot(true, Limits::default()));
+    let (mut s, t0) = new_server(cfg.clone());
+    let user = format!("{}:ten_1:dave", UNIX0 + 60);
+    let pw = Credentials::shared_secret_password(b"tenant-secret", &user);
+    let mut c = Client::new("203.0.113.6:4000", &user, &pw);
+    allocate(&mut s, t0, &mut c);
+    let ev = s.poll_accounting(t0);
+    assert!(
+        matches!(&ev[..], [AccountingEvent::Started { account, .. }]
+            if account.user_id.as_deref() == Some("dave") && account.credential_id.is_none()),
+        "{ev:?}"
+    );
+    // A wrong password for a tenant-scoped name is refused.
+    let mut bad = Client::new("203.0.113.6:4001", &user, "nope");
+    challenge(&mut s, t0, &mut bad);
+    let req = bad.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &bad, &req).unwrap()),
+        Some(401)
+    );
+    // Revoking the user id refuses its next request.
+    let mut snap = directory_snapshot(true, Limits::default());
+    snap.revoked_users
+        .insert(("ten_1".into(), "dave".into()), UNIX0 + 3600);
+    cfg.directory.publish(snap);
+    let req = c.request(METHOD_REFRESH, true, |_| {});
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(401)
+    );
+}

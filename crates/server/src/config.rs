@@ -3,6 +3,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// Receives each worker's metering events (worker index, events) about once a second and a
+/// last time at shutdown, after the worker closed its allocations.
+pub type AccountingSink =
+    std::sync::Arc<dyn Fn(usize, Vec<turnpike_proto::AccountingEvent>) + Send + Sync>;
+
 /// Sockets, ports and threads.
 #[derive(Clone)]
 pub struct DriverConfig {
@@ -44,6 +49,8 @@ pub struct DriverConfig {
     pub tcp_max_per_source: usize,
     /// Frames queued for a slow TCP reader before further frames are dropped.
     pub tcp_queue_frames: usize,
+    /// Where metering events go (none: not metered).
+    pub accounting: Option<AccountingSink>,
 }
 
 impl Default for DriverConfig {
@@ -70,6 +77,7 @@ impl Default for DriverConfig {
             tcp_idle_timeout: Duration::from_secs(600),
             tcp_max_per_source: 1000,
             tcp_queue_frames: 512,
+            accounting: None,
         }
     }
 }

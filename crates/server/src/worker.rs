@@ -68,6 +68,8 @@ pub(crate) struct Worker {
     me: RefCell<std::rc::Weak<Worker>>,
     /// The counters as last exported.
     exported: RefCell<Stats>,
+    /// This worker's number (for metering ids).
+    index: usize,
 }
 
 /// Runs a worker until the stop switch flips.
@@ -113,6 +115,7 @@ pub(crate) fn run(init: WorkerInit) {
             dtls_sessions: RefCell::new(crate::dtls::Sessions::default()),
             me: RefCell::new(std::rc::Weak::new()),
             exported: RefCell::new(Stats::default()),
+            index: init.index,
         });
         *w.me.borrow_mut() = Rc::downgrade(&w);
         for i in 0..w.udp.len() {
@@ -140,7 +143,14 @@ pub(crate) fn run(init: WorkerInit) {
             // Wake at least every second to re-check the switch (a notify can race with start-up).
             let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
         }
-        // Final export so counters are complete at shutdown.
+        // Close every allocation so its final usage is reported, then the final export so
+        // counters are complete at shutdown.
+        {
+            let now = Instant::now();
+            let mut srv = w.server.borrow_mut();
+            srv.close_all(now);
+            w.report_accounting(now, &mut srv);
+        }
         let stats = w.server.borrow().stats.clone();
         let mut last = w.exported.take();
         crate::export::publish(&mut last, &stats);
@@ -154,6 +164,14 @@ pub(crate) fn run(init: WorkerInit) {
 }
 
 impl Worker {
+    /// Hands the state machine's metering events to the sink, if metering is on.
+    fn report_accounting(&self, now: Instant, srv: &mut Server) {
+        let events = srv.poll_accounting(now);
+        if let (Some(sink), false) = (&self.cfg.accounting, events.is_empty()) {
+            sink(self.index, events);
+        }
+    }
+
     fn rc(&self) -> Rc<Worker> {
         self.me
             .borrow()
@@ -451,11 +469,18 @@ async fn dtls_task(w: Rc<Worker>, ctx: Arc<crate::dtls::DtlsContext>) {
     }
 }
 
-/// Publishes counters once a second.
+/// Publishes counters and metering events once a second.
 async fn export_task(w: Rc<Worker>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        {
+            let now = Instant::now();
+            let mut srv = w.server.borrow_mut();
+            w.report_accounting(now, &mut srv);
+            // Relays released by closed allocations are carried out here too.
+            w.drain_outputs(now, &mut srv);
+        }
         let stats = w.server.borrow().stats.clone();
         let mut last = w.exported.take();
         crate::export::publish(&mut last, &stats);

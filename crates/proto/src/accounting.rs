@@ -1,0 +1,76 @@
+//! Per-allocation usage metering: exact packet and byte counts for the four legs of relayed
+//! traffic, handed to the driver as events (allocation started, usage since the last poll,
+//! allocation ended) for the control plane to aggregate per tenant, credential, user and hour.
+//!
+//! What is counted: relayed data only. Client legs count the TURN frames as they cross the wire
+//! (ChannelData header and padding, or the whole Send/Data indication); peer legs count the
+//! application payload. Control messages (Allocate, Refresh, CreatePermission, ChannelBind) are
+//! not counted. RFC 6062 TCP allocations' spliced bytes are not seen here (see the docs).
+//! What it does not do: store anything; the events are the only output.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::directory::Account;
+use crate::five_tuple::Transport;
+use crate::stats::Direction;
+
+/// Counters of one allocation, by [`Direction`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub packets: [u64; 4],
+    pub bytes: [u64; 4],
+}
+
+impl Usage {
+    #[inline]
+    pub fn count(&mut self, d: Direction, bytes: usize) {
+        self.packets[d as usize] += 1;
+        self.bytes[d as usize] += bytes as u64;
+    }
+
+    /// `self - earlier`, counter by counter.
+    pub fn since(&self, earlier: &Usage) -> Usage {
+        let mut u = Usage::default();
+        for i in 0..4 {
+            u.packets[i] = self.packets[i] - earlier.packets[i];
+            u.bytes[i] = self.bytes[i] - earlier.bytes[i];
+        }
+        u
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.packets == [0; 4]
+    }
+}
+
+/// What the relay reports to the metering layer.
+#[derive(Debug, Clone)]
+pub enum AccountingEvent {
+    /// An allocation became active.
+    Started {
+        /// Unique within this server instance.
+        serial: u64,
+        account: Arc<Account>,
+        username: String,
+        client: SocketAddr,
+        transport: Transport,
+        relay: Option<SocketAddr>,
+        at_unix: u64,
+    },
+    /// Traffic since the previous event of this allocation.
+    Usage {
+        account: Arc<Account>,
+        delta: Usage,
+        at_unix: u64,
+    },
+    /// An allocation ended (its last `Usage` event came just before).
+    Ended {
+        serial: u64,
+        account: Arc<Account>,
+        started_unix: u64,
+        at_unix: u64,
+        total: Usage,
+        peers: usize,
+    },
+}
