@@ -97,6 +97,42 @@ pub struct Config {
     pub tcp_max_per_source: usize,
     /// In drain mode, exit once the last allocation is gone.
     pub drain_exit: bool,
+    /// Run the control plane (REST API, metering, stored and ephemeral credentials).
+    pub control_plane: bool,
+    /// Database: `sqlite://PATH` or `postgres://...`; unset: `sqlite://<data_dir>/turnpike.db`.
+    pub database_url: Option<String>,
+    /// The operator's admin API key; unset: one is generated and printed at first start.
+    pub admin_key: Option<String>,
+    /// API requests per key: burst.
+    pub api_rate_burst: u32,
+    /// API requests per key: sustained per second.
+    pub api_rate_per_sec: u32,
+    /// Largest API request body, bytes.
+    pub api_max_body: usize,
+    /// Lifetime of minted ephemeral credentials when not asked, seconds.
+    pub ephemeral_default_ttl: u64,
+    /// Longest lifetime of ephemeral credentials, seconds.
+    pub ephemeral_max_ttl: u64,
+    /// How often metered usage is written to the database, milliseconds.
+    pub usage_flush_interval_ms: u64,
+    /// How often credentials are re-read from the database (changes by other nodes), milliseconds.
+    pub directory_sync_interval_ms: u64,
+    /// SMTP server for alert emails; unset: no email.
+    pub smtp_host: Option<String>,
+    /// SMTP port.
+    pub smtp_port: u16,
+    /// `starttls`, `tls` or `none` (DANGER: plain text; for local relays only).
+    pub smtp_security: String,
+    /// SMTP user.
+    pub smtp_username: Option<String>,
+    /// SMTP password.
+    pub smtp_password: Option<String>,
+    /// Sender address of alert emails.
+    pub smtp_from: String,
+    /// Webhook delivery attempts.
+    pub webhook_attempts: u32,
+    /// First webhook retry delay (doubles each time), milliseconds.
+    pub webhook_first_retry_ms: u64,
 }
 
 impl Default for Config {
@@ -155,6 +191,24 @@ impl Default for Config {
             tcp_idle_timeout: 600,
             tcp_max_per_source: 1000,
             drain_exit: false,
+            control_plane: true,
+            database_url: None,
+            admin_key: None,
+            api_rate_burst: 100,
+            api_rate_per_sec: 50,
+            api_max_body: 65536,
+            ephemeral_default_ttl: 3600,
+            ephemeral_max_ttl: 604800,
+            usage_flush_interval_ms: 2000,
+            directory_sync_interval_ms: 2000,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_security: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            smtp_from: "turnpike@localhost".into(),
+            webhook_attempts: 6,
+            webhook_first_retry_ms: 1000,
         }
     }
 }
@@ -386,6 +440,75 @@ pub struct Overrides {
     #[arg(long, env = "TURNPIKE_DRAIN_EXIT", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     drain_exit: Option<bool>,
+    #[arg(long, env = "TURNPIKE_CONTROL_PLANE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control_plane: Option<bool>,
+    #[arg(
+        long,
+        env = "TURNPIKE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    #[arg(
+        long,
+        env = "TURNPIKE_ADMIN_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_key: Option<String>,
+    #[arg(long, env = "TURNPIKE_API_RATE_BURST", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_rate_burst: Option<u32>,
+    #[arg(long, env = "TURNPIKE_API_RATE_PER_SEC", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_rate_per_sec: Option<u32>,
+    #[arg(long, env = "TURNPIKE_API_MAX_BODY", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_max_body: Option<usize>,
+    #[arg(long, env = "TURNPIKE_EPHEMERAL_DEFAULT_TTL", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ephemeral_default_ttl: Option<u64>,
+    #[arg(long, env = "TURNPIKE_EPHEMERAL_MAX_TTL", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ephemeral_max_ttl: Option<u64>,
+    #[arg(long, env = "TURNPIKE_USAGE_FLUSH_INTERVAL_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_flush_interval_ms: Option<u64>,
+    #[arg(long, env = "TURNPIKE_DIRECTORY_SYNC_INTERVAL_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    directory_sync_interval_ms: Option<u64>,
+    #[arg(long, env = "TURNPIKE_SMTP_HOST", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_host: Option<String>,
+    #[arg(long, env = "TURNPIKE_SMTP_PORT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_port: Option<u16>,
+    #[arg(long, env = "TURNPIKE_SMTP_SECURITY", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_security: Option<String>,
+    #[arg(long, env = "TURNPIKE_SMTP_USERNAME", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_username: Option<String>,
+    #[arg(
+        long,
+        env = "TURNPIKE_SMTP_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_password: Option<String>,
+    #[arg(long, env = "TURNPIKE_SMTP_FROM", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_from: Option<String>,
+    #[arg(long, env = "TURNPIKE_WEBHOOK_ATTEMPTS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_attempts: Option<u32>,
+    #[arg(long, env = "TURNPIKE_WEBHOOK_FIRST_RETRY_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_first_retry_ms: Option<u64>,
 }
 
 impl Config {
@@ -512,6 +635,51 @@ impl Config {
                 "key `nonce_lifetime` ({}) must be at least 30 seconds",
                 self.nonce_lifetime
             );
+        }
+        if let Some(u) = &self.database_url {
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
+                bail!("key `database_url` must start with `sqlite:` or `postgres://`");
+            }
+        }
+        if let Some(k) = &self.admin_key {
+            if k.len() < 24 {
+                bail!("key `admin_key` must be at least 24 characters (use a long random value)");
+            }
+        }
+        if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {
+            bail!(
+                "key `smtp_security` is `{}`: use `starttls`, `tls` or `none`",
+                self.smtp_security
+            );
+        }
+        if self.ephemeral_default_ttl == 0 || self.ephemeral_default_ttl > self.ephemeral_max_ttl {
+            bail!(
+                "key `ephemeral_default_ttl` must be between 1 and `ephemeral_max_ttl` ({})",
+                self.ephemeral_max_ttl
+            );
+        }
+        for (k, v) in [
+            ("usage_flush_interval_ms", self.usage_flush_interval_ms),
+            (
+                "directory_sync_interval_ms",
+                self.directory_sync_interval_ms,
+            ),
+        ] {
+            if !(100..=600_000).contains(&v) {
+                bail!("key `{k}` ({v}) must be between 100 and 600000 milliseconds");
+            }
+        }
+        if self.api_rate_burst == 0 || self.api_rate_per_sec == 0 {
+            bail!("keys `api_rate_burst` and `api_rate_per_sec` must be at least 1");
+        }
+        if self.api_max_body < 1024 {
+            bail!("key `api_max_body` must be at least 1024 bytes");
+        }
+        if self.webhook_attempts == 0 {
+            bail!("key `webhook_attempts` must be at least 1");
         }
         if !matches!(self.log_format.as_str(), "human" | "json") {
             bail!(

@@ -1,6 +1,6 @@
-//! The HTTP side of the binary for now: `/healthz`, `/metrics` (Prometheus) and `/ice-servers`
-//! is not here yet (the API issue brings the authenticated endpoints). Served on
-//! `metrics_listen` and, through the shared-port demultiplexer, on `listen_mux` (HTTP and HTTPS).
+//! The HTTP side of the binary: `/healthz`, `/metrics` (Prometheus) and the control plane's API
+//! (`turnpike-api`). Served on `metrics_listen` and, through the shared-port demultiplexer, on
+//! `listen_mux` (HTTP and HTTPS).
 //! Errors use one JSON shape: `{"error": {"code": "...", "message": "..."}}`.
 
 use std::net::SocketAddr;
@@ -20,8 +20,8 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-/// The router shared by every HTTP entry point.
-pub fn router(metrics: Option<PrometheusHandle>) -> Router {
+/// The router shared by every HTTP entry point: health, metrics and the control plane's API.
+pub fn router(metrics: Option<PrometheusHandle>, api: Option<Router>) -> Router {
     let mut r = Router::new().route(
         "/healthz",
         get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -29,7 +29,20 @@ pub fn router(metrics: Option<PrometheusHandle>) -> Router {
     if let Some(h) = metrics {
         r = r.route("/metrics", get(move || std::future::ready(h.render())));
     }
+    if let Some(api) = api {
+        r = r.merge(api);
+    }
     r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(
+            serde_json::json!({"error": {"code": "method_not_allowed", "message": "this endpoint does not take that method"}}),
+        ),
+    )
 }
 
 /// The router as a connection handler for the shared-port listeners.

@@ -1,6 +1,7 @@
 //! The `turnpike` binary: configuration, wiring, signals and graceful shutdown.
 
 mod config;
+mod control;
 mod credential;
 mod http;
 mod secret;
@@ -93,6 +94,15 @@ fn run() -> Result<()> {
                 .iter()
                 .map(|_| "<redacted>".into())
                 .collect();
+            for secret in [
+                &mut shown.database_url,
+                &mut shown.admin_key,
+                &mut shown.smtp_password,
+            ] {
+                if secret.is_some() {
+                    *secret = Some("<redacted>".into());
+                }
+            }
             shown.users = shown
                 .users
                 .iter()
@@ -222,7 +232,12 @@ fn serve(cfg: Config) -> Result<()> {
             .install_recorder()
             .context("cannot install the metrics recorder")?;
         turnpike_server::describe_metrics();
-        let router = http::router(Some(recorder));
+        let control = if cfg.control_plane {
+            Some(control::start(&cfg, proto.directory.clone()).await?)
+        } else {
+            None
+        };
+        let router = http::router(Some(recorder), control.as_ref().map(|c| c.router()));
         if !cfg.metrics_listen.is_empty() {
             let addr: std::net::SocketAddr =
                 cfg.metrics_listen.parse().context("key `metrics_listen`")?;
@@ -291,6 +306,7 @@ fn serve(cfg: Config) -> Result<()> {
             },
             tcp_idle_timeout: Duration::from_secs(cfg.tcp_idle_timeout),
             tcp_max_per_source: cfg.tcp_max_per_source,
+            accounting: control.as_ref().map(|c| c.sink()),
             ..DriverConfig::default()
         };
         let workers = driver.workers;
@@ -310,6 +326,10 @@ fn serve(cfg: Config) -> Result<()> {
         tokio::task::spawn_blocking(move || server.shutdown())
             .await
             .ok();
+        // After the workers reported their last usage: flush it.
+        if let Some(c) = control {
+            c.shutdown().await;
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use config::DriverConfig;
+pub use config::{AccountingSink, DriverConfig};
 pub use export::describe as describe_metrics;
 pub use relay::Reservations;
 use turnpike_proto::ServerConfig;

@@ -56,6 +56,9 @@ impl Store for AnyStore {
     async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()> {
         delegate!(self, s => s.revoke_api_key(tenant_id, id))
     }
+    async fn has_admin_key(&self) -> Result<bool> {
+        delegate!(self, s => s.has_admin_key())
+    }
     async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64> {
         delegate!(self, s => s.expire_api_keys(tenant_id, kind, at))
     }

@@ -55,6 +55,8 @@ pub trait Store {
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKey>>;
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>>;
     async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()>;
+    /// Whether any admin key was ever stored (so one is generated only at first start).
+    async fn has_admin_key(&self) -> Result<bool>;
     /// Makes a tenant's live keys of `kind` lapse at `at` (rotation overlap); returns how many.
     async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64>;
 

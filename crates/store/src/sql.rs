@@ -258,6 +258,14 @@ macro_rules! store_impl {
                 found(n)
             }
 
+            async fn has_admin_key(&self) -> Result<bool> {
+                let r = sqlx::query("SELECT id FROM api_keys WHERE kind = $1 LIMIT 1")
+                    .bind(KeyKind::Admin.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(r.is_some())
+            }
+
             async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64> {
                 Ok(sqlx::query(
                     "UPDATE api_keys SET expires_at = $1 WHERE tenant_id = $2 AND kind = $3 \

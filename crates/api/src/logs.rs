@@ -1,0 +1,251 @@
+//! The audit log (every credential, key, quota and setting change) and the allocation log
+//! (every allocation: start, end, bytes per leg, peers, client address, credential), as JSON or
+//! CSV (`format=csv`).
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use turnpike_store::Store;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Query;
+use crate::state::{unix_now, Shared};
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// Start, unix seconds (default: 30 days ago).
+    pub from: Option<i64>,
+    /// End, unix seconds, exclusive (default: now + 1).
+    pub to: Option<i64>,
+    /// At most this many entries, 1 to 100000 (default 1000).
+    pub limit: Option<u32>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditOut {
+    pub id: String,
+    pub at: i64,
+    /// Key id that made the change (`admin` for the configured admin key).
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// JSON text.
+    pub detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AllocationOut {
+    pub id: String,
+    pub credential_id: String,
+    pub user_id: String,
+    pub username: String,
+    pub client: String,
+    pub transport: String,
+    pub relay: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub client_to_server_bytes: i64,
+    pub server_to_peer_bytes: i64,
+    pub peer_to_server_bytes: i64,
+    pub server_to_client_bytes: i64,
+    pub peers: i64,
+}
+
+struct Range {
+    from: i64,
+    to: i64,
+    limit: u32,
+    csv: bool,
+}
+
+fn range(p: &LogParams) -> ApiResult<Range> {
+    let to = p.to.unwrap_or(unix_now() + 1);
+    let from = p.from.unwrap_or(to - 30 * 86_400);
+    if to <= from {
+        return Err(ApiError::invalid("`from` must be before `to`"));
+    }
+    let limit = p.limit.unwrap_or(1000);
+    if !(1..=100_000).contains(&limit) {
+        return Err(ApiError::invalid("`limit` must be 1 to 100000"));
+    }
+    let csv = match p.format.as_deref().unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        _ => return Err(ApiError::invalid("`format` must be `json` or `csv`")),
+    };
+    Ok(Range {
+        from,
+        to,
+        limit,
+        csv,
+    })
+}
+
+/// One CSV field (RFC 4180 quoting), with a leading `'` against spreadsheet formula injection.
+fn field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn csv_response(name: &str, header_row: &str, rows: Vec<Vec<String>>) -> Response {
+    let mut out = String::from(header_row);
+    out.push_str("\r\n");
+    for r in rows {
+        out.push_str(&r.iter().map(|f| field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "logs", params(LogParams),
+    responses((status = 200, body = Vec<AuditOut>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn audit_log(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<LogParams>,
+) -> Result<Response, ApiError> {
+    let who = caller(&state, &headers).await?;
+    let tenant = match &who {
+        crate::auth::Principal::Admin { .. } => None,
+        _ => Some(who.tenant()?.to_string()),
+    };
+    let r = range(&p)?;
+    let entries = state
+        .store
+        .list_audit(tenant.as_deref(), r.from, r.to, r.limit)
+        .await?;
+    let out: Vec<AuditOut> = entries
+        .into_iter()
+        .map(|e| AuditOut {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            detail: e.detail,
+        })
+        .collect();
+    if r.csv {
+        let rows = out
+            .iter()
+            .map(|e| {
+                vec![
+                    e.id.clone(),
+                    e.at.to_string(),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.target.clone(),
+                    e.detail.clone(),
+                ]
+            })
+            .collect();
+        return Ok(csv_response(
+            "audit",
+            "id,at,actor,action,target,detail",
+            rows,
+        ));
+    }
+    Ok(Json(out).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/allocations", tag = "logs", params(LogParams),
+    responses((status = 200, body = Vec<AllocationOut>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn allocation_log(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(p): Query<LogParams>,
+) -> Result<Response, ApiError> {
+    let who = caller(&state, &headers).await?;
+    let t = who.tenant()?;
+    let r = range(&p)?;
+    let recs = state
+        .store
+        .list_allocations(t, r.from, r.to, r.limit)
+        .await?;
+    let out: Vec<AllocationOut> = recs
+        .into_iter()
+        .map(|a| AllocationOut {
+            id: a.id,
+            credential_id: a.credential_id,
+            user_id: a.user_id,
+            username: a.username,
+            client: a.client,
+            transport: a.transport,
+            relay: a.relay,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            client_to_server_bytes: a.c2s_bytes,
+            server_to_peer_bytes: a.s2p_bytes,
+            peer_to_server_bytes: a.p2s_bytes,
+            server_to_client_bytes: a.s2c_bytes,
+            peers: a.peers,
+        })
+        .collect();
+    if r.csv {
+        let rows = out
+            .iter()
+            .map(|a| {
+                vec![
+                    a.id.clone(),
+                    a.credential_id.clone(),
+                    a.user_id.clone(),
+                    a.username.clone(),
+                    a.client.clone(),
+                    a.transport.clone(),
+                    a.relay.clone(),
+                    a.started_at.to_string(),
+                    a.ended_at.map(|e| e.to_string()).unwrap_or_default(),
+                    a.client_to_server_bytes.to_string(),
+                    a.server_to_peer_bytes.to_string(),
+                    a.peer_to_server_bytes.to_string(),
+                    a.server_to_client_bytes.to_string(),
+                    a.peers.to_string(),
+                ]
+            })
+            .collect();
+        return Ok(csv_response(
+            "allocations",
+            "id,credential_id,user_id,username,client,transport,relay,started_at,ended_at,client_to_server_bytes,server_to_peer_bytes,peer_to_server_bytes,server_to_client_bytes,peers",
+            rows,
+        ));
+    }
+    Ok(Json(out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csv_fields() {
+        assert_eq!(super::field("plain"), "plain");
+        assert_eq!(super::field("a,b"), "\"a,b\"");
+        assert_eq!(super::field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(super::field("=1+2"), "'=1+2");
+    }
+}

@@ -1,0 +1,242 @@
+//! The meter: receives the relay workers' accounting events, aggregates them per tenant,
+//! credential, user id and hour, and writes them to the store every `flush_interval` (and on
+//! shutdown), together with the allocation log. Then it evaluates quotas.
+//!
+//! Nothing counted is lost on a clean stop: workers close their allocations and report, then
+//! [`Meter::finish`] drains the channel and flushes. A failed write keeps the counts in memory
+//! and retries at the next flush. A power cut loses what was counted since the last flush (at
+//! most `flush_interval` plus the workers' one-second reporting period).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use turnpike_proto::{AccountingEvent, Usage};
+use turnpike_server::AccountingSink;
+use turnpike_store::{AllocationRecord, Counters, Store, UsageDelta};
+
+use crate::state::AppState;
+
+type Batch = (usize, Vec<AccountingEvent>);
+type Bucket = (String, String, String, i64);
+
+/// The sending half is the driver's [`AccountingSink`]; the receiving half runs in [`Meter::run`].
+pub struct Meter {
+    tx: mpsc::UnboundedSender<Batch>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Batch>>,
+    /// Unique per process, so allocation log ids from several nodes never collide.
+    node: String,
+}
+
+#[derive(Default)]
+struct Pending {
+    usage: HashMap<Bucket, Counters>,
+    allocations: HashMap<String, AllocationRecord>,
+    /// Started allocations by (worker, serial) -> log id, until they end.
+    live: HashMap<(usize, u64), AllocationRecord>,
+    tenants: HashSet<String>,
+}
+
+fn counters(u: &Usage) -> Counters {
+    let b = |i: usize| u.bytes[i] as i64;
+    let p = |i: usize| u.packets[i] as i64;
+    Counters {
+        c2s_bytes: b(0),
+        c2s_packets: p(0),
+        s2p_bytes: b(1),
+        s2p_packets: p(1),
+        p2s_bytes: b(2),
+        p2s_packets: p(2),
+        s2c_bytes: b(3),
+        s2c_packets: p(3),
+        allocations: 0,
+        allocation_seconds: 0,
+    }
+}
+
+fn bucket(a: &turnpike_proto::Account, at_unix: u64) -> Bucket {
+    (
+        a.tenant_id.to_string(),
+        a.credential_id.as_deref().unwrap_or("").to_string(),
+        a.user_id.as_deref().unwrap_or("").to_string(),
+        (at_unix / 3600) as i64,
+    )
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Meter {
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Meter {
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            node: crate::keys::random_hex(4),
+        }
+    }
+
+    /// The sink to give the relay driver.
+    pub fn sink(&self) -> AccountingSink {
+        let tx = self.tx.clone();
+        Arc::new(move |worker, events| {
+            // The receiver lives as long as the process; a send after it closed (shutdown
+            // finished) has nobody left to count for.
+            let _ = tx.send((worker, events));
+        })
+    }
+
+    /// Aggregates and flushes until `stop` fires, then drains what is queued and flushes a last
+    /// time.
+    pub async fn run(
+        self: Arc<Self>,
+        state: Arc<AppState>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut rx = self.rx.lock().await;
+        let mut pending = Pending::default();
+        let mut tick = tokio::time::interval(state.cfg.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut full_eval = tokio::time::interval(std::time::Duration::from_secs(30));
+        let mut stop = stop;
+        loop {
+            tokio::select! {
+                Some((w, events)) = rx.recv() => self.absorb(&mut pending, w, events),
+                _ = tick.tick() => {
+                    let touched = self.flush(&state, &mut pending).await;
+                    if !touched.is_empty() {
+                        crate::quota::evaluate(&state, Some(&touched)).await;
+                    }
+                }
+                _ = full_eval.tick() => crate::quota::evaluate(&state, None).await,
+                r = stop.changed() => {
+                    if r.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        while let Ok((w, events)) = rx.try_recv() {
+            self.absorb(&mut pending, w, events);
+        }
+        // Allocations still live had their end reported by the workers' shutdown; any left
+        // here belong to workers that did not stop cleanly: log them as ended now.
+        let now = crate::state::unix_now();
+        for (_, mut r) in pending.live.drain() {
+            r.ended_at = Some(now);
+            pending.allocations.insert(r.id.clone(), r);
+        }
+        self.flush(&state, &mut pending).await;
+        if !pending.usage.is_empty() {
+            tracing::error!(
+                buckets = pending.usage.len(),
+                "usage could not be written at shutdown"
+            );
+        }
+    }
+
+    fn absorb(&self, p: &mut Pending, worker: usize, events: Vec<AccountingEvent>) {
+        for e in events {
+            match e {
+                AccountingEvent::Started {
+                    serial,
+                    account,
+                    username,
+                    client,
+                    transport,
+                    relay,
+                    at_unix,
+                } => {
+                    p.usage
+                        .entry(bucket(&account, at_unix))
+                        .or_default()
+                        .allocations += 1;
+                    p.tenants.insert(account.tenant_id.to_string());
+                    let r = AllocationRecord {
+                        id: format!("alc_{}{:02x}{:x}{:x}", self.node, worker, at_unix, serial),
+                        tenant_id: account.tenant_id.to_string(),
+                        credential_id: account.credential_id.as_deref().unwrap_or("").into(),
+                        user_id: account.user_id.as_deref().unwrap_or("").into(),
+                        username,
+                        client: client.to_string(),
+                        transport: transport.as_str().into(),
+                        relay: relay.map(|r| r.to_string()).unwrap_or_default(),
+                        started_at: at_unix as i64,
+                        ..Default::default()
+                    };
+                    p.allocations.insert(r.id.clone(), r.clone());
+                    p.live.insert((worker, serial), r);
+                }
+                AccountingEvent::Usage {
+                    account,
+                    delta,
+                    at_unix,
+                } => {
+                    p.usage
+                        .entry(bucket(&account, at_unix))
+                        .or_default()
+                        .add(&counters(&delta));
+                    p.tenants.insert(account.tenant_id.to_string());
+                }
+                AccountingEvent::Ended {
+                    serial,
+                    account,
+                    started_unix,
+                    at_unix,
+                    total,
+                    peers,
+                } => {
+                    p.usage
+                        .entry(bucket(&account, at_unix))
+                        .or_default()
+                        .allocation_seconds += at_unix.saturating_sub(started_unix) as i64;
+                    if let Some(mut r) = p.live.remove(&(worker, serial)) {
+                        let c = counters(&total);
+                        r.ended_at = Some(at_unix as i64);
+                        r.c2s_bytes = c.c2s_bytes;
+                        r.s2p_bytes = c.s2p_bytes;
+                        r.p2s_bytes = c.p2s_bytes;
+                        r.s2c_bytes = c.s2c_bytes;
+                        r.peers = peers as i64;
+                        p.allocations.insert(r.id.clone(), r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes pending usage and allocation records; returns the tenants whose usage changed.
+    async fn flush(&self, state: &AppState, p: &mut Pending) -> HashSet<String> {
+        if !p.usage.is_empty() {
+            let deltas: Vec<UsageDelta> = p
+                .usage
+                .iter()
+                .map(|((t, c, u, h), counters)| UsageDelta {
+                    tenant_id: t.clone(),
+                    credential_id: c.clone(),
+                    user_id: u.clone(),
+                    hour: *h,
+                    counters: *counters,
+                })
+                .collect();
+            match state.store.add_usage(&deltas).await {
+                Ok(()) => p.usage.clear(),
+                Err(e) => {
+                    tracing::error!(error = %e, "usage flush failed; kept for the next try");
+                    return HashSet::new();
+                }
+            }
+        }
+        let records: Vec<_> = p.allocations.drain().map(|(_, r)| r).collect();
+        for r in records {
+            if let Err(e) = state.store.upsert_allocation(&r).await {
+                tracing::error!(error = %e, "allocation log write failed; kept for the next try");
+                p.allocations.insert(r.id.clone(), r);
+            }
+        }
+        std::mem::take(&mut p.tenants)
+    }
+}

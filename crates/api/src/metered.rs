@@ -1,0 +1,546 @@
+//! Compatibility with Metered's TURN REST API: the same paths, query parameters and response
+//! shapes, so an app written against it works by changing only the host name. Our own `/v1` API
+//! is the primary, documented one; these map onto it.
+//!
+//! Differences, on purpose: passwords are shown once, at creation, never in lists (we store only
+//! long-term keys); errors use our one JSON error shape; `apiKey` is a publishable key that
+//! mints short-lived credentials scoped to its stored credential instead of returning the stored
+//! password.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use turnpike_store::{Credential, ListQuery, Store};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{authenticate, bearer, Principal};
+use crate::credentials::CreateCredential;
+use crate::ephemeral::{ice_list, mint_for_caller, with_cors, MintRequest};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Body, Query};
+use crate::quota::{date_string, parse_date};
+use crate::state::{unix_now, AppState, Shared};
+use crate::util::audit;
+
+const GB: f64 = 1_000_000_000.0;
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyParams {
+    /// The tenant's secret key.
+    pub secret_key: Option<String>,
+    /// A credential's publishable key.
+    pub api_key: Option<String>,
+    /// v2 list: include expired credentials.
+    pub all: Option<bool>,
+    /// v2 list / usage: 1-based page.
+    pub page: Option<u32>,
+    pub label: Option<String>,
+    pub username: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+}
+
+async fn principal(state: &AppState, headers: &HeaderMap, q: &KeyParams) -> ApiResult<Principal> {
+    let key = q
+        .secret_key
+        .as_deref()
+        .or(q.api_key.as_deref())
+        .or(bearer(headers));
+    authenticate(state, key).await
+}
+
+async fn tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: &KeyParams,
+) -> ApiResult<(Principal, String)> {
+    let who = principal(state, headers, q).await?;
+    let t = who.tenant()?.to_string();
+    Ok((who, t))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeteredCreate {
+    pub expiry_in_seconds: Option<i64>,
+    pub label: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeteredCreated {
+    pub username: String,
+    pub password: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry_in_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub api_key: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/turn/credential", tag = "metered", params(KeyParams), request_body = MeteredCreate,
+    responses((status = 200, body = MeteredCreated), (status = "4XX", body = ErrorBody)))]
+pub async fn create(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+    Body(b): Body<MeteredCreate>,
+) -> ApiResult<Json<MeteredCreated>> {
+    let (who, t) = tenant(&state, &headers, &q).await?;
+    if b.expiry_in_seconds.is_some_and(|e| e <= 0) {
+        return Err(ApiError::invalid(
+            "please enter a positive integer value for expiryInSeconds",
+        ));
+    }
+    let req = CreateCredential {
+        label: b.label.clone(),
+        expires_in: b.expiry_in_seconds,
+        ..Default::default()
+    };
+    let (c, password) = crate::credentials::create(&state, &t, &req).await?;
+    let (api_key, _) = crate::credentials::publishable_key(&state, &t, &c.id, &[]).await?;
+    audit(
+        &state,
+        &who,
+        Some(&t),
+        "credential.create",
+        &c.id,
+        serde_json::json!({"username": c.username, "label": c.label, "api": "metered"}),
+    )
+    .await;
+    Ok(Json(MeteredCreated {
+        username: c.username,
+        password,
+        expiry_in_seconds: b.expiry_in_seconds,
+        label: b.label,
+        api_key,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/turn/credentials", tag = "metered", params(KeyParams),
+    responses((status = 200, body = Vec<crate::ephemeral::IceServerOut>), (status = "4XX", body = ErrorBody)))]
+pub async fn ice_servers(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+) -> Result<Response, ApiError> {
+    let who = principal(&state, &headers, &q).await?;
+    let (m, origin) = mint_for_caller(&state, &who, &headers, &MintRequest::default()).await?;
+    Ok(with_cors(
+        Json(ice_list(&state, &m)).into_response(),
+        origin,
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeteredCredential {
+    pub username: String,
+    pub label: Option<String>,
+    pub expiry_in_seconds: Option<i64>,
+    pub expired: bool,
+    pub enabled: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Pagination {
+    pub total_records: usize,
+    pub current_page: usize,
+    pub total_pages: usize,
+    pub next_page: Option<usize>,
+    pub prev_page: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeteredList {
+    pub data: Vec<MeteredCredential>,
+    pub pagination: Pagination,
+}
+
+const PER_PAGE: usize = 100;
+
+async fn all_credentials(
+    state: &AppState,
+    t: &str,
+    label: Option<&str>,
+    include_expired: bool,
+) -> ApiResult<Vec<Credential>> {
+    let now = unix_now();
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state
+            .store
+            .list_credentials(
+                t,
+                &ListQuery {
+                    label,
+                    include_expired,
+                    cursor: cursor.as_deref(),
+                    limit: 1000,
+                },
+                now,
+            )
+            .await?;
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) if out.len() < 1_000_000 => cursor = Some(c),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/api/v2/turn/credentials", tag = "metered", params(KeyParams),
+    responses((status = 200, body = MeteredList), (status = "4XX", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+) -> ApiResult<Json<MeteredList>> {
+    let (_, t) = tenant(&state, &headers, &q).await?;
+    let now = unix_now();
+    let all = all_credentials(&state, &t, q.label.as_deref(), q.all.unwrap_or(false)).await?;
+    let page = q.page.unwrap_or(1).max(1) as usize;
+    let total_pages = all.len().div_ceil(PER_PAGE).max(1);
+    let data = all
+        .iter()
+        .skip((page - 1) * PER_PAGE)
+        .take(PER_PAGE)
+        .map(|c| MeteredCredential {
+            username: c.username.clone(),
+            label: c.label.clone(),
+            expiry_in_seconds: c.expires_at.map(|e| (e - now).max(0)),
+            expired: c.is_expired(now),
+            enabled: c.enabled,
+        })
+        .collect();
+    Ok(Json(MeteredList {
+        data,
+        pagination: Pagination {
+            total_records: all.len(),
+            current_page: page,
+            total_pages,
+            next_page: (page < total_pages).then_some(page + 1),
+            prev_page: (page > 1).then_some(page - 1),
+        },
+    }))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UsernameBody {
+    pub username: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Message {
+    pub message: String,
+}
+
+async fn by_username(state: &AppState, t: &str, username: &str) -> ApiResult<Credential> {
+    match state.store.credential_by_username(username).await? {
+        Some(c) if c.tenant_id == t => Ok(c),
+        _ => Err(ApiError::not_found("credential not found")),
+    }
+}
+
+async fn enable_disable(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: &KeyParams,
+    username: &str,
+    enabled: bool,
+) -> ApiResult<Json<Message>> {
+    let (who, t) = tenant(state, headers, q).await?;
+    let c = by_username(state, &t, username).await?;
+    if c.enabled == enabled {
+        return Err(ApiError::conflict(if enabled {
+            "credential is already enabled"
+        } else {
+            "credential is already disabled"
+        }));
+    }
+    crate::credentials::set_enabled(state, &t, &c.id, enabled, false).await?;
+    let action = if enabled {
+        "credential.enable"
+    } else {
+        "credential.disable"
+    };
+    audit(
+        state,
+        &who,
+        Some(&t),
+        action,
+        &c.id,
+        serde_json::json!({"api": "metered"}),
+    )
+    .await;
+    Ok(Json(Message {
+        message: if enabled {
+            "Credential enabled successfully".into()
+        } else {
+            "Turn credential disabled successfully".into()
+        },
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/turn/credential/enable", tag = "metered", params(KeyParams), request_body = UsernameBody,
+    responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
+pub async fn enable(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+    Body(b): Body<UsernameBody>,
+) -> ApiResult<Json<Message>> {
+    enable_disable(&state, &headers, &q, &b.username, true).await
+}
+
+#[utoipa::path(post, path = "/api/v1/turn/credential/disable", tag = "metered", params(KeyParams), request_body = UsernameBody,
+    responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
+pub async fn disable(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+    Body(b): Body<UsernameBody>,
+) -> ApiResult<Json<Message>> {
+    enable_disable(&state, &headers, &q, &b.username, false).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/turn/credential", tag = "metered", params(KeyParams),
+    responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+) -> ApiResult<Json<Message>> {
+    let (who, t) = tenant(&state, &headers, &q).await?;
+    let username = q
+        .username
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("`username` query parameter missing"))?;
+    let c = by_username(&state, &t, username).await?;
+    crate::credentials::delete(&state, &t, &c.id, false).await?;
+    audit(
+        &state,
+        &who,
+        Some(&t),
+        "credential.delete",
+        &c.id,
+        serde_json::json!({"api": "metered"}),
+    )
+    .await;
+    Ok(Json(Message {
+        message: "Credential deleted successfully".into(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletedCount {
+    pub deleted: u64,
+}
+
+#[utoipa::path(delete, path = "/api/v2/turn/credential/by_label", tag = "metered", params(KeyParams),
+    responses((status = 200, body = DeletedCount), (status = "4XX", body = ErrorBody)))]
+pub async fn delete_by_label(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+) -> ApiResult<Json<DeletedCount>> {
+    let (who, t) = tenant(&state, &headers, &q).await?;
+    let label = q
+        .label
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("Label must be a string of less than 100 characters"))?;
+    let deleted = crate::credentials::delete_label(&state, &t, label, false).await?;
+    audit(
+        &state,
+        &who,
+        Some(&t),
+        "credential.delete_by_label",
+        label,
+        serde_json::json!({"deleted": deleted, "api": "metered"}),
+    )
+    .await;
+    Ok(Json(DeletedCount { deleted }))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeteredCurrentUsage {
+    pub quota_in_gb: Option<f64>,
+    pub usage_in_gb: f64,
+    pub overage_in_gb: f64,
+}
+
+#[utoipa::path(get, path = "/api/v1/turn/current_usage", tag = "metered", params(KeyParams),
+    responses((status = 200, body = MeteredCurrentUsage), (status = "4XX", body = ErrorBody)))]
+pub async fn current_usage(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+) -> ApiResult<Json<MeteredCurrentUsage>> {
+    let (_, t) = tenant(&state, &headers, &q).await?;
+    let c = crate::usage::current(&state, &t).await?;
+    let used = c.usage.total_bytes as f64 / GB;
+    let quota = c.quota_bytes.map(|q| q as f64 / GB);
+    Ok(Json(MeteredCurrentUsage {
+        quota_in_gb: quota,
+        usage_in_gb: used,
+        overage_in_gb: quota.map_or(0.0, |q| (used - q).max(0.0)),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserUsage {
+    pub username: String,
+    pub label: String,
+    #[serde(rename = "usageInGB")]
+    pub usage_in_gb: f64,
+    /// Exact bytes (our addition).
+    pub bytes: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageByUser {
+    pub data: Vec<UserUsage>,
+    pub has_more: bool,
+}
+
+/// Credential id -> (username, label) of a tenant, for naming usage rows.
+async fn names(state: &AppState, t: &str) -> ApiResult<HashMap<String, (String, String)>> {
+    Ok(all_credentials(state, t, None, true)
+        .await?
+        .into_iter()
+        .map(|c| {
+            (
+                c.id,
+                (c.username, c.label.unwrap_or_else(|| "unlabeled".into())),
+            )
+        })
+        .collect())
+}
+
+fn by_user(
+    rows: &[turnpike_store::UsageRow],
+    names: &HashMap<String, (String, String)>,
+) -> Vec<UserUsage> {
+    let mut m: HashMap<(String, String), i64> = HashMap::new();
+    for r in rows {
+        let (u, l) = names.get(&r.credential_id).cloned().unwrap_or_else(|| {
+            let u = if r.user_id.is_empty() {
+                "ephemeral".to_string()
+            } else {
+                r.user_id.clone()
+            };
+            (u, "unlabeled".into())
+        });
+        *m.entry((u, l)).or_default() += r.counters.total_bytes();
+    }
+    let mut v: Vec<UserUsage> = m
+        .into_iter()
+        .map(|((username, label), bytes)| UserUsage {
+            username,
+            label,
+            usage_in_gb: bytes as f64 / GB,
+            bytes,
+        })
+        .collect();
+    v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.username.cmp(&b.username)));
+    v
+}
+
+#[utoipa::path(get, path = "/api/v2/turn/current_usage_by_user", tag = "metered", params(KeyParams),
+    responses((status = 200, body = UsageByUser), (status = "4XX", body = ErrorBody)))]
+pub async fn current_usage_by_user(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+) -> ApiResult<Json<UsageByUser>> {
+    let (_, t) = tenant(&state, &headers, &q).await?;
+    let c = crate::usage::current(&state, &t).await?;
+    let rows = state
+        .store
+        .usage(&t, c.period_start / 3600, c.period_end / 3600)
+        .await?;
+    let all = by_user(&rows, &names(&state, &t).await?);
+    let page = q.page.unwrap_or(1).max(1) as usize;
+    let has_more = all.len() > page * PER_PAGE;
+    Ok(Json(UsageByUser {
+        data: all
+            .into_iter()
+            .skip((page - 1) * PER_PAGE)
+            .take(PER_PAGE)
+            .collect(),
+        has_more,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DayUsage {
+    pub date: String,
+    pub usage: Vec<UserUsage>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DailyUsage {
+    pub data: Vec<DayUsage>,
+    pub has_more: bool,
+}
+
+#[utoipa::path(get, path = "/api/v2/turn/usage_daily_by_user", tag = "metered", params(KeyParams),
+    responses((status = 200, body = DailyUsage), (status = "4XX", body = ErrorBody)))]
+pub async fn usage_daily_by_user(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<KeyParams>,
+) -> ApiResult<Json<DailyUsage>> {
+    let (_, t) = tenant(&state, &headers, &q).await?;
+    let today = unix_now().div_euclid(86_400) * 86_400;
+    let bad = || ApiError::invalid("dates must be YYYY-MM-DD");
+    let end = match &q.end_date {
+        Some(d) => parse_date(d).ok_or_else(bad)?.min(today),
+        None => today,
+    };
+    let start = match &q.start_date {
+        Some(d) => parse_date(d).ok_or_else(bad)?,
+        None => end - 6 * 86_400,
+    };
+    if start > end || end - start > 366 * 86_400 {
+        return Err(ApiError::invalid(
+            "startDate must be on or before endDate, at most a year apart",
+        ));
+    }
+    let page = q.page.unwrap_or(1).max(1) as i64;
+    let page_start = start + (page - 1) * 7 * 86_400;
+    let page_end = (page_start + 7 * 86_400).min(end + 86_400);
+    let rows = state
+        .store
+        .usage(&t, page_start / 3600, page_end.max(page_start) / 3600)
+        .await?;
+    let names = names(&state, &t).await?;
+    let mut data = Vec::new();
+    let mut day = page_start;
+    while day < page_end {
+        let day_rows: Vec<_> = rows
+            .iter()
+            .filter(|r| r.hour * 3600 >= day && r.hour * 3600 < day + 86_400)
+            .cloned()
+            .collect();
+        data.push(DayUsage {
+            date: date_string(day),
+            usage: by_user(&day_rows, &names),
+        });
+        day += 86_400;
+    }
+    Ok(Json(DailyUsage {
+        data,
+        has_more: page_end <= end,
+    }))
+}

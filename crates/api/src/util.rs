@@ -1,0 +1,132 @@
+//! Validation, auditing and idempotent creates shared by the handlers.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use turnpike_store::{AuditEntry, Store};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{unix_now, AppState};
+
+/// Printable, no control characters, at most `max` characters.
+pub fn check_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
+    if v.is_empty() || v.chars().count() > max || v.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid(format!(
+            "`{field}` must be 1 to {max} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Identifiers (usernames, user ids): letters, digits and `._@+-`.
+pub fn check_ident(field: &str, v: &str, max: usize) -> ApiResult<()> {
+    if v.is_empty()
+        || v.len() > max
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+    {
+        return Err(ApiError::invalid(format!(
+            "`{field}` must be 1 to {max} characters of letters, digits and . _ @ + -"
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_tags(tags: &[String]) -> ApiResult<()> {
+    if tags.len() > 16 {
+        return Err(ApiError::invalid("at most 16 `tags`"));
+    }
+    for t in tags {
+        check_text("tags[]", t, 64)?;
+    }
+    Ok(())
+}
+
+/// Records a change in the audit log (failures are logged, not returned: the change is done).
+pub async fn audit(
+    state: &AppState,
+    who: &Principal,
+    tenant_id: Option<&str>,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) {
+    let e = AuditEntry {
+        id: format!("aud_{}", crate::keys::random_hex(12)),
+        tenant_id: tenant_id.map(str::to_string),
+        at: unix_now(),
+        actor: who.key_id().to_string(),
+        action: action.to_string(),
+        target: target.to_string(),
+        detail: detail.to_string(),
+    };
+    if let Err(err) = state.store.add_audit(&e).await {
+        tracing::error!(error = %err, action, "audit log write failed");
+    }
+}
+
+/// How long a create's response is replayed for its `Idempotency-Key`.
+const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+const IDEMPOTENCY_MAX: usize = 100_000;
+
+/// Runs a create at most once per (key, `Idempotency-Key`): a retry gets the first response
+/// again (status and body), without creating anything.
+pub async fn idempotent<T, F>(
+    state: &AppState,
+    who: &Principal,
+    headers: &HeaderMap,
+    status: StatusCode,
+    create: F,
+) -> Response
+where
+    T: Serialize,
+    F: std::future::Future<Output = ApiResult<T>>,
+{
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(k) = &idem {
+        if k.is_empty() || k.len() > 255 {
+            return ApiError::bad_request("`Idempotency-Key` must be 1 to 255 characters")
+                .into_response();
+        }
+        let cache = state.idempotency.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, code, body)) = cache.get(&(who.key_id().to_string(), k.clone())) {
+            if at.elapsed() < IDEMPOTENCY_WINDOW {
+                return replay(*code, body.clone());
+            }
+        }
+    }
+    match create.await {
+        Ok(v) => {
+            let body = serde_json::to_string(&v).unwrap_or_default();
+            if let Some(k) = idem {
+                let mut cache = state.idempotency.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= IDEMPOTENCY_MAX {
+                    cache.retain(|_, (at, _, _)| at.elapsed() < IDEMPOTENCY_WINDOW);
+                }
+                if cache.len() < IDEMPOTENCY_MAX {
+                    cache.insert(
+                        (who.key_id().to_string(), k),
+                        (Instant::now(), status.as_u16(), body.clone()),
+                    );
+                }
+            }
+            replay(status.as_u16(), body)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn replay(code: u16, body: String) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
