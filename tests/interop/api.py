@@ -127,3 +127,8 @@ def usage_totals(api, by=None):
     if by:
         q += f"&by={by}"
     return ok(api.get(q))
+
+
+def uniq(name):
+    """Usernames are unique across tenants, and the PostgreSQL database outlives a test."""
+    return f"{name}-{os.urandom(4).hex()}"

@@ -6,7 +6,7 @@ document."""
 import json
 import time
 
-from api import ADMIN_KEY, Api, control_toml, db, error, new_tenant, ok  # noqa: F401
+from api import ADMIN_KEY, Api, control_toml, db, error, new_tenant, ok, uniq  # noqa: F401
 
 
 def start(turnpike, db_url, extra=""):
@@ -80,8 +80,9 @@ def test_credentials_crud(turnpike, db):
     got = ok(api.get(f"/v1/credentials/{cred['id']}"))
     assert got == cred and "password" not in got
     # Chosen username/password.
-    ok(api.post("/v1/credentials", {"username": "alice.1", "password": "correct-horse-battery"}), 201)
-    error(api.post("/v1/credentials", {"username": "alice.1"}), 409, "conflict")
+    alice = uniq("alice.1")
+    ok(api.post("/v1/credentials", {"username": alice, "password": "correct-horse-battery"}), 201)
+    error(api.post("/v1/credentials", {"username": alice}), 409, "conflict")
     # Pagination with a cursor, label filter, expired hidden unless asked.
     for i in range(5):
         ok(api.post("/v1/credentials", {"label": "bulk"}), 201)

@@ -33,8 +33,8 @@ impl Usage {
     pub fn since(&self, earlier: &Usage) -> Usage {
         let mut u = Usage::default();
         for i in 0..4 {
-            u.packets[i] = self.packets[i] - earlier.packets[i];
-            u.bytes[i] = self.bytes[i] - earlier.bytes[i];
+            u.packets[i] = self.packets[i].saturating_sub(earlier.packets[i]);
+            u.bytes[i] = self.bytes[i].saturating_sub(earlier.bytes[i]);
         }
         u
     }

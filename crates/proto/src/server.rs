@@ -549,6 +549,16 @@ impl Server {
         std::mem::take(&mut self.accounting)
     }
 
+    /// The driver could not send relayed data of the allocation on `relay` (`dir`: to the peer
+    /// or to the client): it is taken back out of the usage, which counts what was relayed.
+    pub fn handle_relay_send_failed(&mut self, relay: SocketAddr, dir: Direction, len: usize) {
+        if let Some(&id) = self.by_relay.get(&relay) {
+            let u = &mut self.allocations[id].usage;
+            u.packets[dir as usize] = u.packets[dir as usize].saturating_sub(1);
+            u.bytes[dir as usize] = u.bytes[dir as usize].saturating_sub(len as u64);
+        }
+    }
+
     /// Closes every allocation (shutdown), so their final usage and end are reported.
     pub fn close_all(&mut self, now: Instant) {
         self.clock_unix = self.unix_now(now);

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use turnpike_proto::{
-    ConnectionId, Dest, DropReason, FiveTuple, Output, RelayError, RelayRequest, RelayResult,
-    RelayTransport, Server, ServerConfig, Stats, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
+    ConnectionId, Dest, Direction, DropReason, FiveTuple, Output, RelayError, RelayRequest,
+    RelayResult, RelayTransport, Server, ServerConfig, Stats, Transmit, Transport, PEER_HEADROOM,
+    PEER_TAILROOM,
 };
 
 use crate::relay::{bind_relay, relay_task, Reservations};
@@ -86,11 +87,17 @@ pub(crate) fn run(init: WorkerInit) {
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let now = Instant::now();
-        let unix = SystemTime::now()
+        // The state machine counts whole seconds from this pair, so the Instant must stand for
+        // the whole second the wall clock gives (else the server's clock lags by up to 1 s and an
+        // expired credential is accepted a second too long).
+        let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+            .unwrap_or_default();
+        let unix = wall.as_secs();
+        let now = Instant::now();
+        let now = now
+            .checked_sub(Duration::from_nanos(wall.subsec_nanos() as u64))
+            .unwrap_or(now);
         let mut udp = Vec::new();
         let plain = init.udp.into_iter().map(|s| (s, false));
         let dtls = init.dtls.into_iter().map(|s| (s, true));
@@ -183,11 +190,17 @@ impl Worker {
     pub fn on_client_packet(&self, now: Instant, ft: FiveTuple, data: &[u8]) {
         let mut srv = self.server.borrow_mut();
         let failed = match srv.handle_client_packet(now, ft, data) {
-            Some(t) => !self.transmit(t),
-            None => false,
+            Some(t) => {
+                let (dest, len) = (t.dest, t.data.len());
+                (!self.transmit(t)).then_some((dest, len))
+            }
+            None => None,
         };
-        if failed {
+        if let Some((dest, len)) = failed {
             srv.stats.drop(DropReason::SendFailed);
+            if let Dest::Peer { relay, .. } = dest {
+                srv.handle_relay_send_failed(relay, Direction::ServerToPeer, len);
+            }
         }
         self.drain_outputs(now, &mut srv);
     }
@@ -203,11 +216,15 @@ impl Worker {
     ) {
         let mut srv = self.server.borrow_mut();
         let failed = match srv.handle_peer_packet(now, relay, peer, buf, len) {
-            Some(t) => !self.transmit(t),
-            None => false,
+            Some(t) => {
+                let n = t.data.len();
+                (!self.transmit(t)).then_some(n)
+            }
+            None => None,
         };
-        if failed {
+        if let Some(n) = failed {
             srv.stats.drop(DropReason::SendFailed);
+            srv.handle_relay_send_failed(relay, Direction::ServerToClient, n);
         }
     }
 
