@@ -373,8 +373,11 @@ pub async fn delete_by_label(
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MeteredCurrentUsage {
+    #[serde(rename = "quotaInGB")]
     pub quota_in_gb: Option<f64>,
+    #[serde(rename = "usageInGB")]
     pub usage_in_gb: f64,
+    #[serde(rename = "overageInGB")]
     pub overage_in_gb: f64,
 }
 
