@@ -133,6 +133,30 @@ pub struct Config {
     pub webhook_attempts: u32,
     /// First webhook retry delay (doubles each time), milliseconds.
     pub webhook_first_retry_ms: u64,
+    /// Signalling room bus: `memory` (one node), `postgres` (LISTEN/NOTIFY; several nodes sharing `database_url`), or `auto` (postgres when `database_url` is PostgreSQL).
+    pub signal_bus: String,
+    /// Serve the demo pages (`/demo`, `/demo/ice-test`) and mint tokens for a built-in demo tenant (rate limited, with a daily quota).
+    pub demo_enabled: bool,
+    /// Largest signalling message, bytes.
+    pub signal_max_message_bytes: usize,
+    /// Most participants in one room.
+    pub signal_max_room_size: usize,
+    /// Most signalling connections from one IP address (per node).
+    pub signal_max_conns_per_ip: usize,
+    /// Most signalling participants of one tenant (per node).
+    pub signal_max_conns_per_tenant: usize,
+    /// Messages per second per connection (burst twice that).
+    pub signal_msgs_per_sec: u32,
+    /// Bytes per second per connection.
+    pub signal_bytes_per_sec: u32,
+    /// Outbound messages queued per connection before a slow consumer is disconnected.
+    pub signal_queue: usize,
+    /// How long a dropped session may resume before its peer is reported gone, milliseconds.
+    pub signal_resume_grace_ms: u64,
+    /// Seconds without a message or pong before a socket is closed.
+    pub signal_idle_timeout: u64,
+    /// Seconds a new socket has to send `join`.
+    pub signal_handshake_timeout: u64,
 }
 
 impl Default for Config {
@@ -209,6 +233,18 @@ impl Default for Config {
             smtp_from: "turnpike@localhost".into(),
             webhook_attempts: 6,
             webhook_first_retry_ms: 1000,
+            signal_bus: "auto".into(),
+            demo_enabled: true,
+            signal_max_message_bytes: 16384,
+            signal_max_room_size: 16,
+            signal_max_conns_per_ip: 50,
+            signal_max_conns_per_tenant: 1000,
+            signal_msgs_per_sec: 50,
+            signal_bytes_per_sec: 262144,
+            signal_queue: 256,
+            signal_resume_grace_ms: 20000,
+            signal_idle_timeout: 60,
+            signal_handshake_timeout: 10,
         }
     }
 }
@@ -509,6 +545,42 @@ pub struct Overrides {
     #[arg(long, env = "TURNPIKE_WEBHOOK_FIRST_RETRY_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_first_retry_ms: Option<u64>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_BUS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_bus: Option<String>,
+    #[arg(long, env = "TURNPIKE_DEMO_ENABLED", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    demo_enabled: Option<bool>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_MAX_MESSAGE_BYTES", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_max_message_bytes: Option<usize>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_MAX_ROOM_SIZE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_max_room_size: Option<usize>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_MAX_CONNS_PER_IP", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_max_conns_per_ip: Option<usize>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_MAX_CONNS_PER_TENANT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_max_conns_per_tenant: Option<usize>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_MSGS_PER_SEC", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_msgs_per_sec: Option<u32>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_BYTES_PER_SEC", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_bytes_per_sec: Option<u32>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_QUEUE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_queue: Option<usize>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_RESUME_GRACE_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_resume_grace_ms: Option<u64>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_IDLE_TIMEOUT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_idle_timeout: Option<u64>,
+    #[arg(long, env = "TURNPIKE_SIGNAL_HANDSHAKE_TIMEOUT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal_handshake_timeout: Option<u64>,
 }
 
 impl Config {
@@ -677,6 +749,35 @@ impl Config {
         }
         if self.api_max_body < 1024 {
             bail!("key `api_max_body` must be at least 1024 bytes");
+        }
+        if !matches!(self.signal_bus.as_str(), "auto" | "memory" | "postgres") {
+            bail!(
+                "key `signal_bus` is `{}`: use `auto`, `memory` or `postgres`",
+                self.signal_bus
+            );
+        }
+        if self.signal_bus == "postgres"
+            && !self
+                .database_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres"))
+        {
+            bail!(
+                "key `signal_bus` = `postgres` needs `database_url` to name a PostgreSQL database"
+            );
+        }
+        if self.signal_max_message_bytes < 1024
+            || self.signal_max_room_size < 2
+            || self.signal_queue < 8
+        {
+            bail!("keys `signal_max_message_bytes` (>= 1024), `signal_max_room_size` (>= 2) and `signal_queue` (>= 8) are too small");
+        }
+        if self.signal_msgs_per_sec == 0
+            || self.signal_bytes_per_sec == 0
+            || self.signal_idle_timeout == 0
+            || self.signal_handshake_timeout == 0
+        {
+            bail!("keys `signal_msgs_per_sec`, `signal_bytes_per_sec`, `signal_idle_timeout` and `signal_handshake_timeout` must be at least 1");
         }
         if self.webhook_attempts == 0 {
             bail!("key `webhook_attempts` must be at least 1");

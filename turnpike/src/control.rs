@@ -91,3 +91,92 @@ pub async fn start(cfg: &Config, directory: Arc<Directory>) -> Result<ControlPla
     );
     Ok(cp)
 }
+
+/// Starts signalling on the bus `signal_bus` chooses, with the demo tenant when enabled.
+pub async fn start_signal(cfg: &Config, cp: &ControlPlane) -> Result<Arc<turnpike_signal::Signal>> {
+    use turnpike_signal::{Bus, PgBus, SignalConfig};
+    let url = database_url(cfg)?;
+    let use_pg = match cfg.signal_bus.as_str() {
+        "postgres" => true,
+        "memory" => false,
+        _ => url.starts_with("postgres"),
+    };
+    let bus = if use_pg {
+        let node = turnpike_api::keys::random_hex(6);
+        Bus::Postgres(
+            PgBus::connect(&url, &node)
+                .await
+                .context("cannot connect the signalling bus (keys `signal_bus`, `database_url`)")?,
+        )
+    } else {
+        Bus::InProcess(Default::default())
+    };
+    let demo = if cfg.demo_enabled {
+        Some(demo_tenant(&cp.state).await?)
+    } else {
+        None
+    };
+    if demo.is_some() && !cfg.listen_mux.is_empty() {
+        tracing::warn!("demo_enabled: anyone reaching the shared port can mint demo-tenant TURN credentials (rate limited, 5 GB/day quota); set demo_enabled = false in production");
+    }
+    let sc = SignalConfig {
+        max_message_bytes: cfg.signal_max_message_bytes,
+        msgs_per_sec: cfg.signal_msgs_per_sec,
+        msg_burst: cfg.signal_msgs_per_sec.saturating_mul(2),
+        bytes_per_sec: cfg.signal_bytes_per_sec,
+        max_conns_per_tenant: cfg.signal_max_conns_per_tenant,
+        max_conns_per_ip: cfg.signal_max_conns_per_ip,
+        max_room_size: cfg.signal_max_room_size,
+        queue: cfg.signal_queue,
+        resume_grace: Duration::from_millis(cfg.signal_resume_grace_ms),
+        idle_timeout: Duration::from_secs(cfg.signal_idle_timeout),
+        handshake_timeout: Duration::from_secs(cfg.signal_handshake_timeout),
+        ..SignalConfig::default()
+    };
+    tracing::info!(
+        bus = if use_pg { "postgres" } else { "memory" },
+        demo = demo.is_some(),
+        "signalling ready at /v1/signal"
+    );
+    Ok(turnpike_signal::start(cp.state.clone(), sc, bus, demo))
+}
+
+const DEMO_TENANT: &str = "turnpike-demo";
+
+/// The built-in demo tenant: created once, with a shared secret and a daily quota.
+async fn demo_tenant(state: &turnpike_api::AppState) -> Result<String> {
+    use turnpike_store::Store;
+    let now = turnpike_api::state::unix_now();
+    let existing = state
+        .store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .find(|t| t.name == DEMO_TENANT);
+    let id = match existing {
+        Some(t) => t.id,
+        None => {
+            let t = state.store.create_tenant(DEMO_TENANT, now).await?;
+            state
+                .store
+                .add_tenant_secret(&t.id, turnpike_api::keys::random_token(32).as_bytes(), now)
+                .await?;
+            state
+                .store
+                .put_quota(&turnpike_store::Quota {
+                    tenant_id: t.id.clone(),
+                    scope: "tenant".into(),
+                    period: "day".into(),
+                    bytes_per_period: Some(5_000_000_000),
+                    max_allocations: Some(200),
+                    max_bitrate_bps: Some(5_000_000),
+                    throttle_bitrate_bps: None,
+                    thresholds: r#"[{"percent":100,"action":"refuse"}]"#.into(),
+                })
+                .await?;
+            t.id
+        }
+    };
+    turnpike_api::sync::reload(state).await?;
+    Ok(id)
+}

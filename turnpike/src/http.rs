@@ -45,10 +45,15 @@ async fn method_not_allowed() -> impl IntoResponse {
     )
 }
 
-/// The router as a connection handler for the shared-port listeners.
+/// The router as a connection handler for the shared-port listeners. (No HTTP upgrades there:
+/// the worker threads' connections are not `Send`, so signalling WebSockets are served on the
+/// `metrics_listen` listener.)
 pub fn service(router: Router) -> HttpService {
-    Arc::new(move |io, _peer: SocketAddr, _tls: bool| {
-        let router = router.clone();
+    Arc::new(move |io, peer: SocketAddr, _tls: bool| {
+        // Handlers that need the client address (per-IP limits) read it as `ConnectInfo`.
+        let router = router
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         Box::pin(async move {
             let io = hyper_util::rt::TokioIo::new(io);
             let svc = hyper_util::service::TowerToHyperService::new(router);

@@ -237,7 +237,18 @@ fn serve(cfg: Config) -> Result<()> {
         } else {
             None
         };
-        let router = http::router(Some(recorder), control.as_ref().map(|c| c.router()));
+        let signal = match &control {
+            Some(c) => Some(control::start_signal(&cfg, c).await?),
+            None => None,
+        };
+        let api = control.as_ref().map(|c| {
+            let r = c.router();
+            match &signal {
+                Some(s) => r.merge(turnpike_signal::rest::router(s.clone())),
+                None => r,
+            }
+        });
+        let router = http::router(Some(recorder), api);
         if !cfg.metrics_listen.is_empty() {
             let addr: std::net::SocketAddr =
                 cfg.metrics_listen.parse().context("key `metrics_listen`")?;
@@ -246,7 +257,11 @@ fn serve(cfg: Config) -> Result<()> {
             })?;
             let r = router.clone();
             tokio::spawn(async move {
-                let _ = axum::serve(l, r).await;
+                let _ = axum::serve(
+                    l,
+                    r.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .await;
             });
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
@@ -323,6 +338,11 @@ fn serve(cfg: Config) -> Result<()> {
         );
         wait_for_stop(&proto, cfg.drain_exit, certs, dtls).await?;
         tracing::info!("shutting down");
+        if let Some(s) = &signal {
+            // Tell signalling clients to reconnect elsewhere before the sockets go.
+            s.hub.drain();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         tokio::task::spawn_blocking(move || server.shutdown())
             .await
             .ok();

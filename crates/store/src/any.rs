@@ -169,6 +169,12 @@ impl Store for AnyStore {
     async fn record_alert(&self, e: &AlertEvent) -> Result<bool> {
         delegate!(self, s => s.record_alert(e))
     }
+    async fn put_setting(&self, tenant_id: &str, key: &str, value: &str) -> Result<()> {
+        delegate!(self, s => s.put_setting(tenant_id, key, value))
+    }
+    async fn get_setting(&self, tenant_id: &str, key: &str) -> Result<Option<String>> {
+        delegate!(self, s => s.get_setting(tenant_id, key))
+    }
     async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>> {
         delegate!(self, s => s.list_alerts(tenant_id))
     }

@@ -137,6 +137,10 @@ pub trait Store {
     /// Records a fired threshold; false if it had already fired this period.
     async fn record_alert(&self, e: &AlertEvent) -> Result<bool>;
     async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>>;
+
+    // Small per-tenant settings (e.g. the signalling Origin allow-list).
+    async fn put_setting(&self, tenant_id: &str, key: &str, value: &str) -> Result<()>;
+    async fn get_setting(&self, tenant_id: &str, key: &str) -> Result<Option<String>>;
 }
 
 /// A random identifier with a readable prefix, e.g. `ten_4f0c…`.

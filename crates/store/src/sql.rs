@@ -735,6 +735,27 @@ macro_rules! store_impl {
                 Ok(n == 1)
             }
 
+            async fn put_setting(&self, tenant_id: &str, key: &str, value: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(tenant_id)
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_setting(&self, tenant_id: &str, key: &str) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT value FROM tenant_settings WHERE tenant_id = $1 AND key = $2")
+                    .bind(tenant_id)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
             async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>> {
                 let rows = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alert_events WHERE tenant_id = $1 ORDER BY at, id"))
                     .bind(tenant_id)

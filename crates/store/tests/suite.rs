@@ -414,6 +414,16 @@ async fn suite(s: &impl Store) {
         Err(StoreError::NotFound)
     ));
 
+    // Settings.
+    assert_eq!(s.get_setting(&a.id, "k").await.unwrap(), None);
+    s.put_setting(&a.id, "k", "v1").await.unwrap();
+    s.put_setting(&a.id, "k", "v2").await.unwrap();
+    assert_eq!(
+        s.get_setting(&a.id, "k").await.unwrap().as_deref(),
+        Some("v2")
+    );
+    assert_eq!(s.get_setting(&b.id, "k").await.unwrap(), None);
+
     // Deleting a tenant takes its data with it.
     s.delete_tenant(&b.id).await.unwrap();
     assert!(matches!(

@@ -1,0 +1,386 @@
+//! REST side of signalling: join tokens, room administration, the tenant's Origin allow-list,
+//! the WebSocket upgrade, and the demo pages (compiled into the binary).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use turnpike_api::auth::caller;
+use turnpike_api::error::{ApiError, ApiResult};
+use turnpike_api::extract::{Body, Path};
+use turnpike_api::util::{audit, check_ident, check_text};
+use turnpike_store::Store;
+
+use crate::bus::{BusEvent, RoomBus};
+use crate::hub::room_key;
+use crate::token::{self, Claims};
+use crate::Signal;
+
+type S = State<Arc<Signal>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub room: String,
+    pub identity: String,
+    /// Seconds (default 600, at most 86400).
+    pub ttl: Option<i64>,
+    pub can_send: Option<bool>,
+    pub can_broadcast: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub expires_at: i64,
+    /// Path of the WebSocket endpoint.
+    pub url: &'static str,
+}
+
+fn check_room(room: &str) -> ApiResult<()> {
+    check_ident("room", room, 64)
+}
+
+async fn mint(sig: &Signal, tenant: &str, req: &TokenRequest) -> ApiResult<TokenResponse> {
+    check_room(&req.room)?;
+    check_ident("identity", &req.identity, 64)?;
+    let ttl = req.ttl.unwrap_or(600);
+    if !(1..=86_400).contains(&ttl) {
+        return Err(ApiError::invalid("`ttl` must be 1 to 86400 seconds"));
+    }
+    let secret = sig
+        .api
+        .directory
+        .load()
+        .tenant_secrets
+        .get(tenant)
+        .and_then(|s| s.first().cloned())
+        .ok_or_else(|| ApiError::conflict("the tenant has no live shared secret; rotate one in"))?;
+    let exp = turnpike_api::state::unix_now() + ttl;
+    let claims = Claims {
+        tid: tenant.to_string(),
+        room: req.room.clone(),
+        sub: req.identity.clone(),
+        exp,
+        send: req.can_send.unwrap_or(true),
+        broadcast: req.can_broadcast.unwrap_or(true),
+    };
+    Ok(TokenResponse {
+        token: token::mint(&secret, &claims),
+        expires_at: exp,
+        url: "/v1/signal",
+    })
+}
+
+async fn create_token(
+    State(sig): S,
+    headers: HeaderMap,
+    Body(req): Body<TokenRequest>,
+) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
+    let who = caller(&sig.api, &headers).await?;
+    let t = who.tenant()?.to_string();
+    Ok((StatusCode::CREATED, Json(mint(&sig, &t, &req).await?)))
+}
+
+#[derive(Serialize)]
+struct RoomOut {
+    room: String,
+    participants: usize,
+}
+
+async fn list_rooms(State(sig): S, headers: HeaderMap) -> ApiResult<Json<Vec<RoomOut>>> {
+    let who = caller(&sig.api, &headers).await?;
+    let t = who.tenant()?;
+    let prefix = room_key(t, "");
+    let rooms = sig
+        .hub
+        .bus
+        .rooms(&prefix)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    Ok(Json(
+        rooms
+            .into_iter()
+            .map(|(k, n)| RoomOut {
+                room: k[prefix.len()..].to_string(),
+                participants: n,
+            })
+            .collect(),
+    ))
+}
+
+async fn room(
+    State(sig): S,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let who = caller(&sig.api, &headers).await?;
+    let t = who.tenant()?;
+    check_room(&room)?;
+    let members = sig
+        .hub
+        .bus
+        .members(&room_key(t, &room))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    if members.is_empty() {
+        return Err(ApiError::not_found("no such room"));
+    }
+    Ok(Json(
+        serde_json::json!({"room": room, "participants": members}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kick {
+    peer_id: String,
+}
+
+async fn kick(
+    State(sig): S,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    Body(k): Body<Kick>,
+) -> ApiResult<StatusCode> {
+    let who = caller(&sig.api, &headers).await?;
+    let t = who.tenant()?.to_string();
+    check_room(&room)?;
+    let key = room_key(&t, &room);
+    let members = sig
+        .hub
+        .bus
+        .members(&key)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    if !members.iter().any(|m| m.id == k.peer_id) {
+        return Err(ApiError::not_found("no such participant in this room"));
+    }
+    sig.hub
+        .bus
+        .publish(&BusEvent::Kick {
+            room: key,
+            peer_id: k.peer_id.clone(),
+        })
+        .await
+        .map_err(|_| ApiError::internal())?;
+    audit(
+        &sig.api,
+        &who,
+        Some(&t),
+        "signal.kick",
+        &k.peer_id,
+        serde_json::json!({"room": room}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn close_room(
+    State(sig): S,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> ApiResult<StatusCode> {
+    let who = caller(&sig.api, &headers).await?;
+    let t = who.tenant()?.to_string();
+    check_room(&room)?;
+    let key = room_key(&t, &room);
+    if sig
+        .hub
+        .bus
+        .members(&key)
+        .await
+        .map_err(|_| ApiError::internal())?
+        .is_empty()
+    {
+        return Err(ApiError::not_found("no such room"));
+    }
+    sig.hub
+        .bus
+        .publish(&BusEvent::Close { room: key })
+        .await
+        .map_err(|_| ApiError::internal())?;
+    audit(
+        &sig.api,
+        &who,
+        Some(&t),
+        "signal.close_room",
+        &room,
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// `Origin` values allowed to open signalling sockets with this tenant's tokens; empty: any.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+}
+
+async fn put_settings(
+    State(sig): S,
+    headers: HeaderMap,
+    Body(s): Body<Settings>,
+) -> ApiResult<Json<Settings>> {
+    let who = caller(&sig.api, &headers).await?;
+    let t = who.tenant()?.to_string();
+    if s.allowed_origins.len() > 32 {
+        return Err(ApiError::invalid("at most 32 `allowed_origins`"));
+    }
+    for o in &s.allowed_origins {
+        check_text("allowed_origins[]", o, 200)?;
+        if !(o.starts_with("http://") || o.starts_with("https://")) {
+            return Err(ApiError::invalid(
+                "`allowed_origins[]` must be http(s) origins",
+            ));
+        }
+    }
+    let v = serde_json::to_string(&s.allowed_origins).unwrap_or_default();
+    sig.api
+        .store
+        .put_setting(&t, "signal_allowed_origins", &v)
+        .await?;
+    audit(
+        &sig.api,
+        &who,
+        Some(&t),
+        "signal.settings",
+        "tenant",
+        serde_json::json!({"allowed_origins": s.allowed_origins}),
+    )
+    .await;
+    Ok(Json(s))
+}
+
+async fn get_settings(State(sig): S, headers: HeaderMap) -> ApiResult<Json<Settings>> {
+    let who = caller(&sig.api, &headers).await?;
+    let t = who.tenant()?;
+    let allowed_origins = match sig
+        .api
+        .store
+        .get_setting(t, "signal_allowed_origins")
+        .await?
+    {
+        Some(v) => serde_json::from_str(&v).unwrap_or_default(),
+        None => vec![],
+    };
+    Ok(Json(Settings { allowed_origins }))
+}
+
+async fn upgrade(
+    State(sig): S,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if sig.hub.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this node is draining: connect to another",
+        )
+        .into_response();
+    }
+    let ip = peer.ip().to_canonical();
+    if !sig.hub.admit_ip(ip) {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "too many signalling connections from this address",
+        )
+        .into_response();
+    }
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let max = sig.hub.cfg.max_message_bytes;
+    ws.max_message_size(max * 4)
+        .max_frame_size(max * 4)
+        .on_upgrade(move |socket| async move {
+            crate::ws::run(sig.clone(), socket, ip, origin).await;
+            sig.hub.release_ip(ip);
+        })
+}
+
+const DEMO_HTML: &str = include_str!("../assets/demo.html");
+const ICE_TEST_HTML: &str = include_str!("../assets/ice-test.html");
+const CLIENT_JS: &str = include_str!("../assets/signal-client.js");
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DemoTokenRequest {
+    room: String,
+    identity: String,
+}
+
+/// Tokens for the demo tenant, for anyone who can reach the page (rate limited per address).
+async fn demo_token(
+    State(sig): S,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Body(req): Body<DemoTokenRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Some(t) = sig.demo_tenant.clone() else {
+        return Err(ApiError::not_found("the demo is disabled"));
+    };
+    sig.api
+        .take_token(&format!("demo:{}", peer.ip()))
+        .map_err(ApiError::rate_limited)?;
+    let r = TokenRequest {
+        room: req.room,
+        identity: req.identity,
+        ttl: Some(3600),
+        can_send: None,
+        can_broadcast: None,
+    };
+    let tok = mint(&sig, &t, &r).await?;
+    let ice = sig.ice_servers(&t, &r.identity).await;
+    Ok(Json(serde_json::json!({
+        "token": tok.token, "expires_at": tok.expires_at, "url": tok.url, "ice_servers": ice,
+    })))
+}
+
+fn page(sig: &Signal, html: &'static str) -> Response {
+    if sig.demo_tenant.is_none() {
+        return ApiError::not_found("the demo is disabled").into_response();
+    }
+    Html(html).into_response()
+}
+
+/// Every signalling and demo route.
+pub fn router(sig: Arc<Signal>) -> Router {
+    Router::new()
+        .route("/v1/signal", get(upgrade))
+        .route("/v1/signal/tokens", post(create_token))
+        .route("/v1/signal/rooms", get(list_rooms))
+        .route("/v1/signal/rooms/{room}", get(room).delete(close_room))
+        .route("/v1/signal/rooms/{room}/kick", post(kick))
+        .route("/v1/signal/settings", get(get_settings).put(put_settings))
+        .route(
+            "/demo",
+            get(|State(s): S| async move { page(&s, DEMO_HTML) }),
+        )
+        .route(
+            "/demo/ice-test",
+            get(|State(s): S| async move { page(&s, ICE_TEST_HTML) }),
+        )
+        .route(
+            "/demo/signal-client.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    CLIENT_JS,
+                )
+            }),
+        )
+        .route("/demo/token", post(demo_token))
+        .with_state(sig)
+}
