@@ -88,7 +88,13 @@ impl Signal {
             user_id: Some(identity.to_string()),
             tags: vec![],
         };
-        match turnpike_api::ephemeral::mint(&self.api, tenant, None, &req).await {
+        let mut minted = turnpike_api::ephemeral::mint(&self.api, tenant, None, &req).await;
+        if minted.is_err() {
+            // A tenant made on another node moments ago: re-read the database and retry.
+            let _ = turnpike_api::sync::reload(&self.api).await;
+            minted = turnpike_api::ephemeral::mint(&self.api, tenant, None, &req).await;
+        }
+        match minted {
             Ok(m) => serde_json::to_value(turnpike_api::ephemeral::ice_list(&self.api, &m))
                 .unwrap_or_default(),
             Err(e) => {
