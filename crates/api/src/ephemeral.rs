@@ -39,6 +39,17 @@ pub struct Minted {
     pub expires_at: i64,
 }
 
+/// The tenant's newest live shared secret: what new credentials and join tokens are signed with.
+pub fn newest_secret(state: &AppState, tenant: &str) -> ApiResult<Vec<u8>> {
+    state
+        .directory
+        .load()
+        .tenant_secrets
+        .get(tenant)
+        .and_then(|s| s.first().cloned())
+        .ok_or_else(|| ApiError::conflict("the tenant has no live shared secret; rotate one in"))
+}
+
 /// Mints for a tenant (`credential`: scoped to one stored credential instead).
 pub async fn mint(
     state: &AppState,
@@ -57,13 +68,7 @@ pub async fn mint(
         check_ident("user_id", u, 64)?;
     }
     check_tags(&req.tags)?;
-    let secret = state
-        .directory
-        .load()
-        .tenant_secrets
-        .get(tenant)
-        .and_then(|s| s.first().cloned())
-        .ok_or_else(|| ApiError::conflict("the tenant has no live shared secret; rotate one in"))?;
+    let secret = newest_secret(state, tenant)?;
     let expires_at = unix_now() + ttl;
     let scope = credential.unwrap_or(tenant);
     let username = match &req.user_id {

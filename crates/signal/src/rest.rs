@@ -16,7 +16,7 @@ use turnpike_api::extract::{Body, Path};
 use turnpike_api::util::{audit, check_ident, check_text};
 use turnpike_store::Store;
 
-use crate::bus::{BusEvent, RoomBus};
+use crate::bus::{BusError, BusEvent, RoomBus};
 use crate::hub::room_key;
 use crate::token::{self, Claims};
 use crate::Signal;
@@ -53,14 +53,7 @@ async fn mint(sig: &Signal, tenant: &str, req: &TokenRequest) -> ApiResult<Token
     if !(1..=86_400).contains(&ttl) {
         return Err(ApiError::invalid("`ttl` must be 1 to 86400 seconds"));
     }
-    let secret = sig
-        .api
-        .directory
-        .load()
-        .tenant_secrets
-        .get(tenant)
-        .and_then(|s| s.first().cloned())
-        .ok_or_else(|| ApiError::conflict("the tenant has no live shared secret; rotate one in"))?;
+    let secret = turnpike_api::ephemeral::newest_secret(&sig.api, tenant)?;
     let exp = turnpike_api::state::unix_now() + ttl;
     let claims = Claims {
         tid: tenant.to_string(),
@@ -97,12 +90,7 @@ async fn list_rooms(State(sig): S, headers: HeaderMap) -> ApiResult<Json<Vec<Roo
     let who = caller(&sig.api, &headers).await?;
     let t = who.tenant()?;
     let prefix = room_key(t, "");
-    let rooms = sig
-        .hub
-        .bus
-        .rooms(&prefix)
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let rooms = sig.hub.bus.rooms(&prefix).await?;
     Ok(Json(
         rooms
             .into_iter()
@@ -122,12 +110,7 @@ async fn room(
     let who = caller(&sig.api, &headers).await?;
     let t = who.tenant()?;
     check_room(&room)?;
-    let members = sig
-        .hub
-        .bus
-        .members(&room_key(t, &room))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let members = sig.hub.bus.members(&room_key(t, &room)).await?;
     if members.is_empty() {
         return Err(ApiError::not_found("no such room"));
     }
@@ -152,12 +135,7 @@ async fn kick(
     let t = who.tenant()?.to_string();
     check_room(&room)?;
     let key = room_key(&t, &room);
-    let members = sig
-        .hub
-        .bus
-        .members(&key)
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let members = sig.hub.bus.members(&key).await?;
     if !members.iter().any(|m| m.id == k.peer_id) {
         return Err(ApiError::not_found("no such participant in this room"));
     }
@@ -167,8 +145,7 @@ async fn kick(
             room: key,
             peer_id: k.peer_id.clone(),
         })
-        .await
-        .map_err(|_| ApiError::internal())?;
+        .await?;
     audit(
         &sig.api,
         &who,
@@ -190,21 +167,10 @@ async fn close_room(
     let t = who.tenant()?.to_string();
     check_room(&room)?;
     let key = room_key(&t, &room);
-    if sig
-        .hub
-        .bus
-        .members(&key)
-        .await
-        .map_err(|_| ApiError::internal())?
-        .is_empty()
-    {
+    if sig.hub.bus.members(&key).await?.is_empty() {
         return Err(ApiError::not_found("no such room"));
     }
-    sig.hub
-        .bus
-        .publish(&BusEvent::Close { room: key })
-        .await
-        .map_err(|_| ApiError::internal())?;
+    sig.hub.bus.publish(&BusEvent::Close { room: key }).await?;
     audit(
         &sig.api,
         &who,
@@ -383,4 +349,12 @@ pub fn router(sig: Arc<Signal>) -> Router {
         )
         .route("/demo/token", post(demo_token))
         .with_state(sig)
+}
+
+/// Bus failures answer 500 with the one error shape; the cause is logged, not returned.
+impl From<BusError> for ApiError {
+    fn from(e: BusError) -> Self {
+        tracing::error!(error = %e, "signalling bus error");
+        ApiError::internal()
+    }
 }
