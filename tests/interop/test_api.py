@@ -147,6 +147,13 @@ def test_bad_input_gets_the_right_error(turnpike, db):
     error(api.put("/v1/notifications", {"webhook_url": "ftp://x"}), 422)
     error(api.put("/v1/notifications", {"email_to": "not an address"}), 422)
     error(api.post("/v1/revocations", {}), 422)
+    # NUL cannot be stored in PostgreSQL text: refused on both backends, never a 500.
+    error(api.post("/api/v1/turn/credential/enable", {"username": "\u00c1\u0000\u0017"}), 422, "invalid_field")
+    error(api.post("/v1/credentials", {"label": "a\u0000b"}), 422, "invalid_field")
+    error(api.post("/v1/credentials", {"tags": ["k\u0000"]}), 422, "invalid_field")
+    error(api.get("/v1/credentials?label=a%00b"), 400, "bad_query")
+    error(api.get("/v1/credentials/cred%00x"), 400, "bad_path")
+    ok(api.post("/v1/credentials", {"label": "backslash \\u0000 is just text"}), 201)
     error(api.get("/v1/nowhere"), 404, "not_found")
     error(api.req("PUT", "/v1/credentials"), 405, "method_not_allowed")
     # SQL-looking strings are data, not code.
