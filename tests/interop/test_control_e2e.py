@@ -4,6 +4,7 @@ API reports exactly the relayed bytes, a disabled credential cannot allocate wit
 live allocations are closed on request, revocations bite, SIGTERM mid-relay loses no byte."""
 
 import asyncio
+import os
 import signal
 import time
 
@@ -137,6 +138,33 @@ def test_usage_is_exact_with_uclient(turnpike, db, peer):
     assert cur["usage"]["total_bytes"] == u["total_bytes"] and cur["period"] == "month"
 
 
+def test_usage_is_exact_for_rfc6062_tcp_allocations(turnpike, db):
+    """uclient -T: TCP relay allocations whose data connections are spliced to peer connections
+    (RFC 6062). Every byte a client writes on its data connection is counted client→server and
+    server→peer on its allocation, and again peer→server and server→client on the receiving
+    client's allocation: each leg totals exactly what the clients sent."""
+    user = uniq("tcp-user")
+    t, admin = start(turnpike, db)
+    _, api, _ = new_tenant(admin)
+    ok(api.post("/v1/credentials", {"username": user, "password": "tcp-relay-password"}), 201)
+    length = 400
+    r = uclient.run(t.port, ["-T", "-u", user, "-w", "tcp-relay-password", "-m", "2", "-n", "30", "-l", str(length)])
+    assert r.rc == 0, r.output
+    assert r.received == r.sent > 0 and r.lost == 0, r.output
+    sent = r.sent * length
+
+    def done():
+        u = usage_totals(api, by="credential")["totals"]
+        return u if u["server_to_client_bytes"] >= sent else None
+
+    u = wait_for(done, what="usage of the TCP allocations")
+    time.sleep(0.5)  # nothing more arrives: the totals are final
+    u = usage_totals(api, by="credential")["totals"]
+    for leg in ("client_to_server", "server_to_peer", "peer_to_server", "server_to_client"):
+        assert u[f"{leg}_bytes"] == sent, (leg, u, r.sent)
+    assert u["allocations"] >= 2  # at least the two ends of one connection
+
+
 def test_usage_is_exact_with_aioice_ephemeral(turnpike, db):
     t, admin = start(turnpike, db)
     _, api, _ = new_tenant(admin)
@@ -207,6 +235,44 @@ def test_disabled_credential_cannot_allocate_within_a_second(turnpike, db):
     assert allocation_fails(t.port, dis_user, "disable-me-please") is None
     assert api.delete(f"/v1/credentials/{cid}?disconnect=true").status == 204
     assert allocation_fails(t.port, dis_user, "disable-me-please") == 401
+
+
+def test_disconnect_reaches_every_node(turnpike):
+    """Two nodes sharing PostgreSQL: a credential holds an allocation on each; the operator
+    disables it with `disconnect` through node 1, and both nodes close theirs (node 2 at its
+    next directory reload, 500 ms in these tests)."""
+    pg = os.environ.get("TURNPIKE_TEST_POSTGRES_URL")
+    if not pg:
+        pytest.fail("TURNPIKE_TEST_POSTGRES_URL is not set: run through scripts/test")
+    n1, admin = start(turnpike, pg)
+    n2, _ = start(turnpike, pg)
+    _, api, _ = new_tenant(admin)
+    user = uniq("cluster-user")
+    cid = ok(api.post("/v1/credentials", {"username": user, "password": "across-the-cluster"}), 201)["credential"]["id"]
+
+    async def scenario():
+        on1, _ = await allocate(n1.port, user, "across-the-cluster")
+        on2 = None
+        for _ in range(30):  # node 2 learns the new credential at its next reload
+            try:
+                on2, _ = await allocate(n2.port, user, "across-the-cluster")
+                break
+            except stun.TransactionFailed:
+                await asyncio.sleep(0.2)
+        assert on2 is not None, "node 2 never accepted the credential"
+        for n in (n1, n2):
+            wait_for(lambda: n.metric("turnpike_allocations") == 1, timeout=3, what=f"an allocation on {n.port}")
+        t0 = time.monotonic()
+        ok(api.patch(f"/v1/credentials/{cid}", {"enabled": False, "disconnect": True}))
+        wait_for(lambda: n1.metric("turnpike_allocations") == 0, timeout=2, what="disconnect on node 1")
+        wait_for(lambda: n2.metric("turnpike_allocations") == 0, timeout=4, what="disconnect on node 2")
+        elapsed = time.monotonic() - t0
+        on1.close()
+        on2.close()
+        return elapsed
+
+    elapsed = asyncio.run(scenario())
+    assert elapsed < 4, elapsed
 
 
 def test_revocation_and_expiry_of_ephemeral_credentials(turnpike, db):

@@ -102,9 +102,8 @@ pub async fn start_signal(cfg: &Config, cp: &ControlPlane) -> Result<Arc<turnpik
         _ => url.starts_with("postgres"),
     };
     let bus = if use_pg {
-        let node = turnpike_api::keys::random_hex(6);
         Bus::Postgres(
-            PgBus::connect(&url, &node)
+            PgBus::connect(&url, &cp.state.node_id)
                 .await
                 .context("cannot connect the signalling bus (keys `signal_bus`, `database_url`)")?,
         )

@@ -207,9 +207,7 @@ pub async fn set_enabled(
         .await?;
     crate::sync::after_change(state).await;
     if disconnect && !enabled {
-        state
-            .directory
-            .disconnect(Disconnect::Credential(id.to_string()));
+        crate::sync::disconnect(state, Disconnect::Credential(id.to_string())).await;
     }
     Ok(())
 }
@@ -219,9 +217,7 @@ pub async fn delete(state: &AppState, tenant: &str, id: &str, disconnect: bool) 
     state.store.delete_credential(tenant, id).await?;
     crate::sync::after_change(state).await;
     if disconnect {
-        state
-            .directory
-            .disconnect(Disconnect::Credential(id.to_string()));
+        crate::sync::disconnect(state, Disconnect::Credential(id.to_string())).await;
     }
     Ok(())
 }
@@ -241,9 +237,7 @@ pub async fn delete_label(
     crate::sync::after_change(state).await;
     if disconnect {
         for c in &gone {
-            state
-                .directory
-                .disconnect(Disconnect::Credential(c.id.clone()));
+            crate::sync::disconnect(state, Disconnect::Credential(c.id.clone())).await;
         }
     }
     Ok(gone.len() as u64)

@@ -40,13 +40,11 @@ pub struct Minted {
 }
 
 /// The tenant's newest live shared secret: what new credentials and join tokens are signed with.
-pub fn newest_secret(state: &AppState, tenant: &str) -> ApiResult<Vec<u8>> {
-    state
-        .directory
-        .load()
-        .tenant_secrets
-        .get(tenant)
-        .and_then(|s| s.first().cloned())
+pub async fn newest_secret(state: &AppState, tenant: &str) -> ApiResult<Vec<u8>> {
+    crate::sync::tenant_secrets(state, tenant)
+        .await
+        .into_iter()
+        .next()
         .ok_or_else(|| ApiError::conflict("the tenant has no live shared secret; rotate one in"))
 }
 
@@ -68,7 +66,7 @@ pub async fn mint(
         check_ident("user_id", u, 64)?;
     }
     check_tags(&req.tags)?;
-    let secret = newest_secret(state, tenant)?;
+    let secret = newest_secret(state, tenant).await?;
     let expires_at = unix_now() + ttl;
     let scope = credential.unwrap_or(tenant);
     let username = match &req.user_id {
@@ -185,7 +183,7 @@ pub async fn revoke(
     state.store.add_revocation(&r).await?;
     crate::sync::after_change(&state).await;
     if req.disconnect {
-        state.directory.disconnect(d);
+        crate::sync::disconnect(&state, d).await;
     }
     audit(
         &state,

@@ -62,6 +62,9 @@ impl ControlPlane {
             idempotency: Mutex::new(HashMap::new()),
             notifier: alerts::Notifier::new(),
             sync_lock: tokio::sync::Mutex::new(()),
+            node_id: keys::random_hex(6),
+            seen_disconnects: Mutex::default(),
+            last_miss_reload: Mutex::default(),
         });
         sync::reload(&state).await?;
         let mut generated = None;

@@ -212,11 +212,12 @@ async fn evaluate_inner(
         crate::sync::after_change(state).await;
     }
     for q in disconnect {
-        state.directory.disconnect(if q.scope == "tenant" {
+        let d = if q.scope == "tenant" {
             turnpike_proto::Disconnect::Tenant(q.tenant_id.clone())
         } else {
             turnpike_proto::Disconnect::Credential(q.scope.clone())
-        });
+        };
+        crate::sync::disconnect(state, d).await;
     }
     Ok(())
 }

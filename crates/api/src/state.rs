@@ -103,6 +103,13 @@ pub struct AppState {
     pub notifier: crate::alerts::Notifier,
     /// Serializes directory rebuilds.
     pub sync_lock: tokio::sync::Mutex<()>,
+    /// This process's id among the nodes sharing the database (random per start).
+    pub node_id: String,
+    /// Other nodes' disconnect requests already acted on (id → when made), and when the
+    /// table was last pruned.
+    pub seen_disconnects: Mutex<(HashMap<i64, i64>, i64)>,
+    /// When a lookup last missed the directory and reloaded it (see `sync::tenant_secrets`).
+    pub last_miss_reload: Mutex<Option<Instant>>,
 }
 
 pub type Shared = Arc<AppState>;

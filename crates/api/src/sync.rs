@@ -2,12 +2,16 @@
 //! revocations, quotas) and the meter's quota state, and publishes it. Called after every local
 //! change (so a disabled credential is refused by the next request) and every `sync_interval`
 //! (so changes made by other nodes sharing PostgreSQL arrive too).
+//!
+//! Disconnect requests go the same way: the node that takes one acts at once and records it;
+//! every other node sharing the database acts on it at its next reload. Not a message bus: a
+//! request reaches the other nodes within `sync_interval`, not instantly.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use turnpike_proto::{Account, Limits, Snapshot, StoredUser};
-use turnpike_store::{Store, StoreError};
+use turnpike_proto::{Account, Disconnect, Limits, Snapshot, StoredUser};
+use turnpike_store::{DisconnectRequest, Store, StoreError};
 use turnpike_stun::Key;
 
 use crate::state::{unix_now, AppState};
@@ -87,6 +91,123 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
         }
     }
     state.directory.publish(s);
+    apply_remote_disconnects(state, now).await
+}
+
+/// Reloads prompted by lookups that miss are at most this frequent.
+const MISS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A tenant's live shared secrets, newest first. A tenant the directory does not know yet (made
+/// on another node moments ago) prompts one reload from the store rather than a wait for the
+/// next periodic one; such reloads are rate limited, so unknown tenant ids cannot load the
+/// database.
+pub async fn tenant_secrets(state: &AppState, tenant: &str) -> Vec<Vec<u8>> {
+    let get = || {
+        state
+            .directory
+            .load()
+            .tenant_secrets
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let found = get();
+    if !found.is_empty() {
+        return found;
+    }
+    let due = {
+        let mut last = state
+            .last_miss_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let due = last.is_none_or(|t| now.duration_since(t) >= MISS_RELOAD_EVERY);
+        if due {
+            *last = Some(now);
+        }
+        due
+    };
+    if due {
+        after_change(state).await;
+    } else {
+        // A reload prompted by another miss may be running: wait for it.
+        drop(state.sync_lock.lock().await);
+    }
+    get()
+}
+
+/// How far back other nodes' disconnect requests are read, and when rows are pruned.
+const DISCONNECT_WINDOW: i64 = 120;
+const DISCONNECT_KEEP: i64 = 3600;
+
+/// Closes this node's allocations matching `d` and records the request for the other nodes.
+/// A failure to record is logged: this node has acted, the others have not.
+pub async fn disconnect(state: &AppState, d: Disconnect) {
+    let (kind, tenant_id, value) = match &d {
+        Disconnect::Username(u) => ("username", String::new(), u.clone()),
+        Disconnect::Credential(c) => ("credential", String::new(), c.clone()),
+        Disconnect::Tenant(t) => ("tenant", String::new(), t.clone()),
+        Disconnect::User { tenant_id, user_id } => ("user", tenant_id.clone(), user_id.clone()),
+    };
+    state.directory.disconnect(d);
+    let req = DisconnectRequest {
+        id: 0,
+        node: state.node_id.clone(),
+        kind: kind.into(),
+        tenant_id,
+        value,
+        at: unix_now(),
+    };
+    if let Err(e) = state.store.add_disconnect(&req).await {
+        tracing::error!(error = %e, "cannot record a disconnect request for the other nodes");
+    }
+}
+
+fn parse_disconnect(r: &DisconnectRequest) -> Option<Disconnect> {
+    Some(match r.kind.as_str() {
+        "username" => Disconnect::Username(r.value.clone()),
+        "credential" => Disconnect::Credential(r.value.clone()),
+        "tenant" => Disconnect::Tenant(r.value.clone()),
+        "user" => Disconnect::User {
+            tenant_id: r.tenant_id.clone(),
+            user_id: r.value.clone(),
+        },
+        _ => return None,
+    })
+}
+
+/// Acts once on each disconnect request other nodes made in the last two minutes; prunes the
+/// table about once a minute.
+async fn apply_remote_disconnects(state: &AppState, now: i64) -> Result<(), StoreError> {
+    let rows = state
+        .store
+        .recent_disconnects(now - DISCONNECT_WINDOW)
+        .await?;
+    let prune = {
+        let mut seen = state
+            .seen_disconnects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for r in rows.iter().filter(|r| r.node != state.node_id) {
+            if seen.0.insert(r.id, r.at).is_none() {
+                match parse_disconnect(r) {
+                    Some(d) => state.directory.disconnect(d),
+                    None => {
+                        tracing::warn!(kind = %r.kind, "unknown disconnect request kind; ignored")
+                    }
+                }
+            }
+        }
+        seen.0.retain(|_, at| *at >= now - 2 * DISCONNECT_WINDOW);
+        let due = now - seen.1 >= 60;
+        if due {
+            seen.1 = now;
+        }
+        due
+    };
+    if prune {
+        state.store.prune_disconnects(now - DISCONNECT_KEEP).await?;
+    }
     Ok(())
 }
 

@@ -229,9 +229,7 @@ pub async fn delete_tenant(
     let who = caller(&state, &headers).await?;
     who.admin()?;
     state.store.delete_tenant(&id).await?;
-    state
-        .directory
-        .disconnect(turnpike_proto::Disconnect::Tenant(id.clone()));
+    crate::sync::disconnect(&state, turnpike_proto::Disconnect::Tenant(id.clone())).await;
     audit(
         &state,
         &who,

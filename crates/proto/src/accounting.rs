@@ -5,7 +5,9 @@
 //! What is counted: relayed data only. Client legs count the TURN frames as they cross the wire
 //! (ChannelData header and padding, or the whole Send/Data indication); peer legs count the
 //! application payload. Control messages (Allocate, Refresh, CreatePermission, ChannelBind) are
-//! not counted. RFC 6062 TCP allocations' spliced bytes are not seen here (see the docs).
+//! not counted. RFC 6062 data connections are spliced by the driver, which hands their bytes
+//! back (`Server::handle_spliced`); they are reported as usage of the account, not of one
+//! allocation.
 //! What it does not do: store anything; the events are the only output.
 
 use std::net::SocketAddr;

@@ -87,6 +87,8 @@ pub enum Output {
     SpliceData {
         connection: ConnectionId,
         data: FiveTuple,
+        /// Whose usage the spliced bytes are (report them with `Server::handle_spliced`).
+        account: Option<std::sync::Arc<crate::directory::Account>>,
     },
     /// RFC 6062: close the peer connection (and its data connection, if spliced).
     ClosePeerConnection(ConnectionId),

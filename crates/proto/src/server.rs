@@ -127,6 +127,9 @@ pub struct Server {
     pub stats: Stats,
     /// Metering events not yet polled.
     pub(crate) accounting: Vec<crate::accounting::AccountingEvent>,
+    /// Bytes the driver copied on RFC 6062 data connections since the last poll, per account
+    /// (keyed by the account's address; the map holds the `Arc`, so the key stays unique).
+    spliced: HashMap<usize, (Arc<crate::directory::Account>, crate::accounting::Usage)>,
     /// The directory generation last acted on (limits, disconnects).
     directory_seen: u64,
     /// Wall clock (unix seconds) as of the last input, for metering timestamps.
@@ -140,6 +143,8 @@ impl Server {
         let mut timers = DeadlineQueue::default();
         timers.push(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
         let features = nonce::feature_chars(true, cfg.credentials.has_static_users());
+        // Disconnect requests made before this server existed do not concern its allocations.
+        let directory_seen = cfg.directory.generation();
         Server {
             limiter: RateLimiter::new(cfg.unauth_burst, cfg.unauth_rate_per_sec),
             cfg,
@@ -158,7 +163,8 @@ impl Server {
             features,
             stats: Stats::default(),
             accounting: Vec::new(),
-            directory_seen: 0,
+            spliced: HashMap::new(),
+            directory_seen,
             clock_unix: now_unix,
         }
     }
@@ -546,7 +552,36 @@ impl Server {
                 });
             }
         }
+        for (_, (account, delta)) in self.spliced.drain() {
+            self.accounting.push(AccountingEvent::Usage {
+                account,
+                delta,
+                at_unix: self.clock_unix,
+            });
+        }
         std::mem::take(&mut self.accounting)
+    }
+
+    /// The driver copied `n` bytes on a spliced RFC 6062 data connection: from the client toward
+    /// the peer (`toward_peer`) or back. They count on both legs of that way, one read as one
+    /// packet, in the usage of `account` (reported by the next [`Self::poll_accounting`]).
+    pub fn handle_spliced(
+        &mut self,
+        account: &Arc<crate::directory::Account>,
+        toward_peer: bool,
+        n: usize,
+    ) {
+        let (a, b) = if toward_peer {
+            (Direction::ClientToServer, Direction::ServerToPeer)
+        } else {
+            (Direction::PeerToServer, Direction::ServerToClient)
+        };
+        let (_, u) = self
+            .spliced
+            .entry(Arc::as_ptr(account) as usize)
+            .or_insert_with(|| (account.clone(), Default::default()));
+        u.count(a, n);
+        u.count(b, n);
     }
 
     /// The driver could not send relayed data of the allocation on `relay` (`dir`: to the peer

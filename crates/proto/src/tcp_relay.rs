@@ -198,6 +198,7 @@ impl Server {
         self.outputs.push_back(Output::SpliceData {
             connection: cid,
             data: ft,
+            account: auth.account.clone(),
         });
         Ok(Reply::Written(n))
     }

@@ -1018,7 +1018,8 @@ fn rfc6062_connect_bind_and_timeouts() {
         s.poll_output(),
         Some(Output::SpliceData {
             connection,
-            data: data_conn.ft
+            data: data_conn.ft,
+            account: None, // a static user: not metered per account
         })
     );
     // Binding the same id twice: 400.
@@ -1369,4 +1370,48 @@ fn ephemeral_credentials_and_revocation() {
         error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
         Some(401)
     );
+}
+
+/// RFC 6062 data connections are spliced by the driver, which hands the copied bytes back: they
+/// are reported as usage of the account, both legs of each way, summed per account, once.
+#[test]
+fn spliced_bytes_are_reported_as_usage_of_their_account() {
+    let cfg = config(|_| {});
+    let (mut s, t0) = new_server(cfg);
+    let a = Arc::new(Account {
+        tenant_id: "ten_1".into(),
+        credential_id: Some("cred_1".into()),
+        user_id: None,
+    });
+    let b = Arc::new(Account {
+        tenant_id: "ten_2".into(),
+        credential_id: None,
+        user_id: Some("bob".into()),
+    });
+    s.handle_spliced(&a, true, 100);
+    s.handle_spliced(&a, true, 20);
+    s.handle_spliced(&a, false, 7);
+    s.handle_spliced(&b, false, 3);
+    let mut ev = s.poll_accounting(t0);
+    ev.sort_by_key(|e| match e {
+        AccountingEvent::Usage { account, .. } => account.tenant_id.to_string(),
+        other => panic!("{other:?}"),
+    });
+    let [AccountingEvent::Usage {
+        account: ua,
+        delta: da,
+        ..
+    }, AccountingEvent::Usage {
+        account: ub,
+        delta: db,
+        ..
+    }] = &ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert!(Arc::ptr_eq(ua, &a) && Arc::ptr_eq(ub, &b));
+    assert_eq!(da.bytes, [120, 120, 7, 7]);
+    assert_eq!(da.packets, [2, 2, 1, 1]);
+    assert_eq!(db.bytes, [0, 0, 3, 3]);
+    assert!(s.poll_accounting(t0).is_empty(), "reported once");
 }

@@ -158,7 +158,12 @@ pub(crate) async fn connection<S>(
                     w.on_client_packet(now, ft, &buf[start..start + len]);
                     start += len;
                     let splice = w.splices.borrow_mut().remove(&ft);
-                    if let Some((cid, peer_stream)) = splice {
+                    if let Some(crate::worker::Splice {
+                        connection: cid,
+                        peer: peer_stream,
+                        account,
+                    }) = splice
+                    {
                         // RFC 6062 data connection: from here on, raw bytes both ways.
                         let leftover = buf[start..filled].to_vec();
                         w.tcp_conns.borrow_mut().remove(&ft);
@@ -171,6 +176,7 @@ pub(crate) async fn connection<S>(
                         let task = tokio::task::spawn_local(crate::tcp_relay::splice(
                             w.clone(),
                             ft,
+                            account,
                             client,
                             peer_stream,
                             leftover,

@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use turnpike_proto::{ConnectionId, Direction, FiveTuple};
+use turnpike_proto::{Account, ConnectionId, Direction, FiveTuple};
 
 use crate::worker::Worker;
 
@@ -141,10 +141,11 @@ pub(crate) async fn connect_peer(
 }
 
 /// Copies bytes both ways between a client data connection and its peer connection, counting
-/// them, until either side closes.
+/// them (in the transport statistics and in `account`'s usage), until either side closes.
 pub(crate) async fn splice<C>(
     w: Rc<Worker>,
     ft: FiveTuple,
+    account: Option<Arc<Account>>,
     client: C,
     peer: tokio::net::TcpStream,
     leftover: Vec<u8>,
@@ -154,15 +155,10 @@ pub(crate) async fn splice<C>(
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut pr, mut pw) = peer.into_split();
     let w2 = w.clone();
+    let account2 = account.clone();
     let up = async move {
         if !leftover.is_empty() {
-            count(
-                &w2,
-                &ft,
-                Direction::ClientToServer,
-                Direction::ServerToPeer,
-                leftover.len(),
-            );
+            count(&w2, &ft, account2.as_ref(), true, leftover.len());
             pw.write_all(&leftover).await?;
         }
         let mut buf = vec![0u8; 16 * 1024];
@@ -172,13 +168,7 @@ pub(crate) async fn splice<C>(
                 let _ = pw.shutdown().await;
                 return Ok::<(), io::Error>(());
             }
-            count(
-                &w2,
-                &ft,
-                Direction::ClientToServer,
-                Direction::ServerToPeer,
-                n,
-            );
+            count(&w2, &ft, account2.as_ref(), true, n);
             pw.write_all(&buf[..n]).await?;
         }
     };
@@ -190,13 +180,7 @@ pub(crate) async fn splice<C>(
                 let _ = cw.shutdown().await;
                 return Ok::<(), io::Error>(());
             }
-            count(
-                &w,
-                &ft,
-                Direction::PeerToServer,
-                Direction::ServerToClient,
-                n,
-            );
+            count(&w, &ft, account.as_ref(), false, n);
             cw.write_all(&buf[..n]).await?;
         }
     };
@@ -207,8 +191,16 @@ pub(crate) async fn splice<C>(
     }
 }
 
-fn count(w: &Worker, ft: &FiveTuple, a: Direction, b: Direction, n: usize) {
+fn count(w: &Worker, ft: &FiveTuple, account: Option<&Arc<Account>>, toward_peer: bool, n: usize) {
+    let (a, b) = if toward_peer {
+        (Direction::ClientToServer, Direction::ServerToPeer)
+    } else {
+        (Direction::PeerToServer, Direction::ServerToClient)
+    };
     let mut srv = w.server.borrow_mut();
     srv.stats.count(a, ft.transport, n);
     srv.stats.count(b, ft.transport, n);
+    if let Some(account) = account {
+        srv.handle_spliced(account, toward_peer, n);
+    }
 }

@@ -47,6 +47,15 @@ struct RelayEntry {
     task: JoinHandle<()>,
 }
 
+/// An RFC 6062 data connection bound to its peer connection, waiting for the bind's success
+/// response to be written before bytes flow both ways.
+pub(crate) struct Splice {
+    pub connection: ConnectionId,
+    pub peer: tokio::net::TcpStream,
+    /// Whose usage the copied bytes count in (none for static users).
+    pub account: Option<std::sync::Arc<turnpike_proto::Account>>,
+}
+
 /// The state shared by a worker's tasks.
 pub(crate) struct Worker {
     pub server: RefCell<Server>,
@@ -65,7 +74,7 @@ pub(crate) struct Worker {
     /// DTLS associations of this worker's DTLS listeners.
     dtls_sessions: RefCell<crate::dtls::Sessions>,
     /// Peer connections ready to be spliced with the data connection on this 5-tuple.
-    pub splices: RefCell<HashMap<FiveTuple, (ConnectionId, tokio::net::TcpStream)>>,
+    pub splices: RefCell<HashMap<FiveTuple, Splice>>,
     me: RefCell<std::rc::Weak<Worker>>,
     /// The counters as last exported.
     exported: RefCell<Stats>,
@@ -322,14 +331,25 @@ impl Worker {
                         peer,
                     ));
                 }
-                Output::SpliceData { connection, data } => {
+                Output::SpliceData {
+                    connection,
+                    data,
+                    account,
+                } => {
                     let stream = self
                         .peer_streams
                         .take_waiting(connection)
                         .and_then(|s| tokio::net::TcpStream::from_std(s).ok());
                     match stream {
-                        Some(s) => {
-                            self.splices.borrow_mut().insert(data, (connection, s));
+                        Some(peer) => {
+                            self.splices.borrow_mut().insert(
+                                data,
+                                Splice {
+                                    connection,
+                                    peer,
+                                    account,
+                                },
+                            );
                         }
                         None => srv.handle_peer_connection_closed(now, connection),
                     }

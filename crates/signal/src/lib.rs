@@ -41,26 +41,7 @@ impl Signal {
         t: &str,
     ) -> Result<token::Claims, (&'static str, &'static str)> {
         let claims = token::peek(t).map_err(|_| ("bad_token", "the join token is malformed"))?;
-        let mut secrets = self
-            .api
-            .directory
-            .load()
-            .tenant_secrets
-            .get(&claims.tid)
-            .cloned()
-            .unwrap_or_default();
-        if secrets.is_empty() {
-            // A tenant made on another node moments ago: read the database rather than wait
-            // for the next directory sync.
-            let now = turnpike_api::state::unix_now();
-            if let Ok(all) = self.api.store.live_tenant_secrets(now).await {
-                secrets = all
-                    .into_iter()
-                    .filter(|s| s.tenant_id == claims.tid)
-                    .map(|s| s.secret)
-                    .collect();
-            }
-        }
+        let secrets = turnpike_api::sync::tenant_secrets(&self.api, &claims.tid).await;
         token::verify(t, &secrets, turnpike_api::state::unix_now()).map_err(|e| match e {
             token::TokenError::Expired => ("token_expired", "the join token has expired"),
             _ => ("bad_token", "the join token is not valid"),
@@ -88,13 +69,7 @@ impl Signal {
             user_id: Some(identity.to_string()),
             tags: vec![],
         };
-        let mut minted = turnpike_api::ephemeral::mint(&self.api, tenant, None, &req).await;
-        if minted.is_err() {
-            // A tenant made on another node moments ago: re-read the database and retry.
-            let _ = turnpike_api::sync::reload(&self.api).await;
-            minted = turnpike_api::ephemeral::mint(&self.api, tenant, None, &req).await;
-        }
-        match minted {
+        match turnpike_api::ephemeral::mint(&self.api, tenant, None, &req).await {
             Ok(m) => serde_json::to_value(turnpike_api::ephemeral::ice_list(&self.api, &m))
                 .unwrap_or_default(),
             Err(e) => {

@@ -53,7 +53,7 @@ async fn mint(sig: &Signal, tenant: &str, req: &TokenRequest) -> ApiResult<Token
     if !(1..=86_400).contains(&ttl) {
         return Err(ApiError::invalid("`ttl` must be 1 to 86400 seconds"));
     }
-    let secret = turnpike_api::ephemeral::newest_secret(&sig.api, tenant)?;
+    let secret = turnpike_api::ephemeral::newest_secret(&sig.api, tenant).await?;
     let exp = turnpike_api::state::unix_now() + ttl;
     let claims = Claims {
         tid: tenant.to_string(),

@@ -118,6 +118,15 @@ impl Store for AnyStore {
     async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()> {
         delegate!(self, s => s.set_user_tags(tenant_id, user_id, tags))
     }
+    async fn add_disconnect(&self, d: &DisconnectRequest) -> Result<i64> {
+        delegate!(self, s => s.add_disconnect(d))
+    }
+    async fn recent_disconnects(&self, since: i64) -> Result<Vec<DisconnectRequest>> {
+        delegate!(self, s => s.recent_disconnects(since))
+    }
+    async fn prune_disconnects(&self, before: i64) -> Result<u64> {
+        delegate!(self, s => s.prune_disconnects(before))
+    }
     async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>> {
         delegate!(self, s => s.user_tags(tenant_id))
     }

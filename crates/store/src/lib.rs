@@ -98,6 +98,14 @@ pub trait Store {
     /// Live revocations (of one tenant, or all).
     async fn live_revocations(&self, tenant_id: Option<&str>, now: i64) -> Result<Vec<Revocation>>;
     async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()>;
+
+    // Disconnect requests shared by the nodes of a cluster.
+    /// Records one; returns its id.
+    async fn add_disconnect(&self, d: &DisconnectRequest) -> Result<i64>;
+    /// Requests made at or after `since` (seconds), oldest first.
+    async fn recent_disconnects(&self, since: i64) -> Result<Vec<DisconnectRequest>>;
+    /// Deletes requests made before `before`; returns how many.
+    async fn prune_disconnects(&self, before: i64) -> Result<u64>;
     async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>>;
 
     // Usage.

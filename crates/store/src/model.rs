@@ -166,6 +166,20 @@ pub struct Revocation {
     pub expires_at: i64,
 }
 
+/// A request to close live allocations, recorded so every node sharing the database acts on
+/// it (`kind`: `username`, `credential`, `tenant` or `user`; `tenant_id` is set for `user`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisconnectRequest {
+    /// Assigned by the store (ignored on insert).
+    pub id: i64,
+    /// The node that made the request (it has acted on it already).
+    pub node: String,
+    pub kind: String,
+    pub tenant_id: String,
+    pub value: String,
+    pub at: i64,
+}
+
 /// Exact counters of the four legs of relayed traffic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {

@@ -497,6 +497,51 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+            async fn add_disconnect(&self, d: &DisconnectRequest) -> Result<i64> {
+                let r = sqlx::query(
+                    "INSERT INTO disconnect_requests (node, kind, tenant_id, value, at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(&d.node)
+                .bind(&d.kind)
+                .bind(&d.tenant_id)
+                .bind(&d.value)
+                .bind(d.at)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(r.try_get("id")?)
+            }
+
+            async fn recent_disconnects(&self, since: i64) -> Result<Vec<DisconnectRequest>> {
+                let rows = sqlx::query(
+                    "SELECT id, node, kind, tenant_id, value, at FROM disconnect_requests \
+                     WHERE at >= $1 ORDER BY id LIMIT 10000",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(DisconnectRequest {
+                            id: r.try_get("id")?,
+                            node: r.try_get("node")?,
+                            kind: r.try_get("kind")?,
+                            tenant_id: r.try_get("tenant_id")?,
+                            value: r.try_get("value")?,
+                            at: r.try_get("at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn prune_disconnects(&self, before: i64) -> Result<u64> {
+                Ok(sqlx::query("DELETE FROM disconnect_requests WHERE at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
             async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>> {
                 let rows = sqlx::query("SELECT user_id, tags FROM user_tags WHERE tenant_id = $1")
                     .bind(tenant_id)

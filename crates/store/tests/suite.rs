@@ -424,6 +424,36 @@ async fn suite(s: &impl Store) {
     );
     assert_eq!(s.get_setting(&b.id, "k").await.unwrap(), None);
 
+    // Disconnect requests: recorded with an id, read back by time (oldest first), pruned.
+    let node = format!("node-{suffix}");
+    let req = |at: i64, value: &str| DisconnectRequest {
+        id: 0,
+        node: node.clone(),
+        kind: "credential".into(),
+        tenant_id: String::new(),
+        value: value.into(),
+        at,
+    };
+    let d1 = s.add_disconnect(&req(NOW - 7200, "old")).await.unwrap();
+    let d2 = s.add_disconnect(&req(NOW, "cred_x")).await.unwrap();
+    assert!(d2 > d1);
+    let mine =
+        |v: Vec<DisconnectRequest>| v.into_iter().filter(|d| d.node == node).collect::<Vec<_>>();
+    let recent = mine(s.recent_disconnects(NOW - 60).await.unwrap());
+    assert_eq!(
+        recent,
+        vec![DisconnectRequest {
+            id: d2,
+            ..req(NOW, "cred_x")
+        }]
+    );
+    assert_eq!(
+        mine(s.recent_disconnects(NOW - 7200).await.unwrap()).len(),
+        2
+    );
+    assert!(s.prune_disconnects(NOW - 3600).await.unwrap() >= 1);
+    assert_eq!(mine(s.recent_disconnects(0).await.unwrap()).len(), 1);
+
     // Deleting a tenant takes its data with it.
     s.delete_tenant(&b.id).await.unwrap();
     assert!(matches!(
