@@ -7,10 +7,15 @@ Pinning: the server under test on CPU 1 (one core, one Turnpike worker), uclient
 turnutils_peer on CPU 0. All traffic is on 127.0.0.1; every run is bounded by uclient's message
 count and a timeout.
 
+Servers: coturn with a static user; Turnpike with a static user (--users, not metered); and
+Turnpike with a stored credential made through its REST API ("turnpike+meter"), whose every
+relayed packet is counted per allocation and flushed to SQLite: the cost of metering.
+
 Usage: bench/compare.py [--quick] [--out bench/out/results.md]
 """
 
 import argparse
+import json
 import os
 import pathlib
 import re
@@ -25,6 +30,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TURNPIKE = ROOT / "target" / "release" / "turnpike"
 PORT = 3478
 PEER_PORT = 3480
+API_PORT = 3490
+ADMIN_KEY = "bench-admin-key-0123456789abcdef"
+METERED = ("metered-user", "metered-password-1")
+SERVERS = ["coturn", "turnpike", "turnpike+meter"]
 SERVER_CPU = "1"
 CLIENT_CPU = "0"
 
@@ -81,27 +90,55 @@ def start_coturn(tmp):
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_turnpike(tmp):
+def start_turnpike(tmp, metered):
     cert, key = make_cert(tmp)
+    data = tempfile.mkdtemp(dir=tmp)  # a fresh database per run
     cmd = ["taskset", "-c", SERVER_CPU, str(TURNPIKE), "--listen-udp", f"127.0.0.1:{PORT}",
            "--listen-tcp", f"127.0.0.1:{PORT}", "--listen-tls", f"127.0.0.1:{TLS_PORT}", "--listen-dtls", f"127.0.0.1:{TLS_PORT}",
            "--tls-cert", str(cert), "--tls-key", str(key), "--users", "u:p", "--realm", "test", "--workers", "1",
            "--danger-allow-peer-ranges", "127.0.0.0/8", "--relay-port-min", "40000", "--relay-port-max", "60000",
-           "--metrics-listen", "", "--log-level", "warn", "--data-dir", str(tmp / "data")]
+           "--metrics-listen", f"127.0.0.1:{API_PORT}" if metered else "", "--log-level", "warn", "--data-dir", data,
+           "--admin-key", ADMIN_KEY]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def api(method, path, key, body=None):
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{API_PORT}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read() or b"null")
+
+
+def make_metered_credential():
+    """A tenant and a stored credential through the REST API; returns the tenant's key."""
+    t = api("POST", "/v1/tenants", ADMIN_KEY, {"name": "bench"})
+    key = t["secret_key"]
+    api("POST", "/v1/credentials", key, {"username": METERED[0], "password": METERED[1]})
+    return key
+
+
+def metered_bytes(key):
+    """server→peer bytes the usage API reports (after the meter's next flush)."""
+    now = int(time.time())
+    return api("GET", f"/v1/usage?from={now - 3600}&to={now + 3600}", key)["totals"]["server_to_peer_bytes"]
+
+
 def run_case(server, case, tmp):
-    proc = start_coturn(tmp) if server == "coturn" else start_turnpike(tmp)
+    metered = server == "turnpike+meter"
+    proc = start_coturn(tmp) if server == "coturn" else start_turnpike(tmp, metered)
     time.sleep(1.5)
     if proc.poll() is not None:
         raise RuntimeError(f"{server} did not start")
+    user, password = METERED if metered else ("u", "p")
+    tenant_key = make_metered_credential() if metered else None
     cpu0 = proc_cpu_seconds(proc.pid)
     drops0 = udp_in_datagrams()[1]
     sampler = Sampler()
     sampler.start()
     port = TLS_PORT if "-S" in case["args"] else PORT
-    cmd = ["taskset", "-c", CLIENT_CPU, "turnutils_uclient", "-u", "u", "-w", "p", "-e", "127.0.0.1",
+    cmd = ["taskset", "-c", CLIENT_CPU, "turnutils_uclient", "-u", user, "-w", password, "-e", "127.0.0.1",
            "-r", str(PEER_PORT), "-p", str(port), *case["args"], "127.0.0.1"]
     t0 = time.time()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
@@ -110,6 +147,15 @@ def run_case(server, case, tmp):
     sampler.join()
     cpu = proc_cpu_seconds(proc.pid) - cpu0
     drops = udp_in_datagrams()[1] - drops0
+    metered_s2p = None
+    if metered:  # the meter flushes every 2 s: wait for the count to settle
+        last, deadline = -1, time.time() + 10
+        while time.time() < deadline:
+            metered_s2p = metered_bytes(tenant_key)
+            if metered_s2p == last and metered_s2p > 0:
+                break
+            last = metered_s2p
+            time.sleep(2.5)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=10)
@@ -134,6 +180,7 @@ def run_case(server, case, tmp):
         "cpu_us_per_datagram": (cpu * 1e6 / (recv * 4)) if recv else float("nan"),  # per forwarded message leg
         "rcvbuf_errors": drops,
         "wall": wall,
+        "metered_s2p": metered_s2p,
     }
 
 
@@ -160,12 +207,14 @@ def main():
             tmp = pathlib.Path(d)
             for case in cases:
                 res = {}
-                for server in ["coturn", "turnpike"]:
+                for server in SERVERS:
                     res[server] = run_case(server, case, tmp)
                     r = res[server]
                     print(f"{case['name']:45} {server:9} recv={r['recv']:7} loss={r['loss_pct']:.2f}% "
                           f"peak={r['peak_rt']:8.0f} rt/s mean={r['mean_rt']:8.0f} rt/s cpu={r['cpu_s']:.2f}s "
-                          f"({r['cpu_us_per_datagram']:.2f} us/datagram)", flush=True)
+                          f"({r['cpu_us_per_datagram']:.2f} us/datagram)"
+                          + (f" metered server->peer bytes={r['metered_s2p']}" if r["metered_s2p"] is not None else ""),
+                          flush=True)
                 rows.append((case, res))
     finally:
         peer.terminate()
@@ -175,14 +224,17 @@ def main():
         "|---|---|---|---|---|---|---|---|",
     ]
     for case, res in rows:
-        for s in ["coturn", "turnpike"]:
+        for s in SERVERS:
             r = res[s]
             lines.append(f"| {case['name']} | {s} | {r['recv']} | {r['loss_pct']:.2f} % | {r['peak_rt']:.0f} | "
                          f"{r['mean_rt']:.0f} | {r['cpu_s']:.2f} | {r['cpu_us_per_datagram']:.2f} |")
-        c, t = res["coturn"], res["turnpike"]
-        ratio_cpu = c["cpu_us_per_datagram"] / t["cpu_us_per_datagram"] if t["cpu_us_per_datagram"] else float("nan")
-        ratio_rt = t["mean_rt"] / c["mean_rt"] if c["mean_rt"] else float("nan")
-        lines.append(f"| {case['name']} | **ratio** | | | | **{ratio_rt:.2f}×** mean rt/s | | **{ratio_cpu:.2f}×** less CPU per datagram |")
+        c = res["coturn"]
+        for s in SERVERS[1:]:
+            t = res[s]
+            ratio_cpu = c["cpu_us_per_datagram"] / t["cpu_us_per_datagram"] if t["cpu_us_per_datagram"] else float("nan")
+            ratio_rt = t["mean_rt"] / c["mean_rt"] if c["mean_rt"] else float("nan")
+            lines.append(f"| {case['name']} | **ratio {s} / coturn** | | | | **{ratio_rt:.2f}×** mean rt/s | | "
+                         f"**{ratio_cpu:.2f}×** less CPU per datagram |")
     table = "\n".join(lines)
     print("\n" + table)
     out = pathlib.Path(a.out)

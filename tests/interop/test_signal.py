@@ -339,14 +339,20 @@ def test_origin_allow_list_admin_and_drain(sig):
     assert t.proc.wait(timeout=15) == 0
 
 
-def test_two_nodes_share_rooms_through_postgres(turnpike):
+def two_nodes(turnpike):
+    """Two nodes sharing rooms through the PostgreSQL server scripts/test started; a tenant's
+    Api and a fresh room name."""
     pg = os.environ.get("TURNPIKE_TEST_POSTGRES_URL")
     if not pg:
         pytest.fail("TURNPIKE_TEST_POSTGRES_URL is not set: run through scripts/test")
     n1, admin = start(turnpike, 'signal_bus = "postgres"\n', db_url=pg)
     n2, _ = start(turnpike, 'signal_bus = "postgres"\n', db_url=pg)
     _, api, _ = new_tenant(admin)
-    room = "x" + os.urandom(3).hex()
+    return n1, n2, api, "x" + os.urandom(3).hex()
+
+
+def test_two_nodes_share_rooms_through_postgres(turnpike):
+    n1, n2, api, room = two_nodes(turnpike)
 
     async def go():
         a = await connect(n1, token(api, room, "alice"))
@@ -367,3 +373,35 @@ def test_two_nodes_share_rooms_through_postgres(turnpike):
         await b.close()
 
     asyncio.run(go())
+
+
+def test_members_of_a_crashed_node_are_reported_gone(turnpike):
+    """A node killed with SIGKILL cannot say its participants left: the surviving node notices
+    the silent node (no liveness refresh for 20 s), removes its members and tells the room."""
+    n1, n2, api, room = two_nodes(turnpike)
+
+    async def go():
+        a = await connect(n1, token(api, room, "alice"))
+        await recv(a, "joined")
+        b = await connect(n2, token(api, room, "bob"))
+        jb = await recv(b, "joined")
+        assert (await recv(a, "peer_joined"))["peer"]["identity"] == "bob"
+        n2.proc.kill()
+        n2.proc.wait()
+        t0 = time.monotonic()
+        left = None
+        while left is None and time.monotonic() - t0 < 45:
+            await a.send(json.dumps({"v": 1, "type": "ping"}))  # keep alice's own socket alive
+            try:
+                left = await recv(a, "peer_left", timeout=5)
+            except asyncio.TimeoutError:
+                pass
+        assert left is not None, "the crashed node's participant was never reported gone"
+        assert left["peer_id"] == jb["peer"]["id"] and left["reason"] == "node_lost", left
+        rooms = ok(Api(n1.metrics_port, api.key).get("/v1/signal/rooms"))
+        assert {"room": room, "participants": 1} in rooms
+        await a.close()
+        return time.monotonic() - t0
+
+    elapsed = asyncio.run(go())
+    assert elapsed < 45, elapsed

@@ -10,6 +10,10 @@
 //!   dropped client sockets, not a lost database connection.
 //!
 //! Every node receives every event and delivers it to its own participants of that room.
+//!
+//! A node that dies without leaving (a crash, a lost network) stops refreshing its row in
+//! `signal_nodes`; after [`NODE_TIMEOUT`] the surviving nodes remove its members and tell their
+//! rooms those peers left (reason `node_lost`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -147,6 +151,10 @@ pub struct PgBus {
 }
 
 const CHANNEL: &str = "turnpike_signal";
+/// How often a node refreshes its liveness row and looks for silent nodes.
+pub const NODE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A node silent this long is gone: its members are removed.
+pub const NODE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 /// NOTIFY payloads must stay under 8000 bytes.
 const INLINE_MAX: usize = 7000;
 
@@ -162,6 +170,7 @@ impl PgBus {
             node: node.to_string(),
             tx: broadcast::channel(4096).0,
         });
+        bus.heartbeat().await?;
         let mut listener = sqlx::postgres::PgListener::connect_with(&bus.pool).await?;
         listener.listen(CHANNEL).await?;
         let b = bus.clone();
@@ -214,16 +223,85 @@ impl PgBus {
                     .await;
             }
         });
+        // Liveness: refresh this node's row, remove the members of silent nodes.
+        let b = bus.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(NODE_HEARTBEAT);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = b.heartbeat().await {
+                    tracing::warn!(error = %e, "signalling node heartbeat failed");
+                    continue;
+                }
+                match b.reap_silent_nodes().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(members = n, "removed members of silent signalling nodes")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot remove members of silent nodes"),
+                }
+            }
+        });
         Ok(bus)
     }
 
-    /// Removes this node's members (at shutdown).
+    async fn heartbeat(&self) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO signal_nodes (node, seen_at) VALUES ($1, $2) \
+             ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(&self.node)
+        .bind(turnpike_api::state::unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the members of nodes silent for [`NODE_TIMEOUT`] (and of nodes with no liveness
+    /// row at all, joined that long ago) and tells their rooms; returns how many. When several
+    /// nodes reap at once, each member is removed, and announced, by exactly one of them.
+    pub async fn reap_silent_nodes(&self) -> Result<usize> {
+        use sqlx::Row;
+        let cutoff = turnpike_api::state::unix_now() - NODE_TIMEOUT.as_secs() as i64;
+        let rows = sqlx::query(
+            "DELETE FROM signal_members m WHERE m.node <> $2 AND ( \
+               m.node IN (SELECT node FROM signal_nodes WHERE seen_at < $1) \
+               OR (m.joined_at < $1 AND NOT EXISTS (SELECT 1 FROM signal_nodes n WHERE n.node = m.node))) \
+             RETURNING m.room, m.peer_id",
+        )
+        .bind(cutoff)
+        .bind(&self.node)
+        .fetch_all(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM signal_nodes WHERE seen_at < $1 AND node <> $2")
+            .bind(cutoff)
+            .bind(&self.node)
+            .execute(&self.pool)
+            .await?;
+        for r in &rows {
+            self.publish(&BusEvent::Left {
+                room: r.try_get("room")?,
+                peer_id: r.try_get("peer_id")?,
+                reason: "node_lost".into(),
+            })
+            .await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Removes this node's members and liveness row (at shutdown).
     pub async fn forget_node(&self) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM signal_members WHERE node = $1")
+        let n = sqlx::query("DELETE FROM signal_members WHERE node = $1")
             .bind(&self.node)
             .execute(&self.pool)
             .await?
-            .rows_affected())
+            .rows_affected();
+        sqlx::query("DELETE FROM signal_nodes WHERE node = $1")
+            .bind(&self.node)
+            .execute(&self.pool)
+            .await?;
+        Ok(n)
     }
 }
 
