@@ -53,6 +53,17 @@ def test_uclient_ipv6_relay(turnpike, peer):
     assert r.lost == 0, r.output
 
 
+def test_ipv4_relay_for_a_client_that_came_over_ipv6(turnpike, peer):
+    """A client reaching the server over ::1 that asks for the default relay family (IPv4, RFC
+    8656) gets an IPv4 relay on the server's IPv4 listener address (no relay_ipv4 configured),
+    not 440, and relays to an IPv4 peer."""
+    t = turnpike(USERS + LOOPBACK_OK)
+    r = uclient.run(t.port, ["-u", "u", "-w", "p", "-e", "127.0.0.1", "-r", str(peer), "-m", "2", "-n", "30", "-c"], host="::1")
+    assert r.rc == 0, r.output
+    assert r.received == r.sent > 0, r.output
+    assert r.lost == 0, r.output
+
+
 def test_uclient_dual_allocation(turnpike, peer):
     """-Z asks for an IPv4 and an IPv6 relay in one Allocate (RFC 6156 ADDITIONAL-ADDRESS-FAMILY)."""
     t = turnpike(USERS + LOOPBACK_OK)

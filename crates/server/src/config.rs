@@ -32,9 +32,11 @@ pub struct DriverConfig {
     pub http: Option<crate::mux::HttpService>,
     /// DTLS settings for the DTLS listeners.
     pub dtls: Option<std::sync::Arc<crate::dtls::DtlsContext>>,
-    /// IPv4 address relay sockets bind to. `None`: the address the client reached us on.
+    /// IPv4 address relay sockets bind to. `None`: the address the client reached us on, or
+    /// for a client that reached us over IPv6, the first specific IPv4 listener address.
     pub relay_ipv4: Option<IpAddr>,
-    /// IPv6 address relay sockets bind to. `None`: the address the client reached us on.
+    /// IPv6 address relay sockets bind to. `None`: the address the client reached us on, or
+    /// for a client that reached us over IPv4, the first specific IPv6 listener address.
     pub relay_ipv6: Option<IpAddr>,
     /// Relay port range (inclusive).
     pub relay_port_min: u16,
@@ -79,5 +81,19 @@ impl Default for DriverConfig {
             tcp_queue_frames: 512,
             accounting: None,
         }
+    }
+}
+
+impl DriverConfig {
+    /// The first listener address of the family that is a specific address (not `0.0.0.0` or
+    /// `::`): where relays of that family bind for clients that reached us over the other one.
+    pub fn listener_ip(&self, ipv6: bool) -> Option<IpAddr> {
+        self.udp_listen
+            .iter()
+            .chain(&self.tcp_listen)
+            .chain(&self.tls_listen)
+            .chain(&self.dtls_listen)
+            .map(|a| a.ip().to_canonical())
+            .find(|ip| ip.is_ipv6() == ipv6 && !ip.is_unspecified())
     }
 }

@@ -366,10 +366,17 @@ impl Worker {
         } else {
             self.cfg.relay_ipv4
         };
-        configured.or_else(|| {
-            let ip = server.ip().to_canonical();
-            (ip.is_ipv6() == ipv6 && !ip.is_unspecified()).then_some(ip)
-        })
+        configured
+            .or_else(|| {
+                let ip = server.ip().to_canonical();
+                (ip.is_ipv6() == ipv6 && !ip.is_unspecified()).then_some(ip)
+            })
+            .or_else(|| {
+                let reached = server.ip().to_canonical();
+                (reached.is_ipv6() != ipv6)
+                    .then(|| self.cfg.listener_ip(ipv6))
+                    .flatten()
+            })
     }
 
     /// A peer connected to a relayed TCP address.
