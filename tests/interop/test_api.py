@@ -111,6 +111,21 @@ def test_credentials_crud(turnpike, db):
     b = ok(api.post("/v1/credentials", {"label": "idem"}, headers=h), 201)
     assert a == b
     assert len(ok(api.get("/v1/credentials?label=idem"))["items"]) == 1
+    # Concurrent requests with one key: one creates, the others replay it or get 409 (in
+    # progress), never a second credential. A failed create does not hold its key.
+    from concurrent.futures import ThreadPoolExecutor
+    h = {"Idempotency-Key": "create-race"}
+    with ThreadPoolExecutor(8) as pool:
+        rs = list(pool.map(lambda _: api.post("/v1/credentials", {"label": "race"}, headers=h), range(8)))
+    assert {r.status for r in rs} <= {201, 409} and any(r.status == 201 for r in rs), [r.status for r in rs]
+    assert len({r.json["credential"]["id"] for r in rs if r.status == 201}) == 1
+    for r in rs:
+        if r.status == 409:
+            error(r, 409, "conflict")
+    assert len(ok(api.get("/v1/credentials?label=race"))["items"]) == 1
+    h = {"Idempotency-Key": "create-bad-then-good"}
+    error(api.post("/v1/credentials", {"label": "x" * 101}, headers=h), 422)
+    ok(api.post("/v1/credentials", {"label": "after-failure"}, headers=h), 201)
     # The audit log has the credential changes, without passwords.
     audit = ok(api.get("/v1/audit"))
     acts = {a["action"] for a in audit}

@@ -91,7 +91,16 @@ pub struct Bucket {
 
 /// Responses to creates, kept briefly by `Idempotency-Key` (in memory only: they can contain
 /// secrets shown once, which must not be written to the database).
-pub type IdempotencyCache = HashMap<(String, String), (Instant, u16, String)>;
+pub type IdempotencyCache = HashMap<(String, String), Idempotent>;
+
+/// One `Idempotency-Key` of one API key.
+#[derive(Debug, Clone)]
+pub enum Idempotent {
+    /// The first request with it is still running (since then).
+    InFlight(Instant),
+    /// It finished: when, and its status and body to replay.
+    Done(Instant, u16, String),
+}
 
 pub struct AppState {
     pub store: AnyStore,

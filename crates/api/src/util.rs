@@ -8,7 +8,7 @@ use turnpike_store::{AuditEntry, Store};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{unix_now, AppState};
+use crate::state::{unix_now, AppState, Idempotent};
 
 /// Printable, no control characters, at most `max` characters.
 pub fn check_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
@@ -73,7 +73,11 @@ const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 const IDEMPOTENCY_MAX: usize = 100_000;
 
 /// Runs a create at most once per (key, `Idempotency-Key`): a retry gets the first response
-/// again (status and body), without creating anything.
+/// again (status and body), without creating anything; a retry while the first is still running
+/// gets 409. A failed create is forgotten, so it can be retried with the same key.
+///
+/// Kept in this node's memory on purpose: create responses carry secrets shown once (keys,
+/// passwords), which must not rest in the database in clear.
 pub async fn idempotent<T, F>(
     state: &AppState,
     who: &Principal,
@@ -89,36 +93,91 @@ where
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if let Some(k) = &idem {
-        if k.is_empty() || k.len() > 255 {
-            return ApiError::bad_request("`Idempotency-Key` must be 1 to 255 characters")
-                .into_response();
-        }
-        let cache = state.idempotency.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, code, body)) = cache.get(&(who.key_id().to_string(), k.clone())) {
-            if at.elapsed() < IDEMPOTENCY_WINDOW {
+    let Some(k) = idem else {
+        return match create.await {
+            Ok(v) => replay(
+                status.as_u16(),
+                serde_json::to_string(&v).unwrap_or_default(),
+            ),
+            Err(e) => e.into_response(),
+        };
+    };
+    if k.is_empty() || k.len() > 255 {
+        return ApiError::bad_request("`Idempotency-Key` must be 1 to 255 characters")
+            .into_response();
+    }
+    let slot = (who.key_id().to_string(), k);
+    {
+        let mut cache = state.idempotency.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.get(&slot) {
+            Some(Idempotent::Done(at, code, body)) if at.elapsed() < IDEMPOTENCY_WINDOW => {
                 return replay(*code, body.clone());
             }
+            Some(Idempotent::InFlight(since)) if since.elapsed() < IN_FLIGHT_LIMIT => {
+                return ApiError::conflict(
+                    "a request with this `Idempotency-Key` is still being processed; retry shortly",
+                )
+                .into_response();
+            }
+            _ => {}
         }
+        if cache.len() >= IDEMPOTENCY_MAX {
+            cache.retain(|_, e| match e {
+                Idempotent::Done(at, ..) => at.elapsed() < IDEMPOTENCY_WINDOW,
+                Idempotent::InFlight(since) => since.elapsed() < IN_FLIGHT_LIMIT,
+            });
+        }
+        if cache.len() >= IDEMPOTENCY_MAX {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many idempotency keys in use; retry later",
+            )
+            .into_response();
+        }
+        cache.insert(slot.clone(), Idempotent::InFlight(Instant::now()));
     }
+    // Forgets the in-flight mark unless the create finished (also if this future is dropped).
+    let mut guard = InFlightGuard {
+        state,
+        slot: Some(slot),
+    };
     match create.await {
         Ok(v) => {
             let body = serde_json::to_string(&v).unwrap_or_default();
-            if let Some(k) = idem {
+            if let Some(slot) = guard.slot.take() {
                 let mut cache = state.idempotency.lock().unwrap_or_else(|e| e.into_inner());
-                if cache.len() >= IDEMPOTENCY_MAX {
-                    cache.retain(|_, (at, _, _)| at.elapsed() < IDEMPOTENCY_WINDOW);
-                }
-                if cache.len() < IDEMPOTENCY_MAX {
-                    cache.insert(
-                        (who.key_id().to_string(), k),
-                        (Instant::now(), status.as_u16(), body.clone()),
-                    );
-                }
+                cache.insert(
+                    slot,
+                    Idempotent::Done(Instant::now(), status.as_u16(), body.clone()),
+                );
             }
             replay(status.as_u16(), body)
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// The longest a create may hold its `Idempotency-Key` before a retry may run it again.
+const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(60);
+
+struct InFlightGuard<'a> {
+    state: &'a AppState,
+    slot: Option<(String, String)>,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let mut cache = self
+                .state
+                .idempotency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if matches!(cache.get(&slot), Some(Idempotent::InFlight(_))) {
+                cache.remove(&slot);
+            }
+        }
     }
 }
 
