@@ -163,6 +163,16 @@ def test_usage_is_exact_for_rfc6062_tcp_allocations(turnpike, db):
     for leg in ("client_to_server", "server_to_peer", "peer_to_server", "server_to_client"):
         assert u[f"{leg}_bytes"] == sent, (leg, u, r.sent)
     assert u["allocations"] >= 2  # at least the two ends of one connection
+    # The allocation log has the same bytes, each data connection's on its own allocation.
+    def logged():
+        log = ok(api.get("/v1/allocations"))
+        if not log or any(a["ended_at"] is None for a in log):
+            return None
+        sums = {leg: sum(a[f"{leg}_bytes"] for a in log) for leg in ("client_to_server", "server_to_peer", "peer_to_server", "server_to_client")}
+        return sums if all(v == sent for v in sums.values()) else None
+
+    wait_for(logged, timeout=10, what="allocation log bytes of the TCP allocations")
+    assert all(a["transport"] == "tcp" for a in ok(api.get("/v1/allocations")))
 
 
 def test_usage_is_exact_with_aioice_ephemeral(turnpike, db):

@@ -32,9 +32,24 @@ pub struct Meter {
 struct Pending {
     usage: HashMap<Bucket, Counters>,
     allocations: HashMap<String, AllocationRecord>,
-    /// Started allocations by (worker, serial) -> log id, until they end.
-    live: HashMap<(usize, u64), AllocationRecord>,
+    /// Started allocations by serial (unique in the process), until they end.
+    live: HashMap<u64, AllocationRecord>,
+    /// Bytes of live allocations' RFC 6062 data connections, added to their record at the end.
+    spliced: HashMap<u64, Counters>,
+    /// Allocations ended lately, for data-connection bytes reported after the end.
+    ended: HashMap<u64, AllocationRecord>,
     tenants: HashSet<String>,
+}
+
+/// How many ended allocations are remembered for late data-connection bytes (a data connection
+/// closes with its allocation, so its last report comes within a second or two).
+const ENDED_KEPT: usize = 10_000;
+
+fn add_bytes(r: &mut AllocationRecord, c: &Counters) {
+    r.c2s_bytes += c.c2s_bytes;
+    r.s2p_bytes += c.s2p_bytes;
+    r.p2s_bytes += c.p2s_bytes;
+    r.s2c_bytes += c.s2c_bytes;
 }
 
 fn counters(u: &Usage) -> Counters {
@@ -125,7 +140,10 @@ impl Meter {
         // Allocations still live had their end reported by the workers' shutdown; any left
         // here belong to workers that did not stop cleanly: log them as ended now.
         let now = crate::state::unix_now();
-        for (_, mut r) in pending.live.drain() {
+        for (serial, mut r) in pending.live.drain() {
+            if let Some(extra) = pending.spliced.remove(&serial) {
+                add_bytes(&mut r, &extra);
+            }
             r.ended_at = Some(now);
             pending.allocations.insert(r.id.clone(), r);
         }
@@ -168,18 +186,29 @@ impl Meter {
                         ..Default::default()
                     };
                     p.allocations.insert(r.id.clone(), r.clone());
-                    p.live.insert((worker, serial), r);
+                    p.live.insert(serial, r);
                 }
                 AccountingEvent::Usage {
                     account,
                     delta,
                     at_unix,
+                    spliced,
                 } => {
+                    let c = counters(&delta);
                     p.usage
                         .entry(bucket(&account, at_unix))
                         .or_default()
-                        .add(&counters(&delta));
+                        .add(&c);
                     p.tenants.insert(account.tenant_id.to_string());
+                    // A data connection's bytes also go to its allocation's log record.
+                    if let Some(serial) = spliced {
+                        if p.live.contains_key(&serial) {
+                            p.spliced.entry(serial).or_default().add(&c);
+                        } else if let Some(r) = p.ended.get_mut(&serial) {
+                            add_bytes(r, &c);
+                            p.allocations.insert(r.id.clone(), r.clone());
+                        }
+                    }
                 }
                 AccountingEvent::Ended {
                     serial,
@@ -193,15 +222,18 @@ impl Meter {
                         .entry(bucket(&account, at_unix))
                         .or_default()
                         .allocation_seconds += at_unix.saturating_sub(started_unix) as i64;
-                    if let Some(mut r) = p.live.remove(&(worker, serial)) {
-                        let c = counters(&total);
+                    if let Some(mut r) = p.live.remove(&serial) {
                         r.ended_at = Some(at_unix as i64);
-                        r.c2s_bytes = c.c2s_bytes;
-                        r.s2p_bytes = c.s2p_bytes;
-                        r.p2s_bytes = c.p2s_bytes;
-                        r.s2c_bytes = c.s2c_bytes;
+                        add_bytes(&mut r, &counters(&total));
+                        if let Some(extra) = p.spliced.remove(&serial) {
+                            add_bytes(&mut r, &extra);
+                        }
                         r.peers = peers as i64;
-                        p.allocations.insert(r.id.clone(), r);
+                        p.allocations.insert(r.id.clone(), r.clone());
+                        if p.ended.len() >= ENDED_KEPT {
+                            p.ended.clear();
+                        }
+                        p.ended.insert(serial, r);
                     }
                 }
             }

@@ -6,8 +6,8 @@
 //! (ChannelData header and padding, or the whole Send/Data indication); peer legs count the
 //! application payload. Control messages (Allocate, Refresh, CreatePermission, ChannelBind) are
 //! not counted. RFC 6062 data connections are spliced by the driver, which hands their bytes
-//! back (`Server::handle_spliced`); they are reported as usage of the account, not of one
-//! allocation.
+//! back (`Server::handle_spliced`); they are reported as usage of the account, tagged with the
+//! serial of the allocation the connection belongs to.
 //! What it does not do: store anything; the events are the only output.
 
 use std::net::SocketAddr;
@@ -16,6 +16,12 @@ use std::sync::Arc;
 use crate::directory::Account;
 use crate::five_tuple::Transport;
 use crate::stats::Direction;
+
+/// An allocation's serial in accounting events: unique within the process (the server
+/// instance in the high bits, the allocation's generation in the low 40).
+pub fn allocation_serial(instance: u64, generation: u64) -> u64 {
+    (instance << 40) | (generation & ((1 << 40) - 1))
+}
 
 /// Counters of one allocation, by [`Direction`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +71,9 @@ pub enum AccountingEvent {
         account: Arc<Account>,
         delta: Usage,
         at_unix: u64,
+        /// `Some(serial)`: bytes of an RFC 6062 data connection of that allocation, counted by
+        /// whichever worker carries the connection (possibly not the allocation's).
+        spliced: Option<u64>,
     },
     /// An allocation ended (its last `Usage` event came just before).
     Ended {

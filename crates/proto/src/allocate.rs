@@ -312,7 +312,7 @@ impl Server {
         a.started_unix = unix;
         if let Some(account) = a.account.clone() {
             self.accounting.push(AccountingEvent::Started {
-                serial: generation,
+                serial: crate::accounting::allocation_serial(self.instance, generation),
                 account,
                 username: a.username.clone(),
                 client: ft.client,

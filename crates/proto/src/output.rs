@@ -89,6 +89,8 @@ pub enum Output {
         data: FiveTuple,
         /// Whose usage the spliced bytes are (report them with `Server::handle_spliced`).
         account: Option<std::sync::Arc<crate::directory::Account>>,
+        /// The serial of the allocation the connection belongs to.
+        allocation: u64,
     },
     /// RFC 6062: close the peer connection (and its data connection, if spliced).
     ClosePeerConnection(ConnectionId),

@@ -128,13 +128,19 @@ pub struct Server {
     /// Metering events not yet polled.
     pub(crate) accounting: Vec<crate::accounting::AccountingEvent>,
     /// Bytes the driver copied on RFC 6062 data connections since the last poll, per account
-    /// (keyed by the account's address; the map holds the `Arc`, so the key stays unique).
-    spliced: HashMap<usize, (Arc<crate::directory::Account>, crate::accounting::Usage)>,
+    /// and allocation serial (keyed by the account's address; the map holds the `Arc`, so the
+    /// key stays unique).
+    spliced: HashMap<(usize, u64), (Arc<crate::directory::Account>, crate::accounting::Usage)>,
+    /// This server's number in the process (allocation serials are unique across workers).
+    pub(crate) instance: u64,
     /// The directory generation last acted on (limits, disconnects).
     directory_seen: u64,
     /// Wall clock (unix seconds) as of the last input, for metering timestamps.
     clock_unix: u64,
 }
+
+/// Numbers the servers of a process.
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Server {
     /// A server whose clock reads `now` and whose wall clock reads `now_unix` (seconds since
@@ -164,6 +170,7 @@ impl Server {
             stats: Stats::default(),
             accounting: Vec::new(),
             spliced: HashMap::new(),
+            instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             directory_seen,
             clock_unix: now_unix,
         }
@@ -498,10 +505,11 @@ impl Server {
                         account: acct.clone(),
                         delta,
                         at_unix,
+                        spliced: None,
                     });
                 }
                 self.accounting.push(AccountingEvent::Ended {
-                    serial: a.generation,
+                    serial: crate::accounting::allocation_serial(self.instance, a.generation),
                     account: acct.clone(),
                     started_unix: a.started_unix,
                     at_unix,
@@ -549,25 +557,29 @@ impl Server {
                     account: account.clone(),
                     delta,
                     at_unix: self.clock_unix,
+                    spliced: None,
                 });
             }
         }
-        for (_, (account, delta)) in self.spliced.drain() {
+        for ((_, serial), (account, delta)) in self.spliced.drain() {
             self.accounting.push(AccountingEvent::Usage {
                 account,
                 delta,
                 at_unix: self.clock_unix,
+                spliced: Some(serial),
             });
         }
         std::mem::take(&mut self.accounting)
     }
 
-    /// The driver copied `n` bytes on a spliced RFC 6062 data connection: from the client toward
-    /// the peer (`toward_peer`) or back. They count on both legs of that way, one read as one
-    /// packet, in the usage of `account` (reported by the next [`Self::poll_accounting`]).
+    /// The driver copied `n` bytes on a spliced RFC 6062 data connection of allocation
+    /// `allocation` (the serial from [`Output::SpliceData`]): from the client toward the peer
+    /// (`toward_peer`) or back. They count on both legs of that way, one read as one packet, in
+    /// the usage of `account` (reported by the next [`Self::poll_accounting`]).
     pub fn handle_spliced(
         &mut self,
         account: &Arc<crate::directory::Account>,
+        allocation: u64,
         toward_peer: bool,
         n: usize,
     ) {
@@ -578,7 +590,7 @@ impl Server {
         };
         let (_, u) = self
             .spliced
-            .entry(Arc::as_ptr(account) as usize)
+            .entry((Arc::as_ptr(account) as usize, allocation))
             .or_insert_with(|| (account.clone(), Default::default()));
         u.count(a, n);
         u.count(b, n);

@@ -15,6 +15,8 @@ use crate::output::ConnectionId;
 struct Entry {
     username: String,
     bound: bool,
+    /// The serial of the allocation the connection belongs to (for metering).
+    owner: u64,
 }
 
 /// Why a ConnectionBind cannot claim a connection id.
@@ -41,8 +43,9 @@ impl TcpConnectionRegistry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A fresh id (never 0), registered as waiting for a ConnectionBind by `username`.
-    pub fn issue(&self, username: &str) -> ConnectionId {
+    /// A fresh id (never 0), registered as waiting for a ConnectionBind by `username`, for the
+    /// allocation with serial `owner`.
+    pub fn issue(&self, username: &str, owner: u64) -> ConnectionId {
         let mut m = self.lock();
         loop {
             let id = self.next.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
@@ -52,6 +55,7 @@ impl TcpConnectionRegistry {
                     Entry {
                         username: username.to_string(),
                         bound: false,
+                        owner,
                     },
                 );
                 return id;
@@ -59,8 +63,8 @@ impl TcpConnectionRegistry {
         }
     }
 
-    /// Binds `id` for `username` (RFC 6062 §5.4).
-    pub fn claim(&self, id: ConnectionId, username: &str) -> Result<(), ClaimError> {
+    /// Binds `id` for `username` (RFC 6062 §5.4); returns the owning allocation's serial.
+    pub fn claim(&self, id: ConnectionId, username: &str) -> Result<u64, ClaimError> {
         let mut m = self.lock();
         let e = m.get_mut(&id).ok_or(ClaimError::Unknown)?;
         if e.username != username {
@@ -70,7 +74,7 @@ impl TcpConnectionRegistry {
             return Err(ClaimError::AlreadyBound);
         }
         e.bound = true;
-        Ok(())
+        Ok(e.owner)
     }
 
     pub fn is_bound(&self, id: ConnectionId) -> bool {

@@ -59,7 +59,10 @@ impl Server {
         let relay = a
             .relay_for_peer(&peer)
             .ok_or(TurnError::PeerAddressFamilyMismatch)?;
-        let cid = registry.issue(&a.username);
+        let cid = registry.issue(
+            &a.username,
+            crate::accounting::allocation_serial(self.instance, a.generation),
+        );
         a.tcp_connections.insert(peer, cid);
         let generation = a.generation;
         self.pending_connects.insert(
@@ -142,7 +145,10 @@ impl Server {
         {
             return None;
         }
-        let cid = registry.issue(&a.username);
+        let cid = registry.issue(
+            &a.username,
+            crate::accounting::allocation_serial(self.instance, a.generation),
+        );
         a.tcp_connections.insert(peer, cid);
         let ft = a.five_tuple;
         self.timers
@@ -184,21 +190,22 @@ impl Server {
             .filter(|v| v.len() == 4)
             .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
             .ok_or(TurnError::BadRequest("CONNECTION-ID missing"))?;
-        match self.cfg.tcp_connections.claim(cid, &auth.username) {
-            Ok(()) => {}
+        let owner = match self.cfg.tcp_connections.claim(cid, &auth.username) {
+            Ok(owner) => owner,
             Err(ClaimError::WrongUser) => return Err(TurnError::WrongCredentials),
             Err(_) => {
                 return Err(TurnError::BadRequest(
                     "unknown or already bound CONNECTION-ID",
                 ))
             }
-        }
+        };
         // 3. Success, then the driver joins this connection with the peer connection.
         let n = self.write_success(ctx, |_| Ok(()))?;
         self.outputs.push_back(Output::SpliceData {
             connection: cid,
             data: ft,
             account: auth.account.clone(),
+            allocation: owner,
         });
         Ok(Reply::Written(n))
     }

@@ -162,6 +162,7 @@ pub(crate) async fn connection<S>(
                         connection: cid,
                         peer: peer_stream,
                         account,
+                        allocation,
                     }) = splice
                     {
                         // RFC 6062 data connection: from here on, raw bytes both ways.
@@ -176,7 +177,7 @@ pub(crate) async fn connection<S>(
                         let task = tokio::task::spawn_local(crate::tcp_relay::splice(
                             w.clone(),
                             ft,
-                            account,
+                            account.map(|a| (a, allocation)),
                             client,
                             peer_stream,
                             leftover,

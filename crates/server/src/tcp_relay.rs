@@ -145,7 +145,7 @@ pub(crate) async fn connect_peer(
 pub(crate) async fn splice<C>(
     w: Rc<Worker>,
     ft: FiveTuple,
-    account: Option<Arc<Account>>,
+    account: Option<(Arc<Account>, u64)>,
     client: C,
     peer: tokio::net::TcpStream,
     leftover: Vec<u8>,
@@ -191,7 +191,13 @@ pub(crate) async fn splice<C>(
     }
 }
 
-fn count(w: &Worker, ft: &FiveTuple, account: Option<&Arc<Account>>, toward_peer: bool, n: usize) {
+fn count(
+    w: &Worker,
+    ft: &FiveTuple,
+    account: Option<&(Arc<Account>, u64)>,
+    toward_peer: bool,
+    n: usize,
+) {
     let (a, b) = if toward_peer {
         (Direction::ClientToServer, Direction::ServerToPeer)
     } else {
@@ -200,7 +206,7 @@ fn count(w: &Worker, ft: &FiveTuple, account: Option<&Arc<Account>>, toward_peer
     let mut srv = w.server.borrow_mut();
     srv.stats.count(a, ft.transport, n);
     srv.stats.count(b, ft.transport, n);
-    if let Some(account) = account {
-        srv.handle_spliced(account, toward_peer, n);
+    if let Some((account, allocation)) = account {
+        srv.handle_spliced(account, *allocation, toward_peer, n);
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Splice {
     pub peer: tokio::net::TcpStream,
     /// Whose usage the copied bytes count in (none for static users).
     pub account: Option<std::sync::Arc<turnpike_proto::Account>>,
+    /// The serial of the allocation the connection belongs to.
+    pub allocation: u64,
 }
 
 /// The state shared by a worker's tasks.
@@ -335,6 +337,7 @@ impl Worker {
                     connection,
                     data,
                     account,
+                    allocation,
                 } => {
                     let stream = self
                         .peer_streams
@@ -348,6 +351,7 @@ impl Worker {
                                     connection,
                                     peer,
                                     account,
+                                    allocation,
                                 },
                             );
                         }
