@@ -175,6 +175,27 @@ def test_usage_is_exact_for_rfc6062_tcp_allocations(turnpike, db):
     assert all(a["transport"] == "tcp" for a in ok(api.get("/v1/allocations")))
 
 
+def test_bitrate_cap_paces_rfc6062_data_connections(turnpike, tmp_path):
+    """A credential's max_bitrate_bps also holds on RFC 6062 data connections, where bytes are
+    delayed rather than dropped: everything arrives, and no sooner than the cap allows."""
+    user = uniq("tcp-slow")
+    t, admin = start(turnpike, f"sqlite://{tmp_path / 'pace.db'}")
+    _, api, _ = new_tenant(admin)
+    c = ok(api.post("/v1/credentials", {"username": user, "password": "tcp-slow-password"}), 201)
+    ok(api.put(f"/v1/credentials/{c['credential']['id']}/quota", {"max_bitrate_bps": 40_000}))  # 5 kB/s
+    length, count = 400, 100
+    t0 = time.monotonic()
+    r = uclient.run(t.port, ["-T", "-u", user, "-w", "tcp-slow-password", "-m", "2", "-n", str(count), "-l", str(length)])
+    wall = time.monotonic() - t0
+    assert r.rc == 0, r.output
+    assert r.received == r.sent > 0 and r.lost == 0, r.output
+    # Each data connection carries what its client sent and received: count × length each way
+    # per client. Past the 16 KiB burst, 5 kB/s: at least 12.7 s (unpaced, the run takes 5 s).
+    per_connection = 2 * count * length
+    floor = (per_connection - 16 * 1024) / 5_000
+    assert wall >= 0.8 * floor, (wall, floor)
+
+
 def test_usage_is_exact_with_aioice_ephemeral(turnpike, db):
     t, admin = start(turnpike, db)
     _, api, _ = new_tenant(admin)

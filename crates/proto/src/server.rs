@@ -184,6 +184,12 @@ impl Server {
         self.epoch_unix + now.saturating_duration_since(self.epoch).as_secs()
     }
 
+    /// The current limits of an account (for traffic the driver carries itself: RFC 6062 data
+    /// connections).
+    pub fn limits_for(&self, account: &crate::directory::Account) -> crate::directory::Limits {
+        self.cfg.directory.load().limits_for(account)
+    }
+
     /// Number of live allocations on this instance.
     pub fn allocation_count(&self) -> usize {
         self.allocations.len()

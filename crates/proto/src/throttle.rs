@@ -29,9 +29,7 @@ impl TokenBucket {
         self.bytes_per_sec * 8
     }
 
-    /// Takes `n` bytes if available.
-    #[inline]
-    pub fn take(&mut self, now: Instant, n: usize) -> bool {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last);
         if !elapsed.is_zero() {
             let add = (elapsed.as_micros() as u64).saturating_mul(self.bytes_per_sec) / 1_000_000;
@@ -40,6 +38,30 @@ impl TokenBucket {
                 self.last = now;
             }
         }
+    }
+
+    /// For a stream, where bytes are delayed rather than dropped: takes `n` bytes and returns
+    /// how long to wait before sending them (zero while the burst lasts).
+    pub fn pace(&mut self, now: Instant, n: usize) -> std::time::Duration {
+        self.refill(now);
+        let n = n as u64;
+        if self.tokens >= n {
+            self.tokens -= n;
+            return std::time::Duration::ZERO;
+        }
+        let owed = n - self.tokens;
+        self.tokens = 0;
+        let wait =
+            std::time::Duration::from_micros(owed.saturating_mul(1_000_000) / self.bytes_per_sec);
+        // The wait pays the debt: the bucket resumes filling after it.
+        self.last = now + wait;
+        wait
+    }
+
+    /// Takes `n` bytes if available.
+    #[inline]
+    pub fn take(&mut self, now: Instant, n: usize) -> bool {
+        self.refill(now);
         if self.tokens >= n as u64 {
             self.tokens -= n as u64;
             true
@@ -67,5 +89,24 @@ mod tests {
         }
         // One second: the burst plus about a second's worth.
         assert!((100_000..=126_000).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn paces_a_stream() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(t0, 8 * 100_000); // 100 kB/s, 25 kB burst
+        let mut now = t0;
+        let mut waited = Duration::ZERO;
+        for _ in 0..125 {
+            let w = b.pace(now, 1000);
+            waited += w;
+            now += w;
+        }
+        // 125 kB: the 25 kB burst at once, then 100 kB at 100 kB/s.
+        assert!(
+            waited >= Duration::from_millis(990) && waited <= Duration::from_millis(1010),
+            "{waited:?}"
+        );
+        assert_eq!(b.pace(now, 0), Duration::ZERO);
     }
 }

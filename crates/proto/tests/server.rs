@@ -465,12 +465,15 @@ fn retransmissions_get_identical_answers() {
     assert_eq!(error_code(&exchange(&mut s, t0, &c, &req3).unwrap()), None);
 }
 
+/// Adds the attributes of one test case to a request.
+type AddAttrs = Box<dyn Fn(&mut MessageWriter<'_>)>;
+
 #[test]
 fn allocate_error_codes() {
     let (mut s, t0) = new_server(config(|_| {}));
     let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
     challenge(&mut s, t0, &mut c);
-    let cases: Vec<(u16, Box<dyn Fn(&mut MessageWriter<'_>)>)> = vec![
+    let cases: Vec<(u16, AddAttrs)> = vec![
         (400, Box::new(|_| {})),
         (
             442,

@@ -5,6 +5,7 @@
 //! Peer connections wait in [`PeerStreams`], shared by all workers, because the client's data
 //! connection (and so the splice) may land on another worker than the allocation.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use turnpike_proto::throttle::TokenBucket;
 use turnpike_proto::{Account, ConnectionId, Direction, FiveTuple};
 
 use crate::worker::Worker;
@@ -141,7 +143,8 @@ pub(crate) async fn connect_peer(
 }
 
 /// Copies bytes both ways between a client data connection and its peer connection, counting
-/// them (in the transport statistics and in `account`'s usage), until either side closes.
+/// them (in the transport statistics and in `account`'s usage) and pacing them to the account's
+/// bitrate limit, until either side closes.
 pub(crate) async fn splice<C>(
     w: Rc<Worker>,
     ft: FiveTuple,
@@ -154,11 +157,15 @@ pub(crate) async fn splice<C>(
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut pr, mut pw) = peer.into_split();
-    let w2 = w.clone();
-    let account2 = account.clone();
-    let up = async move {
+    let carried = Carried {
+        w,
+        ft,
+        account,
+        pacing: RefCell::new(Pacing::default()),
+    };
+    let up = async {
         if !leftover.is_empty() {
-            count(&w2, &ft, account2.as_ref(), true, leftover.len());
+            carried.count(true, leftover.len()).await;
             pw.write_all(&leftover).await?;
         }
         let mut buf = vec![0u8; 16 * 1024];
@@ -168,7 +175,7 @@ pub(crate) async fn splice<C>(
                 let _ = pw.shutdown().await;
                 return Ok::<(), io::Error>(());
             }
-            count(&w2, &ft, account2.as_ref(), true, n);
+            carried.count(true, n).await;
             pw.write_all(&buf[..n]).await?;
         }
     };
@@ -180,7 +187,7 @@ pub(crate) async fn splice<C>(
                 let _ = cw.shutdown().await;
                 return Ok::<(), io::Error>(());
             }
-            count(&w, &ft, account.as_ref(), false, n);
+            carried.count(false, n).await;
             cw.write_all(&buf[..n]).await?;
         }
     };
@@ -191,22 +198,58 @@ pub(crate) async fn splice<C>(
     }
 }
 
-fn count(
-    w: &Worker,
-    ft: &FiveTuple,
-    account: Option<&(Arc<Account>, u64)>,
-    toward_peer: bool,
-    n: usize,
-) {
-    let (a, b) = if toward_peer {
-        (Direction::ClientToServer, Direction::ServerToPeer)
-    } else {
-        (Direction::PeerToServer, Direction::ServerToClient)
-    };
-    let mut srv = w.server.borrow_mut();
-    srv.stats.count(a, ft.transport, n);
-    srv.stats.count(b, ft.transport, n);
-    if let Some((account, allocation)) = account {
-        srv.handle_spliced(account, *allocation, toward_peer, n);
+/// What one spliced connection has carried, and its pacing.
+struct Carried {
+    w: Rc<Worker>,
+    ft: FiveTuple,
+    account: Option<(Arc<Account>, u64)>,
+    pacing: RefCell<Pacing>,
+}
+
+/// The account's bitrate limit as last read (re-read every second, so a quota throttle or a
+/// changed `max_bitrate_bps` applies to a running connection), shared by both directions.
+#[derive(Default)]
+struct Pacing {
+    bucket: Option<TokenBucket>,
+    limit: Option<u64>,
+    checked: Option<Instant>,
+}
+
+impl Carried {
+    /// Counts `n` bytes carried one way, then waits as long as the bitrate limit asks.
+    async fn count(&self, toward_peer: bool, n: usize) {
+        let (a, b) = if toward_peer {
+            (Direction::ClientToServer, Direction::ServerToPeer)
+        } else {
+            (Direction::PeerToServer, Direction::ServerToClient)
+        };
+        let wait = {
+            let mut srv = self.w.server.borrow_mut();
+            srv.stats.count(a, self.ft.transport, n);
+            srv.stats.count(b, self.ft.transport, n);
+            let Some((account, allocation)) = &self.account else {
+                return;
+            };
+            srv.handle_spliced(account, *allocation, toward_peer, n);
+            let now = Instant::now();
+            let mut p = self.pacing.borrow_mut();
+            if p.checked
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                p.checked = Some(now);
+                let limit = srv.limits_for(account).max_bitrate_bps;
+                if limit != p.limit {
+                    p.limit = limit;
+                    p.bucket = limit.map(|bps| TokenBucket::new(now, bps));
+                }
+            }
+            match p.bucket.as_mut() {
+                Some(bucket) => bucket.pace(now, n),
+                None => Duration::ZERO,
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
