@@ -1,7 +1,9 @@
 """Fixtures that start the real `turnpike` binary and coturn's test peer on 127.0.0.1."""
 
+import contextlib
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,3 +156,23 @@ def peer():
     for p in procs:
         p.terminate()
         p.wait()
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def chromium(extra_args=()):
+    """Debian's headless Chromium, driven by Playwright with that executable."""
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail("chromium is not installed (scripts/install-prereqs installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS + list(extra_args))
+        try:
+            yield b
+        finally:
+            b.close()

@@ -4,28 +4,18 @@ TURN/UDP, TURN/TCP, and TURNS on the shared port."""
 
 import json
 import pathlib
-import shutil
 
 import pytest
 
-from conftest import LOOPBACK_OK, USERS
+from conftest import LOOPBACK_OK, USERS, chromium
 
-CHROMIUM = shutil.which("chromium")
 PAGE = (pathlib.Path(__file__).parent / "web" / "relay-test.html").as_uri()
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--ignore-certificate-errors"]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed (scripts/install-prereqs installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium(["--ignore-certificate-errors"]) as b:
         yield b
-        b.close()
 
 
 def run_page(browser, servers, timeout_ms=20000):

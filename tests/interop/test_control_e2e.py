@@ -177,23 +177,32 @@ def test_usage_is_exact_for_rfc6062_tcp_allocations(turnpike, db):
 
 def test_bitrate_cap_paces_rfc6062_data_connections(turnpike, tmp_path):
     """A credential's max_bitrate_bps also holds on RFC 6062 data connections, where bytes are
-    delayed rather than dropped: everything arrives, and no sooner than the cap allows."""
+    delayed rather than dropped. The check is an upper bound on what each allocation's data
+    connection carried (client->server plus peer->server, which share one bucket) over the run:
+    the 16 KiB burst plus the rate times the run's length, plus one read of slack. Unpaced, the
+    48 kB per connection goes through in a few seconds, far over that bound. (uclient stops
+    waiting before a paced run ends, so what it reports as lost was only still queued.)"""
     user = uniq("tcp-slow")
     t, admin = start(turnpike, f"sqlite://{tmp_path / 'pace.db'}")
     _, api, _ = new_tenant(admin)
     c = ok(api.post("/v1/credentials", {"username": user, "password": "tcp-slow-password"}), 201)
-    ok(api.put(f"/v1/credentials/{c['credential']['id']}/quota", {"max_bitrate_bps": 40_000}))  # 5 kB/s
-    length, count = 400, 100
+    rate = 2_000  # bytes per second
+    ok(api.put(f"/v1/credentials/{c['credential']['id']}/quota", {"max_bitrate_bps": rate * 8}))
+    length, count = 400, 60
     t0 = time.monotonic()
     r = uclient.run(t.port, ["-T", "-u", user, "-w", "tcp-slow-password", "-m", "2", "-n", str(count), "-l", str(length)])
     wall = time.monotonic() - t0
     assert r.rc == 0, r.output
-    assert r.received == r.sent > 0 and r.lost == 0, r.output
-    # Each data connection carries what its client sent and received: count × length each way
-    # per client. Past the 16 KiB burst, 5 kB/s: at least 12.7 s (unpaced, the run takes 5 s).
-    per_connection = 2 * count * length
-    floor = (per_connection - 16 * 1024) / 5_000
-    assert wall >= 0.8 * floor, (wall, floor)
+
+    def ended():
+        log = ok(api.get("/v1/allocations"))
+        return log if log and all(a["ended_at"] for a in log) else None
+
+    log = wait_for(ended, timeout=10, what="the TCP allocations' log records")
+    carried = [a["client_to_server_bytes"] + a["peer_to_server_bytes"] for a in log]
+    bound = 16 * 1024 + rate * wall + 8 * 1024
+    assert max(carried) > 16 * 1024, (carried, r.output)  # traffic went on past the burst
+    assert all(c <= bound for c in carried), (carried, bound, wall)
 
 
 def test_usage_is_exact_with_aioice_ephemeral(turnpike, db):

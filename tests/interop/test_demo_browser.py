@@ -8,31 +8,22 @@ through PostgreSQL, and the ICE-test page."""
 
 import os
 import pathlib
-import shutil
 import time
 
 import pytest
 
 from api import ADMIN_KEY, Api, control_toml, new_tenant, ok, wait_for
-from conftest import LOOPBACK_OK
+from conftest import LOOPBACK_OK, chromium
 
-CHROMIUM = shutil.which("chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
+FAKE_MEDIA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+              "--autoplay-policy=no-user-gesture-required"]
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "target" / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed (scripts/install-prereqs installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium(FAKE_MEDIA) as b:
         yield b
-        b.close()
 
 
 def token(api, room, identity):
