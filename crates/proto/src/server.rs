@@ -127,10 +127,9 @@ pub struct Server {
     pub stats: Stats,
     /// Metering events not yet polled.
     pub(crate) accounting: Vec<crate::accounting::AccountingEvent>,
-    /// Bytes the driver copied on RFC 6062 data connections since the last poll, per account
-    /// and allocation serial (keyed by the account's address; the map holds the `Arc`, so the
-    /// key stays unique).
-    spliced: HashMap<(usize, u64), (Arc<crate::directory::Account>, crate::accounting::Usage)>,
+    /// Bytes the driver copied on RFC 6062 data connections since the last poll, per allocation
+    /// serial (a serial's connections all belong to its one user), with whose usage they are.
+    spliced: HashMap<u64, (Arc<crate::directory::Account>, crate::accounting::Usage)>,
     /// This server's number in the process (allocation serials are unique across workers).
     pub(crate) instance: u64,
     /// The directory generation last acted on (limits, disconnects).
@@ -567,7 +566,7 @@ impl Server {
                 });
             }
         }
-        for ((_, serial), (account, delta)) in self.spliced.drain() {
+        for (serial, (account, delta)) in self.spliced.drain() {
             self.accounting.push(AccountingEvent::Usage {
                 account,
                 delta,
@@ -578,14 +577,15 @@ impl Server {
         std::mem::take(&mut self.accounting)
     }
 
-    /// The driver copied `n` bytes on a spliced RFC 6062 data connection of allocation
-    /// `allocation` (the serial from [`Output::SpliceData`]): from the client toward the peer
-    /// (`toward_peer`) or back. They count on both legs of that way, one read as one packet, in
-    /// the usage of `account` (reported by the next [`Self::poll_accounting`]).
+    /// The driver copied `n` bytes on a spliced RFC 6062 data connection over `transport`: from
+    /// the client toward the peer (`toward_peer`) or back. They count on both legs of that way
+    /// in the statistics and, given `metered` (the account and the allocation serial from
+    /// [`Output::SpliceData`]), in that account's usage, one read as one packet (reported by the
+    /// next [`Self::poll_accounting`]).
     pub fn handle_spliced(
         &mut self,
-        account: &Arc<crate::directory::Account>,
-        allocation: u64,
+        transport: crate::five_tuple::Transport,
+        metered: Option<(&Arc<crate::directory::Account>, u64)>,
         toward_peer: bool,
         n: usize,
     ) {
@@ -594,12 +594,16 @@ impl Server {
         } else {
             (Direction::PeerToServer, Direction::ServerToClient)
         };
-        let (_, u) = self
-            .spliced
-            .entry((Arc::as_ptr(account) as usize, allocation))
-            .or_insert_with(|| (account.clone(), Default::default()));
-        u.count(a, n);
-        u.count(b, n);
+        self.stats.count(a, transport, n);
+        self.stats.count(b, transport, n);
+        if let Some((account, allocation)) = metered {
+            let (_, u) = self
+                .spliced
+                .entry(allocation)
+                .or_insert_with(|| (account.clone(), Default::default()));
+            u.count(a, n);
+            u.count(b, n);
+        }
     }
 
     /// The driver could not send relayed data of the allocation on `relay` (`dir`: to the peer

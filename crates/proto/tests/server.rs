@@ -1391,10 +1391,11 @@ fn spliced_bytes_are_reported_as_usage_of_their_account() {
         credential_id: None,
         user_id: Some("bob".into()),
     });
-    s.handle_spliced(&a, 7, true, 100);
-    s.handle_spliced(&a, 7, true, 20);
-    s.handle_spliced(&a, 7, false, 7);
-    s.handle_spliced(&b, 9, false, 3);
+    s.handle_spliced(Transport::Tcp, Some((&a, 7)), true, 100);
+    s.handle_spliced(Transport::Tcp, Some((&a, 7)), true, 20);
+    s.handle_spliced(Transport::Tcp, Some((&a, 7)), false, 7);
+    s.handle_spliced(Transport::Tcp, Some((&b, 9)), false, 3);
+    s.handle_spliced(Transport::Tcp, None, false, 1000); // a static user: statistics only
     let mut ev = s.poll_accounting(t0);
     ev.sort_by_key(|e| match e {
         AccountingEvent::Usage { account, .. } => account.tenant_id.to_string(),

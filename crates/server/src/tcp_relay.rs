@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use socket2::{Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use turnpike_proto::throttle::TokenBucket;
-use turnpike_proto::{Account, ConnectionId, Direction, FiveTuple};
+use turnpike_proto::{Account, ConnectionId, FiveTuple};
 
 use crate::worker::Worker;
 
@@ -218,19 +218,13 @@ struct Pacing {
 impl Carried {
     /// Counts `n` bytes carried one way, then waits as long as the bitrate limit asks.
     async fn count(&self, toward_peer: bool, n: usize) {
-        let (a, b) = if toward_peer {
-            (Direction::ClientToServer, Direction::ServerToPeer)
-        } else {
-            (Direction::PeerToServer, Direction::ServerToClient)
-        };
         let wait = {
             let mut srv = self.w.server.borrow_mut();
-            srv.stats.count(a, self.ft.transport, n);
-            srv.stats.count(b, self.ft.transport, n);
-            let Some((account, allocation)) = &self.account else {
+            let metered = self.account.as_ref().map(|(a, serial)| (a, *serial));
+            srv.handle_spliced(self.ft.transport, metered, toward_peer, n);
+            let Some((account, _)) = &self.account else {
                 return;
             };
-            srv.handle_spliced(account, *allocation, toward_peer, n);
             let now = Instant::now();
             let mut p = self.pacing.borrow_mut();
             if p.checked
