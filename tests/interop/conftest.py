@@ -15,18 +15,27 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TURNPIKE_BIN", str(ROOT / "target" / "debug" / "turnpike"))
 
 
+# Ports this run has handed out: the kernel may offer a just-released port again, and two
+# listeners of one server (or of two) must not be given the same number.
+_HANDED_OUT = set()
+
+
 def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, host="127.0.0.1"):
-    """A port free for both UDP and TCP on host (so one number serves both listeners)."""
+    """A port free for both UDP and TCP on host (so one number serves both listeners), never
+    one handed out before in this run."""
     for _ in range(100):
         with socket.socket(family, socket.SOCK_DGRAM) as u:
             u.bind((host, 0))
             port = u.getsockname()[1]
+            if port in _HANDED_OUT:
+                continue
             try:
                 with socket.socket(family, socket.SOCK_STREAM) as t:
                     t.bind((host, port))
-                return port
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
+            return port
     raise RuntimeError("no free port")
 
 
