@@ -133,6 +133,11 @@ pub struct Config {
     pub webhook_attempts: u32,
     /// First webhook retry delay (doubles each time), milliseconds.
     pub webhook_first_retry_ms: u64,
+    /// DANGER: webhook targets in these otherwise-refused ranges (loopback, private, link-local,
+    /// metadata) are allowed, e.g. `127.0.0.0/8` for a receiver on this machine.
+    pub danger_allow_webhook_ranges: Vec<IpNet>,
+    /// Failed API key lookups allowed per client IP and minute before 429 (0: no limit).
+    pub api_auth_failures_per_minute: u32,
     /// Signalling room bus: `memory` (one node), `postgres` (LISTEN/NOTIFY; several nodes sharing `database_url`), or `auto` (postgres when `database_url` is PostgreSQL).
     pub signal_bus: String,
     /// Serve the demo pages (`/demo`, `/demo/ice-test`) and mint tokens for a built-in demo tenant (rate limited, with a daily quota).
@@ -233,6 +238,8 @@ impl Default for Config {
             smtp_from: "turnpike@localhost".into(),
             webhook_attempts: 6,
             webhook_first_retry_ms: 1000,
+            danger_allow_webhook_ranges: vec![],
+            api_auth_failures_per_minute: 30,
             signal_bus: "auto".into(),
             demo_enabled: true,
             signal_max_message_bytes: 16384,
@@ -545,6 +552,18 @@ pub struct Overrides {
     #[arg(long, env = "TURNPIKE_WEBHOOK_FIRST_RETRY_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_first_retry_ms: Option<u64>,
+    /// DANGER: allow webhook targets in these otherwise-refused ranges.
+    #[arg(
+        long,
+        env = "TURNPIKE_DANGER_ALLOW_WEBHOOK_RANGES",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    danger_allow_webhook_ranges: Option<Vec<IpNet>>,
+    #[arg(long, env = "TURNPIKE_API_AUTH_FAILURES_PER_MINUTE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_auth_failures_per_minute: Option<u32>,
     #[arg(long, env = "TURNPIKE_SIGNAL_BUS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     signal_bus: Option<String>,

@@ -56,6 +56,8 @@ pub fn api_config(cfg: &Config) -> ApiConfig {
         }),
         webhook_attempts: cfg.webhook_attempts,
         webhook_first_retry: Duration::from_millis(cfg.webhook_first_retry_ms),
+        danger_allow_webhook_ranges: cfg.danger_allow_webhook_ranges.clone(),
+        auth_failures_per_minute: cfg.api_auth_failures_per_minute,
     }
 }
 

@@ -40,6 +40,10 @@ pub struct ApiConfig {
     /// Webhook delivery: attempts and the first retry delay (doubling).
     pub webhook_attempts: u32,
     pub webhook_first_retry: Duration,
+    /// DANGER: webhook targets in these otherwise-refused ranges are allowed.
+    pub danger_allow_webhook_ranges: Vec<ipnet::IpNet>,
+    /// Failed API key lookups allowed per client IP and minute (0: no limit).
+    pub auth_failures_per_minute: u32,
 }
 
 #[derive(Clone)]
@@ -70,6 +74,8 @@ impl Default for ApiConfig {
             smtp: None,
             webhook_attempts: 6,
             webhook_first_retry: Duration::from_secs(1),
+            danger_allow_webhook_ranges: Vec::new(),
+            auth_failures_per_minute: 30,
         }
     }
 }

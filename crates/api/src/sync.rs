@@ -30,9 +30,10 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
         let tenant: Arc<str> = c.tenant_id.as_str().into();
         s.credentials
             .insert(c.id.clone(), (tenant.clone(), c.enabled));
-        s.users.insert(
-            c.username.clone(),
-            StoredUser {
+        s.users
+            .entry(c.username.clone())
+            .or_default()
+            .push(StoredUser {
                 key_md5: md5,
                 key_sha256: sha,
                 enabled: c.enabled,
@@ -42,8 +43,7 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
                     credential_id: Some(c.id.as_str().into()),
                     user_id: None,
                 }),
-            },
-        );
+            });
     }
     for sec in state.store.live_tenant_secrets(now).await? {
         s.tenant_secrets

@@ -204,14 +204,18 @@ fn authenticate_directory(
     algorithm: PasswordAlgorithm,
     now_unix: u64,
 ) -> Option<Result<(Key, Arc<Account>), TurnError>> {
-    if let Some(u) = dir.users.get(username) {
-        let key = match algorithm {
-            PasswordAlgorithm::Md5 => u.key_md5,
-            PasswordAlgorithm::Sha256 => u.key_sha256,
-        };
-        if !msg.check_integrity(key.as_bytes()) {
+    if let Some(candidates) = dir.users.get(username) {
+        // The same name in several tenants: the key that checks out says whose it is.
+        let found = candidates.iter().find_map(|u| {
+            let key = match algorithm {
+                PasswordAlgorithm::Md5 => u.key_md5,
+                PasswordAlgorithm::Sha256 => u.key_sha256,
+            };
+            msg.check_integrity(key.as_bytes()).then_some((u, key))
+        });
+        let Some((u, key)) = found else {
             return Some(Err(TurnError::Unauthorized("wrong password")));
-        }
+        };
         if !u.enabled {
             return Some(Err(TurnError::Unauthorized("credential disabled")));
         }

@@ -61,8 +61,12 @@ pub struct Limits {
 /// Everything the relay reads, as of one moment.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Stored credentials by username.
-    pub users: HashMap<String, StoredUser>,
+    /// Stored credentials by username. Usernames are unique per tenant, not globally, so one
+    /// name may stand for credentials of several tenants: authentication tries each one's key.
+    pub users: HashMap<String, Vec<StoredUser>>,
+    /// Client addresses refused on every listener (TURN, STUN and the API), as set through the
+    /// API; the configured `denied_client_ranges` apply in addition.
+    pub denied_clients: Vec<ipnet::IpNet>,
     /// Stored credentials by id: tenant and whether enabled (for ephemeral credentials scoped to
     /// a credential).
     pub credentials: HashMap<String, (Arc<str>, bool)>,

@@ -1208,16 +1208,13 @@ fn directory_snapshot(enabled: bool, limits: Limits) -> Snapshot {
         user_id: None,
     });
     let mut s = Snapshot::default();
-    s.users.insert(
-        "carol".into(),
-        StoredUser {
-            key_md5: long_term_key(b"carol", REALM.as_bytes(), b"pw"),
-            key_sha256: long_term_key_sha256(b"carol", REALM.as_bytes(), b"pw"),
-            enabled,
-            expires_at: None,
-            account,
-        },
-    );
+    s.users.entry("carol".into()).or_default().push(StoredUser {
+        key_md5: long_term_key(b"carol", REALM.as_bytes(), b"pw"),
+        key_sha256: long_term_key_sha256(b"carol", REALM.as_bytes(), b"pw"),
+        enabled,
+        expires_at: None,
+        account,
+    });
     s.credentials
         .insert("cred_1".into(), ("ten_1".into(), enabled));
     s.tenant_secrets
