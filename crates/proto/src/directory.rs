@@ -159,6 +159,9 @@ pub struct Directory {
     /// Bumped on every publish and disconnect; workers re-check limits when it moves.
     generation: AtomicU64,
     disconnects: Mutex<Vec<(u64, Disconnect)>>,
+    /// Client ranges refused by configuration (`denied_client_ranges`, re-read on SIGHUP);
+    /// the snapshot's `denied_clients` (set through the API) apply too.
+    configured_denied: ArcSwap<Vec<ipnet::IpNet>>,
 }
 
 impl Directory {
@@ -199,6 +202,29 @@ impl Directory {
             .filter(|(s, _)| *s > seen)
             .map(|(_, d)| d.clone())
             .collect()
+    }
+
+    /// Replaces the configured client deny list.
+    pub fn set_configured_denied_clients(&self, ranges: Vec<ipnet::IpNet>) {
+        self.configured_denied.store(Arc::new(ranges));
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether `ip` is refused on every listener (configured or API deny list). IPv4-mapped
+    /// IPv6 addresses are judged as their IPv4 address.
+    pub fn is_client_denied(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        let configured = self.configured_denied.load();
+        if configured.iter().any(|n| n.contains(&ip)) {
+            return true;
+        }
+        let snap = self.current.load();
+        snap.denied_clients.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether any client range is denied at all (a cheap check before per-packet work).
+    pub fn has_denied_clients(&self) -> bool {
+        !self.configured_denied.load().is_empty() || !self.current.load().denied_clients.is_empty()
     }
 
     /// The allocation-count scopes of an account: its tenant and, if any, its credential.
