@@ -188,12 +188,12 @@ def test_no_tenant_reaches_another(turnpike, db):
     _, b, _ = new_tenant(admin, "b")
     cred = ok(a.post("/v1/credentials", {"label": "mine"}), 201)["credential"]
     cid = cred["id"]
-    pk = ok(a.post(f"/v1/credentials/{cid}/publishable-keys", {}), 201)
+    pk = ok(a.post(f"/v1/credentials/{cid}/publishable-keys", {"allowed_origins": ["*"]}), 201)
     # Every endpoint that takes an id answers 404 to the other tenant, and changes nothing.
     error(b.get(f"/v1/credentials/{cid}"), 404)
     error(b.patch(f"/v1/credentials/{cid}", {"enabled": False}), 404)
     error(b.delete(f"/v1/credentials/{cid}"), 404)
-    error(b.post(f"/v1/credentials/{cid}/publishable-keys", {}), 404)
+    error(b.post(f"/v1/credentials/{cid}/publishable-keys", {"allowed_origins": ["*"]}), 404)
     error(b.put(f"/v1/credentials/{cid}/quota", {"max_allocations": 1}), 404)
     error(b.delete(f"/v1/keys/{pk['info']['id']}"), 404)
     assert ok(b.delete("/v1/credentials?label=mine"))["deleted"] == 0

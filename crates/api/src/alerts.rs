@@ -10,36 +10,54 @@
 //!   "<t>.<raw body>")`. Receivers recompute it and reject old timestamps.
 //!
 //! Retries: up to `webhook_attempts` tries; delays `webhook_first_retry` doubling (1, 2, 4, 8,
-//! 16 s by default) on connection errors and non-2xx answers.
+//! 16 s by default) on connection errors and non-2xx answers. A target whose address is
+//! refused (see [`crate::webhook_target`]) is logged as a warning and not retried.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use ipnet::IpNet;
 use sha2::Sha256;
 use turnpike_store::{AlertEvent, Store};
 
 use crate::state::{unix_now, AppState, SmtpConfig};
+use crate::webhook_target::{self, GuardedResolver};
 
 /// Sends notifications; cheap to clone.
 #[derive(Clone)]
 pub struct Notifier {
-    http: reqwest::Client,
+    /// None if the client could not be built (then webhooks are not sent, and that is logged).
+    http: Option<reqwest::Client>,
+    /// Webhook targets opened by `danger_allow_webhook_ranges`.
+    danger: Arc<[IpNet]>,
 }
 
 impl Default for Notifier {
     fn default() -> Self {
-        Self::new()
+        Self::new(&[])
     }
 }
 
 impl Notifier {
-    pub fn new() -> Self {
+    /// Webhooks never reach refused addresses (see [`crate::webhook_target`]) unless in
+    /// `danger`: the client resolves names through [`GuardedResolver`], follows no redirect
+    /// and uses no proxy (a proxy would connect to whatever address it is given).
+    pub fn new(danger: &[IpNet]) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(danger)))
             .build()
-            .unwrap_or_default();
-        Notifier { http }
+            .inspect_err(|e| {
+                tracing::error!(error = %e, "cannot build the webhook client; webhooks will not be sent")
+            })
+            .ok();
+        Notifier {
+            http,
+            danger: danger.into(),
+        }
     }
 
     /// Delivers `event` to the tenant's webhook and email, in the background.
@@ -53,16 +71,24 @@ impl Notifier {
             }
         };
         let body = payload(&event).to_string();
-        if let (Some(url), Some(secret)) = (settings.webhook_url, settings.webhook_secret) {
-            let http = self.http.clone();
+        if let (Some(url), Some(secret), Some(http)) = (
+            settings.webhook_url,
+            settings.webhook_secret,
+            self.http.clone(),
+        ) {
             let (attempts, first) = (
                 state.cfg.webhook_attempts.max(1),
                 state.cfg.webhook_first_retry,
             );
             let body = body.clone();
             let id = event.id.clone();
+            let danger = self.danger.clone();
             tokio::spawn(async move {
-                deliver_webhook(&http, &url, &secret, &id, &body, attempts, first).await;
+                let target = Target {
+                    url: &url,
+                    danger: &danger,
+                };
+                deliver_webhook(&http, target, &secret, &id, &body, attempts, first).await;
             });
         }
         if let (Some(to), Some(smtp)) = (settings.email_to, state.cfg.smtp.clone()) {
@@ -110,20 +136,41 @@ pub fn signature(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={hex}")
 }
 
+/// A webhook URL and the ranges opened for it.
+struct Target<'a> {
+    url: &'a str,
+    danger: &'a [IpNet],
+}
+
+const REFUSED_LOG: &str = "webhook target refused: its address is loopback, private, link-local \
+    or otherwise internal (open a range with danger_allow_webhook_ranges); not retried";
+
 async fn deliver_webhook(
     http: &reqwest::Client,
-    url: &str,
+    target: Target<'_>,
     secret: &str,
     id: &str,
     body: &str,
     attempts: u32,
     first_retry: Duration,
 ) {
+    let Ok(url) = reqwest::Url::parse(target.url) else {
+        tracing::warn!(event = id, "webhook URL unparsable; not sent");
+        return;
+    };
+    if webhook_target::literal_refused(&url, target.danger) {
+        tracing::warn!(
+            event = id,
+            host = url.host_str().unwrap_or(""),
+            "{REFUSED_LOG}"
+        );
+        return;
+    }
     let mut delay = first_retry;
     for attempt in 1..=attempts {
         let t = unix_now();
         let r = http
-            .post(url)
+            .post(url.clone())
             .header("content-type", "application/json")
             .header("turnpike-event", "quota.threshold")
             .header("idempotency-key", id)
@@ -138,6 +185,14 @@ async fn deliver_webhook(
             }
             Ok(resp) => {
                 tracing::warn!(event = id, attempt, status = %resp.status(), "webhook refused")
+            }
+            Err(e) if webhook_target::is_refused(&e) => {
+                tracing::warn!(
+                    event = id,
+                    host = url.host_str().unwrap_or(""),
+                    "{REFUSED_LOG}"
+                );
+                return;
             }
             Err(e) => {
                 tracing::warn!(event = id, attempt, error = %e.without_url(), "webhook failed")

@@ -1,9 +1,11 @@
 //! Who is calling: the operator (admin key), a tenant (its secret key) or a front-end holding a
 //! credential's publishable key. Keys come in `Authorization: Bearer <key>`; the compatibility
 //! endpoints also take Metered's `?secretKey=` / `?apiKey=`. Every authenticated request takes a
-//! token from its key's rate-limit bucket.
+//! token from its key's rate-limit bucket; failed keys are throttled per client address.
 
-use axum::http::HeaderMap;
+use std::time::Instant;
+
+use axum::http::{HeaderMap, StatusCode};
 use turnpike_store::{KeyKind, Store};
 
 use crate::error::{ApiError, ApiResult};
@@ -67,49 +69,74 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// Authenticates `key` (from a header or, for compatibility routes, the query).
+/// Authenticates `key` (from a header or, for compatibility routes, the query). A client
+/// address that had `auth_failures_per_minute` failed keys in the current minute gets 429
+/// without any key being looked up (see [`crate::guard`]); a missing key is not a failure.
 pub async fn authenticate(state: &AppState, key: Option<&str>) -> ApiResult<Principal> {
     let key = key.ok_or_else(|| {
         ApiError::unauthorized("missing API key: send `Authorization: Bearer <key>`")
     })?;
-    if key.len() > 256 {
-        return Err(ApiError::unauthorized("invalid API key"));
-    }
-    let h = hash_key(key);
-    let principal = if state
-        .cfg
-        .admin_key_hash
-        .is_some_and(|a| constant_time_eq(&a, &h))
-    {
-        Principal::Admin {
-            key_id: "admin".into(),
+    let limit = state.cfg.auth_failures_per_minute;
+    let ip = crate::guard::client_ip();
+    if let Some(ip) = ip {
+        if let Err(wait) = state.auth_failures.check(ip, limit, Instant::now()) {
+            metrics::counter!("turnpike_api_auth_throttled_total").increment(1);
+            return Err(ApiError::auth_throttled(wait));
         }
-    } else {
-        let k = state
-            .store
-            .api_key_by_hash(&h)
-            .await?
-            .filter(|k| k.is_live(unix_now()))
-            .ok_or_else(|| ApiError::unauthorized("invalid, expired or revoked API key"))?;
-        match (k.kind, k.tenant_id) {
-            (KeyKind::Admin, _) => Principal::Admin { key_id: k.id },
-            (KeyKind::Secret, Some(t)) => Principal::Tenant {
-                tenant_id: t,
-                key_id: k.id,
-            },
-            (KeyKind::Publishable, Some(t)) => Principal::Publishable {
-                tenant_id: t,
-                credential_id: k.credential_id.unwrap_or_default(),
-                key_id: k.id,
-                allowed_origins: k.allowed_origins,
-            },
-            _ => return Err(ApiError::unauthorized("invalid API key")),
+    }
+    let principal = match identify(state, key).await {
+        Ok(p) => p,
+        Err(e) => {
+            if e.status == StatusCode::UNAUTHORIZED {
+                metrics::counter!("turnpike_api_auth_failures_total").increment(1);
+                if let Some(ip) = ip {
+                    state.auth_failures.failed(ip, limit, Instant::now());
+                }
+            }
+            return Err(e);
         }
     };
     state
         .take_token(principal.key_id())
         .map_err(ApiError::rate_limited)?;
     Ok(principal)
+}
+
+/// Who holds `key`: 401 if nobody (or a revoked or expired key).
+async fn identify(state: &AppState, key: &str) -> ApiResult<Principal> {
+    if key.len() > 256 {
+        return Err(ApiError::unauthorized("invalid API key"));
+    }
+    let h = hash_key(key);
+    if state
+        .cfg
+        .admin_key_hash
+        .is_some_and(|a| constant_time_eq(&a, &h))
+    {
+        return Ok(Principal::Admin {
+            key_id: "admin".into(),
+        });
+    }
+    let k = state
+        .store
+        .api_key_by_hash(&h)
+        .await?
+        .filter(|k| k.is_live(unix_now()))
+        .ok_or_else(|| ApiError::unauthorized("invalid, expired or revoked API key"))?;
+    Ok(match (k.kind, k.tenant_id) {
+        (KeyKind::Admin, _) => Principal::Admin { key_id: k.id },
+        (KeyKind::Secret, Some(t)) => Principal::Tenant {
+            tenant_id: t,
+            key_id: k.id,
+        },
+        (KeyKind::Publishable, Some(t)) => Principal::Publishable {
+            tenant_id: t,
+            credential_id: k.credential_id.unwrap_or_default(),
+            key_id: k.id,
+            allowed_origins: k.allowed_origins,
+        },
+        _ => return Err(ApiError::unauthorized("invalid API key")),
+    })
 }
 
 /// The caller of a `/v1` endpoint (bearer key).

@@ -50,7 +50,9 @@ impl CredentialOut {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCredential {
-    /// TURN username (letters, digits, `._@+-`, up to 128); generated when absent.
+    /// TURN username (letters, digits, `._@+-`, up to 128), unique within the tenant;
+    /// generated when absent. Other tenants may use the same name, but not with the same
+    /// password (409: choose another password).
     pub username: Option<String>,
     /// TURN password (12 to 128 printable characters); generated when absent.
     pub password: Option<String>,
@@ -122,7 +124,8 @@ pub struct Deleted {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePublishableKey {
-    /// `Origin` values allowed to use the key (e.g. `https://app.example.com`); empty: any.
+    /// `Origin` values allowed to use the key (e.g. `https://app.example.com`), at least one;
+    /// `"*"` allows any origin (and requests without one).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
 }
@@ -243,17 +246,29 @@ pub async fn delete_label(
     Ok(gone.len() as u64)
 }
 
-/// A publishable key for a credential.
+/// The `allowed_origins` entry that allows any origin.
+pub const ANY_ORIGIN: &str = "*";
+
+/// A publishable key for a credential, for `origins` (at least one; [`ANY_ORIGIN`] for any).
 pub async fn publishable_key(
     state: &AppState,
     tenant: &str,
     credential_id: &str,
     origins: &[String],
 ) -> ApiResult<(String, turnpike_store::ApiKey)> {
+    if origins.is_empty() {
+        return Err(ApiError::invalid(
+            "`allowed_origins` must list the origins that may use the key (e.g. \
+             [\"https://app.example.com\"]), or [\"*\"] to allow any",
+        ));
+    }
     if origins.len() > 32 {
         return Err(ApiError::invalid("at most 32 `allowed_origins`"));
     }
     for o in origins {
+        if o == ANY_ORIGIN {
+            continue;
+        }
         check_text("allowed_origins[]", o, 200)?;
         if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
             return Err(ApiError::invalid(

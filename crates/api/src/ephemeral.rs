@@ -290,8 +290,11 @@ pub fn ice_list(state: &AppState, m: &Minted) -> Vec<IceServerOut> {
     .collect()
 }
 
+/// Whether a publishable key with `origins` may be used from `origin`. `*` allows any (and no
+/// `Origin` header); an empty list (stored by earlier versions when none was given) allows none.
 fn origin_allowed(origins: &[String], origin: Option<&str>) -> bool {
-    origins.is_empty() || origin.is_some_and(|o| origins.iter().any(|a| a == o))
+    origins.iter().any(|a| a == crate::credentials::ANY_ORIGIN)
+        || origin.is_some_and(|o| origins.iter().any(|a| a == o))
 }
 
 /// Mints for a tenant key or a publishable key (checking its origins); returns the minted
@@ -412,7 +415,11 @@ mod tests {
     #[test]
     fn origins() {
         let list = vec!["https://a.example".to_string()];
-        assert!(super::origin_allowed(&[], None));
+        assert!(!super::origin_allowed(&[], None));
+        assert!(!super::origin_allowed(&[], Some("https://a.example")));
+        let any = vec!["*".to_string()];
+        assert!(super::origin_allowed(&any, None));
+        assert!(super::origin_allowed(&any, Some("https://b.example")));
         assert!(super::origin_allowed(&list, Some("https://a.example")));
         assert!(!super::origin_allowed(&list, Some("https://b.example")));
         assert!(!super::origin_allowed(&list, None));

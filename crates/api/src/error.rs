@@ -1,7 +1,8 @@
 //! One JSON error shape for every endpoint: `{"error": {"code": "...", "message": "..."}}` with
 //! the status code that fits (400 malformed, 401 no or bad key, 403 not allowed, 404 unknown or
 //! another tenant's, 409 conflict, 413 too large, 415 not JSON, 422 well-formed but invalid,
-//! 429 rate limited with `Retry-After`, 500 internal). Messages never carry secrets.
+//! 429 rate limited with `Retry-After`, 500 internal, 503 `database_lost` when the SQLite file
+//! was removed or replaced under the running server). Messages never carry secrets.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -76,6 +77,26 @@ impl ApiError {
             )
         }
     }
+
+    /// Too many failed API keys from the caller's address (no key is looked up meanwhile).
+    pub fn auth_throttled(retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed API key attempts from this address; retry later",
+            )
+        }
+    }
+    /// The caller's address is on the client deny list.
+    pub fn client_denied() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "client_denied",
+            "requests from this address are refused",
+        )
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -83,6 +104,18 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("no such object"),
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            // Says nothing of the other credential (it may be another tenant's).
+            StoreError::KeyCollision => ApiError::conflict(
+                "this username cannot be used with this password; choose another password",
+            ),
+            // Logged once by the store.
+            StoreError::DatabaseLost => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_lost",
+                "the database file was removed or replaced while the server was running; writes \
+                 are refused so that nothing is silently lost: restore the file and restart the \
+                 server",
+            ),
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::internal()

@@ -9,9 +9,11 @@
 pub mod alerts;
 pub mod auth;
 pub mod credentials;
+pub mod denylist;
 pub mod ephemeral;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod keys;
 pub mod logs;
 pub mod meter;
@@ -24,6 +26,7 @@ pub mod sync;
 pub mod tenants;
 pub mod usage;
 pub mod util;
+pub mod webhook_target;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,16 +59,25 @@ impl ControlPlane {
         let state = Arc::new(AppState {
             store,
             directory,
-            cfg,
             quota_state: Mutex::default(),
             buckets: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
-            notifier: alerts::Notifier::new(),
+            notifier: alerts::Notifier::new(&cfg.danger_allow_webhook_ranges),
+            cfg,
             sync_lock: tokio::sync::Mutex::new(()),
             node_id: keys::random_hex(6),
             seen_disconnects: Mutex::default(),
             last_miss_reload: Mutex::default(),
+            auth_failures: guard::AuthFailures::default(),
         });
+        metrics::describe_counter!(
+            "turnpike_api_auth_failures_total",
+            "API requests with an invalid, expired or revoked key"
+        );
+        metrics::describe_counter!(
+            "turnpike_api_auth_throttled_total",
+            "API requests refused (429) because their address had too many failed keys"
+        );
         sync::reload(&state).await?;
         let mut generated = None;
         if state.cfg.admin_key_hash.is_none() && !state.store.has_admin_key().await? {
@@ -103,6 +115,12 @@ impl ControlPlane {
         ))
     }
 
+    /// False once the SQLite database file was removed or replaced under the running server
+    /// (see [`AppState::database_ok`]); for `/healthz`.
+    pub fn database_ok(&self) -> bool {
+        self.state.database_ok()
+    }
+
     /// The relay driver's accounting sink.
     pub fn sink(&self) -> turnpike_server::AccountingSink {
         self.meter.sink()
@@ -122,12 +140,13 @@ impl ControlPlane {
     }
 }
 
-/// Every route of the control plane.
+/// Every route of the control plane, behind the client guard (deny list; failed-key throttle):
+/// see [`guard`].
 pub fn router(state: Arc<AppState>) -> Router {
     use credentials as c;
     use ephemeral as e;
     let limit = state.cfg.max_body;
-    Router::new()
+    let routes = Router::new()
         .route(
             "/v1/tenants",
             post(tenants::create_tenant).get(tenants::list_tenants),
@@ -184,6 +203,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/alerts", get(settings::list_alerts))
         .route("/v1/audit", get(logs::audit_log))
+        .route(
+            "/v1/deny-list",
+            get(denylist::list_denied).post(denylist::add_denied),
+        )
+        .route("/v1/deny-list/{id}", delete(denylist::delete_denied))
         .route("/v1/allocations", get(logs::allocation_log))
         .route(
             "/api/v1/turn/credential",
@@ -208,5 +232,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/openapi.json", get(openapi::serve))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .with_state(state.clone());
+    guard::guarded(state, routes)
 }

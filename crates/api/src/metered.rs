@@ -5,7 +5,9 @@
 //! Differences, on purpose: passwords are shown once, at creation, never in lists (we store only
 //! long-term keys); errors use our one JSON error shape; `apiKey` is a publishable key that
 //! mints short-lived credentials scoped to its stored credential instead of returning the stored
-//! password.
+//! password. Metered's create has no way to name origins, so its `apiKey` allows any origin
+//! (`allowed_origins: ["*"]`, visible in `GET /v1/keys`; revoke it there if unwanted).
+//! Usernames are unique per tenant: the endpoints that take one address the caller's own.
 
 use std::collections::HashMap;
 
@@ -103,7 +105,8 @@ pub async fn create(
         ..Default::default()
     };
     let (c, password) = crate::credentials::create(&state, &t, &req).await?;
-    let (api_key, _) = crate::credentials::publishable_key(&state, &t, &c.id, &[]).await?;
+    let any = [crate::credentials::ANY_ORIGIN.to_string()];
+    let (api_key, _) = crate::credentials::publishable_key(&state, &t, &c.id, &any).await?;
     audit(
         &state,
         &who,
@@ -244,10 +247,11 @@ pub struct Message {
 }
 
 async fn by_username(state: &AppState, t: &str, username: &str) -> ApiResult<Credential> {
-    match state.store.credential_by_username(username).await? {
-        Some(c) if c.tenant_id == t => Ok(c),
-        _ => Err(ApiError::not_found("credential not found")),
-    }
+    state
+        .store
+        .credential_by_username(t, username)
+        .await?
+        .ok_or_else(|| ApiError::not_found("credential not found"))
 }
 
 async fn enable_disable(

@@ -34,6 +34,7 @@ impl Modify for Bearer {
         settings::put_tenant_quota, settings::put_credential_quota, settings::list_quotas, settings::delete_quota,
         settings::put_notifications, settings::get_notifications, settings::list_alerts,
         logs::audit_log, logs::allocation_log,
+        denylist::list_denied, denylist::add_denied, denylist::delete_denied,
         metered::create, metered::ice_servers, metered::list, metered::enable, metered::disable,
         metered::delete, metered::delete_by_label, metered::current_usage, metered::current_usage_by_user,
         metered::usage_daily_by_user,
@@ -48,6 +49,7 @@ impl Modify for Bearer {
         (name = "usage", description = "Metered usage"),
         (name = "quotas", description = "Quotas, notifications, alerts"),
         (name = "logs", description = "Audit and allocation logs"),
+        (name = "deny-list", description = "Operator: client addresses refused on every listener (admin key)"),
         (name = "metered", description = "Compatibility with Metered's TURN REST API"),
     )
 )]

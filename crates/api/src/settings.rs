@@ -197,7 +197,9 @@ pub async fn delete_quota(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationsBody {
-    /// HTTPS (or, for local receivers, HTTP) URL that receives signed JSON alerts; null: none.
+    /// HTTPS (or HTTP) URL that receives signed JSON alerts; null: none. Its host must be (or
+    /// resolve to) a public address: loopback, private, link-local, metadata and other internal
+    /// addresses are refused (422), here and at each delivery.
     pub webhook_url: Option<String>,
     /// Address that receives alert emails; null: none.
     pub email_to: Option<String>,
@@ -228,9 +230,9 @@ pub async fn put_notifications(
     let t = who.tenant()?.to_string();
     if let Some(u) = &b.webhook_url {
         check_text("webhook_url", u, 500)?;
-        if !(u.starts_with("https://") || u.starts_with("http://")) {
-            return Err(ApiError::invalid("`webhook_url` must be an http(s) URL"));
-        }
+        crate::webhook_target::check_url(u, &state.cfg.danger_allow_webhook_ranges)
+            .await
+            .map_err(ApiError::invalid)?;
     }
     if let Some(e) = &b.email_to {
         check_text("email_to", e, 254)?;

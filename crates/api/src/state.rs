@@ -125,11 +125,20 @@ pub struct AppState {
     pub seen_disconnects: Mutex<(HashMap<i64, i64>, i64)>,
     /// When a lookup last missed the directory and reloaded it (see `sync::tenant_secrets`).
     pub last_miss_reload: Mutex<Option<Instant>>,
+    /// Failed API keys per client address (see `guard`).
+    pub auth_failures: crate::guard::AuthFailures,
 }
 
 pub type Shared = Arc<AppState>;
 
 impl AppState {
+    /// False once the SQLite database file was removed or replaced under the running server
+    /// (writes then fail with 503 `database_lost` until it is restored and the server
+    /// restarted); always true on PostgreSQL. Costs one `stat`: fit for a health check.
+    pub fn database_ok(&self) -> bool {
+        self.store.database_ok()
+    }
+
     /// Takes one request from `key`'s bucket; `Err(seconds)` to wait when empty.
     pub fn take_token(&self, key: &str) -> Result<(), u64> {
         let now = Instant::now();

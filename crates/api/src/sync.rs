@@ -1,7 +1,7 @@
 //! Builds the relay's directory snapshot from the store (credentials, tenant secrets,
-//! revocations, quotas) and the meter's quota state, and publishes it. Called after every local
-//! change (so a disabled credential is refused by the next request) and every `sync_interval`
-//! (so changes made by other nodes sharing PostgreSQL arrive too).
+//! revocations, quotas, the client deny list) and the meter's quota state, and publishes it.
+//! Called after every local change (so a disabled credential is refused by the next request)
+//! and every `sync_interval` (so changes made by other nodes sharing PostgreSQL arrive too).
 //!
 //! Disconnect requests go the same way: the node that takes one acts at once and records it;
 //! every other node sharing the database acts on it at its next reload. Not a message bus: a
@@ -44,6 +44,12 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
                     user_id: None,
                 }),
             });
+    }
+    for d in state.store.list_denied_clients().await? {
+        match d.cidr.parse::<ipnet::IpNet>() {
+            Ok(n) => s.denied_clients.push(n),
+            Err(_) => tracing::warn!(entry = %d.id, "unreadable client deny list entry; skipped"),
+        }
     }
     for sec in state.store.live_tenant_secrets(now).await? {
         s.tenant_secrets

@@ -20,6 +20,16 @@ impl AnyStore {
             Err(StoreError::UnsupportedUrl)
         }
     }
+
+    /// False once the SQLite file was removed or replaced since it was opened (then every
+    /// write fails with [`StoreError::DatabaseLost`] until restart). One `stat`; always true
+    /// for PostgreSQL.
+    pub fn database_ok(&self) -> bool {
+        match self {
+            AnyStore::Sqlite(s) => s.database_ok(),
+            AnyStore::Postgres(_) => true,
+        }
+    }
 }
 
 macro_rules! delegate {
@@ -68,8 +78,12 @@ impl Store for AnyStore {
     async fn get_credential(&self, tenant_id: &str, id: &str) -> Result<Credential> {
         delegate!(self, s => s.get_credential(tenant_id, id))
     }
-    async fn credential_by_username(&self, username: &str) -> Result<Option<Credential>> {
-        delegate!(self, s => s.credential_by_username(username))
+    async fn credential_by_username(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<Option<Credential>> {
+        delegate!(self, s => s.credential_by_username(tenant_id, username))
     }
     async fn list_credentials(
         &self,
@@ -186,5 +200,14 @@ impl Store for AnyStore {
     }
     async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>> {
         delegate!(self, s => s.list_alerts(tenant_id))
+    }
+    async fn add_denied_client(&self, d: &DeniedClient) -> Result<()> {
+        delegate!(self, s => s.add_denied_client(d))
+    }
+    async fn list_denied_clients(&self) -> Result<Vec<DeniedClient>> {
+        delegate!(self, s => s.list_denied_clients())
+    }
+    async fn delete_denied_client(&self, id: &str) -> Result<()> {
+        delegate!(self, s => s.delete_denied_client(id))
     }
 }

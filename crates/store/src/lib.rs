@@ -36,6 +36,17 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite file was removed or replaced since it was opened: writes would go to an
+    /// unlinked file and be lost. Sticky until restart: 503.
+    #[error("the database file was removed or replaced while running")]
+    DatabaseLost,
+    /// Another credential has this username and the same long-term key (the same password):
+    /// the relay could not tell them apart. 409 (without saying whose it is).
+    #[error("another credential with this username has the same key")]
+    KeyCollision,
+    /// The SQLite file could not be created or made private.
+    #[error("database file: {0}")]
+    File(#[source] std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -63,7 +74,12 @@ pub trait Store {
     // Stored credentials.
     async fn create_credential(&self, c: &NewCredential<'_>, now: i64) -> Result<Credential>;
     async fn get_credential(&self, tenant_id: &str, id: &str) -> Result<Credential>;
-    async fn credential_by_username(&self, username: &str) -> Result<Option<Credential>>;
+    /// A tenant's credential with `username` (usernames are unique per tenant, not globally).
+    async fn credential_by_username(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<Option<Credential>>;
     async fn list_credentials(
         &self,
         tenant_id: &str,
@@ -149,6 +165,13 @@ pub trait Store {
     // Small per-tenant settings (e.g. the signalling Origin allow-list).
     async fn put_setting(&self, tenant_id: &str, key: &str, value: &str) -> Result<()>;
     async fn get_setting(&self, tenant_id: &str, key: &str) -> Result<Option<String>>;
+
+    // The client deny list (operator-managed; every node applies it at its next reload).
+    /// Adds an entry; `Conflict` if the same CIDR is listed already.
+    async fn add_denied_client(&self, d: &DeniedClient) -> Result<()>;
+    /// Every entry, oldest first.
+    async fn list_denied_clients(&self) -> Result<Vec<DeniedClient>>;
+    async fn delete_denied_client(&self, id: &str) -> Result<()>;
 }
 
 /// A random identifier with a readable prefix, e.g. `ten_4f0c…`.

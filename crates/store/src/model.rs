@@ -43,7 +43,8 @@ pub struct ApiKey {
     pub kind: KeyKind,
     /// For publishable keys: the credential they belong to.
     pub credential_id: Option<String>,
-    /// For publishable keys: allowed `Origin` values (empty: any).
+    /// For publishable keys: allowed `Origin` values; `*` allows any. Empty (as stored by
+    /// earlier versions when none were given) allows none.
     pub allowed_origins: Vec<String>,
     /// The first characters of the key, for recognising it in lists.
     pub prefix: String,
@@ -311,4 +312,14 @@ pub struct AlertEvent {
     pub bytes_used: i64,
     pub bytes_quota: i64,
     pub at: i64,
+}
+
+/// An entry of the client deny list: requests from addresses in `cidr` are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeniedClient {
+    pub id: String,
+    /// Normalised network, e.g. `203.0.113.0/24` or `2001:db8::1/128`.
+    pub cidr: String,
+    pub note: Option<String>,
+    pub created_at: i64,
 }

@@ -98,7 +98,7 @@ async fn suite(s: &impl Store) {
     assert_eq!(s.list_api_keys(&a.id).await.unwrap().len(), 2);
     assert!(s.list_api_keys(&b.id).await.unwrap().is_empty());
 
-    // Credentials: unique usernames, tenant isolation.
+    // Credentials: usernames unique per tenant, tenant isolation.
     let suffix = &a.id[4..10];
     let u1 = format!("alice-{suffix}");
     let c1 = s
@@ -106,10 +106,52 @@ async fn suite(s: &impl Store) {
         .await
         .unwrap();
     assert!(matches!(
-        s.create_credential(&cred(&b.id, &u1, None, None), NOW)
+        s.create_credential(&cred(&a.id, &u1, None, None), NOW)
             .await,
         Err(StoreError::Conflict(_))
     ));
+    // The same name in another tenant, with another key (password), is its own credential.
+    let b_alice = s
+        .create_credential(
+            &NewCredential {
+                key_sha256: &[3u8; 32],
+                ..cred(&b.id, &u1, None, None)
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_ne!(b_alice.id, c1.id);
+    assert_eq!(
+        s.credential_by_username(&b.id, &u1)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        b_alice.id
+    );
+    // The same name with the same key as another tenant's: the relay could not tell them
+    // apart.
+    let c = s.create_tenant("initech", NOW).await.unwrap();
+    assert!(matches!(
+        s.create_credential(&cred(&c.id, &u1, None, None), NOW)
+            .await,
+        Err(StoreError::KeyCollision)
+    ));
+    // Same tenant, same name, same key: the name is what is taken.
+    assert!(matches!(
+        s.create_credential(
+            &NewCredential {
+                key_sha256: &[3u8; 32],
+                ..cred(&b.id, &u1, None, None)
+            },
+            NOW
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.delete_credential(&b.id, &b_alice.id).await.unwrap();
+    s.delete_tenant(&c.id).await.unwrap();
     assert_eq!(s.get_credential(&a.id, &c1.id).await.unwrap(), c1);
     assert!(matches!(
         s.get_credential(&b.id, &c1.id).await,
@@ -123,8 +165,13 @@ async fn suite(s: &impl Store) {
         s.delete_credential(&b.id, &c1.id).await,
         Err(StoreError::NotFound)
     ));
+    assert!(s
+        .credential_by_username(&b.id, &u1)
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
-        s.credential_by_username(&u1)
+        s.credential_by_username(&a.id, &u1)
             .await
             .unwrap()
             .unwrap()
@@ -212,7 +259,11 @@ async fn suite(s: &impl Store) {
 
     // Delete one, and by label (only this tenant's).
     s.delete_credential(&a.id, &c1.id).await.unwrap();
-    assert!(s.credential_by_username(&u1).await.unwrap().is_none());
+    assert!(s
+        .credential_by_username(&a.id, &u1)
+        .await
+        .unwrap()
+        .is_none());
     let other = format!("bulkb-{suffix}");
     s.create_credential(&cred(&b.id, &other, Some("bulk"), None), NOW)
         .await
@@ -224,7 +275,11 @@ async fn suite(s: &impl Store) {
             .len(),
         6
     );
-    assert!(s.credential_by_username(&other).await.unwrap().is_some());
+    assert!(s
+        .credential_by_username(&b.id, &other)
+        .await
+        .unwrap()
+        .is_some());
 
     // Usage: exact additions per hour, per tenant.
     let hour = NOW / 3600;
@@ -460,7 +515,36 @@ async fn suite(s: &impl Store) {
         s.get_tenant(&b.id).await,
         Err(StoreError::NotFound)
     ));
-    assert!(s.credential_by_username(&other).await.unwrap().is_none());
+    assert!(s
+        .credential_by_username(&b.id, &other)
+        .await
+        .unwrap()
+        .is_none());
+
+    // The client deny list.
+    let net = format!("198.51.100.{}/32", a.id.as_bytes()[5]);
+    let d = DeniedClient {
+        id: format!("deny-{suffix}"),
+        cidr: net.clone(),
+        note: Some("probe".into()),
+        created_at: NOW,
+    };
+    s.add_denied_client(&d).await.unwrap();
+    assert!(matches!(
+        s.add_denied_client(&DeniedClient {
+            id: format!("deny2-{suffix}"),
+            ..d.clone()
+        })
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.list_denied_clients().await.unwrap().contains(&d));
+    s.delete_denied_client(&d.id).await.unwrap();
+    assert!(!s.list_denied_clients().await.unwrap().contains(&d));
+    assert!(matches!(
+        s.delete_denied_client(&d.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 #[tokio::test]
@@ -473,6 +557,124 @@ async fn sqlite_file() {
     // Reopening the file keeps everything (migrations are not re-applied destructively).
     let again = AnyStore::connect(&url).await.unwrap();
     assert!(!again.list_tenants().await.unwrap().is_empty());
+}
+
+#[cfg(unix)]
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("turnpike.db");
+    let s = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    s.create_tenant("t", NOW).await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.path().join(format!("turnpike.db{suffix}"));
+        assert_eq!(mode(&p), 0o600, "{suffix}");
+    }
+    drop(s);
+    // A file readable by others is made private when opened.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _again = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[tokio::test]
+async fn sqlite_file_removed_or_replaced_refuses_writes() {
+    for replace in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("turnpike.db");
+        let s = AnyStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let t = s.create_tenant("t", NOW).await.unwrap();
+        assert!(s.database_ok());
+        if replace {
+            std::fs::copy(&path, dir.path().join("copy")).unwrap();
+            std::fs::rename(dir.path().join("copy"), &path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        assert!(!s.database_ok());
+        assert!(matches!(
+            s.create_tenant("u", NOW).await,
+            Err(StoreError::DatabaseLost)
+        ));
+        assert!(matches!(
+            s.add_usage(&[UsageDelta::default()]).await,
+            Err(StoreError::DatabaseLost)
+        ));
+        // Reads still answer from the open file.
+        assert_eq!(s.get_tenant(&t.id).await.unwrap(), t);
+    }
+    let mem = AnyStore::connect("sqlite::memory:").await.unwrap();
+    assert!(mem.database_ok());
+}
+
+/// A database made by the first migrations (usernames unique globally) keeps its credentials
+/// and their publishable keys when migrated to usernames unique per tenant.
+#[tokio::test]
+async fn sqlite_upgrade_keeps_credentials_and_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("turnpike.db").display());
+    {
+        let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let mut old = sqlx::migrate!("migrations/sqlite");
+        old.migrations = old.migrations[..3].to_vec().into();
+        old.run(&pool).await.unwrap();
+        for q in [
+            "INSERT INTO tenants (id, name, created_at) VALUES ('ten_a', 'a', 1)",
+            "INSERT INTO credentials (id, tenant_id, username, key_md5, key_sha256, created_at) \
+             VALUES ('cred_a', 'ten_a', 'alice', x'01', x'02', 1)",
+            "INSERT INTO api_keys (id, tenant_id, kind, credential_id, allowed_origins, key_hash, \
+             prefix, created_at) VALUES ('key_p', 'ten_a', 'publishable', 'cred_a', \
+             'https://a.example', x'09', 'tpp_', 1)",
+            "INSERT INTO api_keys (id, tenant_id, kind, key_hash, prefix, created_at) \
+             VALUES ('key_s', 'ten_a', 'secret', x'08', 'tps_', 1)",
+        ] {
+            sqlx::query(q).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let s = SqliteStore::connect(&url).await.unwrap();
+    let k = s
+        .api_key_by_hash(&[9])
+        .await
+        .unwrap()
+        .expect("publishable key kept");
+    assert_eq!(k.credential_id.as_deref(), Some("cred_a"));
+    assert_eq!(k.allowed_origins, vec!["https://a.example".to_string()]);
+    assert!(s.api_key_by_hash(&[8]).await.unwrap().is_some());
+    assert_eq!(
+        s.get_credential("ten_a", "cred_a").await.unwrap().username,
+        "alice"
+    );
+    // Usernames are now unique per tenant, and foreign keys still hold.
+    let b = s.create_tenant("b", NOW).await.unwrap();
+    s.create_credential(
+        &NewCredential {
+            key_sha256: &[7u8; 32],
+            ..cred(&b.id, "alice", None, None)
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
+    s.delete_tenant("ten_a").await.unwrap();
+    assert!(s.api_key_by_hash(&[9]).await.unwrap().is_none());
 }
 
 /// Needs a PostgreSQL server; `scripts/test` starts one and runs the ignored tests.
