@@ -39,6 +39,29 @@ def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, host="127.0.0.1"):
     raise RuntimeError("no free port")
 
 
+def free_port_range(n, lo=20000, hi=29990):
+    """`n` consecutive ports free for UDP and TCP on 127.0.0.1, none handed out before."""
+    import random
+
+    for _ in range(200):
+        start = random.randrange(lo, hi - n)
+        ports = range(start, start + n)
+        if any(p in _HANDED_OUT for p in ports):
+            continue
+        ok = True
+        for p in ports:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    try:
+                        s.bind(("127.0.0.1", p))
+                    except OSError:
+                        ok = False
+        if ok:
+            _HANDED_OUT.update(ports)
+            return start, start + n - 1
+    raise RuntimeError("no free port range")
+
+
 def stun_binding(port, host="127.0.0.1", timeout=0.5):
     """Sends a STUN Binding request; returns the raw response or None."""
     req = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + os.urandom(12)
@@ -56,7 +79,8 @@ def stun_binding(port, host="127.0.0.1", timeout=0.5):
 class Turnpike:
     """One running turnpike process with its own config file, ports and data dir."""
 
-    def __init__(self, tmp_path, extra_toml="", args=(), env=None):
+    def __init__(self, tmp_path, extra_toml="", args=(), env=None, relay_range=(40000, 60000),
+                 preexec_fn=None):
         self.port = free_port()
         self.metrics_port = free_port()
         self.tls_port = free_port()
@@ -74,7 +98,7 @@ class Turnpike:
             f'relay_ipv6 = "::1"\n'
             f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n'
             f'data_dir = "{self.dir / "data"}"\n'
-            f'relay_port_min = 40000\nrelay_port_max = 60000\n'
+            f'relay_port_min = {relay_range[0]}\nrelay_port_max = {relay_range[1]}\n'
             + extra_toml
         )
         self.log = open(self.dir / "turnpike.log", "w+")
@@ -85,6 +109,7 @@ class Turnpike:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=full_env,
+            preexec_fn=preexec_fn,
         )
         deadline = time.time() + 15
         while time.time() < deadline:
@@ -138,8 +163,8 @@ class Turnpike:
 def turnpike(tmp_path):
     started = []
 
-    def start(extra_toml="", args=(), env=None):
-        t = Turnpike(tmp_path, extra_toml, args, env)
+    def start(extra_toml="", args=(), env=None, **kw):
+        t = Turnpike(tmp_path, extra_toml, args, env, **kw)
         started.append(t)
         return t
 

@@ -34,9 +34,9 @@ def https_get(port, path, alpn):
             return s.selected_alpn_protocol(), read_all(s).decode()
 
 
-def http_get(port, path):
+def http_get(port, path, extra_headers=""):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra_headers}\r\n".encode())
         return read_all(s).decode()
 
 
@@ -57,14 +57,17 @@ def test_https_on_shared_port(turnpike, alpn):
 
 
 def test_plain_http_and_metrics_on_shared_port(turnpike):
-    t = turnpike(USERS)
+    """/healthz on the shared port; /metrics there only with the configured bearer token (the
+    public port serves no internals by default: see test_security_server)."""
+    t = turnpike(USERS + 'metrics_token = "scrape-token-0123456789"\n')
     resp = http_get(t.mux_port, "/healthz")
     assert resp.startswith("HTTP/1.1 200") and body(resp) == {"status": "ok"}
     import time
 
     time.sleep(1.3)  # counters are published once a second
-    resp = http_get(t.mux_port, "/metrics")
+    resp = http_get(t.mux_port, "/metrics", "Authorization: Bearer scrape-token-0123456789\r\n")
     assert resp.startswith("HTTP/1.1 200") and "turnpike_requests_total" in resp, resp
+    assert http_get(t.mux_port, "/metrics").startswith("HTTP/1.1 401")
 
 
 def test_turns_with_alpn_and_https_share_the_port(turnpike):

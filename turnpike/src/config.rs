@@ -69,32 +69,50 @@ pub struct Config {
     pub max_lifetime: u64,
     /// Nonce validity, seconds.
     pub nonce_lifetime: u64,
-    /// Most live allocations on this node (0: unlimited).
-    pub max_allocations: usize,
-    /// Most live allocations per user (0: unlimited).
-    pub max_allocations_per_user: usize,
+    /// Most live allocations on this node (0: unlimited; unset: derived from the file
+    /// descriptor limit).
+    pub max_allocations: Option<usize>,
+    /// Most live allocations per user (0: unlimited; unset: a quarter of the relay capacity).
+    pub max_allocations_per_user: Option<usize>,
+    /// Most live allocations of a tenant without its own allocation quota (0: unlimited; unset: half the relay capacity).
+    pub tenant_max_allocations: Option<usize>,
     /// When non-empty, only peers in these ranges may be reached.
     pub allowed_peer_ranges: Vec<IpNet>,
     /// Peers in these ranges are always refused.
     pub denied_peer_ranges: Vec<IpNet>,
     /// DANGER: opens otherwise-refused special ranges (loopback, private, ...) to relaying.
     pub danger_allow_peer_ranges: Vec<IpNet>,
-    /// 401 challenges per source IP: burst.
-    pub unauth_burst: u32,
-    /// 401 challenges per source IP: per second.
-    pub unauth_rate: u32,
+    /// Client addresses refused on every listener (TURN, STUN, API); re-read on SIGHUP. The API's deny list applies too.
+    pub denied_client_ranges: Vec<IpNet>,
+    /// Unauthenticated answers over UDP (Binding, challenges, errors): bytes a source may get
+    /// back beyond what it sent (0: no budget).
+    pub unauth_bytes_burst: u32,
+    /// ... refilled at this many bytes per second.
+    pub unauth_bytes_per_sec: u32,
     /// Prometheus /metrics listener; empty to disable.
     pub metrics_listen: String,
+    /// Bearer token that opens /metrics on the shared (public) port; unset: /metrics only on `metrics_listen`.
+    pub metrics_token: Option<String>,
     /// `human` or `json`.
     pub log_format: String,
     /// tracing filter, e.g. `info` or `turnpike=debug`.
     pub log_level: String,
     /// SOFTWARE attribute; empty to send none.
     pub software: String,
-    /// Seconds a TCP connection may stay idle.
+    /// Seconds a TCP connection may stay idle between frames.
     pub tcp_idle_timeout: u64,
-    /// Most TCP connections per source IP (per worker).
+    /// Most TURN TCP/TLS connections from one source IP (0: an eighth of `max_connections`).
     pub tcp_max_per_source: usize,
+    /// Most TURN TCP/TLS client connections at once (0: derived from the file descriptor limit).
+    pub max_connections: usize,
+    /// Seconds a new TCP/TLS connection has to deliver its first complete STUN message.
+    pub tcp_first_frame_timeout: u64,
+    /// Seconds a STUN message or ChannelData frame may take to arrive once its first byte did.
+    pub tcp_frame_timeout: u64,
+    /// Most HTTP connections at once on the API listener and the shared port together (0: derived from the file descriptor limit).
+    pub http_max_connections: usize,
+    /// Seconds an HTTP client has to send a request's headers (then the connection is closed).
+    pub http_header_timeout: u64,
     /// In drain mode, exit once the last allocation is gone.
     pub drain_exit: bool,
     /// Run the control plane (REST API, metering, stored and ephemeral credentials).
@@ -142,6 +160,8 @@ pub struct Config {
     pub signal_bus: String,
     /// Serve the demo pages (`/demo`, `/demo/ice-test`) and mint tokens for a built-in demo tenant (rate limited, with a daily quota).
     pub demo_enabled: bool,
+    /// Serve the demo pages and demo tokens on the shared (public) port too (they mint TURN credentials for anyone).
+    pub demo_public: bool,
     /// Largest signalling message, bytes.
     pub signal_max_message_bytes: usize,
     /// Most participants in one room.
@@ -206,19 +226,27 @@ impl Default for Config {
             default_lifetime: 600,
             max_lifetime: 3600,
             nonce_lifetime: 600,
-            max_allocations: 0,
-            max_allocations_per_user: 0,
+            max_allocations: None,
+            max_allocations_per_user: None,
+            tenant_max_allocations: None,
             allowed_peer_ranges: vec![],
             denied_peer_ranges: vec![],
             danger_allow_peer_ranges: vec![],
-            unauth_burst: 200,
-            unauth_rate: 100,
+            denied_client_ranges: vec![],
+            unauth_bytes_burst: 8192,
+            unauth_bytes_per_sec: 2048,
             metrics_listen: "127.0.0.1:9478".into(),
+            metrics_token: None,
             log_format: "human".into(),
             log_level: "info".into(),
             software: concat!("Turnpike ", env!("CARGO_PKG_VERSION")).into(),
             tcp_idle_timeout: 600,
-            tcp_max_per_source: 1000,
+            tcp_max_per_source: 0,
+            max_connections: 0,
+            tcp_first_frame_timeout: 10,
+            tcp_frame_timeout: 10,
+            http_max_connections: 0,
+            http_header_timeout: 10,
             drain_exit: false,
             control_plane: true,
             database_url: None,
@@ -242,6 +270,7 @@ impl Default for Config {
             api_auth_failures_per_minute: 30,
             signal_bus: "auto".into(),
             demo_enabled: true,
+            demo_public: false,
             signal_max_message_bytes: 16384,
             signal_max_room_size: 16,
             signal_max_conns_per_ip: 50,
@@ -429,6 +458,10 @@ pub struct Overrides {
     #[arg(long, env = "TURNPIKE_MAX_ALLOCATIONS_PER_USER", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_allocations_per_user: Option<usize>,
+    /// Most live allocations of a tenant without its own allocation quota (0: unlimited; unset: half the relay capacity).
+    #[arg(long, env = "TURNPIKE_TENANT_MAX_ALLOCATIONS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_max_allocations: Option<usize>,
     #[arg(
         long,
         env = "TURNPIKE_ALLOWED_PEER_RANGES",
@@ -454,16 +487,29 @@ pub struct Overrides {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     danger_allow_peer_ranges: Option<Vec<IpNet>>,
-    #[arg(long, env = "TURNPIKE_UNAUTH_BURST", global = true)]
+    /// Client addresses refused on every listener (TURN, STUN, API); re-read on SIGHUP. The API's deny list applies too.
+    #[arg(
+        long,
+        env = "TURNPIKE_DENIED_CLIENT_RANGES",
+        value_delimiter = ',',
+        global = true
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    unauth_burst: Option<u32>,
-    #[arg(long, env = "TURNPIKE_UNAUTH_RATE", global = true)]
+    denied_client_ranges: Option<Vec<IpNet>>,
+    #[arg(long, env = "TURNPIKE_UNAUTH_BYTES_BURST", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    unauth_rate: Option<u32>,
+    unauth_bytes_burst: Option<u32>,
+    #[arg(long, env = "TURNPIKE_UNAUTH_BYTES_PER_SEC", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unauth_bytes_per_sec: Option<u32>,
     /// Prometheus listener address; empty disables it.
     #[arg(long, env = "TURNPIKE_METRICS_LISTEN", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<String>,
+    /// Bearer token that opens /metrics on the shared (public) port; unset: /metrics only on `metrics_listen`.
+    #[arg(long, env = "TURNPIKE_METRICS_TOKEN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_token: Option<String>,
     /// `human` or `json`.
     #[arg(long, env = "TURNPIKE_LOG_FORMAT", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -480,6 +526,26 @@ pub struct Overrides {
     #[arg(long, env = "TURNPIKE_TCP_MAX_PER_SOURCE", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_max_per_source: Option<usize>,
+    /// Most TURN TCP/TLS client connections at once (0: derived from the file descriptor limit).
+    #[arg(long, env = "TURNPIKE_MAX_CONNECTIONS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
+    /// Seconds a new TCP/TLS connection has to deliver its first complete STUN message.
+    #[arg(long, env = "TURNPIKE_TCP_FIRST_FRAME_TIMEOUT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_first_frame_timeout: Option<u64>,
+    /// Seconds a STUN message or ChannelData frame may take to arrive once its first byte did.
+    #[arg(long, env = "TURNPIKE_TCP_FRAME_TIMEOUT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_frame_timeout: Option<u64>,
+    /// Most HTTP connections at once on the API listener and the shared port together (0: derived from the file descriptor limit).
+    #[arg(long, env = "TURNPIKE_HTTP_MAX_CONNECTIONS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_max_connections: Option<usize>,
+    /// Seconds an HTTP client has to send a request's headers (then the connection is closed).
+    #[arg(long, env = "TURNPIKE_HTTP_HEADER_TIMEOUT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_header_timeout: Option<u64>,
     #[arg(long, env = "TURNPIKE_DRAIN_EXIT", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     drain_exit: Option<bool>,
@@ -570,6 +636,10 @@ pub struct Overrides {
     #[arg(long, env = "TURNPIKE_DEMO_ENABLED", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     demo_enabled: Option<bool>,
+    /// Serve the demo pages and demo tokens on the shared (public) port too (they mint TURN credentials for anyone).
+    #[arg(long, env = "TURNPIKE_DEMO_PUBLIC", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    demo_public: Option<bool>,
     #[arg(long, env = "TURNPIKE_SIGNAL_MAX_MESSAGE_BYTES", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     signal_max_message_bytes: Option<usize>,

@@ -16,12 +16,7 @@ pub fn database_url(cfg: &Config) -> Result<String> {
     if let Some(u) = &cfg.database_url {
         return Ok(u.clone());
     }
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {} (key `data_dir`)",
-            cfg.data_dir.display()
-        )
-    })?;
+    crate::instance::ensure_data_dir(&cfg.data_dir)?;
     Ok(format!(
         "sqlite://{}",
         cfg.data_dir.join("turnpike.db").display()
@@ -61,12 +56,61 @@ pub fn api_config(cfg: &Config) -> ApiConfig {
     }
 }
 
+/// The file of a SQLite URL (`sqlite://PATH` or `sqlite:PATH`, options after `?` ignored).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// A SQLite database that existed once must not silently come back empty (with no tenants and a
+/// new admin key) because its file was deleted: a marker beside it says it was created, and its
+/// absence with the marker present stops start-up.
+fn check_not_lost(url: &str) -> Result<()> {
+    let Some(db) = sqlite_path(url) else {
+        return Ok(());
+    };
+    let mut marker = db.clone().into_os_string();
+    marker.push(".created");
+    let marker = std::path::PathBuf::from(marker);
+    if db.exists() {
+        if !marker.exists() {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&marker)
+                .and_then(|mut f| {
+                    f.write_all(b"turnpike created this database; see docs/security.md\n")
+                })
+                .with_context(|| format!("cannot write {}", marker.display()))?;
+        }
+        return Ok(());
+    }
+    if marker.exists() {
+        anyhow::bail!(
+            "the database {} is missing, but Turnpike created it before ({} exists): restore the file from a backup, or delete the marker to start with an empty database (no tenants, a new admin key) (key `database_url`)",
+            db.display(),
+            marker.display()
+        );
+    }
+    Ok(())
+}
+
 /// Connects the store (migrating it) and starts the control plane.
 pub async fn start(cfg: &Config, directory: Arc<Directory>) -> Result<ControlPlane> {
     let url = database_url(cfg)?;
+    check_not_lost(&url)?;
     let store = AnyStore::connect(&url)
         .await
         .context("cannot open the database (key `database_url`)")?;
+    // Now that it exists: remember it did.
+    check_not_lost(&url)?;
     if cfg.smtp_host.is_some() && cfg.smtp_security == "none" {
         tracing::warn!(
             "smtp_security = none: alert emails and SMTP credentials travel in plain text"

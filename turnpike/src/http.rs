@@ -1,54 +1,136 @@
-//! The HTTP side of the binary: `/healthz`, `/metrics` (Prometheus) and the control plane's API
-//! (`turnpike-api`). Served on `metrics_listen` and, through the shared-port demultiplexer, on
-//! `listen_mux` (HTTP and HTTPS).
+//! The HTTP side of the binary: `/healthz`, `/metrics` (Prometheus), the demo pages and the
+//! control plane's API (`turnpike-api`, `turnpike-signal`). Two routers:
+//!
+//! - the private one, served on `metrics_listen` (loopback by default): everything;
+//! - the public one, served through the shared-port demultiplexer on `listen_mux` (meant for
+//!   port 443): the API (authenticated by keys) and `/healthz`; `/metrics` only with the
+//!   `metrics_token` bearer token, and the demo pages (which mint TURN credentials for anyone)
+//!   only with `demo_public = true`.
+//!
+//! Every connection gets a header-read deadline (`http_header_timeout`); the private listener
+//! admits connections within the HTTP connection caps and refuses denied client addresses.
 //! Errors use one JSON shape: `{"error": {"code": "...", "message": "..."}}`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use turnpike_proto::Directory;
+use turnpike_server::conn_limit::ConnectionLimits;
 use turnpike_server::mux::HttpService;
 
-async fn not_found() -> impl IntoResponse {
+/// Tells whether the node is healthy (`None`) or why not.
+pub type HealthCheck = Arc<dyn Fn() -> Option<&'static str> + Send + Sync>;
+
+fn error(status: StatusCode, code: &str, message: &str) -> axum::response::Response {
     (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
+        status,
+        Json(serde_json::json!({"error": {"code": code, "message": message}})),
     )
+        .into_response()
 }
 
-/// The router shared by every HTTP entry point: health, metrics and the control plane's API.
-pub fn router(metrics: Option<PrometheusHandle>, api: Option<Router>) -> Router {
-    let mut r = Router::new().route(
-        "/healthz",
-        get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-    );
-    if let Some(h) = metrics {
-        r = r.route("/metrics", get(move || std::future::ready(h.render())));
-    }
-    if let Some(api) = api {
-        r = r.merge(api);
-    }
-    r.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+async fn not_found() -> impl IntoResponse {
+    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
-    (
+    error(
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(
-            serde_json::json!({"error": {"code": "method_not_allowed", "message": "this endpoint does not take that method"}}),
-        ),
+        "method_not_allowed",
+        "this endpoint does not take that method",
     )
 }
 
-/// The router as a connection handler for the shared-port listeners. (No HTTP upgrades there:
-/// the worker threads' connections are not `Send`, so signalling WebSockets are served on the
-/// `metrics_listen` listener.)
-pub fn service(router: Router) -> HttpService {
+/// What the routers are made of.
+pub struct Parts {
+    pub metrics: PrometheusHandle,
+    pub metrics_token: Option<String>,
+    pub api: Option<Router>,
+    pub demo: Option<Router>,
+    pub demo_public: bool,
+    pub health: HealthCheck,
+}
+
+/// The private router (everything) and the public one (see the module doc).
+pub fn routers(p: Parts) -> (Router, Router) {
+    let health = p.health.clone();
+    let healthz = get(move || {
+        let health = health.clone();
+        async move {
+            match health() {
+                None => Json(serde_json::json!({"status": "ok"})).into_response(),
+                Some(why) => error(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", why),
+            }
+        }
+    });
+    let mut private = Router::new().route("/healthz", healthz.clone());
+    let mut public = Router::new().route("/healthz", healthz);
+    let h = p.metrics.clone();
+    private = private.route("/metrics", get(move || std::future::ready(h.render())));
+    if let Some(token) = p.metrics_token {
+        let h = p.metrics;
+        let token = Arc::new(token);
+        public = public.route(
+            "/metrics",
+            get(move |headers: HeaderMap| {
+                let ok = headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+                let body = ok.then(|| h.render());
+                async move {
+                    match body {
+                        Some(b) => b.into_response(),
+                        None => error(
+                            StatusCode::UNAUTHORIZED,
+                            "unauthorized",
+                            "/metrics needs the configured bearer token",
+                        ),
+                    }
+                }
+            }),
+        );
+    }
+    if let Some(api) = p.api {
+        private = private.merge(api.clone());
+        public = public.merge(api);
+    }
+    if let Some(demo) = p.demo {
+        if p.demo_public {
+            public = public.merge(demo.clone());
+        }
+        private = private.merge(demo);
+    }
+    let finish = |r: Router| {
+        r.fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+    };
+    (finish(private), finish(public))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// An HTTP/1.1 connection builder with the header-read deadline.
+fn builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    b
+}
+
+/// The router as a connection handler for the shared-port listeners (whose caps and deny list
+/// the TURN side applies). No HTTP upgrades there: the worker threads' connections are not
+/// `Send`, so signalling WebSockets are served on the `metrics_listen` listener.
+pub fn service(router: Router, header_timeout: Duration) -> HttpService {
     Arc::new(move |io, peer: SocketAddr, _tls: bool| {
         // Handlers that need the client address (per-IP limits) read it as `ConnectInfo`.
         let router = router
@@ -57,9 +139,46 @@ pub fn service(router: Router) -> HttpService {
         Box::pin(async move {
             let io = hyper_util::rt::TokioIo::new(io);
             let svc = hyper_util::service::TowerToHyperService::new(router);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await;
+            let _ = builder(header_timeout).serve_connection(io, svc).await;
         })
     })
+}
+
+/// Serves `router` on the private listener: connections within `limits`, denied clients
+/// refused, a header-read deadline, WebSocket upgrades allowed.
+pub async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Arc<ConnectionLimits>,
+    directory: Arc<Directory>,
+    header_timeout: Duration,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "http accept error");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if directory.is_client_denied(peer.ip()) {
+            continue;
+        }
+        let Ok(permit) = limits.try_acquire(peer.ip()) else {
+            continue;
+        };
+        let router = router
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        tokio::spawn(async move {
+            let _permit = permit;
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let _ = builder(header_timeout)
+                .serve_connection(io, svc)
+                .with_upgrades()
+                .await;
+        });
+    }
 }

@@ -4,6 +4,8 @@ mod config;
 mod control;
 mod credential;
 mod http;
+mod instance;
+mod limits;
 mod secret;
 
 use std::sync::atomic::Ordering;
@@ -98,6 +100,7 @@ fn run() -> Result<()> {
                 &mut shown.database_url,
                 &mut shown.admin_key,
                 &mut shown.smtp_password,
+                &mut shown.metrics_token,
             ] {
                 if secret.is_some() {
                     *secret = Some("<redacted>".into());
@@ -114,8 +117,12 @@ fn run() -> Result<()> {
         None => {}
     }
     init_logging(&cfg)?;
-    serve(cfg)
+    let reload = move || Config::load(cli.config.as_ref(), &cli.overrides);
+    serve(cfg, Box::new(reload))
 }
+
+/// Reads the configuration again (SIGHUP).
+type Reload = Box<dyn Fn() -> Result<Config>>;
 
 /// The secret that mints time-limited credentials: the first configured one, else the generated one.
 fn minting_secret(cfg: &Config) -> Result<String> {
@@ -136,8 +143,12 @@ fn init_logging(cfg: &Config) -> Result<()> {
             cfg.log_level
         )
     })?;
+    // Colours only on a terminal: a log file or the journal gets plain text (and fail2ban's
+    // filter in deploy/fail2ban matches it).
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         b.json().init();
@@ -195,7 +206,7 @@ fn credentials(cfg: &Config) -> Result<Credentials> {
     Ok(creds.for_realm(&cfg.realm))
 }
 
-fn proto_config(cfg: &Config) -> Result<ServerConfig> {
+fn proto_config(cfg: &Config, caps: &limits::Caps) -> Result<ServerConfig> {
     let mut p = ServerConfig::new(cfg.realm.clone(), credentials(cfg)?, secret::random_key());
     p.software = cfg.software.clone();
     p.default_lifetime = Duration::from_secs(cfg.default_lifetime);
@@ -206,20 +217,107 @@ fn proto_config(cfg: &Config) -> Result<ServerConfig> {
         cfg.denied_peer_ranges.clone(),
         cfg.danger_allow_peer_ranges.clone(),
     );
+    p.peer_policy.own = own_endpoints(cfg)?;
     p.quota = Arc::new(AllocationQuota::new(
-        cfg.max_allocations,
-        cfg.max_allocations_per_user,
+        caps.allocations,
+        caps.allocations_per_user,
     ));
+    p.default_tenant_max_allocations = (caps.tenant_allocations != 0)
+        .then(|| u32::try_from(caps.tenant_allocations).unwrap_or(u32::MAX));
     p.external_ipv4 = cfg.external_ipv4;
     p.external_ipv6 = cfg.external_ipv6;
     p.rfc5780 = cfg.rfc5780()?;
-    p.unauth_burst = cfg.unauth_burst;
-    p.unauth_rate_per_sec = cfg.unauth_rate;
+    p.unauth_bytes_burst = cfg.unauth_bytes_burst;
+    p.unauth_bytes_per_sec = cfg.unauth_bytes_per_sec;
+    p.directory_credentials = cfg.control_plane;
     Ok(p)
 }
 
-fn serve(cfg: Config) -> Result<()> {
-    let proto = Arc::new(proto_config(&cfg)?);
+/// Raises the descriptor limit and settles the caps derived from it (logged once).
+fn descriptor_caps(cfg: &Config, workers: usize) -> limits::Caps {
+    let (before, limit) = match limits::raise_nofile() {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the file descriptor limit; assuming 1024");
+            (1024, 1024)
+        }
+    };
+    let listeners = cfg.listen_udp.len()
+        + cfg.listen_tcp.len()
+        + cfg.listen_tls.len()
+        + cfg.listen_dtls.len()
+        + cfg.listen_mux.len();
+    let budget = limits::Budget::derive(before, limit, workers, listeners);
+    let caps = limits::Caps::resolve(cfg, &budget);
+    tracing::info!(
+        limit,
+        raised_from = before,
+        allocations = caps.allocations,
+        allocations_per_user = caps.allocations_per_user,
+        tenant_allocations = caps.tenant_allocations,
+        turn_connections = caps.turn_connections,
+        turn_per_source = caps.turn_per_source,
+        http_connections = caps.http_connections,
+        "file descriptor budget (0 = unlimited)"
+    );
+    if limit < 4096 {
+        tracing::warn!(limit, "the file descriptor limit is low for a TURN server; raise it (LimitNOFILE= in systemd, ulimit -n) to serve more clients");
+    }
+    caps
+}
+
+/// The server's own endpoints, which no client may use as a relay peer: every listener
+/// (STUN/TURN, TLS, DTLS, shared port, RFC 5780's extra addresses, HTTP) with the host's
+/// interface addresses standing in for wildcard listeners.
+fn own_endpoints(cfg: &Config) -> Result<turnpike_proto::OwnEndpoints> {
+    let mut listeners: Vec<std::net::SocketAddr> = cfg
+        .listen_udp
+        .iter()
+        .chain(&cfg.listen_tcp)
+        .chain(&cfg.listen_tls)
+        .chain(&cfg.listen_dtls)
+        .chain(&cfg.listen_mux)
+        .copied()
+        .collect();
+    if !cfg.metrics_listen.is_empty() {
+        listeners.push(cfg.metrics_listen.parse().context("key `metrics_listen`")?);
+    }
+    let mut local_ips: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .map(|l| l.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list interface addresses; wildcard listeners are matched on loopback and configured addresses only");
+            Vec::new()
+        });
+    local_ips.extend(cfg.external_ipv4);
+    local_ips.extend(cfg.external_ipv6);
+    if let Some(r) = cfg.rfc5780()? {
+        local_ips.extend([r.primary_ip, r.alternate_ip]);
+        for ip in [r.primary_ip, r.alternate_ip] {
+            for port in [r.primary_port, r.alternate_port] {
+                listeners.push(std::net::SocketAddr::new(ip, port));
+            }
+        }
+    }
+    Ok(turnpike_proto::OwnEndpoints {
+        listeners,
+        local_ips,
+    })
+}
+
+fn serve(cfg: Config, reload: Reload) -> Result<()> {
+    // One instance per data directory and per listening address.
+    let _instance = instance::lock(&cfg.data_dir)?;
+    instance::probe_listeners(&cfg)?;
+    let workers = if cfg.workers == 0 {
+        DriverConfig::default().workers
+    } else {
+        cfg.workers
+    };
+    let caps = descriptor_caps(&cfg, workers);
+    let proto = Arc::new(proto_config(&cfg, &caps)?);
+    proto
+        .directory
+        .set_configured_denied_clients(cfg.denied_client_ranges.clone());
     if !cfg.danger_allow_peer_ranges.is_empty() {
         tracing::warn!(ranges = ?cfg.danger_allow_peer_ranges, "danger_allow_peer_ranges opens special address ranges to relaying");
     }
@@ -244,26 +342,65 @@ fn serve(cfg: Config) -> Result<()> {
         let api = control.as_ref().map(|c| {
             let r = c.router();
             match &signal {
-                Some(s) => r.merge(turnpike_signal::rest::router(s.clone())),
+                // Signalling behind the same client guard as the API (deny list, key throttle).
+                Some(s) => r.merge(turnpike_api::guard::guarded(
+                    c.state.clone(),
+                    turnpike_signal::rest::router(s.clone()),
+                )),
                 None => r,
             }
         });
-        let router = http::router(Some(recorder), api);
+        let health: http::HealthCheck = match &control {
+            Some(c) => {
+                let state = c.state.clone();
+                Arc::new(move || {
+                    (!state.database_ok()).then_some(
+                        "the database file was removed or replaced: restore it and restart",
+                    )
+                })
+            }
+            None => Arc::new(|| None),
+        };
+        let (private_router, public_router) = http::routers(http::Parts {
+            metrics: recorder,
+            metrics_token: cfg.metrics_token.clone(),
+            api,
+            demo: signal
+                .as_ref()
+                .zip(control.as_ref())
+                .filter(|_| cfg.demo_enabled)
+                .map(|(s, c)| {
+                    turnpike_api::guard::guarded(
+                        c.state.clone(),
+                        turnpike_signal::rest::demo_router(s.clone()),
+                    )
+                }),
+            demo_public: cfg.demo_public,
+            health,
+        });
+        let header_timeout = Duration::from_secs(cfg.http_header_timeout);
         if !cfg.metrics_listen.is_empty() {
             let addr: std::net::SocketAddr =
                 cfg.metrics_listen.parse().context("key `metrics_listen`")?;
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot serve metrics on {addr} (key `metrics_listen`)")
             })?;
-            let r = router.clone();
-            tokio::spawn(async move {
-                let _ = axum::serve(
-                    l,
-                    r.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .await;
-            });
-            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+            let limits = turnpike_server::conn_limit::ConnectionLimits::new(
+                "http",
+                caps.http_connections,
+                caps.http_per_source,
+            );
+            tokio::spawn(http::serve_listener(
+                l,
+                private_router.clone(),
+                limits,
+                proto.directory.clone(),
+                header_timeout,
+            ));
+            if !addr.ip().is_loopback() && cfg.metrics_token.is_none() {
+                tracing::warn!(%addr, "metrics_listen is not a loopback address: /metrics, the demo pages and the API are reachable from the network; firewall it or set metrics_token and serve the public side on listen_mux");
+            }
+            tracing::info!(%addr, "metrics and API at http://{addr}/");
         }
         let certs = tls_store(&cfg)?;
         let dtls = match (&certs, cfg.listen_dtls.is_empty()) {
@@ -308,19 +445,21 @@ fn serve(cfg: Config) -> Result<()> {
             mux_tls: certs
                 .as_ref()
                 .map(|c| c.server_config_with_alpn(&[turnpike_server::mux::ALPN_HTTP11])),
-            http: Some(http::service(router.clone())),
+            http: Some(http::service(public_router.clone(), header_timeout)),
             dtls: dtls.clone(),
             relay_ipv4: cfg.relay_ipv4,
             relay_ipv6: cfg.relay_ipv6,
             relay_port_min: cfg.relay_port_min,
             relay_port_max: cfg.relay_port_max,
-            workers: if cfg.workers == 0 {
-                DriverConfig::default().workers
-            } else {
-                cfg.workers
-            },
+            workers,
             tcp_idle_timeout: Duration::from_secs(cfg.tcp_idle_timeout),
-            tcp_max_per_source: cfg.tcp_max_per_source,
+            tcp_first_frame_timeout: Duration::from_secs(cfg.tcp_first_frame_timeout),
+            tcp_frame_timeout: Duration::from_secs(cfg.tcp_frame_timeout),
+            connections: turnpike_server::conn_limit::ConnectionLimits::new(
+                "turn",
+                caps.turn_connections,
+                caps.turn_per_source,
+            ),
             accounting: control.as_ref().map(|c| c.sink()),
             ..DriverConfig::default()
         };
@@ -336,7 +475,7 @@ fn serve(cfg: Config) -> Result<()> {
             realm = %cfg.realm,
             "turnpike serving STUN/TURN"
         );
-        wait_for_stop(&proto, cfg.drain_exit, certs, dtls).await?;
+        wait_for_stop(&proto, cfg.drain_exit, certs, dtls, reload).await?;
         tracing::info!("shutting down");
         if let Some(s) = &signal {
             // Tell signalling clients to reconnect elsewhere before the sockets go.
@@ -440,6 +579,7 @@ async fn wait_for_stop(
     drain_exit: bool,
     certs: Option<Arc<CertStore>>,
     dtls: Option<Arc<DtlsContext>>,
+    reload: Reload,
 ) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -450,7 +590,17 @@ async fn wait_for_stop(
     let mut mtimes = cert_mtimes(&certs);
     loop {
         tokio::select! {
-            _ = hup.recv() => reload_certs(&certs, &dtls, "SIGHUP"),
+            _ = hup.recv() => {
+                reload_certs(&certs, &dtls, "SIGHUP");
+                // Settings that apply without a restart: the client deny list.
+                match reload() {
+                    Ok(new) => {
+                        proto.directory.set_configured_denied_clients(new.denied_client_ranges.clone());
+                        tracing::info!(ranges = new.denied_client_ranges.len(), "configuration re-read: denied_client_ranges applied");
+                    }
+                    Err(e) => tracing::error!(error = %e, "configuration re-read failed; keeping the current deny list"),
+                }
+            }
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = usr1.recv() => {

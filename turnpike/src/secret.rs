@@ -25,12 +25,7 @@ pub fn load_or_create(dir: &Path) -> Result<(String, bool)> {
             return Ok((s, false));
         }
     }
-    fs::create_dir_all(dir).with_context(|| {
-        format!(
-            "cannot create data directory {} (set key `data_dir`)",
-            dir.display()
-        )
-    })?;
+    crate::instance::ensure_data_dir(dir)?;
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);

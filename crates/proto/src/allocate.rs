@@ -137,7 +137,8 @@ impl Server {
             let tmax = dir
                 .tenant_limits
                 .get(&*acct.tenant_id)
-                .and_then(|l| l.max_allocations);
+                .and_then(|l| l.max_allocations)
+                .or(self.cfg.default_tenant_max_allocations);
             let cmax = acct
                 .credential_id
                 .as_ref()
@@ -291,13 +292,14 @@ impl Server {
                 return;
             }
         };
+        let transport = self.allocations[id].transport;
         let mut relays = [None, None];
         relays[primary.is_ipv6() as usize] = Some(primary);
         if let Some(Ok(extra)) = additional {
             relays[extra.is_ipv6() as usize] = Some(extra);
         }
         for r in relays.iter().flatten() {
-            self.by_relay.insert(*r, id);
+            self.by_relay.insert((transport, *r), id);
         }
         let advertised: Vec<_> = relays
             .iter()

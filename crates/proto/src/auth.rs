@@ -86,6 +86,12 @@ impl Credentials {
         !self.users.is_empty()
     }
 
+    /// Whether a USERHASH can name every user these credentials accept: static users only
+    /// (a shared-secret username is not a finite list, so its hash cannot be looked up).
+    pub fn userhash_for_all(&self) -> bool {
+        !self.users.is_empty() && self.shared_secrets.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.users.is_empty() && self.shared_secrets.is_empty()
     }

@@ -75,10 +75,11 @@ pub struct ServerConfig {
     pub max_permissions_per_allocation: usize,
     /// Most channels one allocation may hold.
     pub max_channels_per_allocation: usize,
-    /// 401 responses per source IP: burst size.
-    pub unauth_burst: u32,
-    /// 401 responses per source IP: sustained rate per second.
-    pub unauth_rate_per_sec: u32,
+    /// Unauthenticated answers over UDP (Binding responses, challenges, errors): the bytes a
+    /// source may get back beyond what it sent (0: no budget), see [`crate::unauth_budget`].
+    pub unauth_bytes_burst: u32,
+    /// ... refilled at this many bytes per second.
+    pub unauth_bytes_per_sec: u32,
     /// While set, new allocations are refused with 508 (existing ones keep working).
     pub draining: Arc<AtomicBool>,
     /// RFC 5780 behaviour discovery, when the node has two addresses.
@@ -87,6 +88,13 @@ pub struct ServerConfig {
     pub tcp_connections: Arc<crate::tcp_registry::TcpConnectionRegistry>,
     /// Stored and ephemeral credentials of the control plane, limits and disconnects.
     pub directory: Arc<crate::directory::Directory>,
+    /// Whether the directory's credentials (control plane) are in use. Username anonymity
+    /// (USERHASH) is advertised only when every credential kind can honour it, and ephemeral
+    /// or shared-secret usernames cannot be recovered from their hash.
+    pub directory_credentials: bool,
+    /// Most live allocations of a tenant that has no allocation quota of its own (`None`:
+    /// unlimited).
+    pub default_tenant_max_allocations: Option<u32>,
 }
 
 impl ServerConfig {
@@ -108,12 +116,14 @@ impl ServerConfig {
             external_ipv6: None,
             max_permissions_per_allocation: 256,
             max_channels_per_allocation: 256,
-            unauth_burst: 200,
-            unauth_rate_per_sec: 100,
+            unauth_bytes_burst: 8192,
+            unauth_bytes_per_sec: 2048,
             draining: Arc::new(AtomicBool::new(false)),
             tcp_connections: Arc::default(),
             directory: Arc::default(),
             rfc5780: None,
+            directory_credentials: true,
+            default_tenant_max_allocations: None,
         }
     }
 }

@@ -16,7 +16,7 @@ pub enum DropReason {
     NoPermission = 3,
     /// ChannelData on a channel that is not bound.
     NoChannel = 4,
-    /// 401 rate limit reached for this source.
+    /// An unauthenticated answer over this source's byte budget.
     RateLimited = 5,
     /// Retransmission of an Allocate whose relay is still being created.
     InProgress = 6,
@@ -26,10 +26,14 @@ pub enum DropReason {
     SendFailed = 8,
     /// Over the account's bitrate limit (quota throttle or `max_bitrate_bps`).
     Throttled = 9,
+    /// A stream connection missed its first-frame or frame deadline and was closed.
+    Timeout = 10,
+    /// The client's address is on the deny list.
+    Denied = 11,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
         DropReason::Unexpected,
@@ -41,6 +45,8 @@ impl DropReason {
         DropReason::Policy,
         DropReason::SendFailed,
         DropReason::Throttled,
+        DropReason::Timeout,
+        DropReason::Denied,
     ];
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -54,6 +60,8 @@ impl DropReason {
             DropReason::Policy => "policy",
             DropReason::SendFailed => "send_failed",
             DropReason::Throttled => "throttled",
+            DropReason::Timeout => "timeout",
+            DropReason::Denied => "denied",
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod accounting;
 mod allocate;
 pub mod allocation;
 pub mod auth;
+mod auth_log;
 mod binding;
 mod channel_bind;
 pub mod config;
@@ -32,7 +33,6 @@ pub mod output;
 mod permission;
 pub mod policy;
 pub mod quota;
-pub mod rate_limit;
 mod refresh;
 mod send_data;
 mod server;
@@ -41,6 +41,7 @@ pub mod tcp_registry;
 mod tcp_relay;
 pub mod throttle;
 pub mod timer;
+pub mod unauth_budget;
 
 pub use accounting::{AccountingEvent, Usage};
 pub use allocation::AllocationId;
@@ -53,7 +54,7 @@ pub use output::{
     ConnectionId, Dest, Families, Output, RelayError, RelayRequest, RelayResult, RelayTransport,
     Transmit,
 };
-pub use policy::PeerPolicy;
+pub use policy::{OwnEndpoints, PeerPolicy};
 pub use quota::AllocationQuota;
 pub use send_data::{PEER_HEADROOM, PEER_TAILROOM};
 pub use server::Server;

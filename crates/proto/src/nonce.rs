@@ -1,8 +1,10 @@
 //! Stateless nonces (RFC 8489 §9.2): the server keeps no per-client state to validate them.
 //!
 //! Form: `obMatJos2` + 4 base64 characters of security-feature bits + 8 hex digits of the unix
-//! time it was minted + 16 hex digits of HMAC-SHA1(secret, time || client IP). A nonce is valid
-//! for the client IP it was minted for, until `minted + lifetime`.
+//! time it was minted + 16 hex digits of HMAC-SHA1(secret, features || time || client IP). A
+//! nonce is valid for the client IP it was minted for, until `minted + lifetime`; its feature
+//! bits are under the MAC, so a client (or a man in the middle) cannot flip them and keep the
+//! nonce valid (RFC 8489 §9.2's bid-down protection rests on them).
 
 use std::net::IpAddr;
 
@@ -27,9 +29,10 @@ pub fn feature_chars(password_algorithms: bool, username_anonymity: bool) -> [u8
     ]
 }
 
-fn mac(secret: &[u8; 32], minted: u32, ip: IpAddr) -> [u8; 8] {
+fn mac(secret: &[u8; 32], features: &[u8], minted: u32, ip: IpAddr) -> [u8; 8] {
     let mut m =
         <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    m.update(features);
     m.update(&minted.to_be_bytes());
     match ip.to_canonical() {
         IpAddr::V4(v4) => m.update(&v4.octets()),
@@ -55,7 +58,7 @@ pub fn mint(secret: &[u8; 32], features: [u8; 4], now_unix: u64, ip: IpAddr) -> 
         out[13 + 2 * i] = HEX[(b >> 4) as usize];
         out[14 + 2 * i] = HEX[(b & 15) as usize];
     }
-    for (i, b) in mac(secret, minted, ip).iter().enumerate() {
+    for (i, b) in mac(secret, &features, minted, ip).iter().enumerate() {
         out[21 + 2 * i] = HEX[(b >> 4) as usize];
         out[22 + 2 * i] = HEX[(b & 15) as usize];
     }
@@ -91,7 +94,7 @@ pub fn verify(
         return false;
     }
     let minted = u32::from_be_bytes(ts);
-    let want = mac(secret, minted, ip);
+    let want = mac(secret, &nonce[9..13], minted, ip);
     let mut d = 0u8;
     for (a, b) in want.iter().zip(&got) {
         d |= a ^ b;
@@ -128,6 +131,11 @@ mod tests {
         let mut bad = n;
         bad[30] = b'z';
         assert!(!verify(&s, &bad, 1_000_000, 600, ip));
+        // The feature bits are under the MAC: clearing "password algorithms" (a bid-down to
+        // MD5) makes the nonce invalid.
+        let mut downgraded = n;
+        downgraded[9..13].copy_from_slice(&feature_chars(false, false));
+        assert!(!verify(&s, &downgraded, 1_000_000, 600, ip));
         assert!(!verify(&s, b"short", 1_000_000, 600, ip));
     }
 }

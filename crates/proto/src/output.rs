@@ -100,7 +100,7 @@ pub enum Output {
 pub type ConnectionId = u32;
 
 /// The relay transport an allocation asked for with REQUESTED-TRANSPORT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RelayTransport {
     Udp,
     /// RFC 6062 TCP allocation: the relayed address is a TCP listener.

@@ -35,6 +35,9 @@ impl Server {
             .ok_or(TurnError::BadRequest("XOR-PEER-ADDRESS missing"))?;
         let peer = decode_peer(v, msg)?;
         self.check_peer(id, peer)?;
+        if self.cfg.peer_policy.own.contains(peer) {
+            return Err(TurnError::Forbidden("peer is the server itself"));
+        }
         Ok(peer)
     }
 

@@ -12,7 +12,7 @@ use turnpike_stun::*;
 
 use crate::error::DropReason;
 use crate::five_tuple::FiveTuple;
-use crate::output::{Dest, Transmit};
+use crate::output::{Dest, RelayTransport, Transmit};
 use crate::server::Server;
 use crate::stats::Direction;
 
@@ -58,6 +58,12 @@ impl Server {
             self.stats.drop(DropReason::NoPermission);
             return None;
         }
+        if self.cfg.peer_policy.own.contains(peer) {
+            // The server's own listener: never a peer (a permission covers an IP, any port).
+            self.stats.drop(DropReason::Policy);
+            return None;
+        }
+        let a = &mut self.allocations[id];
         if !a.throttle.as_mut().is_none_or(|t| t.take(now, data.len())) {
             self.stats.drop(DropReason::Throttled);
             return None;
@@ -119,7 +125,7 @@ impl Server {
         buf: &'a mut [u8],
         len: usize,
     ) -> Option<Transmit<'a>> {
-        let Some(&id) = self.by_relay.get(&relay) else {
+        let Some(&id) = self.by_relay.get(&(RelayTransport::Udp, relay)) else {
             self.stats.drop(DropReason::NoAllocation);
             return None;
         };

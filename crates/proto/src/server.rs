@@ -23,10 +23,10 @@ use crate::config::ServerConfig;
 use crate::error::{DropReason, TurnError, MAX_UNKNOWN};
 use crate::five_tuple::FiveTuple;
 use crate::nonce;
-use crate::output::{Dest, Output, Transmit};
-use crate::rate_limit::RateLimiter;
+use crate::output::{Dest, Output, RelayTransport, Transmit};
 use crate::stats::{Direction, Stats};
 use crate::timer::DeadlineQueue;
+use crate::unauth_budget::UnauthBudget;
 
 /// Largest message the scratch buffer holds: a maximal UDP payload plus Data indication framing.
 pub(crate) const SCRATCH_LEN: usize = 65_536 + 256;
@@ -110,11 +110,17 @@ pub struct Server {
     epoch_unix: u64,
     pub(crate) allocations: Slab<Allocation>,
     pub(crate) by_five_tuple: HashMap<FiveTuple, AllocationId>,
-    pub(crate) by_relay: HashMap<SocketAddr, AllocationId>,
+    /// Allocations by relayed transport address. Keyed by transport too: a UDP and a TCP relay
+    /// are different endpoints even on one IP and port (the driver never hands out one port
+    /// twice, but the table must not confuse them if it did).
+    pub(crate) by_relay: HashMap<(RelayTransport, SocketAddr), AllocationId>,
     pub(crate) timers: DeadlineQueue<Timer>,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) scratch: Box<[u8]>,
-    limiter: RateLimiter,
+    /// Per-source byte budget for unauthenticated answers over UDP.
+    unauth: UnauthBudget,
+    /// Rate-limited log of failed authentications.
+    auth_log: crate::auth_log::AuthLog,
     recently_deleted: HashMap<FiveTuple, (TransactionId, Vec<u8>, Instant)>,
     pub(crate) next_generation: u64,
     pub(crate) pending_connects:
@@ -147,11 +153,17 @@ impl Server {
     pub fn new(cfg: Arc<ServerConfig>, now: Instant, now_unix: u64) -> Self {
         let mut timers = DeadlineQueue::default();
         timers.push(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
-        let features = nonce::feature_chars(true, cfg.credentials.has_static_users());
+        // RFC 8489 §9.2: the nonce's feature bits promise what the challenge and the lookups
+        // deliver. "Password algorithms": every challenge carries PASSWORD-ALGORITHMS.
+        // "Username anonymity": only when every credential kind in use can be found by
+        // USERHASH (static users alone, no shared secrets, no control-plane credentials).
+        let anonymity = cfg.credentials.userhash_for_all() && !cfg.directory_credentials;
+        let features = nonce::feature_chars(true, anonymity);
         // Disconnect requests made before this server existed do not concern its allocations.
         let directory_seen = cfg.directory.generation();
         Server {
-            limiter: RateLimiter::new(cfg.unauth_burst, cfg.unauth_rate_per_sec),
+            unauth: UnauthBudget::new(cfg.unauth_bytes_burst, cfg.unauth_bytes_per_sec),
+            auth_log: Default::default(),
             cfg,
             epoch: now,
             epoch_unix: now_unix,
@@ -229,6 +241,12 @@ impl Server {
         data: &'a [u8],
     ) -> Option<Transmit<'a>> {
         self.clock_unix = self.unix_now(now);
+        if self.cfg.directory.has_denied_clients()
+            && self.cfg.directory.is_client_denied(ft.client.ip())
+        {
+            self.stats.drop(DropReason::Denied);
+            return None;
+        }
         let msg = match Message::parse_exact(data) {
             Ok(m) => m,
             Err(_) => {
@@ -290,6 +308,7 @@ impl Server {
         }
 
         let mut ctx = ResponseCtx::new(msg, None);
+        let mut authenticated = false;
         let result = if msg.method() == METHOD_BINDING {
             self.stats.binding_requests += 1;
             self.handle_binding(ft, msg, &ctx)
@@ -297,6 +316,7 @@ impl Server {
             match self.authenticate(now, ft, msg) {
                 Err(e) => Err(e),
                 Ok(auth) => {
+                    authenticated = true;
                     ctx.key = Some((auth.key, auth.sha256));
                     self.check_unknown(msg).and_then(|()| match msg.method() {
                         METHOD_ALLOCATE => self.handle_allocate(now, ft, msg, &auth, &ctx),
@@ -314,11 +334,26 @@ impl Server {
                 }
             }
         };
-        let n = match result {
-            Ok(Reply::Written(n)) => n,
+        let (n, signed, error) = match result {
+            Ok(Reply::Written(n)) => (n, authenticated, false),
             Ok(Reply::Pending) => return None,
-            Err(e) => self.write_error(now, ft, &ctx, &e)?,
+            Err(e) => {
+                let signed = authenticated && !e.carries_challenge();
+                (self.write_error(now, ft, &ctx, &e)?, signed, true)
+            }
         };
+        // Unauthenticated answers over UDP come out of the source's byte budget: over TCP, TLS
+        // and DTLS a handshake has already proven the source address, so there is nothing to
+        // reflect, and a dropped answer would stall a stream client that never retransmits.
+        if !signed
+            && ft.transport == crate::five_tuple::Transport::Udp
+            && !self.unauth.allow(now, ft.client.ip(), ctx.request_len, n)
+        {
+            self.stats.drop(DropReason::RateLimited);
+            // Not sent after all.
+            self.stats.error_responses -= u64::from(error);
+            return None;
+        }
         // Remember the answer on the allocation for retransmissions.
         if msg.method() != METHOD_BINDING {
             if let Some(&id) = self.by_five_tuple.get(&ft) {
@@ -356,14 +391,29 @@ impl Server {
             self.stats.stale_nonces += 1;
             return Err(TurnError::StaleNonce);
         }
-        if realm != self.cfg.realm.as_bytes() {
+        let result = if realm != self.cfg.realm.as_bytes() {
+            Err(TurnError::Unauthorized("wrong realm"))
+        } else {
+            self.cfg.credentials.authenticate(
+                msg,
+                &self.cfg.realm,
+                unix,
+                &self.cfg.directory.load(),
+            )
+        };
+        if let Err(e) = &result {
             self.stats.auth_failures += 1;
-            return Err(TurnError::Unauthorized("wrong realm"));
+            let reason = match e {
+                TurnError::Unauthorized(r) | TurnError::BadRequest(r) => r,
+                _ => "refused",
+            };
+            let username = msg
+                .get(ATTR_USERNAME)
+                .or_else(|| msg.get(ATTR_USERHASH).map(|_| &b"<userhash>"[..]));
+            self.auth_log
+                .failed(now, ft.client.ip(), username, reason, ft.transport);
         }
-        self.cfg
-            .credentials
-            .authenticate(msg, &self.cfg.realm, unix, &self.cfg.directory.load())
-            .inspect_err(|_| self.stats.auth_failures += 1)
+        result
     }
 
     fn check_unknown(&self, msg: &Message<'_>) -> Result<(), TurnError> {
@@ -382,14 +432,14 @@ impl Server {
         ctx: &ResponseCtx,
         body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), StunError>,
     ) -> Result<usize, TurnError> {
-        write_response(
-            &mut self.scratch,
-            ctx,
-            Class::Success,
-            &self.cfg.software,
-            body,
-        )
-        .map_err(|_| TurnError::ServerError("response too large"))
+        // Unauthenticated answers (Binding) carry no SOFTWARE: as small as they can be.
+        let software = if ctx.key.is_some() {
+            self.cfg.software.as_str()
+        } else {
+            ""
+        };
+        write_response(&mut self.scratch, ctx, Class::Success, software, body)
+            .map_err(|_| TurnError::ServerError("response too large"))
     }
 
     /// Writes the error response for `e`, or returns `None` when it is to be dropped.
@@ -410,16 +460,6 @@ impl Server {
             }
         };
         tracing::debug!(client = %ft.client, code, reason = ?e, "error response");
-        // Challenges are rate limited per source on UDP only: over TCP, TLS and DTLS a handshake
-        // has already proven the source address, so there is no amplification to prevent, and a
-        // dropped answer would stall a stream client that (unlike a UDP one) never retransmits.
-        if e.carries_challenge()
-            && ft.transport == crate::five_tuple::Transport::Udp
-            && !self.limiter.allow(now, ft.client.ip())
-        {
-            self.stats.drop(DropReason::RateLimited);
-            return None;
-        }
         self.stats.error_responses += 1;
         let mut ctx = *ctx;
         let challenge = e.carries_challenge();
@@ -442,19 +482,9 @@ impl Server {
             ""
         };
         let realm = self.cfg.realm.as_bytes();
-        // Amplification guard: a challenge is only as large as it must be. PASSWORD-ALGORITHMS
-        // (12 bytes) is offered only when the challenge still does not exceed the request; the
-        // mandatory part (ERROR-CODE, REALM, NONCE) is sent regardless, as RFC 8489 requires.
-        let base = 20
-            + 4
-            + 4
-            + pad4(reason_phrase(code).len())
-            + 4
-            + pad4(realm.len())
-            + 4
-            + pad4(nonce::NONCE_LEN)
-            + if ctx.fingerprint { 8 } else { 0 };
-        let offer_algorithms = base + 12 <= ctx.request_len;
+        // The nonce sets the "password algorithms" bit, so every challenge carries
+        // PASSWORD-ALGORITHMS (RFC 8489 §9.2.5: without it a client must give up). Amplification
+        // is bounded by the per-source byte budget for unauthenticated answers instead.
         let r = write_response(&mut self.scratch, &ctx, Class::Error, software, |w| {
             w.error_code(code)?;
             if let TurnError::UnknownAttributes(list, n) = e {
@@ -463,9 +493,7 @@ impl Server {
             if let Some(nonce) = &nonce {
                 w.attr(ATTR_REALM, realm)?;
                 w.attr(ATTR_NONCE, nonce)?;
-                if offer_algorithms {
-                    w.attr(ATTR_PASSWORD_ALGORITHMS, &OFFERED_PASSWORD_ALGORITHMS)?;
-                }
+                w.attr(ATTR_PASSWORD_ALGORITHMS, &OFFERED_PASSWORD_ALGORITHMS)?;
             }
             Ok(())
         });
@@ -496,7 +524,7 @@ impl Server {
         let a = self.allocations.remove(id);
         self.by_five_tuple.remove(&a.five_tuple);
         for r in a.relays.iter().flatten() {
-            self.by_relay.remove(r);
+            self.by_relay.remove(&(a.transport, *r));
             self.outputs.push_back(Output::ReleaseRelay(*r));
         }
         self.cfg.quota.release(&a.username);
@@ -609,7 +637,7 @@ impl Server {
     /// The driver could not send relayed data of the allocation on `relay` (`dir`: to the peer
     /// or to the client): it is taken back out of the usage, which counts what was relayed.
     pub fn handle_relay_send_failed(&mut self, relay: SocketAddr, dir: Direction, len: usize) {
-        if let Some(&id) = self.by_relay.get(&relay) {
+        if let Some(&id) = self.by_relay.get(&(RelayTransport::Udp, relay)) {
             let u = &mut self.allocations[id].usage;
             u.packets[dir as usize] = u.packets[dir as usize].saturating_sub(1);
             u.bytes[dir as usize] = u.bytes[dir as usize].saturating_sub(len as u64);
@@ -638,10 +666,12 @@ impl Server {
         self.directory_seen = generation;
         let snap = dir.load();
         let mut doomed = Vec::new();
+        let deny = dir.has_denied_clients();
         for (id, a) in self.allocations.iter_mut() {
             if disconnects
                 .iter()
                 .any(|d| d.matches(&a.username, a.account.as_deref()))
+                || (deny && dir.is_client_denied(a.five_tuple.client.ip()))
             {
                 doomed.push(id);
                 continue;
@@ -689,7 +719,7 @@ impl Server {
                 Timer::Channel(id, gen, num) => self.expire_channel(now, id, gen, num),
                 Timer::TcpConnection(cid) => self.expire_tcp_connection(cid),
                 Timer::Housekeeping => {
-                    self.limiter.sweep(now);
+                    self.unauth.sweep(now);
                     self.recently_deleted
                         .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < REPLAY_WINDOW);
                     self.timers

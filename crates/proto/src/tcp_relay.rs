@@ -132,7 +132,7 @@ impl Server {
         relay: SocketAddr,
         peer: SocketAddr,
     ) -> Option<ConnectionId> {
-        let id = *self.by_relay.get(&relay)?;
+        let id = *self.by_relay.get(&(RelayTransport::Tcp, relay))?;
         let registry = self.cfg.tcp_connections.clone();
         let a = &mut self.allocations[id];
         if a.transport != RelayTransport::Tcp || !a.has_permission(now, peer.ip()) {

@@ -24,7 +24,14 @@ fn config(f: impl FnOnce(&mut ServerConfig)) -> Arc<ServerConfig> {
     creds.add_user("bob", UserSecret::Password("hunter2".into()));
     creds.add_shared_secret(b"north".to_vec());
     let mut cfg = ServerConfig::new(REALM, creds.for_realm(REALM), [5u8; 32]);
-    cfg.peer_policy = PeerPolicy::new(vec![], vec![], vec!["198.51.100.0/24".parse().unwrap()]);
+    cfg.peer_policy = PeerPolicy::new(
+        vec![],
+        vec![],
+        vec![
+            "198.51.100.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ],
+    );
     f(&mut cfg);
     Arc::new(cfg)
 }
@@ -776,23 +783,55 @@ fn malformed_input_is_dropped_and_counted() {
 }
 
 #[test]
-fn challenges_are_rate_limited_per_source() {
+fn unauthenticated_answers_stay_within_the_sources_byte_budget() {
     let (mut s, t0) = new_server(config(|cfg| {
-        cfg.unauth_burst = 3;
-        cfg.unauth_rate_per_sec = 1;
+        cfg.unauth_bytes_burst = 300;
+        cfg.unauth_bytes_per_sec = 1;
     }));
     let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
-    let mut answered = 0;
-    for _ in 0..10 {
+    let (mut bytes_in, mut bytes_out, mut answered) = (0, 0, 0);
+    for _ in 0..20 {
         let req = c.request(METHOD_ALLOCATE, false, |w| {
             w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
         });
-        if s.handle_client_packet(t0, c.ft, &req).is_some() {
+        bytes_in += req.len();
+        if let Some(t) = s.handle_client_packet(t0, c.ft, &req) {
+            bytes_out += t.data.len();
             answered += 1;
         }
     }
-    assert_eq!(answered, 3);
-    assert_eq!(s.stats.dropped[DropReason::RateLimited as usize], 7);
+    assert!(
+        answered >= 2,
+        "the surplus lets the first challenges through"
+    );
+    assert!(answered < 20, "then the budget holds them back");
+    assert!(
+        bytes_out <= bytes_in + 300,
+        "{bytes_out} bytes out for {bytes_in} in"
+    );
+    assert_eq!(
+        s.stats.dropped[DropReason::RateLimited as usize],
+        20 - answered as u64
+    );
+    // Bindings come out of the same budget.
+    let binding = {
+        let mut b = [0u8; 20];
+        let w = MessageWriter::new(
+            &mut b,
+            MessageType::new(METHOD_BINDING, Class::Request),
+            [7; 12],
+        )
+        .unwrap();
+        let n = w.finish();
+        b[..n].to_vec()
+    };
+    let mut binding_answers = 0;
+    for _ in 0..100 {
+        if s.handle_client_packet(t0, c.ft, &binding).is_some() {
+            binding_answers += 1;
+        }
+    }
+    assert!(binding_answers < 100);
     // Another source is unaffected.
     let mut d = Client::new("203.0.113.10:4000", "alice", "secret");
     challenge(&mut s, t0, &mut d);
@@ -815,30 +854,47 @@ fn connection_close_removes_tcp_allocation() {
     assert!(released);
 }
 
+/// The nonce's security feature bits (RFC 8489 §9.2) as base64-decoded bits.
+fn nonce_features(nonce: &[u8]) -> u8 {
+    use base64::Engine;
+    assert!(nonce.starts_with(b"obMatJos2"));
+    base64::engine::general_purpose::STANDARD
+        .decode(&nonce[9..13])
+        .unwrap()[0]
+}
+
 #[test]
-fn challenge_size_is_bounded_by_the_request() {
+fn nonce_feature_bits_agree_with_the_challenge_and_the_credentials() {
+    // Static users with the control plane's credentials in use: "password algorithms" is set
+    // and every challenge, however small the request, carries PASSWORD-ALGORITHMS; "username
+    // anonymity" is not set, because ephemeral usernames cannot be found by their hash.
     let (mut s, t0) = new_server(config(|_| {}));
     let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
-    // A small request gets the mandatory challenge only.
     let small = c.request(METHOD_ALLOCATE, false, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     });
     let resp = exchange(&mut s, t0, &c, &small).unwrap();
     let m = parse(&resp);
-    assert!(m.get(ATTR_NONCE).is_some() && m.get(ATTR_REALM).is_some());
-    assert!(m.get(ATTR_PASSWORD_ALGORITHMS).is_none());
-    // A request big enough to cover it also gets PASSWORD-ALGORITHMS, and the challenge is no
-    // larger than the request.
-    let big = c.request(METHOD_ALLOCATE, false, |w| {
-        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
-        w.attr(ATTR_SOFTWARE, &[b'x'; 100]).unwrap();
-    });
-    let resp = exchange(&mut s, t0, &c, &big).unwrap();
     assert_eq!(
-        parse(&resp).get(ATTR_PASSWORD_ALGORITHMS).unwrap(),
+        m.get(ATTR_PASSWORD_ALGORITHMS).unwrap(),
         [0, 1, 0, 0, 0, 2, 0, 0]
     );
-    assert!(resp.len() <= big.len());
+    assert_eq!(nonce_features(m.get(ATTR_NONCE).unwrap()), 0x80);
+    // Shared secrets without the control plane: still no anonymity (an `expiry:user` name is
+    // not a finite list to hash).
+    let (mut s, t0) = new_server(config(|cfg| cfg.directory_credentials = false));
+    let resp = exchange(&mut s, t0, &c, &small).unwrap();
+    assert_eq!(nonce_features(parse(&resp).get(ATTR_NONCE).unwrap()), 0x80);
+    // Static users alone: both bits, and USERHASH finds them.
+    let mut creds = Credentials::new();
+    creds.add_user("alice", UserSecret::Password("secret".into()));
+    let mut cfg = ServerConfig::new(REALM, creds.for_realm(REALM), [5u8; 32]);
+    cfg.directory_credentials = false;
+    let (mut s, t0) = new_server(Arc::new(cfg));
+    let resp = exchange(&mut s, t0, &c, &small).unwrap();
+    let m = parse(&resp);
+    assert_eq!(nonce_features(m.get(ATTR_NONCE).unwrap()), 0xC0);
+    assert!(m.get(ATTR_PASSWORD_ALGORITHMS).is_some());
 }
 
 #[test]
@@ -1115,8 +1171,8 @@ fn rfc6062_connect_failure_is_447_and_tcp_needs_stream_client() {
 #[test]
 fn challenges_over_tcp_are_not_rate_limited() {
     let (mut s, t0) = new_server(config(|cfg| {
-        cfg.unauth_burst = 2;
-        cfg.unauth_rate_per_sec = 1;
+        cfg.unauth_bytes_burst = 2;
+        cfg.unauth_bytes_per_sec = 1;
     }));
     let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
     c.ft.transport = Transport::Tcp;
@@ -1415,4 +1471,87 @@ fn spliced_bytes_are_reported_as_usage_of_their_account() {
     assert_eq!(da.packets, [2, 2, 1, 1]);
     assert_eq!(db.bytes, [0, 0, 3, 3]);
     assert!(s.poll_accounting(t0).is_empty(), "reported once");
+}
+
+#[test]
+fn tenants_without_a_quota_get_the_default_allocation_cap() {
+    let cfg = config(|c| c.default_tenant_max_allocations = Some(2));
+    cfg.directory
+        .publish(directory_snapshot(true, Limits::default()));
+    let (mut s, t0) = new_server(cfg.clone());
+    for i in 0..2 {
+        let user = format!("{}:ten_1:u{i}", UNIX0 + 600);
+        let pw = Credentials::shared_secret_password(b"tenant-secret", &user);
+        let mut c = Client::new(&format!("203.0.113.7:{}", 4000 + i), &user, &pw);
+        allocate(&mut s, t0, &mut c);
+    }
+    let user = format!("{}:ten_1:u9", UNIX0 + 600);
+    let pw = Credentials::shared_secret_password(b"tenant-secret", &user);
+    let mut c = Client::new("203.0.113.7:4009", &user, &pw);
+    challenge(&mut s, t0, &mut c);
+    let req = c.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(486)
+    );
+    // A tenant quota of its own wins over the default.
+    let mut snap = directory_snapshot(true, Limits::default());
+    snap.tenant_limits.insert(
+        "ten_1".into(),
+        Limits {
+            max_allocations: Some(5),
+            ..Default::default()
+        },
+    );
+    cfg.directory.publish(snap);
+    allocate(&mut s, t0, &mut c);
+}
+
+#[test]
+fn one_username_in_two_tenants_authenticates_each_by_its_own_key() {
+    let cfg = config(|_| {});
+    let mut snap = directory_snapshot(true, Limits::default());
+    let other = Arc::new(Account {
+        tenant_id: "ten_2".into(),
+        credential_id: Some("cred_2".into()),
+        user_id: None,
+    });
+    snap.users
+        .entry("carol".into())
+        .or_default()
+        .push(StoredUser {
+            key_md5: long_term_key(b"carol", REALM.as_bytes(), b"other-pw"),
+            key_sha256: long_term_key_sha256(b"carol", REALM.as_bytes(), b"other-pw"),
+            enabled: true,
+            expires_at: None,
+            account: other,
+        });
+    snap.credentials
+        .insert("cred_2".into(), ("ten_2".into(), true));
+    cfg.directory.publish(snap);
+    let (mut s, t0) = new_server(cfg.clone());
+    let mut a = Client::new("203.0.113.8:4000", "carol", "pw");
+    allocate(&mut s, t0, &mut a);
+    let mut b = Client::new("203.0.113.8:4001", "carol", "other-pw");
+    allocate(&mut s, t0, &mut b);
+    let tenants: Vec<_> = s
+        .poll_accounting(t0)
+        .into_iter()
+        .filter_map(|e| match e {
+            AccountingEvent::Started { account, .. } => Some(account.tenant_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tenants, ["ten_1", "ten_2"]);
+    let mut wrong = Client::new("203.0.113.8:4002", "carol", "neither");
+    challenge(&mut s, t0, &mut wrong);
+    let req = wrong.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &wrong, &req).unwrap()),
+        Some(401)
+    );
 }

@@ -45,10 +45,14 @@ pub struct DriverConfig {
     pub workers: usize,
     /// Socket buffer size requested for listeners and relays.
     pub socket_buffer: usize,
-    /// TCP connections idle longer than this are closed.
+    /// TCP connections idle longer than this between frames are closed.
     pub tcp_idle_timeout: Duration,
-    /// Most TCP connections from one source IP.
-    pub tcp_max_per_source: usize,
+    /// A new TCP/TLS connection must deliver its first complete frame within this.
+    pub tcp_first_frame_timeout: Duration,
+    /// A frame, once its first byte arrived, must be complete within this.
+    pub tcp_frame_timeout: Duration,
+    /// Caps on client TCP/TLS connections (total and per source IP), across all workers.
+    pub connections: std::sync::Arc<crate::conn_limit::ConnectionLimits>,
     /// Frames queued for a slow TCP reader before further frames are dropped.
     pub tcp_queue_frames: usize,
     /// Where metering events go (none: not metered).
@@ -77,7 +81,9 @@ impl Default for DriverConfig {
                 .unwrap_or(1),
             socket_buffer: 4 << 20,
             tcp_idle_timeout: Duration::from_secs(600),
-            tcp_max_per_source: 1000,
+            tcp_first_frame_timeout: Duration::from_secs(10),
+            tcp_frame_timeout: Duration::from_secs(10),
+            connections: crate::conn_limit::ConnectionLimits::new("turn", 0, 1000),
             tcp_queue_frames: 512,
             accounting: None,
         }

@@ -42,6 +42,14 @@ pub fn describe() {
         "Allocations deleted by the client"
     );
     metrics::describe_counter!("turnpike_binding_requests_total", "STUN Binding requests");
+    metrics::describe_gauge!(
+        "turnpike_connections",
+        "Client connections held, by listener kind (turn: TCP/TLS/shared port, http)"
+    );
+    metrics::describe_counter!(
+        "turnpike_connections_refused_total",
+        "Connections closed at accept by a cap, by listener kind and reason (total, per_source)"
+    );
 }
 
 fn delta(now: u64, before: u64) -> u64 {

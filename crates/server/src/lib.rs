@@ -10,11 +10,13 @@
 //! configuration files, or serve HTTP.
 
 mod config;
+pub mod conn_limit;
 pub mod dtls;
 mod export;
 pub mod ice;
 pub mod mux;
 mod relay;
+mod relay_ports;
 mod sock;
 mod tcp;
 mod tcp_relay;
@@ -30,6 +32,7 @@ use std::thread::JoinHandle;
 pub use config::{AccountingSink, DriverConfig};
 pub use export::describe as describe_metrics;
 pub use relay::Reservations;
+pub use relay_ports::RelayPorts;
 use turnpike_proto::ServerConfig;
 
 /// Errors starting the driver.
@@ -78,6 +81,7 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
     let stop = Arc::new(AtomicBool::new(false));
     let notify = Arc::new(tokio::sync::Notify::new());
     let reservations = Arc::new(Reservations::default());
+    let relay_ports = Arc::new(RelayPorts::default());
     let peer_streams = Arc::new(tcp_relay::PeerStreams::default());
 
     // Bind the first worker's sockets on the configured addresses; the others bind the very
@@ -211,6 +215,7 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
             stop: stop.clone(),
             notify: notify.clone(),
             reservations: reservations.clone(),
+            relay_ports: relay_ports.clone(),
             peer_streams: peer_streams.clone(),
             udp,
             tcp,

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -107,29 +107,28 @@ pub(crate) async fn serve(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
-    ip: IpAddr,
     tls: Option<TlsAcceptor>,
+    permit: crate::conn_limit::ConnPermit,
 ) {
     let mut b = [0u8; 1];
     let peeked = tokio::time::timeout(w.cfg.tls_handshake_timeout, stream.peek(&mut b)).await;
     if !matches!(peeked, Ok(Ok(1))) {
-        return crate::tcp::release_source(&w, ip);
+        return;
     }
     let http = w.cfg.http.clone();
     match sniff(b[0]) {
         Some(Kind::Stun) => {
-            crate::tcp::connection(w, stream, peer, local, Transport::Tcp, ip, Vec::new()).await
+            crate::tcp::connection(w, stream, peer, local, Transport::Tcp, Vec::new(), permit).await
         }
-        Some(Kind::Http) => match http {
-            Some(h) => {
+        Some(Kind::Http) => {
+            if let Some(h) = http {
                 h(Box::new(stream), peer, false).await;
-                crate::tcp::release_source(&w, ip);
             }
-            None => crate::tcp::release_source(&w, ip),
-        },
+            drop(permit);
+        }
         Some(Kind::Tls) => {
             let Some(acceptor) = tls else {
-                return crate::tcp::release_source(&w, ip);
+                return;
             };
             let mut s =
                 match tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream))
@@ -141,7 +140,7 @@ pub(crate) async fn serve(
                             .borrow_mut()
                             .stats
                             .drop(turnpike_proto::DropReason::Malformed);
-                        return crate::tcp::release_source(&w, ip);
+                        return;
                     }
                 };
             let alpn = s.get_ref().1.alpn_protocol().map(|a| a.to_vec());
@@ -156,28 +155,25 @@ pub(crate) async fn serve(
                 Some(t) => (t, Vec::new()),
                 None => {
                     // No ALPN: the first decrypted byte decides.
-                    let mut first = vec![0u8; 4096];
+                    let mut first = vec![0u8; crate::tcp::READ_BASE];
                     let n =
                         match tokio::time::timeout(w.cfg.tls_handshake_timeout, s.read(&mut first))
                             .await
                         {
                             Ok(Ok(n)) if n > 0 => n,
-                            _ => return crate::tcp::release_source(&w, ip),
+                            _ => return,
                         };
                     first.truncate(n);
                     (first[0] <= 3, first)
                 }
             };
             if is_turn {
-                crate::tcp::connection(w, s, peer, local, Transport::Tls, ip, initial).await
+                crate::tcp::connection(w, s, peer, local, Transport::Tls, initial, permit).await
             } else {
-                match http {
-                    Some(h) => {
-                        h(Box::new(Prefixed::new(initial, s)), peer, true).await;
-                        crate::tcp::release_source(&w, ip);
-                    }
-                    None => crate::tcp::release_source(&w, ip),
+                if let Some(h) = http {
+                    h(Box::new(Prefixed::new(initial, s)), peer, true).await;
                 }
+                drop(permit);
             }
         }
         None => {
@@ -185,7 +181,6 @@ pub(crate) async fn serve(
                 .borrow_mut()
                 .stats
                 .drop(turnpike_proto::DropReason::Malformed);
-            crate::tcp::release_source(&w, ip)
         }
     }
 }

@@ -6,33 +6,35 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use socket2::{Domain, Protocol, Socket, Type};
 use turnpike_proto::{RelayError, PEER_HEADROOM, PEER_TAILROOM};
 
+use crate::relay_ports::{PortLease, RelayPorts};
 use crate::worker::Worker;
 
 /// How long a reserved port is held (RFC 8656 §7.2: about 30 s).
 const RESERVATION_HOLD: Duration = Duration::from_secs(30);
-/// Random ports tried before giving up with 508.
-const BIND_ATTEMPTS: usize = 64;
+
+/// A bound relay socket and the reservation of its address.
+pub(crate) type LeasedSocket = (UdpSocket, PortLease);
 
 /// Ports reserved by EVEN-PORT with the R bit, by token.
 #[derive(Default)]
 pub struct Reservations {
-    inner: Mutex<HashMap<u64, (UdpSocket, Instant)>>,
+    inner: Mutex<HashMap<u64, (LeasedSocket, Instant)>>,
 }
 
 impl Reservations {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (UdpSocket, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (LeasedSocket, Instant)>> {
         // Poisoning only means a worker panicked while holding it; the map is still consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn put(&self, sock: UdpSocket, now: Instant) -> u64 {
+    pub(crate) fn put(&self, sock: LeasedSocket, now: Instant) -> u64 {
         let mut m = self.lock();
         m.retain(|_, (_, at)| now.saturating_duration_since(*at) < RESERVATION_HOLD);
         loop {
@@ -44,7 +46,7 @@ impl Reservations {
         }
     }
 
-    pub(crate) fn take(&self, token: u64, now: Instant) -> Option<UdpSocket> {
+    pub(crate) fn take(&self, token: u64, now: Instant) -> Option<LeasedSocket> {
         let mut m = self.lock();
         let (s, at) = m.remove(&token)?;
         (now.saturating_duration_since(at) < RESERVATION_HOLD).then_some(s)
@@ -93,9 +95,11 @@ fn set_dont_fragment(s: &Socket, v6: bool) {
     }
 }
 
-/// Binds a relay socket on `ip` in `[min, max]`; with `even`, an even port, and with
-/// `reserve_next` also the next port (returned second).
+/// Binds a relay socket on `ip` in `[min, max]`, reserved in `ports`; with `even`, an even
+/// port, and with `reserve_next` also the next port (returned second).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn bind_relay(
+    ports: &Arc<RelayPorts>,
     ip: IpAddr,
     min: u16,
     max: u16,
@@ -103,30 +107,24 @@ pub(crate) fn bind_relay(
     reserve_next: bool,
     dont_fragment: bool,
     buffer: usize,
-) -> Result<(UdpSocket, Option<UdpSocket>), RelayError> {
-    let mut rng = rand::thread_rng();
-    for _ in 0..BIND_ATTEMPTS {
-        let mut port = rng.gen_range(min..=max);
-        if even {
-            port &= !1;
-            if port < min {
-                continue;
-            }
-        }
-        let Ok(s) = bind_one(ip, port, dont_fragment, buffer) else {
-            continue;
-        };
-        if !reserve_next {
-            return Ok((s, None));
-        }
-        if port == u16::MAX || port + 1 > max {
-            continue;
-        }
-        if let Ok(next) = bind_one(ip, port + 1, dont_fragment, buffer) {
-            return Ok((s, Some(next)));
-        }
+) -> Result<(LeasedSocket, Option<LeasedSocket>), RelayError> {
+    let bind = |port: u16| bind_one(ip, port, dont_fragment, buffer).ok();
+    if !reserve_next {
+        let (lease, s) = ports
+            .reserve(ip, min, max, even, bind)
+            .ok_or(RelayError::Exhausted)?;
+        return Ok(((s, lease), None));
     }
-    Err(RelayError::Exhausted)
+    // An even port whose successor is free too.
+    let (lease, (s, next)) = ports
+        .reserve(ip, min, max.saturating_sub(1), true, |port| {
+            let s = bind(port)?;
+            let next = ports.reserve_exact(SocketAddr::new(ip, port + 1), || bind(port + 1))?;
+            Some((s, next))
+        })
+        .ok_or(RelayError::Exhausted)?;
+    let (next_lease, next_sock) = next;
+    Ok(((s, lease), Some((next_sock, next_lease))))
 }
 
 /// Receives peer datagrams on one relay socket until aborted.

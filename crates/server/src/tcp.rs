@@ -1,23 +1,39 @@
-//! STUN/TURN over TCP and TLS (RFC 8656 §3.1): accepting connections (with a bounded TLS
-//! handshake), splitting the byte stream into STUN messages and padded ChannelData frames, and a
-//! bounded writer queue per connection so a slow reader loses frames instead of stalling the
-//! relay.
+//! STUN/TURN over TCP and TLS (RFC 8656 §3.1): accepting connections (within the connection
+//! caps, with a bounded TLS handshake), splitting the byte stream into STUN messages and padded
+//! ChannelData frames, and a bounded writer queue per connection so a slow reader loses frames
+//! instead of stalling the relay.
+//!
+//! What an idle connection costs is kept small: its read buffer starts at [`READ_BASE`] bytes,
+//! grows to the frame it must hold (or, under load, to larger reads) and shrinks back when the
+//! traffic stops. Deadlines keep a connection from being held open without progress: the first
+//! frame must arrive within `tcp_first_frame_timeout`, a frame once started must be complete
+//! within `tcp_frame_timeout`, and between frames the connection may be idle for
+//! `tcp_idle_timeout` (a slow-loris client sending one byte at a time is cut at the frame
+//! deadline).
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::Instant;
 
 use socket2::{Protocol, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
-use turnpike_proto::{FiveTuple, Transport};
+use turnpike_proto::{DropReason, FiveTuple, Transport};
 
+use crate::conn_limit::ConnPermit;
 use crate::worker::Worker;
 
-/// Room for the largest frame (a 65,532-byte STUN body plus header) and a partial next one.
-const READ_BUF: usize = 2 * 65_600;
+/// Read buffer of an idle connection: room for any ordinary TURN request (it grows at once for a
+/// larger frame, such as 1200-byte ChannelData).
+pub(crate) const READ_BASE: usize = 1024;
+/// Largest read buffer: the largest frame (a 65,535-byte body plus header) and a partial next.
+const READ_MAX: usize = 2 * 65_600;
+/// Reads in a row that use little of a grown buffer before it shrinks back to [`READ_BASE`].
+const SHRINK_AFTER: u32 = 8;
 
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let s = crate::sock::shared(addr, Type::STREAM, Protocol::TCP)?;
@@ -27,7 +43,7 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Accepts connections on one listener until the runtime stops; with `tls`, each connection
-/// is a TLS (TURNS) connection.
+/// is a TLS (TURNS) connection. Connections beyond the caps are closed at once.
 pub(crate) async fn accept_task(
     w: Rc<Worker>,
     listener: tokio::net::TcpListener,
@@ -43,47 +59,38 @@ pub(crate) async fn accept_task(
                 continue;
             }
         };
-        let ip = peer.ip().to_canonical();
-        {
-            let mut per = w.tcp_per_source.borrow_mut();
-            let n = per.entry(ip).or_insert(0);
-            if *n >= w.cfg.tcp_max_per_source {
-                tracing::debug!(%peer, "too many TCP connections from this source");
-                continue;
-            }
-            *n += 1;
+        if w.client_denied(peer.ip()) {
+            continue;
         }
+        let Ok(permit) = w.cfg.connections.try_acquire(peer.ip()) else {
+            continue;
+        };
         let w = w.clone();
         let tls = tls.clone();
         tokio::task::spawn_local(async move {
             let Ok(local) = stream.local_addr() else {
-                return release_source(&w, ip);
+                return;
             };
             let _ = stream.set_nodelay(true);
             if mux {
-                return crate::mux::serve(w, stream, peer, local, ip, tls).await;
+                return crate::mux::serve(w, stream, peer, local, tls, permit).await;
             }
             match tls {
-                None => connection(w, stream, peer, local, Transport::Tcp, ip, Vec::new()).await,
+                None => {
+                    connection(w, stream, peer, local, Transport::Tcp, Vec::new(), permit).await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream))
                         .await
                     {
                         Ok(Ok(s)) => {
-                            connection(w, s, peer, local, Transport::Tls, ip, Vec::new()).await
+                            connection(w, s, peer, local, Transport::Tls, Vec::new(), permit).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            w.server
-                                .borrow_mut()
-                                .stats
-                                .drop(turnpike_proto::DropReason::Malformed);
-                            release_source(&w, ip);
+                            w.server.borrow_mut().stats.drop(DropReason::Malformed);
                         }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            release_source(&w, ip);
-                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
@@ -91,15 +98,124 @@ pub(crate) async fn accept_task(
     }
 }
 
-/// Serves STUN/TURN on one stream; `initial` holds bytes already read from it.
+/// A connection's read buffer: `buf[..filled]` holds bytes not yet framed.
+struct ReadBuf {
+    buf: Vec<u8>,
+    filled: usize,
+    /// Consecutive reads that used little of a grown buffer.
+    small_reads: u32,
+}
+
+impl ReadBuf {
+    fn new(initial: Vec<u8>) -> Self {
+        let filled = initial.len().min(READ_MAX);
+        let mut buf = initial;
+        buf.truncate(filled);
+        buf.resize(filled.max(READ_BASE), 0);
+        ReadBuf {
+            buf,
+            filled,
+            small_reads: 0,
+        }
+    }
+
+    /// Makes room for at least `need` bytes in all (a frame the header announced).
+    fn reserve_frame(&mut self, need: usize) {
+        if need > self.buf.len() {
+            self.buf.resize(need.min(READ_MAX), 0);
+        }
+    }
+
+    /// The free space to read into.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.filled == self.buf.len() && self.buf.len() < READ_MAX {
+            let grown = (self.buf.len() * 2).min(READ_MAX);
+            self.buf.resize(grown, 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    /// Records a read of `n` bytes: a read that filled the space asks for a larger buffer next
+    /// time; a run of small reads into a grown, drained buffer shrinks it back.
+    fn read(&mut self, n: usize) {
+        let space = self.buf.len() - self.filled;
+        self.filled += n;
+        if n == space && self.buf.len() < READ_MAX {
+            let grown = (self.buf.len() * 2).min(READ_MAX);
+            self.buf.resize(grown, 0);
+            self.small_reads = 0;
+        } else if n < READ_BASE / 2 {
+            self.small_reads += 1;
+        } else {
+            self.small_reads = 0;
+        }
+    }
+
+    /// Drops the first `start` bytes (framed and handled).
+    fn consume(&mut self, start: usize) {
+        self.buf.copy_within(start..self.filled, 0);
+        self.filled -= start;
+        if self.buf.len() > READ_BASE
+            && self.filled <= READ_BASE / 2
+            && self.small_reads >= SHRINK_AFTER
+        {
+            self.buf.truncate(READ_BASE);
+            self.buf.shrink_to_fit();
+            self.small_reads = 0;
+        }
+    }
+}
+
+/// Frames queued for one stream connection by the worker (responses, relayed data), written
+/// by the connection's own task. Bounded: a slow reader loses frames instead of holding memory.
+pub(crate) struct Outbox {
+    frames: RefCell<VecDeque<Vec<u8>>>,
+    ready: Notify,
+    cap: usize,
+}
+
+impl Outbox {
+    fn new(cap: usize) -> Self {
+        Outbox {
+            frames: RefCell::new(VecDeque::new()),
+            ready: Notify::new(),
+            cap,
+        }
+    }
+
+    /// Queues a frame; false (dropped) when the queue is full.
+    pub(crate) fn push(&self, frame: Vec<u8>) -> bool {
+        let mut q = self.frames.borrow_mut();
+        if q.len() >= self.cap {
+            return false;
+        }
+        q.push_back(frame);
+        self.ready.notify_one();
+        true
+    }
+
+    fn pop(&self) -> Option<Vec<u8>> {
+        let mut q = self.frames.borrow_mut();
+        let f = q.pop_front();
+        if q.is_empty() && q.capacity() > 16 {
+            // A burst is over: do not keep its queue's memory.
+            *q = VecDeque::new();
+        }
+        f
+    }
+}
+
+/// Serves STUN/TURN on one stream; `initial` holds bytes already read from it. `permit` is
+/// the connection's slot under the caps, held until the connection ends. One task reads,
+/// frames and writes (cancel-safe single writes, so a pending read never tears a frame).
 pub(crate) async fn connection<S>(
     w: Rc<Worker>,
     stream: S,
     peer: SocketAddr,
     local: SocketAddr,
     transport: Transport,
-    ip: IpAddr,
     initial: Vec<u8>,
+    permit: ConnPermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -108,54 +224,80 @@ pub(crate) async fn connection<S>(
         server: local,
         transport,
     };
+    let accepted = Instant::now();
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(w.cfg.tcp_queue_frames);
-    w.tcp_conns.borrow_mut().insert(ft, tx);
-    // The writer hands the write half back when its queue closes, so an RFC 6062 data
-    // connection can be spliced after its ConnectionBind response went out.
-    let writer = tokio::task::spawn_local(async move {
-        let mut ok = true;
-        while let Some(frame) = rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                ok = false;
-                break;
-            }
-        }
-        ok.then_some(wr)
-    });
+    let outbox = Rc::new(Outbox::new(w.cfg.tcp_queue_frames));
+    w.tcp_conns.borrow_mut().insert(ft, outbox.clone());
+    // The frame being written and how much of it is out.
+    let mut writing: Option<(Vec<u8>, usize)> = None;
 
-    let mut buf = vec![0u8; READ_BUF];
-    let mut filled = initial.len().min(READ_BUF);
-    buf[..filled].copy_from_slice(&initial[..filled]);
-    let mut pending_initial = filled > 0;
+    let mut rb = ReadBuf::new(initial);
+    let mut pending_initial = rb.filled > 0;
     // A TURN client's first frame is always a STUN request (a channel needs a ChannelBind
     // first); anything else (HTTP, TLS, noise) is not for us.
     let mut first = true;
+    // When the incomplete frame at the start of the buffer began to arrive.
+    let mut frame_started: Option<Instant> = None;
     'conn: loop {
+        if writing.is_none() {
+            writing = outbox.pop().map(|f| (f, 0));
+        }
         if !pending_initial {
-            let read =
-                tokio::time::timeout(w.cfg.tcp_idle_timeout, rd.read(&mut buf[filled..])).await;
+            let deadline = if first {
+                accepted + w.cfg.tcp_first_frame_timeout
+            } else if let Some(t) = frame_started {
+                t + w.cfg.tcp_frame_timeout
+            } else {
+                Instant::now() + w.cfg.tcp_idle_timeout
+            };
+            let read = tokio::select! {
+                biased;
+                r = async {
+                    let (f, off) = writing.as_ref().expect("guarded by the branch condition");
+                    wr.write(&f[*off..]).await
+                }, if writing.is_some() => {
+                    match r {
+                        Ok(n) if n > 0 => {
+                            if let Some((f, off)) = writing.as_mut() {
+                                *off += n;
+                                if *off == f.len() {
+                                    writing = None;
+                                }
+                            }
+                            continue 'conn;
+                        }
+                        _ => break 'conn,
+                    }
+                }
+                _ = outbox.ready.notified(), if writing.is_none() => continue 'conn,
+                r = tokio::time::timeout_at(deadline.into(), rd.read(rb.spare())) => r,
+            };
             let n = match read {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Err(_) => {
+                    if first || frame_started.is_some() {
+                        tracing::debug!(%peer, first, "TCP frame deadline passed; closing");
+                        w.server.borrow_mut().stats.drop(DropReason::Timeout);
+                    }
+                    break;
+                }
                 Ok(Ok(n)) => n,
             };
-            filled += n;
+            rb.read(n);
         }
         pending_initial = false;
         let now = Instant::now();
         let mut start = 0;
         loop {
-            if first && start < filled && buf[start] >> 6 != 0 {
-                w.server
-                    .borrow_mut()
-                    .stats
-                    .drop(turnpike_proto::DropReason::Malformed);
+            let filled = rb.filled;
+            if first && start < filled && rb.buf[start] >> 6 != 0 {
+                w.server.borrow_mut().stats.drop(DropReason::Malformed);
                 break 'conn;
             }
-            match turnpike_stun::frame_len(&buf[start..filled]) {
-                Ok(Some(len)) => {
+            match turnpike_stun::frame_size(&rb.buf[start..filled]) {
+                Ok(Some(len)) if start + len <= filled => {
                     first = false;
-                    w.on_client_packet(now, ft, &buf[start..start + len]);
+                    w.on_client_packet(now, ft, &rb.buf[start..start + len]);
                     start += len;
                     let splice = w.splices.borrow_mut().remove(&ft);
                     if let Some(crate::worker::Splice {
@@ -165,14 +307,26 @@ pub(crate) async fn connection<S>(
                         allocation,
                     }) = splice
                     {
-                        // RFC 6062 data connection: from here on, raw bytes both ways.
-                        let leftover = buf[start..filled].to_vec();
+                        // RFC 6062 data connection: the ConnectionBind response goes out, then
+                        // raw bytes flow both ways.
+                        let leftover = rb.buf[start..filled].to_vec();
+                        drop(rb);
                         w.tcp_conns.borrow_mut().remove(&ft);
-                        let Ok(Some(wr)) = writer.await else {
+                        let mut flushed = true;
+                        let pending = writing.take().map(|(f, off)| f[off..].to_vec());
+                        for f in pending
+                            .into_iter()
+                            .chain(std::iter::from_fn(|| outbox.pop()))
+                        {
+                            if wr.write_all(&f).await.is_err() {
+                                flushed = false;
+                                break;
+                            }
+                        }
+                        if !flushed {
                             w.peer_connection_closed(Instant::now(), cid);
-                            release_source(&w, ip);
                             return;
-                        };
+                        }
                         let client = rd.unsplit(wr);
                         let task = tokio::task::spawn_local(crate::tcp_relay::splice(
                             w.clone(),
@@ -185,36 +339,33 @@ pub(crate) async fn connection<S>(
                         w.peer_streams.set_spliced(cid, task.abort_handle());
                         let _ = task.await;
                         w.peer_connection_closed(Instant::now(), cid);
-                        release_source(&w, ip);
+                        drop(permit);
                         return;
                     }
+                }
+                Ok(Some(len)) => {
+                    // Incomplete: make room for the whole frame, then read on.
+                    rb.reserve_frame(start + len);
+                    break;
                 }
                 Ok(None) => break,
                 Err(_) => {
                     // Not STUN/ChannelData: this stream cannot be resynchronised. Count and close.
-                    w.server
-                        .borrow_mut()
-                        .stats
-                        .drop(turnpike_proto::DropReason::Malformed);
+                    w.server.borrow_mut().stats.drop(DropReason::Malformed);
                     break 'conn;
                 }
             }
         }
-        buf.copy_within(start..filled, 0);
-        filled -= start;
+        rb.consume(start);
+        frame_started = match (rb.filled, frame_started, start) {
+            (0, _, _) => None,
+            // Part of a new frame came in after a complete one: its clock starts now.
+            (_, _, s) if s > 0 => Some(now),
+            (_, Some(t), _) => Some(t),
+            (_, None, _) => Some(now),
+        };
     }
     w.tcp_conns.borrow_mut().remove(&ft);
     w.connection_closed(Instant::now(), ft);
-    writer.abort();
-    release_source(&w, ip);
-}
-
-pub(crate) fn release_source(w: &Worker, ip: IpAddr) {
-    let mut per = w.tcp_per_source.borrow_mut();
-    if let Some(n) = per.get_mut(&ip) {
-        *n -= 1;
-        if *n == 0 {
-            per.remove(&ip);
-        }
-    }
+    drop(permit);
 }

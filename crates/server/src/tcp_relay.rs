@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use turnpike_proto::throttle::TokenBucket;
 use turnpike_proto::{Account, ConnectionId, FiveTuple};
 
+use crate::relay_ports::{PortLease, RelayPorts};
 use crate::worker::Worker;
 
 /// How long an outbound Connect may take before 447.
@@ -76,27 +77,28 @@ impl PeerStreams {
     }
 }
 
-/// The listener and the outbound connections share the relayed address.
+/// The listener and the outbound connections share the relayed address. Linux lets a
+/// connecting socket bind next to a listener only when both are in one `SO_REUSEPORT` group,
+/// so both set it; [`RelayPorts`] makes sure no other allocation of this process ever joins
+/// that group, and the process refuses to start beside another instance on its listeners.
 fn relay_socket(addr: SocketAddr) -> io::Result<Socket> {
     crate::sock::shared(addr, Type::STREAM, Protocol::TCP)
 }
 
-/// Binds the relayed TCP listener of a TCP allocation in the port range.
+/// Binds the relayed TCP listener of a TCP allocation in the port range, reserved in `ports`.
 pub(crate) fn bind_listener(
+    ports: &Arc<RelayPorts>,
     ip: std::net::IpAddr,
     min: u16,
     max: u16,
-) -> Option<std::net::TcpListener> {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    for _ in 0..64 {
-        let addr = SocketAddr::new(ip, rng.gen_range(min..=max));
-        let Ok(s) = relay_socket(addr) else { continue };
-        if s.bind(&addr.into()).is_ok() && s.listen(128).is_ok() {
-            return Some(s.into());
-        }
-    }
-    None
+) -> Option<(PortLease, std::net::TcpListener)> {
+    ports.reserve(ip, min, max, false, |port| {
+        let addr = SocketAddr::new(ip, port);
+        let s = relay_socket(addr).ok()?;
+        s.bind(&addr.into()).ok()?;
+        s.listen(128).ok()?;
+        Some(s.into())
+    })
 }
 
 /// Accepts peer connections on a relayed TCP address until aborted.

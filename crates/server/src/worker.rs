@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use turnpike_proto::{
     ConnectionId, Dest, Direction, DropReason, FiveTuple, Output, RelayError, RelayRequest,
@@ -19,7 +19,8 @@ use turnpike_proto::{
     PEER_TAILROOM,
 };
 
-use crate::relay::{bind_relay, relay_task, Reservations};
+use crate::relay::{bind_relay, relay_task, LeasedSocket, Reservations};
+use crate::relay_ports::{PortLease, RelayPorts};
 use crate::udp::UdpListener;
 use crate::DriverConfig;
 
@@ -31,6 +32,7 @@ pub(crate) struct WorkerInit {
     pub stop: Arc<AtomicBool>,
     pub notify: Arc<Notify>,
     pub reservations: Arc<Reservations>,
+    pub relay_ports: Arc<RelayPorts>,
     pub peer_streams: Arc<crate::tcp_relay::PeerStreams>,
     pub udp: Vec<std::net::UdpSocket>,
     /// TCP listeners: plain, TLS, or shared (`true`: sniffed per connection).
@@ -45,6 +47,14 @@ pub(crate) struct WorkerInit {
 struct RelayEntry {
     sock: Rc<tokio::net::UdpSocket>,
     task: JoinHandle<()>,
+    /// Holds the address reserved until the entry goes.
+    _lease: PortLease,
+}
+
+/// A relayed TCP listener: its accept task and its address reservation.
+struct TcpRelayEntry {
+    task: JoinHandle<()>,
+    _lease: PortLease,
 }
 
 /// An RFC 6062 data connection bound to its peer connection, waiting for the bind's success
@@ -64,15 +74,16 @@ pub(crate) struct Worker {
     pub cfg: Arc<DriverConfig>,
     pub udp: Vec<UdpListener>,
     relays: RefCell<HashMap<SocketAddr, RelayEntry>>,
-    pub tcp_conns: RefCell<HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>>,
-    pub tcp_per_source: RefCell<HashMap<IpAddr, usize>>,
+    pub tcp_conns: RefCell<HashMap<FiveTuple, Rc<crate::tcp::Outbox>>>,
     /// Receive buffer for relay sockets (one at a time runs on this thread).
     pub relay_buf: RefCell<Vec<u8>>,
     reservations: Arc<Reservations>,
+    /// Relay addresses reserved process-wide.
+    relay_ports: Arc<RelayPorts>,
     /// RFC 6062 peer connections, shared by all workers.
     pub peer_streams: Arc<crate::tcp_relay::PeerStreams>,
     /// Relayed TCP listeners of TCP allocations.
-    tcp_relays: RefCell<HashMap<SocketAddr, JoinHandle<()>>>,
+    tcp_relays: RefCell<HashMap<SocketAddr, TcpRelayEntry>>,
     /// DTLS associations of this worker's DTLS listeners.
     dtls_sessions: RefCell<crate::dtls::Sessions>,
     /// Peer connections ready to be spliced with the data connection on this 5-tuple.
@@ -124,9 +135,9 @@ pub(crate) fn run(init: WorkerInit) {
             udp,
             relays: RefCell::new(HashMap::new()),
             tcp_conns: RefCell::new(HashMap::new()),
-            tcp_per_source: RefCell::new(HashMap::new()),
             relay_buf: RefCell::new(vec![0u8; PEER_HEADROOM + 65_536 + PEER_TAILROOM]),
             reservations: init.reservations,
+            relay_ports: init.relay_ports,
             peer_streams: init.peer_streams,
             tcp_relays: RefCell::new(HashMap::new()),
             splices: RefCell::new(HashMap::new()),
@@ -175,7 +186,7 @@ pub(crate) fn run(init: WorkerInit) {
         w.relays.borrow_mut().clear();
         w.tcp_conns.borrow_mut().clear();
         for (_, t) in w.tcp_relays.borrow_mut().drain() {
-            t.abort();
+            t.task.abort();
         }
         tracing::debug!(worker = init.index, "worker stopped");
     });
@@ -195,6 +206,17 @@ impl Worker {
             .borrow()
             .upgrade()
             .expect("the worker outlives its tasks: they hold an Rc to it")
+    }
+
+    /// Whether `ip` is on the client deny list (configured or set through the API); counted.
+    pub fn client_denied(&self, ip: IpAddr) -> bool {
+        let mut srv = self.server.borrow_mut();
+        let dir = &srv.config().directory;
+        if dir.has_denied_clients() && dir.is_client_denied(ip) {
+            srv.stats.drop(DropReason::Denied);
+            return true;
+        }
+        false
     }
 
     /// A packet from a client (UDP datagram or one TCP frame).
@@ -261,7 +283,7 @@ impl Worker {
         match ft.transport {
             Transport::Udp => self.send_raw_udp(ft, data),
             Transport::Tcp | Transport::Tls => match self.tcp_conns.borrow().get(ft) {
-                Some(tx) => tx.try_send(data.to_vec()).is_ok(),
+                Some(outbox) => outbox.push(data.to_vec()),
                 None => false,
             },
             Transport::Dtls => {
@@ -318,7 +340,7 @@ impl Worker {
                         r.task.abort();
                     }
                     if let Some(t) = self.tcp_relays.borrow_mut().remove(&addr) {
-                        t.abort();
+                        t.task.abort();
                     }
                 }
                 Output::ConnectPeer {
@@ -418,13 +440,23 @@ impl Worker {
         let ip = self
             .relay_ip(ipv6, &req.five_tuple.server)
             .ok_or(RelayError::FamilyUnsupported)?;
-        let l =
-            crate::tcp_relay::bind_listener(ip, self.cfg.relay_port_min, self.cfg.relay_port_max)
-                .ok_or(RelayError::Exhausted)?;
-        let addr = l.local_addr().map_err(|_| RelayError::Exhausted)?;
+        let (lease, l) = crate::tcp_relay::bind_listener(
+            &self.relay_ports,
+            ip,
+            self.cfg.relay_port_min,
+            self.cfg.relay_port_max,
+        )
+        .ok_or(RelayError::Exhausted)?;
+        let addr = SocketAddr::new(ip, lease.port());
         let l = tokio::net::TcpListener::from_std(l).map_err(|_| RelayError::Exhausted)?;
         let task = tokio::task::spawn_local(crate::tcp_relay::accept_peers(self.rc(), l, addr));
-        self.tcp_relays.borrow_mut().insert(addr, task);
+        self.tcp_relays.borrow_mut().insert(
+            addr,
+            TcpRelayEntry {
+                task,
+                _lease: lease,
+            },
+        );
         Ok(addr)
     }
 
@@ -451,6 +483,7 @@ impl Worker {
                     let even = req.even_port.is_some() && primary;
                     let reserve = req.even_port == Some(true) && primary;
                     let (s, next) = bind_relay(
+                        &self.relay_ports,
                         ip,
                         self.cfg.relay_port_min,
                         self.cfg.relay_port_max,
@@ -476,13 +509,18 @@ impl Worker {
         }
     }
 
-    fn register_relay(&self, sock: std::net::UdpSocket) -> std::io::Result<SocketAddr> {
+    fn register_relay(&self, (sock, lease): LeasedSocket) -> std::io::Result<SocketAddr> {
         let addr = sock.local_addr()?;
         let sock = Rc::new(tokio::net::UdpSocket::from_std(sock)?);
         let task = tokio::task::spawn_local(relay_task(self.rc(), sock.clone(), addr));
-        self.relays
-            .borrow_mut()
-            .insert(addr, RelayEntry { sock, task });
+        self.relays.borrow_mut().insert(
+            addr,
+            RelayEntry {
+                sock,
+                task,
+                _lease: lease,
+            },
+        );
         Ok(addr)
     }
 }

@@ -321,7 +321,8 @@ fn page(sig: &Signal, html: &'static str) -> Response {
     Html(html).into_response()
 }
 
-/// Every signalling and demo route.
+/// The signalling API: the WebSocket and its REST endpoints (authenticated by API keys and
+/// join tokens).
 pub fn router(sig: Arc<Signal>) -> Router {
     Router::new()
         .route("/v1/signal", get(upgrade))
@@ -330,6 +331,14 @@ pub fn router(sig: Arc<Signal>) -> Router {
         .route("/v1/signal/rooms/{room}", get(room).delete(close_room))
         .route("/v1/signal/rooms/{room}/kick", post(kick))
         .route("/v1/signal/settings", get(get_settings).put(put_settings))
+        .with_state(sig)
+}
+
+/// The demo pages and `/demo/token`, which mints demo-tenant TURN credentials for anyone who
+/// asks: the binary serves them on the private listener, and on public ones only when the
+/// operator opts in (`demo_public`).
+pub fn demo_router(sig: Arc<Signal>) -> Router {
+    Router::new()
         .route(
             "/demo",
             get(|State(s): S| async move { page(&s, DEMO_HTML) }),

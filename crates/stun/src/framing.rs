@@ -30,6 +30,12 @@ pub fn classify(b: u8) -> FirstByte {
 /// ChannelData padded to 4 bytes as RFC 8656 §12.5 requires over TCP). `Ok(None)` means more
 /// bytes are needed; `Err` means the stream is not STUN/ChannelData and must be closed.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, StunError> {
+    Ok(frame_size(buf)?.filter(|&need| buf.len() >= need))
+}
+
+/// The whole length of the frame that starts `buf`, once its first 4 bytes are in (so a reader
+/// can size its buffer for it); `Ok(None)` before that.
+pub fn frame_size(buf: &[u8]) -> Result<Option<usize>, StunError> {
     if buf.len() < 4 {
         return Ok(None);
     }
@@ -39,13 +45,9 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, StunError> {
             if !len.is_multiple_of(4) {
                 return Err(StunError::BadLength);
             }
-            let need = HEADER_LEN + len;
-            Ok((buf.len() >= need).then_some(need))
+            Ok(Some(HEADER_LEN + len))
         }
-        1 => {
-            let need = CHANNEL_DATA_HEADER_LEN + pad4(len);
-            Ok((buf.len() >= need).then_some(need))
-        }
+        1 => Ok(Some(CHANNEL_DATA_HEADER_LEN + pad4(len))),
         _ => Err(StunError::NotStun),
     }
 }
@@ -66,6 +68,9 @@ mod tests {
             Some(12)
         );
         assert!(frame_len(&[0x80, 0, 0, 0]).is_err());
+        assert_eq!(frame_size(&[0x40, 0x00, 0x00, 0x05]).unwrap(), Some(12));
+        assert_eq!(frame_size(&[0x00, 0x01, 0x00, 0x08]).unwrap(), Some(28));
+        assert_eq!(frame_size(&[0x00, 0x01]).unwrap(), None);
         assert!(frame_len(&[0x00, 1, 0, 3]).is_err());
         assert_eq!(classify(0x00), FirstByte::Stun);
         assert_eq!(classify(0x40), FirstByte::ChannelData);

@@ -27,7 +27,7 @@ pub use attr::{
 pub use channel_data::{ChannelData, CHANNEL_DATA_HEADER_LEN};
 pub use consts::*;
 pub use error::StunError;
-pub use framing::{classify, frame_len, FirstByte};
+pub use framing::{classify, frame_len, frame_size, FirstByte};
 pub use integrity::{long_term_key, long_term_key_sha256, userhash, Key, PasswordAlgorithm};
 pub use message::{Attribute, Attributes, Class, Message, MessageType};
 pub use writer::MessageWriter;
