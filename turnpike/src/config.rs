@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// The settled configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(crate) struct Config {
     /// Realm of long-term credentials.
     pub realm: String,
     /// UDP listeners for STUN/TURN.
@@ -186,7 +186,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
+        Self {
             realm: "turnpike".into(),
             listen_udp: vec![
                 "0.0.0.0:3478".parse().expect("literal"),
@@ -296,7 +296,7 @@ impl Default for Config {
     after_help = "Signals: SIGTERM/SIGINT stop gracefully; SIGUSR1 enters drain mode \
 (no new allocations, existing ones finish)."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// TOML configuration file.
     #[arg(long, short = 'c', env = "TURNPIKE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -307,7 +307,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print a time-limited TURN credential minted with the first shared secret.
     Credential {
         /// User part of the username (`expiry:user`).
@@ -332,7 +332,7 @@ pub enum Command {
 
 /// Flag/env overrides: the same keys as [`Config`].
 #[derive(Debug, Default, Args, Serialize)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     #[arg(long, env = "TURNPIKE_REALM", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     realm: Option<String>,
@@ -674,7 +674,7 @@ pub struct Overrides {
 
 impl Config {
     /// The RFC 5780 address pair, if enabled (validated: names the key to fix).
-    pub fn rfc5780(&self) -> Result<Option<turnpike_proto::Rfc5780>> {
+    pub(crate) fn rfc5780(&self) -> Result<Option<turnpike_proto::Rfc5780>> {
         let Some(alt) = self.rfc5780_alternate_ip else {
             return Ok(None);
         };
@@ -710,8 +710,8 @@ impl Config {
     }
 
     /// Defaults, then `file`, then flags and environment.
-    pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    pub(crate) fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Self::default()));
         if let Some(f) = file {
             if !f.exists() {
                 bail!(
@@ -722,7 +722,7 @@ impl Config {
             fig = fig.merge(Toml::file(f));
         }
         fig = fig.merge(Serialized::defaults(overrides));
-        let cfg: Config = fig.extract().map_err(|e| {
+        let cfg: Self = fig.extract().map_err(|e| {
             let mut msg = String::new();
             for err in e {
                 let key = if err.path.is_empty() {
@@ -742,7 +742,7 @@ impl Config {
     }
 
     /// Checks that values make sense together; each message names the key and the fix.
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.realm.is_empty() {
             bail!("key `realm` must not be empty");
         }

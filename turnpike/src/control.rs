@@ -12,7 +12,7 @@ use turnpike_store::AnyStore;
 use crate::config::Config;
 
 /// The database URL: configured, or a SQLite file in the data directory.
-pub fn database_url(cfg: &Config) -> Result<String> {
+pub(crate) fn database_url(cfg: &Config) -> Result<String> {
     if let Some(u) = &cfg.database_url {
         return Ok(u.clone());
     }
@@ -23,12 +23,12 @@ pub fn database_url(cfg: &Config) -> Result<String> {
     ))
 }
 
-pub fn api_config(cfg: &Config) -> ApiConfig {
+pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
     ApiConfig {
         realm: cfg.realm.clone(),
         admin_key_hash: cfg.admin_key.as_deref().map(turnpike_api::keys::hash_key),
         public_host: cfg.public_host.clone(),
-        listeners: turnpike_server::ice::Listeners {
+        listeners: turnpike_api::ice::Listeners {
             udp: cfg.listen_udp.clone(),
             tcp: cfg.listen_tcp.clone(),
             tls: cfg.listen_tls.clone(),
@@ -103,7 +103,7 @@ fn check_not_lost(url: &str) -> Result<()> {
 }
 
 /// Connects the store (migrating it) and starts the control plane.
-pub async fn start(cfg: &Config, directory: Arc<Directory>) -> Result<ControlPlane> {
+pub(crate) async fn start(cfg: &Config, directory: Arc<Directory>) -> Result<ControlPlane> {
     let url = database_url(cfg)?;
     check_not_lost(&url)?;
     let store = AnyStore::connect(&url)
@@ -139,7 +139,10 @@ pub async fn start(cfg: &Config, directory: Arc<Directory>) -> Result<ControlPla
 }
 
 /// Starts signalling on the bus `signal_bus` chooses, with the demo tenant when enabled.
-pub async fn start_signal(cfg: &Config, cp: &ControlPlane) -> Result<Arc<turnpike_signal::Signal>> {
+pub(crate) async fn start_signal(
+    cfg: &Config,
+    cp: &ControlPlane,
+) -> Result<Arc<turnpike_signal::Signal>> {
     use turnpike_signal::{Bus, PgBus, SignalConfig};
     let url = database_url(cfg)?;
     let use_pg = match cfg.signal_bus.as_str() {

@@ -5,14 +5,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use turnpike_proto::Credentials;
 
 /// A minted credential.
-pub struct Minted {
+pub(crate) struct Minted {
     pub username: String,
     pub password: String,
     pub expires: u64,
 }
 
 /// Mints `expiry:user` with `base64(HMAC-SHA1(secret, username))`.
-pub fn mint(secret: &str, user: &str, ttl: u64) -> Minted {
+pub(crate) fn mint(secret: &str, user: &str, ttl: u64) -> Minted {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -25,7 +25,7 @@ use turnpike_server::conn_limit::ConnectionLimits;
 use turnpike_server::mux::HttpService;
 
 /// Tells whether the node is healthy (`None`) or why not.
-pub type HealthCheck = Arc<dyn Fn() -> Option<&'static str> + Send + Sync>;
+pub(crate) type HealthCheck = Arc<dyn Fn() -> Option<&'static str> + Send + Sync>;
 
 fn error(status: StatusCode, code: &str, message: &str) -> axum::response::Response {
     (
@@ -48,7 +48,7 @@ async fn method_not_allowed() -> impl IntoResponse {
 }
 
 /// What the routers are made of.
-pub struct Parts {
+pub(crate) struct Parts {
     pub metrics: PrometheusHandle,
     pub metrics_token: Option<String>,
     pub api: Option<Router>,
@@ -58,7 +58,7 @@ pub struct Parts {
 }
 
 /// The private router (everything) and the public one (see the module doc).
-pub fn routers(p: Parts) -> (Router, Router) {
+pub(crate) fn routers(p: Parts) -> (Router, Router) {
     let health = p.health.clone();
     let healthz = get(move || {
         let health = health.clone();
@@ -130,7 +130,7 @@ fn builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
 /// The router as a connection handler for the shared-port listeners (whose caps and deny list
 /// the TURN side applies). No HTTP upgrades there: the worker threads' connections are not
 /// `Send`, so signalling WebSockets are served on the `metrics_listen` listener.
-pub fn service(router: Router, header_timeout: Duration) -> HttpService {
+pub(crate) fn service(router: Router, header_timeout: Duration) -> HttpService {
     Arc::new(move |io, peer: SocketAddr, _tls: bool| {
         // Handlers that need the client address (per-IP limits) read it as `ConnectInfo`.
         let router = router
@@ -146,7 +146,7 @@ pub fn service(router: Router, header_timeout: Duration) -> HttpService {
 
 /// Serves `router` on the private listener: connections within `limits`, denied clients
 /// refused, a header-read deadline, WebSocket upgrades allowed.
-pub async fn serve_listener(
+pub(crate) async fn serve_listener(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: Arc<ConnectionLimits>,

@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 
 /// Creates the data directory 0700 (whatever the umask), or tightens an existing one.
-pub fn ensure_data_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_data_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -56,12 +56,12 @@ pub fn ensure_data_dir(dir: &Path) -> Result<()> {
 }
 
 /// The held instance lock; released when dropped (or when the process ends).
-pub struct InstanceLock {
+pub(crate) struct InstanceLock {
     _file: fs::File,
 }
 
 /// Takes the data directory's exclusive lock, or explains who holds it.
-pub fn lock(dir: &Path) -> Result<InstanceLock> {
+pub(crate) fn lock(dir: &Path) -> Result<InstanceLock> {
     ensure_data_dir(dir)?;
     let path = dir.join("turnpike.lock");
     let mut f = fs::OpenOptions::new()
@@ -87,7 +87,7 @@ pub fn lock(dir: &Path) -> Result<InstanceLock> {
 }
 
 /// Fails when another process holds one of the configured listening addresses.
-pub fn probe_listeners(cfg: &Config) -> Result<()> {
+pub(crate) fn probe_listeners(cfg: &Config) -> Result<()> {
     let keyed: [(&str, &[SocketAddr], Type, Protocol); 5] = [
         ("listen_udp", &cfg.listen_udp, Type::DGRAM, Protocol::UDP),
         ("listen_dtls", &cfg.listen_dtls, Type::DGRAM, Protocol::UDP),

@@ -14,7 +14,7 @@ const RESERVE_BASE: u64 = 64;
 
 /// What the limit allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// The soft limit in force (after raising).
     pub limit: u64,
     /// The soft limit the process started with.
@@ -27,7 +27,7 @@ pub struct Budget {
 }
 
 /// Raises the soft limit to the hard limit; returns (before, after).
-pub fn raise_nofile() -> io::Result<(u64, u64)> {
+pub(crate) fn raise_nofile() -> io::Result<(u64, u64)> {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -50,13 +50,13 @@ pub fn raise_nofile() -> io::Result<(u64, u64)> {
 impl Budget {
     /// The caps a descriptor limit of `limit` allows with `workers` workers and `listeners`
     /// listening sockets per worker.
-    pub fn derive(started_with: u64, limit: u64, workers: usize, listeners: usize) -> Budget {
+    pub(crate) fn derive(started_with: u64, limit: u64, workers: usize, listeners: usize) -> Self {
         let reserve = RESERVE_BASE + (workers * listeners) as u64;
         let avail = limit.saturating_sub(reserve).max(16);
         let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX).max(1);
         let turn = clamp(avail * 2 / 5);
         let http = clamp(avail / 5);
-        Budget {
+        Self {
             limit,
             started_with,
             turn_connections: turn,
@@ -85,7 +85,7 @@ mod tests {
 
 /// The caps in force: configured values, else derived from the [`Budget`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caps {
+pub(crate) struct Caps {
     /// Live allocations on the node (0: unlimited).
     pub allocations: usize,
     /// Live allocations per user (0: unlimited).
@@ -102,7 +102,7 @@ impl Caps {
     /// Settles every cap. The relay capacity is the smaller of the port range and the
     /// allocation cap; by default no user may hold more than a quarter of it and no tenant
     /// more than half, so one credential cannot starve the others.
-    pub fn resolve(cfg: &crate::config::Config, b: &Budget) -> Caps {
+    pub(crate) fn resolve(cfg: &crate::config::Config, b: &Budget) -> Self {
         let allocations = cfg.max_allocations.unwrap_or(b.relays);
         let ports = usize::from(cfg.relay_port_max - cfg.relay_port_min) + 1;
         let capacity = if allocations == 0 {
@@ -125,7 +125,7 @@ impl Caps {
         } else {
             cfg.http_max_connections
         };
-        Caps {
+        Self {
             allocations,
             allocations_per_user: cfg
                 .max_allocations_per_user

@@ -48,7 +48,7 @@ fn run() -> Result<()> {
         Some(Command::IceServers { user, ttl }) => {
             let secret = minting_secret(&cfg)?;
             let m = credential::mint(&secret, &user, ttl);
-            let listeners = turnpike_server::ice::Listeners {
+            let listeners = turnpike_api::ice::Listeners {
                 udp: cfg
                     .listen_udp
                     .iter()
@@ -69,7 +69,7 @@ fn run() -> Result<()> {
                     .collect(),
                 dtls: cfg.listen_dtls.clone(),
             };
-            let servers = turnpike_server::ice::ice_servers(
+            let servers = turnpike_api::ice::ice_servers(
                 cfg.public_host.as_deref(),
                 &listeners,
                 &m.username,
@@ -90,7 +90,7 @@ fn run() -> Result<()> {
             return Ok(());
         }
         Some(Command::CheckConfig) => {
-            let mut shown = cfg.clone();
+            let mut shown = cfg;
             shown.shared_secrets = shown
                 .shared_secrets
                 .iter()
@@ -562,10 +562,10 @@ fn reload_certs(store: &Option<Arc<CertStore>>, dtls: &Option<Arc<DtlsContext>>,
                     let (c, k) = s.dtls_der();
                     d.set_certificate(c, k);
                 }
-                tracing::info!(why, "TLS certificate reloaded")
+                tracing::info!(why, "TLS certificate reloaded");
             }
             Err(e) => {
-                tracing::error!(why, error = %e, "TLS certificate reload failed; keeping the current one")
+                tracing::error!(why, error = %e, "TLS certificate reload failed; keeping the current one");
             }
         }
     }

@@ -11,7 +11,7 @@ use base64::Engine;
 use rand::RngCore;
 
 /// Returns the secret and whether it was generated just now.
-pub fn load_or_create(dir: &Path) -> Result<(String, bool)> {
+pub(crate) fn load_or_create(dir: &Path) -> Result<(String, bool)> {
     let path = dir.join("shared-secret");
     if path.exists() {
         let s = fs::read_to_string(&path).with_context(|| {
@@ -41,7 +41,7 @@ pub fn load_or_create(dir: &Path) -> Result<(String, bool)> {
 }
 
 /// A random 32-byte key (nonce MACs).
-pub fn random_key() -> [u8; 32] {
+pub(crate) fn random_key() -> [u8; 32] {
     let mut k = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut k);
     k

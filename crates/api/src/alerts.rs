@@ -51,10 +51,10 @@ impl Notifier {
             .dns_resolver(Arc::new(GuardedResolver::new(danger)))
             .build()
             .inspect_err(|e| {
-                tracing::error!(error = %e, "cannot build the webhook client; webhooks will not be sent")
+                tracing::error!(error = %e, "cannot build the webhook client; webhooks will not be sent");
             })
             .ok();
-        Notifier {
+        Self {
             http,
             danger: danger.into(),
         }
@@ -184,7 +184,7 @@ async fn deliver_webhook(
                 return;
             }
             Ok(resp) => {
-                tracing::warn!(event = id, attempt, status = %resp.status(), "webhook refused")
+                tracing::warn!(event = id, attempt, status = %resp.status(), "webhook refused");
             }
             Err(e) if webhook_target::is_refused(&e) => {
                 tracing::warn!(
@@ -195,7 +195,7 @@ async fn deliver_webhook(
                 return;
             }
             Err(e) => {
-                tracing::warn!(event = id, attempt, error = %e.without_url(), "webhook failed")
+                tracing::warn!(event = id, attempt, error = %e.without_url(), "webhook failed");
             }
         }
         if attempt < attempts {

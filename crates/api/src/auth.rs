@@ -32,20 +32,20 @@ pub enum Principal {
 impl Principal {
     pub fn key_id(&self) -> &str {
         match self {
-            Principal::Admin { key_id }
-            | Principal::Tenant { key_id, .. }
-            | Principal::Publishable { key_id, .. } => key_id,
+            Self::Admin { key_id }
+            | Self::Tenant { key_id, .. }
+            | Self::Publishable { key_id, .. } => key_id,
         }
     }
 
     /// The tenant of a tenant key; 403 for anything else.
     pub fn tenant(&self) -> ApiResult<&str> {
         match self {
-            Principal::Tenant { tenant_id, .. } => Ok(tenant_id),
-            Principal::Admin { .. } => Err(ApiError::forbidden(
+            Self::Tenant { tenant_id, .. } => Ok(tenant_id),
+            Self::Admin { .. } => Err(ApiError::forbidden(
                 "this endpoint needs a tenant's secret key, not the admin key",
             )),
-            Principal::Publishable { .. } => Err(ApiError::forbidden(
+            Self::Publishable { .. } => Err(ApiError::forbidden(
                 "a publishable key may only fetch ICE servers",
             )),
         }
@@ -53,7 +53,7 @@ impl Principal {
 
     pub fn admin(&self) -> ApiResult<()> {
         match self {
-            Principal::Admin { .. } => Ok(()),
+            Self::Admin { .. } => Ok(()),
             _ => Err(ApiError::forbidden("this endpoint needs the admin key")),
         }
     }

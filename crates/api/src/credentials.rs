@@ -34,7 +34,7 @@ pub struct CredentialOut {
 
 impl CredentialOut {
     pub fn new(c: Credential, now: i64) -> Self {
-        CredentialOut {
+        Self {
             expired: c.is_expired(now),
             id: c.id,
             username: c.username,

@@ -50,7 +50,7 @@ pub struct DenyEntry {
 
 impl From<DeniedClient> for DenyEntry {
     fn from(d: DeniedClient) -> Self {
-        DenyEntry {
+        Self {
             id: d.id,
             cidr: d.cidr,
             note: d.note,

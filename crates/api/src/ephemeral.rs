@@ -274,7 +274,7 @@ pub struct TurnRestOut {
 
 /// The node's ICE servers carrying `m`.
 pub fn ice_list(state: &AppState, m: &Minted) -> Vec<IceServerOut> {
-    turnpike_server::ice::ice_servers(
+    crate::ice::ice_servers(
         state.cfg.public_host.as_deref(),
         &state.cfg.listeners,
         &m.username,

@@ -35,7 +35,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
+        Self {
             status,
             code,
             message: message.into(),
@@ -68,7 +68,7 @@ impl ApiError {
         )
     }
     pub fn rate_limited(retry_after: u64) -> Self {
-        ApiError {
+        Self {
             retry_after: Some(retry_after),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -80,7 +80,7 @@ impl ApiError {
 
     /// Too many failed API keys from the caller's address (no key is looked up meanwhile).
     pub fn auth_throttled(retry_after: u64) -> Self {
-        ApiError {
+        Self {
             retry_after: Some(retry_after),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -102,14 +102,14 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => ApiError::not_found("no such object"),
-            StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            StoreError::NotFound => Self::not_found("no such object"),
+            StoreError::Conflict(what) => Self::conflict(format!("{what} already exists")),
             // Says nothing of the other credential (it may be another tenant's).
-            StoreError::KeyCollision => ApiError::conflict(
+            StoreError::KeyCollision => Self::conflict(
                 "this username cannot be used with this password; choose another password",
             ),
             // Logged once by the store.
-            StoreError::DatabaseLost => ApiError::new(
+            StoreError::DatabaseLost => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_lost",
                 "the database file was removed or replaced while the server was running; writes \
@@ -118,7 +118,7 @@ impl From<StoreError> for ApiError {
             ),
             other => {
                 tracing::error!(error = %other, "store error");
-                ApiError::internal()
+                Self::internal()
             }
         }
     }

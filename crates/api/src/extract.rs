@@ -44,7 +44,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 "strings must not contain NUL (U+0000) characters",
             ));
         }
-        Ok(Body(v.0))
+        Ok(Self(v.0))
     }
 }
 
@@ -118,7 +118,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
-            .map(|q| Query(q.0))
+            .map(|q| Self(q.0))
             .map_err(|e: QueryRejection| {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
             })
@@ -141,7 +141,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
-            .map(|p| Path(p.0))
+            .map(|p| Self(p.0))
             .map_err(|e: PathRejection| {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text())
             })

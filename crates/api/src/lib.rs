@@ -6,6 +6,8 @@
 //! What it does not do: serve TURN (the relay reads this crate's decisions through the
 //! [`turnpike_proto::Directory`] it publishes) or bind sockets (the binary serves the router).
 
+#![forbid(unsafe_code)]
+
 pub mod alerts;
 pub mod auth;
 pub mod credentials;
@@ -14,6 +16,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod ice;
 pub mod keys;
 pub mod logs;
 pub mod meter;
@@ -104,7 +107,7 @@ impl ControlPlane {
         let meter_task = tokio::spawn(meter.clone().run(state.clone(), stop_rx));
         let sync_task = tokio::spawn(sync::periodic(state.clone()));
         Ok((
-            ControlPlane {
+            Self {
                 state,
                 meter,
                 stop,
@@ -122,7 +125,7 @@ impl ControlPlane {
     }
 
     /// The relay driver's accounting sink.
-    pub fn sink(&self) -> turnpike_server::AccountingSink {
+    pub fn sink(&self) -> turnpike_proto::AccountingSink {
         self.meter.sink()
     }
 

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use turnpike_proto::AccountingSink;
 use turnpike_proto::{AccountingEvent, Usage};
-use turnpike_server::AccountingSink;
 use turnpike_store::{AllocationRecord, Counters, Store, UsageDelta};
 
 use crate::state::AppState;
@@ -87,7 +87,7 @@ impl Default for Meter {
 impl Meter {
     pub fn new() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Meter {
+        Self {
             tx,
             rx: tokio::sync::Mutex::new(rx),
             node: crate::keys::random_hex(4),

@@ -30,10 +30,10 @@ pub enum Action {
 impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
-            Action::Notify => "notify",
-            Action::Throttle => "throttle",
-            Action::Refuse => "refuse",
-            Action::Disconnect => "disconnect",
+            Self::Notify => "notify",
+            Self::Throttle => "throttle",
+            Self::Refuse => "refuse",
+            Self::Disconnect => "disconnect",
         }
     }
 }

@@ -298,7 +298,7 @@ pub struct AlertOut {
 
 impl From<AlertEvent> for AlertOut {
     fn from(e: AlertEvent) -> Self {
-        AlertOut {
+        Self {
             id: e.id,
             scope: e.scope,
             period_start: e.period_start,

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::ice::Listeners;
 use turnpike_proto::Directory;
-use turnpike_server::ice::Listeners;
 use turnpike_store::AnyStore;
 
 /// Settings of the control plane (built by the binary from its configuration).
@@ -59,7 +59,7 @@ pub struct SmtpConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig {
+        Self {
             realm: "turnpike".into(),
             admin_key_hash: None,
             public_host: None,

@@ -199,7 +199,7 @@ async fn apply_remote_disconnects(state: &AppState, now: i64) -> Result<(), Stor
                 match parse_disconnect(r) {
                     Some(d) => state.directory.disconnect(d),
                     None => {
-                        tracing::warn!(kind = %r.kind, "unknown disconnect request kind; ignored")
+                        tracing::warn!(kind = %r.kind, "unknown disconnect request kind; ignored");
                     }
                 }
             }

@@ -25,7 +25,7 @@ pub struct TenantOut {
 
 impl From<Tenant> for TenantOut {
     fn from(t: Tenant) -> Self {
-        TenantOut {
+        Self {
             id: t.id,
             name: t.name,
             created_at: t.created_at,
@@ -65,7 +65,7 @@ pub struct KeyOut {
 
 impl From<ApiKey> for KeyOut {
     fn from(k: ApiKey) -> Self {
-        KeyOut {
+        Self {
             id: k.id,
             kind: k.kind.as_str().into(),
             prefix: k.prefix,

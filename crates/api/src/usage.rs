@@ -51,7 +51,7 @@ pub struct CountersOut {
 
 impl From<Counters> for CountersOut {
     fn from(c: Counters) -> Self {
-        CountersOut {
+        Self {
             total_bytes: c.total_bytes(),
             client_to_server_bytes: c.c2s_bytes,
             client_to_server_packets: c.c2s_packets,

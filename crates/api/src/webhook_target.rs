@@ -168,7 +168,7 @@ pub struct GuardedResolver {
 
 impl GuardedResolver {
     pub fn new(danger: &[IpNet]) -> Self {
-        GuardedResolver {
+        Self {
             danger: danger.into(),
         }
     }

@@ -38,8 +38,8 @@ impl Usage {
     }
 
     /// `self - earlier`, counter by counter.
-    pub fn since(&self, earlier: &Usage) -> Usage {
-        let mut u = Usage::default();
+    pub fn since(&self, earlier: &Self) -> Self {
+        let mut u = Self::default();
         for i in 0..4 {
             u.packets[i] = self.packets[i].saturating_sub(earlier.packets[i]);
             u.bytes[i] = self.bytes[i].saturating_sub(earlier.bytes[i]);
@@ -85,3 +85,8 @@ pub enum AccountingEvent {
         peers: usize,
     },
 }
+
+/// Where a driver hands each worker's metering events (worker index, events), about once a
+/// second and a last time at shutdown after the worker closed its allocations. The control
+/// plane implements it; the driver only calls it.
+pub type AccountingSink = std::sync::Arc<dyn Fn(usize, Vec<AccountingEvent>) + Send + Sync>;

@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::five_tuple::Transport;
 
 /// Most lines per second per worker (with a burst of as many).
-pub const LINES_PER_SEC: f64 = 20.0;
+pub(crate) const LINES_PER_SEC: f64 = 20.0;
 
 /// The rate limit of failure lines.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub(crate) struct AuthLog {
 
 impl Default for AuthLog {
     fn default() -> Self {
-        AuthLog {
+        Self {
             tokens: LINES_PER_SEC,
             last: None,
             suppressed: 0,

@@ -100,7 +100,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// A configuration with the RFC defaults, for `realm` and `credentials`.
     pub fn new(realm: impl Into<String>, credentials: Credentials, nonce_secret: [u8; 32]) -> Self {
-        ServerConfig {
+        Self {
             realm: realm.into(),
             software: concat!("Turnpike ", env!("CARGO_PKG_VERSION")).to_string(),
             credentials,

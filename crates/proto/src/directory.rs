@@ -136,10 +136,10 @@ pub enum Disconnect {
 impl Disconnect {
     pub fn matches(&self, username: &str, account: Option<&Account>) -> bool {
         match (self, account) {
-            (Disconnect::Username(u), _) => u == username,
-            (Disconnect::Credential(c), Some(a)) => a.credential_id.as_deref() == Some(c.as_str()),
-            (Disconnect::Tenant(t), Some(a)) => &*a.tenant_id == t.as_str(),
-            (Disconnect::User { tenant_id, user_id }, Some(a)) => {
+            (Self::Username(u), _) => u == username,
+            (Self::Credential(c), Some(a)) => a.credential_id.as_deref() == Some(c.as_str()),
+            (Self::Tenant(t), Some(a)) => &*a.tenant_id == t.as_str(),
+            (Self::User { tenant_id, user_id }, Some(a)) => {
                 &*a.tenant_id == tenant_id.as_str()
                     && a.user_id.as_deref() == Some(user_id.as_str())
             }

@@ -34,34 +34,34 @@ pub enum DropReason {
 
 impl DropReason {
     pub const COUNT: usize = 12;
-    pub const ALL: [DropReason; Self::COUNT] = [
-        DropReason::Malformed,
-        DropReason::Unexpected,
-        DropReason::NoAllocation,
-        DropReason::NoPermission,
-        DropReason::NoChannel,
-        DropReason::RateLimited,
-        DropReason::InProgress,
-        DropReason::Policy,
-        DropReason::SendFailed,
-        DropReason::Throttled,
-        DropReason::Timeout,
-        DropReason::Denied,
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::Malformed,
+        Self::Unexpected,
+        Self::NoAllocation,
+        Self::NoPermission,
+        Self::NoChannel,
+        Self::RateLimited,
+        Self::InProgress,
+        Self::Policy,
+        Self::SendFailed,
+        Self::Throttled,
+        Self::Timeout,
+        Self::Denied,
     ];
     pub const fn as_str(self) -> &'static str {
         match self {
-            DropReason::Malformed => "malformed",
-            DropReason::Unexpected => "unexpected",
-            DropReason::NoAllocation => "no_allocation",
-            DropReason::NoPermission => "no_permission",
-            DropReason::NoChannel => "no_channel",
-            DropReason::RateLimited => "rate_limited",
-            DropReason::InProgress => "in_progress",
-            DropReason::Policy => "policy",
-            DropReason::SendFailed => "send_failed",
-            DropReason::Throttled => "throttled",
-            DropReason::Timeout => "timeout",
-            DropReason::Denied => "denied",
+            Self::Malformed => "malformed",
+            Self::Unexpected => "unexpected",
+            Self::NoAllocation => "no_allocation",
+            Self::NoPermission => "no_permission",
+            Self::NoChannel => "no_channel",
+            Self::RateLimited => "rate_limited",
+            Self::InProgress => "in_progress",
+            Self::Policy => "policy",
+            Self::SendFailed => "send_failed",
+            Self::Throttled => "throttled",
+            Self::Timeout => "timeout",
+            Self::Denied => "denied",
         }
     }
 }
@@ -96,26 +96,26 @@ impl TurnError {
     /// The STUN error code, or `None` for "drop silently".
     pub fn code(&self) -> Option<u16> {
         Some(match self {
-            TurnError::BadRequest(_) => ERR_BAD_REQUEST,
-            TurnError::Unauthorized(_) => ERR_UNAUTHORIZED,
-            TurnError::Forbidden(_) => ERR_FORBIDDEN,
-            TurnError::UnknownAttributes(..) => ERR_UNKNOWN_ATTRIBUTE,
-            TurnError::AllocationMismatch => ERR_ALLOCATION_MISMATCH,
-            TurnError::StaleNonce => ERR_STALE_NONCE,
-            TurnError::AddressFamilyNotSupported => ERR_ADDRESS_FAMILY_NOT_SUPPORTED,
-            TurnError::WrongCredentials => ERR_WRONG_CREDENTIALS,
-            TurnError::UnsupportedTransport => ERR_UNSUPPORTED_TRANSPORT_PROTOCOL,
-            TurnError::PeerAddressFamilyMismatch => ERR_PEER_ADDRESS_FAMILY_MISMATCH,
-            TurnError::QuotaReached => ERR_ALLOCATION_QUOTA_REACHED,
-            TurnError::ConnectionAlreadyExists => ERR_CONNECTION_ALREADY_EXISTS,
-            TurnError::InsufficientCapacity(_) => ERR_INSUFFICIENT_CAPACITY,
-            TurnError::ServerError(_) => ERR_SERVER_ERROR,
-            TurnError::Drop(_) => return None,
+            Self::BadRequest(_) => ERR_BAD_REQUEST,
+            Self::Unauthorized(_) => ERR_UNAUTHORIZED,
+            Self::Forbidden(_) => ERR_FORBIDDEN,
+            Self::UnknownAttributes(..) => ERR_UNKNOWN_ATTRIBUTE,
+            Self::AllocationMismatch => ERR_ALLOCATION_MISMATCH,
+            Self::StaleNonce => ERR_STALE_NONCE,
+            Self::AddressFamilyNotSupported => ERR_ADDRESS_FAMILY_NOT_SUPPORTED,
+            Self::WrongCredentials => ERR_WRONG_CREDENTIALS,
+            Self::UnsupportedTransport => ERR_UNSUPPORTED_TRANSPORT_PROTOCOL,
+            Self::PeerAddressFamilyMismatch => ERR_PEER_ADDRESS_FAMILY_MISMATCH,
+            Self::QuotaReached => ERR_ALLOCATION_QUOTA_REACHED,
+            Self::ConnectionAlreadyExists => ERR_CONNECTION_ALREADY_EXISTS,
+            Self::InsufficientCapacity(_) => ERR_INSUFFICIENT_CAPACITY,
+            Self::ServerError(_) => ERR_SERVER_ERROR,
+            Self::Drop(_) => return None,
         })
     }
 
     /// Whether the error response carries REALM and NONCE so the client can (re)authenticate.
     pub fn carries_challenge(&self) -> bool {
-        matches!(self, TurnError::Unauthorized(_) | TurnError::StaleNonce)
+        matches!(self, Self::Unauthorized(_) | Self::StaleNonce)
     }
 }

@@ -12,25 +12,20 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub const ALL: [Transport; 4] = [
-        Transport::Udp,
-        Transport::Tcp,
-        Transport::Tls,
-        Transport::Dtls,
-    ];
+    pub const ALL: [Self; 4] = [Self::Udp, Self::Tcp, Self::Tls, Self::Dtls];
 
     pub const fn as_str(self) -> &'static str {
         match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-            Transport::Dtls => "dtls",
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Dtls => "dtls",
         }
     }
 
     /// Stream transports carry ChannelData padded to 4 bytes (RFC 8656 §12.5).
     pub const fn is_stream(self) -> bool {
-        matches!(self, Transport::Tcp | Transport::Tls)
+        matches!(self, Self::Tcp | Self::Tls)
     }
 }
 

@@ -15,6 +15,8 @@
 //! One file per method, each following the RFC's numbered steps: [`binding`](crate::binding),
 //! `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`.
 
+#![forbid(unsafe_code)]
+
 pub mod accounting;
 mod allocate;
 pub mod allocation;
@@ -43,7 +45,7 @@ pub mod throttle;
 pub mod timer;
 pub mod unauth_budget;
 
-pub use accounting::{AccountingEvent, Usage};
+pub use accounting::{AccountingEvent, AccountingSink, Usage};
 pub use allocation::AllocationId;
 pub use auth::{AuthInfo, Credentials, UserSecret};
 pub use config::{Rfc5780, ServerConfig};

@@ -84,13 +84,13 @@ pub struct PeerPolicy {
 
 impl Default for PeerPolicy {
     fn default() -> Self {
-        PeerPolicy::new(vec![], vec![], vec![])
+        Self::new(vec![], vec![], vec![])
     }
 }
 
 impl PeerPolicy {
     pub fn new(allowed: Vec<IpNet>, denied: Vec<IpNet>, danger_allowed: Vec<IpNet>) -> Self {
-        PeerPolicy {
+        Self {
             denied,
             danger_allowed,
             allowed,

@@ -24,7 +24,7 @@ struct Counts {
 
 impl AllocationQuota {
     pub fn new(max_total: usize, max_per_user: usize) -> Self {
-        AllocationQuota {
+        Self {
             max_total,
             max_per_user,
             inner: Mutex::new(Counts::default()),

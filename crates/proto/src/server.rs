@@ -47,7 +47,7 @@ pub(crate) enum Timer {
 
 /// Who signs a response.
 #[derive(Debug, Clone, Copy)]
-pub struct ResponseCtx {
+pub(crate) struct ResponseCtx {
     pub method: u16,
     pub tid: TransactionId,
     pub fingerprint: bool,
@@ -57,8 +57,8 @@ pub struct ResponseCtx {
 }
 
 impl ResponseCtx {
-    pub fn new(msg: &Message<'_>, auth: Option<&AuthInfo>) -> Self {
-        ResponseCtx {
+    pub(crate) fn new(msg: &Message<'_>, auth: Option<&AuthInfo>) -> Self {
+        Self {
             method: msg.method(),
             tid: msg.transaction_id(),
             fingerprint: msg.has_fingerprint(),
@@ -161,7 +161,7 @@ impl Server {
         let features = nonce::feature_chars(true, anonymity);
         // Disconnect requests made before this server existed do not concern its allocations.
         let directory_seen = cfg.directory.generation();
-        Server {
+        Self {
             unauth: UnauthBudget::new(cfg.unauth_bytes_burst, cfg.unauth_bytes_per_sec),
             auth_log: Default::default(),
             cfg,
@@ -247,12 +247,9 @@ impl Server {
             self.stats.drop(DropReason::Denied);
             return None;
         }
-        let msg = match Message::parse_exact(data) {
-            Ok(m) => m,
-            Err(_) => {
-                self.stats.drop(DropReason::Malformed);
-                return None;
-            }
+        let Ok(msg) = Message::parse_exact(data) else {
+            self.stats.drop(DropReason::Malformed);
+            return None;
         };
         if msg.check_fingerprint().is_err() {
             self.stats.drop(DropReason::Malformed);
@@ -450,14 +447,11 @@ impl Server {
         ctx: &ResponseCtx,
         e: &TurnError,
     ) -> Option<usize> {
-        let code = match e.code() {
-            Some(c) => c,
-            None => {
-                if let TurnError::Drop(r) = e {
-                    self.stats.drop(*r);
-                }
-                return None;
+        let Some(code) = e.code() else {
+            if let TurnError::Drop(r) = e {
+                self.stats.drop(*r);
             }
+            return None;
         };
         tracing::debug!(client = %ft.client, code, reason = ?e, "error response");
         self.stats.error_responses += 1;

@@ -14,18 +14,18 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub const ALL: [Direction; 4] = [
-        Direction::ClientToServer,
-        Direction::ServerToPeer,
-        Direction::PeerToServer,
-        Direction::ServerToClient,
+    pub const ALL: [Self; 4] = [
+        Self::ClientToServer,
+        Self::ServerToPeer,
+        Self::PeerToServer,
+        Self::ServerToClient,
     ];
     pub const fn as_str(self) -> &'static str {
         match self {
-            Direction::ClientToServer => "client_to_server",
-            Direction::ServerToPeer => "server_to_peer",
-            Direction::PeerToServer => "peer_to_server",
-            Direction::ServerToClient => "server_to_client",
+            Self::ClientToServer => "client_to_server",
+            Self::ServerToPeer => "server_to_peer",
+            Self::PeerToServer => "peer_to_server",
+            Self::ServerToClient => "server_to_client",
         }
     }
 }

@@ -17,7 +17,7 @@ impl TokenBucket {
     pub fn new(now: Instant, bits_per_sec: u64) -> Self {
         let bytes_per_sec = (bits_per_sec / 8).max(1);
         let burst = (bytes_per_sec / 4).max(16 * 1024);
-        TokenBucket {
+        Self {
             bytes_per_sec,
             burst,
             tokens: burst,
@@ -72,6 +72,7 @@ impl TokenBucket {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests drive the clock from a real starting instant
 mod tests {
     use super::*;
     use std::time::Duration;

@@ -27,7 +27,7 @@ impl UnauthBudget {
     /// A budget with a surplus of `burst` bytes refilled at `per_sec` bytes per second;
     /// `burst == 0` turns the budget off (every answer is sent).
     pub fn new(burst: u32, per_sec: u32) -> Self {
-        UnauthBudget {
+        Self {
             burst: burst as f64,
             per_sec: per_sec as f64,
             sources: HashMap::new(),
@@ -76,6 +76,7 @@ impl UnauthBudget {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests drive the clock from a real starting instant
 mod tests {
     use super::*;
 

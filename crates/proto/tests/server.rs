@@ -1,4 +1,5 @@
 //! The sans-IO server driven with a virtual clock: every RFC step and timeout, with no sockets.
+#![allow(clippy::disallowed_methods)] // the test driver starts the virtual clock from a real instant
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ struct Client {
 
 impl Client {
     fn new(addr: &str, user: &str, password: &str) -> Self {
-        Client {
+        Self {
             ft: ft(addr),
             user: user.into(),
             password: password.into(),
@@ -242,7 +243,7 @@ fn full_relay_cycle_with_channels_and_indications() {
 
     // CreatePermission, then a Send indication goes out and peer data comes back as Data.
     let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
-        peer_attr(w, "198.51.100.7:1")
+        peer_attr(w, "198.51.100.7:1");
     });
     let resp = exchange(&mut s, t0, &c, &req).unwrap();
     assert_eq!(error_code(&resp), None);
@@ -395,7 +396,7 @@ fn channel_refresh_keeps_it_alive_and_cooldown_blocks_reuse() {
     // Keep the allocation alive with refreshes.
     let t500 = t0 + Duration::from_secs(500);
     let req = c.request(METHOD_REFRESH, true, |w| {
-        w.attr_u32(ATTR_LIFETIME, 3600).map(|_| ()).unwrap()
+        w.attr_u32(ATTR_LIFETIME, 3600).map(|_| ()).unwrap();
     });
     let resp = exchange(&mut s, t500, &c, &req).unwrap();
     assert_eq!(
@@ -457,7 +458,7 @@ fn retransmissions_get_identical_answers() {
     );
     // Refresh with lifetime 0 deletes; its retransmission gets the same success.
     let del = c.request(METHOD_REFRESH, true, |w| {
-        w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap()
+        w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap();
     });
     let r1 = exchange(&mut s, t0, &c, &del).unwrap();
     assert_eq!(error_code(&r1), None);
@@ -584,7 +585,7 @@ fn other_users_requests_get_441_and_families_443() {
     );
     // An IPv6 peer on an IPv4-only allocation: 443.
     let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
-        peer_attr(w, "[2001:db8::9]:1")
+        peer_attr(w, "[2001:db8::9]:1");
     });
     assert_eq!(
         error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
@@ -617,7 +618,7 @@ fn peer_policy_refuses_loopback_unless_danger_allowed() {
     let mut c = Client::new("203.0.113.9:4000", "alice", "secret");
     allocate(&mut s, t0, &mut c);
     let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
-        peer_attr(w, "127.0.0.1:9")
+        peer_attr(w, "127.0.0.1:9");
     });
     assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
 }
@@ -639,7 +640,7 @@ fn quotas_and_drain() {
     );
     // Deleting the first frees the quota.
     let del = c1.request(METHOD_REFRESH, true, |w| {
-        w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap()
+        w.attr_u32(ATTR_LIFETIME, 0).map(|_| ()).unwrap();
     });
     exchange(&mut s, t0, &c1, &del).unwrap();
     let req = c2.request(METHOD_ALLOCATE, true, |w| {
@@ -707,7 +708,7 @@ fn dual_allocation_even_port_and_reservation() {
     );
     // IPv6 peers are now fine.
     let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
-        peer_attr(w, "[2001:db8::9]:1")
+        peer_attr(w, "[2001:db8::9]:1");
     });
     assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
 }
@@ -1098,7 +1099,7 @@ fn rfc6062_connect_bind_and_timeouts() {
     let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
         w.xor_address(ATTR_XOR_PEER_ADDRESS, p2)
             .map(|_| ())
-            .unwrap()
+            .unwrap();
     });
     assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
     let cid2 = s.handle_incoming_peer_connection(t0, relay, p2).unwrap();
@@ -1192,7 +1193,7 @@ fn rfc5780_change_request_response_port_and_other_address() {
             alternate_ip: "192.0.2.2".parse().unwrap(),
             primary_port: 3478,
             alternate_port: 3479,
-        })
+        });
     }));
     let c = Client::new("203.0.113.9:4000", "alice", "secret");
     let attr_addr = |m: &Message<'_>, t: u16| decode_address(m.get(t).unwrap()).unwrap();
@@ -1295,7 +1296,7 @@ fn stored_credentials_are_metered_disabled_and_disconnected() {
     );
     // Relay 5 bytes each way through a permission.
     let req = c.request(METHOD_CREATE_PERMISSION, true, |w| {
-        peer_attr(w, "198.51.100.7:9000")
+        peer_attr(w, "198.51.100.7:9000");
     });
     assert_eq!(error_code(&exchange(&mut s, t0, &c, &req).unwrap()), None);
     let mut buf = vec![0u8; 2048];
@@ -1531,7 +1532,7 @@ fn one_username_in_two_tenants_authenticates_each_by_its_own_key() {
     snap.credentials
         .insert("cred_2".into(), ("ten_2".into(), true));
     cfg.directory.publish(snap);
-    let (mut s, t0) = new_server(cfg.clone());
+    let (mut s, t0) = new_server(cfg);
     let mut a = Client::new("203.0.113.8:4000", "carol", "pw");
     allocate(&mut s, t0, &mut a);
     let mut b = Client::new("203.0.113.8:4001", "carol", "other-pw");

@@ -3,11 +3,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// Receives each worker's metering events (worker index, events) about once a second and a
-/// last time at shutdown, after the worker closed its allocations.
-pub type AccountingSink =
-    std::sync::Arc<dyn Fn(usize, Vec<turnpike_proto::AccountingEvent>) + Send + Sync>;
-
 /// Sockets, ports and threads.
 #[derive(Clone)]
 pub struct DriverConfig {
@@ -56,12 +51,12 @@ pub struct DriverConfig {
     /// Frames queued for a slow TCP reader before further frames are dropped.
     pub tcp_queue_frames: usize,
     /// Where metering events go (none: not metered).
-    pub accounting: Option<AccountingSink>,
+    pub accounting: Option<turnpike_proto::AccountingSink>,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        DriverConfig {
+        Self {
             udp_listen: vec!["0.0.0.0:3478".parse().expect("literal")],
             tcp_listen: vec!["0.0.0.0:3478".parse().expect("literal")],
             tls_listen: vec![],

@@ -26,8 +26,8 @@ pub enum Refusal {
 impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
-            Refusal::Total => "total",
-            Refusal::PerSource => "per_source",
+            Self::Total => "total",
+            Self::PerSource => "per_source",
         }
     }
 }
@@ -75,7 +75,7 @@ impl Drop for ConnPermit {
 impl ConnectionLimits {
     /// Caps of `max_total` connections, `max_per_source` from one IP (0: no cap).
     pub fn new(listener: &'static str, max_total: usize, max_per_source: usize) -> Arc<Self> {
-        Arc::new(ConnectionLimits {
+        Arc::new(Self {
             listener,
             max_total,
             max_per_source,

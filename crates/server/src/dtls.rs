@@ -49,7 +49,7 @@ impl DtlsContext {
             .handshake_timeout(handshake_timeout)
             .build()
             .map_err(|e| format!("{e:?}"))?;
-        Ok(Arc::new(DtlsContext {
+        Ok(Arc::new(Self {
             config: Arc::new(config),
             cert: RwLock::new(DtlsCertificate {
                 certificate: cert_der,
@@ -118,7 +118,7 @@ impl Sessions {
     }
 
     /// A datagram from the client on `ft`; `None` when it was refused (table full, bad DTLS).
-    pub fn receive(
+    pub(crate) fn receive(
         &mut self,
         ctx: &DtlsContext,
         now: Instant,
@@ -156,7 +156,7 @@ impl Sessions {
     }
 
     /// Encrypts `data` for the client on `ft`; the records to send.
-    pub fn send(&mut self, ft: &FiveTuple, data: &[u8]) -> Option<Vec<Vec<u8>>> {
+    pub(crate) fn send(&mut self, ft: &FiveTuple, data: &[u8]) -> Option<Vec<Vec<u8>>> {
         let s = self.map.get_mut(ft)?;
         s.dtls.send_application_data(data).ok()?;
         let mut out = Pumped::default();
@@ -166,7 +166,7 @@ impl Sessions {
 
     /// Runs due retransmission timers and drops idle or closed associations. Returns records to
     /// send and the 5-tuples whose association ended.
-    pub fn tick(
+    pub(crate) fn tick(
         &mut self,
         now: Instant,
         idle: Duration,

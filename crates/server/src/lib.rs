@@ -13,7 +13,6 @@ mod config;
 pub mod conn_limit;
 pub mod dtls;
 mod export;
-pub mod ice;
 pub mod mux;
 mod relay;
 mod relay_ports;
@@ -29,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use config::{AccountingSink, DriverConfig};
+pub use config::DriverConfig;
 pub use export::describe as describe_metrics;
 pub use relay::Reservations;
 pub use relay_ports::RelayPorts;

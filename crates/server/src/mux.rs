@@ -44,7 +44,7 @@ pub struct Prefixed<S> {
 
 impl<S> Prefixed<S> {
     pub fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Prefixed {
+        Self {
             prefix,
             pos: 0,
             inner,
@@ -118,7 +118,8 @@ pub(crate) async fn serve(
     let http = w.cfg.http.clone();
     match sniff(b[0]) {
         Some(Kind::Stun) => {
-            crate::tcp::connection(w, stream, peer, local, Transport::Tcp, Vec::new(), permit).await
+            crate::tcp::connection(w, stream, peer, local, Transport::Tcp, Vec::new(), permit)
+                .await;
         }
         Some(Kind::Http) => {
             if let Some(h) = http {
@@ -130,19 +131,15 @@ pub(crate) async fn serve(
             let Some(acceptor) = tls else {
                 return;
             };
-            let mut s =
-                match tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    _ => {
-                        w.server
-                            .borrow_mut()
-                            .stats
-                            .drop(turnpike_proto::DropReason::Malformed);
-                        return;
-                    }
-                };
+            let handshake =
+                tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream)).await;
+            let Ok(Ok(mut s)) = handshake else {
+                w.server
+                    .borrow_mut()
+                    .stats
+                    .drop(turnpike_proto::DropReason::Malformed);
+                return;
+            };
             let alpn = s.get_ref().1.alpn_protocol().map(|a| a.to_vec());
             let is_turn = match alpn.as_deref() {
                 Some(crate::tls::ALPN_STUN_TURN) | Some(crate::tls::ALPN_STUN_NAT_DISCOVERY) => {
@@ -168,7 +165,7 @@ pub(crate) async fn serve(
                 }
             };
             if is_turn {
-                crate::tcp::connection(w, s, peer, local, Transport::Tls, initial, permit).await
+                crate::tcp::connection(w, s, peer, local, Transport::Tls, initial, permit).await;
             } else {
                 if let Some(h) = http {
                     h(Box::new(Prefixed::new(initial, s)), peer, true).await;

@@ -77,14 +77,14 @@ pub(crate) async fn accept_task(
             }
             match tls {
                 None => {
-                    connection(w, stream, peer, local, Transport::Tcp, Vec::new(), permit).await
+                    connection(w, stream, peer, local, Transport::Tcp, Vec::new(), permit).await;
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream))
                         .await
                     {
                         Ok(Ok(s)) => {
-                            connection(w, s, peer, local, Transport::Tls, Vec::new(), permit).await
+                            connection(w, s, peer, local, Transport::Tls, Vec::new(), permit).await;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -112,7 +112,7 @@ impl ReadBuf {
         let mut buf = initial;
         buf.truncate(filled);
         buf.resize(filled.max(READ_BASE), 0);
-        ReadBuf {
+        Self {
             buf,
             filled,
             small_reads: 0,
@@ -176,7 +176,7 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     fn new(cap: usize) -> Self {
-        Outbox {
+        Self {
             frames: RefCell::new(VecDeque::new()),
             ready: Notify::new(),
             cap,

@@ -33,7 +33,7 @@ enum Slot {
 
 /// Peer connections by connection id.
 #[derive(Default)]
-pub struct PeerStreams {
+pub(crate) struct PeerStreams {
     inner: Mutex<HashMap<ConnectionId, Slot>>,
 }
 

@@ -148,7 +148,7 @@ impl CertStore {
     /// Loads the first certificate.
     pub fn new(source: CertSource) -> Result<Arc<Self>, TlsError> {
         let l = load(&source)?;
-        Ok(Arc::new(CertStore {
+        Ok(Arc::new(Self {
             source,
             current: RwLock::new(Arc::new(l.certified)),
             dtls: RwLock::new(l.dtls),

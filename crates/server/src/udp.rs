@@ -66,12 +66,12 @@ pub(crate) struct UdpListener {
 }
 
 impl UdpListener {
-    pub fn new(std: UdpSocket, buffer: usize, dtls: bool) -> io::Result<Self> {
+    pub(crate) fn new(std: UdpSocket, buffer: usize, dtls: bool) -> io::Result<Self> {
         size_buffers(&socket2::SockRef::from(&std).try_clone()?, buffer);
         let bound = std.local_addr()?;
         let state = UdpSocketState::new((&std).into())?;
         let sock = tokio::net::UdpSocket::from_std(std)?;
-        Ok(UdpListener {
+        Ok(Self {
             bound,
             dtls,
             sock,
@@ -80,14 +80,14 @@ impl UdpListener {
     }
 
     /// Whether this socket serves `server` (the address a client sent to).
-    pub fn serves(&self, server: &SocketAddr) -> bool {
+    pub(crate) fn serves(&self, server: &SocketAddr) -> bool {
         self.bound.port() == server.port()
             && self.bound.is_ipv4() == server.is_ipv4()
             && (self.bound.ip().is_unspecified() || self.bound.ip() == server.ip())
     }
 
     /// Sends to a client from the address the client used (IP_PKTINFO when bound to a wildcard).
-    pub fn send(&self, server: &SocketAddr, to: SocketAddr, data: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, server: &SocketAddr, to: SocketAddr, data: &[u8]) -> io::Result<()> {
         if self.bound.ip().is_unspecified() {
             let t = quinn_udp::Transmit {
                 destination: to,

@@ -88,7 +88,7 @@ pub(crate) struct Worker {
     dtls_sessions: RefCell<crate::dtls::Sessions>,
     /// Peer connections ready to be spliced with the data connection on this 5-tuple.
     pub splices: RefCell<HashMap<FiveTuple, Splice>>,
-    me: RefCell<std::rc::Weak<Worker>>,
+    me: RefCell<std::rc::Weak<Self>>,
     /// The counters as last exported.
     exported: RefCell<Stats>,
     /// This worker's number (for metering ids).
@@ -201,7 +201,7 @@ impl Worker {
         }
     }
 
-    fn rc(&self) -> Rc<Worker> {
+    fn rc(&self) -> Rc<Self> {
         self.me
             .borrow()
             .upgrade()
@@ -209,7 +209,7 @@ impl Worker {
     }
 
     /// Whether `ip` is on the client deny list (configured or set through the API); counted.
-    pub fn client_denied(&self, ip: IpAddr) -> bool {
+    pub(crate) fn client_denied(&self, ip: IpAddr) -> bool {
         let mut srv = self.server.borrow_mut();
         let dir = &srv.config().directory;
         if dir.has_denied_clients() && dir.is_client_denied(ip) {
@@ -220,7 +220,7 @@ impl Worker {
     }
 
     /// A packet from a client (UDP datagram or one TCP frame).
-    pub fn on_client_packet(&self, now: Instant, ft: FiveTuple, data: &[u8]) {
+    pub(crate) fn on_client_packet(&self, now: Instant, ft: FiveTuple, data: &[u8]) {
         let mut srv = self.server.borrow_mut();
         let failed = match srv.handle_client_packet(now, ft, data) {
             Some(t) => {
@@ -239,7 +239,7 @@ impl Worker {
     }
 
     /// A datagram from a peer on a relay socket.
-    pub fn on_peer_packet(
+    pub(crate) fn on_peer_packet(
         &self,
         now: Instant,
         relay: SocketAddr,
@@ -262,7 +262,7 @@ impl Worker {
     }
 
     /// A TCP connection ended.
-    pub fn connection_closed(&self, now: Instant, ft: FiveTuple) {
+    pub(crate) fn connection_closed(&self, now: Instant, ft: FiveTuple) {
         let mut srv = self.server.borrow_mut();
         srv.handle_connection_closed(now, ft);
         self.drain_outputs(now, &mut srv);
@@ -305,7 +305,7 @@ impl Worker {
     }
 
     /// A DTLS record from a client: handshake progress, or decrypted STUN/ChannelData.
-    pub fn on_dtls_datagram(&self, now: Instant, ft: FiveTuple, data: &[u8]) {
+    pub(crate) fn on_dtls_datagram(&self, now: Instant, ft: FiveTuple, data: &[u8]) {
         let Some(ctx) = self.cfg.dtls.as_ref() else {
             return;
         };
@@ -406,7 +406,7 @@ impl Worker {
     }
 
     /// A peer connected to a relayed TCP address.
-    pub fn incoming_peer(
+    pub(crate) fn incoming_peer(
         &self,
         now: Instant,
         relay: SocketAddr,
@@ -422,14 +422,14 @@ impl Worker {
     }
 
     /// An outbound peer connection finished connecting (or failed).
-    pub fn peer_connect_result(&self, now: Instant, cid: ConnectionId, ok: bool) {
+    pub(crate) fn peer_connect_result(&self, now: Instant, cid: ConnectionId, ok: bool) {
         let mut srv = self.server.borrow_mut();
         srv.handle_peer_connect_result(now, cid, ok);
         self.drain_outputs(now, &mut srv);
     }
 
     /// A spliced peer connection ended.
-    pub fn peer_connection_closed(&self, now: Instant, cid: ConnectionId) {
+    pub(crate) fn peer_connection_closed(&self, now: Instant, cid: ConnectionId) {
         self.peer_streams.forget(cid);
         let mut srv = self.server.borrow_mut();
         srv.handle_peer_connection_closed(now, cid);

@@ -81,7 +81,7 @@ pub struct InProcessBus {
 
 impl Default for InProcessBus {
     fn default() -> Self {
-        InProcessBus {
+        Self {
             members: Mutex::default(),
             next_rank: Mutex::new(1),
             tx: broadcast::channel(4096).0,
@@ -165,7 +165,7 @@ impl PgBus {
             .max_connections(5)
             .connect(url)
             .await?;
-        let bus = std::sync::Arc::new(PgBus {
+        let bus = std::sync::Arc::new(Self {
             pool,
             node: node.to_string(),
             tx: broadcast::channel(4096).0,
@@ -237,7 +237,7 @@ impl PgBus {
                 match b.reap_silent_nodes().await {
                     Ok(0) => {}
                     Ok(n) => {
-                        tracing::info!(members = n, "removed members of silent signalling nodes")
+                        tracing::info!(members = n, "removed members of silent signalling nodes");
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot remove members of silent nodes"),
                 }
@@ -424,8 +424,8 @@ impl RoomBus for Bus {
     }
     fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
         match self {
-            Bus::InProcess(b) => b.subscribe(),
-            Bus::Postgres(b) => b.subscribe(),
+            Self::InProcess(b) => b.subscribe(),
+            Self::Postgres(b) => b.subscribe(),
         }
     }
 }

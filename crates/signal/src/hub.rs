@@ -40,7 +40,7 @@ pub struct SignalConfig {
 
 impl Default for SignalConfig {
     fn default() -> Self {
-        SignalConfig {
+        Self {
             max_message_bytes: 16 * 1024,
             msgs_per_sec: 50,
             msg_burst: 100,
@@ -152,7 +152,7 @@ pub enum JoinError {
 
 impl Hub {
     pub fn new(cfg: SignalConfig, bus: Bus) -> Arc<Self> {
-        let hub = Arc::new(Hub {
+        let hub = Arc::new(Self {
             cfg,
             bus,
             state: Mutex::default(),
@@ -294,7 +294,7 @@ impl Hub {
         if let Some(k) = sess.kill.take() {
             k.notify_one();
         }
-        sess.tx = Some(tx.clone());
+        sess.tx = Some(tx);
         sess.kill = Some(kill);
         sess.disconnected_at = None;
         sess.attach += 1;

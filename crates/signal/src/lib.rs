@@ -11,6 +11,8 @@
 //! `DELETE /v1/signal/rooms/{room}`, `PUT|GET /v1/signal/settings`; `GET /demo`,
 //! `GET /demo/ice-test`, `POST /demo/token` (when the demo is enabled).
 
+#![forbid(unsafe_code)]
+
 pub mod bus;
 pub mod hub;
 pub mod message;

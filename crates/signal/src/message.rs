@@ -44,11 +44,11 @@ pub enum ClientMessage {
 impl ClientMessage {
     pub fn version(&self) -> u32 {
         match self {
-            ClientMessage::Join { v, .. }
-            | ClientMessage::Signal { v, .. }
-            | ClientMessage::Broadcast { v, .. }
-            | ClientMessage::Ping { v, .. }
-            | ClientMessage::Leave { v } => *v,
+            Self::Join { v, .. }
+            | Self::Signal { v, .. }
+            | Self::Broadcast { v, .. }
+            | Self::Ping { v, .. }
+            | Self::Leave { v } => *v,
         }
     }
 }

@@ -364,6 +364,6 @@ pub fn demo_router(sig: Arc<Signal>) -> Router {
 impl From<BusError> for ApiError {
     fn from(e: BusError) -> Self {
         tracing::error!(error = %e, "signalling bus error");
-        ApiError::internal()
+        Self::internal()
     }
 }

@@ -343,7 +343,7 @@ pub async fn run(sig: Arc<Signal>, socket: WebSocket, ip: IpAddr, origin: Option
                 break;
             }
             ClientMessage::Join { .. } => {
-                say(&tx, error("already_joined", "this socket has joined"))
+                say(&tx, error("already_joined", "this socket has joined"));
             }
         }
     }

@@ -13,9 +13,9 @@ impl AnyStore {
     /// `sqlite://PATH` or `postgres://…` / `postgresql://…`.
     pub async fn connect(url: &str) -> Result<Self> {
         if url.starts_with("sqlite:") {
-            Ok(AnyStore::Sqlite(SqliteStore::connect(url).await?))
+            Ok(Self::Sqlite(SqliteStore::connect(url).await?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(AnyStore::Postgres(PgStore::connect(url).await?))
+            Ok(Self::Postgres(PgStore::connect(url).await?))
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -26,8 +26,8 @@ impl AnyStore {
     /// for PostgreSQL.
     pub fn database_ok(&self) -> bool {
         match self {
-            AnyStore::Sqlite(s) => s.database_ok(),
-            AnyStore::Postgres(_) => true,
+            Self::Sqlite(s) => s.database_ok(),
+            Self::Postgres(_) => true,
         }
     }
 }

@@ -8,6 +8,8 @@
 //! API layer does that and hands this crate finished values. Secrets are never stored in the
 //! clear: API keys as hashes, TURN credentials as long-term keys.
 
+#![forbid(unsafe_code)]
+
 mod any;
 mod model;
 mod sql;

@@ -21,16 +21,16 @@ pub enum KeyKind {
 impl KeyKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            KeyKind::Admin => "admin",
-            KeyKind::Secret => "secret",
-            KeyKind::Publishable => "publishable",
+            Self::Admin => "admin",
+            Self::Secret => "secret",
+            Self::Publishable => "publishable",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "admin" => Some(KeyKind::Admin),
-            "secret" => Some(KeyKind::Secret),
-            "publishable" => Some(KeyKind::Publishable),
+            "admin" => Some(Self::Admin),
+            "secret" => Some(Self::Secret),
+            "publishable" => Some(Self::Publishable),
             _ => None,
         }
     }
@@ -202,7 +202,7 @@ impl Counters {
         self.c2s_bytes + self.s2p_bytes + self.p2s_bytes + self.s2c_bytes
     }
 
-    pub fn add(&mut self, o: &Counters) {
+    pub fn add(&mut self, o: &Self) {
         self.c2s_bytes += o.c2s_bytes;
         self.c2s_packets += o.c2s_packets;
         self.s2p_bytes += o.s2p_bytes;

@@ -926,7 +926,7 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool, file })
+        Ok(Self { pool, file })
     }
 
     /// False once the file was removed or replaced since it was opened.
@@ -974,7 +974,7 @@ impl DbFile {
             make_private(std::path::Path::new(&p))?;
         }
         let id = file_id(&std::fs::metadata(&path)?);
-        Ok(DbFile {
+        Ok(Self {
             path,
             id,
             lost: std::sync::atomic::AtomicBool::new(false),
@@ -1045,7 +1045,7 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(Self { pool })
     }
 
     /// Writes are always attempted (the server keeps the data).

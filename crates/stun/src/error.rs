@@ -30,16 +30,16 @@ pub enum StunError {
 impl fmt::Display for StunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
-            StunError::Truncated => "message truncated",
-            StunError::NotStun => "not a STUN message",
-            StunError::BadMagicCookie => "missing magic cookie",
-            StunError::BadLength => "bad message length",
-            StunError::BadAttributeLength => "attribute length runs past the message",
-            StunError::BadFingerprintPlacement => "FINGERPRINT misplaced or malformed",
-            StunError::FingerprintMismatch => "FINGERPRINT does not match",
-            StunError::BadAttributeValue => "malformed attribute value",
-            StunError::BufferTooSmall => "output buffer too small",
-            StunError::BadChannelNumber => "channel number out of range",
+            Self::Truncated => "message truncated",
+            Self::NotStun => "not a STUN message",
+            Self::BadMagicCookie => "missing magic cookie",
+            Self::BadLength => "bad message length",
+            Self::BadAttributeLength => "attribute length runs past the message",
+            Self::BadFingerprintPlacement => "FINGERPRINT misplaced or malformed",
+            Self::FingerprintMismatch => "FINGERPRINT does not match",
+            Self::BadAttributeValue => "malformed attribute value",
+            Self::BufferTooSmall => "output buffer too small",
+            Self::BadChannelNumber => "channel number out of range",
         };
         f.write_str(s)
     }

@@ -18,14 +18,14 @@ pub enum PasswordAlgorithm {
 impl PasswordAlgorithm {
     pub const fn number(self) -> u16 {
         match self {
-            PasswordAlgorithm::Md5 => 0x0001,
-            PasswordAlgorithm::Sha256 => 0x0002,
+            Self::Md5 => 0x0001,
+            Self::Sha256 => 0x0002,
         }
     }
     pub const fn from_number(n: u16) -> Option<Self> {
         match n {
-            0x0001 => Some(PasswordAlgorithm::Md5),
-            0x0002 => Some(PasswordAlgorithm::Sha256),
+            0x0001 => Some(Self::Md5),
+            0x0002 => Some(Self::Sha256),
             _ => None,
         }
     }
@@ -45,7 +45,7 @@ impl Key {
         }
         let mut bytes = [0u8; 32];
         bytes[..b.len()].copy_from_slice(b);
-        Some(Key {
+        Some(Self {
             bytes,
             len: b.len() as u8,
         })

@@ -11,6 +11,8 @@
 //! What it does not do: any I/O, any clock, any policy. Deciding what a request means is
 //! `turnpike-proto`'s job.
 
+#![forbid(unsafe_code)]
+
 mod attr;
 mod channel_data;
 mod consts;

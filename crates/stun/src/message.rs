@@ -25,7 +25,7 @@ pub struct MessageType {
 
 impl MessageType {
     pub const fn new(method: u16, class: Class) -> Self {
-        MessageType { method, class }
+        Self { method, class }
     }
 
     /// Unpacks the 14-bit type field (RFC 8489 §5).
@@ -37,7 +37,7 @@ impl MessageType {
             2 => Class::Success,
             _ => Class::Error,
         };
-        MessageType { method, class }
+        Self { method, class }
     }
 
     /// Packs method and class into the 14-bit type field.
