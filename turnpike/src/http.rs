@@ -168,6 +168,9 @@ pub(crate) async fn serve_listener(
         let Ok(permit) = limits.try_acquire(peer.ip()) else {
             continue;
         };
+        // Small writes (API answers, signalling messages) go out at once: without this, Nagle
+        // and delayed ACKs stall a busy WebSocket by tens of milliseconds per exchange.
+        let _ = stream.set_nodelay(true);
         let router = router
             .clone()
             .layer(axum::Extension(axum::extract::ConnectInfo(peer)));

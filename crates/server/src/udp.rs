@@ -96,13 +96,25 @@ impl UdpListener {
                 segment_size: None,
                 src_ip: Some(server.ip()),
             };
-            self.sock.try_io(Interest::WRITABLE, || {
-                self.state.try_send((&self.sock).into(), &t)
-            })
+            // Straight to sendmsg: see [`send_now`].
+            self.state.try_send((&self.sock).into(), &t)
         } else {
-            self.sock.try_send_to(data, to).map(|_| ())
+            send_now(&self.sock, data, to).map(|_| ())
         }
     }
+}
+
+/// Sends one datagram with a plain non-blocking `sendto`, without tokio's readiness tracking.
+/// Nothing here ever awaits writability, and tokio's `try_send_to` answers `WouldBlock` without
+/// trying while it has not yet seen a writable event: on a socket registered moments ago (a new
+/// relay) that lost the first packet of an allocation. A full socket buffer still gives
+/// `WouldBlock`, counted by the caller as a failed send.
+pub(crate) fn send_now(
+    sock: &tokio::net::UdpSocket,
+    data: &[u8],
+    to: SocketAddr,
+) -> io::Result<usize> {
+    socket2::SockRef::from(sock).send_to(data, &to.into())
 }
 
 /// Receives on listener `idx` of worker `w` until the runtime stops.

@@ -272,7 +272,7 @@ impl Worker {
     fn transmit(&self, t: Transmit<'_>) -> bool {
         match t.dest {
             Dest::Peer { relay, peer } => match self.relays.borrow().get(&relay) {
-                Some(r) => r.sock.try_send_to(t.data, peer).is_ok(),
+                Some(r) => crate::udp::send_now(&r.sock, t.data, peer).is_ok(),
                 None => false,
             },
             Dest::Client(ft) => self.send_to_client(&ft, t.data),
