@@ -8,13 +8,12 @@ mod instance;
 mod limits;
 mod secret;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use turnpike_proto::{AllocationQuota, Credentials, PeerPolicy, ServerConfig, UserSecret};
+use turnpike_proto::{AllocationQuota, Credentials, PeerPolicy, Runtime, ServerConfig, UserSecret};
 use turnpike_server::dtls::DtlsContext;
 use turnpike_server::tls::{CertSource, CertStore};
 use turnpike_server::DriverConfig;
@@ -218,10 +217,6 @@ fn proto_config(cfg: &Config, caps: &limits::Caps) -> Result<ServerConfig> {
         cfg.danger_allow_peer_ranges.clone(),
     );
     p.peer_policy.own = own_endpoints(cfg)?;
-    p.quota = Arc::new(AllocationQuota::new(
-        caps.allocations,
-        caps.allocations_per_user,
-    ));
     p.default_tenant_max_allocations = (caps.tenant_allocations != 0)
         .then(|| u32::try_from(caps.tenant_allocations).unwrap_or(u32::MAX));
     p.external_ipv4 = cfg.external_ipv4;
@@ -315,7 +310,12 @@ fn serve(cfg: Config, reload: Reload) -> Result<()> {
     };
     let caps = descriptor_caps(&cfg, workers);
     let proto = Arc::new(proto_config(&cfg, &caps)?);
-    proto
+    // What the workers share while running: quotas, the drain switch, the directory.
+    let relay = Arc::new(Runtime::new(
+        AllocationQuota::new(caps.allocations, caps.allocations_per_user),
+        Arc::default(),
+    ));
+    relay
         .directory
         .set_configured_denied_clients(cfg.denied_client_ranges.clone());
     if !cfg.danger_allow_peer_ranges.is_empty() {
@@ -331,7 +331,7 @@ fn serve(cfg: Config, reload: Reload) -> Result<()> {
             .context("cannot install the metrics recorder")?;
         turnpike_server::describe_metrics();
         let control = if cfg.control_plane {
-            Some(control::start(&cfg, proto.directory.clone()).await?)
+            Some(control::start(&cfg, relay.directory.clone()).await?)
         } else {
             None
         };
@@ -394,7 +394,7 @@ fn serve(cfg: Config, reload: Reload) -> Result<()> {
                 l,
                 private_router.clone(),
                 limits,
-                proto.directory.clone(),
+                relay.directory.clone(),
                 header_timeout,
             ));
             if !addr.ip().is_loopback() && cfg.metrics_token.is_none() {
@@ -464,7 +464,7 @@ fn serve(cfg: Config, reload: Reload) -> Result<()> {
             ..DriverConfig::default()
         };
         let workers = driver.workers;
-        let server = start_with_fallback(proto.clone(), driver)?;
+        let server = start_with_fallback(proto.clone(), relay.clone(), driver)?;
         tracing::info!(
             udp = ?server.udp_addrs,
             tcp = ?server.tcp_addrs,
@@ -475,7 +475,7 @@ fn serve(cfg: Config, reload: Reload) -> Result<()> {
             realm = %cfg.realm,
             "turnpike serving STUN/TURN"
         );
-        wait_for_stop(&proto, cfg.drain_exit, certs, dtls, reload).await?;
+        wait_for_stop(&relay, cfg.drain_exit, certs, dtls, reload).await?;
         tracing::info!("shutting down");
         if let Some(s) = &signal {
             // Tell signalling clients to reconnect elsewhere before the sockets go.
@@ -523,9 +523,10 @@ fn tls_store(cfg: &Config) -> Result<Option<Arc<CertStore>>> {
 /// host), retries with IPv4 alone and says so.
 fn start_with_fallback(
     proto: Arc<ServerConfig>,
+    relay: Arc<Runtime>,
     driver: DriverConfig,
 ) -> Result<turnpike_server::RunningServer> {
-    match turnpike_server::start(proto.clone(), driver.clone()) {
+    match turnpike_server::start(proto.clone(), relay.clone(), driver.clone()) {
         Ok(s) => Ok(s),
         Err(turnpike_server::StartError::Listen { addr, source, .. })
             if addr.is_ipv6()
@@ -539,7 +540,7 @@ fn start_with_fallback(
             d.tls_listen.retain(|a| a.is_ipv4());
             d.dtls_listen.retain(|a| a.is_ipv4());
             d.mux_listen.retain(|a| a.is_ipv4());
-            Ok(turnpike_server::start(proto, d)?)
+            Ok(turnpike_server::start(proto, relay, d)?)
         }
         Err(e) => Err(e).context("start-up failed (check keys `listen_udp` and `listen_tcp`)"),
     }
@@ -575,7 +576,7 @@ fn reload_certs(store: &Option<Arc<CertStore>>, dtls: &Option<Arc<DtlsContext>>,
 /// last allocation has gone); SIGHUP, or a change of the certificate files, reloads TLS
 /// certificates without dropping connections.
 async fn wait_for_stop(
-    proto: &ServerConfig,
+    relay: &Runtime,
     drain_exit: bool,
     certs: Option<Arc<CertStore>>,
     dtls: Option<Arc<DtlsContext>>,
@@ -595,7 +596,7 @@ async fn wait_for_stop(
                 // Settings that apply without a restart: the client deny list.
                 match reload() {
                     Ok(new) => {
-                        proto.directory.set_configured_denied_clients(new.denied_client_ranges.clone());
+                        relay.directory.set_configured_denied_clients(new.denied_client_ranges.clone());
                         tracing::info!(ranges = new.denied_client_ranges.len(), "configuration re-read: denied_client_ranges applied");
                     }
                     Err(e) => tracing::error!(error = %e, "configuration re-read failed; keeping the current deny list"),
@@ -604,8 +605,8 @@ async fn wait_for_stop(
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = usr1.recv() => {
-                proto.draining.store(true, Ordering::SeqCst);
-                tracing::info!(live = proto.quota.total(), "drain mode: refusing new allocations, existing ones continue");
+                relay.start_draining();
+                tracing::info!(live = relay.quota.total(), "drain mode: refusing new allocations, existing ones continue");
             }
             _ = tick.tick() => {
                 let now = cert_mtimes(&certs);
@@ -613,7 +614,7 @@ async fn wait_for_stop(
                     mtimes = now;
                     reload_certs(&certs, &dtls, "certificate files changed");
                 }
-                if drain_exit && proto.draining.load(Ordering::SeqCst) && proto.quota.total() == 0 {
+                if drain_exit && relay.is_draining() && relay.quota.total() == 0 {
                     tracing::info!("drained: no allocations left");
                     return Ok(());
                 }

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use turnpike_stun::{Key, TransactionId};
 
 use crate::five_tuple::FiveTuple;
-
-/// Index of an allocation in the server's table.
-pub type AllocationId = usize;
+use crate::output::{ConnectionId, RelayTransport};
+use crate::quota::QuotaLease;
 
 /// After a channel binding expires, its number and peer stay reserved this long (RFC 8656 §12).
 pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
@@ -66,9 +65,9 @@ pub struct Allocation {
     /// The last response sent, for answering a retransmitted request identically.
     pub last_response: Option<(TransactionId, Vec<u8>)>,
     /// UDP relay, or an RFC 6062 TCP allocation.
-    pub transport: crate::output::RelayTransport,
+    pub transport: RelayTransport,
     /// RFC 6062 peer connections of this allocation, by peer address.
-    pub tcp_connections: HashMap<SocketAddr, crate::output::ConnectionId>,
+    pub tcp_connections: HashMap<SocketAddr, ConnectionId>,
     /// The control-plane account billed for it (none for static users).
     pub account: Option<std::sync::Arc<crate::directory::Account>>,
     /// Exact relayed traffic so far, and what of it was already reported.
@@ -80,6 +79,8 @@ pub struct Allocation {
     pub peers: std::collections::HashSet<IpAddr>,
     /// Bitrate cap, when the account has one.
     pub throttle: Option<crate::throttle::TokenBucket>,
+    /// This allocation's share of the quotas, given back when it is dropped.
+    pub _quota: QuotaLease,
 }
 
 /// Distinct peers remembered per allocation for the log.

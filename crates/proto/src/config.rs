@@ -2,13 +2,10 @@
 //! there (this crate trusts it).
 
 use std::net::IpAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Credentials;
 use crate::policy::PeerPolicy;
-use crate::quota::AllocationQuota;
 
 /// RFC 5780 NAT behaviour discovery: the server's two IP addresses and two ports. The driver
 /// listens on all four combinations; Binding requests with CHANGE-REQUEST are answered from the
@@ -41,7 +38,9 @@ impl Rfc5780 {
     }
 }
 
-/// Everything a [`crate::Server`] needs to know. Shared (`Arc`) by the per-core workers.
+/// Everything a [`crate::Server`] needs to know: settings only, fixed for the process's life.
+/// Shared (`Arc`) by the per-core workers; what they share that changes while running is the
+/// [`crate::Runtime`].
 #[derive(Debug)]
 pub struct ServerConfig {
     /// REALM sent in challenges.
@@ -65,8 +64,6 @@ pub struct ServerConfig {
     pub channel_lifetime: Duration,
     /// Peer address policy.
     pub peer_policy: PeerPolicy,
-    /// Allocation quotas (shared across workers).
-    pub quota: Arc<AllocationQuota>,
     /// Address advertised in XOR-RELAYED-ADDRESS instead of the bound IPv4 relay address (NAT).
     pub external_ipv4: Option<IpAddr>,
     /// Address advertised instead of the bound IPv6 relay address.
@@ -80,14 +77,8 @@ pub struct ServerConfig {
     pub unauth_bytes_burst: u32,
     /// ... refilled at this many bytes per second.
     pub unauth_bytes_per_sec: u32,
-    /// While set, new allocations are refused with 508 (existing ones keep working).
-    pub draining: Arc<AtomicBool>,
     /// RFC 5780 behaviour discovery, when the node has two addresses.
     pub rfc5780: Option<Rfc5780>,
-    /// RFC 6062 connection ids (shared across workers).
-    pub tcp_connections: Arc<crate::tcp_registry::TcpConnectionRegistry>,
-    /// Stored and ephemeral credentials of the control plane, limits and disconnects.
-    pub directory: Arc<crate::directory::Directory>,
     /// Whether the directory's credentials (control plane) are in use. Username anonymity
     /// (USERHASH) is advertised only when every credential kind can honour it, and ephemeral
     /// or shared-secret usernames cannot be recovered from their hash.
@@ -111,16 +102,12 @@ impl ServerConfig {
             permission_lifetime: Duration::from_secs(300),
             channel_lifetime: Duration::from_secs(600),
             peer_policy: PeerPolicy::default(),
-            quota: Arc::new(AllocationQuota::new(0, 0)),
             external_ipv4: None,
             external_ipv6: None,
             max_permissions_per_allocation: 256,
             max_channels_per_allocation: 256,
             unauth_bytes_burst: 8192,
             unauth_bytes_per_sec: 2048,
-            draining: Arc::new(AtomicBool::new(false)),
-            tcp_connections: Arc::default(),
-            directory: Arc::default(),
             rfc5780: None,
             directory_credentials: true,
             default_tenant_max_allocations: None,

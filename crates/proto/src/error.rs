@@ -93,23 +93,24 @@ pub enum TurnError {
 }
 
 impl TurnError {
-    /// The STUN error code, or `None` for "drop silently".
-    pub fn code(&self) -> Option<u16> {
+    /// The STUN error code, or `None` for "drop silently". The one mapping of failures to
+    /// the wire.
+    pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
-            Self::BadRequest(_) => ERR_BAD_REQUEST,
-            Self::Unauthorized(_) => ERR_UNAUTHORIZED,
-            Self::Forbidden(_) => ERR_FORBIDDEN,
-            Self::UnknownAttributes(..) => ERR_UNKNOWN_ATTRIBUTE,
-            Self::AllocationMismatch => ERR_ALLOCATION_MISMATCH,
-            Self::StaleNonce => ERR_STALE_NONCE,
-            Self::AddressFamilyNotSupported => ERR_ADDRESS_FAMILY_NOT_SUPPORTED,
-            Self::WrongCredentials => ERR_WRONG_CREDENTIALS,
-            Self::UnsupportedTransport => ERR_UNSUPPORTED_TRANSPORT_PROTOCOL,
-            Self::PeerAddressFamilyMismatch => ERR_PEER_ADDRESS_FAMILY_MISMATCH,
-            Self::QuotaReached => ERR_ALLOCATION_QUOTA_REACHED,
-            Self::ConnectionAlreadyExists => ERR_CONNECTION_ALREADY_EXISTS,
-            Self::InsufficientCapacity(_) => ERR_INSUFFICIENT_CAPACITY,
-            Self::ServerError(_) => ERR_SERVER_ERROR,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::UnknownAttributes(..) => ErrorCode::UnknownAttribute,
+            Self::AllocationMismatch => ErrorCode::AllocationMismatch,
+            Self::StaleNonce => ErrorCode::StaleNonce,
+            Self::AddressFamilyNotSupported => ErrorCode::AddressFamilyNotSupported,
+            Self::WrongCredentials => ErrorCode::WrongCredentials,
+            Self::UnsupportedTransport => ErrorCode::UnsupportedTransportProtocol,
+            Self::PeerAddressFamilyMismatch => ErrorCode::PeerAddressFamilyMismatch,
+            Self::QuotaReached => ErrorCode::AllocationQuotaReached,
+            Self::ConnectionAlreadyExists => ErrorCode::ConnectionAlreadyExists,
+            Self::InsufficientCapacity(_) => ErrorCode::InsufficientCapacity,
+            Self::ServerError(_) => ErrorCode::ServerError,
             Self::Drop(_) => return None,
         })
     }

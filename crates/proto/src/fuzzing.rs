@@ -13,7 +13,7 @@ fn server(now: Instant) -> Server {
     creds.add_user("u", UserSecret::Password("p".into()));
     creds.add_shared_secret(b"fuzz-secret".to_vec());
     let cfg = ServerConfig::new("test", creds.for_realm("test"), [7u8; 32]);
-    Server::new(Arc::new(cfg), now, 1_800_000_000)
+    Server::new(Arc::new(cfg), Arc::default(), now, 1_800_000_000)
 }
 
 fn five_tuple(transport: Transport) -> FiveTuple {

@@ -12,18 +12,18 @@
 //!   without allocation), then [`Server::poll_output`] for queued work and
 //!   [`Server::poll_timeout`] for the next deadline of the one deadline queue.
 //!
-//! One file per method, each following the RFC's numbered steps: [`binding`](crate::binding),
-//! `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`.
+//! Requests are parsed once into typed values ([`request`]); the server ([`server`]) owns its
+//! state through small owners and decides each method in its own file, following the RFC's
+//! numbered steps (`server/allocate.rs`, `refresh.rs`, `permission.rs`, `channel_bind.rs`,
+//! `send_data.rs`, `tcp_relay.rs`, `binding.rs`). Live shared state (quotas, drain switch,
+//! RFC 6062 connection ids, directory) is the [`Runtime`], handed in beside the configuration.
 
 #![forbid(unsafe_code)]
 
 pub mod accounting;
-mod allocate;
 pub mod allocation;
 pub mod auth;
 mod auth_log;
-mod binding;
-mod channel_bind;
 pub mod config;
 pub mod directory;
 pub mod error;
@@ -32,33 +32,30 @@ pub mod five_tuple;
 pub mod fuzzing;
 pub mod nonce;
 pub mod output;
-mod permission;
 pub mod policy;
 pub mod quota;
-mod refresh;
-mod send_data;
+mod request;
+pub mod runtime;
 mod server;
 pub mod stats;
 pub mod tcp_registry;
-mod tcp_relay;
 pub mod throttle;
 pub mod timer;
 pub mod unauth_budget;
 
 pub use accounting::{AccountingEvent, AccountingSink, Usage};
-pub use allocation::AllocationId;
 pub use auth::{AuthInfo, Credentials, UserSecret};
 pub use config::{Rfc5780, ServerConfig};
 pub use directory::{Account, Directory, Disconnect, Limits, Snapshot, StoredUser};
 pub use error::{DropReason, TurnError};
 pub use five_tuple::{FiveTuple, Transport};
 pub use output::{
-    ConnectionId, Dest, Families, Output, RelayError, RelayRequest, RelayResult, RelayTransport,
-    Transmit,
+    AllocationId, ConnectionId, Dest, Families, Output, RelayError, RelayRequest, RelayResult,
+    RelayTransport, Transmit, PEER_HEADROOM, PEER_TAILROOM,
 };
 pub use policy::{OwnEndpoints, PeerPolicy};
-pub use quota::AllocationQuota;
-pub use send_data::{PEER_HEADROOM, PEER_TAILROOM};
+pub use quota::{AllocationQuota, QuotaLease, QuotaRefusal};
+pub use runtime::Runtime;
 pub use server::Server;
 pub use stats::{Direction, Stats};
-pub use tcp_relay::CONNECTION_BIND_TIMEOUT;
+pub use tcp_registry::CONNECTION_BIND_TIMEOUT;

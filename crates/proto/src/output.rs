@@ -2,8 +2,10 @@
 
 use std::net::SocketAddr;
 
-use crate::allocation::AllocationId;
 use crate::five_tuple::FiveTuple;
+
+/// Index of an allocation in a server's table.
+pub type AllocationId = usize;
 
 /// Where a borrowed [`Transmit`] goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +24,33 @@ pub struct Transmit<'a> {
     pub data: &'a [u8],
 }
 
+/// Bytes the driver must leave free before a peer datagram's payload (the ChannelData header
+/// is written there in place).
+pub const PEER_HEADROOM: usize = turnpike_stun::CHANNEL_DATA_HEADER_LEN;
+/// Bytes the driver must leave free after a peer datagram's payload (TCP ChannelData padding).
+pub const PEER_TAILROOM: usize = 3;
+
 /// Address families of a relay request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Families {
     pub ipv4: bool,
     pub ipv6: bool,
+}
+
+impl Families {
+    pub const IPV4: Self = Self {
+        ipv4: true,
+        ipv6: false,
+    };
+    pub const IPV6: Self = Self {
+        ipv4: false,
+        ipv6: true,
+    };
+    /// RFC 8656 dual allocation (ADDITIONAL-ADDRESS-FAMILY IPv6).
+    pub const DUAL: Self = Self {
+        ipv4: true,
+        ipv6: true,
+    };
 }
 
 /// A request for the driver to bind relay socket(s) (RFC 8656 §7.2 "relayed transport address").

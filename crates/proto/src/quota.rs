@@ -1,10 +1,11 @@
 //! Allocation quotas shared by all workers: total and per user (486 Allocation Quota Reached).
 //!
 //! Taken and released only when allocations are created and destroyed, never per packet, so the
-//! mutex here is off the packet path.
+//! mutex here is off the packet path. What an allocation takes is a [`QuotaLease`], given back
+//! when the lease is dropped (with the allocation), so no path can forget to release it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Counts live allocations. A limit of 0 means unlimited.
 #[derive(Debug)]
@@ -103,6 +104,55 @@ impl AllocationQuota {
     }
 }
 
+/// Why a lease was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaRefusal {
+    /// The node or the user is at its cap.
+    Total,
+    /// A tenant or credential scope is at its cap.
+    Scope,
+}
+
+/// One allocation's share of the quotas: the user's count and its scopes' counts, released
+/// when dropped.
+#[derive(Debug)]
+pub struct QuotaLease {
+    quota: Arc<AllocationQuota>,
+    user: String,
+    scopes: Vec<String>,
+}
+
+impl AllocationQuota {
+    /// Takes one allocation for `user` and in each of `scopes` (`(name, cap)`), all or nothing.
+    pub fn lease(
+        self: &Arc<Self>,
+        user: &str,
+        scopes: &[(&str, Option<u32>)],
+    ) -> Result<QuotaLease, QuotaRefusal> {
+        if !self.try_acquire_scopes(scopes) {
+            return Err(QuotaRefusal::Scope);
+        }
+        let names: Vec<&str> = scopes.iter().map(|(s, _)| *s).collect();
+        if !self.try_acquire(user) {
+            self.release_scopes(&names);
+            return Err(QuotaRefusal::Total);
+        }
+        Ok(QuotaLease {
+            quota: self.clone(),
+            user: user.to_string(),
+            scopes: names.into_iter().map(String::from).collect(),
+        })
+    }
+}
+
+impl Drop for QuotaLease {
+    fn drop(&mut self) {
+        self.quota.release(&self.user);
+        let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+        self.quota.release_scopes(&scopes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +168,20 @@ mod tests {
         q.release("a");
         assert!(q.try_acquire("c"));
         assert_eq!(q.total(), 3);
+    }
+
+    #[test]
+    fn leases_give_back_on_drop() {
+        let q = Arc::new(AllocationQuota::new(0, 1));
+        let l = q.lease("a", &[("t:1", Some(1))]).unwrap();
+        assert_eq!(
+            q.lease("b", &[("t:1", Some(1))]).unwrap_err(),
+            QuotaRefusal::Scope
+        );
+        assert_eq!(q.lease("a", &[]).unwrap_err(), QuotaRefusal::Total);
+        assert_eq!(q.scope_count("t:1"), 1);
+        drop(l);
+        assert_eq!((q.total(), q.scope_count("t:1")), (0, 0));
+        let _again = q.lease("b", &[("t:1", Some(1))]).unwrap();
     }
 }

@@ -11,6 +11,9 @@ use std::sync::Mutex;
 
 use crate::output::ConnectionId;
 
+/// How long a peer connection waits for its ConnectionBind (RFC 6062 §5.3, §5.4: 30 seconds).
+pub const CONNECTION_BIND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Debug)]
 struct Entry {
     username: String,

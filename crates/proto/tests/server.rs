@@ -19,7 +19,32 @@ fn ft(client: &str) -> FiveTuple {
     }
 }
 
-fn config(f: impl FnOnce(&mut ServerConfig)) -> Arc<ServerConfig> {
+/// A server's configuration and the runtime it shares (reachable through `Deref`, so a test
+/// reads `env.directory` or `env.quota` as the binary does on its `Runtime`).
+#[derive(Clone)]
+struct Env {
+    cfg: Arc<ServerConfig>,
+    rt: Arc<Runtime>,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Runtime;
+
+    fn deref(&self) -> &Runtime {
+        &self.rt
+    }
+}
+
+impl From<ServerConfig> for Env {
+    fn from(cfg: ServerConfig) -> Self {
+        Self {
+            cfg: Arc::new(cfg),
+            rt: Arc::new(Runtime::default()),
+        }
+    }
+}
+
+fn config(f: impl FnOnce(&mut ServerConfig)) -> Env {
     let mut creds = Credentials::new();
     creds.add_user("alice", UserSecret::Password("secret".into()));
     creds.add_user("bob", UserSecret::Password("hunter2".into()));
@@ -34,7 +59,7 @@ fn config(f: impl FnOnce(&mut ServerConfig)) -> Arc<ServerConfig> {
         ],
     );
     f(&mut cfg);
-    Arc::new(cfg)
+    cfg.into()
 }
 
 /// A minimal TURN client that builds requests with our writer.
@@ -196,9 +221,9 @@ fn peer_attr(w: &mut MessageWriter<'_>, peer: &str) {
         .unwrap();
 }
 
-fn new_server(cfg: Arc<ServerConfig>) -> (Server, Instant) {
+fn new_server(env: Env) -> (Server, Instant) {
     let t0 = Instant::now();
-    (Server::new(cfg, t0, UNIX0), t0)
+    (Server::new(env.cfg, env.rt, t0, UNIX0), t0)
 }
 
 #[test]
@@ -625,7 +650,8 @@ fn peer_policy_refuses_loopback_unless_danger_allowed() {
 
 #[test]
 fn quotas_and_drain() {
-    let cfg = config(|cfg| cfg.quota = Arc::new(AllocationQuota::new(0, 1)));
+    let mut cfg = config(|_| {});
+    cfg.rt = Arc::new(Runtime::new(AllocationQuota::new(0, 1), Arc::default()));
     let (mut s, t0) = new_server(cfg.clone());
     let mut c1 = Client::new("203.0.113.9:4000", "alice", "secret");
     allocate(&mut s, t0, &mut c1);
@@ -648,8 +674,7 @@ fn quotas_and_drain() {
     });
     assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), None);
     // Draining: no new allocations (508), existing ones keep working.
-    cfg.draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    cfg.start_draining();
     let mut c3 = Client::new("203.0.113.9:4002", "bob", "hunter2");
     challenge(&mut s, t0, &mut c3);
     let req = c3.request(METHOD_ALLOCATE, true, |w| {
@@ -891,7 +916,7 @@ fn nonce_feature_bits_agree_with_the_challenge_and_the_credentials() {
     creds.add_user("alice", UserSecret::Password("secret".into()));
     let mut cfg = ServerConfig::new(REALM, creds.for_realm(REALM), [5u8; 32]);
     cfg.directory_credentials = false;
-    let (mut s, t0) = new_server(Arc::new(cfg));
+    let (mut s, t0) = new_server(cfg.into());
     let resp = exchange(&mut s, t0, &c, &small).unwrap();
     let m = parse(&resp);
     assert_eq!(nonce_features(m.get(ATTR_NONCE).unwrap()), 0xC0);

@@ -32,7 +32,7 @@ pub use config::DriverConfig;
 pub use export::describe as describe_metrics;
 pub use relay::Reservations;
 pub use relay_ports::RelayPorts;
-use turnpike_proto::ServerConfig;
+use turnpike_proto::{Runtime, ServerConfig};
 
 /// Errors starting the driver.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,11 @@ impl RunningServer {
 }
 
 /// Binds every listener and starts the workers.
-pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServer, StartError> {
+pub fn start(
+    proto: Arc<ServerConfig>,
+    rt: Arc<Runtime>,
+    cfg: DriverConfig,
+) -> Result<RunningServer, StartError> {
     let cfg = Arc::new(cfg);
     let workers = cfg.workers.max(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,6 +214,7 @@ pub fn start(proto: Arc<ServerConfig>, cfg: DriverConfig) -> Result<RunningServe
         let ctx = worker::WorkerInit {
             index,
             proto: proto.clone(),
+            rt: rt.clone(),
             cfg: cfg.clone(),
             stop: stop.clone(),
             notify: notify.clone(),

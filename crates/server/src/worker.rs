@@ -28,6 +28,7 @@ use crate::DriverConfig;
 pub(crate) struct WorkerInit {
     pub index: usize,
     pub proto: Arc<ServerConfig>,
+    pub rt: Arc<turnpike_proto::Runtime>,
     pub cfg: Arc<DriverConfig>,
     pub stop: Arc<AtomicBool>,
     pub notify: Arc<Notify>,
@@ -130,7 +131,7 @@ pub(crate) fn run(init: WorkerInit) {
             }
         }
         let w = Rc::new(Worker {
-            server: RefCell::new(Server::new(init.proto.clone(), now, unix)),
+            server: RefCell::new(Server::new(init.proto.clone(), init.rt.clone(), now, unix)),
             cfg: init.cfg.clone(),
             udp,
             relays: RefCell::new(HashMap::new()),
@@ -211,7 +212,7 @@ impl Worker {
     /// Whether `ip` is on the client deny list (configured or set through the API); counted.
     pub(crate) fn client_denied(&self, ip: IpAddr) -> bool {
         let mut srv = self.server.borrow_mut();
-        let dir = &srv.config().directory;
+        let dir = &srv.runtime().directory;
         if dir.has_denied_clients() && dir.is_client_denied(ip) {
             srv.stats.drop(DropReason::Denied);
             return true;

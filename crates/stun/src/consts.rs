@@ -69,51 +69,6 @@ pub const fn is_comprehension_required(attr: u16) -> bool {
     attr < 0x8000
 }
 
-// Error codes (RFC 8489 §14.8, RFC 8656 §18.10, RFC 6156, RFC 6062).
-pub const ERR_TRY_ALTERNATE: u16 = 300;
-pub const ERR_BAD_REQUEST: u16 = 400;
-pub const ERR_UNAUTHORIZED: u16 = 401;
-pub const ERR_FORBIDDEN: u16 = 403;
-pub const ERR_MOBILITY_FORBIDDEN: u16 = 405;
-pub const ERR_UNKNOWN_ATTRIBUTE: u16 = 420;
-pub const ERR_ALLOCATION_MISMATCH: u16 = 437;
-pub const ERR_STALE_NONCE: u16 = 438;
-pub const ERR_ADDRESS_FAMILY_NOT_SUPPORTED: u16 = 440;
-pub const ERR_WRONG_CREDENTIALS: u16 = 441;
-pub const ERR_UNSUPPORTED_TRANSPORT_PROTOCOL: u16 = 442;
-pub const ERR_PEER_ADDRESS_FAMILY_MISMATCH: u16 = 443;
-pub const ERR_CONNECTION_ALREADY_EXISTS: u16 = 446;
-pub const ERR_CONNECTION_TIMEOUT_OR_FAILURE: u16 = 447;
-pub const ERR_ALLOCATION_QUOTA_REACHED: u16 = 486;
-pub const ERR_ROLE_CONFLICT: u16 = 487;
-pub const ERR_SERVER_ERROR: u16 = 500;
-pub const ERR_INSUFFICIENT_CAPACITY: u16 = 508;
-
-/// The reason phrase the RFCs suggest for an error code.
-pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        300 => "Try Alternate",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        405 => "Mobility Forbidden",
-        420 => "Unknown Attribute",
-        437 => "Allocation Mismatch",
-        438 => "Stale Nonce",
-        440 => "Address Family not Supported",
-        441 => "Wrong Credentials",
-        442 => "Unsupported Transport Protocol",
-        443 => "Peer Address Family Mismatch",
-        446 => "Connection Already Exists",
-        447 => "Connection Timeout or Failure",
-        486 => "Allocation Quota Reached",
-        487 => "Role Conflict",
-        500 => "Server Error",
-        508 => "Insufficient Capacity",
-        _ => "Error",
-    }
-}
-
 /// IANA protocol numbers carried in REQUESTED-TRANSPORT.
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_TCP: u8 = 6;

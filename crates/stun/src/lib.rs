@@ -17,21 +17,28 @@ mod attr;
 mod channel_data;
 mod consts;
 mod error;
+mod error_code;
 mod framing;
 mod integrity;
 mod message;
+mod method;
 mod writer;
 
 pub use attr::{
-    decode_address, decode_error_code, decode_xor_address, encode_xor_address, ErrorCode,
-    ADDRESS_FAMILY_IPV4, ADDRESS_FAMILY_IPV6,
+    decode_address, decode_address_family, decode_change_request, decode_channel_number,
+    decode_connection_id, decode_error_code, decode_even_port, decode_lifetime,
+    decode_password_algorithm, decode_requested_transport, decode_reservation_token,
+    decode_response_port, decode_userhash, decode_username, decode_xor_address, encode_xor_address,
+    AddressFamily, ChangeRequest, ErrorCodeValue, ADDRESS_FAMILY_IPV4, ADDRESS_FAMILY_IPV6,
 };
 pub use channel_data::{ChannelData, CHANNEL_DATA_HEADER_LEN};
 pub use consts::*;
 pub use error::StunError;
+pub use error_code::{reason_phrase, ErrorCode};
 pub use framing::{classify, frame_len, frame_size, FirstByte};
 pub use integrity::{long_term_key, long_term_key_sha256, userhash, Key, PasswordAlgorithm};
 pub use message::{Attribute, Attributes, Class, Message, MessageType};
+pub use method::Method;
 pub use writer::MessageWriter;
 
 /// Length of the fixed STUN header.

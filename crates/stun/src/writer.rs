@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::{
-    attr::encode_xor_address, consts::*, integrity, pad4, Key, MessageType, StunError,
+    attr::encode_xor_address, consts::*, integrity, pad4, ErrorCode, Key, MessageType, StunError,
     TransactionId, HEADER_LEN, MAGIC_COOKIE,
 };
 
@@ -112,8 +112,8 @@ impl<'b> MessageWriter<'b> {
     }
 
     /// Appends ERROR-CODE with the standard reason phrase.
-    pub fn error_code(&mut self, code: u16) -> Result<&mut Self, StunError> {
-        self.error_code_typed(ATTR_ERROR_CODE, 0, code, reason_phrase(code))
+    pub fn error_code(&mut self, code: ErrorCode) -> Result<&mut Self, StunError> {
+        self.error_code_typed(ATTR_ERROR_CODE, 0, code.code(), code.reason())
     }
 
     /// Appends ADDRESS-ERROR-CODE (RFC 8656 §18.12) for `family`, as attribute `typ`
@@ -122,9 +122,9 @@ impl<'b> MessageWriter<'b> {
         &mut self,
         typ: u16,
         family: u8,
-        code: u16,
+        code: ErrorCode,
     ) -> Result<&mut Self, StunError> {
-        self.error_code_typed(typ, family, code, reason_phrase(code))
+        self.error_code_typed(typ, family, code.code(), code.reason())
     }
 
     /// Appends UNKNOWN-ATTRIBUTES listing `attrs`.

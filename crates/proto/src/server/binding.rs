@@ -7,9 +7,11 @@ use std::net::SocketAddr;
 
 use turnpike_stun::*;
 
+use super::response::{Reply, ResponseCtx};
+use super::Server;
 use crate::error::{TurnError, MAX_UNKNOWN};
 use crate::five_tuple::FiveTuple;
-use crate::server::{Reply, ResponseCtx, Server};
+use crate::request;
 
 /// Attributes a Binding request may carry that we understand (ICE adds PRIORITY & co; they are
 /// meaningful to ICE agents, not to a STUN server, but are not unknown). The last two are RFC
@@ -31,7 +33,7 @@ const KNOWN_BINDING_ATTRS: &[u16] = &[
 const RFC5780_ATTRS: usize = 2;
 
 impl Server {
-    pub(crate) fn handle_binding(
+    pub(super) fn handle_binding(
         &mut self,
         ft: FiveTuple,
         msg: &Message<'_>,
@@ -63,27 +65,19 @@ impl Server {
             return Ok(Reply::Written(n));
         };
         // 2'. RFC 5780 §7.2: CHANGE-REQUEST picks the source, RESPONSE-PORT the destination port.
-        let flags = match msg.get(ATTR_CHANGE_REQUEST) {
-            None => 0,
-            Some(v) if v.len() == 4 => v[3],
-            Some(_) => return Err(TurnError::BadRequest("CHANGE-REQUEST malformed")),
-        };
-        let src_ip = if flags & 0x04 != 0 {
+        let req = request::Binding::parse(msg)?;
+        let src_ip = if req.change.change_ip {
             r.other_ip(ft.server.ip())
         } else {
             ft.server.ip()
         };
-        let src_port = if flags & 0x02 != 0 {
+        let src_port = if req.change.change_port {
             r.other_port(ft.server.port())
         } else {
             ft.server.port()
         };
         let origin = SocketAddr::new(src_ip, src_port);
-        let dest_port = match msg.get(ATTR_RESPONSE_PORT) {
-            None => ft.client.port(),
-            Some(v) if v.len() == 4 => u16::from_be_bytes([v[0], v[1]]),
-            Some(_) => return Err(TurnError::BadRequest("RESPONSE-PORT malformed")),
-        };
+        let dest_port = req.response_port.unwrap_or(ft.client.port());
         let other = SocketAddr::new(r.other_ip(ft.server.ip()), r.other_port(ft.server.port()));
         let n = self.write_success(ctx, |w| {
             w.xor_address(ATTR_XOR_MAPPED_ADDRESS, ft.client)?;

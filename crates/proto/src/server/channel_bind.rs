@@ -1,42 +1,28 @@
 //! ChannelBind (RFC 8656 §11.2): binds a channel number to a peer address, or refreshes the
 //! binding, and installs/refreshes the permission for the peer's IP.
 
-use std::time::Instant;
-
-use turnpike_stun::*;
-
+use super::response::Reply;
+use super::{Cx, Server, Timer};
 use crate::allocation::ChannelBinding;
-use crate::auth::AuthInfo;
 use crate::error::TurnError;
-use crate::five_tuple::FiveTuple;
-use crate::server::{Reply, ResponseCtx, Server, Timer};
+use crate::output::RelayTransport;
+use crate::request::{self, Parsed};
 
 impl Server {
-    pub(crate) fn handle_channel_bind(
+    pub(super) fn handle_channel_bind(
         &mut self,
-        now: Instant,
-        ft: FiveTuple,
-        msg: &Message<'_>,
-        auth: &AuthInfo,
-        ctx: &ResponseCtx,
+        cx: &Cx<'_>,
+        req: Parsed<request::ChannelBind>,
     ) -> Result<Reply, TurnError> {
         // 1. An allocation on this 5-tuple, made by this user.
-        let id = self.owned_allocation(&ft, auth)?;
-        if self.allocations[id].transport != crate::output::RelayTransport::Udp {
+        let id = self.owned_allocation(&cx.ft, cx.auth)?;
+        if self.allocations[id].transport != RelayTransport::Udp {
             return Err(TurnError::BadRequest("channels need a UDP allocation"));
         }
-        // 2. CHANNEL-NUMBER present and in range. RFC 8656 narrows the range to 0x4000-0x4FFF;
-        //    RFC 5766 clients (coturn's among them) use up to 0x7FFF, which we accept.
-        let num = msg
-            .get(ATTR_CHANNEL_NUMBER)
-            .filter(|v| v.len() == 4)
-            .map(|v| u16::from_be_bytes([v[0], v[1]]))
-            .ok_or(TurnError::BadRequest("CHANNEL-NUMBER missing"))?;
-        if !ChannelData::is_valid_channel(num) {
-            return Err(TurnError::BadRequest("channel number out of range"));
-        }
-        // 3. XOR-PEER-ADDRESS present, right family, allowed by policy.
-        let peer = self.checked_peer(id, msg)?;
+        // 2. CHANNEL-NUMBER present and in range; 3. XOR-PEER-ADDRESS present, of the
+        //    allocation's family, allowed by policy and not the server itself.
+        let request::ChannelBind { number: num, peer } = req?;
+        self.check_peer_endpoint(id, peer)?;
         // 4. The number must not be bound to another peer, nor the peer to another number
         //    (including bindings cooling down after expiry).
         let a = &self.allocations[id];
@@ -52,7 +38,7 @@ impl Server {
             return Err(TurnError::InsufficientCapacity("too many channels"));
         }
         // 5. Bind or refresh (600 s), and install/refresh the permission (300 s).
-        let expires = now + self.cfg.channel_lifetime;
+        let expires = cx.now + self.cfg.channel_lifetime;
         let a = &mut self.allocations[id];
         let entry = a.channels.entry(num).or_insert(ChannelBinding {
             peer,
@@ -68,8 +54,8 @@ impl Server {
         let generation = a.generation;
         self.timers
             .push(expires, Timer::Channel(id, generation, num));
-        self.install_permission(now, id, peer);
-        let n = self.write_success(ctx, |_| Ok(()))?;
+        self.install_permission(cx.now, id, peer);
+        let n = self.write_success(&cx.resp, |_| Ok(()))?;
         Ok(Reply::Written(n))
     }
 }

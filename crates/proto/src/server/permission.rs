@@ -1,19 +1,18 @@
-//! CreatePermission (RFC 8656 §9.2): installs or refreshes permissions for peer IPs.
+//! CreatePermission (RFC 8656 §9.2): installs or refreshes permissions for peer IPs; and the
+//! peer checks every method that names a peer shares.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use turnpike_stun::*;
-
-use crate::allocation::AllocationId;
-use crate::auth::AuthInfo;
+use super::response::Reply;
+use super::{Cx, Server, Timer};
 use crate::error::TurnError;
-use crate::five_tuple::FiveTuple;
-use crate::server::{Reply, ResponseCtx, Server, Timer};
+use crate::output::AllocationId;
+use crate::request::{self, Parsed};
 
 impl Server {
-    /// Checks one XOR-PEER-ADDRESS against the allocation's families and the peer policy.
-    pub(crate) fn check_peer(&self, id: AllocationId, peer: SocketAddr) -> Result<(), TurnError> {
+    /// Checks one peer against the allocation's families (443) and the peer policy (403).
+    fn check_peer(&self, id: AllocationId, peer: SocketAddr) -> Result<(), TurnError> {
         if self.allocations[id].relay_for_peer(&peer).is_none() {
             return Err(TurnError::PeerAddressFamilyMismatch);
         }
@@ -23,26 +22,22 @@ impl Server {
         Ok(())
     }
 
-    /// The one XOR-PEER-ADDRESS of a ChannelBind or Connect: present (400), well-formed (400), of
-    /// the allocation's family (443) and allowed by policy (403).
-    pub(crate) fn checked_peer(
+    /// [`Self::check_peer`] for a peer named with its port (ChannelBind, Connect): the server's
+    /// own endpoints are refused too.
+    pub(super) fn check_peer_endpoint(
         &self,
         id: AllocationId,
-        msg: &Message<'_>,
-    ) -> Result<SocketAddr, TurnError> {
-        let v = msg
-            .get(ATTR_XOR_PEER_ADDRESS)
-            .ok_or(TurnError::BadRequest("XOR-PEER-ADDRESS missing"))?;
-        let peer = decode_peer(v, msg)?;
+        peer: SocketAddr,
+    ) -> Result<(), TurnError> {
         self.check_peer(id, peer)?;
         if self.cfg.peer_policy.own.contains(peer) {
             return Err(TurnError::Forbidden("peer is the server itself"));
         }
-        Ok(peer)
+        Ok(())
     }
 
     /// Installs or refreshes the permission for `peer`'s IP.
-    pub(crate) fn install_permission(&mut self, now: Instant, id: AllocationId, peer: SocketAddr) {
+    pub(super) fn install_permission(&mut self, now: Instant, id: AllocationId, peer: SocketAddr) {
         let ip = peer.ip().to_canonical();
         let expires = now + self.cfg.permission_lifetime;
         let a = &mut self.allocations[id];
@@ -57,29 +52,22 @@ impl Server {
             .push(expires, Timer::Permission(id, generation, ip));
     }
 
-    pub(crate) fn handle_create_permission(
+    pub(super) fn handle_create_permission(
         &mut self,
-        now: Instant,
-        ft: FiveTuple,
-        msg: &Message<'_>,
-        auth: &AuthInfo,
-        ctx: &ResponseCtx,
+        cx: &Cx<'_>,
+        req: Parsed<request::CreatePermission>,
     ) -> Result<Reply, TurnError> {
         // 1. An allocation on this 5-tuple, made by this user.
-        let id = self.owned_allocation(&ft, auth)?;
+        let id = self.owned_allocation(&cx.ft, cx.auth)?;
         // 2. At least one XOR-PEER-ADDRESS; every one well-formed, of the allocation's family and
         //    allowed by policy. All or nothing: nothing is installed if one fails.
-        let mut peers = Vec::new();
-        for v in msg.get_all(ATTR_XOR_PEER_ADDRESS) {
-            let peer = decode_peer(v, msg)?;
+        let req = req?;
+        for &peer in &req.peers {
             self.check_peer(id, peer)?;
-            peers.push(peer);
-        }
-        if peers.is_empty() {
-            return Err(TurnError::BadRequest("XOR-PEER-ADDRESS missing"));
         }
         let a = &self.allocations[id];
-        let new = peers
+        let new = req
+            .peers
             .iter()
             .filter(|p| !a.permissions.contains_key(&p.ip().to_canonical()))
             .count();
@@ -87,16 +75,10 @@ impl Server {
             return Err(TurnError::InsufficientCapacity("too many permissions"));
         }
         // 3. Install or refresh each (lifetime 300 s).
-        for p in peers {
-            self.install_permission(now, id, p);
+        for p in req.peers {
+            self.install_permission(cx.now, id, p);
         }
-        let n = self.write_success(ctx, |_| Ok(()))?;
+        let n = self.write_success(&cx.resp, |_| Ok(()))?;
         Ok(Reply::Written(n))
     }
-}
-
-/// Decodes one XOR-PEER-ADDRESS value (400 when malformed).
-fn decode_peer(v: &[u8], msg: &Message<'_>) -> Result<SocketAddr, TurnError> {
-    decode_xor_address(v, &msg.transaction_id())
-        .map_err(|_| TurnError::BadRequest("XOR-PEER-ADDRESS malformed"))
 }

@@ -1,38 +1,61 @@
-//! The TURN server state machine: demultiplexing, authentication, the response writer, the
-//! allocation table and the deadline queue. The per-method logic lives in one file per method
-//! (`binding`, `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`).
+//! The TURN server state machine: demultiplexing, authentication, dispatch of typed requests,
+//! error responses, housekeeping and the deadline queue. Its state has owners:
+//! [`allocations`] (the table and its indexes), [`replay`] (answers for retransmissions),
+//! [`metering`] (accounting events); the per-method decisions live in one file per method
+//! (`binding`, `allocate`, `refresh`, `permission`, `channel_bind`, `send_data`,
+//! `tcp_relay`), each a child of this module that reads the server's private fields.
 //!
 //! Inputs: [`Server::handle_client_packet`], [`Server::handle_peer_packet`],
 //! [`Server::handle_relay_created`], [`Server::handle_connection_closed`],
-//! [`Server::handle_timeout`]. Outputs: the [`Transmit`] returned for the packet at hand, and
-//! [`Server::poll_output`] / [`Server::poll_timeout`] for everything else. No sockets, no clock:
-//! every input carries `now`.
+//! [`Server::handle_timeout`] and the RFC 6062 connection events. Outputs: the [`Transmit`]
+//! returned for the packet at hand, and [`Server::poll_output`] / [`Server::poll_timeout`] /
+//! [`Server::poll_accounting`] for everything else. No sockets, no clock: every input carries
+//! `now`.
+
+mod allocate;
+mod allocations;
+mod binding;
+mod channel_bind;
+mod connects;
+mod metering;
+mod permission;
+mod refresh;
+mod replay;
+mod response;
+mod send_data;
+mod tcp_relay;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
 use turnpike_stun::*;
 
 use crate::accounting::AccountingEvent;
-use crate::allocation::{Allocation, AllocationId, AllocationState};
+use crate::allocation::{Allocation, AllocationState};
 use crate::auth::{AuthInfo, OFFERED_PASSWORD_ALGORITHMS};
+use crate::auth_log::AuthLog;
 use crate::config::ServerConfig;
+use crate::directory::{Account, Limits};
 use crate::error::{DropReason, TurnError, MAX_UNKNOWN};
-use crate::five_tuple::FiveTuple;
+use crate::five_tuple::{FiveTuple, Transport};
 use crate::nonce;
-use crate::output::{Dest, Output, RelayTransport, Transmit};
+use crate::output::{AllocationId, ConnectionId, Dest, Output, RelayTransport, Transmit};
+use crate::request::Request;
+use crate::runtime::Runtime;
 use crate::stats::{Direction, Stats};
 use crate::timer::DeadlineQueue;
 use crate::unauth_budget::UnauthBudget;
 
+use allocations::Allocations;
+use connects::PendingConnect;
+use metering::Metering;
+use replay::ReplayCache;
+use response::{write_response, Reply, ResponseCtx};
+
 /// Largest message the scratch buffer holds: a maximal UDP payload plus Data indication framing.
 pub(crate) const SCRATCH_LEN: usize = 65_536 + 256;
-/// How long a deleted allocation's last response is kept for retransmissions (RFC 8489 §6.3.1:
-/// 40 s covers a client's whole retransmission schedule).
-const REPLAY_WINDOW: Duration = Duration::from_secs(40);
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
 /// What a deadline-queue entry refers to.
@@ -41,39 +64,8 @@ pub(crate) enum Timer {
     Allocation(AllocationId, u64),
     Permission(AllocationId, u64, IpAddr),
     Channel(AllocationId, u64, u16),
-    TcpConnection(crate::output::ConnectionId),
+    TcpConnection(ConnectionId),
     Housekeeping,
-}
-
-/// Who signs a response.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ResponseCtx {
-    pub method: u16,
-    pub tid: TransactionId,
-    pub fingerprint: bool,
-    pub key: Option<(Key, bool)>,
-    /// Size of the request, to keep unauthenticated answers from amplifying it.
-    pub request_len: usize,
-}
-
-impl ResponseCtx {
-    pub(crate) fn new(msg: &Message<'_>, auth: Option<&AuthInfo>) -> Self {
-        Self {
-            method: msg.method(),
-            tid: msg.transaction_id(),
-            fingerprint: msg.has_fingerprint(),
-            key: auth.map(|a| (a.key, a.sha256)),
-            request_len: msg.as_bytes().len(),
-        }
-    }
-}
-
-/// The outcome of a request handler.
-pub(crate) enum Reply {
-    /// A response of this length was written to the scratch buffer.
-    Written(usize),
-    /// The response will be produced later (Allocate waiting for its relay).
-    Pending,
 }
 
 /// Attributes understood in TURN requests; any other comprehension-required one gets 420.
@@ -102,43 +94,43 @@ const KNOWN_REQUEST_ATTRS: &[u16] = &[
     ATTR_CONNECTION_ID,
 ];
 
-/// One TURN server instance. The driver runs one per core; they share only the `Arc`ed config
-/// (and its quota counters).
+/// What an authenticated request handler is given beside its typed request.
+pub(crate) struct Cx<'a> {
+    pub now: Instant,
+    pub ft: FiveTuple,
+    pub auth: &'a AuthInfo,
+    pub resp: ResponseCtx,
+}
+
+/// One TURN server instance. The driver runs one per core; they share the configuration and
+/// the [`Runtime`] (quotas, drain switch, RFC 6062 connection ids, directory).
 pub struct Server {
-    pub(crate) cfg: Arc<ServerConfig>,
+    cfg: Arc<ServerConfig>,
+    rt: Arc<Runtime>,
     epoch: Instant,
     epoch_unix: u64,
-    pub(crate) allocations: Slab<Allocation>,
-    pub(crate) by_five_tuple: HashMap<FiveTuple, AllocationId>,
-    /// Allocations by relayed transport address. Keyed by transport too: a UDP and a TCP relay
-    /// are different endpoints even on one IP and port (the driver never hands out one port
-    /// twice, but the table must not confuse them if it did).
-    pub(crate) by_relay: HashMap<(RelayTransport, SocketAddr), AllocationId>,
-    pub(crate) timers: DeadlineQueue<Timer>,
-    pub(crate) outputs: VecDeque<Output>,
-    pub(crate) scratch: Box<[u8]>,
+    allocations: Allocations,
+    timers: DeadlineQueue<Timer>,
+    outputs: VecDeque<Output>,
+    scratch: Box<[u8]>,
     /// Per-source byte budget for unauthenticated answers over UDP.
     unauth: UnauthBudget,
     /// Rate-limited log of failed authentications.
-    auth_log: crate::auth_log::AuthLog,
-    recently_deleted: HashMap<FiveTuple, (TransactionId, Vec<u8>, Instant)>,
-    pub(crate) next_generation: u64,
-    pub(crate) pending_connects:
-        HashMap<crate::output::ConnectionId, crate::tcp_relay::PendingConnect>,
+    auth_log: AuthLog,
+    replay: ReplayCache,
+    next_generation: u64,
+    pending_connects: HashMap<ConnectionId, PendingConnect>,
     /// Where the response being written goes, when not back on the request's 5-tuple (RFC 5780
     /// CHANGE-REQUEST / RESPONSE-PORT).
-    pub(crate) reply_via: Option<FiveTuple>,
+    reply_via: Option<FiveTuple>,
+    /// The nonce's security feature characters (RFC 8489 §9.2).
     features: [u8; 4],
     /// Counters; read by the driver.
     pub stats: Stats,
-    /// Metering events not yet polled.
-    pub(crate) accounting: Vec<crate::accounting::AccountingEvent>,
-    /// Bytes the driver copied on RFC 6062 data connections since the last poll, per allocation
-    /// serial (a serial's connections all belong to its one user), with whose usage they are.
-    spliced: HashMap<u64, (Arc<crate::directory::Account>, crate::accounting::Usage)>,
+    metering: Metering,
     /// This server's number in the process (allocation serials are unique across workers).
-    pub(crate) instance: u64,
-    /// The directory generation last acted on (limits, disconnects).
+    instance: u64,
+    /// The directory generation last acted on (limits, disconnects, deny list).
     directory_seen: u64,
     /// Wall clock (unix seconds) as of the last input, for metering timestamps.
     clock_unix: u64,
@@ -150,7 +142,7 @@ static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 impl Server {
     /// A server whose clock reads `now` and whose wall clock reads `now_unix` (seconds since
     /// 1970) at the same moment.
-    pub fn new(cfg: Arc<ServerConfig>, now: Instant, now_unix: u64) -> Self {
+    pub fn new(cfg: Arc<ServerConfig>, rt: Arc<Runtime>, now: Instant, now_unix: u64) -> Self {
         let mut timers = DeadlineQueue::default();
         timers.push(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
         // RFC 8489 §9.2: the nonce's feature bits promise what the challenge and the lookups
@@ -160,27 +152,25 @@ impl Server {
         let anonymity = cfg.credentials.userhash_for_all() && !cfg.directory_credentials;
         let features = nonce::feature_chars(true, anonymity);
         // Disconnect requests made before this server existed do not concern its allocations.
-        let directory_seen = cfg.directory.generation();
+        let directory_seen = rt.directory.generation();
         Self {
             unauth: UnauthBudget::new(cfg.unauth_bytes_burst, cfg.unauth_bytes_per_sec),
-            auth_log: Default::default(),
+            auth_log: AuthLog::default(),
             cfg,
+            rt,
             epoch: now,
             epoch_unix: now_unix,
-            allocations: Slab::new(),
-            by_five_tuple: HashMap::new(),
-            by_relay: HashMap::new(),
+            allocations: Allocations::default(),
             timers,
             outputs: VecDeque::new(),
             scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
-            recently_deleted: HashMap::new(),
+            replay: ReplayCache::default(),
             next_generation: 1,
             pending_connects: HashMap::new(),
             reply_via: None,
             features,
             stats: Stats::default(),
-            accounting: Vec::new(),
-            spliced: HashMap::new(),
+            metering: Metering::default(),
             instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             directory_seen,
             clock_unix: now_unix,
@@ -191,14 +181,18 @@ impl Server {
         &self.cfg
     }
 
-    pub(crate) fn unix_now(&self, now: Instant) -> u64 {
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    fn unix_now(&self, now: Instant) -> u64 {
         self.epoch_unix + now.saturating_duration_since(self.epoch).as_secs()
     }
 
     /// The current limits of an account (for traffic the driver carries itself: RFC 6062 data
     /// connections).
-    pub fn limits_for(&self, account: &crate::directory::Account) -> crate::directory::Limits {
-        self.cfg.directory.load().limits_for(account)
+    pub fn limits_for(&self, account: &Account) -> Limits {
+        self.rt.directory.load().limits_for(account)
     }
 
     /// Number of live allocations on this instance.
@@ -241,9 +235,8 @@ impl Server {
         data: &'a [u8],
     ) -> Option<Transmit<'a>> {
         self.clock_unix = self.unix_now(now);
-        if self.cfg.directory.has_denied_clients()
-            && self.cfg.directory.is_client_denied(ft.client.ip())
-        {
+        let dir = &self.rt.directory;
+        if dir.has_denied_clients() && dir.is_client_denied(ft.client.ip()) {
             self.stats.drop(DropReason::Denied);
             return None;
         }
@@ -275,59 +268,64 @@ impl Server {
         }
     }
 
+    /// The answer already given to `tid` on `ft`, for a retransmission (RFC 8489 §6.3.1), or
+    /// `Err(())` when the original is still being processed (the retransmission is dropped).
+    fn replayed(&self, ft: &FiveTuple, tid: &TransactionId) -> Result<Option<&[u8]>, ()> {
+        if let Some(a) = self
+            .allocations
+            .by_five_tuple(ft)
+            .map(|id| &self.allocations[id])
+        {
+            if let Some((t, bytes)) = &a.last_response {
+                if t == tid {
+                    return Ok(Some(bytes));
+                }
+            }
+            if matches!(a.state, AllocationState::Pending { tid: t, .. } if t == *tid) {
+                return Err(());
+            }
+        }
+        Ok(self.replay.get(ft, tid))
+    }
+
     /// Processes a request; returns the length of the response in the scratch buffer.
     fn handle_request(&mut self, now: Instant, ft: FiveTuple, msg: &Message<'_>) -> Option<usize> {
         self.stats.requests += 1;
         let tid = msg.transaction_id();
-        // A retransmission gets the same answer as the original (RFC 8489 §6.3.1).
-        if let Some(&id) = self.by_five_tuple.get(&ft) {
-            let a = &self.allocations[id];
-            if let Some((t, bytes)) = &a.last_response {
-                if *t == tid {
-                    let n = bytes.len();
-                    self.scratch[..n].copy_from_slice(bytes);
-                    return Some(n);
-                }
-            }
-            if let crate::allocation::AllocationState::Pending { tid: t, .. } = a.state {
-                if t == tid {
-                    self.stats.drop(DropReason::InProgress);
-                    return None;
-                }
-            }
-        }
-        if let Some((t, bytes, _)) = self.recently_deleted.get(&ft) {
-            if *t == tid {
+        match self.replayed(&ft, &tid) {
+            Ok(Some(bytes)) => {
                 let n = bytes.len();
-                self.scratch[..n].copy_from_slice(bytes);
+                let bytes = bytes.to_vec();
+                self.scratch[..n].copy_from_slice(&bytes);
                 return Some(n);
+            }
+            Ok(None) => {}
+            Err(()) => {
+                self.stats.drop(DropReason::InProgress);
+                return None;
             }
         }
 
-        let mut ctx = ResponseCtx::new(msg, None);
+        let mut resp = ResponseCtx::new(msg, None);
         let mut authenticated = false;
         let result = if msg.method() == METHOD_BINDING {
             self.stats.binding_requests += 1;
-            self.handle_binding(ft, msg, &ctx)
+            self.handle_binding(ft, msg, &resp)
         } else {
             match self.authenticate(now, ft, msg) {
                 Err(e) => Err(e),
                 Ok(auth) => {
                     authenticated = true;
-                    ctx.key = Some((auth.key, auth.sha256));
-                    self.check_unknown(msg).and_then(|()| match msg.method() {
-                        METHOD_ALLOCATE => self.handle_allocate(now, ft, msg, &auth, &ctx),
-                        METHOD_REFRESH => self.handle_refresh(now, ft, msg, &auth, &ctx),
-                        METHOD_CREATE_PERMISSION => {
-                            self.handle_create_permission(now, ft, msg, &auth, &ctx)
-                        }
-                        METHOD_CHANNEL_BIND => self.handle_channel_bind(now, ft, msg, &auth, &ctx),
-                        METHOD_CONNECT => self.handle_connect(now, ft, msg, &auth, &ctx),
-                        METHOD_CONNECTION_BIND => {
-                            self.handle_connection_bind(now, ft, msg, &auth, &ctx)
-                        }
-                        _ => Err(TurnError::BadRequest("unsupported method")),
-                    })
+                    resp.key = Some((auth.key, auth.sha256));
+                    let cx = Cx {
+                        now,
+                        ft,
+                        auth: &auth,
+                        resp,
+                    };
+                    self.check_unknown(msg)
+                        .and_then(|()| Request::parse(msg, ft.transport))
+                        .and_then(|req| self.dispatch(&cx, req))
                 }
             }
         };
@@ -336,15 +334,15 @@ impl Server {
             Ok(Reply::Pending) => return None,
             Err(e) => {
                 let signed = authenticated && !e.carries_challenge();
-                (self.write_error(now, ft, &ctx, &e)?, signed, true)
+                (self.write_error(now, ft, &resp, &e)?, signed, true)
             }
         };
         // Unauthenticated answers over UDP come out of the source's byte budget: over TCP, TLS
         // and DTLS a handshake has already proven the source address, so there is nothing to
         // reflect, and a dropped answer would stall a stream client that never retransmits.
         if !signed
-            && ft.transport == crate::five_tuple::Transport::Udp
-            && !self.unauth.allow(now, ft.client.ip(), ctx.request_len, n)
+            && ft.transport == Transport::Udp
+            && !self.unauth.allow(now, ft.client.ip(), resp.request_len, n)
         {
             self.stats.drop(DropReason::RateLimited);
             // Not sent after all.
@@ -353,11 +351,23 @@ impl Server {
         }
         // Remember the answer on the allocation for retransmissions.
         if msg.method() != METHOD_BINDING {
-            if let Some(&id) = self.by_five_tuple.get(&ft) {
+            if let Some(id) = self.allocations.by_five_tuple(&ft) {
                 self.allocations[id].last_response = Some((tid, self.scratch[..n].to_vec()));
             }
         }
         Some(n)
+    }
+
+    /// Hands a typed request to its method's handler.
+    fn dispatch(&mut self, cx: &Cx<'_>, req: Request) -> Result<Reply, TurnError> {
+        match req {
+            Request::Allocate(r) => self.handle_allocate(cx, r),
+            Request::Refresh(r) => self.handle_refresh(cx, r),
+            Request::CreatePermission(r) => self.handle_create_permission(cx, r),
+            Request::ChannelBind(r) => self.handle_channel_bind(cx, r),
+            Request::Connect(r) => self.handle_connect(cx, r),
+            Request::ConnectionBind(r) => self.handle_connection_bind(cx, r),
+        }
     }
 
     /// Long-term credential checks of RFC 8489 §9.2.4, in the RFC's order.
@@ -388,15 +398,12 @@ impl Server {
             self.stats.stale_nonces += 1;
             return Err(TurnError::StaleNonce);
         }
-        let result = if realm != self.cfg.realm.as_bytes() {
-            Err(TurnError::Unauthorized("wrong realm"))
+        let result = if realm == self.cfg.realm.as_bytes() {
+            self.cfg
+                .credentials
+                .authenticate(msg, &self.cfg.realm, unix, &self.rt.directory.load())
         } else {
-            self.cfg.credentials.authenticate(
-                msg,
-                &self.cfg.realm,
-                unix,
-                &self.cfg.directory.load(),
-            )
+            Err(TurnError::Unauthorized("wrong realm"))
         };
         if let Err(e) = &result {
             self.stats.auth_failures += 1;
@@ -422,9 +429,9 @@ impl Server {
         Ok(())
     }
 
-    /// Writes a success response with `body` into the scratch buffer; signs it when the request
-    /// was authenticated.
-    pub(crate) fn write_success(
+    /// Writes a success response with `body` into the scratch buffer; signed (and with
+    /// SOFTWARE) when the request was authenticated.
+    fn write_success(
         &mut self,
         ctx: &ResponseCtx,
         body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), StunError>,
@@ -440,7 +447,7 @@ impl Server {
     }
 
     /// Writes the error response for `e`, or returns `None` when it is to be dropped.
-    pub(crate) fn write_error(
+    fn write_error(
         &mut self,
         now: Instant,
         ft: FiveTuple,
@@ -453,7 +460,7 @@ impl Server {
             }
             return None;
         };
-        tracing::debug!(client = %ft.client, code, reason = ?e, "error response");
+        tracing::debug!(client = %ft.client, code = code.code(), reason = ?e, "error response");
         self.stats.error_responses += 1;
         let mut ctx = *ctx;
         let challenge = e.carries_challenge();
@@ -495,13 +502,13 @@ impl Server {
     }
 
     /// Allocates a fresh generation number for a new allocation.
-    pub(crate) fn generation(&mut self) -> u64 {
+    fn generation(&mut self) -> u64 {
         self.next_generation += 1;
         self.next_generation
     }
 
     /// The address advertised for a bound relay address (external IP mapping for NAT).
-    pub(crate) fn advertised(&self, bound: SocketAddr) -> SocketAddr {
+    fn advertised(&self, bound: SocketAddr) -> SocketAddr {
         let ext = if bound.is_ipv4() {
             self.cfg.external_ipv4
         } else {
@@ -513,37 +520,48 @@ impl Server {
         }
     }
 
-    /// Removes an allocation and everything attached to it.
-    pub(crate) fn remove_allocation(&mut self, id: AllocationId) -> Allocation {
+    /// The allocation on `ft` for a request by `auth`: 437 without one, 441 for another user
+    /// (RFC 8656 §5: later requests must use the credentials of the Allocate).
+    fn owned_allocation(&self, ft: &FiveTuple, auth: &AuthInfo) -> Result<AllocationId, TurnError> {
+        let id = self
+            .allocations
+            .by_five_tuple(ft)
+            .ok_or(TurnError::AllocationMismatch)?;
+        let a = &self.allocations[id];
+        if matches!(a.state, AllocationState::Pending { .. }) {
+            return Err(TurnError::AllocationMismatch);
+        }
+        if a.username != auth.username {
+            return Err(TurnError::WrongCredentials);
+        }
+        Ok(id)
+    }
+
+    /// Removes an allocation and everything attached to it (its quota lease goes with it).
+    fn remove_allocation(&mut self, id: AllocationId) -> Allocation {
         let a = self.allocations.remove(id);
-        self.by_five_tuple.remove(&a.five_tuple);
         for r in a.relays.iter().flatten() {
-            self.by_relay.remove(&(a.transport, *r));
             self.outputs.push_back(Output::ReleaseRelay(*r));
         }
-        self.cfg.quota.release(&a.username);
-        if let Some(acct) = &a.account {
-            crate::allocate::release_account_scopes(&self.cfg.quota, acct);
-            if matches!(a.state, AllocationState::Active) {
-                let at_unix = self.clock_unix;
-                let delta = a.usage.since(&a.usage_reported);
-                if !delta.is_zero() {
-                    self.accounting.push(AccountingEvent::Usage {
-                        account: acct.clone(),
-                        delta,
-                        at_unix,
-                        spliced: None,
-                    });
-                }
-                self.accounting.push(AccountingEvent::Ended {
-                    serial: crate::accounting::allocation_serial(self.instance, a.generation),
+        if let (Some(acct), AllocationState::Active) = (&a.account, &a.state) {
+            let at_unix = self.clock_unix;
+            let delta = a.usage.since(&a.usage_reported);
+            if !delta.is_zero() {
+                self.metering.push(AccountingEvent::Usage {
                     account: acct.clone(),
-                    started_unix: a.started_unix,
+                    delta,
                     at_unix,
-                    total: a.usage,
-                    peers: a.peers.len(),
+                    spliced: None,
                 });
             }
+            self.metering.push(AccountingEvent::Ended {
+                serial: crate::accounting::allocation_serial(self.instance, a.generation),
+                account: acct.clone(),
+                started_unix: a.started_unix,
+                at_unix,
+                total: a.usage,
+                peers: a.peers.len(),
+            });
         }
         self.close_tcp_connections(a.tcp_connections.values().copied());
         self.stats.allocations = self.allocations.len() as u64;
@@ -552,20 +570,9 @@ impl Server {
         a
     }
 
-    /// Keeps the last response of a deleted allocation for retransmissions.
-    pub(crate) fn remember_deleted(
-        &mut self,
-        now: Instant,
-        ft: FiveTuple,
-        tid: TransactionId,
-        response: Vec<u8>,
-    ) {
-        self.recently_deleted.insert(ft, (tid, response, now));
-    }
-
     /// A stream connection (TCP/TLS) closed: its allocation goes with it (RFC 8656 §3.1).
     pub fn handle_connection_closed(&mut self, _now: Instant, ft: FiveTuple) {
-        if let Some(&id) = self.by_five_tuple.get(&ft) {
+        if let Some(id) = self.allocations.by_five_tuple(&ft) {
             self.remove_allocation(id);
             self.stats.allocations_deleted += 1;
         }
@@ -580,7 +587,7 @@ impl Server {
             let delta = a.usage.since(&a.usage_reported);
             if !delta.is_zero() {
                 a.usage_reported = a.usage;
-                self.accounting.push(AccountingEvent::Usage {
+                self.metering.push(AccountingEvent::Usage {
                     account: account.clone(),
                     delta,
                     at_unix: self.clock_unix,
@@ -588,15 +595,7 @@ impl Server {
                 });
             }
         }
-        for (serial, (account, delta)) in self.spliced.drain() {
-            self.accounting.push(AccountingEvent::Usage {
-                account,
-                delta,
-                at_unix: self.clock_unix,
-                spliced: Some(serial),
-            });
-        }
-        std::mem::take(&mut self.accounting)
+        self.metering.take(self.clock_unix)
     }
 
     /// The driver copied `n` bytes on a spliced RFC 6062 data connection over `transport`: from
@@ -606,8 +605,8 @@ impl Server {
     /// next [`Self::poll_accounting`]).
     pub fn handle_spliced(
         &mut self,
-        transport: crate::five_tuple::Transport,
-        metered: Option<(&Arc<crate::directory::Account>, u64)>,
+        transport: Transport,
+        metered: Option<(&Arc<Account>, u64)>,
         toward_peer: bool,
         n: usize,
     ) {
@@ -618,20 +617,15 @@ impl Server {
         };
         self.stats.count(a, transport, n);
         self.stats.count(b, transport, n);
-        if let Some((account, allocation)) = metered {
-            let (_, u) = self
-                .spliced
-                .entry(allocation)
-                .or_insert_with(|| (account.clone(), Default::default()));
-            u.count(a, n);
-            u.count(b, n);
+        if let Some((account, serial)) = metered {
+            self.metering.spliced(account, serial, a, b, n);
         }
     }
 
     /// The driver could not send relayed data of the allocation on `relay` (`dir`: to the peer
     /// or to the client): it is taken back out of the usage, which counts what was relayed.
     pub fn handle_relay_send_failed(&mut self, relay: SocketAddr, dir: Direction, len: usize) {
-        if let Some(&id) = self.by_relay.get(&(RelayTransport::Udp, relay)) {
+        if let Some(id) = self.allocations.by_relay(RelayTransport::Udp, relay) {
             let u = &mut self.allocations[id].usage;
             u.packets[dir as usize] = u.packets[dir as usize].saturating_sub(1);
             u.bytes[dir as usize] = u.bytes[dir as usize].saturating_sub(len as u64);
@@ -641,17 +635,16 @@ impl Server {
     /// Closes every allocation (shutdown), so their final usage and end are reported.
     pub fn close_all(&mut self, now: Instant) {
         self.clock_unix = self.unix_now(now);
-        let ids: Vec<_> = self.allocations.iter().map(|(id, _)| id).collect();
-        for id in ids {
+        for id in self.allocations.ids() {
             self.remove_allocation(id);
             self.stats.allocations_deleted += 1;
         }
     }
 
-    /// Acts on a changed directory: closes allocations the operator disconnected and applies
-    /// changed bitrate limits to live allocations.
+    /// Acts on a changed directory: closes allocations the operator disconnected or whose
+    /// client is now denied, and applies changed bitrate limits to live allocations.
     fn apply_directory(&mut self, now: Instant) {
-        let dir = self.cfg.directory.clone();
+        let dir = self.rt.directory.clone();
         let generation = dir.generation();
         if generation == self.directory_seen {
             return;
@@ -659,8 +652,8 @@ impl Server {
         let disconnects = dir.disconnects_since(self.directory_seen);
         self.directory_seen = generation;
         let snap = dir.load();
-        let mut doomed = Vec::new();
         let deny = dir.has_denied_clients();
+        let mut doomed = Vec::new();
         for (id, a) in self.allocations.iter_mut() {
             if disconnects
                 .iter()
@@ -714,8 +707,7 @@ impl Server {
                 Timer::TcpConnection(cid) => self.expire_tcp_connection(cid),
                 Timer::Housekeeping => {
                     self.unauth.sweep(now);
-                    self.recently_deleted
-                        .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < REPLAY_WINDOW);
+                    self.replay.sweep(now);
                     self.timers
                         .push(now + HOUSEKEEPING_EVERY, Timer::Housekeeping);
                 }
@@ -751,7 +743,7 @@ impl Server {
 
     /// Counts a relayed packet leaving to a peer and returns the transmit.
     #[inline]
-    pub(crate) fn relay_to_peer<'a>(
+    fn relay_to_peer<'a>(
         &mut self,
         id: AllocationId,
         ft: &FiveTuple,
@@ -769,31 +761,4 @@ impl Server {
             data,
         }
     }
-}
-
-/// Writes a response: header, `body`, SOFTWARE, integrity (if keyed) and FINGERPRINT (if the
-/// request had one).
-pub(crate) fn write_response(
-    buf: &mut [u8],
-    ctx: &ResponseCtx,
-    class: Class,
-    software: &str,
-    body: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), StunError>,
-) -> Result<usize, StunError> {
-    let mut w = MessageWriter::new(buf, MessageType::new(ctx.method, class), ctx.tid)?;
-    body(&mut w)?;
-    if !software.is_empty() {
-        w.attr(ATTR_SOFTWARE, software.as_bytes())?;
-    }
-    if let Some((key, sha256)) = &ctx.key {
-        if *sha256 {
-            w.integrity_sha256(key)?;
-        } else {
-            w.integrity(key)?;
-        }
-    }
-    if ctx.fingerprint {
-        w.fingerprint()?;
-    }
-    Ok(w.finish())
 }

@@ -10,21 +10,16 @@ use std::time::Instant;
 
 use turnpike_stun::*;
 
+use super::Server;
 use crate::error::DropReason;
 use crate::five_tuple::FiveTuple;
-use crate::output::{Dest, RelayTransport, Transmit};
-use crate::server::Server;
+use crate::output::{Dest, RelayTransport, Transmit, PEER_HEADROOM};
 use crate::stats::Direction;
-
-/// Bytes the driver must leave free before a peer datagram's payload (the ChannelData header).
-pub const PEER_HEADROOM: usize = CHANNEL_DATA_HEADER_LEN;
-/// Bytes the driver must leave free after a peer datagram's payload (TCP ChannelData padding).
-pub const PEER_TAILROOM: usize = 3;
 
 impl Server {
     /// Send indication: relay DATA to XOR-PEER-ADDRESS if a permission exists; otherwise drop
     /// silently (indications get no error responses).
-    pub(crate) fn handle_send_indication<'a>(
+    pub(super) fn handle_send_indication<'a>(
         &mut self,
         now: Instant,
         ft: FiveTuple,
@@ -35,7 +30,7 @@ impl Server {
             ft.transport,
             msg.as_bytes().len(),
         );
-        let Some(&id) = self.by_five_tuple.get(&ft) else {
+        let Some(id) = self.allocations.by_five_tuple(&ft) else {
             self.stats.drop(DropReason::NoAllocation);
             return None;
         };
@@ -72,7 +67,7 @@ impl Server {
     }
 
     /// ChannelData from a client: relay the payload to the channel's peer.
-    pub(crate) fn handle_channel_data<'a>(
+    pub(super) fn handle_channel_data<'a>(
         &mut self,
         now: Instant,
         ft: FiveTuple,
@@ -84,7 +79,7 @@ impl Server {
             self.stats.drop(DropReason::Malformed);
             return None;
         };
-        let Some(&id) = self.by_five_tuple.get(&ft) else {
+        let Some(id) = self.allocations.by_five_tuple(&ft) else {
             self.stats.drop(DropReason::NoAllocation);
             return None;
         };
@@ -125,7 +120,7 @@ impl Server {
         buf: &'a mut [u8],
         len: usize,
     ) -> Option<Transmit<'a>> {
-        let Some(&id) = self.by_relay.get(&(RelayTransport::Udp, relay)) else {
+        let Some(id) = self.allocations.by_relay(RelayTransport::Udp, relay) else {
             self.stats.drop(DropReason::NoAllocation);
             return None;
         };
@@ -186,7 +181,7 @@ impl Server {
 
     /// Transaction ids for Data indications: unique per instance, no randomness needed (RFC
     /// 8656 §10.3 only asks that it be new).
-    pub(crate) fn indication_tid(&mut self) -> TransactionId {
+    pub(super) fn indication_tid(&mut self) -> TransactionId {
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut t = [0u8; 12];
         t[..8].copy_from_slice(&self.next_generation.to_be_bytes());

@@ -6,48 +6,36 @@
 //! once a data connection is spliced to its peer connection.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use turnpike_stun::*;
 
-use crate::allocation::AllocationId;
-use crate::auth::AuthInfo;
+use super::connects::PendingConnect;
+use super::response::{write_response, Reply};
+use super::{Cx, Server, Timer};
 use crate::error::{DropReason, TurnError};
-use crate::five_tuple::FiveTuple;
 use crate::output::{ConnectionId, Output, RelayTransport};
-use crate::server::{write_response, Reply, ResponseCtx, Server, Timer};
+use crate::request::{self, Parsed};
 use crate::tcp_registry::ClaimError;
-
-/// How long a peer connection waits for its ConnectionBind (RFC 6062: 30 seconds).
-pub const CONNECTION_BIND_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A Connect waiting for the driver's outbound connection.
-#[derive(Debug, Clone)]
-pub(crate) struct PendingConnect {
-    pub allocation: AllocationId,
-    pub generation: u64,
-    pub peer: SocketAddr,
-    pub ctx: ResponseCtx,
-}
+use crate::tcp_registry::CONNECTION_BIND_TIMEOUT;
 
 impl Server {
-    pub(crate) fn handle_connect(
+    pub(super) fn handle_connect(
         &mut self,
-        _now: Instant,
-        ft: FiveTuple,
-        msg: &Message<'_>,
-        auth: &AuthInfo,
-        ctx: &ResponseCtx,
+        cx: &Cx<'_>,
+        req: Parsed<request::Connect>,
     ) -> Result<Reply, TurnError> {
         // 1. An allocation on this 5-tuple, made by this user, with a TCP relay.
-        let id = self.owned_allocation(&ft, auth)?;
+        let id = self.owned_allocation(&cx.ft, cx.auth)?;
         if self.allocations[id].transport != RelayTransport::Tcp {
             return Err(TurnError::BadRequest("Connect needs a TCP allocation"));
         }
-        // 2. XOR-PEER-ADDRESS: present, right family, allowed by policy.
-        let peer = self.checked_peer(id, msg)?;
+        // 2. XOR-PEER-ADDRESS: present, right family, allowed by policy, not the server itself.
+        let peer = req?.peer;
+        self.check_peer_endpoint(id, peer)?;
         // 3. At most one connection per peer address (446).
-        let registry = self.cfg.tcp_connections.clone();
+        let rt = self.rt.clone();
+        let registry = &rt.tcp_connections;
         let a = &mut self.allocations[id];
         if let Some(&cid) = a.tcp_connections.get(&peer) {
             if registry.contains(cid) {
@@ -71,7 +59,7 @@ impl Server {
                 allocation: id,
                 generation,
                 peer,
-                ctx: *ctx,
+                ctx: cx.resp,
             },
         );
         self.outputs.push_back(Output::ConnectPeer {
@@ -93,7 +81,7 @@ impl Server {
             .get_mut(p.allocation)
             .filter(|a| a.generation == p.generation)
         else {
-            self.cfg.tcp_connections.remove(cid);
+            self.rt.tcp_connections.remove(cid);
             self.outputs.push_back(Output::ClosePeerConnection(cid));
             return;
         };
@@ -108,9 +96,9 @@ impl Server {
             })
         } else {
             a.tcp_connections.remove(&p.peer);
-            self.cfg.tcp_connections.remove(cid);
+            self.rt.tcp_connections.remove(cid);
             write_response(&mut self.scratch, &p.ctx, Class::Error, &software, |w| {
-                w.error_code(ERR_CONNECTION_TIMEOUT_OR_FAILURE)?;
+                w.error_code(ErrorCode::ConnectionTimeoutOrFailure)?;
                 Ok(())
             })
         };
@@ -132,8 +120,9 @@ impl Server {
         relay: SocketAddr,
         peer: SocketAddr,
     ) -> Option<ConnectionId> {
-        let id = *self.by_relay.get(&(RelayTransport::Tcp, relay))?;
-        let registry = self.cfg.tcp_connections.clone();
+        let id = self.allocations.by_relay(RelayTransport::Tcp, relay)?;
+        let rt = self.rt.clone();
+        let registry = &rt.tcp_connections;
         let a = &mut self.allocations[id];
         if a.transport != RelayTransport::Tcp || !a.has_permission(now, peer.ip()) {
             self.stats.drop(DropReason::NoPermission);
@@ -170,27 +159,21 @@ impl Server {
     }
 
     /// ConnectionBind on a new client connection (RFC 6062 §5.4).
-    pub(crate) fn handle_connection_bind(
+    pub(super) fn handle_connection_bind(
         &mut self,
-        _now: Instant,
-        ft: FiveTuple,
-        msg: &Message<'_>,
-        auth: &AuthInfo,
-        ctx: &ResponseCtx,
+        cx: &Cx<'_>,
+        req: Parsed<request::ConnectionBind>,
     ) -> Result<Reply, TurnError> {
         // 1. Only on a TCP/TLS connection that is not a control connection.
-        if !ft.transport.is_stream() || self.by_five_tuple.contains_key(&ft) {
+        let ft = cx.ft;
+        if !ft.transport.is_stream() || self.allocations.by_five_tuple(&ft).is_some() {
             return Err(TurnError::BadRequest(
                 "ConnectionBind belongs on a new data connection",
             ));
         }
         // 2. CONNECTION-ID: issued, unbound, and this user's.
-        let cid = msg
-            .get(ATTR_CONNECTION_ID)
-            .filter(|v| v.len() == 4)
-            .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
-            .ok_or(TurnError::BadRequest("CONNECTION-ID missing"))?;
-        let owner = match self.cfg.tcp_connections.claim(cid, &auth.username) {
+        let cid = req?.connection_id;
+        let owner = match self.rt.tcp_connections.claim(cid, &cx.auth.username) {
             Ok(owner) => owner,
             Err(ClaimError::WrongUser) => return Err(TurnError::WrongCredentials),
             Err(_) => {
@@ -200,11 +183,11 @@ impl Server {
             }
         };
         // 3. Success, then the driver joins this connection with the peer connection.
-        let n = self.write_success(ctx, |_| Ok(()))?;
+        let n = self.write_success(&cx.resp, |_| Ok(()))?;
         self.outputs.push_back(Output::SpliceData {
             connection: cid,
             data: ft,
-            account: auth.account.clone(),
+            account: cx.auth.account.clone(),
             allocation: owner,
         });
         Ok(Reply::Written(n))
@@ -212,25 +195,25 @@ impl Server {
 
     /// A peer connection (spliced or not) ended.
     pub fn handle_peer_connection_closed(&mut self, _now: Instant, cid: ConnectionId) {
-        self.cfg.tcp_connections.remove(cid);
+        self.rt.tcp_connections.remove(cid);
         self.pending_connects.remove(&cid);
     }
 
     /// The ConnectionBind deadline of `cid` passed.
-    pub(crate) fn expire_tcp_connection(&mut self, cid: ConnectionId) {
-        if self.cfg.tcp_connections.is_bound(cid) {
+    pub(super) fn expire_tcp_connection(&mut self, cid: ConnectionId) {
+        if self.rt.tcp_connections.is_bound(cid) {
             return;
         }
-        if self.cfg.tcp_connections.contains(cid) {
-            self.cfg.tcp_connections.remove(cid);
+        if self.rt.tcp_connections.contains(cid) {
+            self.rt.tcp_connections.remove(cid);
             self.outputs.push_back(Output::ClosePeerConnection(cid));
         }
     }
 
     /// Closes every peer connection of a deleted allocation.
-    pub(crate) fn close_tcp_connections(&mut self, conns: impl Iterator<Item = ConnectionId>) {
+    pub(super) fn close_tcp_connections(&mut self, conns: impl Iterator<Item = ConnectionId>) {
         for cid in conns {
-            self.cfg.tcp_connections.remove(cid);
+            self.rt.tcp_connections.remove(cid);
             self.pending_connects.remove(&cid);
             self.outputs.push_back(Output::ClosePeerConnection(cid));
         }
