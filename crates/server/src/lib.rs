@@ -9,13 +9,19 @@
 //! What it does not do: decide anything about STUN/TURN (that is `turnpike-proto`), parse
 //! configuration files, or serve HTTP.
 
+mod accept;
 mod config;
 pub mod conn_limit;
 pub mod dtls;
 mod export;
+mod listeners;
 pub mod mux;
+mod outbox;
+mod peer_streams;
+mod receive;
 mod relay;
 mod relay_ports;
+mod run;
 mod sock;
 mod tcp;
 mod tcp_relay;
@@ -79,139 +85,45 @@ pub fn start(
     rt: Arc<Runtime>,
     cfg: DriverConfig,
 ) -> Result<RunningServer, StartError> {
+    if (!cfg.tls_listen.is_empty() && cfg.tls.is_none())
+        || (!cfg.dtls_listen.is_empty() && cfg.dtls.is_none())
+    {
+        return Err(StartError::NoTlsConfig);
+    }
     let cfg = Arc::new(cfg);
     let workers = cfg.workers.max(1);
     let stop = Arc::new(AtomicBool::new(false));
     let notify = Arc::new(tokio::sync::Notify::new());
     let reservations = Arc::new(Reservations::default());
     let relay_ports = Arc::new(RelayPorts::default());
-    let peer_streams = Arc::new(tcp_relay::PeerStreams::default());
+    let peer_streams = Arc::new(peer_streams::PeerStreams::default());
+    let tls = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let mux_tls = cfg.mux_tls.clone().map(tokio_rustls::TlsAcceptor::from);
 
-    // Bind the first worker's sockets on the configured addresses; the others bind the very
-    // addresses the first one got (so port 0 works), sharing them through SO_REUSEPORT.
-    let mut udp_addrs = Vec::new();
-    let mut tcp_addrs = Vec::new();
-    let mut tls_addrs = Vec::new();
-    let mut per_worker = Vec::new();
-    if (!cfg.tls_listen.is_empty() && cfg.tls.is_none())
-        || (!cfg.dtls_listen.is_empty() && cfg.dtls.is_none())
-    {
-        return Err(StartError::NoTlsConfig);
-    }
-    let mut dtls_addrs = Vec::new();
-    let mut mux_addrs = Vec::new();
-    let mux_acceptor = cfg.mux_tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let acceptor = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    // The first worker binds the configured addresses; the others bind the very addresses it
+    // got (so port 0 works), sharing them through SO_REUSEPORT.
+    let mut table = listeners::table(&cfg);
+    let mut per_worker = Vec::with_capacity(workers);
     for w in 0..workers {
-        let mut udp = Vec::new();
-        let udp_targets = if w == 0 {
-            cfg.udp_listen.clone()
-        } else {
-            udp_addrs.clone()
-        };
-        for addr in udp_targets {
-            let s = udp::bind(addr).map_err(|source| StartError::Listen {
-                transport: "udp",
-                addr,
-                source,
-            })?;
-            if w == 0 {
-                udp_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
-                    transport: "udp",
-                    addr,
-                    source,
-                })?);
+        let (bound, addrs) = listeners::bind(&table, &tls, &mux_tls)?;
+        if w == 0 {
+            for (entry, addr) in table.iter_mut().zip(addrs) {
+                entry.1 = addr;
             }
-            udp.push(s);
         }
-        let mut tcp = Vec::new();
-        let tcp_targets = if w == 0 {
-            cfg.tcp_listen.clone()
-        } else {
-            tcp_addrs.clone()
-        };
-        for addr in tcp_targets {
-            let s = tcp::bind(addr).map_err(|source| StartError::Listen {
-                transport: "tcp",
-                addr,
-                source,
-            })?;
-            if w == 0 {
-                tcp_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
-                    transport: "tcp",
-                    addr,
-                    source,
-                })?);
-            }
-            tcp.push((s, None, false));
-        }
-        let tls_targets = if w == 0 {
-            cfg.tls_listen.clone()
-        } else {
-            tls_addrs.clone()
-        };
-        for addr in tls_targets {
-            let s = tcp::bind(addr).map_err(|source| StartError::Listen {
-                transport: "tls",
-                addr,
-                source,
-            })?;
-            if w == 0 {
-                tls_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
-                    transport: "tls",
-                    addr,
-                    source,
-                })?);
-            }
-            tcp.push((s, acceptor.clone(), false));
-        }
-        let mux_targets = if w == 0 {
-            cfg.mux_listen.clone()
-        } else {
-            mux_addrs.clone()
-        };
-        for addr in mux_targets {
-            let s = tcp::bind(addr).map_err(|source| StartError::Listen {
-                transport: "mux",
-                addr,
-                source,
-            })?;
-            if w == 0 {
-                mux_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
-                    transport: "mux",
-                    addr,
-                    source,
-                })?);
-            }
-            tcp.push((s, mux_acceptor.clone(), true));
-        }
-        let dtls_targets = if w == 0 {
-            cfg.dtls_listen.clone()
-        } else {
-            dtls_addrs.clone()
-        };
-        let mut dtls = Vec::new();
-        for addr in dtls_targets {
-            let s = udp::bind(addr).map_err(|source| StartError::Listen {
-                transport: "dtls",
-                addr,
-                source,
-            })?;
-            if w == 0 {
-                dtls_addrs.push(s.local_addr().map_err(|source| StartError::Listen {
-                    transport: "dtls",
-                    addr,
-                    source,
-                })?);
-            }
-            dtls.push(s);
-        }
-        per_worker.push((udp, tcp, dtls));
+        per_worker.push(bound);
     }
+    let addrs_of = |kind| {
+        table
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+            .collect()
+    };
 
     let mut threads = Vec::new();
-    for (index, (udp, tcp, dtls)) in per_worker.into_iter().enumerate() {
-        let ctx = worker::WorkerInit {
+    for (index, bound) in per_worker.into_iter().enumerate() {
+        let init = run::WorkerInit {
             index,
             proto: proto.clone(),
             rt: rt.clone(),
@@ -221,13 +133,13 @@ pub fn start(
             reservations: reservations.clone(),
             relay_ports: relay_ports.clone(),
             peer_streams: peer_streams.clone(),
-            udp,
-            tcp,
-            dtls,
+            udp: bound.udp,
+            tcp: bound.tcp,
+            dtls: bound.dtls,
         };
         let t = std::thread::Builder::new()
             .name(format!("turnpike-worker-{index}"))
-            .spawn(move || worker::run(ctx))
+            .spawn(move || run::run(init))
             .map_err(StartError::Thread)?;
         threads.push(t);
     }
@@ -235,10 +147,10 @@ pub fn start(
         stop,
         notify,
         threads,
-        udp_addrs,
-        tcp_addrs,
-        tls_addrs,
-        dtls_addrs,
-        mux_addrs,
+        udp_addrs: addrs_of(listeners::Kind::Udp),
+        tcp_addrs: addrs_of(listeners::Kind::Tcp),
+        tls_addrs: addrs_of(listeners::Kind::Tls),
+        dtls_addrs: addrs_of(listeners::Kind::Dtls),
+        mux_addrs: addrs_of(listeners::Kind::Mux),
     })
 }

@@ -117,15 +117,26 @@ pub(crate) async fn serve(
     }
     let http = w.cfg.http.clone();
     match sniff(b[0]) {
+        // The connection's own path runs as a task of its own, so what sniffing and the
+        // handshake needed is freed instead of kept for the connection's life.
         Some(Kind::Stun) => {
-            crate::tcp::connection(w, stream, peer, local, Transport::Tcp, Vec::new(), permit)
-                .await;
+            tokio::task::spawn_local(crate::tcp::connection(
+                w,
+                stream,
+                peer,
+                local,
+                Transport::Tcp,
+                Vec::new(),
+                permit,
+            ));
         }
         Some(Kind::Http) => {
             if let Some(h) = http {
-                h(Box::new(stream), peer, false).await;
+                tokio::task::spawn_local(async move {
+                    h(Box::new(stream), peer, false).await;
+                    drop(permit);
+                });
             }
-            drop(permit);
         }
         Some(Kind::Tls) => {
             let Some(acceptor) = tls else {
@@ -134,10 +145,7 @@ pub(crate) async fn serve(
             let handshake =
                 tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream)).await;
             let Ok(Ok(mut s)) = handshake else {
-                w.server
-                    .borrow_mut()
-                    .stats
-                    .drop(turnpike_proto::DropReason::Malformed);
+                w.count_drop(turnpike_proto::DropReason::Malformed);
                 return;
             };
             let alpn = s.get_ref().1.alpn_protocol().map(|a| a.to_vec());
@@ -165,19 +173,24 @@ pub(crate) async fn serve(
                 }
             };
             if is_turn {
-                crate::tcp::connection(w, s, peer, local, Transport::Tls, initial, permit).await;
-            } else {
-                if let Some(h) = http {
+                tokio::task::spawn_local(crate::tcp::connection(
+                    w,
+                    s,
+                    peer,
+                    local,
+                    Transport::Tls,
+                    initial,
+                    permit,
+                ));
+            } else if let Some(h) = http {
+                tokio::task::spawn_local(async move {
                     h(Box::new(Prefixed::new(initial, s)), peer, true).await;
-                }
-                drop(permit);
+                    drop(permit);
+                });
             }
         }
         None => {
-            w.server
-                .borrow_mut()
-                .stats
-                .drop(turnpike_proto::DropReason::Malformed);
+            w.count_drop(turnpike_proto::DropReason::Malformed);
         }
     }
 }

@@ -1,20 +1,18 @@
-//! Relay sockets: port selection in the configured range, EVEN-PORT and RESERVATION-TOKEN
+//! UDP relay sockets: port selection in the configured range, EVEN-PORT and RESERVATION-TOKEN
 //! (the reserved odd port is held in a registry shared by all workers, because the request that
-//! redeems the token may arrive on another worker), and the per-relay receive task.
+//! redeems the token may arrive on another worker). Their receive loop is in `receive.rs`.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use socket2::{Domain, Protocol, Socket, Type};
-use turnpike_proto::{RelayError, PEER_HEADROOM, PEER_TAILROOM};
+use turnpike_proto::RelayError;
 
 use crate::relay_ports::{PortLease, RelayPorts};
-use crate::worker::Worker;
 
 /// How long a reserved port is held (RFC 8656 §7.2: about 30 s).
 const RESERVATION_HOLD: Duration = Duration::from_secs(30);
@@ -125,30 +123,4 @@ pub(crate) fn bind_relay(
         .ok_or(RelayError::Exhausted)?;
     let (next_lease, next_sock) = next;
     Ok(((s, lease), Some((next_sock, next_lease))))
-}
-
-/// Receives peer datagrams on one relay socket until aborted.
-pub(crate) async fn relay_task(w: Rc<Worker>, sock: Rc<tokio::net::UdpSocket>, relay: SocketAddr) {
-    loop {
-        if sock.readable().await.is_err() {
-            return;
-        }
-        // Drain what is queued; after a full budget, yield so other sockets get their turn.
-        let mut drained = false;
-        for _ in 0..64 {
-            let mut buf = w.relay_buf.borrow_mut();
-            let end = buf.len() - PEER_TAILROOM;
-            match sock.try_recv_from(&mut buf[PEER_HEADROOM..end]) {
-                Ok((n, peer)) => w.on_peer_packet(Instant::now(), relay, peer, &mut buf, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    drained = true;
-                    break;
-                }
-                Err(e) => tracing::trace!(error = %e, %relay, "relay receive error"),
-            }
-        }
-        if !drained {
-            tokio::task::yield_now().await;
-        }
-    }
 }

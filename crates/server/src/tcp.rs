@@ -1,7 +1,7 @@
-//! STUN/TURN over TCP and TLS (RFC 8656 §3.1): accepting connections (within the connection
-//! caps, with a bounded TLS handshake), splitting the byte stream into STUN messages and padded
-//! ChannelData frames, and a bounded writer queue per connection so a slow reader loses frames
-//! instead of stalling the relay.
+//! STUN/TURN over TCP and TLS (RFC 8656 §3.1) on one accepted connection: splitting the byte
+//! stream into STUN messages and padded ChannelData frames, and writing the connection's
+//! bounded outbound queue ([`crate::outbox::Outbox`]) so a slow reader loses frames instead of
+//! stalling the relay. Accepting is in `accept.rs`.
 //!
 //! What an idle connection costs is kept small: its read buffer starts at [`READ_BASE`] bytes,
 //! grows to the frame it must hold (or, under load, to larger reads) and shrinks back when the
@@ -11,8 +11,6 @@
 //! `tcp_idle_timeout` (a slow-loris client sending one byte at a time is cut at the frame
 //! deadline).
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
@@ -20,8 +18,6 @@ use std::time::Instant;
 
 use socket2::{Protocol, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
-use tokio_rustls::TlsAcceptor;
 use turnpike_proto::{DropReason, FiveTuple, Transport};
 
 use crate::conn_limit::ConnPermit;
@@ -40,62 +36,6 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     s.bind(&addr.into())?;
     s.listen(1024)?;
     Ok(s.into())
-}
-
-/// Accepts connections on one listener until the runtime stops; with `tls`, each connection
-/// is a TLS (TURNS) connection. Connections beyond the caps are closed at once.
-pub(crate) async fn accept_task(
-    w: Rc<Worker>,
-    listener: tokio::net::TcpListener,
-    tls: Option<TlsAcceptor>,
-    mux: bool,
-) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "tcp accept error");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if w.client_denied(peer.ip()) {
-            continue;
-        }
-        let Ok(permit) = w.cfg.connections.try_acquire(peer.ip()) else {
-            continue;
-        };
-        let w = w.clone();
-        let tls = tls.clone();
-        tokio::task::spawn_local(async move {
-            let Ok(local) = stream.local_addr() else {
-                return;
-            };
-            let _ = stream.set_nodelay(true);
-            if mux {
-                return crate::mux::serve(w, stream, peer, local, tls, permit).await;
-            }
-            match tls {
-                None => {
-                    connection(w, stream, peer, local, Transport::Tcp, Vec::new(), permit).await;
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(s)) => {
-                            connection(w, s, peer, local, Transport::Tls, Vec::new(), permit).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            w.server.borrow_mut().stats.drop(DropReason::Malformed);
-                        }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
-    }
 }
 
 /// A connection's read buffer: `buf[..filled]` holds bytes not yet framed.
@@ -166,45 +106,6 @@ impl ReadBuf {
     }
 }
 
-/// Frames queued for one stream connection by the worker (responses, relayed data), written
-/// by the connection's own task. Bounded: a slow reader loses frames instead of holding memory.
-pub(crate) struct Outbox {
-    frames: RefCell<VecDeque<Vec<u8>>>,
-    ready: Notify,
-    cap: usize,
-}
-
-impl Outbox {
-    fn new(cap: usize) -> Self {
-        Self {
-            frames: RefCell::new(VecDeque::new()),
-            ready: Notify::new(),
-            cap,
-        }
-    }
-
-    /// Queues a frame; false (dropped) when the queue is full.
-    pub(crate) fn push(&self, frame: Vec<u8>) -> bool {
-        let mut q = self.frames.borrow_mut();
-        if q.len() >= self.cap {
-            return false;
-        }
-        q.push_back(frame);
-        self.ready.notify_one();
-        true
-    }
-
-    fn pop(&self) -> Option<Vec<u8>> {
-        let mut q = self.frames.borrow_mut();
-        let f = q.pop_front();
-        if q.is_empty() && q.capacity() > 16 {
-            // A burst is over: do not keep its queue's memory.
-            *q = VecDeque::new();
-        }
-        f
-    }
-}
-
 /// Serves STUN/TURN on one stream; `initial` holds bytes already read from it. `permit` is
 /// the connection's slot under the caps, held until the connection ends. One task reads,
 /// frames and writes (cancel-safe single writes, so a pending read never tears a frame).
@@ -226,8 +127,7 @@ pub(crate) async fn connection<S>(
     };
     let accepted = Instant::now();
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let outbox = Rc::new(Outbox::new(w.cfg.tcp_queue_frames));
-    w.tcp_conns.borrow_mut().insert(ft, outbox.clone());
+    let outbox = w.open_stream(ft);
     // The frame being written and how much of it is out.
     let mut writing: Option<(Vec<u8>, usize)> = None;
 
@@ -277,7 +177,7 @@ pub(crate) async fn connection<S>(
                 Err(_) => {
                     if first || frame_started.is_some() {
                         tracing::debug!(%peer, first, "TCP frame deadline passed; closing");
-                        w.server.borrow_mut().stats.drop(DropReason::Timeout);
+                        w.count_drop(DropReason::Timeout);
                     }
                     break;
                 }
@@ -291,7 +191,7 @@ pub(crate) async fn connection<S>(
         loop {
             let filled = rb.filled;
             if first && start < filled && rb.buf[start] >> 6 != 0 {
-                w.server.borrow_mut().stats.drop(DropReason::Malformed);
+                w.count_drop(DropReason::Malformed);
                 break 'conn;
             }
             match turnpike_stun::frame_size(&rb.buf[start..filled]) {
@@ -299,7 +199,7 @@ pub(crate) async fn connection<S>(
                     first = false;
                     w.on_client_packet(now, ft, &rb.buf[start..start + len]);
                     start += len;
-                    let splice = w.splices.borrow_mut().remove(&ft);
+                    let splice = w.take_splice(&ft);
                     if let Some(crate::worker::Splice {
                         connection: cid,
                         peer: peer_stream,
@@ -311,7 +211,7 @@ pub(crate) async fn connection<S>(
                         // raw bytes flow both ways.
                         let leftover = rb.buf[start..filled].to_vec();
                         drop(rb);
-                        w.tcp_conns.borrow_mut().remove(&ft);
+                        w.forget_stream(&ft);
                         let mut flushed = true;
                         let pending = writing.take().map(|(f, off)| f[off..].to_vec());
                         for f in pending
@@ -351,7 +251,7 @@ pub(crate) async fn connection<S>(
                 Ok(None) => break,
                 Err(_) => {
                     // Not STUN/ChannelData: this stream cannot be resynchronised. Count and close.
-                    w.server.borrow_mut().stats.drop(DropReason::Malformed);
+                    w.count_drop(DropReason::Malformed);
                     break 'conn;
                 }
             }
@@ -365,7 +265,7 @@ pub(crate) async fn connection<S>(
             (_, None, _) => Some(now),
         };
     }
-    w.tcp_conns.borrow_mut().remove(&ft);
+    w.forget_stream(&ft);
     w.connection_closed(Instant::now(), ft);
     drop(permit);
 }

@@ -2,104 +2,25 @@
 //! connections to peers from the relayed address, and splicing a client data connection with its
 //! peer connection once ConnectionBind succeeded.
 //!
-//! Peer connections wait in [`PeerStreams`], shared by all workers, because the client's data
-//! connection (and so the splice) may land on another worker than the allocation.
+//! Peer connections wait in [`crate::peer_streams::PeerStreams`], shared by all workers, because
+//! the client's data connection (and so the splice) may land on another worker than the
+//! allocation.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socket2::{Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use turnpike_proto::throttle::TokenBucket;
 use turnpike_proto::{Account, ConnectionId, FiveTuple};
 
-use crate::relay_ports::{PortLease, RelayPorts};
 use crate::worker::Worker;
 
 /// How long an outbound Connect may take before 447.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-enum Slot {
-    /// Connected, waiting for the client's ConnectionBind.
-    Waiting(std::net::TcpStream),
-    /// Being copied to a data connection by a task that can be aborted from any worker.
-    Spliced(tokio::task::AbortHandle),
-}
-
-/// Peer connections by connection id.
-#[derive(Default)]
-pub(crate) struct PeerStreams {
-    inner: Mutex<HashMap<ConnectionId, Slot>>,
-}
-
-impl PeerStreams {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Slot>> {
-        // Poisoning only means a worker panicked while holding it; the map is still consistent.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn put_waiting(&self, cid: ConnectionId, s: tokio::net::TcpStream) {
-        if let Ok(std) = s.into_std() {
-            self.lock().insert(cid, Slot::Waiting(std));
-        }
-    }
-
-    pub(crate) fn take_waiting(&self, cid: ConnectionId) -> Option<std::net::TcpStream> {
-        let mut m = self.lock();
-        match m.remove(&cid) {
-            Some(Slot::Waiting(s)) => Some(s),
-            Some(other) => {
-                m.insert(cid, other);
-                None
-            }
-            None => None,
-        }
-    }
-
-    pub(crate) fn set_spliced(&self, cid: ConnectionId, h: tokio::task::AbortHandle) {
-        self.lock().insert(cid, Slot::Spliced(h));
-    }
-
-    /// Closes the peer connection (drops it, or aborts its splice).
-    pub(crate) fn close(&self, cid: ConnectionId) {
-        if let Some(Slot::Spliced(h)) = self.lock().remove(&cid) {
-            h.abort();
-        }
-    }
-
-    pub(crate) fn forget(&self, cid: ConnectionId) {
-        self.lock().remove(&cid);
-    }
-}
-
-/// The listener and the outbound connections share the relayed address. Linux lets a
-/// connecting socket bind next to a listener only when both are in one `SO_REUSEPORT` group,
-/// so both set it; [`RelayPorts`] makes sure no other allocation of this process ever joins
-/// that group, and the process refuses to start beside another instance on its listeners.
-fn relay_socket(addr: SocketAddr) -> io::Result<Socket> {
-    crate::sock::shared(addr, Type::STREAM, Protocol::TCP)
-}
-
-/// Binds the relayed TCP listener of a TCP allocation in the port range, reserved in `ports`.
-pub(crate) fn bind_listener(
-    ports: &Arc<RelayPorts>,
-    ip: std::net::IpAddr,
-    min: u16,
-    max: u16,
-) -> Option<(PortLease, std::net::TcpListener)> {
-    ports.reserve(ip, min, max, false, |port| {
-        let addr = SocketAddr::new(ip, port);
-        let s = relay_socket(addr).ok()?;
-        s.bind(&addr.into()).ok()?;
-        s.listen(128).ok()?;
-        Some(s.into())
-    })
-}
 
 /// Accepts peer connections on a relayed TCP address until aborted.
 pub(crate) async fn accept_peers(
@@ -124,7 +45,7 @@ pub(crate) async fn connect_peer(
     peer: SocketAddr,
 ) {
     let attempt = async {
-        let s = relay_socket(relay)?;
+        let s = crate::peer_streams::relay_socket(relay)?;
         s.bind(&relay.into())?;
         let s = tokio::net::TcpSocket::from_std_stream(s.into());
         s.connect(peer).await
@@ -221,9 +142,8 @@ impl Carried {
     /// Counts `n` bytes carried one way, then waits as long as the bitrate limit asks.
     async fn count(&self, toward_peer: bool, n: usize) {
         let wait = {
-            let mut srv = self.w.server.borrow_mut();
             let metered = self.account.as_ref().map(|(a, serial)| (a, *serial));
-            srv.handle_spliced(self.ft.transport, metered, toward_peer, n);
+            self.w.spliced(self.ft.transport, metered, toward_peer, n);
             let Some((account, _)) = &self.account else {
                 return;
             };
@@ -233,7 +153,7 @@ impl Carried {
                 .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
             {
                 p.checked = Some(now);
-                let limit = srv.limits_for(account).max_bitrate_bps;
+                let limit = self.w.limits_for(account).max_bitrate_bps;
                 if limit != p.limit {
                     p.limit = limit;
                     p.bucket = limit.map(|bps| TokenBucket::new(now, bps));

@@ -1,22 +1,12 @@
-//! UDP listeners: binding with `SO_REUSEPORT` (one socket per worker on the same address) and
-//! the batched receive loop (recvmmsg through `quinn-udp`, GRO segments split by stride).
+//! UDP listener sockets: binding with `SO_REUSEPORT` (one socket per worker on the same
+//! address), buffer sizes, and sending from the address a client used. Their batched receive
+//! loop is in `receive.rs`.
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::rc::Rc;
-use std::time::Instant;
 
-use quinn_udp::{RecvMeta, UdpSocketState};
+use quinn_udp::UdpSocketState;
 use socket2::{Protocol, Socket, Type};
-use tokio::io::Interest;
-use turnpike_proto::{FiveTuple, Transport};
-
-use crate::worker::Worker;
-
-/// Datagrams read per recvmmsg call.
-const BATCH: usize = 32;
-/// Each receive buffer holds one maximal datagram (or a GRO train of them).
-const BUF_LEN: usize = 65_536;
 
 /// Binds one UDP listener socket for a worker.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -115,64 +105,4 @@ pub(crate) fn send_now(
     to: SocketAddr,
 ) -> io::Result<usize> {
     socket2::SockRef::from(sock).send_to(data, &to.into())
-}
-
-/// Receives on listener `idx` of worker `w` until the runtime stops.
-pub(crate) async fn listener_task(w: Rc<Worker>, idx: usize) {
-    let l = &w.udp[idx];
-    let mut storage = vec![0u8; BATCH * BUF_LEN];
-    let mut iovs: Vec<IoSliceMut<'_>> = storage.chunks_mut(BUF_LEN).map(IoSliceMut::new).collect();
-    let mut meta = vec![RecvMeta::default(); BATCH];
-    loop {
-        if l.sock.readable().await.is_err() {
-            return;
-        }
-        // Drain what is queued, a bounded number of batches per wake-up for fairness.
-        let mut drained = false;
-        for _ in 0..16 {
-            let r = l.sock.try_io(Interest::READABLE, || {
-                l.state.recv((&l.sock).into(), &mut iovs, &mut meta)
-            });
-            let n = match r {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    drained = true;
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp receive error");
-                    continue;
-                }
-            };
-            let now = Instant::now();
-            for (m, buf) in meta.iter().zip(iovs.iter()).take(n) {
-                let server = SocketAddr::new(m.dst_ip.unwrap_or(l.bound.ip()), l.bound.port());
-                let ft = FiveTuple {
-                    client: m.addr,
-                    server,
-                    transport: Transport::Udp,
-                };
-                if l.dtls && crate::dtls::is_dtls(&buf[..m.len]) {
-                    let ft = FiveTuple {
-                        transport: Transport::Dtls,
-                        ..ft
-                    };
-                    w.on_dtls_datagram(now, ft, &buf[..m.len]);
-                    continue;
-                }
-                if m.len == 0 {
-                    // An empty datagram: still counted (as malformed) by the state machine.
-                    w.on_client_packet(now, ft, &[]);
-                    continue;
-                }
-                let stride = m.stride.max(1);
-                for seg in buf[..m.len].chunks(stride) {
-                    w.on_client_packet(now, ft, seg);
-                }
-            }
-        }
-        if !drained {
-            tokio::task::yield_now().await;
-        }
-    }
 }
