@@ -304,15 +304,18 @@ def test_disconnect_reaches_every_node(turnpike):
             wait_for(lambda: n.metric("turnpike_allocations") == 1, timeout=3, what=f"an allocation on {n.port}")
         t0 = time.monotonic()
         ok(api.patch(f"/v1/credentials/{cid}", {"enabled": False, "disconnect": True}))
-        wait_for(lambda: n1.metric("turnpike_allocations") == 0, timeout=2, what="disconnect on node 1")
-        wait_for(lambda: n2.metric("turnpike_allocations") == 0, timeout=4, what="disconnect on node 2")
+        # Observed through the allocation gauge, which each worker publishes once a second and
+        # which a worker's timer (at most a second away) updates: up to 2 s on top of the
+        # disconnect itself; 4 s leaves room for a loaded machine.
+        wait_for(lambda: n1.metric("turnpike_allocations") == 0, timeout=4, what="disconnect on node 1")
+        wait_for(lambda: n2.metric("turnpike_allocations") == 0, timeout=5, what="disconnect on node 2")
         elapsed = time.monotonic() - t0
         on1.close()
         on2.close()
         return elapsed
 
     elapsed = asyncio.run(scenario())
-    assert elapsed < 4, elapsed
+    assert elapsed < 6, elapsed
 
 
 def test_revocation_and_expiry_of_ephemeral_credentials(turnpike, db):
