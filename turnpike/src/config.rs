@@ -1,291 +1,341 @@
-//! Configuration: defaults, then a TOML file, then environment variables and flags (the last
-//! wins). Every key of the file is also a flag `--key-name` and a variable `TURNPIKE_KEY_NAME`;
-//! `turnpike --help` lists them all. Unknown keys and bad values fail start-up with a message that
-//! names the key.
+//! Configuration: one definition of every key ([`keys!`] below) gives the typed [`Config`]
+//! with its defaults, the command-line flag `--key-name` and the environment variable
+//! `TURNPIKE_KEY_NAME` of each key with its help text, and the reference table of
+//! docs/configuration.md (a test fails when the document drifts; `turnpike config-reference`
+//! prints the table).
+//!
+//! Sources, later ones winning: the defaults, a TOML file, environment variables, flags.
+//! Unknown keys and bad values stop start-up with a message that names the key.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use turnpike_proto::config::defaults as PROTO;
+use turnpike_server::defaults as DRIVER;
 
-/// The settled configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct Config {
-    /// Realm of long-term credentials.
-    pub realm: String,
-    /// UDP listeners for STUN/TURN.
-    pub listen_udp: Vec<SocketAddr>,
-    /// TCP listeners for STUN/TURN.
-    pub listen_tcp: Vec<SocketAddr>,
-    /// TLS listeners for TURNS.
-    pub listen_tls: Vec<SocketAddr>,
-    /// UDP listeners for TURN over DTLS (plain STUN/TURN is served on them too).
-    pub listen_dtls: Vec<SocketAddr>,
-    /// TCP listeners shared by TURN, TURNS, HTTP and HTTPS (e.g. `0.0.0.0:443`).
-    pub listen_mux: Vec<SocketAddr>,
-    /// Public host name (or IP) put in ICE-server URIs; unset: the listeners' addresses.
-    pub public_host: Option<String>,
-    /// RFC 5780 NAT behaviour discovery: the node's second IP address (enables it).
-    pub rfc5780_alternate_ip: Option<IpAddr>,
-    /// RFC 5780: the primary IP (default: the first specific `listen_udp` address of that family).
-    pub rfc5780_primary_ip: Option<IpAddr>,
-    /// RFC 5780: the alternate port (default: the first `listen_udp` port + 1).
-    pub rfc5780_alternate_port: Option<u16>,
-    /// PEM certificate chain for TLS; with `tls_key`. Unset: a self-signed development certificate.
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS.
-    pub tls_key: Option<PathBuf>,
-    /// Names in the generated self-signed certificate.
-    pub tls_self_signed_names: Vec<String>,
-    /// Seconds a TLS handshake may take.
-    pub tls_handshake_timeout: u64,
-    /// IPv4 address relay sockets bind to (default: the address the client reached).
-    pub relay_ipv4: Option<IpAddr>,
-    /// IPv6 address relay sockets bind to (default: the address the client reached).
-    pub relay_ipv6: Option<IpAddr>,
-    /// Public IPv4 advertised in XOR-RELAYED-ADDRESS when behind 1:1 NAT.
-    pub external_ipv4: Option<IpAddr>,
-    /// Public IPv6 advertised in XOR-RELAYED-ADDRESS.
-    pub external_ipv6: Option<IpAddr>,
-    pub relay_port_min: u16,
-    pub relay_port_max: u16,
-    /// Worker threads; 0 means one per core.
-    pub workers: usize,
-    /// Static users, each `name:password` (or `name:0x<32 hex digits>` for a precomputed MD5 key).
-    pub users: Vec<String>,
-    /// Shared secrets for time-limited credentials (first one mints, all are accepted).
-    pub shared_secrets: Vec<String>,
-    /// Where Turnpike keeps generated state (the default shared secret).
-    pub data_dir: PathBuf,
-    /// Allocation lifetime when the client asks for none, seconds.
-    pub default_lifetime: u64,
-    /// Longest allocation lifetime granted, seconds.
-    pub max_lifetime: u64,
-    /// Nonce validity, seconds.
-    pub nonce_lifetime: u64,
-    /// Most live allocations on this node (0: unlimited; unset: derived from the file
-    /// descriptor limit).
-    pub max_allocations: Option<usize>,
-    /// Most live allocations per user (0: unlimited; unset: a quarter of the relay capacity).
-    pub max_allocations_per_user: Option<usize>,
-    /// Most live allocations of a tenant without its own allocation quota (0: unlimited; unset: half the relay capacity).
-    pub tenant_max_allocations: Option<usize>,
-    /// When non-empty, only peers in these ranges may be reached.
-    pub allowed_peer_ranges: Vec<IpNet>,
-    /// Peers in these ranges are always refused.
-    pub denied_peer_ranges: Vec<IpNet>,
-    /// DANGER: opens otherwise-refused special ranges (loopback, private, ...) to relaying.
-    pub danger_allow_peer_ranges: Vec<IpNet>,
-    /// Client addresses refused on every listener (TURN, STUN, API); re-read on SIGHUP. The API's deny list applies too.
-    pub denied_client_ranges: Vec<IpNet>,
-    /// Unauthenticated answers over UDP (Binding, challenges, errors): bytes a source may get
-    /// back beyond what it sent (0: no budget).
-    pub unauth_bytes_burst: u32,
-    /// ... refilled at this many bytes per second.
-    pub unauth_bytes_per_sec: u32,
-    /// Prometheus /metrics listener; empty to disable.
-    pub metrics_listen: String,
-    /// Bearer token that opens /metrics on the shared (public) port; unset: /metrics only on `metrics_listen`.
-    pub metrics_token: Option<String>,
-    /// `human` or `json`.
-    pub log_format: String,
-    /// tracing filter, e.g. `info` or `turnpike=debug`.
-    pub log_level: String,
-    /// SOFTWARE attribute; empty to send none.
-    pub software: String,
-    /// Seconds a TCP connection may stay idle between frames.
-    pub tcp_idle_timeout: u64,
-    /// Most TURN TCP/TLS connections from one source IP (0: an eighth of `max_connections`).
-    pub tcp_max_per_source: usize,
-    /// Most TURN TCP/TLS client connections at once (0: derived from the file descriptor limit).
-    pub max_connections: usize,
-    /// Seconds a new TCP/TLS connection has to deliver its first complete STUN message.
-    pub tcp_first_frame_timeout: u64,
-    /// Seconds a STUN message or ChannelData frame may take to arrive once its first byte did.
-    pub tcp_frame_timeout: u64,
-    /// Most HTTP connections at once on the API listener and the shared port together (0: derived from the file descriptor limit).
-    pub http_max_connections: usize,
-    /// Seconds an HTTP client has to send a request's headers (then the connection is closed).
-    pub http_header_timeout: u64,
-    /// In drain mode, exit once the last allocation is gone.
-    pub drain_exit: bool,
-    /// Run the control plane (REST API, metering, stored and ephemeral credentials).
-    pub control_plane: bool,
-    /// Database: `sqlite://PATH` or `postgres://...`; unset: `sqlite://<data_dir>/turnpike.db`.
-    pub database_url: Option<String>,
-    /// The operator's admin API key; unset: one is generated and printed at first start.
-    pub admin_key: Option<String>,
-    /// API requests per key: burst.
-    pub api_rate_burst: u32,
-    /// API requests per key: sustained per second.
-    pub api_rate_per_sec: u32,
-    /// Largest API request body, bytes.
-    pub api_max_body: usize,
-    /// Lifetime of minted ephemeral credentials when not asked, seconds.
-    pub ephemeral_default_ttl: u64,
-    /// Longest lifetime of ephemeral credentials, seconds.
-    pub ephemeral_max_ttl: u64,
-    /// How often metered usage is written to the database, milliseconds.
-    pub usage_flush_interval_ms: u64,
-    /// How often credentials are re-read from the database (changes by other nodes), milliseconds.
-    pub directory_sync_interval_ms: u64,
-    /// SMTP server for alert emails; unset: no email.
-    pub smtp_host: Option<String>,
-    /// SMTP port.
-    pub smtp_port: u16,
-    /// `starttls`, `tls` or `none` (DANGER: plain text; for local relays only).
-    pub smtp_security: String,
-    /// SMTP user.
-    pub smtp_username: Option<String>,
-    /// SMTP password.
-    pub smtp_password: Option<String>,
-    /// Sender address of alert emails.
-    pub smtp_from: String,
-    /// Webhook delivery attempts.
-    pub webhook_attempts: u32,
-    /// First webhook retry delay (doubles each time), milliseconds.
-    pub webhook_first_retry_ms: u64,
-    /// DANGER: webhook targets in these otherwise-refused ranges (loopback, private, link-local,
-    /// metadata) are allowed, e.g. `127.0.0.0/8` for a receiver on this machine.
-    pub danger_allow_webhook_ranges: Vec<IpNet>,
-    /// Failed API key lookups allowed per client IP and minute before 429 (0: no limit).
-    pub api_auth_failures_per_minute: u32,
-    /// Signalling room bus: `memory` (one node), `postgres` (LISTEN/NOTIFY; several nodes sharing `database_url`), or `auto` (postgres when `database_url` is PostgreSQL).
-    pub signal_bus: String,
-    /// Serve the demo pages (`/demo`, `/demo/ice-test`) and mint tokens for a built-in demo tenant (rate limited, with a daily quota).
-    pub demo_enabled: bool,
-    /// Serve the demo pages and demo tokens on the shared (public) port too (they mint TURN credentials for anyone).
-    pub demo_public: bool,
-    /// Largest signalling message, bytes.
-    pub signal_max_message_bytes: usize,
-    /// Most participants in one room.
-    pub signal_max_room_size: usize,
-    /// Most signalling connections from one IP address (per node).
-    pub signal_max_conns_per_ip: usize,
-    /// Most signalling participants of one tenant (per node).
-    pub signal_max_conns_per_tenant: usize,
-    /// Messages per second per connection (burst twice that).
-    pub signal_msgs_per_sec: u32,
-    /// Bytes per second per connection.
-    pub signal_bytes_per_sec: u32,
-    /// Outbound messages queued per connection before a slow consumer is disconnected.
-    pub signal_queue: usize,
-    /// How long a dropped session may resume before its peer is reported gone, milliseconds.
-    pub signal_resume_grace_ms: u64,
-    /// Seconds without a message or pong before a socket is closed.
-    pub signal_idle_timeout: u64,
-    /// Seconds a new socket has to send `join`.
-    pub signal_handshake_timeout: u64,
+/// The Rust type of a key's value: `one T`, `list T` (`Vec<T>`, comma-separated on the command
+/// line) or `opt T` (`Option<T>`: unset unless given).
+macro_rules! value_type {
+    (one $t:ty) => { $t };
+    (list $t:ty) => { Vec<$t> };
+    (opt $t:ty) => { Option<$t> };
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            realm: "turnpike".into(),
-            listen_udp: vec![
-                "0.0.0.0:3478".parse().expect("literal"),
-                "[::]:3478".parse().expect("literal"),
-            ],
-            listen_tcp: vec![
-                "0.0.0.0:3478".parse().expect("literal"),
-                "[::]:3478".parse().expect("literal"),
-            ],
-            listen_tls: vec![
-                "0.0.0.0:5349".parse().expect("literal"),
-                "[::]:5349".parse().expect("literal"),
-            ],
-            listen_dtls: vec![
-                "0.0.0.0:5349".parse().expect("literal"),
-                "[::]:5349".parse().expect("literal"),
-            ],
-            listen_mux: vec![],
-            public_host: None,
-            rfc5780_alternate_ip: None,
-            rfc5780_primary_ip: None,
-            rfc5780_alternate_port: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_self_signed_names: vec!["localhost".into()],
-            tls_handshake_timeout: 10,
-            relay_ipv4: None,
-            relay_ipv6: None,
-            external_ipv4: None,
-            external_ipv6: None,
-            relay_port_min: 49152,
-            relay_port_max: 65535,
-            workers: 0,
-            users: vec![],
-            shared_secrets: vec![],
-            data_dir: "turnpike-data".into(),
-            default_lifetime: 600,
-            max_lifetime: 3600,
-            nonce_lifetime: 600,
-            max_allocations: None,
-            max_allocations_per_user: None,
-            tenant_max_allocations: None,
-            allowed_peer_ranges: vec![],
-            denied_peer_ranges: vec![],
-            danger_allow_peer_ranges: vec![],
-            denied_client_ranges: vec![],
-            unauth_bytes_burst: 8192,
-            unauth_bytes_per_sec: 2048,
-            metrics_listen: "127.0.0.1:9478".into(),
-            metrics_token: None,
-            log_format: "human".into(),
-            log_level: "info".into(),
-            software: concat!("Turnpike ", env!("CARGO_PKG_VERSION")).into(),
-            tcp_idle_timeout: 600,
-            tcp_max_per_source: 0,
-            max_connections: 0,
-            tcp_first_frame_timeout: 10,
-            tcp_frame_timeout: 10,
-            http_max_connections: 0,
-            http_header_timeout: 10,
-            drain_exit: false,
-            control_plane: true,
-            database_url: None,
-            admin_key: None,
-            api_rate_burst: 100,
-            api_rate_per_sec: 50,
-            api_max_body: 65536,
-            ephemeral_default_ttl: 3600,
-            ephemeral_max_ttl: 604800,
-            usage_flush_interval_ms: 2000,
-            directory_sync_interval_ms: 2000,
-            smtp_host: None,
-            smtp_port: 587,
-            smtp_security: "starttls".into(),
-            smtp_username: None,
-            smtp_password: None,
-            smtp_from: "turnpike@localhost".into(),
-            webhook_attempts: 6,
-            webhook_first_retry_ms: 1000,
-            danger_allow_webhook_ranges: vec![],
-            api_auth_failures_per_minute: 30,
-            signal_bus: "auto".into(),
-            demo_enabled: true,
-            demo_public: false,
-            signal_max_message_bytes: 16384,
-            signal_max_room_size: 16,
-            signal_max_conns_per_ip: 50,
-            signal_max_conns_per_tenant: 1000,
-            signal_msgs_per_sec: 50,
-            signal_bytes_per_sec: 262144,
-            signal_queue: 256,
-            signal_resume_grace_ms: 20000,
-            signal_idle_timeout: 60,
-            signal_handshake_timeout: 10,
+/// The flag of one key (its env variable and help from the key's doc comment).
+macro_rules! key_arg {
+    (list $t:ty, $name:expr, $doc:expr) => {
+        flag($name, $doc)
+            .value_parser(clap::value_parser!($t))
+            .value_delimiter(',')
+            .action(clap::ArgAction::Append)
+    };
+    ($kind:ident $t:ty, $name:expr, $doc:expr) => {
+        flag($name, $doc).value_parser(clap::value_parser!($t))
+    };
+}
+
+/// A key's value given by a flag or variable, merged over the file's.
+macro_rules! key_override {
+    (list $t:ty, $m:expr, $name:expr, $fig:expr) => {
+        if let Some(v) = $m.get_many::<$t>($name) {
+            $fig = $fig.merge(Serialized::default($name, v.cloned().collect::<Vec<$t>>()));
         }
-    }
+    };
+    ($kind:ident $t:ty, $m:expr, $name:expr, $fig:expr) => {
+        if let Some(v) = $m.get_one::<$t>($name) {
+            $fig = $fig.merge(Serialized::default($name, v));
+        }
+    };
 }
 
-/// Command line. Each option mirrors a config key; unset options leave the file's value.
+/// Every configuration key, once: its doc comment (the help text and the reference), name,
+/// type and default.
+macro_rules! keys {
+    ($( $(#[doc = $doc:literal])* $name:ident : $kind:ident $t:ty = $default:expr; )*) => {
+        /// The settled configuration.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub(crate) struct Config {
+            $( $(#[doc = $doc])* pub $name: value_type!($kind $t), )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Self { $( $name: $default, )* }
+            }
+        }
+
+        /// Every key's name and doc, in definition order.
+        pub(crate) const KEYS: &[(&str, &[&str])] = &[ $( (stringify!($name), &[$($doc),*]) ),* ];
+
+        /// The flags (and variables) of every key.
+        fn key_args() -> Vec<clap::Arg> {
+            vec![ $( key_arg!($kind $t, stringify!($name), &[$($doc),*]) ),* ]
+        }
+
+        /// Merges the keys given on the command line or in the environment over `fig`.
+        fn merge_overrides(mut fig: Figment, m: &clap::ArgMatches) -> Figment {
+            $( key_override!($kind $t, m, stringify!($name), fig); )*
+            fig
+        }
+    };
+}
+
+/// A key's flag: `--key-name`, variable `TURNPIKE_KEY_NAME`, help from its doc comment.
+fn flag(name: &'static str, doc: &[&str]) -> clap::Arg {
+    // Names live for the whole run (the command line is parsed once at start).
+    let long: &'static str = Box::leak(name.replace('_', "-").into_boxed_str());
+    let env: &'static str =
+        Box::leak(format!("TURNPIKE_{}", name.to_ascii_uppercase()).into_boxed_str());
+    let text = doc_text(doc);
+    let short_help = text.split(". ").next().unwrap_or(&text).to_string();
+    let value: &'static str = Box::leak(name.to_ascii_uppercase().into_boxed_str());
+    clap::Arg::new(name)
+        .long(long)
+        .env(env)
+        .value_name(value)
+        .global(true)
+        .help(short_help)
+        .long_help(text)
+}
+
+/// A doc comment's lines as one paragraph.
+fn doc_text(doc: &[&str]) -> String {
+    doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
+}
+
+keys! {
+    /// REALM of long-term credentials.
+    realm: one String = "turnpike".into();
+    /// UDP listeners. If IPv6 is unavailable the default falls back to IPv4 with a warning.
+    listen_udp: list SocketAddr = vec![
+        "0.0.0.0:3478".parse().expect("literal"),
+        "[::]:3478".parse().expect("literal"),
+    ];
+    /// TCP listeners.
+    listen_tcp: list SocketAddr = vec![
+        "0.0.0.0:3478".parse().expect("literal"),
+        "[::]:3478".parse().expect("literal"),
+    ];
+    /// TLS listeners (TURNS, TLS 1.2/1.3, ALPN `stun.turn`, `stun.nat-discovery`).
+    listen_tls: list SocketAddr = vec![
+        "0.0.0.0:5349".parse().expect("literal"),
+        "[::]:5349".parse().expect("literal"),
+    ];
+    /// UDP listeners for TURN over DTLS 1.2/1.3; plain STUN/TURN datagrams are served on them too
+    /// (RFC 7983 first byte).
+    listen_dtls: list SocketAddr = vec![
+        "0.0.0.0:5349".parse().expect("literal"),
+        "[::]:5349".parse().expect("literal"),
+    ];
+    /// TCP listeners shared by TURN, TURNS, HTTP and HTTPS, e.g. `["0.0.0.0:443"]` (ALPN and first-
+    /// byte sniffing).
+    listen_mux: list SocketAddr = vec![];
+    /// Host name (or IP) used in ICE-server URIs (`turnpike ice-servers`); unset: the listeners'
+    /// own addresses.
+    public_host: opt String = None;
+    /// Enables RFC 5780 NAT behaviour discovery with this second IP: UDP Binding requests may carry
+    /// CHANGE-REQUEST/RESPONSE-PORT, responses carry RESPONSE-ORIGIN and OTHER-ADDRESS; the node
+    /// listens on both IPs and both ports.
+    rfc5780_alternate_ip: opt IpAddr = None;
+    /// The first IP of the pair (required when `listen_udp` is a wildcard).
+    rfc5780_primary_ip: opt IpAddr = None;
+    /// The second port of the pair.
+    rfc5780_alternate_port: opt u16 = None;
+    /// PEM certificate chain for TLS, with `tls_key`. Reloaded without a restart on SIGHUP and when
+    /// the files change; live connections keep theirs. Unset: a self-signed development certificate
+    /// for `tls_self_signed_names`, announced with a warning. DTLS needs an ECDSA key; with an RSA
+    /// key DTLS uses a generated self-signed ECDSA certificate.
+    tls_cert: opt PathBuf = None;
+    /// PEM private key for `tls_cert` (reloaded with it).
+    tls_key: opt PathBuf = None;
+    /// Names in the generated development certificate.
+    tls_self_signed_names: list String = vec!["localhost".into()];
+    /// Seconds a TLS or DTLS handshake (or the first bytes on a shared port) may take.
+    tls_handshake_timeout: one u64 = DRIVER::TLS_HANDSHAKE_TIMEOUT.as_secs();
+    /// IPv4 address relay sockets bind to; default: the address the client reached, or for a client
+    /// that came over IPv6 (and gets an IPv4 relay by default, RFC 8656), the first specific IPv4
+    /// listener address.
+    relay_ipv4: opt IpAddr = None;
+    /// IPv6 address relay sockets bind to; default: the address the client reached, or for a client
+    /// that came over IPv4 and asked for IPv6, the first specific IPv6 listener address. Set it
+    /// when the listeners are wildcards (`[::]`).
+    relay_ipv6: opt IpAddr = None;
+    /// Public IPv4 address advertised in XOR-RELAYED-ADDRESS when behind 1:1 NAT.
+    external_ipv4: opt IpAddr = None;
+    /// Public IPv6 address advertised in XOR-RELAYED-ADDRESS when behind 1:1 NAT.
+    external_ipv6: opt IpAddr = None;
+    /// Lowest relay port (inclusive; 1024 or above).
+    relay_port_min: one u16 = DRIVER::RELAY_PORT_MIN;
+    /// Highest relay port (inclusive).
+    relay_port_max: one u16 = DRIVER::RELAY_PORT_MAX;
+    /// Worker threads; 0 = one per core.
+    workers: one usize = 0;
+    /// Static users, `name:password` or `name:0x<32 hex>` (MD5 key as `turnadmin -k` prints it).
+    users: list String = vec![];
+    /// Secrets for time-limited credentials; all are accepted (rotation), the first mints.
+    shared_secrets: list String = vec![];
+    /// Where generated state lives (the shared secret, the SQLite database, `turnpike.lock`).
+    /// Created 0700 (an existing looser directory is tightened, with a warning); its files are
+    /// 0600, whatever the umask. One Turnpike per data directory: a second one refuses to start.
+    data_dir: one PathBuf = "turnpike-data".into();
+    /// Allocation lifetime when the client asks for none (s).
+    default_lifetime: one u64 = PROTO::DEFAULT_LIFETIME.as_secs();
+    /// Longest allocation lifetime granted (s).
+    max_lifetime: one u64 = PROTO::MAX_LIFETIME.as_secs();
+    /// Nonce validity before 438 Stale Nonce (s).
+    nonce_lifetime: one u64 = PROTO::NONCE_LIFETIME.as_secs();
+    /// Live allocations on this node (0 = unlimited); beyond it, 486. Unset: 40 % of the file
+    /// descriptors above a reserve (see [security.md](security.md#resource-caps)).
+    max_allocations: opt usize = None;
+    /// Live allocations per username (0 = unlimited); beyond it, 486. The relay capacity is the
+    /// smaller of the relay port range and `max_allocations`: by default no single credential can
+    /// take more than a quarter of it.
+    max_allocations_per_user: opt usize = None;
+    /// Live allocations of a tenant that has no allocation quota of its own (0 = unlimited); beyond
+    /// it, 486.
+    tenant_max_allocations: opt usize = None;
+    /// When non-empty, only these peer ranges are relayed to.
+    allowed_peer_ranges: list IpNet = vec![];
+    /// Always refused (403).
+    denied_peer_ranges: list IpNet = vec![];
+    /// Opens otherwise-refused special ranges (loopback, RFC 1918, CGNAT, link-local, multicast,
+    /// documentation, ...). Logged as a warning at start. The server's own listener addresses stay
+    /// refused whatever this says.
+    danger_allow_peer_ranges: list IpNet = vec![];
+    /// Client addresses refused on every listener: STUN/TURN datagrams are dropped, TCP/TLS and
+    /// HTTP connections closed at accept, their live allocations closed. Re-read on SIGHUP (no
+    /// restart). The API's deny list (`/v1/deny-list`) applies too.
+    denied_client_ranges: list IpNet = vec![];
+    /// Byte budget per source IP for unauthenticated answers over UDP (Binding responses, 401/438
+    /// challenges, other errors): a source gets back what it sent plus this surplus, so the server
+    /// cannot amplify traffic toward a spoofed address; beyond, requests are dropped and counted
+    /// (UDP clients retransmit). `0` turns the budget off. Stream and DTLS clients are not limited:
+    /// their handshake already proved the address.
+    unauth_bytes_burst: one u32 = PROTO::UNAUTH_BYTES_BURST;
+    /// How fast the surplus of `unauth_bytes_burst` refills, bytes per second.
+    unauth_bytes_per_sec: one u32 = PROTO::UNAUTH_BYTES_PER_SEC;
+    /// The private HTTP listener: `/metrics`, `/healthz`, the API, signalling and the demo pages;
+    /// empty disables. Keep it on loopback or a private network (a warning says so when it is not
+    /// loopback and no `metrics_token` is set).
+    metrics_listen: one String = "127.0.0.1:9478".into();
+    /// Bearer token that opens `/metrics` on the shared (public) port too; unset: `/metrics` is
+    /// served on `metrics_listen` only.
+    metrics_token: opt String = None;
+    /// `human` or `json`.
+    log_format: one String = "human".into();
+    /// tracing filter, e.g. `debug` or `turnpike_proto=debug`.
+    log_level: one String = "info".into();
+    /// SOFTWARE attribute in authenticated responses; empty for none.
+    software: one String = concat!("Turnpike ", env!("CARGO_PKG_VERSION")).into();
+    /// TCP/TLS connections idle between frames longer than this are closed (s).
+    tcp_idle_timeout: one u64 = DRIVER::TCP_IDLE_TIMEOUT.as_secs();
+    /// TURN TCP/TLS connections from one source IP, across all workers (0: an eighth of
+    /// `max_connections`).
+    tcp_max_per_source: one usize = 0;
+    /// TURN TCP/TLS/shared-port connections at once, across all workers (0: 40 % of the file
+    /// descriptors above a reserve). Beyond it, new connections are closed at accept, counted in
+    /// `turnpike_connections_refused_total` and logged (once a minute at most).
+    max_connections: one usize = 0;
+    /// A new TCP/TLS connection must deliver its first complete STUN message within this (s).
+    tcp_first_frame_timeout: one u64 = DRIVER::TCP_FIRST_FRAME_TIMEOUT.as_secs();
+    /// A frame, once its first byte arrived, must be complete within this (s): a client trickling
+    /// bytes (slow loris) is closed.
+    tcp_frame_timeout: one u64 = DRIVER::TCP_FRAME_TIMEOUT.as_secs();
+    /// Connections at once on `metrics_listen` (0: 20 % of the file descriptors above a reserve; a
+    /// quarter of it per source IP). The shared port's HTTP connections count under
+    /// `max_connections`.
+    http_max_connections: one usize = 0;
+    /// Seconds an HTTP client has to send a request's headers, on `metrics_listen` and on the
+    /// shared port; then the connection is closed.
+    http_header_timeout: one u64 = 10;
+    /// In drain mode (SIGUSR1), exit once the last allocation is gone.
+    drain_exit: one bool = false;
+    /// Run the control plane: REST API, metering, stored and ephemeral credentials ([control-
+    /// plane.md](control-plane.md)).
+    control_plane: one bool = true;
+    /// `sqlite://PATH` or `postgres://user:pass@host/db` (several nodes share one PostgreSQL).
+    /// Migrations run at start-up. Redacted in `check-config`.
+    database_url: opt String = None;
+    /// The operator's API key (at least 24 characters). Unset: one is generated at first start,
+    /// printed once, stored hashed.
+    admin_key: opt String = None;
+    /// Requests per API key: burst (429 with `Retry-After` beyond).
+    api_rate_burst: one u32 = 100;
+    /// Requests per API key: sustained rate per second.
+    api_rate_per_sec: one u32 = 50;
+    /// Largest API request body in bytes (413 beyond).
+    api_max_body: one usize = 65536;
+    /// Lifetime of minted ephemeral credentials when not asked, seconds.
+    ephemeral_default_ttl: one u64 = 3600;
+    /// Longest lifetime of ephemeral credentials, seconds.
+    ephemeral_max_ttl: one u64 = 604800;
+    /// How often metered usage is written to the database; a power cut loses at most this plus one
+    /// second of counts (SIGTERM loses nothing).
+    usage_flush_interval_ms: one u64 = 2000;
+    /// How often credentials, secrets, revocations and quotas are re-read from the database
+    /// (changes made by other nodes). Local changes apply at once.
+    directory_sync_interval_ms: one u64 = 2000;
+    /// SMTP server for alert emails; unset: no email.
+    smtp_host: opt String = None;
+    /// SMTP port.
+    smtp_port: one u16 = 587;
+    /// `starttls`, `tls`, or `none` (plain text: for a local relay only; warned).
+    smtp_security: one String = "starttls".into();
+    /// SMTP AUTH user.
+    smtp_username: opt String = None;
+    /// SMTP AUTH password (redacted in `check-config`).
+    smtp_password: opt String = None;
+    /// Sender of alert emails.
+    smtp_from: one String = "turnpike@localhost".into();
+    /// Webhook delivery attempts.
+    webhook_attempts: one u32 = 6;
+    /// First webhook retry delay (doubling each time), milliseconds.
+    webhook_first_retry_ms: one u64 = 1000;
+    /// DANGER: webhook targets in these otherwise-refused ranges (loopback, private, link-local,
+    /// cloud metadata) are allowed, e.g. `["127.0.0.0/8"]` for a receiver on this machine.
+    danger_allow_webhook_ranges: list IpNet = vec![];
+    /// Failed API key lookups allowed per client IP and minute; beyond that the IP gets 429 without
+    /// a lookup (0: no limit).
+    api_auth_failures_per_minute: one u32 = 30;
+    /// Signalling room bus: `memory` (one node), `postgres` (LISTEN/NOTIFY, nodes sharing
+    /// `database_url`), `auto` (postgres when `database_url` is PostgreSQL).
+    signal_bus: one String = "auto".into();
+    /// Serve `/demo` and `/demo/ice-test` with tokens for a built-in demo tenant (rate limited, 5
+    /// GB/day) on `metrics_listen`.
+    demo_enabled: one bool = true;
+    /// Serve the demo pages and `/demo/token` on the shared (public) port too. `/demo/token` hands
+    /// TURN credentials to anyone who asks: leave it off in production.
+    demo_public: one bool = false;
+    /// Largest signalling message.
+    signal_max_message_bytes: one usize = 16384;
+    /// Most participants per room.
+    signal_max_room_size: one usize = 16;
+    /// Most signalling connections from one IP address (per node).
+    signal_max_conns_per_ip: one usize = 50;
+    /// Most signalling participants of one tenant (per node).
+    signal_max_conns_per_tenant: one usize = 1000;
+    /// Signalling messages per second per connection (burst twice that).
+    signal_msgs_per_sec: one u32 = 50;
+    /// Signalling bytes per second per connection.
+    signal_bytes_per_sec: one u32 = 262144;
+    /// Outbound messages queued per connection before a slow consumer is disconnected.
+    signal_queue: one usize = 256;
+    /// How long a dropped session may resume.
+    signal_resume_grace_ms: one u64 = 20000;
+    /// Seconds without a message or pong before a signalling socket is closed.
+    signal_idle_timeout: one u64 = 60;
+    /// Seconds a new signalling socket has to send `join`.
+    signal_handshake_timeout: one u64 = 10;
+}
+
+/// Command line: the subcommands and `--config`; every key's flag is added from [`keys!`].
 #[derive(Debug, Parser)]
 #[command(
     name = "turnpike",
@@ -294,14 +344,12 @@ impl Default for Config {
 )]
 #[command(
     after_help = "Signals: SIGTERM/SIGINT stop gracefully; SIGUSR1 enters drain mode \
-(no new allocations, existing ones finish)."
+(no new allocations, existing ones finish); SIGHUP reloads certificates and the client deny list."
 )]
 pub(crate) struct Cli {
     /// TOML configuration file.
     #[arg(long, short = 'c', env = "TURNPIKE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    #[command(flatten)]
-    pub overrides: Overrides,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -328,348 +376,48 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 86_400)]
         ttl: u64,
     },
+    /// Print the reference table of every configuration key (Markdown, as in
+    /// docs/configuration.md).
+    ConfigReference,
 }
 
-/// Flag/env overrides: the same keys as [`Config`].
-#[derive(Debug, Default, Args, Serialize)]
-pub(crate) struct Overrides {
-    #[arg(long, env = "TURNPIKE_REALM", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    realm: Option<String>,
-    #[arg(
-        long,
-        env = "TURNPIKE_LISTEN_UDP",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen_udp: Option<Vec<SocketAddr>>,
-    #[arg(
-        long,
-        env = "TURNPIKE_LISTEN_TCP",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen_tcp: Option<Vec<SocketAddr>>,
-    #[arg(
-        long,
-        env = "TURNPIKE_LISTEN_TLS",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen_tls: Option<Vec<SocketAddr>>,
-    #[arg(
-        long,
-        env = "TURNPIKE_LISTEN_DTLS",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen_dtls: Option<Vec<SocketAddr>>,
-    #[arg(
-        long,
-        env = "TURNPIKE_LISTEN_MUX",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen_mux: Option<Vec<SocketAddr>>,
-    #[arg(long, env = "TURNPIKE_PUBLIC_HOST", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    public_host: Option<String>,
-    #[arg(long, env = "TURNPIKE_RFC5780_ALTERNATE_IP", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rfc5780_alternate_ip: Option<IpAddr>,
-    #[arg(long, env = "TURNPIKE_RFC5780_PRIMARY_IP", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rfc5780_primary_ip: Option<IpAddr>,
-    #[arg(long, env = "TURNPIKE_RFC5780_ALTERNATE_PORT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rfc5780_alternate_port: Option<u16>,
-    #[arg(long, env = "TURNPIKE_TLS_CERT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_cert: Option<PathBuf>,
-    #[arg(long, env = "TURNPIKE_TLS_KEY", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_key: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "TURNPIKE_TLS_SELF_SIGNED_NAMES",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_self_signed_names: Option<Vec<String>>,
-    #[arg(long, env = "TURNPIKE_TLS_HANDSHAKE_TIMEOUT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_handshake_timeout: Option<u64>,
-    #[arg(long, env = "TURNPIKE_RELAY_IPV4", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    relay_ipv4: Option<IpAddr>,
-    #[arg(long, env = "TURNPIKE_RELAY_IPV6", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    relay_ipv6: Option<IpAddr>,
-    #[arg(long, env = "TURNPIKE_EXTERNAL_IPV4", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    external_ipv4: Option<IpAddr>,
-    #[arg(long, env = "TURNPIKE_EXTERNAL_IPV6", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    external_ipv6: Option<IpAddr>,
-    #[arg(long, env = "TURNPIKE_RELAY_PORT_MIN", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    relay_port_min: Option<u16>,
-    #[arg(long, env = "TURNPIKE_RELAY_PORT_MAX", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    relay_port_max: Option<u16>,
-    #[arg(long, env = "TURNPIKE_WORKERS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    workers: Option<usize>,
-    /// Static users `name:password`, comma-separated.
-    #[arg(long, env = "TURNPIKE_USERS", value_delimiter = ',', global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    users: Option<Vec<String>>,
-    /// Shared secrets for time-limited credentials, comma-separated.
-    #[arg(
-        long,
-        env = "TURNPIKE_SHARED_SECRETS",
-        value_delimiter = ',',
-        global = true,
-        hide_env_values = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shared_secrets: Option<Vec<String>>,
-    #[arg(long, env = "TURNPIKE_DATA_DIR", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<PathBuf>,
-    #[arg(long, env = "TURNPIKE_DEFAULT_LIFETIME", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    default_lifetime: Option<u64>,
-    #[arg(long, env = "TURNPIKE_MAX_LIFETIME", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_lifetime: Option<u64>,
-    #[arg(long, env = "TURNPIKE_NONCE_LIFETIME", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    nonce_lifetime: Option<u64>,
-    #[arg(long, env = "TURNPIKE_MAX_ALLOCATIONS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_allocations: Option<usize>,
-    #[arg(long, env = "TURNPIKE_MAX_ALLOCATIONS_PER_USER", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_allocations_per_user: Option<usize>,
-    /// Most live allocations of a tenant without its own allocation quota (0: unlimited; unset: half the relay capacity).
-    #[arg(long, env = "TURNPIKE_TENANT_MAX_ALLOCATIONS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tenant_max_allocations: Option<usize>,
-    #[arg(
-        long,
-        env = "TURNPIKE_ALLOWED_PEER_RANGES",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    allowed_peer_ranges: Option<Vec<IpNet>>,
-    #[arg(
-        long,
-        env = "TURNPIKE_DENIED_PEER_RANGES",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    denied_peer_ranges: Option<Vec<IpNet>>,
-    /// DANGER: allow relaying to these otherwise-refused ranges (e.g. 127.0.0.0/8 for tests).
-    #[arg(
-        long,
-        env = "TURNPIKE_DANGER_ALLOW_PEER_RANGES",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    danger_allow_peer_ranges: Option<Vec<IpNet>>,
-    /// Client addresses refused on every listener (TURN, STUN, API); re-read on SIGHUP. The API's deny list applies too.
-    #[arg(
-        long,
-        env = "TURNPIKE_DENIED_CLIENT_RANGES",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    denied_client_ranges: Option<Vec<IpNet>>,
-    #[arg(long, env = "TURNPIKE_UNAUTH_BYTES_BURST", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unauth_bytes_burst: Option<u32>,
-    #[arg(long, env = "TURNPIKE_UNAUTH_BYTES_PER_SEC", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unauth_bytes_per_sec: Option<u32>,
-    /// Prometheus listener address; empty disables it.
-    #[arg(long, env = "TURNPIKE_METRICS_LISTEN", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_listen: Option<String>,
-    /// Bearer token that opens /metrics on the shared (public) port; unset: /metrics only on `metrics_listen`.
-    #[arg(long, env = "TURNPIKE_METRICS_TOKEN", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_token: Option<String>,
-    /// `human` or `json`.
-    #[arg(long, env = "TURNPIKE_LOG_FORMAT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_format: Option<String>,
-    #[arg(long, env = "TURNPIKE_LOG_LEVEL", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_level: Option<String>,
-    #[arg(long, env = "TURNPIKE_SOFTWARE", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    software: Option<String>,
-    #[arg(long, env = "TURNPIKE_TCP_IDLE_TIMEOUT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_idle_timeout: Option<u64>,
-    #[arg(long, env = "TURNPIKE_TCP_MAX_PER_SOURCE", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_max_per_source: Option<usize>,
-    /// Most TURN TCP/TLS client connections at once (0: derived from the file descriptor limit).
-    #[arg(long, env = "TURNPIKE_MAX_CONNECTIONS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_connections: Option<usize>,
-    /// Seconds a new TCP/TLS connection has to deliver its first complete STUN message.
-    #[arg(long, env = "TURNPIKE_TCP_FIRST_FRAME_TIMEOUT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_first_frame_timeout: Option<u64>,
-    /// Seconds a STUN message or ChannelData frame may take to arrive once its first byte did.
-    #[arg(long, env = "TURNPIKE_TCP_FRAME_TIMEOUT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_frame_timeout: Option<u64>,
-    /// Most HTTP connections at once on the API listener and the shared port together (0: derived from the file descriptor limit).
-    #[arg(long, env = "TURNPIKE_HTTP_MAX_CONNECTIONS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_max_connections: Option<usize>,
-    /// Seconds an HTTP client has to send a request's headers (then the connection is closed).
-    #[arg(long, env = "TURNPIKE_HTTP_HEADER_TIMEOUT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_header_timeout: Option<u64>,
-    #[arg(long, env = "TURNPIKE_DRAIN_EXIT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    drain_exit: Option<bool>,
-    #[arg(long, env = "TURNPIKE_CONTROL_PLANE", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    control_plane: Option<bool>,
-    #[arg(
-        long,
-        env = "TURNPIKE_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<String>,
-    #[arg(
-        long,
-        env = "TURNPIKE_ADMIN_KEY",
-        global = true,
-        hide_env_values = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    admin_key: Option<String>,
-    #[arg(long, env = "TURNPIKE_API_RATE_BURST", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_rate_burst: Option<u32>,
-    #[arg(long, env = "TURNPIKE_API_RATE_PER_SEC", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_rate_per_sec: Option<u32>,
-    #[arg(long, env = "TURNPIKE_API_MAX_BODY", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_max_body: Option<usize>,
-    #[arg(long, env = "TURNPIKE_EPHEMERAL_DEFAULT_TTL", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ephemeral_default_ttl: Option<u64>,
-    #[arg(long, env = "TURNPIKE_EPHEMERAL_MAX_TTL", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ephemeral_max_ttl: Option<u64>,
-    #[arg(long, env = "TURNPIKE_USAGE_FLUSH_INTERVAL_MS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage_flush_interval_ms: Option<u64>,
-    #[arg(long, env = "TURNPIKE_DIRECTORY_SYNC_INTERVAL_MS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    directory_sync_interval_ms: Option<u64>,
-    #[arg(long, env = "TURNPIKE_SMTP_HOST", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    smtp_host: Option<String>,
-    #[arg(long, env = "TURNPIKE_SMTP_PORT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    smtp_port: Option<u16>,
-    #[arg(long, env = "TURNPIKE_SMTP_SECURITY", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    smtp_security: Option<String>,
-    #[arg(long, env = "TURNPIKE_SMTP_USERNAME", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    smtp_username: Option<String>,
-    #[arg(
-        long,
-        env = "TURNPIKE_SMTP_PASSWORD",
-        global = true,
-        hide_env_values = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    smtp_password: Option<String>,
-    #[arg(long, env = "TURNPIKE_SMTP_FROM", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    smtp_from: Option<String>,
-    #[arg(long, env = "TURNPIKE_WEBHOOK_ATTEMPTS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    webhook_attempts: Option<u32>,
-    #[arg(long, env = "TURNPIKE_WEBHOOK_FIRST_RETRY_MS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    webhook_first_retry_ms: Option<u64>,
-    /// DANGER: allow webhook targets in these otherwise-refused ranges.
-    #[arg(
-        long,
-        env = "TURNPIKE_DANGER_ALLOW_WEBHOOK_RANGES",
-        value_delimiter = ',',
-        global = true
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    danger_allow_webhook_ranges: Option<Vec<IpNet>>,
-    #[arg(long, env = "TURNPIKE_API_AUTH_FAILURES_PER_MINUTE", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_auth_failures_per_minute: Option<u32>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_BUS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_bus: Option<String>,
-    #[arg(long, env = "TURNPIKE_DEMO_ENABLED", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    demo_enabled: Option<bool>,
-    /// Serve the demo pages and demo tokens on the shared (public) port too (they mint TURN credentials for anyone).
-    #[arg(long, env = "TURNPIKE_DEMO_PUBLIC", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    demo_public: Option<bool>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_MAX_MESSAGE_BYTES", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_max_message_bytes: Option<usize>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_MAX_ROOM_SIZE", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_max_room_size: Option<usize>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_MAX_CONNS_PER_IP", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_max_conns_per_ip: Option<usize>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_MAX_CONNS_PER_TENANT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_max_conns_per_tenant: Option<usize>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_MSGS_PER_SEC", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_msgs_per_sec: Option<u32>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_BYTES_PER_SEC", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_bytes_per_sec: Option<u32>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_QUEUE", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_queue: Option<usize>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_RESUME_GRACE_MS", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_resume_grace_ms: Option<u64>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_IDLE_TIMEOUT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_idle_timeout: Option<u64>,
-    #[arg(long, env = "TURNPIKE_SIGNAL_HANDSHAKE_TIMEOUT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal_handshake_timeout: Option<u64>,
+/// The command line as parsed: the subcommand, the file, and the keys given by flag or variable.
+pub(crate) struct Invocation {
+    pub cli: Cli,
+    matches: clap::ArgMatches,
+}
+
+impl Invocation {
+    /// Parses the process's arguments (exits with clap's message on a bad one).
+    pub(crate) fn from_env() -> Self {
+        let matches = Cli::command().args(key_args()).get_matches();
+        let cli = match Cli::from_arg_matches(&matches) {
+            Ok(c) => c,
+            Err(e) => e.exit(),
+        };
+        Self { cli, matches }
+    }
+
+    /// Defaults, then the file, then variables and flags.
+    pub(crate) fn load(&self) -> Result<Config> {
+        Config::load(self.cli.config.as_ref(), &self.matches)
+    }
+}
+
+/// The reference table of every key: name, default, meaning.
+pub(crate) fn reference_table() -> String {
+    let defaults = serde_json::to_value(Config::default()).expect("the defaults serialize");
+    let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
+    for (name, doc) in KEYS {
+        let d = match &defaults[*name] {
+            serde_json::Value::Null => "none".to_string(),
+            serde_json::Value::Array(a) if a.is_empty() => "`[]`".to_string(),
+            v => format!("`{}`", v.to_string().replace(',', ", ")),
+        };
+        let d = d.replace(env!("CARGO_PKG_VERSION"), "<version>");
+        out.push_str(&format!("| `{name}` | {d} | {} |\n", doc_text(doc)));
+    }
+    out
 }
 
 impl Config {
@@ -710,7 +458,7 @@ impl Config {
     }
 
     /// Defaults, then `file`, then flags and environment.
-    pub(crate) fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Self> {
+    fn load(file: Option<&PathBuf>, overrides: &clap::ArgMatches) -> Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Self::default()));
         if let Some(f) = file {
             if !f.exists() {
@@ -721,7 +469,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Serialized::defaults(overrides));
+        fig = merge_overrides(fig, overrides);
         let cfg: Self = fig.extract().map_err(|e| {
             let mut msg = String::new();
             for err in e {
@@ -904,5 +652,69 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEGIN: &str = "<!-- keys: generated by `turnpike config-reference`; edit the doc comments in turnpike/src/config.rs -->\n";
+    const END: &str = "<!-- end of keys -->";
+
+    #[test]
+    fn the_reference_in_the_docs_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).expect("docs/configuration.md is readable");
+        let start = doc
+            .find(BEGIN)
+            .expect("docs/configuration.md has the keys marker")
+            + BEGIN.len();
+        let end = doc[start..]
+            .find(END)
+            .expect("docs/configuration.md has the end marker")
+            + start;
+        assert!(
+            doc[start..end] == reference_table(),
+            "docs/configuration.md is out of date: replace its table with the output of `cargo run -- config-reference`"
+        );
+    }
+
+    #[test]
+    fn every_key_has_a_flag_and_a_variable() {
+        let cmd = Cli::command().args(key_args());
+        for (name, doc) in KEYS {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == *name)
+                .unwrap_or_else(|| panic!("no flag for {name}"));
+            assert_eq!(arg.get_long(), Some(name.replace('_', "-").as_str()));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(format!("TURNPIKE_{}", name.to_ascii_uppercase()).as_str())
+            );
+            assert!(!doc.is_empty(), "{name} has no doc comment");
+        }
+    }
+
+    #[test]
+    fn flags_and_variables_override_the_file() {
+        let m = Cli::command().args(key_args()).get_matches_from([
+            "turnpike",
+            "--listen-udp",
+            "127.0.0.1:5000,127.0.0.1:5001",
+            "--relay-port-min",
+            "2000",
+            "--public-host",
+            "turn.example.com",
+            "--demo-public",
+            "true",
+        ]);
+        let cfg = Config::load(None, &m).unwrap();
+        assert_eq!(cfg.listen_udp.len(), 2);
+        assert_eq!(cfg.relay_port_min, 2000);
+        assert_eq!(cfg.public_host.as_deref(), Some("turn.example.com"));
+        assert!(cfg.demo_public);
+        assert_eq!(cfg.realm, Config::default().realm);
     }
 }

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use turnpike_proto::{AllocationQuota, Credentials, PeerPolicy, Runtime, ServerConfig, UserSecret};
 use turnpike_server::dtls::DtlsContext;
 use turnpike_server::tls::{CertSource, CertStore};
 use turnpike_server::DriverConfig;
 
-use crate::config::{Cli, Command, Config};
+use crate::config::{Command, Config};
 
 fn main() {
     if let Err(e) = run() {
@@ -28,9 +27,9 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let cli = Cli::parse();
-    let cfg = Config::load(cli.config.as_ref(), &cli.overrides)?;
-    match cli.command {
+    let inv = crate::config::Invocation::from_env();
+    let cfg = inv.load()?;
+    match inv.cli.command {
         Some(Command::Credential { user, ttl }) => {
             let secret = minting_secret(&cfg)?;
             let m = credential::mint(&secret, &user, ttl);
@@ -88,6 +87,10 @@ fn run() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(());
         }
+        Some(Command::ConfigReference) => {
+            print!("{}", crate::config::reference_table());
+            return Ok(());
+        }
         Some(Command::CheckConfig) => {
             let mut shown = cfg;
             shown.shared_secrets = shown
@@ -116,7 +119,7 @@ fn run() -> Result<()> {
         None => {}
     }
     init_logging(&cfg)?;
-    let reload = move || Config::load(cli.config.as_ref(), &cli.overrides);
+    let reload = move || inv.load();
     serve(cfg, Box::new(reload))
 }
 

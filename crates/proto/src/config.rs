@@ -7,6 +7,22 @@ use std::time::Duration;
 use crate::auth::Credentials;
 use crate::policy::PeerPolicy;
 
+/// The one default of each setting an operator may change (the binary's configuration keys
+/// take theirs from here).
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Nonce validity before 438 Stale Nonce.
+    pub const NONCE_LIFETIME: Duration = Duration::from_secs(600);
+    /// Allocation lifetime when the client asks for none (RFC 8656: 600 s).
+    pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
+    /// Longest allocation lifetime granted.
+    pub const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+    /// Unauthenticated answers: surplus bytes per source, and its refill per second.
+    pub const UNAUTH_BYTES_BURST: u32 = 8192;
+    pub const UNAUTH_BYTES_PER_SEC: u32 = 2048;
+}
+
 /// RFC 5780 NAT behaviour discovery: the server's two IP addresses and two ports. The driver
 /// listens on all four combinations; Binding requests with CHANGE-REQUEST are answered from the
 /// one asked for, with OTHER-ADDRESS and RESPONSE-ORIGIN.
@@ -96,9 +112,9 @@ impl ServerConfig {
             software: concat!("Turnpike ", env!("CARGO_PKG_VERSION")).to_string(),
             credentials,
             nonce_secret,
-            nonce_lifetime: Duration::from_secs(600),
-            default_lifetime: Duration::from_secs(600),
-            max_lifetime: Duration::from_secs(3600),
+            nonce_lifetime: defaults::NONCE_LIFETIME,
+            default_lifetime: defaults::DEFAULT_LIFETIME,
+            max_lifetime: defaults::MAX_LIFETIME,
             permission_lifetime: Duration::from_secs(300),
             channel_lifetime: Duration::from_secs(600),
             peer_policy: PeerPolicy::default(),
@@ -106,8 +122,8 @@ impl ServerConfig {
             external_ipv6: None,
             max_permissions_per_allocation: 256,
             max_channels_per_allocation: 256,
-            unauth_bytes_burst: 8192,
-            unauth_bytes_per_sec: 2048,
+            unauth_bytes_burst: defaults::UNAUTH_BYTES_BURST,
+            unauth_bytes_per_sec: defaults::UNAUTH_BYTES_PER_SEC,
             rfc5780: None,
             directory_credentials: true,
             default_tenant_max_allocations: None,

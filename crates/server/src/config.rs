@@ -3,6 +3,19 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// The one default of each driver setting an operator may change (the binary's configuration
+/// keys take theirs from here).
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const RELAY_PORT_MIN: u16 = 49152;
+    pub const RELAY_PORT_MAX: u16 = 65535;
+    pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+    pub const TCP_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const TCP_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
 /// Sockets, ports and threads.
 #[derive(Clone)]
 pub struct DriverConfig {
@@ -61,7 +74,7 @@ impl Default for DriverConfig {
             tcp_listen: vec!["0.0.0.0:3478".parse().expect("literal")],
             tls_listen: vec![],
             tls: None,
-            tls_handshake_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: defaults::TLS_HANDSHAKE_TIMEOUT,
             dtls_listen: vec![],
             mux_listen: vec![],
             mux_tls: None,
@@ -69,15 +82,15 @@ impl Default for DriverConfig {
             dtls: None,
             relay_ipv4: None,
             relay_ipv6: None,
-            relay_port_min: 49152,
-            relay_port_max: 65535,
+            relay_port_min: defaults::RELAY_PORT_MIN,
+            relay_port_max: defaults::RELAY_PORT_MAX,
             workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
             socket_buffer: 4 << 20,
-            tcp_idle_timeout: Duration::from_secs(600),
-            tcp_first_frame_timeout: Duration::from_secs(10),
-            tcp_frame_timeout: Duration::from_secs(10),
+            tcp_idle_timeout: defaults::TCP_IDLE_TIMEOUT,
+            tcp_first_frame_timeout: defaults::TCP_FIRST_FRAME_TIMEOUT,
+            tcp_frame_timeout: defaults::TCP_FRAME_TIMEOUT,
             connections: crate::conn_limit::ConnectionLimits::new("turn", 0, 1000),
             tcp_queue_frames: 512,
             accounting: None,

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use config::DriverConfig;
+pub use config::{defaults, DriverConfig};
 pub use export::describe as describe_metrics;
 pub use relay::Reservations;
 pub use relay_ports::RelayPorts;
