@@ -95,11 +95,11 @@ fn flag(name: &'static str, doc: &[&str]) -> clap::Arg {
         Box::leak(format!("TURNPIKE_{}", name.to_ascii_uppercase()).into_boxed_str());
     let text = doc_text(doc);
     let short_help = text.split(". ").next().unwrap_or(&text).to_string();
-    let value: &'static str = Box::leak(name.to_ascii_uppercase().into_boxed_str());
+    // The value is named after the key, so an error names both the flag and the key.
     clap::Arg::new(name)
         .long(long)
         .env(env)
-        .value_name(value)
+        .value_name(name)
         .global(true)
         .help(short_help)
         .long_help(text)
@@ -108,6 +108,42 @@ fn flag(name: &'static str, doc: &[&str]) -> clap::Arg {
 /// A doc comment's lines as one paragraph.
 fn doc_text(doc: &[&str]) -> String {
     doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
+}
+
+/// `log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `smtp_security`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+impl SmtpSecurity {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Starttls => "starttls",
+            Self::Tls => "tls",
+            Self::None => "none",
+        }
+    }
+}
+
+/// `signal_bus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SignalBus {
+    Auto,
+    Memory,
+    Postgres,
 }
 
 keys! {
@@ -229,7 +265,7 @@ keys! {
     /// served on `metrics_listen` only.
     metrics_token: opt String = None;
     /// `human` or `json`.
-    log_format: one String = "human".into();
+    log_format: one LogFormat = LogFormat::Human;
     /// tracing filter, e.g. `debug` or `turnpike_proto=debug`.
     log_level: one String = "info".into();
     /// SOFTWARE attribute in authenticated responses; empty for none.
@@ -287,7 +323,7 @@ keys! {
     /// SMTP port.
     smtp_port: one u16 = 587;
     /// `starttls`, `tls`, or `none` (plain text: for a local relay only; warned).
-    smtp_security: one String = "starttls".into();
+    smtp_security: one SmtpSecurity = SmtpSecurity::Starttls;
     /// SMTP AUTH user.
     smtp_username: opt String = None;
     /// SMTP AUTH password (redacted in `check-config`).
@@ -306,7 +342,7 @@ keys! {
     api_auth_failures_per_minute: one u32 = 30;
     /// Signalling room bus: `memory` (one node), `postgres` (LISTEN/NOTIFY, nodes sharing
     /// `database_url`), `auto` (postgres when `database_url` is PostgreSQL).
-    signal_bus: one String = "auto".into();
+    signal_bus: one SignalBus = SignalBus::Auto;
     /// Serve `/demo` and `/demo/ice-test` with tokens for a built-in demo tenant (rate limited, 5
     /// GB/day) on `metrics_listen`.
     demo_enabled: one bool = true;
@@ -558,12 +594,6 @@ impl Config {
                 bail!("key `admin_key` must be at least 24 characters (use a long random value)");
             }
         }
-        if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {
-            bail!(
-                "key `smtp_security` is `{}`: use `starttls`, `tls` or `none`",
-                self.smtp_security
-            );
-        }
         if self.ephemeral_default_ttl == 0 || self.ephemeral_default_ttl > self.ephemeral_max_ttl {
             bail!(
                 "key `ephemeral_default_ttl` must be between 1 and `ephemeral_max_ttl` ({})",
@@ -587,13 +617,7 @@ impl Config {
         if self.api_max_body < 1024 {
             bail!("key `api_max_body` must be at least 1024 bytes");
         }
-        if !matches!(self.signal_bus.as_str(), "auto" | "memory" | "postgres") {
-            bail!(
-                "key `signal_bus` is `{}`: use `auto`, `memory` or `postgres`",
-                self.signal_bus
-            );
-        }
-        if self.signal_bus == "postgres"
+        if self.signal_bus == SignalBus::Postgres
             && !self
                 .database_url
                 .as_deref()
@@ -618,12 +642,6 @@ impl Config {
         }
         if self.webhook_attempts == 0 {
             bail!("key `webhook_attempts` must be at least 1");
-        }
-        if !matches!(self.log_format.as_str(), "human" | "json") {
-            bail!(
-                "key `log_format` is `{}`: use `human` or `json`",
-                self.log_format
-            );
         }
         if !self.metrics_listen.is_empty() {
             self.metrics_listen.parse::<SocketAddr>().with_context(|| {

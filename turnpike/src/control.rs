@@ -44,7 +44,7 @@ pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
         smtp: cfg.smtp_host.as_ref().map(|h| SmtpConfig {
             host: h.clone(),
             port: cfg.smtp_port,
-            security: cfg.smtp_security.clone(),
+            security: cfg.smtp_security.as_str().to_string(),
             username: cfg.smtp_username.clone(),
             password: cfg.smtp_password.clone(),
             from: cfg.smtp_from.clone(),
@@ -111,7 +111,7 @@ pub(crate) async fn start(cfg: &Config, directory: Arc<Directory>) -> Result<Con
         .context("cannot open the database (key `database_url`)")?;
     // Now that it exists: remember it did.
     check_not_lost(&url)?;
-    if cfg.smtp_host.is_some() && cfg.smtp_security == "none" {
+    if cfg.smtp_host.is_some() && cfg.smtp_security == crate::config::SmtpSecurity::None {
         tracing::warn!(
             "smtp_security = none: alert emails and SMTP credentials travel in plain text"
         );
@@ -145,10 +145,10 @@ pub(crate) async fn start_signal(
 ) -> Result<Arc<turnpike_signal::Signal>> {
     use turnpike_signal::{Bus, PgBus, SignalConfig};
     let url = database_url(cfg)?;
-    let use_pg = match cfg.signal_bus.as_str() {
-        "postgres" => true,
-        "memory" => false,
-        _ => url.starts_with("postgres"),
+    let use_pg = match cfg.signal_bus {
+        crate::config::SignalBus::Postgres => true,
+        crate::config::SignalBus::Memory => false,
+        crate::config::SignalBus::Auto => url.starts_with("postgres"),
     };
     let bus = if use_pg {
         Bus::Postgres(

@@ -152,7 +152,7 @@ fn init_logging(cfg: &Config) -> Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if cfg.log_format == "json" {
+    if cfg.log_format == crate::config::LogFormat::Json {
         b.json().init();
     } else {
         b.init();
