@@ -20,40 +20,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use turnpike_store::signal::{Member, SignalDb};
 use turnpike_store::StoreError;
 
-use crate::message::Peer;
-
-/// What travels between nodes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
-pub enum BusEvent {
-    Joined {
-        room: String,
-        peer: Peer,
-    },
-    Left {
-        room: String,
-        peer_id: String,
-        reason: String,
-    },
-    Signal {
-        room: String,
-        from: String,
-        to: Option<String>,
-        data: serde_json::Value,
-    },
-    Kick {
-        room: String,
-        peer_id: String,
-    },
-    Close {
-        room: String,
-    },
-}
+use crate::bus_event::BusEvent;
+use crate::message::{LeaveReason, Peer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -256,7 +228,7 @@ impl PgBus {
             self.publish(&BusEvent::Left {
                 room: m.room.clone(),
                 peer_id: m.peer_id.clone(),
-                reason: "node_lost".into(),
+                reason: LeaveReason::NodeLost,
             })
             .await?;
         }
