@@ -227,3 +227,88 @@ impl Listener {
         Ok(self.inner.recv().await?.payload().to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs a PostgreSQL server; `scripts/test` starts one and runs the ignored tests.
+    #[tokio::test]
+    #[ignore = "needs TURNPIKE_TEST_POSTGRES_URL (scripts/test starts a server)"]
+    async fn signal_tables_on_postgres() {
+        let url = std::env::var("TURNPIKE_TEST_POSTGRES_URL")
+            .expect("TURNPIKE_TEST_POSTGRES_URL must name a PostgreSQL server");
+        // Applies the migrations.
+        crate::AnyStore::connect(&url).await.unwrap();
+        let db = SignalDb::connect(&url).await.unwrap();
+        let tag = format!("{:016x}", rand::random::<u64>());
+        let (room, node, dead) = (format!("t_{tag}/r"), format!("n_{tag}"), format!("d_{tag}"));
+        // Long ago: the cutoffs below touch no row a running node wrote.
+        const NOW: i64 = 1_000;
+
+        // Membership: ranks in join order, counts by prefix, removal once.
+        let r1 = db
+            .add_member(&room, "p1", "alice", &node, NOW)
+            .await
+            .unwrap();
+        let r2 = db.add_member(&room, "p2", "bob", &node, NOW).await.unwrap();
+        assert!(r2 > r1);
+        let m = db.members(&room).await.unwrap();
+        assert_eq!(
+            m.iter().map(|m| m.identity.as_str()).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        assert_eq!(
+            db.rooms(&format!("t_{tag}/")).await.unwrap(),
+            vec![(room.clone(), 2)]
+        );
+        assert!(db.remove_member(&room, "p2").await.unwrap());
+        assert!(!db.remove_member(&room, "p2").await.unwrap());
+
+        // Large payloads: stored, read back, expired.
+        let id = db
+            .put_payload("x".repeat(9000).as_str(), NOW)
+            .await
+            .unwrap();
+        assert_eq!(db.payload(id).await.unwrap().map(|b| b.len()), Some(9000));
+        assert!(db.delete_payloads_before(NOW + 1).await.unwrap() >= 1);
+        assert_eq!(db.payload(id).await.unwrap(), None);
+
+        // NOTIFY reaches a listener.
+        let mut l = db.listen().await.unwrap();
+        db.notify(&format!("hello {tag}")).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                let p = l.recv().await.unwrap();
+                if p.ends_with(&tag) {
+                    return p;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, format!("hello {tag}"));
+
+        // Liveness: a node silent since before the cutoff loses its members, once.
+        db.heartbeat(&node, NOW + 100).await.unwrap();
+        db.heartbeat(&dead, NOW).await.unwrap();
+        db.add_member(&room, "p3", "carol", &dead, NOW)
+            .await
+            .unwrap();
+        let lost = db.remove_silent_nodes(&node, NOW + 50).await.unwrap();
+        assert!(lost.contains(&LostMember {
+            room: room.clone(),
+            peer_id: "p3".into()
+        }));
+        assert!(!lost.iter().any(|l| l.peer_id == "p1"));
+        assert!(db
+            .remove_silent_nodes(&node, NOW + 50)
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.room != room));
+        // A stopping node forgets its own members.
+        assert_eq!(db.forget_node(&node).await.unwrap(), 1);
+        assert!(db.members(&room).await.unwrap().is_empty());
+    }
+}
