@@ -187,19 +187,7 @@ impl Hub {
                     tenant,
                     identity,
                 } => {
-                    let (members, ice_servers) = tokio::join!(
-                        self.bus.members(&room),
-                        grant::ice_servers(&self.api, &tenant, &identity)
-                    );
-                    let info = members
-                        .map(|m| RoomInfo {
-                            members: m.len(),
-                            ice_servers,
-                        })
-                        .map_err(|e| {
-                            tracing::warn!(error = %e, "signalling bus: cannot read a room");
-                            BusUnavailable
-                        });
+                    let info = self.fetch_room(&room, &tenant, &identity).await;
                     self.apply(|r, now| r.handle_room(now, conn, info)).1
                 }
                 Output::JoinRoom {
@@ -208,15 +196,7 @@ impl Hub {
                     peer_id,
                     identity,
                 } => {
-                    let joined = self
-                        .bus
-                        .join(&room, &peer_id, &identity)
-                        .await
-                        .map(|(peer, members)| Membership { peer, members })
-                        .map_err(|e| {
-                            tracing::warn!(error = %e, "signalling bus: cannot join a room");
-                            BusUnavailable
-                        });
+                    let joined = self.join_room(&room, &peer_id, &identity).await;
                     self.apply(|r, now| r.handle_joined(now, conn, joined)).1
                 }
                 Output::LeaveRoom { room, peer_id } => {
@@ -247,6 +227,44 @@ impl Hub {
                 }
             };
             work.extend(more);
+        }
+    }
+
+    /// The room's size on every node, and ICE servers for `identity`.
+    async fn fetch_room(
+        &self,
+        room: &str,
+        tenant: &str,
+        identity: &str,
+    ) -> Result<RoomInfo, BusUnavailable> {
+        let (members, ice_servers) = tokio::join!(
+            self.bus.members(room),
+            grant::ice_servers(&self.api, tenant, identity)
+        );
+        match members {
+            Ok(m) => Ok(RoomInfo {
+                members: m.len(),
+                ice_servers,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "signalling bus: cannot read a room");
+                Err(BusUnavailable)
+            }
+        }
+    }
+
+    async fn join_room(
+        &self,
+        room: &str,
+        peer_id: &str,
+        identity: &str,
+    ) -> Result<Membership, BusUnavailable> {
+        match self.bus.join(room, peer_id, identity).await {
+            Ok((peer, members)) => Ok(Membership { peer, members }),
+            Err(e) => {
+                tracing::warn!(error = %e, "signalling bus: cannot join a room");
+                Err(BusUnavailable)
+            }
         }
     }
 

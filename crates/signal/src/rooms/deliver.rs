@@ -30,48 +30,23 @@ impl Rooms {
             let Some(session) = self.by_peer.get(&peer_id).cloned() else {
                 continue;
             };
-            let Some(s) = self.sessions.get(&session) else {
+            let Some(rank) = self.sessions.get(&session).map(|s| s.peer.rank) else {
                 continue;
             };
-            let message = match &event {
-                BusEvent::Joined { peer, .. } => ServerMessage::PeerJoined {
-                    peer: peer.clone(),
-                    polite: s.peer.rank > peer.rank,
-                },
-                BusEvent::Left {
-                    peer_id, reason, ..
-                } => ServerMessage::PeerLeft {
-                    peer_id: peer_id.clone(),
-                    reason: *reason,
-                },
-                BusEvent::Signal { from, to, data, .. } => {
-                    if to.as_ref().is_some_and(|t| *t != peer_id) {
-                        continue;
-                    }
-                    ServerMessage::Signal {
-                        from: from.clone(),
-                        data: data.clone(),
-                        broadcast: to.is_none(),
-                    }
-                }
-                BusEvent::Kick {
-                    peer_id: kicked, ..
-                } => {
-                    if *kicked != peer_id {
-                        continue;
-                    }
-                    removed.push((session.clone(), CloseCode::Kicked, LeaveReason::Kicked));
-                    ServerMessage::Kicked
-                }
-                BusEvent::Close { .. } => {
-                    removed.push((
-                        session.clone(),
-                        CloseCode::RoomClosed,
-                        LeaveReason::RoomClosed,
-                    ));
-                    ServerMessage::RoomClosed
-                }
+            let Some(message) = message_for(&event, &peer_id, rank) else {
+                continue;
             };
+            match message {
+                ServerMessage::Kicked => {
+                    removed.push((session.clone(), CloseCode::Kicked, LeaveReason::Kicked));
+                }
+                ServerMessage::RoomClosed => removed.push((
+                    session.clone(),
+                    CloseCode::RoomClosed,
+                    LeaveReason::RoomClosed,
+                )),
+                _ => {}
+            }
             self.push(now, &session, &message);
         }
         for (session, code, reason) in removed {
@@ -82,4 +57,35 @@ impl Rooms {
         }
         self.report_gauges();
     }
+}
+
+/// What local participant `peer_id` (of `rank`) gets for `event`, if anything.
+fn message_for(event: &BusEvent, peer_id: &str, rank: u64) -> Option<ServerMessage> {
+    Some(match event {
+        BusEvent::Joined { peer, .. } => ServerMessage::PeerJoined {
+            peer: peer.clone(),
+            polite: rank > peer.rank,
+        },
+        BusEvent::Left {
+            peer_id, reason, ..
+        } => ServerMessage::PeerLeft {
+            peer_id: peer_id.clone(),
+            reason: *reason,
+        },
+        BusEvent::Signal { from, to, data, .. } => {
+            if to.as_deref().is_some_and(|t| t != peer_id) {
+                return None;
+            }
+            ServerMessage::Signal {
+                from: from.clone(),
+                data: data.clone(),
+                broadcast: to.is_none(),
+            }
+        }
+        BusEvent::Kick {
+            peer_id: kicked, ..
+        } if kicked == peer_id => ServerMessage::Kicked,
+        BusEvent::Kick { .. } => return None,
+        BusEvent::Close { .. } => ServerMessage::RoomClosed,
+    })
 }

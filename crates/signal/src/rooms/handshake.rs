@@ -284,8 +284,8 @@ impl Rooms {
         self.report_gauges();
     }
 
-    /// The answer to [`Output::JoinRoom`]: the session starts, `joined` is its first message,
-    /// and the room hears of it.
+    /// The answer to [`Output::JoinRoom`]: the session starts (or the join is refused, or undone
+    /// if its socket is gone).
     pub fn handle_joined(
         &mut self,
         now: Instant,
@@ -310,14 +310,32 @@ impl Rooms {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let ConnState::Joining {
+        if let ConnState::Joining {
             pending,
             ice_servers,
             ..
         } = std::mem::replace(&mut c.state, ConnState::Closing)
-        else {
-            return;
-        };
+        {
+            self.start_session(
+                now,
+                conn,
+                pending,
+                ice_servers,
+                Membership { peer, members },
+            );
+        }
+        self.report_gauges();
+    }
+
+    /// A new session on `conn`: `joined` is its first message, and the room hears of it.
+    fn start_session(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pending: Pending,
+        ice_servers: serde_json::Value,
+        Membership { peer, members }: Membership,
+    ) {
         let session = format!("s_{}", self.random_hex::<12>());
         let resume_token = self.random_token::<24>();
         let participants = members
@@ -366,7 +384,6 @@ impl Rooms {
             },
             failure_to: None,
         });
-        self.report_gauges();
     }
 
     fn unavailable(&mut self, now: Instant, conn: ConnId) {
