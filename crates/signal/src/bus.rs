@@ -1,13 +1,14 @@
 //! Room fan-out and membership behind one interface, so several nodes can share rooms:
 //!
 //! - [`InProcessBus`] (default): one node; membership in memory, events on a broadcast channel.
-//! - [`PgBus`]: PostgreSQL `LISTEN`/`NOTIFY` on channel `turnpike_signal`, membership in table
-//!   `signal_members`. Chosen over NATS because a multi-node deployment already runs
-//!   PostgreSQL for the control plane: no second piece of infrastructure to operate, and
-//!   membership changes and notifications share one transactional store. Payloads over
-//!   `NOTIFY`'s 8000-byte limit go through table `signal_payloads` and the notification carries
-//!   their id. Delivery is at-most-once per node (as `NOTIFY` is); the resume buffer covers
-//!   dropped client sockets, not a lost database connection.
+//! - [`PgBus`]: PostgreSQL `LISTEN`/`NOTIFY`, membership in table `signal_members` (the
+//!   statements live in `turnpike_store::signal`). Chosen over NATS because a multi-node
+//!   deployment already runs PostgreSQL for the control plane: no second piece of
+//!   infrastructure to operate, and membership changes and notifications share one
+//!   transactional store. Payloads over `NOTIFY`'s 8000-byte limit go through table
+//!   `signal_payloads` and the notification carries their id. Delivery is at-most-once per node
+//!   (as `NOTIFY` is); the resume buffer covers dropped client sockets, not a lost database
+//!   connection.
 //!
 //! Every node receives every event and delivers it to its own participants of that room.
 //!
@@ -16,45 +17,21 @@
 //! rooms those peers left (reason `node_lost`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use turnpike_store::signal::{Member, SignalDb};
+use turnpike_store::StoreError;
 
-use crate::message::Peer;
-
-/// What travels between nodes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
-pub enum BusEvent {
-    Joined {
-        room: String,
-        peer: Peer,
-    },
-    Left {
-        room: String,
-        peer_id: String,
-        reason: String,
-    },
-    Signal {
-        room: String,
-        from: String,
-        to: Option<String>,
-        data: serde_json::Value,
-    },
-    Kick {
-        room: String,
-        peer_id: String,
-    },
-    Close {
-        room: String,
-    },
-}
+use crate::bus_event::BusEvent;
+use crate::message::{LeaveReason, Peer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    /// The database behind the bus failed: the operation did not happen.
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 pub type Result<T> = std::result::Result<T, BusError>;
@@ -145,245 +122,163 @@ impl RoomBus for InProcessBus {
 
 /// Several nodes sharing PostgreSQL.
 pub struct PgBus {
-    pool: sqlx::PgPool,
+    db: SignalDb,
     node: String,
     tx: broadcast::Sender<BusEvent>,
 }
 
-const CHANNEL: &str = "turnpike_signal";
 /// How often a node refreshes its liveness row and looks for silent nodes.
-pub const NODE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const NODE_HEARTBEAT: Duration = Duration::from_secs(5);
 /// A node silent this long is gone: its members are removed.
-pub const NODE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(20);
 /// NOTIFY payloads must stay under 8000 bytes.
 const INLINE_MAX: usize = 7000;
+/// Large payloads are only needed for a moment: older ones are removed every minute.
+const PAYLOAD_KEEP_SECS: i64 = 120;
+
+fn unix_now() -> i64 {
+    turnpike_api::state::unix_now()
+}
 
 impl PgBus {
-    /// Connects, removes this node's stale members (none: the id is new) and starts listening.
-    pub async fn connect(url: &str, node: &str) -> Result<std::sync::Arc<Self>> {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(5)
-            .connect(url)
-            .await?;
-        let bus = std::sync::Arc::new(Self {
-            pool,
+    /// Connects, refreshes this node's liveness row and starts listening, cleaning old large
+    /// payloads and watching for silent nodes.
+    pub async fn connect(url: &str, node: &str) -> Result<Arc<Self>> {
+        let bus = Arc::new(Self {
+            db: SignalDb::connect(url).await?,
             node: node.to_string(),
             tx: broadcast::channel(4096).0,
         });
-        bus.heartbeat().await?;
-        let mut listener = sqlx::postgres::PgListener::connect_with(&bus.pool).await?;
-        listener.listen(CHANNEL).await?;
-        let b = bus.clone();
-        tokio::spawn(async move {
-            loop {
-                match listener.recv().await {
-                    Ok(n) => {
-                        let payload = n.payload();
-                        let body = match payload
-                            .strip_prefix("p:")
-                            .and_then(|id| id.parse::<i64>().ok())
-                        {
-                            Some(id) => {
-                                match sqlx::query_scalar::<_, String>(
-                                    "SELECT body FROM signal_payloads WHERE id = $1",
-                                )
-                                .bind(id)
-                                .fetch_optional(&b.pool)
-                                .await
-                                {
-                                    Ok(Some(body)) => body,
-                                    _ => continue,
-                                }
-                            }
-                            None => payload.to_string(),
-                        };
-                        match serde_json::from_str::<BusEvent>(&body) {
-                            Ok(e) => {
-                                let _ = b.tx.send(e);
-                            }
-                            Err(e) => tracing::warn!(error = %e, "unreadable bus event dropped"),
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "signalling bus connection lost; reconnecting");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    }
-                }
-            }
-        });
-        // Old large payloads are only needed for a moment.
-        let b = bus.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let _ = sqlx::query("DELETE FROM signal_payloads WHERE at < $1")
-                    .bind(turnpike_api::state::unix_now() - 120)
-                    .execute(&b.pool)
-                    .await;
-            }
-        });
-        // Liveness: refresh this node's row, remove the members of silent nodes.
-        let b = bus.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(NODE_HEARTBEAT);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = b.heartbeat().await {
-                    tracing::warn!(error = %e, "signalling node heartbeat failed");
-                    continue;
-                }
-                match b.reap_silent_nodes().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(members = n, "removed members of silent signalling nodes");
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot remove members of silent nodes"),
-                }
-            }
-        });
+        bus.db.heartbeat(&bus.node, unix_now()).await?;
+        let listener = bus.db.listen().await?;
+        tokio::spawn(bus.clone().listen(listener));
+        tokio::spawn(bus.clone().clean_payloads());
+        tokio::spawn(bus.clone().liveness());
         Ok(bus)
     }
 
-    async fn heartbeat(&self) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO signal_nodes (node, seen_at) VALUES ($1, $2) \
-             ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at",
-        )
-        .bind(&self.node)
-        .bind(turnpike_api::state::unix_now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Notifications in, events out to the subscribers.
+    async fn listen(self: Arc<Self>, mut listener: turnpike_store::signal::Listener) {
+        loop {
+            let payload = match listener.recv().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "signalling bus connection lost; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let body = match payload
+                .strip_prefix("p:")
+                .and_then(|id| id.parse::<i64>().ok())
+            {
+                Some(id) => match self.db.payload(id).await {
+                    Ok(Some(body)) => body,
+                    _ => continue,
+                },
+                None => payload,
+            };
+            match serde_json::from_str::<BusEvent>(&body) {
+                Ok(e) => {
+                    let _ = self.tx.send(e);
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable bus event dropped"),
+            }
+        }
+    }
+
+    async fn clean_payloads(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let _ = self
+                .db
+                .delete_payloads_before(unix_now() - PAYLOAD_KEEP_SECS)
+                .await;
+        }
+    }
+
+    /// Refreshes this node's row and removes the members of silent nodes.
+    async fn liveness(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(NODE_HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.db.heartbeat(&self.node, unix_now()).await {
+                tracing::warn!(error = %e, "signalling node heartbeat failed");
+                continue;
+            }
+            match self.reap_silent_nodes().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(members = n, "removed members of silent signalling nodes");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot remove members of silent nodes"),
+            }
+        }
     }
 
     /// Removes the members of nodes silent for [`NODE_TIMEOUT`] (and of nodes with no liveness
     /// row at all, joined that long ago) and tells their rooms; returns how many. When several
     /// nodes reap at once, each member is removed, and announced, by exactly one of them.
     pub async fn reap_silent_nodes(&self) -> Result<usize> {
-        use sqlx::Row;
-        let cutoff = turnpike_api::state::unix_now() - NODE_TIMEOUT.as_secs() as i64;
-        let rows = sqlx::query(
-            "DELETE FROM signal_members m WHERE m.node <> $2 AND ( \
-               m.node IN (SELECT node FROM signal_nodes WHERE seen_at < $1) \
-               OR (m.joined_at < $1 AND NOT EXISTS (SELECT 1 FROM signal_nodes n WHERE n.node = m.node))) \
-             RETURNING m.room, m.peer_id",
-        )
-        .bind(cutoff)
-        .bind(&self.node)
-        .fetch_all(&self.pool)
-        .await?;
-        sqlx::query("DELETE FROM signal_nodes WHERE seen_at < $1 AND node <> $2")
-            .bind(cutoff)
-            .bind(&self.node)
-            .execute(&self.pool)
-            .await?;
-        for r in &rows {
+        let cutoff = unix_now() - NODE_TIMEOUT.as_secs() as i64;
+        let lost = self.db.remove_silent_nodes(&self.node, cutoff).await?;
+        for m in &lost {
             self.publish(&BusEvent::Left {
-                room: r.try_get("room")?,
-                peer_id: r.try_get("peer_id")?,
-                reason: "node_lost".into(),
+                room: m.room.clone(),
+                peer_id: m.peer_id.clone(),
+                reason: LeaveReason::NodeLost,
             })
             .await?;
         }
-        Ok(rows.len())
+        Ok(lost.len())
     }
 
     /// Removes this node's members and liveness row (at shutdown).
     pub async fn forget_node(&self) -> Result<u64> {
-        let n = sqlx::query("DELETE FROM signal_members WHERE node = $1")
-            .bind(&self.node)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM signal_nodes WHERE node = $1")
-            .bind(&self.node)
-            .execute(&self.pool)
-            .await?;
-        Ok(n)
+        Ok(self.db.forget_node(&self.node).await?)
     }
 }
 
-fn peer_row(r: &sqlx::postgres::PgRow) -> Result<Peer> {
-    use sqlx::Row;
-    Ok(Peer {
-        id: r.try_get("peer_id")?,
-        identity: r.try_get("identity")?,
-        rank: r.try_get::<i64, _>("rank")? as u64,
-    })
+fn peer(m: Member) -> Peer {
+    Peer {
+        id: m.peer_id,
+        identity: m.identity,
+        rank: m.rank,
+    }
 }
 
 impl RoomBus for PgBus {
     async fn join(&self, room: &str, id: &str, identity: &str) -> Result<(Peer, Vec<Peer>)> {
-        let rank: i64 = sqlx::query_scalar(
-            "INSERT INTO signal_members (room, peer_id, identity, node, joined_at) VALUES ($1, $2, $3, $4, $5) RETURNING rank",
-        )
-        .bind(room)
-        .bind(id)
-        .bind(identity)
-        .bind(&self.node)
-        .bind(turnpike_api::state::unix_now())
-        .fetch_one(&self.pool)
-        .await?;
+        let rank = self
+            .db
+            .add_member(room, id, identity, &self.node, unix_now())
+            .await?;
         let peer = Peer {
             id: id.into(),
             identity: identity.into(),
-            rank: rank as u64,
+            rank,
         };
         Ok((peer, self.members(room).await?))
     }
     async fn leave(&self, room: &str, peer_id: &str) -> Result<bool> {
-        Ok(
-            sqlx::query("DELETE FROM signal_members WHERE room = $1 AND peer_id = $2")
-                .bind(room)
-                .bind(peer_id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                > 0,
-        )
+        Ok(self.db.remove_member(room, peer_id).await?)
     }
     async fn members(&self, room: &str) -> Result<Vec<Peer>> {
-        let rows = sqlx::query(
-            "SELECT peer_id, identity, rank FROM signal_members WHERE room = $1 ORDER BY rank",
-        )
-        .bind(room)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(peer_row).collect()
+        Ok(self.db.members(room).await?.into_iter().map(peer).collect())
     }
     async fn rooms(&self, prefix: &str) -> Result<Vec<(String, usize)>> {
-        use sqlx::Row;
-        let rows = sqlx::query(
-            "SELECT room, COUNT(*) AS n FROM signal_members WHERE starts_with(room, $1) GROUP BY room ORDER BY room",
-        )
-        .bind(prefix)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("room")?, r.try_get::<i64, _>("n")? as usize)))
-            .collect()
+        Ok(self.db.rooms(prefix).await?)
     }
     async fn publish(&self, e: &BusEvent) -> Result<()> {
-        let body = serde_json::to_string(e).expect("events serialize");
+        let body = serde_json::to_string(e).expect("bus events serialize: string keys only");
         let payload = if body.len() <= INLINE_MAX {
             body
         } else {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO signal_payloads (body, at) VALUES ($1, $2) RETURNING id",
-            )
-            .bind(&body)
-            .bind(turnpike_api::state::unix_now())
-            .fetch_one(&self.pool)
-            .await?;
-            format!("p:{id}")
+            format!("p:{}", self.db.put_payload(&body, unix_now()).await?)
         };
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(&self.pool)
-            .await?;
+        self.db.notify(&payload).await?;
         Ok(())
     }
     fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
@@ -394,7 +289,7 @@ impl RoomBus for PgBus {
 /// The bus chosen at start-up.
 pub enum Bus {
     InProcess(InProcessBus),
-    Postgres(std::sync::Arc<PgBus>),
+    Postgres(Arc<PgBus>),
 }
 
 macro_rules! delegate {

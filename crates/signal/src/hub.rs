@@ -1,581 +1,386 @@
-//! The room server of one node: sessions (with resume), local participants per room, limits,
-//! delivery of bus events to local sockets, draining.
+//! The tokio driver of the rooms: it owns the clock, the sockets' writer queues, the bus and
+//! the control plane, feeds [`Rooms`] and carries out what it asks.
 //!
-//! A session outlives its socket for `resume_grace`: its messages keep being numbered and
-//! buffered (the last `resume_buffer`), and a new socket that presents the session id, the
-//! resume token and the last sequence number it saw gets the rest. After the grace period the
-//! peer is reported gone. A consumer whose outbound queue is full is disconnected (its session
-//! may resume); others are unaffected.
+//! One [`Rooms`] behind a mutex, never held across an `await`. Each input (a client frame from
+//! a connection's pump, a bus event, a timeout, a writer's progress) locks it, reads the clock,
+//! calls one `handle_*` method and drains the outputs: frames, closes, aborts and metrics are
+//! carried out under the lock (so every socket gets its frames in sequence order), and the
+//! asynchronous work (the bus, token checks) is returned to the task that made the call, which
+//! carries it out in order and feeds the answers back. A timer task sleeps until
+//! [`Rooms::poll_timeout`]; a delivery task feeds bus events.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use serde_json::json;
-use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
+use turnpike_api::AppState;
 
-use crate::bus::{Bus, BusEvent, RoomBus};
-use crate::message::{Peer, VERSION};
+use crate::bus::{Bus, RoomBus};
+use crate::close_code::CloseCode;
+use crate::grant;
+use crate::message::Inbound;
+use crate::rooms::{
+    BusUnavailable, ConnId, ConnectRefused, Membership, Metric, Output, RoomInfo, Rooms,
+    SignalConfig,
+};
 
-/// Limits and timers of the signalling server.
-#[derive(Debug, Clone)]
-pub struct SignalConfig {
-    pub max_message_bytes: usize,
-    pub msgs_per_sec: u32,
-    pub msg_burst: u32,
-    pub bytes_per_sec: u32,
-    pub max_conns_per_tenant: usize,
-    pub max_conns_per_ip: usize,
-    pub max_room_size: usize,
-    pub queue: usize,
-    pub resume_buffer: usize,
-    pub idle_timeout: Duration,
-    pub handshake_timeout: Duration,
-    pub resume_grace: Duration,
-    pub ping_interval: Duration,
-}
-
-impl Default for SignalConfig {
-    fn default() -> Self {
-        Self {
-            max_message_bytes: 16 * 1024,
-            msgs_per_sec: 50,
-            msg_burst: 100,
-            bytes_per_sec: 256 * 1024,
-            max_conns_per_tenant: 1000,
-            max_conns_per_ip: 50,
-            max_room_size: 16,
-            queue: 256,
-            resume_buffer: 256,
-            idle_timeout: Duration::from_secs(60),
-            handshake_timeout: Duration::from_secs(10),
-            resume_grace: Duration::from_secs(20),
-            ping_interval: Duration::from_secs(15),
-        }
-    }
-}
-
-/// What the writer of a socket sends.
-#[derive(Debug, Clone)]
-pub enum Out {
+/// What a socket's write loop is asked to do.
+#[derive(Debug)]
+pub(crate) enum WriterCmd {
     Text(Arc<str>),
-    Close(u16, &'static str),
+    Close(CloseCode),
 }
 
-/// A participant's session on this node.
-pub struct Session {
-    pub id: String,
-    resume_hash: [u8; 32],
-    pub peer: Peer,
-    pub tenant: String,
-    pub room_key: String,
-    pub room: String,
-    pub can_send: bool,
-    pub can_broadcast: bool,
-    buffer: VecDeque<(u64, Arc<str>)>,
-    next_seq: u64,
-    tx: Option<mpsc::Sender<Out>>,
-    /// Wakes the socket's writer to close it (a slow consumer cannot be sent a Close).
-    kill: Option<Arc<Notify>>,
-    disconnected_at: Option<Instant>,
-    ip: IpAddr,
-    /// Bumped on every attach, so a stale socket's exit does not detach a resumed one.
-    attach: u64,
+/// The driver's end of a socket's write loop.
+struct Writer {
+    tx: mpsc::UnboundedSender<WriterCmd>,
+    /// Ends the write loop at once (a slow consumer cannot be sent a close frame).
+    kill: Arc<Notify>,
 }
 
-#[derive(Default)]
-struct HubState {
-    sessions: HashMap<String, Session>,
-    by_peer: HashMap<String, String>,
-    rooms: HashMap<String, HashSet<String>>,
-    per_tenant: HashMap<String, usize>,
-    per_ip: HashMap<IpAddr, usize>,
+struct Inner {
+    rooms: Rooms,
+    writers: HashMap<ConnId, Writer>,
+    /// The deadline the timer task sleeps until.
+    armed: Option<Instant>,
 }
 
-/// Counters for metrics and tests.
-#[derive(Default)]
-pub struct Counters {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub drops_slow: AtomicU64,
-    pub drops_rate: AtomicU64,
-    pub resumes: AtomicU64,
-}
-
+/// The signalling server of one node.
 pub struct Hub {
     pub cfg: SignalConfig,
     pub bus: Bus,
-    state: Mutex<HubState>,
-    pub draining: AtomicBool,
-    pub counters: Counters,
+    api: Arc<AppState>,
+    inner: Mutex<Inner>,
+    /// Wakes the timer task when an earlier deadline appears.
+    timer: Notify,
 }
 
-pub fn room_key(tenant: &str, room: &str) -> String {
-    format!("{tenant}/{room}")
+/// A registered connection. Dropping it tells the rooms the socket ended (also when the upgrade
+/// never completes) and closes its writer queue.
+pub(crate) struct Connection {
+    pub(crate) id: ConnId,
+    hub: Arc<Hub>,
 }
 
-fn hash(s: &str) -> [u8; 32] {
-    Sha256::digest(s.as_bytes()).into()
+/// The write loop's end of a connection.
+pub(crate) struct WriterEnd {
+    pub(crate) rx: mpsc::UnboundedReceiver<WriterCmd>,
+    /// Notified to end the write loop at once.
+    pub(crate) kill: Arc<Notify>,
 }
 
-/// What `join` hands the connection.
-pub struct Joined {
-    pub session: String,
-    pub resume_token: String,
-    pub peer: Peer,
-    pub others: Vec<Peer>,
-    pub attach: u64,
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let id = self.id;
+        let mut guard = self.hub.lock();
+        guard.writers.remove(&id);
+        guard.rooms.handle_disconnect(now(), id);
+        let work = self.hub.dispatch(&mut guard);
+        drop(guard);
+        self.hub.spawn_work(work);
+    }
 }
 
-/// What `resume` hands the connection.
-pub struct Resumed {
-    pub peer: Peer,
-    pub room: String,
-    pub attach: u64,
-    /// Buffered messages after the client's last sequence number.
-    pub missed: Vec<Arc<str>>,
-    /// Some messages after that number were already dropped from the buffer.
-    pub gap: bool,
-}
-
-#[derive(Debug)]
-pub enum JoinError {
-    TenantFull,
-    IpFull,
-    RoomFull,
-    Bus,
-    BadResume,
+/// The one clock of the signalling server.
+#[allow(clippy::disallowed_methods)] // the driver owns the clock; the rooms take `now` from here
+fn now() -> Instant {
+    Instant::now()
 }
 
 impl Hub {
-    pub fn new(cfg: SignalConfig, bus: Bus) -> Arc<Self> {
+    /// Starts the rooms on `bus`, with their timer and bus delivery tasks.
+    pub fn new(cfg: SignalConfig, bus: Bus, api: Arc<AppState>) -> Arc<Self> {
         let hub = Arc::new(Self {
+            inner: Mutex::new(Inner {
+                // Resume tokens are credentials: the generator is seeded from the OS.
+                rooms: Rooms::new(cfg.clone(), rand::random()),
+                writers: HashMap::new(),
+                armed: None,
+            }),
             cfg,
             bus,
-            state: Mutex::default(),
-            draining: AtomicBool::new(false),
-            counters: Counters::default(),
+            api,
+            timer: Notify::new(),
         });
+        // The gauges' first values.
+        hub.apply_now(|_, _| ());
+        tokio::spawn(timer_task(hub.clone()));
         tokio::spawn(deliver_task(hub.clone()));
-        tokio::spawn(sweep_task(hub.clone()));
         hub
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a connection from `ip` (before it joins); false over the per-IP cap.
-    pub fn admit_ip(&self, ip: IpAddr) -> bool {
-        let mut s = self.lock();
-        let n = s.per_ip.entry(ip).or_default();
-        if *n >= self.cfg.max_conns_per_ip {
-            return false;
+    /// One input: calls `f` with the rooms and the time, carries out the immediate outputs and
+    /// returns the asynchronous work, in order.
+    fn apply<R>(&self, f: impl FnOnce(&mut Rooms, Instant) -> R) -> (R, VecDeque<Output>) {
+        let mut guard = self.lock();
+        let r = f(&mut guard.rooms, now());
+        let work = self.dispatch(&mut guard);
+        (r, work)
+    }
+
+    /// An input that asks for no asynchronous work in practice (anything asked is spawned).
+    fn apply_now<R>(self: &Arc<Self>, f: impl FnOnce(&mut Rooms, Instant) -> R) -> R {
+        let (r, work) = self.apply(f);
+        self.spawn_work(work);
+        r
+    }
+
+    fn spawn_work(self: &Arc<Self>, work: VecDeque<Output>) {
+        if !work.is_empty() {
+            let hub = self.clone();
+            tokio::spawn(async move { hub.carry_out(work).await });
         }
-        *n += 1;
-        true
     }
 
-    pub fn release_ip(&self, ip: IpAddr) {
-        let mut s = self.lock();
-        if let Some(n) = s.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                s.per_ip.remove(&ip);
+    /// Drains the rooms' outputs: frames, closes, aborts and metrics now (under the lock, so
+    /// each socket's frames stay in order), the rest returned. Wakes the timer task if the
+    /// next deadline moved earlier.
+    fn dispatch(&self, inner: &mut Inner) -> VecDeque<Output> {
+        let mut work = VecDeque::new();
+        while let Some(o) = inner.rooms.poll_output() {
+            match o {
+                Output::Send { conn, text } => {
+                    if let Some(w) = inner.writers.get(&conn) {
+                        let _ = w.tx.send(WriterCmd::Text(text));
+                    }
+                }
+                Output::Close { conn, code } => {
+                    if let Some(w) = inner.writers.get(&conn) {
+                        let _ = w.tx.send(WriterCmd::Close(code));
+                    }
+                }
+                Output::Abort { conn } => {
+                    if let Some(w) = inner.writers.get(&conn) {
+                        w.kill.notify_one();
+                    }
+                }
+                Output::Metric(m) => record(m),
+                other => work.push_back(other),
             }
         }
+        let next = inner.rooms.poll_timeout();
+        if next.is_some_and(|t| inner.armed.is_none_or(|armed| t < armed)) {
+            inner.armed = next;
+            self.timer.notify_one();
+        }
+        work
     }
 
-    /// A new participant.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn join(
+    /// Carries out asynchronous work in order, feeding the answers back (which may ask for
+    /// more).
+    pub(crate) async fn carry_out(&self, mut work: VecDeque<Output>) {
+        while let Some(o) = work.pop_front() {
+            let more = match o {
+                Output::Authorize { conn, token } => {
+                    let grant = grant::authorize(&self.api, &token).await;
+                    self.apply(|r, now| r.handle_join(now, conn, grant)).1
+                }
+                Output::FetchRoom {
+                    conn,
+                    room,
+                    tenant,
+                    identity,
+                } => {
+                    let info = self.fetch_room(&room, &tenant, &identity).await;
+                    self.apply(|r, now| r.handle_room(now, conn, info)).1
+                }
+                Output::JoinRoom {
+                    conn,
+                    room,
+                    peer_id,
+                    identity,
+                } => {
+                    let joined = self.join_room(&room, &peer_id, &identity).await;
+                    self.apply(|r, now| r.handle_joined(now, conn, joined)).1
+                }
+                Output::LeaveRoom { room, peer_id } => {
+                    if let Err(e) = self.bus.leave(&room, &peer_id).await {
+                        tracing::warn!(error = %e, "signalling bus: cannot leave a room");
+                    }
+                    VecDeque::new()
+                }
+                Output::Publish { event, failure_to } => {
+                    match (self.bus.publish(&event).await, failure_to) {
+                        (Ok(()), _) => VecDeque::new(),
+                        (Err(e), None) => {
+                            tracing::warn!(error = %e, "signalling bus: cannot publish");
+                            VecDeque::new()
+                        }
+                        (Err(_), Some(conn)) => {
+                            self.apply(|r, now| r.handle_publish_failed(now, conn)).1
+                        }
+                    }
+                }
+                // `apply` carries these out itself; nothing else hands them here.
+                Output::Send { .. } | Output::Close { .. } | Output::Abort { .. } => {
+                    VecDeque::new()
+                }
+                Output::Metric(m) => {
+                    record(m);
+                    VecDeque::new()
+                }
+            };
+            work.extend(more);
+        }
+    }
+
+    /// The room's size on every node, and ICE servers for `identity`.
+    async fn fetch_room(
         &self,
-        tenant: &str,
         room: &str,
+        tenant: &str,
         identity: &str,
-        can_send: bool,
-        can_broadcast: bool,
+    ) -> Result<RoomInfo, BusUnavailable> {
+        let (members, ice_servers) = tokio::join!(
+            self.bus.members(room),
+            grant::ice_servers(&self.api, tenant, identity)
+        );
+        match members {
+            Ok(m) => Ok(RoomInfo {
+                members: m.len(),
+                ice_servers,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "signalling bus: cannot read a room");
+                Err(BusUnavailable)
+            }
+        }
+    }
+
+    async fn join_room(
+        &self,
+        room: &str,
+        peer_id: &str,
+        identity: &str,
+    ) -> Result<Membership, BusUnavailable> {
+        match self.bus.join(room, peer_id, identity).await {
+            Ok((peer, members)) => Ok(Membership { peer, members }),
+            Err(e) => {
+                tracing::warn!(error = %e, "signalling bus: cannot join a room");
+                Err(BusUnavailable)
+            }
+        }
+    }
+
+    /// Registers a socket about to be upgraded from `ip` with `origin`.
+    pub(crate) fn connect(
+        self: &Arc<Self>,
         ip: IpAddr,
-        tx: mpsc::Sender<Out>,
-        kill: Arc<Notify>,
-    ) -> Result<Joined, JoinError> {
-        let key = room_key(tenant, room);
-        {
-            let s = self.lock();
-            if s.per_tenant.get(tenant).copied().unwrap_or(0) >= self.cfg.max_conns_per_tenant {
-                return Err(JoinError::TenantFull);
-            }
-        }
-        let members = self.bus.members(&key).await.map_err(|_| JoinError::Bus)?;
-        if members.len() >= self.cfg.max_room_size {
-            return Err(JoinError::RoomFull);
-        }
-        let peer_id = format!("p_{}", turnpike_api::keys::random_hex(8));
-        let (peer, all) = self
-            .bus
-            .join(&key, &peer_id, identity)
-            .await
-            .map_err(|_| JoinError::Bus)?;
-        let session = format!("s_{}", turnpike_api::keys::random_hex(12));
-        let resume_token = turnpike_api::keys::random_token(24);
-        {
-            let mut s = self.lock();
-            *s.per_tenant.entry(tenant.to_string()).or_default() += 1;
-            s.by_peer.insert(peer.id.clone(), session.clone());
-            s.rooms
-                .entry(key.clone())
-                .or_default()
-                .insert(peer.id.clone());
-            s.sessions.insert(
-                session.clone(),
-                Session {
-                    id: session.clone(),
-                    resume_hash: hash(&resume_token),
-                    peer: peer.clone(),
-                    tenant: tenant.to_string(),
-                    room_key: key.clone(),
-                    room: room.to_string(),
-                    can_send,
-                    can_broadcast,
-                    buffer: VecDeque::new(),
-                    next_seq: 1,
-                    tx: Some(tx),
-                    kill: Some(kill),
-                    disconnected_at: None,
-                    ip,
-                    attach: 1,
-                },
-            );
-        }
-        let _ = self
-            .bus
-            .publish(&BusEvent::Joined {
-                room: key,
-                peer: peer.clone(),
-            })
-            .await;
-        self.update_gauges();
-        Ok(Joined {
-            session,
-            resume_token,
-            others: all.into_iter().filter(|p| p.id != peer.id).collect(),
-            peer,
-            attach: 1,
-        })
+        origin: Option<String>,
+    ) -> Result<(Connection, WriterEnd), ConnectRefused> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let kill = Arc::new(Notify::new());
+        let mut guard = self.lock();
+        let id = guard.rooms.handle_connect(now(), ip, origin)?;
+        guard.writers.insert(
+            id,
+            Writer {
+                tx,
+                kill: kill.clone(),
+            },
+        );
+        let work = self.dispatch(&mut guard);
+        drop(guard);
+        self.spawn_work(work);
+        Ok((
+            Connection {
+                id,
+                hub: self.clone(),
+            },
+            WriterEnd { rx, kill },
+        ))
     }
 
-    /// Reattaches a session to a new socket; returns the messages after `last_seq` and whether
-    /// some were already dropped from the buffer.
-    pub fn resume(
-        &self,
-        session: &str,
-        token: &str,
-        last_seq: u64,
-        tx: mpsc::Sender<Out>,
-        kill: Arc<Notify>,
-    ) -> Result<Resumed, JoinError> {
-        let mut s = self.lock();
-        let sess = s.sessions.get_mut(session).ok_or(JoinError::BadResume)?;
-        let want = hash(token);
-        if want
-            .iter()
-            .zip(sess.resume_hash.iter())
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            != 0
-        {
-            return Err(JoinError::BadResume);
-        }
-        if let Some(old) = sess.tx.take() {
-            let _ = old.try_send(Out::Close(4000, "resumed elsewhere"));
-        }
-        if let Some(k) = sess.kill.take() {
-            k.notify_one();
-        }
-        sess.tx = Some(tx);
-        sess.kill = Some(kill);
-        sess.disconnected_at = None;
-        sess.attach += 1;
-        let gap = sess
-            .buffer
-            .front()
-            .is_some_and(|(seq, _)| *seq > last_seq + 1);
-        let missed: Vec<Arc<str>> = sess
-            .buffer
-            .iter()
-            .filter(|(seq, _)| *seq > last_seq)
-            .map(|(_, m)| m.clone())
-            .collect();
-        self.counters.resumes.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("turnpike_signal_resumes_total").increment(1);
-        Ok(Resumed {
-            peer: sess.peer.clone(),
-            room: sess.room.clone(),
-            attach: sess.attach,
-            missed,
-            gap,
-        })
+    /// A client frame, parsed at the edge; the work it asks for is carried out before the
+    /// caller reads the next frame.
+    pub(crate) async fn message(&self, conn: ConnId, inbound: Inbound) {
+        let work = self.apply(|r, now| r.handle_message(now, conn, inbound)).1;
+        self.carry_out(work).await;
     }
 
-    /// The next sequence number a session's message will get (for `joined`/`resumed`).
-    pub fn push(&self, session: &str, mut msg: serde_json::Value) {
-        let mut s = self.lock();
-        if let Some(sess) = s.sessions.get_mut(session) {
-            Self::push_to(&self.cfg, &self.counters, sess, &mut msg);
-        }
+    /// The socket's write loop wrote `frames` frames.
+    pub(crate) fn written(self: &Arc<Self>, conn: ConnId, frames: usize) {
+        self.apply_now(|r, _| r.handle_written(conn, frames));
     }
 
-    fn push_to(
-        cfg: &SignalConfig,
-        counters: &Counters,
-        sess: &mut Session,
-        msg: &mut serde_json::Value,
-    ) {
-        let seq = sess.next_seq;
-        sess.next_seq += 1;
-        msg["seq"] = json!(seq);
-        msg["v"] = json!(VERSION);
-        let text: Arc<str> = msg.to_string().into();
-        sess.buffer.push_back((seq, text.clone()));
-        while sess.buffer.len() > cfg.resume_buffer {
-            sess.buffer.pop_front();
-        }
-        if let Some(tx) = &sess.tx {
-            match tx.try_send(Out::Text(text)) {
-                Ok(()) => {
-                    counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("turnpike_signal_messages_total", "direction" => "out")
-                        .increment(1);
-                }
-                Err(_) => {
-                    // A slow consumer: cut it off (it may resume); nobody else waits for it.
-                    counters.drops_slow.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("turnpike_signal_drops_total", "reason" => "slow_consumer")
-                        .increment(1);
-                    sess.tx = None;
-                    if let Some(k) = sess.kill.take() {
-                        k.notify_one();
-                    }
-                    sess.disconnected_at = Some(Instant::now());
-                }
-            }
-        }
+    /// Tells every client to reconnect elsewhere and closes their sockets; refuses new ones
+    /// (SIGTERM).
+    pub fn drain(self: &Arc<Self>) {
+        self.apply_now(|r, now| r.handle_drain(now));
     }
 
-    /// The socket of `session` (attachment `attach`) ended without `leave`.
-    pub fn detach(&self, session: &str, attach: u64) {
-        let mut s = self.lock();
-        if let Some(sess) = s.sessions.get_mut(session) {
-            if sess.attach == attach && sess.disconnected_at.is_none() {
-                sess.tx = None;
-                sess.kill = None;
-                sess.disconnected_at = Some(Instant::now());
-            }
-        }
+    pub fn is_draining(&self) -> bool {
+        self.lock().rooms.is_draining()
     }
 
-    /// Ends a session for good and tells the room.
-    pub async fn leave(&self, session: &str, reason: &str) {
-        let removed = {
-            let mut s = self.lock();
-            let Some(sess) = s.sessions.remove(session) else {
-                return;
-            };
-            s.by_peer.remove(&sess.peer.id);
-            if let Some(r) = s.rooms.get_mut(&sess.room_key) {
-                r.remove(&sess.peer.id);
-                if r.is_empty() {
-                    s.rooms.remove(&sess.room_key);
-                }
-            }
-            if let Some(n) = s.per_tenant.get_mut(&sess.tenant) {
-                *n -= 1;
-                if *n == 0 {
-                    s.per_tenant.remove(&sess.tenant);
-                }
-            }
-            let _ = sess.ip;
-            sess
-        };
-        let _ = self.bus.leave(&removed.room_key, &removed.peer.id).await;
-        let _ = self
-            .bus
-            .publish(&BusEvent::Left {
-                room: removed.room_key.clone(),
-                peer_id: removed.peer.id.clone(),
-                reason: reason.to_string(),
-            })
-            .await;
-        self.update_gauges();
-    }
-
-    /// Routes a client's message to the room through the bus.
-    pub async fn send(
-        &self,
-        session: &str,
-        to: Option<String>,
-        data: serde_json::Value,
-    ) -> Result<(), &'static str> {
-        let (room, from) = {
-            let s = self.lock();
-            let sess = s.sessions.get(session).ok_or("not joined")?;
-            match &to {
-                Some(_) if !sess.can_send => return Err("this token may not send"),
-                None if !sess.can_broadcast => return Err("this token may not broadcast"),
-                _ => {}
-            }
-            (sess.room_key.clone(), sess.peer.id.clone())
-        };
-        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("turnpike_signal_messages_total", "direction" => "in").increment(1);
-        self.bus
-            .publish(&BusEvent::Signal {
-                room,
-                from,
-                to,
-                data,
-            })
-            .await
-            .map_err(|_| "bus unavailable")
-    }
-
-    /// Delivers one bus event to this node's participants.
-    async fn deliver(&self, e: BusEvent) {
-        let mut to_close: Vec<(String, &'static str, &'static str)> = Vec::new();
-        {
-            let mut guard = self.lock();
-            let st = &mut *guard;
-            let (room, skip) = match &e {
-                BusEvent::Joined { room, peer } => (room, Some(peer.id.clone())),
-                BusEvent::Left { room, peer_id, .. } => (room, Some(peer_id.clone())),
-                BusEvent::Signal { room, from, .. } => (room, Some(from.clone())),
-                BusEvent::Kick { room, .. } | BusEvent::Close { room } => (room, None),
-            };
-            let Some(local) = st.rooms.get(room).cloned() else {
-                return;
-            };
-            for pid in local {
-                if skip.as_deref() == Some(pid.as_str()) {
-                    continue;
-                }
-                let Some(sid) = st.by_peer.get(&pid).cloned() else {
-                    continue;
-                };
-                let Some(sess) = st.sessions.get_mut(&sid) else {
-                    continue;
-                };
-                let mut msg = match &e {
-                    BusEvent::Joined { peer, .. } => json!({
-                        "type": "peer_joined",
-                        "peer": peer,
-                        "polite": sess.peer.rank > peer.rank,
-                    }),
-                    BusEvent::Left {
-                        peer_id, reason, ..
-                    } => json!({
-                        "type": "peer_left", "peer_id": peer_id, "reason": reason,
-                    }),
-                    BusEvent::Signal { from, to, data, .. } => {
-                        if to.as_deref().is_some_and(|t| t != pid) {
-                            continue;
-                        }
-                        json!({"type": "signal", "from": from, "broadcast": to.is_none(), "data": data})
-                    }
-                    BusEvent::Kick { peer_id, .. } => {
-                        if *peer_id != pid {
-                            continue;
-                        }
-                        to_close.push((sid.clone(), "kicked", "kicked by the operator"));
-                        json!({"type": "kicked"})
-                    }
-                    BusEvent::Close { .. } => {
-                        to_close.push((sid.clone(), "room_closed", "room closed by the operator"));
-                        json!({"type": "room_closed"})
-                    }
-                };
-                Self::push_to(&self.cfg, &self.counters, sess, &mut msg);
-            }
-        }
-        for (sid, reason, why) in to_close {
-            if let Some(tx) = self.lock().sessions.get_mut(&sid).and_then(|s| s.tx.take()) {
-                let _ = tx.try_send(Out::Close(4001, why));
-            }
-            self.leave(&sid, reason).await;
-        }
-    }
-
-    /// Sessions whose grace period ran out.
-    fn expired(&self) -> Vec<String> {
-        let s = self.lock();
-        s.sessions
-            .values()
-            .filter(|x| {
-                x.disconnected_at
-                    .is_some_and(|t| t.elapsed() >= self.cfg.resume_grace)
-            })
-            .map(|x| x.id.clone())
-            .collect()
-    }
-
-    /// Tells every client to reconnect elsewhere and closes their sockets (SIGTERM).
-    pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        let mut s = self.lock();
-        for sess in s.sessions.values_mut() {
-            if let Some(tx) = sess.tx.take() {
-                let m: Arc<str> = json!({"v": VERSION, "type": "draining", "reconnect": true})
-                    .to_string()
-                    .into();
-                let _ = tx.try_send(Out::Text(m));
-                let _ = tx.try_send(Out::Close(1012, "server restarting: reconnect"));
-            }
-        }
-    }
-
-    /// Local participants, for metrics and admin.
+    /// Attached sessions and rooms with a participant on this node.
     pub fn local_counts(&self) -> (usize, usize) {
-        let s = self.lock();
-        (
-            s.sessions.values().filter(|x| x.tx.is_some()).count(),
-            s.rooms.len(),
-        )
-    }
-
-    fn update_gauges(&self) {
-        let (conns, rooms) = self.local_counts();
-        metrics::gauge!("turnpike_signal_connections").set(conns as f64);
-        metrics::gauge!("turnpike_signal_rooms").set(rooms as f64);
-    }
-
-    /// The session of a local peer (for kicks from the admin API on this node).
-    pub fn session_of(&self, peer_id: &str) -> Option<String> {
-        self.lock().by_peer.get(peer_id).cloned()
+        self.lock().rooms.local_counts()
     }
 }
 
+fn record(m: Metric) {
+    match m {
+        Metric::MessageIn => {
+            metrics::counter!("turnpike_signal_messages_total", "direction" => "in").increment(1);
+        }
+        Metric::MessageOut => {
+            metrics::counter!("turnpike_signal_messages_total", "direction" => "out").increment(1);
+        }
+        Metric::Drop(reason) => {
+            metrics::counter!("turnpike_signal_drops_total", "reason" => reason.label())
+                .increment(1);
+        }
+        Metric::Resume => metrics::counter!("turnpike_signal_resumes_total").increment(1),
+        Metric::Gauges { connections, rooms } => {
+            metrics::gauge!("turnpike_signal_connections").set(connections as f64);
+            metrics::gauge!("turnpike_signal_rooms").set(rooms as f64);
+        }
+    }
+}
+
+/// Sleeps until the rooms' next deadline (or an earlier one appears), then hands them the time.
+async fn timer_task(hub: Arc<Hub>) {
+    loop {
+        let deadline = {
+            let mut inner = hub.lock();
+            let next = inner.rooms.poll_timeout();
+            inner.armed = next;
+            next
+        };
+        let Some(deadline) = deadline else {
+            hub.timer.notified().await;
+            continue;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+            () = hub.timer.notified() => continue,
+        }
+        let work = hub.apply(|r, now| r.handle_timeout(now)).1;
+        hub.carry_out(work).await;
+    }
+}
+
+/// Bus events to this node's participants.
 async fn deliver_task(hub: Arc<Hub>) {
     let mut rx = hub.bus.subscribe();
     loop {
         match rx.recv().await {
-            Ok(e) => hub.deliver(e).await,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+            Ok(e) => {
+                let work = hub.apply(|r, now| r.handle_bus_event(now, e)).1;
+                hub.carry_out(work).await;
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(lost = n, "signalling events lagged");
                 metrics::counter!("turnpike_signal_drops_total", "reason" => "lagged").increment(n);
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            Err(broadcast::error::RecvError::Closed) => return,
         }
-    }
-}
-
-async fn sweep_task(hub: Arc<Hub>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tick.tick().await;
-        for sid in hub.expired() {
-            hub.leave(&sid, "gone").await;
-        }
-        hub.update_gauges();
     }
 }

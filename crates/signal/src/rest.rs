@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,10 +16,10 @@ use turnpike_api::extract::{Body, Path};
 use turnpike_api::util::{audit, check_ident, check_text};
 use turnpike_store::Store;
 
-use crate::bus::{BusError, BusEvent, RoomBus};
-use crate::hub::room_key;
+use crate::bus::{BusError, RoomBus};
+use crate::bus_event::{room_key, BusEvent};
 use crate::token::{self, Claims};
-use crate::Signal;
+use crate::{grant, ws, Signal};
 
 type S = State<Arc<Signal>>;
 
@@ -241,42 +241,6 @@ async fn get_settings(State(sig): S, headers: HeaderMap) -> ApiResult<Json<Setti
     Ok(Json(Settings { allowed_origins }))
 }
 
-async fn upgrade(
-    State(sig): S,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if sig.hub.draining.load(std::sync::atomic::Ordering::SeqCst) {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            "this node is draining: connect to another",
-        )
-        .into_response();
-    }
-    let ip = peer.ip().to_canonical();
-    if !sig.hub.admit_ip(ip) {
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_connections",
-            "too many signalling connections from this address",
-        )
-        .into_response();
-    }
-    let origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let max = sig.hub.cfg.max_message_bytes;
-    ws.max_message_size(max * 4)
-        .max_frame_size(max * 4)
-        .on_upgrade(move |socket| async move {
-            crate::ws::run(sig.clone(), socket, ip, origin).await;
-            sig.hub.release_ip(ip);
-        })
-}
-
 const DEMO_HTML: &str = include_str!("../assets/demo.html");
 const ICE_TEST_HTML: &str = include_str!("../assets/ice-test.html");
 const CLIENT_JS: &str = include_str!("../assets/signal-client.js");
@@ -308,7 +272,7 @@ async fn demo_token(
         can_broadcast: None,
     };
     let tok = mint(&sig, &t, &r).await?;
-    let ice = sig.ice_servers(&t, &r.identity).await;
+    let ice = grant::ice_servers(&sig.api, &t, &r.identity).await;
     Ok(Json(serde_json::json!({
         "token": tok.token, "expires_at": tok.expires_at, "url": tok.url, "ice_servers": ice,
     })))
@@ -325,7 +289,7 @@ fn page(sig: &Signal, html: &'static str) -> Response {
 /// join tokens).
 pub fn router(sig: Arc<Signal>) -> Router {
     Router::new()
-        .route("/v1/signal", get(upgrade))
+        .route("/v1/signal", get(ws::handshake))
         .route("/v1/signal/tokens", post(create_token))
         .route("/v1/signal/rooms", get(list_rooms))
         .route("/v1/signal/rooms/{room}", get(room).delete(close_room))

@@ -12,6 +12,7 @@
 
 mod any;
 mod model;
+pub mod signal;
 mod sql;
 
 pub use any::AnyStore;
