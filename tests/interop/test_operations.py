@@ -41,8 +41,23 @@ def test_sigterm_is_graceful(turnpike):
     assert "stopped" in t.logs()
 
 
+def http_status(port, path):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def test_drain_mode_refuses_new_allocations_keeps_old(turnpike, peer):
     t = turnpike(USERS + LOOPBACK_OK)
+    # Ready and healthy before draining, on the private listener and the shared port.
+    for port in (t.metrics_port, t.mux_port):
+        assert http_status(port, "/healthz") == 200
+        assert http_status(port, "/readyz") == 200
 
     async def scenario():
         # An allocation made before draining keeps relaying after it.
@@ -56,6 +71,10 @@ def test_drain_mode_refuses_new_allocations_keeps_old(turnpike, peer):
     r = uclient.run(t.port, ["-u", "u", "-w", "p", "-c", "-e", "127.0.0.1", "-r", str(peer), "-m", "1", "-n", "5"])
     assert r.rc == 255 and "508" in r.output, r.output
     assert "drain mode" in t.logs()
+    # A load balancer watching /healthz stops sending new clients; the node is still ready.
+    for port in (t.metrics_port, t.mux_port):
+        assert http_status(port, "/healthz") == 503
+        assert http_status(port, "/readyz") == 200
 
 
 def run_bin(args, cwd=None, timeout=10):

@@ -31,7 +31,7 @@ macro_rules! value_type {
 macro_rules! key_arg {
     (list $t:ty, $name:expr, $doc:expr) => {
         flag($name, $doc)
-            .value_parser(clap::value_parser!($t))
+            .value_parser(list_item::<$t>)
             .value_delimiter(',')
             .action(clap::ArgAction::Append)
     };
@@ -43,8 +43,9 @@ macro_rules! key_arg {
 /// A key's value given by a flag or variable, merged over the file's.
 macro_rules! key_override {
     (list $t:ty, $m:expr, $name:expr, $fig:expr) => {
-        if let Some(v) = $m.get_many::<$t>($name) {
-            $fig = $fig.merge(Serialized::default($name, v.cloned().collect::<Vec<$t>>()));
+        if let Some(v) = $m.get_many::<Option<$t>>($name) {
+            let list: Vec<$t> = v.flatten().cloned().collect();
+            $fig = $fig.merge(Serialized::default($name, list));
         }
     };
     ($kind:ident $t:ty, $m:expr, $name:expr, $fig:expr) => {
@@ -103,6 +104,19 @@ fn flag(name: &'static str, doc: &[&str]) -> clap::Arg {
         .global(true)
         .help(short_help)
         .long_help(text)
+}
+
+/// One element of a list flag; an empty value (`--listen-tls ""`) stands for no element, so a
+/// list can be emptied from the command line.
+fn list_item<T: std::str::FromStr>(s: &str) -> Result<Option<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<T>().map(Some).map_err(|e| e.to_string())
 }
 
 /// A doc comment's lines as one paragraph.
@@ -727,12 +741,18 @@ mod tests {
             "turn.example.com",
             "--demo-public",
             "true",
+            "--listen-tls",
+            "",
         ]);
         let cfg = Config::load(None, &m).unwrap();
         assert_eq!(cfg.listen_udp.len(), 2);
         assert_eq!(cfg.relay_port_min, 2000);
         assert_eq!(cfg.public_host.as_deref(), Some("turn.example.com"));
         assert!(cfg.demo_public);
+        assert!(
+            cfg.listen_tls.is_empty(),
+            "an empty list flag empties the list"
+        );
         assert_eq!(cfg.realm, Config::default().realm);
     }
 }

@@ -24,9 +24,6 @@ use turnpike_proto::Directory;
 use turnpike_server::conn_limit::ConnectionLimits;
 use turnpike_server::mux::HttpService;
 
-/// Tells whether the node is healthy (`None`) or why not.
-pub(crate) type HealthCheck = Arc<dyn Fn() -> Option<&'static str> + Send + Sync>;
-
 fn error(status: StatusCode, code: &str, message: &str) -> axum::response::Response {
     (
         status,
@@ -54,7 +51,7 @@ pub(crate) struct Parts {
     pub api: Option<Router>,
     pub demo: Option<Router>,
     pub demo_public: bool,
-    pub health: HealthCheck,
+    pub health: Arc<crate::health::Health>,
 }
 
 /// The private router (everything) and the public one (see the module doc).
@@ -63,14 +60,34 @@ pub(crate) fn routers(p: Parts) -> (Router, Router) {
     let healthz = get(move || {
         let health = health.clone();
         async move {
-            match health() {
+            match health.liveness() {
                 None => Json(serde_json::json!({"status": "ok"})).into_response(),
                 Some(why) => error(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", why),
             }
         }
     });
-    let mut private = Router::new().route("/healthz", healthz.clone());
-    let mut public = Router::new().route("/healthz", healthz);
+    let health = p.health.clone();
+    let readyz = get(move || {
+        let health = health.clone();
+        async move {
+            let why = health.readiness().await;
+            if why.is_empty() {
+                Json(serde_json::json!({"status": "ready"})).into_response()
+            } else {
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    &why.join("; "),
+                )
+            }
+        }
+    });
+    let mut private = Router::new()
+        .route("/healthz", healthz.clone())
+        .route("/readyz", readyz.clone());
+    let mut public = Router::new()
+        .route("/healthz", healthz)
+        .route("/readyz", readyz);
     let h = p.metrics.clone();
     private = private.route("/metrics", get(move || std::future::ready(h.render())));
     if let Some(token) = p.metrics_token {

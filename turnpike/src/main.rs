@@ -3,6 +3,7 @@
 mod config;
 mod control;
 mod credential;
+mod health;
 mod http;
 mod instance;
 mod limits;
@@ -353,17 +354,7 @@ fn serve(cfg: Config, reload: Reload) -> Result<()> {
                 None => r,
             }
         });
-        let health: http::HealthCheck = match &control {
-            Some(c) => {
-                let state = c.state.clone();
-                Arc::new(move || {
-                    (!state.database_ok()).then_some(
-                        "the database file was removed or replaced: restore it and restart",
-                    )
-                })
-            }
-            None => Arc::new(|| None),
-        };
+        let health = health::Health::new(relay.clone(), control.as_ref().map(|c| c.state.clone()));
         let (private_router, public_router) = http::routers(http::Parts {
             metrics: recorder,
             metrics_token: cfg.metrics_token.clone(),
@@ -379,7 +370,7 @@ fn serve(cfg: Config, reload: Reload) -> Result<()> {
                     )
                 }),
             demo_public: cfg.demo_public,
-            health,
+            health: health.clone(),
         });
         let header_timeout = Duration::from_secs(cfg.http_header_timeout);
         if !cfg.metrics_listen.is_empty() {
@@ -468,6 +459,7 @@ fn serve(cfg: Config, reload: Reload) -> Result<()> {
         };
         let workers = driver.workers;
         let server = start_with_fallback(proto.clone(), relay.clone(), driver)?;
+        health.set_listening();
         tracing::info!(
             udp = ?server.udp_addrs,
             tcp = ?server.tcp_addrs,
