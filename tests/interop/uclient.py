@@ -14,8 +14,11 @@ class Result:
     output: str
 
 
-def run(server_port, args, host="127.0.0.1", timeout=120):
+def run(server_port, args, host="127.0.0.1", timeout=120, netns=None):
+    """Runs uclient against host:server_port (inside network namespace `netns` if given)."""
     cmd = ["turnutils_uclient", "-p", str(server_port), *args, host]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     out = p.stdout + p.stderr
     sent = received = lost = -1

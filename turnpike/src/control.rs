@@ -23,17 +23,38 @@ pub(crate) fn database_url(cfg: &Config) -> Result<String> {
     ))
 }
 
+/// Every listener a client can use, as ICE server lists name them: the shared port carries
+/// TURN over TCP and TURNS too, and DTLS listeners carry plain UDP TURN as well.
+pub(crate) fn ice_listeners(cfg: &Config) -> turnpike_api::ice::Listeners {
+    turnpike_api::ice::Listeners {
+        udp: cfg
+            .listen_udp
+            .iter()
+            .chain(&cfg.listen_dtls)
+            .copied()
+            .collect(),
+        tcp: cfg
+            .listen_tcp
+            .iter()
+            .chain(&cfg.listen_mux)
+            .copied()
+            .collect(),
+        tls: cfg
+            .listen_tls
+            .iter()
+            .chain(&cfg.listen_mux)
+            .copied()
+            .collect(),
+        dtls: cfg.listen_dtls.clone(),
+    }
+}
+
 pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
     ApiConfig {
         realm: cfg.realm.clone(),
         admin_key_hash: cfg.admin_key.as_deref().map(turnpike_api::keys::hash_key),
         public_host: cfg.public_host.clone(),
-        listeners: turnpike_api::ice::Listeners {
-            udp: cfg.listen_udp.clone(),
-            tcp: cfg.listen_tcp.clone(),
-            tls: cfg.listen_tls.clone(),
-            dtls: cfg.listen_dtls.clone(),
-        },
+        listeners: ice_listeners(cfg),
         default_ttl: cfg.ephemeral_default_ttl,
         max_ttl: cfg.ephemeral_max_ttl,
         rate_burst: cfg.api_rate_burst,

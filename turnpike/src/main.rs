@@ -1,5 +1,6 @@
 //! The `turnpike` binary: configuration, wiring, signals and graceful shutdown.
 
+mod advertise;
 mod config;
 mod control;
 mod credential;
@@ -9,6 +10,7 @@ mod instance;
 mod limits;
 mod secret;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,29 +49,10 @@ fn run() -> Result<()> {
         Some(Command::IceServers { user, ttl }) => {
             let secret = minting_secret(&cfg)?;
             let m = credential::mint(&secret, &user, ttl);
-            let listeners = turnpike_api::ice::Listeners {
-                udp: cfg
-                    .listen_udp
-                    .iter()
-                    .chain(&cfg.listen_dtls)
-                    .copied()
-                    .collect(),
-                tcp: cfg
-                    .listen_tcp
-                    .iter()
-                    .chain(&cfg.listen_mux)
-                    .copied()
-                    .collect(),
-                tls: cfg
-                    .listen_tls
-                    .iter()
-                    .chain(&cfg.listen_mux)
-                    .copied()
-                    .collect(),
-                dtls: cfg.listen_dtls.clone(),
-            };
+            let listeners = control::ice_listeners(&cfg);
+            let advertised = advertise::detect(&cfg);
             let servers = turnpike_api::ice::ice_servers(
-                cfg.public_host.as_deref(),
+                advertised.host.as_deref(),
                 &listeners,
                 &m.username,
                 &m.password,
@@ -88,8 +71,11 @@ fn run() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(());
         }
-        Some(Command::ConfigReference) => {
-            print!("{}", crate::config::reference_table());
+        Some(Command::ConfigReference { update }) => {
+            match update {
+                Some(path) => crate::config::update_reference(&path)?,
+                None => print!("{}", crate::config::reference_table()),
+            }
             return Ok(());
         }
         Some(Command::CheckConfig) => {
@@ -303,10 +289,19 @@ fn own_endpoints(cfg: &Config) -> Result<turnpike_proto::OwnEndpoints> {
     })
 }
 
-fn serve(cfg: Config, reload: Reload) -> Result<()> {
+fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
     // One instance per data directory and per listening address.
     let _instance = instance::lock(&cfg.data_dir)?;
     instance::probe_listeners(&cfg)?;
+    // What ICE server lists name: settled once, logged with its reason.
+    let advertised = advertise::detect(&cfg);
+    advertise::log(&advertised);
+    if cfg.public_host.is_none() {
+        cfg.public_host.clone_from(&advertised.host);
+    }
+    if cfg.external_ipv4.is_none() {
+        cfg.external_ipv4 = advertised.discovered.filter(IpAddr::is_ipv4);
+    }
     let workers = if cfg.workers == 0 {
         DriverConfig::default().workers
     } else {

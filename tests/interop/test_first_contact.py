@@ -1,0 +1,66 @@
+"""First contact (issue 11): the README's first command, as a newcomer runs it, hands out ICE
+servers a real client relays through. Run in a network namespace made by the test, on a host
+whose only address is 198.51.100.10 (documentation range) with a default route, so nothing
+leaves this machine."""
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import uclient
+from conftest import BIN
+from netns import namespace
+
+HOST = "198.51.100.10"
+
+
+def curl(ns, method, url, key=None, body=None):
+    args = ["curl", "-s", "-X", method, url, "-H", "Content-Type: application/json"]
+    if key:
+        args += ["-H", f"Authorization: Bearer {key}"]
+    if body is not None:
+        args += ["-d", json.dumps(body)]
+    r = ns.run(args, timeout=20)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout) if r.stdout.strip() else None
+
+
+def test_readme_first_command_hands_out_working_servers(tmp_path):
+    with namespace("tp-first") as ns:
+        ns.veth_host(HOST, gateway="198.51.100.1")
+        log = open(tmp_path / "turnpike.log", "w+")
+        # Exactly the README's first command (the binary it builds), in an empty directory: no
+        # configuration, wildcard listeners, no public_host. The one setting: relaying to the
+        # documentation range, which the peer below lives in and the default policy refuses.
+        env = dict(os.environ, TURNPIKE_DANGER_ALLOW_PEER_RANGES="198.51.100.0/24")
+        p = ns.popen([BIN], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            r = ns.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9478/readyz"])
+            if r.stdout == "200":
+                break
+            assert p.poll() is None, (tmp_path / "turnpike.log").read_text()
+            time.sleep(0.2)
+        logs = (tmp_path / "turnpike.log").read_text()
+        assert f"host={HOST}" in logs and "default route" in logs, logs
+        admin = re.search(r"^\s+(tpa_\S+)$", logs, re.M).group(1)
+        tenant = curl(ns, "POST", "http://127.0.0.1:9478/v1/tenants", admin, {"name": "newcomer"})
+        ice = curl(ns, "GET", "http://127.0.0.1:9478/v1/ice-servers", tenant["secret_key"])
+        urls = [u for s in ice["iceServers"] for u in (s["urls"] if isinstance(s["urls"], list) else [s["urls"]])]
+        assert f"stun:{HOST}:3478" in urls, ice
+        for u in (f"turn:{HOST}:3478?transport=udp", f"turn:{HOST}:3478?transport=tcp",
+                  f"turns:{HOST}:5349?transport=tcp"):
+            assert u in urls, (u, ice)
+        turn = next(s for s in ice["iceServers"] if s.get("username"))
+        # A real client relays through the advertised server to a peer on the host.
+        peer_port = 7000
+        ns.popen(["turnutils_peer", "-L", HOST, "-p", str(peer_port)],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        for tcp in ([], ["-t"]):
+            r = uclient.run(3478, tcp + ["-u", turn["username"], "-w", turn["credential"],
+                                         "-e", HOST, "-r", str(peer_port), "-m", "2", "-n", "20",
+                                         "-l", "100"], host=HOST, netns=ns.name, timeout=60)
+            assert r.rc == 0 and r.lost == 0 and r.received >= 40, r.output
