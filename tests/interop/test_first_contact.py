@@ -64,3 +64,53 @@ def test_readme_first_command_hands_out_working_servers(tmp_path):
                                          "-e", HOST, "-r", str(peer_port), "-m", "2", "-n", "20",
                                          "-l", "100"], host=HOST, netns=ns.name, timeout=60)
             assert r.rc == 0 and r.lost == 0 and r.received >= 40, r.output
+
+
+async def relay_for(port, username, password, seconds, every=0.2):
+    """aioice through the relay to a local echo peer for `seconds`, re-binding its channel
+    every 2 s (authenticated ChannelBind requests); returns (sent, echoed)."""
+    import asyncio
+    from aioice import turn
+
+    from test_aioice import Collector, Echo
+
+    loop = asyncio.get_running_loop()
+    peer_t, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    peer = peer_t.get_extra_info("sockname")
+    relay_t, proto = await turn.create_turn_endpoint(
+        Collector, server_addr=("127.0.0.1", port), username=username, password=password,
+        channel_refresh_time=2)
+    sent = 0
+    try:
+        end = loop.time() + seconds
+        while loop.time() < end:
+            relay_t.sendto(b"tick-%d" % sent, peer)
+            sent += 1
+            await asyncio.sleep(every)
+        await asyncio.sleep(0.5)
+        return sent, len(proto.received)
+    finally:
+        relay_t.close()
+        peer_t.close()
+
+
+def test_a_call_outlives_its_credential(turnpike):
+    """A 3-second credential: with the default grace the relay keeps flowing (and its channel
+    keeps being re-bound) for 8 s; with `credential_grace = 0` the re-binds after expiry fail."""
+    import asyncio
+
+    from conftest import LOOPBACK_OK
+
+    def mint(t):
+        out = subprocess.run([BIN, "--config", str(t.config), "credential", "--user", "caller",
+                              "--ttl", "3"], capture_output=True, text=True, check=True).stdout
+        c = json.loads(out)
+        return c["username"], c["password"]
+
+    secret = 'shared_secrets = ["grace-test-secret-0123"]\n'
+    t = turnpike(secret + LOOPBACK_OK)
+    sent, echoed = asyncio.run(relay_for(t.port, *mint(t), seconds=8))
+    assert sent >= 30 and echoed == sent, (sent, echoed)
+    strict = turnpike(secret + LOOPBACK_OK + "credential_grace = 0\n")
+    sent, echoed = asyncio.run(relay_for(strict.port, *mint(strict), seconds=8))
+    assert echoed < sent * 3 // 4, (sent, echoed)

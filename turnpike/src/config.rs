@@ -248,6 +248,12 @@ keys! {
     max_lifetime: one u64 = PROTO::MAX_LIFETIME.as_secs();
     /// Nonce validity before 438 Stale Nonce (s).
     nonce_lifetime: one u64 = PROTO::NONCE_LIFETIME.as_secs();
+    /// Seconds a live allocation may go on after the credential it was made with expired:
+    /// Refresh, CreatePermission, ChannelBind and RFC 6062 requests keep working, so a call
+    /// outlives a short-lived credential. A new Allocate always needs a valid credential; a
+    /// revoked, disabled or deleted credential or a tenant over a `refuse` or `disconnect`
+    /// quota still ends the allocation. `0`: every request needs a valid credential.
+    credential_grace: one u64 = PROTO::CREDENTIAL_GRACE.as_secs();
     /// Live allocations on this node (0 = unlimited); beyond it, 486. Unset: 40 % of the file
     /// descriptors above a reserve (see [security.md](security.md#resource-caps)).
     max_allocations: opt usize = None;

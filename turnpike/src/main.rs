@@ -201,6 +201,7 @@ fn proto_config(cfg: &Config, caps: &limits::Caps) -> Result<ServerConfig> {
     p.default_lifetime = Duration::from_secs(cfg.default_lifetime);
     p.max_lifetime = Duration::from_secs(cfg.max_lifetime);
     p.nonce_lifetime = Duration::from_secs(cfg.nonce_lifetime);
+    p.credential_grace = Duration::from_secs(cfg.credential_grace);
     p.peer_policy = PeerPolicy::new(
         cfg.allowed_peer_ranges.clone(),
         cfg.denied_peer_ranges.clone(),

@@ -79,6 +79,9 @@ pub struct Allocation {
     pub peers: std::collections::HashSet<IpAddr>,
     /// Bitrate cap, when the account has one.
     pub throttle: Option<crate::throttle::TokenBucket>,
+    /// When the credential it was made with expires (unix seconds), if it does: past it, the
+    /// allocation lives on within `credential_grace` unless a `refuse` quota ends it.
+    pub credential_expires: Option<u64>,
     /// This allocation's share of the quotas, given back when it is dropped.
     pub _quota: QuotaLease,
 }

@@ -57,6 +57,17 @@ pub struct AuthInfo {
     pub sha256: bool,
     /// The control-plane account (stored or ephemeral credentials); `None` for static users.
     pub account: Option<std::sync::Arc<crate::directory::Account>>,
+    /// The credential is valid while the unix time is below this (`None`: it does not expire).
+    /// Authentication succeeds past it: whether an expired credential may still act (a live
+    /// allocation within `credential_grace`) is the server's decision, made in one place.
+    pub expires_at: Option<u64>,
+}
+
+impl AuthInfo {
+    /// Whether the credential has expired at `now_unix`.
+    pub fn is_expired(&self, now_unix: u64) -> bool {
+        self.expires_at.is_some_and(|e| now_unix >= e)
+    }
 }
 
 impl Credentials {
@@ -163,16 +174,18 @@ impl Credentials {
                     key,
                     sha256,
                     account: None,
+                    expires_at: None,
                 });
             }
             return Err(TurnError::Unauthorized("wrong password"));
         }
         if let Some(r) = authenticate_directory(dir, msg, &username, &derive, algorithm, now_unix) {
-            return r.map(|(key, account)| AuthInfo {
+            return r.map(|(key, account, expires_at)| AuthInfo {
                 username,
                 key,
                 sha256,
                 account: Some(account),
+                expires_at,
             });
         }
         if !self.shared_secrets.is_empty() {
@@ -183,14 +196,13 @@ impl Credentials {
                 let password = Self::shared_secret_password(secret, &username);
                 let key = derive(password.as_bytes());
                 if msg.check_integrity(key.as_bytes()) {
-                    if expiry < now_unix {
-                        return Err(TurnError::Unauthorized("credential expired"));
-                    }
+                    // `expiry:user` is valid through its expiry second.
                     return Ok(AuthInfo {
                         username,
                         key,
                         sha256,
                         account: None,
+                        expires_at: Some(expiry.saturating_add(1)),
                     });
                 }
             }
@@ -209,7 +221,7 @@ fn authenticate_directory(
     derive: &dyn Fn(&[u8]) -> Key,
     algorithm: PasswordAlgorithm,
     now_unix: u64,
-) -> Option<Result<(Key, Arc<Account>), TurnError>> {
+) -> Option<Result<(Key, Arc<Account>, Option<u64>), TurnError>> {
     if let Some(candidates) = dir.users.get(username) {
         // The same name in several tenants: the key that checks out says whose it is.
         let found = candidates.iter().find_map(|u| {
@@ -225,10 +237,8 @@ fn authenticate_directory(
         if !u.enabled {
             return Some(Err(TurnError::Unauthorized("credential disabled")));
         }
-        if u.expires_at.is_some_and(|e| e <= now_unix) {
-            return Some(Err(TurnError::Unauthorized("credential expired")));
-        }
-        return Some(Ok((key, u.account.clone())));
+        // A stored credential is valid before its `expires_at`.
+        return Some(Ok((key, u.account.clone(), u.expires_at)));
     }
     let (expiry, scope, user) = parse_ephemeral(username)?;
     let (tenant, credential) = if scope.starts_with("cred_") {
@@ -245,9 +255,6 @@ fn authenticate_directory(
         let password = Credentials::shared_secret_password(secret, username);
         let key = derive(password.as_bytes());
         if msg.check_integrity(key.as_bytes()) {
-            if expiry < now_unix {
-                return Some(Err(TurnError::Unauthorized("credential expired")));
-            }
             let account = Arc::new(Account {
                 tenant_id: tenant,
                 credential_id: credential,
@@ -256,7 +263,8 @@ fn authenticate_directory(
             if dir.is_revoked(&account, username, now_unix) {
                 return Some(Err(TurnError::Unauthorized("credential revoked")));
             }
-            return Some(Ok((key, account)));
+            // `expiry:scope:user` is valid through its expiry second.
+            return Some(Ok((key, account, Some(expiry.saturating_add(1)))));
         }
     }
     Some(Err(TurnError::Unauthorized("wrong password")))

@@ -21,6 +21,9 @@ pub mod defaults {
     /// Unauthenticated answers: surplus bytes per source, and its refill per second.
     pub const UNAUTH_BYTES_BURST: u32 = 8192;
     pub const UNAUTH_BYTES_PER_SEC: u32 = 2048;
+    /// How long an allocation made with a valid credential may go on refreshing, permitting and
+    /// binding after the credential expired.
+    pub const CREDENTIAL_GRACE: Duration = Duration::from_secs(24 * 3600);
 }
 
 /// RFC 5780 NAT behaviour discovery: the server's two IP addresses and two ports. The driver
@@ -102,6 +105,10 @@ pub struct ServerConfig {
     /// Most live allocations of a tenant that has no allocation quota of its own (`None`:
     /// unlimited).
     pub default_tenant_max_allocations: Option<u32>,
+    /// How long a live allocation may go on (Refresh, CreatePermission, ChannelBind, Connect,
+    /// ConnectionBind) after its credential expired; a new Allocate always needs a valid one.
+    /// Zero: every request needs a valid credential.
+    pub credential_grace: Duration,
 }
 
 impl ServerConfig {
@@ -127,6 +134,7 @@ impl ServerConfig {
             rfc5780: None,
             directory_credentials: true,
             default_tenant_max_allocations: None,
+            credential_grace: defaults::CREDENTIAL_GRACE,
         }
     }
 }

@@ -1581,3 +1581,102 @@ fn one_username_in_two_tenants_authenticates_each_by_its_own_key() {
         Some(401)
     );
 }
+
+/// Requests of an allocation made before its credential expired, `at` seconds after `t0`.
+fn after_expiry(
+    s: &mut Server,
+    t0: Instant,
+    c: &mut Client,
+    at: u64,
+) -> (Option<u16>, Option<u16>) {
+    let now = t0 + Duration::from_secs(at);
+    let perm = c.request(METHOD_CREATE_PERMISSION, true, |w| {
+        peer_attr(w, "198.51.100.7:1");
+    });
+    let p = error_code(&exchange(s, now, c, &perm).unwrap());
+    let refresh = c.request(METHOD_REFRESH, true, |w| {
+        w.attr_u32(ATTR_LIFETIME, 600).map(|_| ()).unwrap();
+    });
+    let r = error_code(&exchange(s, now, c, &refresh).unwrap());
+    (p, r)
+}
+
+#[test]
+fn calls_outlive_their_credentials_within_the_grace() {
+    // A shared-secret credential valid through UNIX0 + 30.
+    let user = format!("{}:dave", UNIX0 + 30);
+    let pw = Credentials::shared_secret_password(b"north", &user);
+    let (mut s, t0) = new_server(config(|_| {}));
+    let mut c = Client::new("203.0.113.20:4000", &user, &pw);
+    allocate(&mut s, t0, &mut c);
+    // Two minutes after expiry the allocation still permits and refreshes (default grace 24 h).
+    assert_eq!(after_expiry(&mut s, t0, &mut c, 150), (None, None));
+    // A new allocation needs a valid credential.
+    let mut d = Client::new("203.0.113.20:4001", &user, &pw);
+    let now = t0 + Duration::from_secs(150);
+    challenge(&mut s, now, &mut d);
+    let req = d.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, now, &d, &req).unwrap()),
+        Some(401)
+    );
+
+    // A grace of 100 s ends at expiry + 100 s.
+    let (mut s, t0) = new_server(config(|cfg| {
+        cfg.credential_grace = Duration::from_secs(100)
+    }));
+    let mut c = Client::new("203.0.113.20:4000", &user, &pw);
+    allocate(&mut s, t0, &mut c);
+    assert_eq!(after_expiry(&mut s, t0, &mut c, 120), (None, None));
+    let (p, r) = after_expiry(&mut s, t0, &mut c, 140);
+    assert_eq!((p, r), (Some(401), Some(401)));
+
+    // No grace: today's behaviour, every request needs a valid credential.
+    let (mut s, t0) = new_server(config(|cfg| cfg.credential_grace = Duration::ZERO));
+    let mut c = Client::new("203.0.113.20:4000", &user, &pw);
+    allocate(&mut s, t0, &mut c);
+    assert_eq!(after_expiry(&mut s, t0, &mut c, 31), (Some(401), Some(401)));
+}
+
+#[test]
+fn a_revoked_credential_gets_no_grace_and_a_refuse_quota_ends_it() {
+    let env = config(|_| {});
+    env.directory
+        .publish(directory_snapshot(true, Limits::default()));
+    let (mut s, t0) = new_server(env.clone());
+    let user = format!("{}:ten_1:erin", UNIX0 + 30);
+    let pw = Credentials::shared_secret_password(b"tenant-secret", &user);
+    let mut c = Client::new("203.0.113.21:4000", &user, &pw);
+    allocate(&mut s, t0, &mut c);
+    assert_eq!(after_expiry(&mut s, t0, &mut c, 60), (None, None));
+    // Revoked: refused at once, grace or not.
+    let mut snap = directory_snapshot(true, Limits::default());
+    snap.revoked_usernames.insert(user.clone(), UNIX0 + 3600);
+    env.directory.publish(snap);
+    assert_eq!(after_expiry(&mut s, t0, &mut c, 61), (Some(401), Some(401)));
+    // Another allocation living on its grace is closed by a refuse quota within the next tick.
+    env.directory
+        .publish(directory_snapshot(true, Limits::default()));
+    let user2 = format!("{}:ten_1:fred", UNIX0 + 30);
+    let pw2 = Credentials::shared_secret_password(b"tenant-secret", &user2);
+    let mut c2 = Client::new("203.0.113.21:4001", &user2, &pw2);
+    allocate(&mut s, t0, &mut c2);
+    let mut snap = directory_snapshot(true, Limits::default());
+    snap.tenant_limits.insert(
+        "ten_1".into(),
+        Limits {
+            refuse: true,
+            ..Default::default()
+        },
+    );
+    env.directory.publish(snap);
+    let live = s.allocation_count();
+    s.handle_timeout(t0 + Duration::from_secs(40));
+    assert_eq!(
+        s.allocation_count(),
+        live - 2,
+        "both expired-credential allocations end"
+    );
+}

@@ -67,6 +67,7 @@ impl Server {
             started_unix: 0,
             peers: Default::default(),
             throttle,
+            credential_expires: cx.auth.expires_at,
             _quota: lease,
         });
         self.stats.allocations = self.allocations.len() as u64;

@@ -402,6 +402,7 @@ impl Server {
             self.cfg
                 .credentials
                 .authenticate(msg, &self.cfg.realm, unix, &self.rt.directory.load())
+                .and_then(|auth| self.check_expiry(msg, auth, unix))
         } else {
             Err(TurnError::Unauthorized("wrong realm"))
         };
@@ -418,6 +419,26 @@ impl Server {
                 .failed(now, ft.client.ip(), username, reason, ft.transport);
         }
         result
+    }
+
+    /// An expired credential may still act on what it created, within `credential_grace`:
+    /// Refresh, CreatePermission, ChannelBind, Connect and ConnectionBind of a live allocation
+    /// (a revoked, disabled or deleted credential was refused before this). A new Allocate always
+    /// needs a valid credential.
+    fn check_expiry(
+        &self,
+        msg: &Message<'_>,
+        auth: AuthInfo,
+        unix: u64,
+    ) -> Result<AuthInfo, TurnError> {
+        let Some(expires_at) = auth.expires_at.filter(|_| auth.is_expired(unix)) else {
+            return Ok(auth);
+        };
+        let grace_ends = expires_at.saturating_add(self.cfg.credential_grace.as_secs());
+        if msg.method() == METHOD_ALLOCATE || unix >= grace_ends {
+            return Err(TurnError::Unauthorized("credential expired"));
+        }
+        Ok(auth)
     }
 
     fn check_unknown(&self, msg: &Message<'_>) -> Result<(), TurnError> {
@@ -653,6 +674,7 @@ impl Server {
         self.directory_seen = generation;
         let snap = dir.load();
         let deny = dir.has_denied_clients();
+        let unix = self.clock_unix;
         let mut doomed = Vec::new();
         for (id, a) in self.allocations.iter_mut() {
             if disconnects
@@ -664,7 +686,13 @@ impl Server {
                 continue;
             }
             if let Some(acct) = &a.account {
-                let want = snap.limits_for(acct).max_bitrate_bps;
+                let limits = snap.limits_for(acct);
+                // Living on an expired credential: a `refuse` quota ends that grace.
+                if limits.refuse && a.credential_expires.is_some_and(|e| unix >= e) {
+                    doomed.push(id);
+                    continue;
+                }
+                let want = limits.max_bitrate_bps;
                 let have = a.throttle.as_ref().map(|t| t.bits_per_sec());
                 if want.map(|b| (b / 8).max(1) * 8) != have {
                     a.throttle = want.map(|bps| crate::throttle::TokenBucket::new(now, bps));
