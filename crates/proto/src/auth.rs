@@ -180,12 +180,12 @@ impl Credentials {
             return Err(TurnError::Unauthorized("wrong password"));
         }
         if let Some(r) = authenticate_directory(dir, msg, &username, &derive, algorithm, now_unix) {
-            return r.map(|(key, account, expires_at)| AuthInfo {
+            return r.map(|d| AuthInfo {
                 username,
-                key,
+                key: d.key,
                 sha256,
-                account: Some(account),
-                expires_at,
+                account: Some(d.account),
+                expires_at: d.expires_at,
             });
         }
         if !self.shared_secrets.is_empty() {
@@ -212,6 +212,13 @@ impl Credentials {
     }
 }
 
+/// A control-plane credential that checked out.
+struct DirectoryAuth {
+    key: Key,
+    account: Arc<Account>,
+    expires_at: Option<u64>,
+}
+
 /// The control plane's credentials: a stored credential by username, or an ephemeral one
 /// (`expiry:scope:user`) signed with its tenant's shared secret. `None`: not a directory user.
 fn authenticate_directory(
@@ -221,7 +228,7 @@ fn authenticate_directory(
     derive: &dyn Fn(&[u8]) -> Key,
     algorithm: PasswordAlgorithm,
     now_unix: u64,
-) -> Option<Result<(Key, Arc<Account>, Option<u64>), TurnError>> {
+) -> Option<Result<DirectoryAuth, TurnError>> {
     if let Some(candidates) = dir.users.get(username) {
         // The same name in several tenants: the key that checks out says whose it is.
         let found = candidates.iter().find_map(|u| {
@@ -238,7 +245,11 @@ fn authenticate_directory(
             return Some(Err(TurnError::Unauthorized("credential disabled")));
         }
         // A stored credential is valid before its `expires_at`.
-        return Some(Ok((key, u.account.clone(), u.expires_at)));
+        return Some(Ok(DirectoryAuth {
+            key,
+            account: u.account.clone(),
+            expires_at: u.expires_at,
+        }));
     }
     let (expiry, scope, user) = parse_ephemeral(username)?;
     let (tenant, credential) = if scope.starts_with("cred_") {
@@ -264,7 +275,11 @@ fn authenticate_directory(
                 return Some(Err(TurnError::Unauthorized("credential revoked")));
             }
             // `expiry:scope:user` is valid through its expiry second.
-            return Some(Ok((key, account, Some(expiry.saturating_add(1)))));
+            return Some(Ok(DirectoryAuth {
+                key,
+                account,
+                expires_at: Some(expiry.saturating_add(1)),
+            }));
         }
     }
     Some(Err(TurnError::Unauthorized("wrong password")))
