@@ -1625,7 +1625,7 @@ fn calls_outlive_their_credentials_within_the_grace() {
 
     // A grace of 100 s ends at expiry + 100 s.
     let (mut s, t0) = new_server(config(|cfg| {
-        cfg.credential_grace = Duration::from_secs(100)
+        cfg.credential_grace = Duration::from_secs(100);
     }));
     let mut c = Client::new("203.0.113.20:4000", &user, &pw);
     allocate(&mut s, t0, &mut c);
@@ -1653,7 +1653,7 @@ fn a_revoked_credential_gets_no_grace_and_a_refuse_quota_ends_it() {
     assert_eq!(after_expiry(&mut s, t0, &mut c, 60), (None, None));
     // Revoked: refused at once, grace or not.
     let mut snap = directory_snapshot(true, Limits::default());
-    snap.revoked_usernames.insert(user.clone(), UNIX0 + 3600);
+    snap.revoked_usernames.insert(user, UNIX0 + 3600);
     env.directory.publish(snap);
     assert_eq!(after_expiry(&mut s, t0, &mut c, 61), (Some(401), Some(401)));
     // Another allocation living on its grace is closed by a refuse quota within the next tick.
