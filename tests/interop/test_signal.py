@@ -405,3 +405,31 @@ def test_members_of_a_crashed_node_are_reported_gone(turnpike):
 
     elapsed = asyncio.run(go())
     assert elapsed < 45, elapsed
+
+
+def test_signalling_over_the_shared_tls_port(sig):
+    """wss://host:443/v1/signal: the shared port (TURN, TURNS, HTTPS) takes WebSocket upgrades
+    too, so a deployment needs only port 443 for signalling and TURNS."""
+    import ssl
+
+    t, admin = sig()
+    _, api, _ = new_tenant(admin)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    async def go():
+        wss = f"wss://127.0.0.1:{t.mux_port}/v1/signal"
+        a = await websockets.connect(wss, ssl=ctx)
+        await a.send(json.dumps({"v": 1, "type": "join", "token": token(api, "r443", "alice")}))
+        assert (await recv(a, "joined"))["room"] == "r443"
+        b = await websockets.connect(f"ws://127.0.0.1:{t.mux_port}/v1/signal")
+        await b.send(json.dumps({"v": 1, "type": "join", "token": token(api, "r443", "bob")}))
+        await recv(b, "joined")
+        await b.send(json.dumps({"v": 1, "type": "broadcast", "data": {"hello": "over 443"}}))
+        m = await recv(a, "signal")
+        assert m["data"] == {"hello": "over 443"}, m
+        await a.close()
+        await b.close()
+
+    asyncio.run(go())

@@ -145,8 +145,8 @@ fn builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
 }
 
 /// The router as a connection handler for the shared-port listeners (whose caps and deny list
-/// the TURN side applies). No HTTP upgrades there: the worker threads' connections are not
-/// `Send`, so signalling WebSockets are served on the `metrics_listen` listener.
+/// the TURN side applies), with HTTP upgrades: signalling WebSockets work on 443 too
+/// (`wss://host/v1/signal`), served by the worker thread that accepted the connection.
 pub(crate) fn service(router: Router, header_timeout: Duration) -> HttpService {
     Arc::new(move |io, peer: SocketAddr, _tls: bool| {
         // Handlers that need the client address (per-IP limits) read it as `ConnectInfo`.
@@ -156,7 +156,10 @@ pub(crate) fn service(router: Router, header_timeout: Duration) -> HttpService {
         Box::pin(async move {
             let io = hyper_util::rt::TokioIo::new(io);
             let svc = hyper_util::service::TowerToHyperService::new(router);
-            let _ = builder(header_timeout).serve_connection(io, svc).await;
+            let _ = builder(header_timeout)
+                .serve_connection(io, svc)
+                .with_upgrades()
+                .await;
         })
     })
 }

@@ -23,9 +23,10 @@ use turnpike_proto::Transport;
 
 use crate::worker::Worker;
 
-/// A byte stream handed to the HTTP service.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Io for T {}
+/// A byte stream handed to the HTTP service. `Send`, so an HTTP upgrade (a signalling
+/// WebSocket) can outlive the request that made it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Serves one HTTP connection (plain or already decrypted) from `peer`; `tls` says whether it
 /// arrived over TLS.
