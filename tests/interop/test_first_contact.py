@@ -114,3 +114,44 @@ def test_a_call_outlives_its_credential(turnpike):
     strict = turnpike(secret + LOOPBACK_OK + "credential_grace = 0\n")
     sent, echoed = asyncio.run(relay_for(strict.port, *mint(strict), seconds=8))
     assert echoed < sent * 3 // 4, (sent, echoed)
+
+
+def test_public_profile_serves_every_metered_url_on_80_and_443(tmp_path):
+    """`turnpike --profile public` on a host whose only address is 198.51.100.10: the ICE list
+    names stun:H:80, turn:H:80 (UDP and TCP), turn:H:443 (UDP), turns:H:443?transport=tcp, a
+    real client relays over each, and plain HTTP on port 80 redirects to HTTPS."""
+    with namespace("tp-public") as ns:
+        ns.veth_host(HOST, gateway="198.51.100.1")
+        log = open(tmp_path / "turnpike.log", "w+")
+        env = dict(os.environ, TURNPIKE_DANGER_ALLOW_PEER_RANGES="198.51.100.0/24")
+        p = ns.popen([BIN, "--profile", "public"], cwd=tmp_path, stdout=log,
+                     stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            r = ns.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9478/readyz"])
+            if r.stdout == "200":
+                break
+            assert p.poll() is None, (tmp_path / "turnpike.log").read_text()
+            time.sleep(0.2)
+        logs = (tmp_path / "turnpike.log").read_text()
+        admin = re.search(r"^\s+(tpa_\S+)$", logs, re.M).group(1)
+        tenant = curl(ns, "POST", "http://127.0.0.1:9478/v1/tenants", admin, {"name": "public"})
+        ice = curl(ns, "GET", "http://127.0.0.1:9478/v1/ice-servers", tenant["secret_key"])
+        urls = [u for s in ice["iceServers"] for u in (s["urls"] if isinstance(s["urls"], list) else [s["urls"]])]
+        for u in (f"stun:{HOST}:80", f"turn:{HOST}:80?transport=udp", f"turn:{HOST}:80?transport=tcp",
+                  f"turn:{HOST}:443?transport=udp", f"turns:{HOST}:443?transport=tcp"):
+            assert u in urls, (u, ice)
+        turn = next(s for s in ice["iceServers"] if s.get("username"))
+        # Plain HTTP on port 80: a redirect to HTTPS, never the API in clear.
+        r = ns.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                    f"http://{HOST}/v1/ice-servers"])
+        assert r.stdout == f"308 https://{HOST}/v1/ice-servers", r.stdout
+        peer_port = 7000
+        ns.popen(["turnutils_peer", "-L", HOST, "-p", str(peer_port)],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        auth = ["-u", turn["username"], "-w", turn["credential"], "-e", HOST, "-r", str(peer_port),
+                "-m", "2", "-n", "20", "-l", "100"]
+        for port, mode in ((80, []), (80, ["-t"]), (443, []), (443, ["-t", "-S"])):
+            r = uclient.run(port, mode + auth, host=HOST, netns=ns.name, timeout=60)
+            assert r.rc == 0 and r.lost == 0 and r.received >= 40, (port, mode, r.output)

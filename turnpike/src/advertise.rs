@@ -34,7 +34,8 @@ pub(crate) fn detect(cfg: &Config) -> Advertised {
         .iter()
         .chain(&cfg.listen_tcp)
         .chain(&cfg.listen_tls)
-        .chain(&cfg.listen_mux);
+        .chain(&cfg.listen_mux)
+        .chain(&cfg.listen_mux_plain);
     if listeners.clone().all(|a| !a.ip().is_unspecified()) {
         return Advertised {
             host: None,

@@ -124,6 +124,22 @@ fn doc_text(doc: &[&str]) -> String {
     doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
 }
 
+/// A packaged set of settings (`--profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Profile {
+    /// Ports 80 and 443 only: see turnpike/src/profiles/public.toml.
+    Public,
+}
+
+impl Profile {
+    /// The profile's settings, as TOML.
+    pub(crate) fn toml(self) -> &'static str {
+        match self {
+            Self::Public => include_str!("profiles/public.toml"),
+        }
+    }
+}
+
 /// `log_format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -187,6 +203,10 @@ keys! {
     /// TCP listeners shared by TURN, TURNS, HTTP and HTTPS, e.g. `["0.0.0.0:443"]` (ALPN and first-
     /// byte sniffing).
     listen_mux: list SocketAddr = vec![];
+    /// TCP listeners shared by TURN over TCP and plain HTTP, without TLS (e.g. port 80): HTTP
+    /// requests get ACME HTTP-01 challenge answers and `/healthz`, everything else a redirect to
+    /// HTTPS (no API over plain HTTP on a public port).
+    listen_mux_plain: list SocketAddr = vec![];
     /// Host name (or IP) named in ICE server lists (the API, the Metered path, signalling,
     /// `turnpike ice-servers`). Unset: the listeners' own addresses when they are specific;
     /// with wildcard listeners the address a STUN server sees (`public_ip_stun_server`), else
@@ -413,6 +433,11 @@ pub(crate) struct Cli {
     /// TOML configuration file.
     #[arg(long, short = 'c', env = "TURNPIKE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// A packaged set of settings under the file, variables and flags: `public` listens on
+    /// ports 80 and 443 only (TURN over UDP/TCP/TLS/DTLS, HTTPS, wss, ACME HTTP-01), as the
+    /// hosted services do.
+    #[arg(long, env = "TURNPIKE_PROFILE", global = true, value_enum)]
+    pub profile: Option<Profile>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -467,7 +492,7 @@ impl Invocation {
 
     /// Defaults, then the file, then variables and flags.
     pub(crate) fn load(&self) -> Result<Config> {
-        Config::load(self.cli.config.as_ref(), &self.matches)
+        Config::load(self.cli.profile, self.cli.config.as_ref(), &self.matches)
     }
 }
 
@@ -546,8 +571,15 @@ impl Config {
     }
 
     /// Defaults, then `file`, then flags and environment.
-    fn load(file: Option<&PathBuf>, overrides: &clap::ArgMatches) -> Result<Self> {
+    fn load(
+        profile: Option<Profile>,
+        file: Option<&PathBuf>,
+        overrides: &clap::ArgMatches,
+    ) -> Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(p) = profile {
+            fig = fig.merge(Toml::string(p.toml()));
+        }
         if let Some(f) = file {
             if !f.exists() {
                 bail!(
@@ -772,7 +804,7 @@ mod tests {
             "--listen-tls",
             "",
         ]);
-        let cfg = Config::load(None, &m).unwrap();
+        let cfg = Config::load(None, None, &m).unwrap();
         assert_eq!(cfg.listen_udp.len(), 2);
         assert_eq!(cfg.relay_port_min, 2000);
         assert_eq!(cfg.public_host.as_deref(), Some("turn.example.com"));
@@ -782,5 +814,25 @@ mod tests {
             "an empty list flag empties the list"
         );
         assert_eq!(cfg.realm, Config::default().realm);
+    }
+
+    #[test]
+    fn the_public_profile_listens_on_80_and_443_under_the_file_and_flags() {
+        let m = Cli::command().args(key_args()).get_matches_from([
+            "turnpike",
+            "--listen-udp",
+            "127.0.0.1:80",
+        ]);
+        let cfg = Config::load(Some(Profile::Public), None, &m).unwrap();
+        let ports = |v: &[SocketAddr]| v.iter().map(SocketAddr::port).collect::<Vec<_>>();
+        assert_eq!(ports(&cfg.listen_mux), [443, 443]);
+        assert_eq!(ports(&cfg.listen_mux_plain), [80, 80]);
+        assert_eq!(ports(&cfg.listen_dtls), [443, 443]);
+        assert!(cfg.listen_tcp.is_empty() && cfg.listen_tls.is_empty());
+        // A flag still wins over the profile.
+        assert_eq!(
+            cfg.listen_udp,
+            ["127.0.0.1:80".parse::<SocketAddr>().unwrap()]
+        );
     }
 }

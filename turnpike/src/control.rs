@@ -37,6 +37,7 @@ pub(crate) fn ice_listeners(cfg: &Config) -> turnpike_api::ice::Listeners {
             .listen_tcp
             .iter()
             .chain(&cfg.listen_mux)
+            .chain(&cfg.listen_mux_plain)
             .copied()
             .collect(),
         tls: cfg

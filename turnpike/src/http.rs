@@ -205,3 +205,54 @@ pub(crate) async fn serve_listener(
         });
     }
 }
+
+/// The router of the plain shared listeners (port 80): `/healthz`, ACME HTTP-01 challenges
+/// (added by the ACME module), and a permanent redirect of everything else to HTTPS on the same
+/// host, so nothing (API keys, signalling tokens) travels in clear on a public port.
+pub(crate) fn redirect_router(
+    health: Arc<crate::health::Health>,
+    public_host: Option<String>,
+) -> Router {
+    let healthz = get(move || {
+        let health = health.clone();
+        async move {
+            match health.liveness() {
+                None => Json(serde_json::json!({"status": "ok"})).into_response(),
+                Some(why) => error(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", why),
+            }
+        }
+    });
+    Router::new().route("/healthz", healthz).fallback(
+        move |headers: HeaderMap, uri: axum::http::Uri| {
+            let public_host = public_host.clone();
+            async move {
+                // The host the client asked for (its port dropped: HTTPS is on 443), else ours.
+                let host = headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| match h.rsplit_once(':') {
+                        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+                            name.to_string()
+                        }
+                        _ => h.to_string(),
+                    })
+                    .filter(|h| {
+                        !h.is_empty()
+                            && h.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c))
+                    })
+                    .or(public_host);
+                let Some(host) = host else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "use_https",
+                        "this port serves TURN and redirects HTTP to HTTPS; no host to redirect to",
+                    );
+                };
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                axum::response::Redirect::permanent(&format!("https://{host}{path}"))
+                    .into_response()
+            }
+        },
+    )
+}

@@ -88,12 +88,18 @@ pub(crate) fn lock(dir: &Path) -> Result<InstanceLock> {
 
 /// Fails when another process holds one of the configured listening addresses.
 pub(crate) fn probe_listeners(cfg: &Config) -> Result<()> {
-    let keyed: [(&str, &[SocketAddr], Type, Protocol); 5] = [
+    let keyed: [(&str, &[SocketAddr], Type, Protocol); 6] = [
         ("listen_udp", &cfg.listen_udp, Type::DGRAM, Protocol::UDP),
         ("listen_dtls", &cfg.listen_dtls, Type::DGRAM, Protocol::UDP),
         ("listen_tcp", &cfg.listen_tcp, Type::STREAM, Protocol::TCP),
         ("listen_tls", &cfg.listen_tls, Type::STREAM, Protocol::TCP),
         ("listen_mux", &cfg.listen_mux, Type::STREAM, Protocol::TCP),
+        (
+            "listen_mux_plain",
+            &cfg.listen_mux_plain,
+            Type::STREAM,
+            Protocol::TCP,
+        ),
     ];
     for (key, addrs, ty, proto) in keyed {
         for addr in addrs.iter().filter(|a| a.port() != 0) {

@@ -232,7 +232,8 @@ fn descriptor_caps(cfg: &Config, workers: usize) -> limits::Caps {
         + cfg.listen_tcp.len()
         + cfg.listen_tls.len()
         + cfg.listen_dtls.len()
-        + cfg.listen_mux.len();
+        + cfg.listen_mux.len()
+        + cfg.listen_mux_plain.len();
     let budget = limits::Budget::derive(before, limit, workers, listeners);
     let caps = limits::Caps::resolve(cfg, &budget);
     tracing::info!(
@@ -263,6 +264,7 @@ fn own_endpoints(cfg: &Config) -> Result<turnpike_proto::OwnEndpoints> {
         .chain(&cfg.listen_tls)
         .chain(&cfg.listen_dtls)
         .chain(&cfg.listen_mux)
+        .chain(&cfg.listen_mux_plain)
         .copied()
         .collect();
     if !cfg.metrics_listen.is_empty() {
@@ -432,6 +434,11 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             tls_handshake_timeout: Duration::from_secs(cfg.tls_handshake_timeout),
             dtls_listen: cfg.listen_dtls.clone(),
             mux_listen: cfg.listen_mux.clone(),
+            mux_plain_listen: cfg.listen_mux_plain.clone(),
+            http_plain: Some(http::service(
+                http::redirect_router(health.clone(), cfg.public_host.clone()),
+                header_timeout,
+            )),
             mux_tls: certs
                 .as_ref()
                 .map(|c| c.server_config_with_alpn(&[turnpike_server::mux::ALPN_HTTP11])),
@@ -462,6 +469,7 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             tls = ?server.tls_addrs,
             dtls = ?server.dtls_addrs,
             shared = ?server.mux_addrs,
+            shared_plain = ?server.mux_plain_addrs,
             workers,
             realm = %cfg.realm,
             "turnpike serving STUN/TURN"
@@ -531,6 +539,7 @@ fn start_with_fallback(
             d.tls_listen.retain(|a| a.is_ipv4());
             d.dtls_listen.retain(|a| a.is_ipv4());
             d.mux_listen.retain(|a| a.is_ipv4());
+            d.mux_plain_listen.retain(|a| a.is_ipv4());
             Ok(turnpike_server::start(proto, relay, d)?)
         }
         Err(e) => Err(e).context("start-up failed (check keys `listen_udp` and `listen_tcp`)"),

@@ -16,7 +16,7 @@ pub(crate) async fn accept_task(
     w: Rc<Worker>,
     listener: tokio::net::TcpListener,
     tls: Option<TlsAcceptor>,
-    mux: bool,
+    shared: Option<crate::listeners::Shared>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -40,9 +40,9 @@ pub(crate) async fn accept_task(
         };
         let _ = stream.set_nodelay(true);
         let w = w.clone();
-        if mux {
-            let tls = tls.clone();
-            tokio::task::spawn_local(crate::mux::serve(w, stream, peer, local, tls, permit));
+        if let Some(shared) = &shared {
+            let (tls, http) = (tls.clone(), shared.http.clone());
+            tokio::task::spawn_local(crate::mux::serve(w, stream, peer, local, tls, http, permit));
             continue;
         }
         let Some(acceptor) = tls.clone() else {

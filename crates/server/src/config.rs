@@ -38,6 +38,11 @@ pub struct DriverConfig {
     pub mux_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Where HTTP connections on shared listeners go.
     pub http: Option<crate::mux::HttpService>,
+    /// TCP listeners shared by TURN and plain HTTP only (no TLS), e.g. port 80.
+    pub mux_plain_listen: Vec<SocketAddr>,
+    /// Where HTTP connections on the plain shared listeners go (ACME HTTP-01 challenges and a
+    /// redirect to HTTPS).
+    pub http_plain: Option<crate::mux::HttpService>,
     /// DTLS settings for the DTLS listeners.
     pub dtls: Option<std::sync::Arc<crate::dtls::DtlsContext>>,
     /// IPv4 address relay sockets bind to. `None`: the address the client reached us on, or
@@ -79,6 +84,8 @@ impl Default for DriverConfig {
             mux_listen: vec![],
             mux_tls: None,
             http: None,
+            mux_plain_listen: vec![],
+            http_plain: None,
             dtls: None,
             relay_ipv4: None,
             relay_ipv6: None,

@@ -66,6 +66,7 @@ pub struct RunningServer {
     pub tls_addrs: Vec<SocketAddr>,
     pub dtls_addrs: Vec<SocketAddr>,
     pub mux_addrs: Vec<SocketAddr>,
+    pub mux_plain_addrs: Vec<SocketAddr>,
 }
 
 impl RunningServer {
@@ -105,7 +106,7 @@ pub fn start(
     let mut table = listeners::table(&cfg);
     let mut per_worker = Vec::with_capacity(workers);
     for w in 0..workers {
-        let (bound, addrs) = listeners::bind(&table, &tls, &mux_tls)?;
+        let (bound, addrs) = listeners::bind(&table, &tls, &mux_tls, &cfg)?;
         if w == 0 {
             for (entry, addr) in table.iter_mut().zip(addrs) {
                 entry.1 = addr;
@@ -152,5 +153,6 @@ pub fn start(
         tls_addrs: addrs_of(listeners::Kind::Tls),
         dtls_addrs: addrs_of(listeners::Kind::Dtls),
         mux_addrs: addrs_of(listeners::Kind::Mux),
+        mux_plain_addrs: addrs_of(listeners::Kind::MuxPlain),
     })
 }

@@ -21,6 +21,8 @@ pub(crate) enum Kind {
     Tls,
     /// TURN, TURNS, HTTP and HTTPS on one TCP port.
     Mux,
+    /// TURN over TCP and plain HTTP on one TCP port (no TLS), e.g. port 80.
+    MuxPlain,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Self::Tcp => "tcp",
             Self::Tls => "tls",
             Self::Mux => "mux",
+            Self::MuxPlain => "mux_plain",
         }
     }
 
@@ -46,6 +49,7 @@ pub(crate) fn table(cfg: &DriverConfig) -> Vec<(Kind, SocketAddr)> {
         (Kind::Tcp, &cfg.tcp_listen),
         (Kind::Tls, &cfg.tls_listen),
         (Kind::Mux, &cfg.mux_listen),
+        (Kind::MuxPlain, &cfg.mux_plain_listen),
         (Kind::Dtls, &cfg.dtls_listen),
     ];
     kinds
@@ -54,13 +58,20 @@ pub(crate) fn table(cfg: &DriverConfig) -> Vec<(Kind, SocketAddr)> {
         .collect()
 }
 
+/// What a shared (sniffed) listener does with HTTP.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub http: Option<crate::mux::HttpService>,
+}
+
 /// One worker's bound listener sockets, sorted by what drives them.
 #[derive(Default)]
 pub(crate) struct Bound {
     pub udp: Vec<std::net::UdpSocket>,
     pub dtls: Vec<std::net::UdpSocket>,
-    /// TCP listeners with their TLS acceptor and whether they are shared (sniffed).
-    pub tcp: Vec<(std::net::TcpListener, Option<TlsAcceptor>, bool)>,
+    /// TCP listeners with their TLS acceptor and, for shared (sniffed) ones, where their HTTP
+    /// connections go.
+    pub tcp: Vec<(std::net::TcpListener, Option<TlsAcceptor>, Option<Shared>)>,
 }
 
 /// Binds every listener of `table` for one worker; returns the sockets and the addresses they
@@ -69,6 +80,7 @@ pub(crate) fn bind(
     table: &[(Kind, SocketAddr)],
     tls: &Option<TlsAcceptor>,
     mux_tls: &Option<TlsAcceptor>,
+    cfg: &DriverConfig,
 ) -> Result<(Bound, Vec<SocketAddr>), StartError> {
     let mut bound = Bound::default();
     let mut addrs = Vec::with_capacity(table.len());
@@ -88,12 +100,23 @@ pub(crate) fn bind(
         } else {
             let s = crate::tcp::bind(addr).map_err(err)?;
             addrs.push(s.local_addr().map_err(err)?);
-            let (acceptor, mux) = match kind {
-                Kind::Tls => (tls.clone(), false),
-                Kind::Mux => (mux_tls.clone(), true),
-                _ => (None, false),
+            let (acceptor, shared) = match kind {
+                Kind::Tls => (tls.clone(), None),
+                Kind::Mux => (
+                    mux_tls.clone(),
+                    Some(Shared {
+                        http: cfg.http.clone(),
+                    }),
+                ),
+                Kind::MuxPlain => (
+                    None,
+                    Some(Shared {
+                        http: cfg.http_plain.clone(),
+                    }),
+                ),
+                _ => (None, None),
             };
-            bound.tcp.push((s, acceptor, mux));
+            bound.tcp.push((s, acceptor, shared));
         }
     }
     Ok((bound, addrs))

@@ -109,6 +109,7 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     local: SocketAddr,
     tls: Option<TlsAcceptor>,
+    http: Option<HttpService>,
     permit: crate::conn_limit::ConnPermit,
 ) {
     let mut b = [0u8; 1];
@@ -116,7 +117,6 @@ pub(crate) async fn serve(
     if !matches!(peeked, Ok(Ok(1))) {
         return;
     }
-    let http = w.cfg.http.clone();
     match sniff(b[0]) {
         // The connection's own path runs as a task of its own, so what sniffing and the
         // handshake needed is freed instead of kept for the connection's life.

@@ -34,7 +34,7 @@ pub(crate) struct WorkerInit {
     pub tcp: Vec<(
         std::net::TcpListener,
         Option<tokio_rustls::TlsAcceptor>,
-        bool,
+        Option<crate::listeners::Shared>,
     )>,
     pub dtls: Vec<std::net::UdpSocket>,
 }
@@ -95,10 +95,10 @@ pub(crate) fn run(init: WorkerInit) {
         for i in 0..w.udp.len() {
             tokio::task::spawn_local(crate::receive::listener_task(w.clone(), i));
         }
-        for (l, tls, mux) in init.tcp {
+        for (l, tls, shared) in init.tcp {
             match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => {
-                    tokio::task::spawn_local(crate::accept::accept_task(w.clone(), l, tls, mux));
+                    tokio::task::spawn_local(crate::accept::accept_task(w.clone(), l, tls, shared));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register TCP listener"),
             }
