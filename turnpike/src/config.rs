@@ -140,6 +140,20 @@ impl Profile {
     }
 }
 
+/// `acme_challenge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub(crate) enum AcmeChallenge {
+    #[serde(rename = "auto")]
+    #[value(name = "auto")]
+    Auto,
+    #[serde(rename = "http-01")]
+    #[value(name = "http-01")]
+    Http01,
+    #[serde(rename = "tls-alpn-01")]
+    #[value(name = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
 /// `log_format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -234,6 +248,25 @@ keys! {
     tls_key: opt PathBuf = None;
     /// Names in the generated development certificate.
     tls_self_signed_names: list String = vec!["localhost".into()];
+    /// Names to get a certificate for from an ACME CA (RFC 8555; Let's Encrypt by default), e.g.
+    /// `["turn.example.com"]`: issued at start, stored in the data directory, put in use for TLS,
+    /// DTLS and HTTPS without dropping connections, renewed at two thirds of its lifetime.
+    /// Empty: no ACME (use `tls_cert`/`tls_key` or the development certificate). The first name
+    /// is also the default `public_host`.
+    acme_domains: list String = vec![];
+    /// Contact address given to the ACME CA (expiry notices).
+    acme_email: opt String = None;
+    /// The ACME CA's directory URL.
+    acme_directory: one String = "https://acme-v02.api.letsencrypt.org/directory".into();
+    /// A PEM root certificate to trust for the ACME directory's HTTPS (a private or test CA such
+    /// as pebble); unset: the usual web roots.
+    acme_ca_file: opt PathBuf = None;
+    /// How the CA checks the names: `http-01` (port 80, answered on `listen_mux_plain`),
+    /// `tls-alpn-01` (port 443, answered on the TLS listeners), or `auto` (`http-01` when
+    /// `listen_mux_plain` is set, else `tls-alpn-01`).
+    acme_challenge: one AcmeChallenge = AcmeChallenge::Auto;
+    /// Seconds after issuance to renew (unset: at two thirds of the certificate's lifetime).
+    acme_renew_after: opt u64 = None;
     /// Seconds a TLS or DTLS handshake (or the first bytes on a shared port) may take.
     tls_handshake_timeout: one u64 = DRIVER::TLS_HANDSHAKE_TIMEOUT.as_secs();
     /// IPv4 address relay sockets bind to; default: the address the client reached, or for a client
@@ -633,6 +666,9 @@ impl Config {
             && self.listen_dtls.is_empty()
         {
             bail!("keys `listen_udp`, `listen_tcp`, `listen_tls` and `listen_dtls` are all empty: give at least one listener");
+        }
+        if !self.acme_domains.is_empty() && self.tls_cert.is_some() {
+            bail!("keys `acme_domains` and `tls_cert` both give the certificate: set one of them");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("keys `tls_cert` and `tls_key` go together: set both or neither");

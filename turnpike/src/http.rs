@@ -212,7 +212,19 @@ pub(crate) async fn serve_listener(
 pub(crate) fn redirect_router(
     health: Arc<crate::health::Health>,
     public_host: Option<String>,
+    http01: Option<Arc<crate::acme::Http01>>,
 ) -> Router {
+    let challenge: axum::routing::MethodRouter = get(
+        move |axum::extract::Path(token): axum::extract::Path<String>| {
+            let answer = http01.as_ref().and_then(|h| h.answer(&token));
+            async move {
+                match answer {
+                    Some(key_authorization) => key_authorization.into_response(),
+                    None => error(StatusCode::NOT_FOUND, "not_found", "no such challenge"),
+                }
+            }
+        },
+    );
     let healthz = get(move || {
         let health = health.clone();
         async move {
@@ -222,8 +234,10 @@ pub(crate) fn redirect_router(
             }
         }
     });
-    Router::new().route("/healthz", healthz).fallback(
-        move |headers: HeaderMap, uri: axum::http::Uri| {
+    Router::new()
+        .route("/healthz", healthz)
+        .route("/.well-known/acme-challenge/{token}", challenge)
+        .fallback(move |headers: HeaderMap, uri: axum::http::Uri| {
             let public_host = public_host.clone();
             async move {
                 // The host the client asked for (its port dropped: HTTPS is on 443), else ours.
@@ -253,6 +267,5 @@ pub(crate) fn redirect_router(
                 axum::response::Redirect::permanent(&format!("https://{host}{path}"))
                     .into_response()
             }
-        },
-    )
+        })
 }

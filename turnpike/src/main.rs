@@ -1,5 +1,6 @@
 //! The `turnpike` binary: configuration, wiring, signals and graceful shutdown.
 
+mod acme;
 mod advertise;
 mod config;
 mod control;
@@ -296,6 +297,11 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
     // One instance per data directory and per listening address.
     let _instance = instance::lock(&cfg.data_dir)?;
     instance::probe_listeners(&cfg)?;
+    // An ACME name is the public name unless one is set.
+    if cfg.public_host.is_none() {
+        cfg.public_host = cfg.acme_domains.first().cloned();
+    }
+    let acme = acme::Acme::from_config(&cfg);
     // What ICE server lists name: settled once, logged with its reason.
     let advertised = advertise::detect(&cfg);
     advertise::log(&advertised);
@@ -395,6 +401,9 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             tracing::info!(%addr, "metrics and API at http://{addr}/");
         }
         let certs = tls_store(&cfg)?;
+        if let (Some(a), Some(store)) = (&acme, &certs) {
+            a.install_stored(store);
+        }
         let dtls = match (&certs, cfg.listen_dtls.is_empty()) {
             (Some(store), false) => {
                 let (c, k) = store.dtls_der();
@@ -436,7 +445,11 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             mux_listen: cfg.listen_mux.clone(),
             mux_plain_listen: cfg.listen_mux_plain.clone(),
             http_plain: Some(http::service(
-                http::redirect_router(health.clone(), cfg.public_host.clone()),
+                http::redirect_router(
+                    health.clone(),
+                    cfg.public_host.clone(),
+                    acme.as_ref().map(|a| a.http01.clone()),
+                ),
                 header_timeout,
             )),
             mux_tls: certs
@@ -474,6 +487,9 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             realm = %cfg.realm,
             "turnpike serving STUN/TURN"
         );
+        if let (Some(a), Some(store)) = (acme, certs.clone()) {
+            tokio::spawn(a.run(store, dtls.clone()));
+        }
         wait_for_stop(&relay, cfg.drain_exit, certs, dtls, reload).await?;
         tracing::info!("shutting down");
         if let Some(s) = &signal {
@@ -504,6 +520,12 @@ fn tls_store(cfg: &Config) -> Result<Option<Arc<CertStore>>> {
             cert: cert.clone(),
             key: key.clone(),
         },
+        _ if !cfg.acme_domains.is_empty() => {
+            tracing::info!(domains = ?cfg.acme_domains, "TLS certificate from ACME (a self-signed one stands in until the first is issued)");
+            CertSource::SelfSigned {
+                names: cfg.acme_domains.clone(),
+            }
+        }
         _ => {
             tracing::warn!(
                 names = ?cfg.tls_self_signed_names,

@@ -53,6 +53,10 @@ pub(crate) async fn accept_task(
         tokio::task::spawn_local(async move {
             match tokio::time::timeout(w.cfg.tls_handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => {
+                    // An ACME TLS-ALPN-01 validator: the handshake was all it needed.
+                    if s.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_ACME_TLS) {
+                        return;
+                    }
                     // A task of its own: the handshake's state is freed, not kept for the
                     // connection's life.
                     tokio::task::spawn_local(connection(

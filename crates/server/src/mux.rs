@@ -155,6 +155,8 @@ pub(crate) async fn serve(
                     Some(true)
                 }
                 Some(ALPN_HTTP11) => Some(false),
+                // An ACME TLS-ALPN-01 validator: the handshake was all it needed (RFC 8737).
+                Some(crate::tls::ALPN_ACME_TLS) => return,
                 _ => None,
             };
             let (is_turn, initial) = match is_turn {

@@ -11,6 +11,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+/// The ALPN identifier of ACME's TLS-ALPN-01 challenge (RFC 8737).
+pub const ALPN_ACME_TLS: &[u8] = b"acme-tls/1";
+
 /// ALPN identifiers of RFC 7443 that a TURNS listener accepts.
 pub const ALPN_STUN_TURN: &[u8] = b"stun.turn";
 pub const ALPN_STUN_NAT_DISCOVERY: &[u8] = b"stun.nat-discovery";
@@ -49,6 +52,9 @@ pub struct CertStore {
     /// DER certificate and key for DTLS, which needs ECDSA: the configured pair when its key is
     /// ECDSA, otherwise a generated self-signed ECDSA pair.
     dtls: RwLock<(Vec<u8>, Vec<u8>)>,
+    /// ACME TLS-ALPN-01 challenge certificates by domain (RFC 8737), shown only to clients that
+    /// ask for ALPN `acme-tls/1` with that name.
+    acme_challenges: RwLock<std::collections::HashMap<String, Arc<CertifiedKey>>>,
 }
 
 /// Loaded material: the rustls key and the DTLS pair.
@@ -152,6 +158,7 @@ impl CertStore {
             source,
             current: RwLock::new(Arc::new(l.certified)),
             dtls: RwLock::new(l.dtls),
+            acme_challenges: RwLock::default(),
         }))
     }
 
@@ -161,6 +168,63 @@ impl CertStore {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(l.certified);
         *self.dtls.write().unwrap_or_else(|e| e.into_inner()) = l.dtls;
         Ok(())
+    }
+
+    /// Puts a certificate chain and its key (PEM, e.g. from ACME) in use for new TLS and (when
+    /// the key is ECDSA) DTLS handshakes; live connections keep theirs. On error the current
+    /// certificate stays.
+    pub fn install_pem(&self, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(chain_pem)
+            .filter_map(Result::ok)
+            .collect();
+        let first = certs
+            .first()
+            .ok_or(TlsError::Pair("no certificate in the chain".into()))?;
+        let first = first.to_vec();
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| TlsError::Pair(format!("no usable private key: {e}")))?;
+        let dtls = is_ecdsa(&key).then(|| (first, key.secret_der().to_vec()));
+        let certified = certified(certs, key)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(certified);
+        if let Some(d) = dtls {
+            *self.dtls.write().unwrap_or_else(|e| e.into_inner()) = d;
+        }
+        Ok(())
+    }
+
+    /// Answers ACME TLS-ALPN-01 for `domain` (RFC 8737): a self-signed certificate for the name
+    /// carrying the `acmeIdentifier` extension with `digest` (SHA-256 of the key
+    /// authorization), shown to clients that ask for ALPN `acme-tls/1` and that name.
+    pub fn set_acme_challenge(&self, domain: &str, digest: &[u8]) -> Result<(), TlsError> {
+        let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+        let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let key = PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        // Not `certified()`: its consistency check parses the certificate with webpki, which
+        // refuses the critical acmeIdentifier extension this certificate exists for.
+        let signing = provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::Pair(e.to_string()))?;
+        let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
+        self.acme_challenges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(domain.to_ascii_lowercase(), Arc::new(certified));
+        Ok(())
+    }
+
+    /// Stops answering TLS-ALPN-01 for `domain`.
+    pub fn clear_acme_challenge(&self, domain: &str) {
+        self.acme_challenges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&domain.to_ascii_lowercase());
     }
 
     /// DER certificate and private key for DTLS (ECDSA).
@@ -195,7 +259,11 @@ impl CertStore {
             .expect("the ring provider supports TLS 1.2 and 1.3")
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Resolver(self.clone())));
-        cfg.alpn_protocols = vec![ALPN_STUN_TURN.to_vec(), ALPN_STUN_NAT_DISCOVERY.to_vec()];
+        cfg.alpn_protocols = vec![
+            ALPN_STUN_TURN.to_vec(),
+            ALPN_STUN_NAT_DISCOVERY.to_vec(),
+            ALPN_ACME_TLS.to_vec(),
+        ];
         Arc::new(cfg)
     }
 }
@@ -204,7 +272,21 @@ impl CertStore {
 struct Resolver(Arc<CertStore>);
 
 impl ResolvesServerCert for Resolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // RFC 8737: an ACME validator asks for `acme-tls/1` alone, with the name it checks.
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut a| a.any(|p| p == ALPN_ACME_TLS));
+        if acme {
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self
+                .0
+                .acme_challenges
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name)
+                .cloned();
+        }
         Some(
             self.0
                 .current
