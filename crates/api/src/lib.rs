@@ -10,6 +10,9 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod auth_failures;
+pub mod clock;
+pub mod config;
 pub mod credentials;
 pub mod denylist;
 pub mod ephemeral;
@@ -40,7 +43,8 @@ use axum::Router;
 use turnpike_proto::Directory;
 use turnpike_store::{AnyStore, KeyKind, NewApiKey, Store, StoreError};
 
-pub use state::{ApiConfig, AppState, SmtpConfig};
+pub use config::{ApiConfig, SmtpConfig};
+pub use state::AppState;
 
 /// The running control plane.
 pub struct ControlPlane {
@@ -65,13 +69,13 @@ impl ControlPlane {
             quota_state: Mutex::default(),
             buckets: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
-            notifier: alerts::Notifier::new(&cfg.danger_allow_webhook_ranges),
+            notifier: alerts::Notifier::new(&cfg),
             cfg,
             sync_lock: tokio::sync::Mutex::new(()),
             node_id: keys::random_hex(6),
             seen_disconnects: Mutex::default(),
             last_miss_reload: Mutex::default(),
-            auth_failures: guard::AuthFailures::default(),
+            auth_failures: auth_failures::AuthFailures::default(),
         });
         metrics::describe_counter!(
             "turnpike_api_auth_failures_total",

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use turnpike_store::{AlertEvent, Quota, Store};
 use utoipa::ToSchema;
 
-use crate::state::{unix_now, AppState};
+use crate::state::{scope_key, unix_now, AppState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -44,15 +44,6 @@ pub struct Threshold {
     /// Percent of `bytes_per_period` (1 to 1000).
     pub percent: u32,
     pub action: Action,
-}
-
-/// `t:<tenant>` or `c:<credential>`, as the relay's directory keys limits.
-pub fn scope_key(tenant_id: &str, scope: &str) -> String {
-    if scope == "tenant" {
-        format!("t:{tenant_id}")
-    } else {
-        format!("c:{scope}")
-    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -198,7 +189,7 @@ async fn evaluate_inner(
                 if t.action == Action::Disconnect {
                     disconnect.push(q.clone());
                 }
-                state.notifier.send(state, event).await;
+                state.notifier.send(&state.store, event).await;
             }
         }
     }

@@ -5,80 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::ice::Listeners;
 use turnpike_proto::Directory;
 use turnpike_store::AnyStore;
 
-/// Settings of the control plane (built by the binary from its configuration).
-#[derive(Clone)]
-pub struct ApiConfig {
-    /// The TURN realm (long-term keys of stored credentials are derived with it).
-    pub realm: String,
-    /// SHA-256 of the operator's admin key given in the configuration, if any (admin keys
-    /// generated at first start are in the store).
-    pub admin_key_hash: Option<[u8; 32]>,
-    /// Host name clients use in ICE server URIs.
-    pub public_host: Option<String>,
-    /// Listeners advertised in ICE server lists.
-    pub listeners: Listeners,
-    /// Lifetime of minted ephemeral credentials when not asked (seconds).
-    pub default_ttl: u64,
-    /// Longest lifetime of ephemeral credentials (seconds).
-    pub max_ttl: u64,
-    /// Requests per key: burst and sustained rate per second.
-    pub rate_burst: u32,
-    pub rate_per_sec: u32,
-    /// Largest request body accepted (bytes).
-    pub max_body: usize,
-    /// How often the directory is rebuilt from the store even without local changes (changes
-    /// made by other nodes sharing the database show up within this).
-    pub sync_interval: Duration,
-    /// How often metered usage is written to the store.
-    pub flush_interval: Duration,
-    /// SMTP settings for email alerts.
-    pub smtp: Option<SmtpConfig>,
-    /// Webhook delivery: attempts and the first retry delay (doubling).
-    pub webhook_attempts: u32,
-    pub webhook_first_retry: Duration,
-    /// DANGER: webhook targets in these otherwise-refused ranges are allowed.
-    pub danger_allow_webhook_ranges: Vec<ipnet::IpNet>,
-    /// Failed API key lookups allowed per client IP and minute (0: no limit).
-    pub auth_failures_per_minute: u32,
-}
-
-#[derive(Clone)]
-pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    /// `none`, `starttls` or `tls`.
-    pub security: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub from: String,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            realm: "turnpike".into(),
-            admin_key_hash: None,
-            public_host: None,
-            listeners: Listeners::default(),
-            default_ttl: 3600,
-            max_ttl: 86_400 * 7,
-            rate_burst: 100,
-            rate_per_sec: 50,
-            max_body: 64 * 1024,
-            sync_interval: Duration::from_secs(2),
-            flush_interval: Duration::from_secs(2),
-            smtp: None,
-            webhook_attempts: 6,
-            webhook_first_retry: Duration::from_secs(1),
-            danger_allow_webhook_ranges: Vec::new(),
-            auth_failures_per_minute: 30,
-        }
-    }
-}
+use crate::alerts::Notifier;
+use crate::auth_failures::AuthFailures;
+pub use crate::clock::unix_now;
+use crate::config::ApiConfig;
 
 /// What quota actions currently apply, by scope key (`t:<tenant>` or `c:<credential>`),
 /// recomputed by the meter from usage.
@@ -86,6 +19,15 @@ impl Default for ApiConfig {
 pub struct QuotaState {
     pub refused: HashSet<String>,
     pub throttled: HashMap<String, u64>,
+}
+
+/// `t:<tenant>` or `c:<credential>`, as the relay's directory keys limits.
+pub fn scope_key(tenant_id: &str, scope: &str) -> String {
+    if scope == "tenant" {
+        format!("t:{tenant_id}")
+    } else {
+        format!("c:{scope}")
+    }
 }
 
 /// A token bucket per key.
@@ -115,7 +57,7 @@ pub struct AppState {
     pub quota_state: Mutex<QuotaState>,
     pub buckets: Mutex<HashMap<String, Bucket>>,
     pub idempotency: Mutex<IdempotencyCache>,
-    pub notifier: crate::alerts::Notifier,
+    pub notifier: Notifier,
     /// Serializes directory rebuilds.
     pub sync_lock: tokio::sync::Mutex<()>,
     /// This process's id among the nodes sharing the database (random per start).
@@ -125,8 +67,8 @@ pub struct AppState {
     pub seen_disconnects: Mutex<(HashMap<i64, i64>, i64)>,
     /// When a lookup last missed the directory and reloaded it (see `sync::tenant_secrets`).
     pub last_miss_reload: Mutex<Option<Instant>>,
-    /// Failed API keys per client address (see `guard`).
-    pub auth_failures: crate::guard::AuthFailures,
+    /// Failed API keys per client address.
+    pub auth_failures: AuthFailures,
 }
 
 pub type Shared = Arc<AppState>;
@@ -161,12 +103,4 @@ impl AppState {
             Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
         }
     }
-}
-
-/// Seconds since 1970.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -75,7 +75,7 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
         .clone();
     let mut limits: HashMap<String, Limits> = HashMap::new();
     for q in state.store.list_quotas(None).await? {
-        let key = crate::quota::scope_key(&q.tenant_id, &q.scope);
+        let key = crate::state::scope_key(&q.tenant_id, &q.scope);
         let l = limits.entry(key).or_default();
         l.max_allocations = q
             .max_allocations
