@@ -1,16 +1,27 @@
 //! Who is calling: the operator (admin key), a tenant (its secret key) or a front-end holding a
-//! credential's publishable key. Keys come in `Authorization: Bearer <key>`; the compatibility
-//! endpoints also take Metered's `?secretKey=` / `?apiKey=`. Every authenticated request takes a
-//! token from its key's rate-limit bucket; failed keys are throttled per client address.
+//! credential's publishable key. Keys come in `Authorization: Bearer <key>`; the ICE-servers
+//! endpoint also takes `?apiKey=`, the compatibility endpoints Metered's `?secretKey=` /
+//! `?apiKey=`. Every authenticated request takes a token from its key's rate-limit bucket;
+//! failed keys are throttled per client address.
+//!
+//! Handlers say who may call them with an extractor in their signature: [`AdminCaller`] (the
+//! admin key), [`TenantCaller`] (a tenant's secret key), or [`Caller`] (any valid key, for the
+//! endpoints that answer each kind differently). Each runs [`authenticate`]: 401 without a valid
+//! key, 429 when throttled or rate limited, 403 for a valid key of the wrong kind.
 
+use std::marker::PhantomData;
 use std::time::Instant;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
 use turnpike_store::{KeyKind, Store};
 
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{constant_time_eq, hash_key};
-use crate::state::{unix_now, AppState};
+use crate::state::{unix_now, AppState, Shared};
 
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -142,4 +153,118 @@ async fn identify(state: &AppState, key: &str) -> ApiResult<Principal> {
 /// The caller of a `/v1` endpoint (bearer key).
 pub async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
     authenticate(state, bearer(headers)).await
+}
+
+/// Where a request's API key is read from.
+pub trait KeySource {
+    /// The key the request carries, if any.
+    fn key(parts: &Parts) -> Option<String>;
+}
+
+/// `Authorization: Bearer <key>`: every `/v1` endpoint.
+pub struct BearerKey;
+
+/// The bearer key, else `?apiKey=`: the ICE-servers endpoint, for front-ends that cannot send
+/// headers.
+pub struct BearerOrApiKey;
+
+/// Metered's `?secretKey=`, else `?apiKey=`, else the bearer key: the compatibility endpoints.
+pub struct MeteredKey;
+
+impl KeySource for BearerKey {
+    fn key(parts: &Parts) -> Option<String> {
+        bearer(&parts.headers).map(str::to_string)
+    }
+}
+
+impl KeySource for BearerOrApiKey {
+    fn key(parts: &Parts) -> Option<String> {
+        BearerKey::key(parts).or_else(|| query_value(parts, "apiKey"))
+    }
+}
+
+impl KeySource for MeteredKey {
+    fn key(parts: &Parts) -> Option<String> {
+        query_value(parts, "secretKey")
+            .or_else(|| query_value(parts, "apiKey"))
+            .or_else(|| BearerKey::key(parts))
+    }
+}
+
+/// The first value of `name` in the query string.
+fn query_value(parts: &Parts, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Any valid key: the endpoint answers each kind of caller in its own way.
+pub struct Caller<K = BearerKey> {
+    pub principal: Principal,
+    source: PhantomData<K>,
+}
+
+/// The operator's admin key; 403 for any other key.
+pub struct AdminCaller {
+    pub key_id: String,
+}
+
+/// A tenant's secret key; 403 for the admin key and publishable keys.
+pub struct TenantCaller<K = BearerKey> {
+    pub tenant_id: String,
+    pub key_id: String,
+    source: PhantomData<K>,
+}
+
+impl AdminCaller {
+    /// Records a change in the operator's audit log.
+    pub async fn audit(&self, state: &AppState, action: &str, target: &str, detail: Value) {
+        audit::record(state, &self.key_id, None, action, target, detail).await;
+    }
+}
+
+impl<K> TenantCaller<K> {
+    /// Records a change in the tenant's audit log.
+    pub async fn audit(&self, state: &AppState, action: &str, target: &str, detail: Value) {
+        let tenant = Some(self.tenant_id.as_str());
+        audit::record(state, &self.key_id, tenant, action, target, detail).await;
+    }
+}
+
+impl<K: KeySource> FromRequestParts<Shared> for Caller<K> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
+        let principal = authenticate(state, K::key(parts).as_deref()).await?;
+        Ok(Self {
+            principal,
+            source: PhantomData,
+        })
+    }
+}
+
+impl FromRequestParts<Shared> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
+        let who = Caller::<BearerKey>::from_request_parts(parts, state).await?;
+        who.principal.admin()?;
+        Ok(Self {
+            key_id: who.principal.key_id().to_string(),
+        })
+    }
+}
+
+impl<K: KeySource> FromRequestParts<Shared> for TenantCaller<K> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
+        let who = Caller::<K>::from_request_parts(parts, state).await?;
+        let tenant_id = who.principal.tenant()?.to_string();
+        Ok(Self {
+            tenant_id,
+            key_id: who.principal.key_id().to_string(),
+            source: PhantomData,
+        })
+    }
 }

@@ -6,19 +6,41 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use turnpike_proto::Disconnect;
 use turnpike_store::{Credential, KeyKind, ListQuery, NewApiKey, NewCredential, Store};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::caller;
+use crate::auth::TenantCaller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::keys::{hash_key, key_prefix, long_term_keys, new_key, random_hex, random_token};
 use crate::state::{unix_now, AppState, Shared};
 use crate::tenants::{CreatedKey, KeyOut};
-use crate::util::{audit, check_ident, check_tags, check_text, idempotent};
+use crate::util::{check_ident, check_tags, check_text, idempotent};
+
+/// Stored credentials and their publishable keys.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/v1/credentials",
+            post(create_credential)
+                .get(list_credentials)
+                .delete(delete_by_label),
+        )
+        .route(
+            "/v1/credentials/{id}",
+            get(get_credential)
+                .patch(update_credential)
+                .delete(delete_credential),
+        )
+        .route(
+            "/v1/credentials/{id}/publishable-keys",
+            post(create_publishable_key),
+        )
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct CredentialOut {
@@ -303,17 +325,15 @@ pub async fn publishable_key(
 pub async fn create_credential(
     State(state): State<Shared>,
     headers: HeaderMap,
+    who: TenantCaller,
     Body(req): Body<CreateCredential>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     Ok(
-        idempotent(&state, &who, &headers, StatusCode::CREATED, async {
+        idempotent(&state, &who.key_id, &headers, StatusCode::CREATED, async {
             let (c, password) = create(&state, &t, &req).await?;
-            audit(
+            who.audit(
                 &state,
-                &who,
-                Some(&t),
                 "credential.create",
                 &c.id,
                 serde_json::json!({"username": c.username, "label": c.label}),
@@ -333,11 +353,10 @@ pub async fn create_credential(
     security(("bearer" = [])))]
 pub async fn list_credentials(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(p): Query<ListParams>,
+    who: TenantCaller,
 ) -> ApiResult<Json<CredentialPage>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     let now = unix_now();
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -372,11 +391,10 @@ pub async fn list_credentials(
     security(("bearer" = [])))]
 pub async fn get_credential(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: TenantCaller,
 ) -> ApiResult<Json<CredentialOut>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     Ok(Json(CredentialOut::new(
         state.store.get_credential(t, &id).await?,
         unix_now(),
@@ -389,12 +407,11 @@ pub async fn get_credential(
     security(("bearer" = [])))]
 pub async fn update_credential(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: TenantCaller,
     Body(req): Body<UpdateCredential>,
 ) -> ApiResult<Json<CredentialOut>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     if req.label.is_some() {
         return Err(ApiError::invalid(
             "`label` cannot be changed; create a new credential",
@@ -409,10 +426,8 @@ pub async fn update_credential(
     } else {
         "credential.disable"
     };
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         action,
         &id,
         serde_json::json!({"disconnect": req.disconnect}),
@@ -430,18 +445,15 @@ pub async fn update_credential(
     security(("bearer" = [])))]
 pub async fn delete_credential(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(p): Query<DisconnectParams>,
+    who: TenantCaller,
 ) -> ApiResult<StatusCode> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     let disconnect = p.disconnect.unwrap_or(false);
     delete(&state, &t, &id, disconnect).await?;
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "credential.delete",
         &id,
         serde_json::json!({"disconnect": disconnect}),
@@ -455,17 +467,14 @@ pub async fn delete_credential(
     security(("bearer" = [])))]
 pub async fn delete_by_label(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(p): Query<LabelParams>,
+    who: TenantCaller,
 ) -> ApiResult<Json<Deleted>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     let disconnect = p.disconnect.unwrap_or(false);
     let deleted = delete_label(&state, &t, &p.label, disconnect).await?;
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "credential.delete_by_label",
         &p.label,
         serde_json::json!({"deleted": deleted, "disconnect": disconnect}),
@@ -482,17 +491,15 @@ pub async fn create_publishable_key(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    who: TenantCaller,
     Body(req): Body<CreatePublishableKey>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     Ok(
-        idempotent(&state, &who, &headers, StatusCode::CREATED, async {
+        idempotent(&state, &who.key_id, &headers, StatusCode::CREATED, async {
             let (key, info) = publishable_key(&state, &t, &id, &req.allowed_origins).await?;
-            audit(
+            who.audit(
                 &state,
-                &who,
-                Some(&t),
                 "publishable_key.create",
                 &info.id,
                 serde_json::json!({"credential_id": id, "allowed_origins": req.allowed_origins}),

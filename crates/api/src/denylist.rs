@@ -10,17 +10,25 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Json;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use turnpike_store::{DeniedClient, Store};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::caller;
+use crate::auth::AdminCaller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::state::{unix_now, Shared};
-use crate::util::{audit, check_text, idempotent};
+use crate::util::{check_text, idempotent};
+
+/// The client deny list (admin key).
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/deny-list", get(list_denied).post(add_denied))
+        .route("/v1/deny-list/{id}", delete(delete_denied))
+}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -81,9 +89,8 @@ pub fn parse_cidr(s: &str) -> Option<IpNet> {
     security(("bearer" = [])))]
 pub async fn list_denied(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _: AdminCaller,
 ) -> ApiResult<Json<Vec<DenyEntry>>> {
-    caller(&state, &headers).await?.admin()?;
     Ok(Json(
         state
             .store
@@ -102,10 +109,9 @@ pub async fn add_denied(
     State(state): State<Shared>,
     headers: HeaderMap,
     Query(p): Query<DenyParams>,
+    who: AdminCaller,
     Body(req): Body<DenyRequest>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    who.admin()?;
     let net = parse_cidr(&req.cidr).ok_or_else(|| {
         ApiError::invalid(
             "`cidr` must be an IP address or network, e.g. 203.0.113.0/24 or 2001:db8::/32",
@@ -124,7 +130,7 @@ pub async fn add_denied(
         }
     }
     Ok(
-        idempotent(&state, &who, &headers, StatusCode::CREATED, async {
+        idempotent(&state, &who.key_id, &headers, StatusCode::CREATED, async {
             let d = DeniedClient {
                 id: turnpike_store::new_id("deny"),
                 cidr: net.to_string(),
@@ -133,10 +139,8 @@ pub async fn add_denied(
             };
             state.store.add_denied_client(&d).await?;
             crate::sync::after_change(&state).await;
-            audit(
+            who.audit(
                 &state,
-                &who,
-                None,
                 "deny_list.add",
                 &d.id,
                 serde_json::json!({"cidr": d.cidr, "note": d.note, "force": force}),
@@ -154,11 +158,9 @@ pub async fn add_denied(
     security(("bearer" = [])))]
 pub async fn delete_denied(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: AdminCaller,
 ) -> ApiResult<StatusCode> {
-    let who = caller(&state, &headers).await?;
-    who.admin()?;
     let cidr = state
         .store
         .list_denied_clients()
@@ -168,10 +170,8 @@ pub async fn delete_denied(
         .map(|d| d.cidr);
     state.store.delete_denied_client(&id).await?;
     crate::sync::after_change(&state).await;
-    audit(
+    who.audit(
         &state,
-        &who,
-        None,
         "deny_list.delete",
         &id,
         serde_json::json!({"cidr": cidr}),

@@ -6,17 +6,26 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use turnpike_proto::{Credentials, Disconnect};
 use turnpike_store::{Revocation, Store};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{authenticate, bearer, caller, Principal};
+use crate::auth::{BearerOrApiKey, Caller, Principal, TenantCaller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Query};
 use crate::state::{unix_now, AppState, Shared};
-use crate::util::{audit, check_ident, check_tags, idempotent};
+use crate::util::{check_ident, check_tags, idempotent};
+
+/// Ephemeral credentials, revocations and ICE servers.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/ephemeral-credentials", post(create_ephemeral))
+        .route("/v1/revocations", post(revoke).get(list_revocations))
+        .route("/v1/ice-servers", get(ice_servers).options(ice_preflight))
+}
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
@@ -91,13 +100,13 @@ pub async fn mint(
 pub async fn create_ephemeral(
     State(state): State<Shared>,
     headers: HeaderMap,
+    who: TenantCaller,
     Body(req): Body<MintRequest>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     Ok(idempotent(
         &state,
-        &who,
+        &who.key_id,
         &headers,
         StatusCode::CREATED,
         mint(&state, &t, None, &req),
@@ -131,11 +140,10 @@ pub struct RevocationOut {
     security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
     Body(req): Body<RevokeRequest>,
 ) -> ApiResult<(StatusCode, Json<RevocationOut>)> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     let now = unix_now();
     let (kind, value, expires_at, d) = match (&req.username, &req.user_id) {
         (Some(u), None) => {
@@ -185,10 +193,8 @@ pub async fn revoke(
     if req.disconnect {
         crate::sync::disconnect(&state, d).await;
     }
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "ephemeral.revoke",
         &value,
         serde_json::json!({"kind": kind, "disconnect": req.disconnect}),
@@ -210,10 +216,9 @@ pub async fn revoke(
     security(("bearer" = [])))]
 pub async fn list_revocations(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
 ) -> ApiResult<Json<Vec<RevocationOut>>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     Ok(Json(
         state
             .store
@@ -353,15 +358,14 @@ pub async fn ice_servers(
     State(state): State<Shared>,
     headers: HeaderMap,
     Query(p): Query<IceParams>,
+    who: Caller<BearerOrApiKey>,
 ) -> Result<Response, ApiError> {
-    let key = bearer(&headers).or(p.api_key.as_deref());
-    let who = authenticate(&state, key).await?;
     let req = MintRequest {
         ttl: p.ttl,
         user_id: p.user_id.clone(),
         tags: vec![],
     };
-    let (m, origin) = mint_for_caller(&state, &who, &headers, &req).await?;
+    let (m, origin) = mint_for_caller(&state, &who.principal, &headers, &req).await?;
     let list = ice_list(&state, &m);
     let r = match p.format.as_deref().unwrap_or("w3c") {
         "w3c" => Json(IceServersOut {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod auth_failures;
 pub mod clock;
@@ -38,7 +39,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
 use turnpike_proto::Directory;
 use turnpike_store::{AnyStore, KeyKind, NewApiKey, Store, StoreError};
@@ -148,96 +148,19 @@ impl ControlPlane {
 }
 
 /// Every route of the control plane, behind the client guard (deny list; failed-key throttle):
-/// see [`guard`].
+/// see [`guard`]. Each module has its own route table.
 pub fn router(state: Arc<AppState>) -> Router {
-    use credentials as c;
-    use ephemeral as e;
     let limit = state.cfg.max_body;
     let routes = Router::new()
-        .route(
-            "/v1/tenants",
-            post(tenants::create_tenant).get(tenants::list_tenants),
-        )
-        .route(
-            "/v1/tenants/{id}",
-            get(tenants::get_tenant).delete(tenants::delete_tenant),
-        )
-        .route(
-            "/v1/tenants/{id}/keys/rotate",
-            post(tenants::admin_rotate_key),
-        )
-        .route("/v1/keys", get(tenants::list_keys))
-        .route("/v1/keys/rotate", post(tenants::tenant_rotate_key))
-        .route("/v1/keys/{id}", delete(tenants::revoke_key))
-        .route(
-            "/v1/shared-secrets/rotate",
-            post(tenants::rotate_shared_secret),
-        )
-        .route(
-            "/v1/credentials",
-            post(c::create_credential)
-                .get(c::list_credentials)
-                .delete(c::delete_by_label),
-        )
-        .route(
-            "/v1/credentials/{id}",
-            get(c::get_credential)
-                .patch(c::update_credential)
-                .delete(c::delete_credential),
-        )
-        .route(
-            "/v1/credentials/{id}/publishable-keys",
-            post(c::create_publishable_key),
-        )
-        .route(
-            "/v1/credentials/{id}/quota",
-            put(settings::put_credential_quota),
-        )
-        .route("/v1/ephemeral-credentials", post(e::create_ephemeral))
-        .route("/v1/revocations", post(e::revoke).get(e::list_revocations))
-        .route(
-            "/v1/ice-servers",
-            get(e::ice_servers).options(e::ice_preflight),
-        )
-        .route("/v1/usage", get(usage::get_usage))
-        .route("/v1/usage/current", get(usage::get_current))
-        .route("/v1/quota", put(settings::put_tenant_quota))
-        .route("/v1/quotas", get(settings::list_quotas))
-        .route("/v1/quotas/{scope}", delete(settings::delete_quota))
-        .route(
-            "/v1/notifications",
-            put(settings::put_notifications).get(settings::get_notifications),
-        )
-        .route("/v1/alerts", get(settings::list_alerts))
-        .route("/v1/audit", get(logs::audit_log))
-        .route(
-            "/v1/deny-list",
-            get(denylist::list_denied).post(denylist::add_denied),
-        )
-        .route("/v1/deny-list/{id}", delete(denylist::delete_denied))
-        .route("/v1/allocations", get(logs::allocation_log))
-        .route(
-            "/api/v1/turn/credential",
-            post(metered::create).delete(metered::delete),
-        )
-        .route("/api/v1/turn/credentials", get(metered::ice_servers))
-        .route("/api/v1/turn/credential/enable", post(metered::enable))
-        .route("/api/v1/turn/credential/disable", post(metered::disable))
-        .route("/api/v2/turn/credentials", get(metered::list))
-        .route(
-            "/api/v2/turn/credential/by_label",
-            delete(metered::delete_by_label),
-        )
-        .route("/api/v1/turn/current_usage", get(metered::current_usage))
-        .route(
-            "/api/v2/turn/current_usage_by_user",
-            get(metered::current_usage_by_user),
-        )
-        .route(
-            "/api/v2/turn/usage_daily_by_user",
-            get(metered::usage_daily_by_user),
-        )
-        .route("/openapi.json", get(openapi::serve))
+        .merge(tenants::routes())
+        .merge(credentials::routes())
+        .merge(ephemeral::routes())
+        .merge(usage::routes())
+        .merge(settings::routes())
+        .merge(logs::routes())
+        .merge(denylist::routes())
+        .merge(metered::routes())
+        .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone());
     guard::guarded(state, routes)

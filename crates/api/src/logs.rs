@@ -3,17 +3,25 @@
 //! CSV (`format=csv`).
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use turnpike_store::Store;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::caller;
+use crate::auth::{Caller, Principal, TenantCaller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Query;
 use crate::state::{unix_now, Shared};
+
+/// The audit and allocation logs.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/allocations", get(allocation_log))
+}
 
 #[derive(Deserialize, IntoParams, Default)]
 #[serde(deny_unknown_fields)]
@@ -127,13 +135,13 @@ fn csv_response(name: &str, header_row: &str, rows: Vec<Vec<String>>) -> Respons
     security(("bearer" = [])))]
 pub async fn audit_log(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(p): Query<LogParams>,
+    who: Caller,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    let tenant = match &who {
-        crate::auth::Principal::Admin { .. } => None,
-        _ => Some(who.tenant()?.to_string()),
+    // The operator reads its own log; a tenant its own.
+    let tenant = match &who.principal {
+        Principal::Admin { .. } => None,
+        _ => Some(who.principal.tenant()?.to_string()),
     };
     let r = range(&p)?;
     let entries = state
@@ -179,11 +187,10 @@ pub async fn audit_log(
     security(("bearer" = [])))]
 pub async fn allocation_log(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(p): Query<LogParams>,
+    who: TenantCaller,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     let r = range(&p)?;
     let recs = state
         .store

@@ -14,19 +14,45 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use turnpike_store::{Credential, ListQuery, Store};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{authenticate, bearer, Principal};
+use crate::auth::{Caller, MeteredKey, TenantCaller};
 use crate::credentials::CreateCredential;
 use crate::ephemeral::{ice_list, mint_for_caller, with_cors, MintRequest};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Query};
 use crate::quota::{date_string, parse_date};
 use crate::state::{unix_now, AppState, Shared};
-use crate::util::audit;
+
+/// Metered's paths.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/api/v1/turn/credential",
+            routing::post(create).delete(delete),
+        )
+        .route("/api/v1/turn/credentials", routing::get(ice_servers))
+        .route("/api/v1/turn/credential/enable", routing::post(enable))
+        .route("/api/v1/turn/credential/disable", routing::post(disable))
+        .route("/api/v2/turn/credentials", routing::get(list))
+        .route(
+            "/api/v2/turn/credential/by_label",
+            routing::delete(delete_by_label),
+        )
+        .route("/api/v1/turn/current_usage", routing::get(current_usage))
+        .route(
+            "/api/v2/turn/current_usage_by_user",
+            routing::get(current_usage_by_user),
+        )
+        .route(
+            "/api/v2/turn/usage_daily_by_user",
+            routing::get(usage_daily_by_user),
+        )
+}
 
 const GB: f64 = 1_000_000_000.0;
 
@@ -47,24 +73,8 @@ pub struct KeyParams {
     pub end_date: Option<String>,
 }
 
-async fn principal(state: &AppState, headers: &HeaderMap, q: &KeyParams) -> ApiResult<Principal> {
-    let key = q
-        .secret_key
-        .as_deref()
-        .or(q.api_key.as_deref())
-        .or(bearer(headers));
-    authenticate(state, key).await
-}
-
-async fn tenant(
-    state: &AppState,
-    headers: &HeaderMap,
-    q: &KeyParams,
-) -> ApiResult<(Principal, String)> {
-    let who = principal(state, headers, q).await?;
-    let t = who.tenant()?.to_string();
-    Ok((who, t))
-}
+/// A tenant's secret key, in `?secretKey=` (or the bearer header).
+type MeteredTenant = TenantCaller<MeteredKey>;
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -89,11 +99,11 @@ pub struct MeteredCreated {
     responses((status = 200, body = MeteredCreated), (status = "4XX", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: MeteredTenant,
     Body(b): Body<MeteredCreate>,
 ) -> ApiResult<Json<MeteredCreated>> {
-    let (who, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     if b.expiry_in_seconds.is_some_and(|e| e <= 0) {
         return Err(ApiError::invalid(
             "please enter a positive integer value for expiryInSeconds",
@@ -107,10 +117,8 @@ pub async fn create(
     let (c, password) = crate::credentials::create(&state, &t, &req).await?;
     let any = [crate::credentials::ANY_ORIGIN.to_string()];
     let (api_key, _) = crate::credentials::publishable_key(&state, &t, &c.id, &any).await?;
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "credential.create",
         &c.id,
         serde_json::json!({"username": c.username, "label": c.label, "api": "metered"}),
@@ -130,10 +138,11 @@ pub async fn create(
 pub async fn ice_servers(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: Caller<MeteredKey>,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers, &q).await?;
-    let (m, origin) = mint_for_caller(&state, &who, &headers, &MintRequest::default()).await?;
+    let req = MintRequest::default();
+    let (m, origin) = mint_for_caller(&state, &who.principal, &headers, &req).await?;
     Ok(with_cors(
         Json(ice_list(&state, &m)).into_response(),
         origin,
@@ -203,10 +212,10 @@ async fn all_credentials(
     responses((status = 200, body = MeteredList), (status = "4XX", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<MeteredList>> {
-    let (_, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     let now = unix_now();
     let all = all_credentials(&state, &t, q.label.as_deref(), q.all.unwrap_or(false)).await?;
     let page = q.page.unwrap_or(1).max(1) as usize;
@@ -256,13 +265,12 @@ async fn by_username(state: &AppState, t: &str, username: &str) -> ApiResult<Cre
 
 async fn enable_disable(
     state: &AppState,
-    headers: &HeaderMap,
-    q: &KeyParams,
+    who: &MeteredTenant,
     username: &str,
     enabled: bool,
 ) -> ApiResult<Json<Message>> {
-    let (who, t) = tenant(state, headers, q).await?;
-    let c = by_username(state, &t, username).await?;
+    let t = &who.tenant_id;
+    let c = by_username(state, t, username).await?;
     if c.enabled == enabled {
         return Err(ApiError::conflict(if enabled {
             "credential is already enabled"
@@ -270,21 +278,14 @@ async fn enable_disable(
             "credential is already disabled"
         }));
     }
-    crate::credentials::set_enabled(state, &t, &c.id, enabled, false).await?;
+    crate::credentials::set_enabled(state, t, &c.id, enabled, false).await?;
     let action = if enabled {
         "credential.enable"
     } else {
         "credential.disable"
     };
-    audit(
-        state,
-        &who,
-        Some(&t),
-        action,
-        &c.id,
-        serde_json::json!({"api": "metered"}),
-    )
-    .await;
+    who.audit(state, action, &c.id, serde_json::json!({"api": "metered"}))
+        .await;
     Ok(Json(Message {
         message: if enabled {
             "Credential enabled successfully".into()
@@ -298,42 +299,40 @@ async fn enable_disable(
     responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
 pub async fn enable(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: MeteredTenant,
     Body(b): Body<UsernameBody>,
 ) -> ApiResult<Json<Message>> {
-    enable_disable(&state, &headers, &q, &b.username, true).await
+    enable_disable(&state, &who, &b.username, true).await
 }
 
 #[utoipa::path(post, path = "/api/v1/turn/credential/disable", tag = "metered", params(KeyParams), request_body = UsernameBody,
     responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
 pub async fn disable(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: MeteredTenant,
     Body(b): Body<UsernameBody>,
 ) -> ApiResult<Json<Message>> {
-    enable_disable(&state, &headers, &q, &b.username, false).await
+    enable_disable(&state, &who, &b.username, false).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/turn/credential", tag = "metered", params(KeyParams),
     responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<Message>> {
-    let (who, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     let username = q
         .username
         .as_deref()
         .ok_or_else(|| ApiError::invalid("`username` query parameter missing"))?;
     let c = by_username(&state, &t, username).await?;
     crate::credentials::delete(&state, &t, &c.id, false).await?;
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "credential.delete",
         &c.id,
         serde_json::json!({"api": "metered"}),
@@ -353,19 +352,17 @@ pub struct DeletedCount {
     responses((status = 200, body = DeletedCount), (status = "4XX", body = ErrorBody)))]
 pub async fn delete_by_label(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<DeletedCount>> {
-    let (who, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     let label = q
         .label
         .as_deref()
         .ok_or_else(|| ApiError::invalid("Label must be a string of less than 100 characters"))?;
     let deleted = crate::credentials::delete_label(&state, &t, label, false).await?;
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "credential.delete_by_label",
         label,
         serde_json::json!({"deleted": deleted, "api": "metered"}),
@@ -389,10 +386,10 @@ pub struct MeteredCurrentUsage {
     responses((status = 200, body = MeteredCurrentUsage), (status = "4XX", body = ErrorBody)))]
 pub async fn current_usage(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<MeteredCurrentUsage>> {
-    let (_, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     let c = crate::usage::current(&state, &t).await?;
     let used = c.usage.total_bytes as f64 / GB;
     let quota = c.quota_bytes.map(|q| q as f64 / GB);
@@ -467,10 +464,10 @@ fn by_user(
     responses((status = 200, body = UsageByUser), (status = "4XX", body = ErrorBody)))]
 pub async fn current_usage_by_user(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<UsageByUser>> {
-    let (_, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     let c = crate::usage::current(&state, &t).await?;
     let rows = state
         .store
@@ -505,10 +502,10 @@ pub struct DailyUsage {
     responses((status = 200, body = DailyUsage), (status = "4XX", body = ErrorBody)))]
 pub async fn usage_daily_by_user(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<DailyUsage>> {
-    let (_, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     let today = unix_now().div_euclid(86_400) * 86_400;
     let bad = || ApiError::invalid("dates must be YYYY-MM-DD");
     let end = match &q.end_date {

@@ -2,18 +2,36 @@
 //! email address) and the fired alerts.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::http::StatusCode;
+use axum::routing;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use turnpike_store::{AlertEvent, NotificationSettings, Quota, Store};
 use utoipa::ToSchema;
 
-use crate::auth::caller;
+use crate::auth::TenantCaller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Path};
 use crate::quota::Threshold;
 use crate::state::{AppState, Shared};
-use crate::util::{audit, check_text};
+use crate::util::check_text;
+
+/// Quotas, notification settings and fired alerts.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/v1/credentials/{id}/quota",
+            routing::put(put_credential_quota),
+        )
+        .route("/v1/quota", routing::put(put_tenant_quota))
+        .route("/v1/quotas", routing::get(list_quotas))
+        .route("/v1/quotas/{scope}", routing::delete(delete_quota))
+        .route(
+            "/v1/notifications",
+            routing::put(put_notifications).get(get_notifications),
+        )
+        .route("/v1/alerts", routing::get(list_alerts))
+}
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -104,16 +122,13 @@ async fn put(state: &AppState, tenant: &str, scope: &str, b: QuotaBody) -> ApiRe
     security(("bearer" = [])))]
 pub async fn put_tenant_quota(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
     Body(b): Body<QuotaBody>,
 ) -> ApiResult<Json<QuotaOut>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     let out = put(&state, &t, "tenant", b).await?;
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "quota.put",
         "tenant",
         serde_json::to_value(&out.quota).unwrap_or_default(),
@@ -128,18 +143,15 @@ pub async fn put_tenant_quota(
     security(("bearer" = [])))]
 pub async fn put_credential_quota(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: TenantCaller,
     Body(b): Body<QuotaBody>,
 ) -> ApiResult<Json<QuotaOut>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     state.store.get_credential(&t, &id).await?;
     let out = put(&state, &t, &id, b).await?;
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "quota.put",
         &id,
         serde_json::to_value(&out.quota).unwrap_or_default(),
@@ -153,10 +165,9 @@ pub async fn put_credential_quota(
     security(("bearer" = [])))]
 pub async fn list_quotas(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
 ) -> ApiResult<Json<Vec<QuotaOut>>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     Ok(Json(
         state
             .store
@@ -174,23 +185,15 @@ pub async fn list_quotas(
     security(("bearer" = [])))]
 pub async fn delete_quota(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(scope): Path<String>,
+    who: TenantCaller,
 ) -> ApiResult<StatusCode> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     state.store.delete_quota(&t, &scope).await?;
     crate::quota::evaluate(&state, None).await;
     crate::sync::after_change(&state).await;
-    audit(
-        &state,
-        &who,
-        Some(&t),
-        "quota.delete",
-        &scope,
-        serde_json::json!({}),
-    )
-    .await;
+    who.audit(&state, "quota.delete", &scope, serde_json::json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -223,11 +226,10 @@ pub struct NotificationsOut {
     security(("bearer" = [])))]
 pub async fn put_notifications(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
     Body(b): Body<NotificationsBody>,
 ) -> ApiResult<Json<NotificationsOut>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     if let Some(u) = &b.webhook_url {
         check_text("webhook_url", u, 500)?;
         crate::webhook_target::check_url(u, &state.cfg.danger_allow_webhook_ranges)
@@ -257,7 +259,7 @@ pub async fn put_notifications(
         email_to: b.email_to.clone(),
     };
     state.store.put_notifications(&n).await?;
-    audit(&state, &who, Some(&t), "notifications.put", "tenant", serde_json::json!({"webhook_url": n.webhook_url, "email_to": n.email_to, "secret_rotated": fresh})).await;
+    who.audit(&state, "notifications.put", "tenant", serde_json::json!({"webhook_url": n.webhook_url, "email_to": n.email_to, "secret_rotated": fresh})).await;
     Ok(Json(NotificationsOut {
         webhook_url: n.webhook_url,
         email_to: n.email_to,
@@ -271,10 +273,9 @@ pub async fn put_notifications(
     security(("bearer" = [])))]
 pub async fn get_notifications(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
 ) -> ApiResult<Json<NotificationsOut>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     let n = state.store.get_notifications(t).await?.unwrap_or_default();
     Ok(Json(NotificationsOut {
         webhook_url: n.webhook_url,
@@ -316,10 +317,9 @@ impl From<AlertEvent> for AlertOut {
     security(("bearer" = [])))]
 pub async fn list_alerts(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
 ) -> ApiResult<Json<Vec<AlertOut>>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     Ok(Json(
         state
             .store

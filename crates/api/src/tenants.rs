@@ -4,17 +4,30 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Json;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use turnpike_store::{ApiKey, KeyKind, NewApiKey, Store, Tenant};
 use utoipa::ToSchema;
 
-use crate::auth::{caller, Principal};
+use crate::auth::{AdminCaller, Caller, Principal, TenantCaller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Path};
 use crate::keys::{hash_key, key_prefix, new_key, random_token};
 use crate::state::{unix_now, AppState, Shared};
-use crate::util::{audit, check_text, idempotent};
+use crate::util::{check_text, idempotent};
+
+/// The operator's tenant endpoints and a tenant's own keys and shared secrets.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/v1/tenants/{id}", get(get_tenant).delete(delete_tenant))
+        .route("/v1/tenants/{id}/keys/rotate", post(admin_rotate_key))
+        .route("/v1/keys", get(list_keys))
+        .route("/v1/keys/rotate", post(tenant_rotate_key))
+        .route("/v1/keys/{id}", delete(revoke_key))
+        .route("/v1/shared-secrets/rotate", post(rotate_shared_secret))
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct TenantOut {
@@ -147,20 +160,17 @@ fn overlap(r: &Rotate) -> ApiResult<i64> {
 pub async fn create_tenant(
     State(state): State<Shared>,
     headers: HeaderMap,
+    who: AdminCaller,
     Body(req): Body<CreateTenant>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    who.admin()?;
     check_text("name", &req.name, 100)?;
     Ok(
-        idempotent(&state, &who, &headers, StatusCode::CREATED, async {
+        idempotent(&state, &who.key_id, &headers, StatusCode::CREATED, async {
             let t = state.store.create_tenant(&req.name, unix_now()).await?;
             let (secret_key, _) = new_secret_key(&state, &t.id).await?;
             let (_, shared_secret) = new_shared_secret(&state, &t.id).await?;
-            audit(
+            who.audit(
                 &state,
-                &who,
-                None,
                 "tenant.create",
                 &t.id,
                 serde_json::json!({"name": t.name}),
@@ -182,9 +192,8 @@ pub async fn create_tenant(
     security(("bearer" = [])))]
 pub async fn list_tenants(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _: AdminCaller,
 ) -> ApiResult<Json<Vec<TenantOut>>> {
-    caller(&state, &headers).await?.admin()?;
     Ok(Json(
         state
             .store
@@ -202,17 +211,16 @@ pub async fn list_tenants(
     security(("bearer" = [])))]
 pub async fn get_tenant(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: Caller,
 ) -> ApiResult<Json<TenantOut>> {
-    let who = caller(&state, &headers).await?;
     // A tenant may read itself; the admin any tenant.
-    if let Principal::Tenant { tenant_id, .. } = &who {
+    if let Principal::Tenant { tenant_id, .. } = &who.principal {
         if *tenant_id != id {
             return Err(ApiError::not_found("no such object"));
         }
     } else {
-        who.admin()?;
+        who.principal.admin()?;
     }
     Ok(Json(state.store.get_tenant(&id).await?.into()))
 }
@@ -223,29 +231,20 @@ pub async fn get_tenant(
     security(("bearer" = [])))]
 pub async fn delete_tenant(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: AdminCaller,
 ) -> ApiResult<StatusCode> {
-    let who = caller(&state, &headers).await?;
-    who.admin()?;
     state.store.delete_tenant(&id).await?;
     crate::sync::disconnect(&state, turnpike_proto::Disconnect::Tenant(id.clone())).await;
-    audit(
-        &state,
-        &who,
-        None,
-        "tenant.delete",
-        &id,
-        serde_json::json!({}),
-    )
-    .await;
+    who.audit(&state, "tenant.delete", &id, serde_json::json!({}))
+        .await;
     crate::sync::after_change(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn rotate_key(
     state: &AppState,
-    who: &Principal,
+    actor: &str,
     tenant_id: &str,
     r: &Rotate,
 ) -> ApiResult<CreatedKey> {
@@ -256,9 +255,9 @@ async fn rotate_key(
         .expire_api_keys(tenant_id, KeyKind::Secret, unix_now() + o)
         .await?;
     let (key, info) = new_secret_key(state, tenant_id).await?;
-    audit(
+    crate::audit::record(
         state,
-        who,
+        actor,
         Some(tenant_id),
         "key.rotate",
         &info.id,
@@ -277,15 +276,13 @@ async fn rotate_key(
     security(("bearer" = [])))]
 pub async fn admin_rotate_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: AdminCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
-    let who = caller(&state, &headers).await?;
-    who.admin()?;
     Ok((
         StatusCode::CREATED,
-        Json(rotate_key(&state, &who, &id, &r).await?),
+        Json(rotate_key(&state, &who.key_id, &id, &r).await?),
     ))
 }
 
@@ -294,14 +291,13 @@ pub async fn admin_rotate_key(
     security(("bearer" = [])))]
 pub async fn tenant_rotate_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     Ok((
         StatusCode::CREATED,
-        Json(rotate_key(&state, &who, &t, &r).await?),
+        Json(rotate_key(&state, &who.key_id, &t, &r).await?),
     ))
 }
 
@@ -310,10 +306,9 @@ pub async fn tenant_rotate_key(
     security(("bearer" = [])))]
 pub async fn list_keys(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
 ) -> ApiResult<Json<Vec<KeyOut>>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     Ok(Json(
         state
             .store
@@ -331,21 +326,13 @@ pub async fn list_keys(
     security(("bearer" = [])))]
 pub async fn revoke_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: TenantCaller,
 ) -> ApiResult<StatusCode> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     state.store.revoke_api_key(Some(&t), &id).await?;
-    audit(
-        &state,
-        &who,
-        Some(&t),
-        "key.revoke",
-        &id,
-        serde_json::json!({}),
-    )
-    .await;
+    who.audit(&state, "key.revoke", &id, serde_json::json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -354,19 +341,16 @@ pub async fn revoke_key(
     security(("bearer" = [])))]
 pub async fn rotate_shared_secret(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedSecret>)> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant_id.clone();
     let o = overlap(&r)?;
     let until = unix_now() + o;
     state.store.expire_tenant_secrets(&t, until).await?;
     let (id, shared_secret) = new_shared_secret(&state, &t).await?;
-    audit(
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "shared_secret.rotate",
         &id,
         serde_json::json!({"overlap_seconds": o}),

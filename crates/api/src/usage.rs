@@ -9,17 +9,24 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use turnpike_store::{Counters, Store, UsageRow};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::caller;
+use crate::auth::TenantCaller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Query;
 use crate::quota::{civil_from_days, days_from_civil, period_bounds};
 use crate::state::{unix_now, AppState, Shared};
+
+/// Usage reports.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/usage", get(get_usage))
+        .route("/v1/usage/current", get(get_current))
+}
 
 #[derive(Deserialize, IntoParams, Default)]
 #[serde(deny_unknown_fields)]
@@ -212,11 +219,10 @@ pub async fn report(state: &AppState, tenant: &str, p: &UsageParams) -> ApiResul
     security(("bearer" = [])))]
 pub async fn get_usage(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(p): Query<UsageParams>,
+    who: TenantCaller,
 ) -> ApiResult<Json<UsageReport>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     Ok(Json(report(&state, t, &p).await?))
 }
 
@@ -266,9 +272,8 @@ pub async fn current(state: &AppState, tenant: &str) -> ApiResult<CurrentUsage> 
     security(("bearer" = [])))]
 pub async fn get_current(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
 ) -> ApiResult<Json<CurrentUsage>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.tenant_id;
     Ok(Json(current(&state, t).await?))
 }

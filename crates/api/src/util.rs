@@ -4,11 +4,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use turnpike_store::{AuditEntry, Store};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{unix_now, AppState, Idempotent};
+use crate::state::{AppState, Idempotent};
 
 /// Printable, no control characters, at most `max` characters.
 pub fn check_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
@@ -45,7 +44,7 @@ pub fn check_tags(tags: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
-/// Records a change in the audit log (failures are logged, not returned: the change is done).
+/// Records a change made by `who` in the audit log (see [`crate::audit::record`]).
 pub async fn audit(
     state: &AppState,
     who: &Principal,
@@ -54,18 +53,7 @@ pub async fn audit(
     target: &str,
     detail: serde_json::Value,
 ) {
-    let e = AuditEntry {
-        id: format!("aud_{}", crate::keys::random_hex(12)),
-        tenant_id: tenant_id.map(str::to_string),
-        at: unix_now(),
-        actor: who.key_id().to_string(),
-        action: action.to_string(),
-        target: target.to_string(),
-        detail: detail.to_string(),
-    };
-    if let Err(err) = state.store.add_audit(&e).await {
-        tracing::error!(error = %err, action, "audit log write failed");
-    }
+    crate::audit::record(state, who.key_id(), tenant_id, action, target, detail).await;
 }
 
 /// How long a create's response is replayed for its `Idempotency-Key`.
@@ -80,7 +68,7 @@ const IDEMPOTENCY_MAX: usize = 100_000;
 /// passwords), which must not rest in the database in clear.
 pub async fn idempotent<T, F>(
     state: &AppState,
-    who: &Principal,
+    key_id: &str,
     headers: &HeaderMap,
     status: StatusCode,
     create: F,
@@ -106,7 +94,7 @@ where
         return ApiError::bad_request("`Idempotency-Key` must be 1 to 255 characters")
             .into_response();
     }
-    let slot = (who.key_id().to_string(), k);
+    let slot = (key_id.to_string(), k);
     {
         let mut cache = state.idempotency.lock().unwrap_or_else(|e| e.into_inner());
         match cache.get(&slot) {
