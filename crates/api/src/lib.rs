@@ -3,47 +3,38 @@
 //! Metered-compatible endpoints (`/api/v1`, `/api/v2`); the meter that turns the relay's
 //! accounting events into hourly usage; quota evaluation and alert delivery.
 //!
+//! The operations live in [`domain`] (no HTTP there: typed inputs, [`domain::error::DomainError`],
+//! time from a [`clock::Clock`]); the REST API over them in [`http`].
+//!
 //! What it does not do: serve TURN (the relay reads this crate's decisions through the
 //! [`turnpike_proto::Directory`] it publishes) or bind sockets (the binary serves the router).
 
 #![forbid(unsafe_code)]
 
-pub mod alerts;
-pub mod audit;
-pub mod auth;
 pub mod auth_failures;
+pub mod calendar;
 pub mod clock;
 pub mod config;
-pub mod credentials;
-pub mod denylist;
-pub mod ephemeral;
-pub mod error;
-pub mod extract;
-pub mod guard;
+pub mod domain;
+pub mod http;
 pub mod ice;
 pub mod keys;
-pub mod logs;
-pub mod meter;
-pub mod metered;
-pub mod openapi;
-pub mod quota;
-pub mod settings;
 pub mod state;
-pub mod sync;
-pub mod tenants;
-pub mod usage;
-pub mod util;
 pub mod webhook_target;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use turnpike_proto::Directory;
-use turnpike_store::{AnyStore, KeyKind, NewApiKey, Store, StoreError};
+use turnpike_store::{AnyStore, Store, StoreError};
+
+use crate::clock::{Clock, SystemClock};
+use crate::domain::{meter, tenants};
 
 pub use config::{ApiConfig, SmtpConfig};
+// The paths turnpike-signal and the binary use.
+pub use domain::sync;
+pub use http::{auth, ephemeral, error, extract, guard, router, util};
 pub use state::AppState;
 
 /// The running control plane.
@@ -63,20 +54,17 @@ impl ControlPlane {
         directory: Arc<Directory>,
         cfg: ApiConfig,
     ) -> Result<(Self, Option<String>), StoreError> {
-        let state = Arc::new(AppState {
-            store,
-            directory,
-            quota_state: Mutex::default(),
-            buckets: Mutex::new(HashMap::new()),
-            idempotency: Mutex::new(HashMap::new()),
-            notifier: alerts::Notifier::new(&cfg),
-            cfg,
-            sync_lock: tokio::sync::Mutex::new(()),
-            node_id: keys::random_hex(6),
-            seen_disconnects: Mutex::default(),
-            last_miss_reload: Mutex::default(),
-            auth_failures: auth_failures::AuthFailures::default(),
-        });
+        Self::start_with_clock(store, directory, cfg, Arc::new(SystemClock)).await
+    }
+
+    /// [`ControlPlane::start`] with the time read from `clock`.
+    pub async fn start_with_clock(
+        store: AnyStore,
+        directory: Arc<Directory>,
+        cfg: ApiConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, Option<String>), StoreError> {
+        let state = Arc::new(AppState::new(store, directory, cfg, clock));
         metrics::describe_counter!(
             "turnpike_api_auth_failures_total",
             "API requests with an invalid, expired or revoked key"
@@ -88,23 +76,7 @@ impl ControlPlane {
         sync::reload(&state).await?;
         let mut generated = None;
         if state.cfg.admin_key_hash.is_none() && !state.store.has_admin_key().await? {
-            let key = keys::new_key(KeyKind::Admin);
-            state
-                .store
-                .create_api_key(
-                    &NewApiKey {
-                        tenant_id: None,
-                        kind: KeyKind::Admin,
-                        credential_id: None,
-                        allowed_origins: &[],
-                        key_hash: &keys::hash_key(&key),
-                        prefix: &keys::key_prefix(&key),
-                        expires_at: None,
-                    },
-                    state::unix_now(),
-                )
-                .await?;
-            generated = Some(key);
+            generated = Some(tenants::new_admin_key(&state).await?);
         }
         let meter = Arc::new(meter::Meter::new());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -145,23 +117,4 @@ impl ControlPlane {
         let _ = self.meter_task.await;
         self.sync_task.abort();
     }
-}
-
-/// Every route of the control plane, behind the client guard (deny list; failed-key throttle):
-/// see [`guard`]. Each module has its own route table.
-pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.cfg.max_body;
-    let routes = Router::new()
-        .merge(tenants::routes())
-        .merge(credentials::routes())
-        .merge(ephemeral::routes())
-        .merge(usage::routes())
-        .merge(settings::routes())
-        .merge(logs::routes())
-        .merge(denylist::routes())
-        .merge(metered::routes())
-        .merge(openapi::routes())
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state.clone());
-    guard::guarded(state, routes)
 }

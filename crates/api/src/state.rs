@@ -1,5 +1,5 @@
-//! What every handler shares: the store, the relay's directory, settings, rate limiters, the
-//! idempotency cache and the quota state the meter maintains.
+//! What the control plane shares: the store, the relay's directory, settings, the clock, the
+//! quota state the meter maintains, and the HTTP side's rate limiters and idempotency cache.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use turnpike_proto::Directory;
 use turnpike_store::AnyStore;
 
-use crate::alerts::Notifier;
 use crate::auth_failures::AuthFailures;
 pub use crate::clock::unix_now;
+use crate::clock::Clock;
 use crate::config::ApiConfig;
+use crate::domain::alerts::Notifier;
+use crate::keys;
 
 /// What quota actions currently apply, by scope key (`t:<tenant>` or `c:<credential>`),
 /// recomputed by the meter from usage.
@@ -54,6 +56,8 @@ pub struct AppState {
     pub store: AnyStore,
     pub directory: Arc<Directory>,
     pub cfg: ApiConfig,
+    /// Where operations read the time (see [`AppState::now`]).
+    pub clock: Arc<dyn Clock>,
     pub quota_state: Mutex<QuotaState>,
     pub buckets: Mutex<HashMap<String, Bucket>>,
     pub idempotency: Mutex<IdempotencyCache>,
@@ -74,6 +78,36 @@ pub struct AppState {
 pub type Shared = Arc<AppState>;
 
 impl AppState {
+    /// The state of a control plane on `store`, publishing to `directory`, reading the time
+    /// from `clock`.
+    pub fn new(
+        store: AnyStore,
+        directory: Arc<Directory>,
+        cfg: ApiConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            directory,
+            quota_state: Mutex::default(),
+            buckets: Mutex::new(HashMap::new()),
+            idempotency: Mutex::new(HashMap::new()),
+            notifier: Notifier::new(&cfg),
+            cfg,
+            clock,
+            sync_lock: tokio::sync::Mutex::new(()),
+            node_id: keys::random_hex(6),
+            seen_disconnects: Mutex::default(),
+            last_miss_reload: Mutex::default(),
+            auth_failures: AuthFailures::default(),
+        }
+    }
+
+    /// Now, in unix seconds, by the state's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// False once the SQLite database file was removed or replaced under the running server
     /// (writes then fail with 503 `database_lost` until it is restored and the server
     /// restarted); always true on PostgreSQL. Costs one `stat`: fit for a health check.

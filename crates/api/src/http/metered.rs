@@ -17,16 +17,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_store::{Credential, ListQuery, Store};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Caller, MeteredKey, TenantCaller};
-use crate::credentials::CreateCredential;
-use crate::ephemeral::{ice_list, mint_for_caller, with_cors, MintRequest};
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Body, Query};
-use crate::quota::{date_string, parse_date};
-use crate::state::{unix_now, AppState, Shared};
+use super::auth::{Caller, MeteredKey, TenantCaller};
+use super::ephemeral::{ice_list, mint_for_caller, with_cors, MintRequest};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Body, Query};
+use crate::calendar::{date_string, parse_date};
+use crate::domain::credentials::{self, CredentialSpec, ANY_ORIGIN};
+use crate::domain::usage;
+use crate::state::{AppState, Shared};
 
 /// Metered's paths.
 pub fn routes() -> Router<Shared> {
@@ -103,27 +104,22 @@ pub async fn create(
     who: MeteredTenant,
     Body(b): Body<MeteredCreate>,
 ) -> ApiResult<Json<MeteredCreated>> {
-    let t = who.tenant_id.clone();
+    let t = &who.tenant_id;
     if b.expiry_in_seconds.is_some_and(|e| e <= 0) {
         return Err(ApiError::invalid(
             "please enter a positive integer value for expiryInSeconds",
         ));
     }
-    let req = CreateCredential {
+    let spec = CredentialSpec {
         label: b.label.clone(),
         expires_in: b.expiry_in_seconds,
         ..Default::default()
     };
-    let (c, password) = crate::credentials::create(&state, &t, &req).await?;
-    let any = [crate::credentials::ANY_ORIGIN.to_string()];
-    let (api_key, _) = crate::credentials::publishable_key(&state, &t, &c.id, &any).await?;
-    who.audit(
-        &state,
-        "credential.create",
-        &c.id,
-        serde_json::json!({"username": c.username, "label": c.label, "api": "metered"}),
-    )
-    .await;
+    let (c, password) = credentials::create(&state, t, &spec).await?;
+    let any = [ANY_ORIGIN.to_string()];
+    let (api_key, _) = credentials::publishable_key(&state, t, &c.id, &any).await?;
+    let detail = json!({"username": c.username, "label": c.label, "api": "metered"});
+    who.audit(&state, "credential.create", &c.id, detail).await;
     Ok(Json(MeteredCreated {
         username: c.username,
         password,
@@ -134,7 +130,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/turn/credentials", tag = "metered", params(KeyParams),
-    responses((status = 200, body = Vec<crate::ephemeral::IceServerOut>), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, body = Vec<super::ephemeral::IceServerOut>), (status = "4XX", body = ErrorBody)))]
 pub async fn ice_servers(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -176,38 +172,6 @@ pub struct MeteredList {
 
 const PER_PAGE: usize = 100;
 
-async fn all_credentials(
-    state: &AppState,
-    t: &str,
-    label: Option<&str>,
-    include_expired: bool,
-) -> ApiResult<Vec<Credential>> {
-    let now = unix_now();
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = state
-            .store
-            .list_credentials(
-                t,
-                &ListQuery {
-                    label,
-                    include_expired,
-                    cursor: cursor.as_deref(),
-                    limit: 1000,
-                },
-                now,
-            )
-            .await?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) if out.len() < 1_000_000 => cursor = Some(c),
-            _ => break,
-        }
-    }
-    Ok(out)
-}
-
 #[utoipa::path(get, path = "/api/v2/turn/credentials", tag = "metered", params(KeyParams),
     responses((status = 200, body = MeteredList), (status = "4XX", body = ErrorBody)))]
 pub async fn list(
@@ -215,9 +179,9 @@ pub async fn list(
     Query(q): Query<KeyParams>,
     who: MeteredTenant,
 ) -> ApiResult<Json<MeteredList>> {
-    let t = who.tenant_id.clone();
-    let now = unix_now();
-    let all = all_credentials(&state, &t, q.label.as_deref(), q.all.unwrap_or(false)).await?;
+    let now = state.now();
+    let (label, include_expired) = (q.label.as_deref(), q.all.unwrap_or(false));
+    let all = credentials::all(&state, &who.tenant_id, label, include_expired).await?;
     let page = q.page.unwrap_or(1).max(1) as usize;
     let total_pages = all.len().div_ceil(PER_PAGE).max(1);
     let data = all
@@ -255,14 +219,6 @@ pub struct Message {
     pub message: String,
 }
 
-async fn by_username(state: &AppState, t: &str, username: &str) -> ApiResult<Credential> {
-    state
-        .store
-        .credential_by_username(t, username)
-        .await?
-        .ok_or_else(|| ApiError::not_found("credential not found"))
-}
-
 async fn enable_disable(
     state: &AppState,
     who: &MeteredTenant,
@@ -270,7 +226,7 @@ async fn enable_disable(
     enabled: bool,
 ) -> ApiResult<Json<Message>> {
     let t = &who.tenant_id;
-    let c = by_username(state, t, username).await?;
+    let c = credentials::by_username(state, t, username).await?;
     if c.enabled == enabled {
         return Err(ApiError::conflict(if enabled {
             "credential is already enabled"
@@ -278,13 +234,13 @@ async fn enable_disable(
             "credential is already disabled"
         }));
     }
-    crate::credentials::set_enabled(state, t, &c.id, enabled, false).await?;
+    credentials::set_enabled(state, t, &c.id, enabled, false).await?;
     let action = if enabled {
         "credential.enable"
     } else {
         "credential.disable"
     };
-    who.audit(state, action, &c.id, serde_json::json!({"api": "metered"}))
+    who.audit(state, action, &c.id, json!({"api": "metered"}))
         .await;
     Ok(Json(Message {
         message: if enabled {
@@ -329,13 +285,13 @@ pub async fn delete(
         .username
         .as_deref()
         .ok_or_else(|| ApiError::invalid("`username` query parameter missing"))?;
-    let c = by_username(&state, &t, username).await?;
-    crate::credentials::delete(&state, &t, &c.id, false).await?;
+    let c = credentials::by_username(&state, &t, username).await?;
+    credentials::delete(&state, &t, &c.id, false).await?;
     who.audit(
         &state,
         "credential.delete",
         &c.id,
-        serde_json::json!({"api": "metered"}),
+        json!({"api": "metered"}),
     )
     .await;
     Ok(Json(Message {
@@ -360,12 +316,12 @@ pub async fn delete_by_label(
         .label
         .as_deref()
         .ok_or_else(|| ApiError::invalid("Label must be a string of less than 100 characters"))?;
-    let deleted = crate::credentials::delete_label(&state, &t, label, false).await?;
+    let deleted = credentials::delete_by_label(&state, &t, label, false).await?;
     who.audit(
         &state,
         "credential.delete_by_label",
         label,
-        serde_json::json!({"deleted": deleted, "api": "metered"}),
+        json!({"deleted": deleted, "api": "metered"}),
     )
     .await;
     Ok(Json(DeletedCount { deleted }))
@@ -390,8 +346,8 @@ pub async fn current_usage(
     who: MeteredTenant,
 ) -> ApiResult<Json<MeteredCurrentUsage>> {
     let t = who.tenant_id.clone();
-    let c = crate::usage::current(&state, &t).await?;
-    let used = c.usage.total_bytes as f64 / GB;
+    let c = usage::current(&state, &t).await?;
+    let used = c.counters.total_bytes() as f64 / GB;
     let quota = c.quota_bytes.map(|q| q as f64 / GB);
     Ok(Json(MeteredCurrentUsage {
         quota_in_gb: quota,
@@ -419,7 +375,7 @@ pub struct UsageByUser {
 
 /// Credential id -> (username, label) of a tenant, for naming usage rows.
 async fn names(state: &AppState, t: &str) -> ApiResult<HashMap<String, (String, String)>> {
-    Ok(all_credentials(state, t, None, true)
+    Ok(credentials::all(state, t, None, true)
         .await?
         .into_iter()
         .map(|c| {
@@ -468,11 +424,8 @@ pub async fn current_usage_by_user(
     who: MeteredTenant,
 ) -> ApiResult<Json<UsageByUser>> {
     let t = who.tenant_id.clone();
-    let c = crate::usage::current(&state, &t).await?;
-    let rows = state
-        .store
-        .usage(&t, c.period_start / 3600, c.period_end / 3600)
-        .await?;
+    let c = usage::current(&state, &t).await?;
+    let rows = usage::rows(&state, &t, c.period_start / 3600, c.period_end / 3600).await?;
     let all = by_user(&rows, &names(&state, &t).await?);
     let page = q.page.unwrap_or(1).max(1) as usize;
     let has_more = all.len() > page * PER_PAGE;
@@ -506,7 +459,7 @@ pub async fn usage_daily_by_user(
     who: MeteredTenant,
 ) -> ApiResult<Json<DailyUsage>> {
     let t = who.tenant_id.clone();
-    let today = unix_now().div_euclid(86_400) * 86_400;
+    let today = state.now().div_euclid(86_400) * 86_400;
     let bad = || ApiError::invalid("dates must be YYYY-MM-DD");
     let end = match &q.end_date {
         Some(d) => parse_date(d).ok_or_else(bad)?.min(today),
@@ -524,10 +477,13 @@ pub async fn usage_daily_by_user(
     let page = q.page.unwrap_or(1).max(1) as i64;
     let page_start = start + (page - 1) * 7 * 86_400;
     let page_end = (page_start + 7 * 86_400).min(end + 86_400);
-    let rows = state
-        .store
-        .usage(&t, page_start / 3600, page_end.max(page_start) / 3600)
-        .await?;
+    let rows = usage::rows(
+        &state,
+        &t,
+        page_start / 3600,
+        page_end.max(page_start) / 3600,
+    )
+    .await?;
     let names = names(&state, &t).await?;
     let mut data = Vec::new();
     let mut day = page_start;

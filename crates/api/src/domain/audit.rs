@@ -1,8 +1,10 @@
-//! The audit log: who (which key) changed what. Never secrets.
+//! The audit log: which key changed what, through which endpoint. Never secrets. The API
+//! writes an entry per change it makes, with the parameters that matter for that endpoint.
 
 use turnpike_store::{AuditEntry, Store};
 
-use crate::state::{unix_now, AppState};
+use crate::keys::random_hex;
+use crate::state::AppState;
 
 /// Records a change made with the key `actor` (`tenant_id`: the tenant whose log it goes to, or
 /// the operator's). Failures are logged, not returned: the change is done.
@@ -15,9 +17,9 @@ pub async fn record(
     detail: serde_json::Value,
 ) {
     let e = AuditEntry {
-        id: format!("aud_{}", crate::keys::random_hex(12)),
+        id: format!("aud_{}", random_hex(12)),
         tenant_id: tenant_id.map(str::to_string),
-        at: unix_now(),
+        at: state.now(),
         actor: actor.to_string(),
         action: action.to_string(),
         target: target.to_string(),

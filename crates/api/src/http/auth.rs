@@ -18,8 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use turnpike_store::{KeyKind, Store};
 
-use crate::audit;
-use crate::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult};
+use crate::domain::audit;
 use crate::keys::{constant_time_eq, hash_key};
 use crate::state::{unix_now, AppState, Shared};
 
@@ -82,13 +82,13 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Authenticates `key` (from a header or, for compatibility routes, the query). A client
 /// address that had `auth_failures_per_minute` failed keys in the current minute gets 429
-/// without any key being looked up (see [`crate::guard`]); a missing key is not a failure.
+/// without any key being looked up (see [`super::guard`]); a missing key is not a failure.
 pub async fn authenticate(state: &AppState, key: Option<&str>) -> ApiResult<Principal> {
     let key = key.ok_or_else(|| {
         ApiError::unauthorized("missing API key: send `Authorization: Bearer <key>`")
     })?;
     let limit = state.cfg.auth_failures_per_minute;
-    let ip = crate::guard::client_ip();
+    let ip = super::guard::client_ip();
     if let Some(ip) = ip {
         if let Err(wait) = state.auth_failures.check(ip, limit, Instant::now()) {
             metrics::counter!("turnpike_api_auth_throttled_total").increment(1);

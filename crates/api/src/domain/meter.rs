@@ -123,10 +123,10 @@ impl Meter {
                 _ = tick.tick() => {
                     let touched = self.flush(&state, &mut pending).await;
                     if !touched.is_empty() {
-                        crate::quota::evaluate(&state, Some(&touched)).await;
+                        crate::domain::quota::evaluate(&state, Some(&touched)).await;
                     }
                 }
-                _ = full_eval.tick() => crate::quota::evaluate(&state, None).await,
+                _ = full_eval.tick() => crate::domain::quota::evaluate(&state, None).await,
                 r = stop.changed() => {
                     if r.is_err() || *stop.borrow() {
                         break;
@@ -139,7 +139,7 @@ impl Meter {
         }
         // Allocations still live had their end reported by the workers' shutdown; any left
         // here belong to workers that did not stop cleanly: log them as ended now.
-        let now = crate::state::unix_now();
+        let now = state.now();
         for (serial, mut r) in pending.live.drain() {
             if let Some(extra) = pending.spliced.remove(&serial) {
                 add_bytes(&mut r, &extra);

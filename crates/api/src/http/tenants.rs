@@ -7,15 +7,17 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_store::{ApiKey, KeyKind, NewApiKey, Store, Tenant};
+use serde_json::json;
+use turnpike_store::{ApiKey, Tenant};
 use utoipa::ToSchema;
 
-use crate::auth::{AdminCaller, Caller, Principal, TenantCaller};
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Body, Path};
-use crate::keys::{hash_key, key_prefix, new_key, random_token};
-use crate::state::{unix_now, AppState, Shared};
-use crate::util::{check_text, idempotent};
+use super::auth::{AdminCaller, Caller, Principal, TenantCaller};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Body, Path};
+use super::idempotency::idempotent;
+use crate::domain::audit;
+use crate::domain::tenants::{self, Overlap, TenantName};
+use crate::state::Shared;
 
 /// The operator's tenant endpoints and a tenant's own keys and shared secrets.
 pub fn routes() -> Router<Shared> {
@@ -114,46 +116,6 @@ pub struct CreatedSecret {
     pub previous_expire_at: i64,
 }
 
-pub async fn new_secret_key(state: &AppState, tenant_id: &str) -> ApiResult<(String, ApiKey)> {
-    let key = new_key(KeyKind::Secret);
-    let h = hash_key(&key);
-    let info = state
-        .store
-        .create_api_key(
-            &NewApiKey {
-                tenant_id: Some(tenant_id),
-                kind: KeyKind::Secret,
-                credential_id: None,
-                allowed_origins: &[],
-                key_hash: &h,
-                prefix: &key_prefix(&key),
-                expires_at: None,
-            },
-            unix_now(),
-        )
-        .await?;
-    Ok((key, info))
-}
-
-async fn new_shared_secret(state: &AppState, tenant_id: &str) -> ApiResult<(String, String)> {
-    let secret = random_token(32);
-    let s = state
-        .store
-        .add_tenant_secret(tenant_id, secret.as_bytes(), unix_now())
-        .await?;
-    Ok((s.id, secret))
-}
-
-fn overlap(r: &Rotate) -> ApiResult<i64> {
-    let o = r.overlap_seconds.unwrap_or(3600);
-    if !(0..=30 * 86_400).contains(&o) {
-        return Err(ApiError::invalid(
-            "`overlap_seconds` must be between 0 and 2592000",
-        ));
-    }
-    Ok(o)
-}
-
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     responses((status = 201, body = CreatedTenant), (status = "4XX", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -162,25 +124,18 @@ pub async fn create_tenant(
     headers: HeaderMap,
     who: AdminCaller,
     Body(req): Body<CreateTenant>,
-) -> Result<Response, ApiError> {
-    check_text("name", &req.name, 100)?;
+) -> ApiResult<Response> {
+    let name = TenantName::parse(&req.name)?;
     Ok(
         idempotent(&state, &who.key_id, &headers, StatusCode::CREATED, async {
-            let t = state.store.create_tenant(&req.name, unix_now()).await?;
-            let (secret_key, _) = new_secret_key(&state, &t.id).await?;
-            let (_, shared_secret) = new_shared_secret(&state, &t.id).await?;
-            who.audit(
-                &state,
-                "tenant.create",
-                &t.id,
-                serde_json::json!({"name": t.name}),
-            )
-            .await;
-            crate::sync::after_change(&state).await;
+            let c = tenants::create(&state, &name).await?;
+            let detail = json!({"name": c.tenant.name});
+            who.audit(&state, "tenant.create", &c.tenant.id, detail)
+                .await;
             Ok(CreatedTenant {
-                tenant: t.into(),
-                secret_key,
-                shared_secret,
+                tenant: c.tenant.into(),
+                secret_key: c.secret_key,
+                shared_secret: c.shared_secret,
             })
         })
         .await,
@@ -194,15 +149,8 @@ pub async fn list_tenants(
     State(state): State<Shared>,
     _: AdminCaller,
 ) -> ApiResult<Json<Vec<TenantOut>>> {
-    Ok(Json(
-        state
-            .store
-            .list_tenants()
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    ))
+    let all = tenants::list(&state).await?;
+    Ok(Json(all.into_iter().map(Into::into).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants",
@@ -222,7 +170,7 @@ pub async fn get_tenant(
     } else {
         who.principal.admin()?;
     }
-    Ok(Json(state.store.get_tenant(&id).await?.into()))
+    Ok(Json(tenants::get(&state, &id).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
@@ -234,40 +182,32 @@ pub async fn delete_tenant(
     Path(id): Path<String>,
     who: AdminCaller,
 ) -> ApiResult<StatusCode> {
-    state.store.delete_tenant(&id).await?;
-    crate::sync::disconnect(&state, turnpike_proto::Disconnect::Tenant(id.clone())).await;
-    who.audit(&state, "tenant.delete", &id, serde_json::json!({}))
-        .await;
-    crate::sync::after_change(&state).await;
+    tenants::delete(&state, &id).await?;
+    who.audit(&state, "tenant.delete", &id, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Rotates the secret key of `tenant_id` for the caller `actor` (audited in the tenant's log).
 async fn rotate_key(
-    state: &AppState,
+    state: &Shared,
     actor: &str,
     tenant_id: &str,
     r: &Rotate,
-) -> ApiResult<CreatedKey> {
-    let o = overlap(r)?;
-    state.store.get_tenant(tenant_id).await?;
-    state
-        .store
-        .expire_api_keys(tenant_id, KeyKind::Secret, unix_now() + o)
-        .await?;
-    let (key, info) = new_secret_key(state, tenant_id).await?;
-    crate::audit::record(
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let overlap = Overlap::parse(r.overlap_seconds)?;
+    let (key, info) = tenants::rotate_key(state, tenant_id, overlap).await?;
+    let detail = json!({"overlap_seconds": overlap.seconds()});
+    audit::record(
         state,
         actor,
         Some(tenant_id),
         "key.rotate",
         &info.id,
-        serde_json::json!({"overlap_seconds": o}),
+        detail,
     )
     .await;
-    Ok(CreatedKey {
-        key,
-        info: info.into(),
-    })
+    let info = info.into();
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, info })))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{id}/keys/rotate", tag = "tenants", request_body = Rotate,
@@ -280,10 +220,7 @@ pub async fn admin_rotate_key(
     who: AdminCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(rotate_key(&state, &who.key_id, &id, &r).await?),
-    ))
+    rotate_key(&state, &who.key_id, &id, &r).await
 }
 
 #[utoipa::path(post, path = "/v1/keys/rotate", tag = "keys", request_body = Rotate,
@@ -294,11 +231,7 @@ pub async fn tenant_rotate_key(
     who: TenantCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
-    let t = who.tenant_id.clone();
-    Ok((
-        StatusCode::CREATED,
-        Json(rotate_key(&state, &who.key_id, &t, &r).await?),
-    ))
+    rotate_key(&state, &who.key_id, &who.tenant_id, &r).await
 }
 
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
@@ -308,16 +241,8 @@ pub async fn list_keys(
     State(state): State<Shared>,
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<KeyOut>>> {
-    let t = &who.tenant_id;
-    Ok(Json(
-        state
-            .store
-            .list_api_keys(t)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    ))
+    let keys = tenants::list_keys(&state, &who.tenant_id).await?;
+    Ok(Json(keys.into_iter().map(Into::into).collect()))
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
@@ -329,10 +254,8 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     who: TenantCaller,
 ) -> ApiResult<StatusCode> {
-    let t = who.tenant_id.clone();
-    state.store.revoke_api_key(Some(&t), &id).await?;
-    who.audit(&state, "key.revoke", &id, serde_json::json!({}))
-        .await;
+    tenants::revoke_key(&state, &who.tenant_id, &id).await?;
+    who.audit(&state, "key.revoke", &id, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -344,25 +267,17 @@ pub async fn rotate_shared_secret(
     who: TenantCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedSecret>)> {
-    let t = who.tenant_id.clone();
-    let o = overlap(&r)?;
-    let until = unix_now() + o;
-    state.store.expire_tenant_secrets(&t, until).await?;
-    let (id, shared_secret) = new_shared_secret(&state, &t).await?;
-    who.audit(
-        &state,
-        "shared_secret.rotate",
-        &id,
-        serde_json::json!({"overlap_seconds": o}),
-    )
-    .await;
-    crate::sync::after_change(&state).await;
+    let overlap = Overlap::parse(r.overlap_seconds)?;
+    let s = tenants::rotate_shared_secret(&state, &who.tenant_id, overlap).await?;
+    let detail = json!({"overlap_seconds": overlap.seconds()});
+    who.audit(&state, "shared_secret.rotate", &s.id, detail)
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedSecret {
-            id,
-            shared_secret,
-            previous_expire_at: until,
+            id: s.id,
+            shared_secret: s.shared_secret,
+            previous_expire_at: s.previous_expire_at,
         }),
     ))
 }

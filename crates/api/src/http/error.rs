@@ -3,6 +3,8 @@
 //! another tenant's, 409 conflict, 413 too large, 415 not JSON, 422 well-formed but invalid,
 //! 429 rate limited with `Retry-After`, 500 internal, 503 `database_lost` when the SQLite file
 //! was removed or replaced under the running server). Messages never carry secrets.
+//!
+//! Domain and store errors become this shape here and nowhere else: see the `From` impls.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +12,8 @@ use axum::Json;
 use serde::Serialize;
 use turnpike_store::StoreError;
 use utoipa::ToSchema;
+
+use crate::domain::error::DomainError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -96,6 +100,18 @@ impl ApiError {
             "client_denied",
             "requests from this address are refused",
         )
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(m) => Self::invalid(m),
+            DomainError::Forbidden(m) => Self::forbidden(m),
+            DomainError::NotFound(m) => Self::not_found(m),
+            DomainError::Conflict(m) => Self::conflict(m),
+            DomainError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -14,12 +14,12 @@ use turnpike_proto::{Account, Disconnect, Limits, Snapshot, StoredUser};
 use turnpike_store::{DisconnectRequest, Store, StoreError};
 use turnpike_stun::Key;
 
-use crate::state::{unix_now, AppState};
+use crate::state::{scope_key, AppState};
 
 /// Rebuilds and publishes the snapshot.
 pub async fn reload(state: &AppState) -> Result<(), StoreError> {
     let _one_at_a_time = state.sync_lock.lock().await;
-    let now = unix_now();
+    let now = state.now();
     let mut s = Snapshot::default();
     for c in state.store.all_credentials().await? {
         let (Some(md5), Some(sha)) = (Key::from_slice(&c.key_md5), Key::from_slice(&c.key_sha256))
@@ -75,7 +75,7 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
         .clone();
     let mut limits: HashMap<String, Limits> = HashMap::new();
     for q in state.store.list_quotas(None).await? {
-        let key = crate::state::scope_key(&q.tenant_id, &q.scope);
+        let key = scope_key(&q.tenant_id, &q.scope);
         let l = limits.entry(key).or_default();
         l.max_allocations = q
             .max_allocations
@@ -162,7 +162,7 @@ pub async fn disconnect(state: &AppState, d: Disconnect) {
         kind: kind.into(),
         tenant_id,
         value,
-        at: unix_now(),
+        at: state.now(),
     };
     if let Err(e) = state.store.add_disconnect(&req).await {
         tracing::error!(error = %e, "cannot record a disconnect request for the other nodes");

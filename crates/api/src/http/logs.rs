@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_store::Store;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Caller, Principal, TenantCaller};
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Query;
-use crate::state::{unix_now, Shared};
+use super::auth::{Caller, Principal, TenantCaller};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::Query;
+use crate::domain::logs::{self, Range};
+use crate::state::{AppState, Shared};
 
 /// The audit and allocation logs.
 pub fn routes() -> Router<Shared> {
@@ -66,34 +66,15 @@ pub struct AllocationOut {
     pub peers: i64,
 }
 
-struct Range {
-    from: i64,
-    to: i64,
-    limit: u32,
-    csv: bool,
-}
-
-fn range(p: &LogParams) -> ApiResult<Range> {
-    let to = p.to.unwrap_or(unix_now() + 1);
-    let from = p.from.unwrap_or(to - 30 * 86_400);
-    if to <= from {
-        return Err(ApiError::invalid("`from` must be before `to`"));
-    }
-    let limit = p.limit.unwrap_or(1000);
-    if !(1..=100_000).contains(&limit) {
-        return Err(ApiError::invalid("`limit` must be 1 to 100000"));
-    }
+/// The range asked for, and whether as CSV.
+fn range(state: &AppState, p: &LogParams) -> ApiResult<(Range, bool)> {
+    let r = Range::parse(p.from, p.to, p.limit, state.now())?;
     let csv = match p.format.as_deref().unwrap_or("json") {
         "json" => false,
         "csv" => true,
         _ => return Err(ApiError::invalid("`format` must be `json` or `csv`")),
     };
-    Ok(Range {
-        from,
-        to,
-        limit,
-        csv,
-    })
+    Ok((r, csv))
 }
 
 /// One CSV field (RFC 4180 quoting), with a leading `'` against spreadsheet formula injection.
@@ -143,11 +124,8 @@ pub async fn audit_log(
         Principal::Admin { .. } => None,
         _ => Some(who.principal.tenant()?.to_string()),
     };
-    let r = range(&p)?;
-    let entries = state
-        .store
-        .list_audit(tenant.as_deref(), r.from, r.to, r.limit)
-        .await?;
+    let (r, csv) = range(&state, &p)?;
+    let entries = logs::audit(&state, tenant.as_deref(), r).await?;
     let out: Vec<AuditOut> = entries
         .into_iter()
         .map(|e| AuditOut {
@@ -159,7 +137,7 @@ pub async fn audit_log(
             detail: e.detail,
         })
         .collect();
-    if r.csv {
+    if csv {
         let rows = out
             .iter()
             .map(|e| {
@@ -190,12 +168,8 @@ pub async fn allocation_log(
     Query(p): Query<LogParams>,
     who: TenantCaller,
 ) -> Result<Response, ApiError> {
-    let t = &who.tenant_id;
-    let r = range(&p)?;
-    let recs = state
-        .store
-        .list_allocations(t, r.from, r.to, r.limit)
-        .await?;
+    let (r, csv) = range(&state, &p)?;
+    let recs = logs::allocations(&state, &who.tenant_id, r).await?;
     let out: Vec<AllocationOut> = recs
         .into_iter()
         .map(|a| AllocationOut {
@@ -215,7 +189,7 @@ pub async fn allocation_log(
             peers: a.peers,
         })
         .collect();
-    if r.csv {
+    if csv {
         let rows = out
             .iter()
             .map(|a| {

@@ -1,7 +1,6 @@
-//! Ephemeral credentials: minted on request from the tenant's newest shared secret (the TURN
-//! REST API scheme, username `expiry:scope:user`, password `base64(HMAC-SHA1(secret, username))`),
-//! never stored; revocable before expiry by username or user id (a denylist whose entries lapse
-//! when the credentials would have expired). Also the ICE-servers endpoint built on them.
+//! Ephemeral credentials (see [`crate::domain::ephemeral`]): mint, revoke, list revocations;
+//! and the ICE-servers endpoint built on them, for tenant keys and for publishable keys from
+//! their allowed origins (with CORS).
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -9,15 +8,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_proto::{Credentials, Disconnect};
-use turnpike_store::{Revocation, Store};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{BearerOrApiKey, Caller, Principal, TenantCaller};
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Body, Query};
-use crate::state::{unix_now, AppState, Shared};
-use crate::util::{check_ident, check_tags, idempotent};
+use super::auth::{BearerOrApiKey, Caller, Principal, TenantCaller};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Body, Query};
+use super::idempotency::idempotent;
+pub use crate::domain::ephemeral::newest_secret;
+use crate::domain::ephemeral::{self, MintSpec, RevokeSpec};
+use crate::state::{AppState, Shared};
 
 /// Ephemeral credentials, revocations and ICE servers.
 pub fn routes() -> Router<Shared> {
@@ -48,50 +48,37 @@ pub struct Minted {
     pub expires_at: i64,
 }
 
-/// The tenant's newest live shared secret: what new credentials and join tokens are signed with.
-pub async fn newest_secret(state: &AppState, tenant: &str) -> ApiResult<Vec<u8>> {
-    crate::sync::tenant_secrets(state, tenant)
-        .await
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::conflict("the tenant has no live shared secret; rotate one in"))
+impl From<&MintRequest> for MintSpec {
+    fn from(r: &MintRequest) -> Self {
+        Self {
+            ttl: r.ttl,
+            user_id: r.user_id.clone(),
+            tags: r.tags.clone(),
+        }
+    }
 }
 
-/// Mints for a tenant (`credential`: scoped to one stored credential instead).
+impl From<ephemeral::Minted> for Minted {
+    fn from(m: ephemeral::Minted) -> Self {
+        Self {
+            username: m.username,
+            password: m.password,
+            ttl: m.ttl,
+            expires_at: m.expires_at,
+        }
+    }
+}
+
+/// Mints for a tenant (`credential`: scoped to one of its stored credentials instead), from a
+/// request body (signalling mints this way for the ICE servers of a join).
 pub async fn mint(
     state: &AppState,
-    tenant: &str,
+    tenant_id: &str,
     credential: Option<&str>,
     req: &MintRequest,
 ) -> ApiResult<Minted> {
-    let ttl = req.ttl.unwrap_or(state.cfg.default_ttl as i64);
-    if ttl < 1 || ttl > state.cfg.max_ttl as i64 {
-        return Err(ApiError::invalid(format!(
-            "`ttl` must be 1 to {} seconds",
-            state.cfg.max_ttl
-        )));
-    }
-    if let Some(u) = &req.user_id {
-        check_ident("user_id", u, 64)?;
-    }
-    check_tags(&req.tags)?;
-    let secret = newest_secret(state, tenant).await?;
-    let expires_at = unix_now() + ttl;
-    let scope = credential.unwrap_or(tenant);
-    let username = match &req.user_id {
-        Some(u) => format!("{expires_at}:{scope}:{u}"),
-        None => format!("{expires_at}:{scope}"),
-    };
-    if let (Some(u), false) = (&req.user_id, req.tags.is_empty()) {
-        state.store.set_user_tags(tenant, u, &req.tags).await?;
-    }
-    let password = Credentials::shared_secret_password(&secret, &username);
-    Ok(Minted {
-        username,
-        password,
-        ttl,
-        expires_at,
-    })
+    let m = ephemeral::mint(state, tenant_id, credential, &req.into()).await?;
+    Ok(m.into())
 }
 
 #[utoipa::path(post, path = "/v1/ephemeral-credentials", tag = "ephemeral", request_body = MintRequest,
@@ -102,16 +89,9 @@ pub async fn create_ephemeral(
     headers: HeaderMap,
     who: TenantCaller,
     Body(req): Body<MintRequest>,
-) -> Result<Response, ApiError> {
-    let t = who.tenant_id.clone();
-    Ok(idempotent(
-        &state,
-        &who.key_id,
-        &headers,
-        StatusCode::CREATED,
-        mint(&state, &t, None, &req),
-    )
-    .await)
+) -> Response {
+    let minted = mint(&state, &who.tenant_id, None, &req);
+    idempotent(&state, &who.key_id, &headers, StatusCode::CREATED, minted).await
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -135,6 +115,17 @@ pub struct RevocationOut {
     pub expires_at: i64,
 }
 
+impl From<turnpike_store::Revocation> for RevocationOut {
+    fn from(r: turnpike_store::Revocation) -> Self {
+        Self {
+            kind: r.kind,
+            value: r.value,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/v1/revocations", tag = "ephemeral", request_body = RevokeRequest,
     responses((status = 201, body = RevocationOut), (status = "4XX", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -143,72 +134,16 @@ pub async fn revoke(
     who: TenantCaller,
     Body(req): Body<RevokeRequest>,
 ) -> ApiResult<(StatusCode, Json<RevocationOut>)> {
-    let t = who.tenant_id.clone();
-    let now = unix_now();
-    let (kind, value, expires_at, d) = match (&req.username, &req.user_id) {
-        (Some(u), None) => {
-            let Some((expiry, scope, _)) = turnpike_proto::directory::parse_ephemeral(u) else {
-                return Err(ApiError::invalid("`username` is not an ephemeral username"));
-            };
-            let owned = scope == t
-                || (scope.starts_with("cred_")
-                    && state.store.get_credential(&t, scope).await.is_ok());
-            if !owned {
-                return Err(ApiError::not_found("no such credential"));
-            }
-            (
-                "username",
-                u.clone(),
-                (expiry as i64).max(now + 1),
-                Disconnect::Username(u.clone()),
-            )
-        }
-        (None, Some(u)) => {
-            check_ident("user_id", u, 64)?;
-            (
-                "user",
-                u.clone(),
-                now + state.cfg.max_ttl as i64,
-                Disconnect::User {
-                    tenant_id: t.clone(),
-                    user_id: u.clone(),
-                },
-            )
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "give exactly one of `username` and `user_id`",
-            ))
-        }
+    let spec = RevokeSpec {
+        username: req.username,
+        user_id: req.user_id,
+        disconnect: req.disconnect,
     };
-    let r = Revocation {
-        tenant_id: t.clone(),
-        kind: kind.into(),
-        value: value.clone(),
-        created_at: now,
-        expires_at,
-    };
-    state.store.add_revocation(&r).await?;
-    crate::sync::after_change(&state).await;
-    if req.disconnect {
-        crate::sync::disconnect(&state, d).await;
-    }
-    who.audit(
-        &state,
-        "ephemeral.revoke",
-        &value,
-        serde_json::json!({"kind": kind, "disconnect": req.disconnect}),
-    )
-    .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(RevocationOut {
-            kind: kind.into(),
-            value,
-            created_at: now,
-            expires_at,
-        }),
-    ))
+    let r = ephemeral::revoke(&state, &who.tenant_id, &spec).await?;
+    let detail = json!({"kind": r.kind, "disconnect": spec.disconnect});
+    who.audit(&state, "ephemeral.revoke", &r.value, detail)
+        .await;
+    Ok((StatusCode::CREATED, Json(r.into())))
 }
 
 #[utoipa::path(get, path = "/v1/revocations", tag = "ephemeral",
@@ -218,21 +153,8 @@ pub async fn list_revocations(
     State(state): State<Shared>,
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<RevocationOut>>> {
-    let t = &who.tenant_id;
-    Ok(Json(
-        state
-            .store
-            .live_revocations(Some(t), unix_now())
-            .await?
-            .into_iter()
-            .map(|r| RevocationOut {
-                kind: r.kind,
-                value: r.value,
-                created_at: r.created_at,
-                expires_at: r.expires_at,
-            })
-            .collect(),
-    ))
+    let live = ephemeral::live_revocations(&state, &who.tenant_id).await?;
+    Ok(Json(live.into_iter().map(Into::into).collect()))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -295,25 +217,22 @@ pub fn ice_list(state: &AppState, m: &Minted) -> Vec<IceServerOut> {
     .collect()
 }
 
-/// Whether a publishable key with `origins` may be used from `origin`. `*` allows any (and no
-/// `Origin` header); an empty list (stored by earlier versions when none was given) allows none.
-fn origin_allowed(origins: &[String], origin: Option<&str>) -> bool {
-    origins.iter().any(|a| a == crate::credentials::ANY_ORIGIN)
-        || origin.is_some_and(|o| origins.iter().any(|a| a == o))
+/// The request's `Origin`, if any.
+fn origin(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
-/// Mints for a tenant key or a publishable key (checking its origins); returns the minted
-/// credential and the origin to echo in CORS headers.
+/// Mints for a tenant key or a publishable key (from its allowed origins only); returns the
+/// minted credential and the origin to echo in CORS headers.
 pub async fn mint_for_caller(
     state: &AppState,
     who: &Principal,
     headers: &HeaderMap,
     req: &MintRequest,
 ) -> ApiResult<(Minted, Option<String>)> {
-    let origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     match who {
         Principal::Tenant { tenant_id, .. } => Ok((mint(state, tenant_id, None, req).await?, None)),
         Principal::Publishable {
@@ -322,17 +241,18 @@ pub async fn mint_for_caller(
             allowed_origins,
             ..
         } => {
-            if !origin_allowed(allowed_origins, origin.as_deref()) {
-                return Err(ApiError::forbidden("this origin may not use this key"));
-            }
-            let cred = state.store.get_credential(tenant_id, credential_id).await?;
-            if !cred.enabled || cred.is_expired(unix_now()) {
-                return Err(ApiError::forbidden(
-                    "the key's credential is disabled or expired",
-                ));
-            }
-            let m = mint(state, tenant_id, Some(credential_id), req).await?;
-            Ok((m, origin))
+            let origin = origin(headers);
+            let spec = MintSpec::from(req);
+            let m = ephemeral::mint_for_publishable(
+                state,
+                tenant_id,
+                credential_id,
+                allowed_origins,
+                origin.as_deref(),
+                &spec,
+            )
+            .await?;
+            Ok((m.into(), origin))
         }
         Principal::Admin { .. } => Err(ApiError::forbidden(
             "ICE servers are minted for a tenant: use its secret or a publishable key",
@@ -359,7 +279,7 @@ pub async fn ice_servers(
     headers: HeaderMap,
     Query(p): Query<IceParams>,
     who: Caller<BearerOrApiKey>,
-) -> Result<Response, ApiError> {
+) -> ApiResult<Response> {
     let req = MintRequest {
         ttl: p.ttl,
         user_id: p.user_id.clone(),
@@ -393,10 +313,7 @@ pub async fn ice_servers(
 
 /// CORS preflight for the ICE-servers endpoint (browsers send one for `Authorization`).
 pub async fn ice_preflight(headers: HeaderMap) -> Response {
-    let origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let origin = origin(&headers);
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     h.insert(
@@ -412,20 +329,4 @@ pub async fn ice_preflight(headers: HeaderMap) -> Response {
         HeaderValue::from_static("600"),
     );
     with_cors(r, origin)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn origins() {
-        let list = vec!["https://a.example".to_string()];
-        assert!(!super::origin_allowed(&[], None));
-        assert!(!super::origin_allowed(&[], Some("https://a.example")));
-        let any = vec!["*".to_string()];
-        assert!(super::origin_allowed(&any, None));
-        assert!(super::origin_allowed(&any, Some("https://b.example")));
-        assert!(super::origin_allowed(&list, Some("https://a.example")));
-        assert!(!super::origin_allowed(&list, Some("https://b.example")));
-        assert!(!super::origin_allowed(&list, None));
-    }
 }

@@ -1,20 +1,22 @@
 //! Quotas (tenant-wide and per credential), notification settings (webhook URL and secret,
-//! email address) and the fired alerts.
+//! email address) and the fired alerts; see [`crate::domain::quota`] and
+//! [`crate::domain::notifications`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_store::{AlertEvent, NotificationSettings, Quota, Store};
+use serde_json::json;
+use turnpike_store::{AlertEvent, Quota};
 use utoipa::ToSchema;
 
-use crate::auth::TenantCaller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Body, Path};
-use crate::quota::Threshold;
-use crate::state::{AppState, Shared};
-use crate::util::check_text;
+use super::auth::TenantCaller;
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{Body, Path};
+use crate::domain::notifications::{self, NotificationSpec};
+use crate::domain::quota::{self, QuotaSpec};
+use crate::state::Shared;
 
 /// Quotas, notification settings and fired alerts.
 pub fn routes() -> Router<Shared> {
@@ -31,6 +33,55 @@ pub fn routes() -> Router<Shared> {
             routing::put(put_notifications).get(get_notifications),
         )
         .route("/v1/alerts", routing::get(list_alerts))
+}
+
+// What a threshold does once usage reaches it (see `crate::domain::quota`; no doc comment:
+// it would change the OpenAPI schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Notify,
+    Throttle,
+    Refuse,
+    Disconnect,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    /// Percent of `bytes_per_period` (1 to 1000).
+    pub percent: u32,
+    pub action: Action,
+}
+
+impl From<&Threshold> for quota::Threshold {
+    fn from(t: &Threshold) -> Self {
+        let action = match t.action {
+            Action::Notify => quota::Action::Notify,
+            Action::Throttle => quota::Action::Throttle,
+            Action::Refuse => quota::Action::Refuse,
+            Action::Disconnect => quota::Action::Disconnect,
+        };
+        Self {
+            percent: t.percent,
+            action,
+        }
+    }
+}
+
+impl From<quota::Threshold> for Threshold {
+    fn from(t: quota::Threshold) -> Self {
+        let action = match t.action {
+            quota::Action::Notify => Action::Notify,
+            quota::Action::Throttle => Action::Throttle,
+            quota::Action::Refuse => Action::Refuse,
+            quota::Action::Disconnect => Action::Disconnect,
+        };
+        Self {
+            percent: t.percent,
+            action,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Default)]
@@ -51,6 +102,19 @@ pub struct QuotaBody {
     pub thresholds: Vec<Threshold>,
 }
 
+impl From<&QuotaBody> for QuotaSpec {
+    fn from(b: &QuotaBody) -> Self {
+        Self {
+            period: b.period.clone(),
+            bytes_per_period: b.bytes_per_period,
+            max_allocations: b.max_allocations,
+            max_bitrate_bps: b.max_bitrate_bps,
+            throttle_bitrate_bps: b.throttle_bitrate_bps,
+            thresholds: b.thresholds.iter().map(Into::into).collect(),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct QuotaOut {
     /// `tenant` or a credential id.
@@ -59,62 +123,21 @@ pub struct QuotaOut {
     pub quota: QuotaBody,
 }
 
-fn to_out(q: Quota) -> QuotaOut {
-    QuotaOut {
-        scope: q.scope,
-        quota: QuotaBody {
-            period: Some(q.period),
-            bytes_per_period: q.bytes_per_period,
-            max_allocations: q.max_allocations,
-            max_bitrate_bps: q.max_bitrate_bps,
-            throttle_bitrate_bps: q.throttle_bitrate_bps,
-            thresholds: serde_json::from_str(&q.thresholds).unwrap_or_default(),
-        },
+impl From<Quota> for QuotaOut {
+    fn from(q: Quota) -> Self {
+        let thresholds = quota::thresholds(&q).into_iter().map(Into::into).collect();
+        Self {
+            scope: q.scope,
+            quota: QuotaBody {
+                period: Some(q.period),
+                bytes_per_period: q.bytes_per_period,
+                max_allocations: q.max_allocations,
+                max_bitrate_bps: q.max_bitrate_bps,
+                throttle_bitrate_bps: q.throttle_bitrate_bps,
+                thresholds,
+            },
+        }
     }
-}
-
-async fn put(state: &AppState, tenant: &str, scope: &str, b: QuotaBody) -> ApiResult<QuotaOut> {
-    let period = b.period.clone().unwrap_or_else(|| "month".into());
-    if period != "month" && period != "day" {
-        return Err(ApiError::invalid("`period` must be `month` or `day`"));
-    }
-    let positive = |name: &str, v: Option<i64>| match v {
-        Some(x) if x < 1 => Err(ApiError::invalid(format!("`{name}` must be positive"))),
-        _ => Ok(()),
-    };
-    positive("bytes_per_period", b.bytes_per_period)?;
-    positive("max_allocations", b.max_allocations)?;
-    positive("max_bitrate_bps", b.max_bitrate_bps)?;
-    positive("throttle_bitrate_bps", b.throttle_bitrate_bps)?;
-    if b.max_allocations.is_some_and(|m| m > u32::MAX as i64) {
-        return Err(ApiError::invalid("`max_allocations` is too large"));
-    }
-    if b.thresholds.len() > 10
-        || b.thresholds
-            .iter()
-            .any(|t| !(1..=1000).contains(&t.percent))
-    {
-        return Err(ApiError::invalid(
-            "at most 10 `thresholds`, each `percent` 1 to 1000",
-        ));
-    }
-    if !b.thresholds.is_empty() && b.bytes_per_period.is_none() {
-        return Err(ApiError::invalid("`thresholds` need `bytes_per_period`"));
-    }
-    let q = Quota {
-        tenant_id: tenant.to_string(),
-        scope: scope.to_string(),
-        period,
-        bytes_per_period: b.bytes_per_period,
-        max_allocations: b.max_allocations,
-        max_bitrate_bps: b.max_bitrate_bps,
-        throttle_bitrate_bps: b.throttle_bitrate_bps,
-        thresholds: serde_json::to_string(&b.thresholds).unwrap_or_else(|_| "[]".into()),
-    };
-    state.store.put_quota(&q).await?;
-    crate::sync::after_change(state).await;
-    crate::quota::evaluate(state, Some(&[tenant.to_string()].into())).await;
-    Ok(to_out(q))
 }
 
 #[utoipa::path(put, path = "/v1/quota", tag = "quotas", request_body = QuotaBody,
@@ -125,15 +148,10 @@ pub async fn put_tenant_quota(
     who: TenantCaller,
     Body(b): Body<QuotaBody>,
 ) -> ApiResult<Json<QuotaOut>> {
-    let t = who.tenant_id.clone();
-    let out = put(&state, &t, "tenant", b).await?;
-    who.audit(
-        &state,
-        "quota.put",
-        "tenant",
-        serde_json::to_value(&out.quota).unwrap_or_default(),
-    )
-    .await;
+    let q = quota::put_tenant(&state, &who.tenant_id, &(&b).into()).await?;
+    let out = QuotaOut::from(q);
+    let detail = serde_json::to_value(&out.quota).unwrap_or_default();
+    who.audit(&state, "quota.put", "tenant", detail).await;
     Ok(Json(out))
 }
 
@@ -147,16 +165,10 @@ pub async fn put_credential_quota(
     who: TenantCaller,
     Body(b): Body<QuotaBody>,
 ) -> ApiResult<Json<QuotaOut>> {
-    let t = who.tenant_id.clone();
-    state.store.get_credential(&t, &id).await?;
-    let out = put(&state, &t, &id, b).await?;
-    who.audit(
-        &state,
-        "quota.put",
-        &id,
-        serde_json::to_value(&out.quota).unwrap_or_default(),
-    )
-    .await;
+    let q = quota::put_credential(&state, &who.tenant_id, &id, &(&b).into()).await?;
+    let out = QuotaOut::from(q);
+    let detail = serde_json::to_value(&out.quota).unwrap_or_default();
+    who.audit(&state, "quota.put", &id, detail).await;
     Ok(Json(out))
 }
 
@@ -167,16 +179,8 @@ pub async fn list_quotas(
     State(state): State<Shared>,
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<QuotaOut>>> {
-    let t = &who.tenant_id;
-    Ok(Json(
-        state
-            .store
-            .list_quotas(Some(t))
-            .await?
-            .into_iter()
-            .map(to_out)
-            .collect(),
-    ))
+    let all = quota::list(&state, &who.tenant_id).await?;
+    Ok(Json(all.into_iter().map(Into::into).collect()))
 }
 
 #[utoipa::path(delete, path = "/v1/quotas/{scope}", tag = "quotas",
@@ -188,12 +192,8 @@ pub async fn delete_quota(
     Path(scope): Path<String>,
     who: TenantCaller,
 ) -> ApiResult<StatusCode> {
-    let t = who.tenant_id.clone();
-    state.store.delete_quota(&t, &scope).await?;
-    crate::quota::evaluate(&state, None).await;
-    crate::sync::after_change(&state).await;
-    who.audit(&state, "quota.delete", &scope, serde_json::json!({}))
-        .await;
+    quota::delete(&state, &who.tenant_id, &scope).await?;
+    who.audit(&state, "quota.delete", &scope, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -229,42 +229,21 @@ pub async fn put_notifications(
     who: TenantCaller,
     Body(b): Body<NotificationsBody>,
 ) -> ApiResult<Json<NotificationsOut>> {
-    let t = who.tenant_id.clone();
-    if let Some(u) = &b.webhook_url {
-        check_text("webhook_url", u, 500)?;
-        crate::webhook_target::check_url(u, &state.cfg.danger_allow_webhook_ranges)
-            .await
-            .map_err(ApiError::invalid)?;
-    }
-    if let Some(e) = &b.email_to {
-        check_text("email_to", e, 254)?;
-        if e.parse::<lettre::Address>().is_err() {
-            return Err(ApiError::invalid("`email_to` is not an email address"));
-        }
-    }
-    let old = state.store.get_notifications(&t).await?;
-    let old_secret = old.and_then(|o| o.webhook_secret);
-    let (secret, fresh) = match (&b.webhook_url, old_secret, b.rotate_secret) {
-        (None, _, _) => (None, false),
-        (Some(_), Some(s), false) => (Some(s), false),
-        (Some(_), _, _) => (
-            Some(format!("whsec_{}", crate::keys::random_token(24))),
-            true,
-        ),
+    let spec = NotificationSpec {
+        webhook_url: b.webhook_url,
+        email_to: b.email_to,
+        rotate_secret: b.rotate_secret,
     };
-    let n = NotificationSettings {
-        tenant_id: t.clone(),
-        webhook_url: b.webhook_url.clone(),
-        webhook_secret: secret.clone(),
-        email_to: b.email_to.clone(),
-    };
-    state.store.put_notifications(&n).await?;
-    who.audit(&state, "notifications.put", "tenant", serde_json::json!({"webhook_url": n.webhook_url, "email_to": n.email_to, "secret_rotated": fresh})).await;
+    let (n, fresh) = notifications::put(&state, &who.tenant_id, &spec).await?;
+    let detail =
+        json!({"webhook_url": n.webhook_url, "email_to": n.email_to, "secret_rotated": fresh});
+    who.audit(&state, "notifications.put", "tenant", detail)
+        .await;
     Ok(Json(NotificationsOut {
+        has_webhook_secret: n.webhook_secret.is_some(),
+        webhook_secret: if fresh { n.webhook_secret } else { None },
         webhook_url: n.webhook_url,
         email_to: n.email_to,
-        has_webhook_secret: secret.is_some(),
-        webhook_secret: if fresh { secret } else { None },
     }))
 }
 
@@ -275,8 +254,7 @@ pub async fn get_notifications(
     State(state): State<Shared>,
     who: TenantCaller,
 ) -> ApiResult<Json<NotificationsOut>> {
-    let t = &who.tenant_id;
-    let n = state.store.get_notifications(t).await?.unwrap_or_default();
+    let n = notifications::get(&state, &who.tenant_id).await?;
     Ok(Json(NotificationsOut {
         webhook_url: n.webhook_url,
         email_to: n.email_to,
@@ -319,14 +297,6 @@ pub async fn list_alerts(
     State(state): State<Shared>,
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<AlertOut>>> {
-    let t = &who.tenant_id;
-    Ok(Json(
-        state
-            .store
-            .list_alerts(t)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    ))
+    let all = quota::alerts(&state, &who.tenant_id).await?;
+    Ok(Json(all.into_iter().map(Into::into).collect()))
 }

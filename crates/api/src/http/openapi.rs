@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::{credentials, denylist, ephemeral, error, logs, metered, settings, tenants, usage};
 use crate::state::Shared;
-use crate::*;
 
 /// The OpenAPI document.
 pub fn routes() -> Router<Shared> {

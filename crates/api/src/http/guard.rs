@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::state::Shared;
 
 tokio::task_local! {
