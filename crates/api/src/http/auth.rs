@@ -21,7 +21,7 @@ use turnpike_store::{KeyKind, Store};
 use super::error::{ApiError, ApiResult};
 use crate::domain::audit;
 use crate::keys::{constant_time_eq, hash_key};
-use crate::state::{unix_now, AppState, Shared};
+use crate::state::{AppState, Shared};
 
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -132,7 +132,7 @@ async fn identify(state: &AppState, key: &str) -> ApiResult<Principal> {
         .store
         .api_key_by_hash(&h)
         .await?
-        .filter(|k| k.is_live(unix_now()))
+        .filter(|k| k.is_live(state.now()))
         .ok_or_else(|| ApiError::unauthorized("invalid, expired or revoked API key"))?;
     Ok(match (k.kind, k.tenant_id) {
         (KeyKind::Admin, _) => Principal::Admin { key_id: k.id },

@@ -159,3 +159,39 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_errors_map_to_statuses_and_codes() {
+        let cases = [
+            (DomainError::Invalid("`x` bad".into()), 422, "invalid_field"),
+            (DomainError::Forbidden("no".into()), 403, "forbidden"),
+            (DomainError::NotFound("none".into()), 404, "not_found"),
+            (DomainError::Conflict("again".into()), 409, "conflict"),
+            (StoreError::NotFound.into(), 404, "not_found"),
+            (
+                StoreError::Conflict("credential username").into(),
+                409,
+                "conflict",
+            ),
+            (StoreError::KeyCollision.into(), 409, "conflict"),
+            (StoreError::DatabaseLost.into(), 503, "database_lost"),
+            (StoreError::Corrupt("api_keys.kind").into(), 500, "internal"),
+        ];
+        for (e, status, code) in cases {
+            let text = e.to_string();
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.code), (status, code), "{text}");
+        }
+        // The domain's message is the API's message; a store failure's is not shown.
+        assert_eq!(
+            ApiError::from(DomainError::Invalid("`x` bad".into())).message,
+            "`x` bad"
+        );
+        let internal = ApiError::from(DomainError::Store(StoreError::Corrupt("api_keys.kind")));
+        assert_eq!(internal.message, "internal error (logged on the server)");
+    }
+}
