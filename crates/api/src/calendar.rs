@@ -1,6 +1,8 @@
 //! UTC calendar arithmetic for quota periods and usage reports: days since 1970 to dates and
 //! back, the bounds of a day or month, `YYYY-MM-DD` text.
 
+use turnpike_store::QuotaPeriod;
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -26,10 +28,10 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `[start, end)` in unix seconds of the `day` or `month` (UTC) containing `now`.
-pub fn period_bounds(period: &str, now: i64) -> (i64, i64) {
+/// `[start, end)` in unix seconds of the day or month (UTC) containing `now`.
+pub fn period_bounds(period: QuotaPeriod, now: i64) -> (i64, i64) {
     let day = now.div_euclid(86_400);
-    if period == "day" {
+    if period == QuotaPeriod::Day {
         return (day * 86_400, (day + 1) * 86_400);
     }
     let (y, m, _) = civil_from_days(day);
@@ -68,19 +70,19 @@ mod tests {
         // 2026-11-24T12:00:00Z: November 2026.
         let now = 20_781 * 86_400 + 43_200;
         assert_eq!(
-            period_bounds("month", now),
+            period_bounds(QuotaPeriod::Month, now),
             (
                 days_from_civil(2026, 11, 1) * 86_400,
                 days_from_civil(2026, 12, 1) * 86_400
             )
         );
         assert_eq!(
-            period_bounds("day", now),
+            period_bounds(QuotaPeriod::Day, now),
             (20_781 * 86_400, 20_782 * 86_400)
         );
         let dec = days_from_civil(2026, 12, 31) * 86_400;
         assert_eq!(
-            period_bounds("month", dec).1,
+            period_bounds(QuotaPeriod::Month, dec).1,
             days_from_civil(2027, 1, 1) * 86_400
         );
         assert_eq!(date_string(now), "2026-11-24");

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use turnpike_proto::Directory;
-use turnpike_store::AnyStore;
+use turnpike_store::{AnyStore, QuotaScope};
 
 use crate::auth_failures::AuthFailures;
 pub use crate::clock::unix_now;
@@ -24,11 +24,10 @@ pub struct QuotaState {
 }
 
 /// `t:<tenant>` or `c:<credential>`, as the relay's directory keys limits.
-pub fn scope_key(tenant_id: &str, scope: &str) -> String {
-    if scope == "tenant" {
-        format!("t:{tenant_id}")
-    } else {
-        format!("c:{scope}")
+pub fn scope_key(tenant_id: &str, scope: &QuotaScope) -> String {
+    match scope {
+        QuotaScope::Tenant => format!("t:{tenant_id}"),
+        QuotaScope::Credential(id) => format!("c:{id}"),
     }
 }
 

@@ -120,7 +120,7 @@ pub fn payload(e: &AlertEvent) -> serde_json::Value {
         "type": "quota.threshold",
         "created_at": e.at,
         "tenant_id": e.tenant_id,
-        "scope": e.scope,
+        "scope": e.scope.as_str(),
         "period_start": e.period_start,
         "percent": e.percent,
         "action": e.action,

@@ -4,7 +4,7 @@
 //! entries lapse when the credentials would have expired).
 
 use turnpike_proto::{Credentials, Disconnect};
-use turnpike_store::{Revocation, Store};
+use turnpike_store::{Revocation, RevocationKind, Store};
 
 use super::credentials::ANY_ORIGIN;
 use super::error::{DomainError, DomainResult};
@@ -138,7 +138,7 @@ pub async fn revoke(
                 return Err(DomainError::not_found("no such credential"));
             }
             (
-                "username",
+                RevocationKind::Username,
                 u.clone(),
                 (expiry as i64).max(now + 1),
                 Disconnect::Username(u.clone()),
@@ -147,7 +147,7 @@ pub async fn revoke(
         (None, Some(u)) => {
             validate::ident("user_id", u, 64)?;
             (
-                "user",
+                RevocationKind::User,
                 u.clone(),
                 now + state.cfg.max_ttl as i64,
                 Disconnect::User {
@@ -164,7 +164,7 @@ pub async fn revoke(
     };
     let r = Revocation {
         tenant_id: tenant_id.to_string(),
-        kind: kind.into(),
+        kind,
         value,
         created_at: now,
         expires_at,

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use turnpike_proto::Disconnect;
-use turnpike_store::{AlertEvent, Quota, Store, StoreError};
+use turnpike_store::{AlertEvent, Quota, QuotaPeriod, QuotaScope, Store, StoreError};
 
 use super::error::{DomainError, DomainResult};
 use super::sync;
@@ -69,11 +69,9 @@ pub struct QuotaSpec {
 
 impl QuotaSpec {
     /// The stored quota of `scope` of `tenant_id`, if the values are acceptable.
-    fn to_quota(&self, tenant_id: &str, scope: &str) -> DomainResult<Quota> {
-        let period = self.period.clone().unwrap_or_else(|| "month".into());
-        if period != "month" && period != "day" {
-            return Err(DomainError::invalid("`period` must be `month` or `day`"));
-        }
+    fn to_quota(&self, tenant_id: &str, scope: QuotaScope) -> DomainResult<Quota> {
+        let period = QuotaPeriod::parse(self.period.as_deref().unwrap_or("month"))
+            .ok_or_else(|| DomainError::invalid("`period` must be `month` or `day`"))?;
         for (name, v) in [
             ("bytes_per_period", self.bytes_per_period),
             ("max_allocations", self.max_allocations),
@@ -102,7 +100,7 @@ impl QuotaSpec {
         }
         Ok(Quota {
             tenant_id: tenant_id.to_string(),
-            scope: scope.to_string(),
+            scope,
             period,
             bytes_per_period: self.bytes_per_period,
             max_allocations: self.max_allocations,
@@ -124,7 +122,7 @@ pub async fn put_tenant(
     tenant_id: &str,
     spec: &QuotaSpec,
 ) -> DomainResult<Quota> {
-    put(state, tenant_id, "tenant", spec).await
+    put(state, tenant_id, QuotaScope::Tenant, spec).await
 }
 
 /// Sets the quota of one of the tenant's credentials (404 for another tenant's).
@@ -135,13 +133,14 @@ pub async fn put_credential(
     spec: &QuotaSpec,
 ) -> DomainResult<Quota> {
     state.store.get_credential(tenant_id, credential_id).await?;
-    put(state, tenant_id, credential_id, spec).await
+    let scope = QuotaScope::Credential(credential_id.to_string());
+    put(state, tenant_id, scope, spec).await
 }
 
 async fn put(
     state: &AppState,
     tenant_id: &str,
-    scope: &str,
+    scope: QuotaScope,
     spec: &QuotaSpec,
 ) -> DomainResult<Quota> {
     let q = spec.to_quota(tenant_id, scope)?;
@@ -151,8 +150,8 @@ async fn put(
     Ok(q)
 }
 
-/// Removes a quota (`scope`: `tenant` or a credential id); what it applied lifts at once.
-pub async fn delete(state: &AppState, tenant_id: &str, scope: &str) -> DomainResult<()> {
+/// Removes a quota; what it applied lifts at once.
+pub async fn delete(state: &AppState, tenant_id: &str, scope: &QuotaScope) -> DomainResult<()> {
     state.store.delete_quota(tenant_id, scope).await?;
     evaluate(state, None).await;
     sync::after_change(state).await;
@@ -171,14 +170,17 @@ pub async fn alerts(state: &AppState, tenant_id: &str) -> DomainResult<Vec<Alert
 
 /// Bytes used by a quota's scope in its period containing `now`.
 pub async fn used_bytes(state: &AppState, q: &Quota, now: i64) -> Result<i64, StoreError> {
-    let (start, end) = period_bounds(&q.period, now);
+    let (start, end) = period_bounds(q.period, now);
     let rows = state
         .store
         .usage(&q.tenant_id, start / 3600, (end + 3599) / 3600)
         .await?;
     Ok(rows
         .iter()
-        .filter(|r| q.scope == "tenant" || r.credential_id == q.scope)
+        .filter(|r| match &q.scope {
+            QuotaScope::Tenant => true,
+            QuotaScope::Credential(id) => r.credential_id == *id,
+        })
         .map(|r| r.counters.total_bytes())
         .sum())
 }
@@ -269,7 +271,7 @@ async fn fire(
     limit: i64,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let (period_start, _) = period_bounds(&q.period, now);
+    let (period_start, _) = period_bounds(q.period, now);
     let event = AlertEvent {
         id: format!("evt_{}", random_hex(12)),
         tenant_id: q.tenant_id.clone(),
@@ -302,10 +304,9 @@ async fn publish(state: &AppState, next: QuotaState, disconnect: &[Quota]) {
         sync::after_change(state).await;
     }
     for q in disconnect {
-        let d = if q.scope == "tenant" {
-            Disconnect::Tenant(q.tenant_id.clone())
-        } else {
-            Disconnect::Credential(q.scope.clone())
+        let d = match &q.scope {
+            QuotaScope::Tenant => Disconnect::Tenant(q.tenant_id.clone()),
+            QuotaScope::Credential(id) => Disconnect::Credential(id.clone()),
         };
         sync::disconnect(state, d).await;
     }
@@ -341,8 +342,10 @@ mod tests {
             thresholds: vec![t(80, Action::Notify)],
             ..Default::default()
         };
-        let q = ok.to_quota("ten_1", "tenant").expect("a valid spec");
-        assert_eq!(q.period, "month");
+        let q = ok
+            .to_quota("ten_1", QuotaScope::Tenant)
+            .expect("a valid spec");
+        assert_eq!(q.period, QuotaPeriod::Month);
         assert_eq!(thresholds(&q), vec![t(80, Action::Notify)]);
         for bad in [
             QuotaSpec {
@@ -369,7 +372,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    bad.to_quota("ten_1", "tenant"),
+                    bad.to_quota("ten_1", QuotaScope::Tenant),
                     Err(DomainError::Invalid(_))
                 ),
                 "{bad:?}"

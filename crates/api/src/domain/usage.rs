@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use turnpike_store::{Counters, ListQuery, Store, UsageRow};
+use turnpike_store::{Counters, ListQuery, QuotaPeriod, QuotaScope, Store, UsageRow};
 
 use super::error::{DomainError, DomainResult};
 use crate::calendar::{civil_from_days, days_from_civil, period_bounds};
@@ -119,8 +119,7 @@ pub struct Report {
 /// The current billing period of a tenant: its tenant quota's period (a month without one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Current {
-    /// `month` or `day`.
-    pub period: String,
+    pub period: QuotaPeriod,
     pub period_start: i64,
     pub period_end: i64,
     pub counters: Counters,
@@ -248,9 +247,9 @@ pub async fn current(state: &AppState, tenant_id: &str) -> DomainResult<Current>
         .list_quotas(Some(tenant_id))
         .await?
         .into_iter()
-        .find(|q| q.scope == "tenant");
-    let period = q.as_ref().map_or("month".to_string(), |q| q.period.clone());
-    let (start, end) = period_bounds(&period, state.now());
+        .find(|q| q.scope == QuotaScope::Tenant);
+    let period = q.as_ref().map_or(QuotaPeriod::Month, |q| q.period);
+    let (start, end) = period_bounds(period, state.now());
     let rows = state
         .store
         .usage(tenant_id, start / 3600, end / 3600)

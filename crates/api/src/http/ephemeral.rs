@@ -118,7 +118,7 @@ pub struct RevocationOut {
 impl From<turnpike_store::Revocation> for RevocationOut {
     fn from(r: turnpike_store::Revocation) -> Self {
         Self {
-            kind: r.kind,
+            kind: r.kind.as_str().into(),
             value: r.value,
             created_at: r.created_at,
             expires_at: r.expires_at,
@@ -140,7 +140,7 @@ pub async fn revoke(
         disconnect: req.disconnect,
     };
     let r = ephemeral::revoke(&state, &who.tenant_id, &spec).await?;
-    let detail = json!({"kind": r.kind, "disconnect": spec.disconnect});
+    let detail = json!({"kind": r.kind.as_str(), "disconnect": spec.disconnect});
     who.audit(&state, "ephemeral.revoke", &r.value, detail)
         .await;
     Ok((StatusCode::CREATED, Json(r.into())))

@@ -8,7 +8,7 @@ use axum::routing;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use turnpike_store::{AlertEvent, Quota};
+use turnpike_store::{AlertEvent, Quota, QuotaScope};
 use utoipa::ToSchema;
 
 use super::auth::TenantCaller;
@@ -127,9 +127,9 @@ impl From<Quota> for QuotaOut {
     fn from(q: Quota) -> Self {
         let thresholds = quota::thresholds(&q).into_iter().map(Into::into).collect();
         Self {
-            scope: q.scope,
+            scope: q.scope.as_str().into(),
             quota: QuotaBody {
-                period: Some(q.period),
+                period: Some(q.period.as_str().into()),
                 bytes_per_period: q.bytes_per_period,
                 max_allocations: q.max_allocations,
                 max_bitrate_bps: q.max_bitrate_bps,
@@ -192,7 +192,7 @@ pub async fn delete_quota(
     Path(scope): Path<String>,
     who: TenantCaller,
 ) -> ApiResult<StatusCode> {
-    quota::delete(&state, &who.tenant_id, &scope).await?;
+    quota::delete(&state, &who.tenant_id, &QuotaScope::from(scope.as_str())).await?;
     who.audit(&state, "quota.delete", &scope, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -279,7 +279,7 @@ impl From<AlertEvent> for AlertOut {
     fn from(e: AlertEvent) -> Self {
         Self {
             id: e.id,
-            scope: e.scope,
+            scope: e.scope.as_str().into(),
             period_start: e.period_start,
             percent: e.percent,
             action: e.action,

@@ -144,7 +144,7 @@ pub struct CurrentUsage {
 impl From<usage::Current> for CurrentUsage {
     fn from(c: usage::Current) -> Self {
         Self {
-            period: c.period,
+            period: c.period.as_str().into(),
             period_start: c.period_start,
             period_end: c.period_end,
             usage: c.counters.into(),
