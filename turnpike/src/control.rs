@@ -235,8 +235,8 @@ async fn demo_tenant(state: &turnpike_api::AppState) -> Result<String> {
                 .store
                 .put_quota(&turnpike_store::Quota {
                     tenant_id: t.id.clone(),
-                    scope: "tenant".into(),
-                    period: "day".into(),
+                    scope: turnpike_store::QuotaScope::Tenant,
+                    period: turnpike_store::QuotaPeriod::Day,
                     bytes_per_period: Some(5_000_000_000),
                     max_allocations: Some(200),
                     max_bitrate_bps: Some(5_000_000),

@@ -1,84 +1,19 @@
-//! What every handler shares: the store, the relay's directory, settings, rate limiters, the
-//! idempotency cache and the quota state the meter maintains.
+//! What the control plane shares: the store, the relay's directory, settings, the clock, the
+//! quota state the meter maintains, and the HTTP side's rate limiters and idempotency cache.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::ice::Listeners;
 use turnpike_proto::Directory;
-use turnpike_store::AnyStore;
+use turnpike_store::{AnyStore, QuotaScope};
 
-/// Settings of the control plane (built by the binary from its configuration).
-#[derive(Clone)]
-pub struct ApiConfig {
-    /// The TURN realm (long-term keys of stored credentials are derived with it).
-    pub realm: String,
-    /// SHA-256 of the operator's admin key given in the configuration, if any (admin keys
-    /// generated at first start are in the store).
-    pub admin_key_hash: Option<[u8; 32]>,
-    /// Host name clients use in ICE server URIs.
-    pub public_host: Option<String>,
-    /// Listeners advertised in ICE server lists.
-    pub listeners: Listeners,
-    /// Lifetime of minted ephemeral credentials when not asked (seconds).
-    pub default_ttl: u64,
-    /// Longest lifetime of ephemeral credentials (seconds).
-    pub max_ttl: u64,
-    /// Requests per key: burst and sustained rate per second.
-    pub rate_burst: u32,
-    pub rate_per_sec: u32,
-    /// Largest request body accepted (bytes).
-    pub max_body: usize,
-    /// How often the directory is rebuilt from the store even without local changes (changes
-    /// made by other nodes sharing the database show up within this).
-    pub sync_interval: Duration,
-    /// How often metered usage is written to the store.
-    pub flush_interval: Duration,
-    /// SMTP settings for email alerts.
-    pub smtp: Option<SmtpConfig>,
-    /// Webhook delivery: attempts and the first retry delay (doubling).
-    pub webhook_attempts: u32,
-    pub webhook_first_retry: Duration,
-    /// DANGER: webhook targets in these otherwise-refused ranges are allowed.
-    pub danger_allow_webhook_ranges: Vec<ipnet::IpNet>,
-    /// Failed API key lookups allowed per client IP and minute (0: no limit).
-    pub auth_failures_per_minute: u32,
-}
-
-#[derive(Clone)]
-pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    /// `none`, `starttls` or `tls`.
-    pub security: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub from: String,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            realm: "turnpike".into(),
-            admin_key_hash: None,
-            public_host: None,
-            listeners: Listeners::default(),
-            default_ttl: 3600,
-            max_ttl: 86_400 * 7,
-            rate_burst: 100,
-            rate_per_sec: 50,
-            max_body: 64 * 1024,
-            sync_interval: Duration::from_secs(2),
-            flush_interval: Duration::from_secs(2),
-            smtp: None,
-            webhook_attempts: 6,
-            webhook_first_retry: Duration::from_secs(1),
-            danger_allow_webhook_ranges: Vec::new(),
-            auth_failures_per_minute: 30,
-        }
-    }
-}
+use crate::auth_failures::AuthFailures;
+pub use crate::clock::unix_now;
+use crate::clock::Clock;
+use crate::config::ApiConfig;
+use crate::domain::alerts::Notifier;
+use crate::keys;
 
 /// What quota actions currently apply, by scope key (`t:<tenant>` or `c:<credential>`),
 /// recomputed by the meter from usage.
@@ -86,6 +21,14 @@ impl Default for ApiConfig {
 pub struct QuotaState {
     pub refused: HashSet<String>,
     pub throttled: HashMap<String, u64>,
+}
+
+/// `t:<tenant>` or `c:<credential>`, as the relay's directory keys limits.
+pub fn scope_key(tenant_id: &str, scope: &QuotaScope) -> String {
+    match scope {
+        QuotaScope::Tenant => format!("t:{tenant_id}"),
+        QuotaScope::Credential(id) => format!("c:{id}"),
+    }
 }
 
 /// A token bucket per key.
@@ -112,10 +55,12 @@ pub struct AppState {
     pub store: AnyStore,
     pub directory: Arc<Directory>,
     pub cfg: ApiConfig,
+    /// Where operations read the time (see [`AppState::now`]).
+    pub clock: Arc<dyn Clock>,
     pub quota_state: Mutex<QuotaState>,
     pub buckets: Mutex<HashMap<String, Bucket>>,
     pub idempotency: Mutex<IdempotencyCache>,
-    pub notifier: crate::alerts::Notifier,
+    pub notifier: Notifier,
     /// Serializes directory rebuilds.
     pub sync_lock: tokio::sync::Mutex<()>,
     /// This process's id among the nodes sharing the database (random per start).
@@ -125,13 +70,43 @@ pub struct AppState {
     pub seen_disconnects: Mutex<(HashMap<i64, i64>, i64)>,
     /// When a lookup last missed the directory and reloaded it (see `sync::tenant_secrets`).
     pub last_miss_reload: Mutex<Option<Instant>>,
-    /// Failed API keys per client address (see `guard`).
-    pub auth_failures: crate::guard::AuthFailures,
+    /// Failed API keys per client address.
+    pub auth_failures: AuthFailures,
 }
 
 pub type Shared = Arc<AppState>;
 
 impl AppState {
+    /// The state of a control plane on `store`, publishing to `directory`, reading the time
+    /// from `clock`.
+    pub fn new(
+        store: AnyStore,
+        directory: Arc<Directory>,
+        cfg: ApiConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            directory,
+            quota_state: Mutex::default(),
+            buckets: Mutex::new(HashMap::new()),
+            idempotency: Mutex::new(HashMap::new()),
+            notifier: Notifier::new(&cfg),
+            cfg,
+            clock,
+            sync_lock: tokio::sync::Mutex::new(()),
+            node_id: keys::random_hex(6),
+            seen_disconnects: Mutex::default(),
+            last_miss_reload: Mutex::default(),
+            auth_failures: AuthFailures::default(),
+        }
+    }
+
+    /// Now, in unix seconds, by the state's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// False once the SQLite database file was removed or replaced under the running server
     /// (writes then fail with 503 `database_lost` until it is restored and the server
     /// restarted); always true on PostgreSQL. Costs one `stat`: fit for a health check.
@@ -161,12 +136,4 @@ impl AppState {
             Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
         }
     }
-}
-
-/// Seconds since 1970.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

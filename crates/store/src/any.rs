@@ -177,7 +177,7 @@ impl Store for AnyStore {
     async fn put_quota(&self, q: &Quota) -> Result<()> {
         delegate!(self, s => s.put_quota(q))
     }
-    async fn delete_quota(&self, tenant_id: &str, scope: &str) -> Result<()> {
+    async fn delete_quota(&self, tenant_id: &str, scope: &QuotaScope) -> Result<()> {
         delegate!(self, s => s.delete_quota(tenant_id, scope))
     }
     async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>> {

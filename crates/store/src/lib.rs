@@ -156,7 +156,7 @@ pub trait Store {
 
     // Quotas and alerts.
     async fn put_quota(&self, q: &Quota) -> Result<()>;
-    async fn delete_quota(&self, tenant_id: &str, scope: &str) -> Result<()>;
+    async fn delete_quota(&self, tenant_id: &str, scope: &QuotaScope) -> Result<()>;
     /// Quotas of one tenant, or all.
     async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>>;
     async fn put_notifications(&self, n: &NotificationSettings) -> Result<()>;

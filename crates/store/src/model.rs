@@ -1,6 +1,19 @@
-//! Plain values stored and returned.
+//! Plain values stored and returned. Kinds are enums, stored as their lowercase names; values
+//! read with a name this version does not know are an error of the column
+//! ([`UnknownName`]), except where a newer node may write new kinds (revocations and
+//! disconnect requests), which are skipped with a warning.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use std::fmt;
+
+/// A stored name this version does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} {name:?}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -33,6 +46,17 @@ impl KeyKind {
             "publishable" => Some(Self::Publishable),
             _ => None,
         }
+    }
+}
+
+impl TryFrom<String> for KeyKind {
+    type Error = UnknownName;
+
+    fn try_from(name: String) -> Result<Self, UnknownName> {
+        Self::parse(&name).ok_or(UnknownName {
+            what: "key kind",
+            name,
+        })
     }
 }
 
@@ -137,7 +161,7 @@ pub struct Page<T> {
 }
 
 /// A tenant's shared secret for minting ephemeral credentials.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TenantSecret {
     pub id: String,
     pub tenant_id: String,
@@ -156,33 +180,92 @@ impl std::fmt::Debug for TenantSecret {
     }
 }
 
+/// What a revocation names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationKind {
+    /// One ephemeral username, until it expires.
+    Username,
+    /// Every ephemeral credential of one user id of the tenant.
+    User,
+}
+
+impl RevocationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "username" => Some(Self::Username),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
 /// A revoked ephemeral username or user id, until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     pub tenant_id: String,
-    /// `username` or `user`.
-    pub kind: String,
+    pub kind: RevocationKind,
     pub value: String,
     pub created_at: i64,
     pub expires_at: i64,
 }
 
+/// Whose allocations a disconnect request closes (`value` names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectKind {
+    /// One ephemeral username.
+    Username,
+    /// One stored credential (by id).
+    Credential,
+    /// A whole tenant (by id).
+    Tenant,
+    /// One user id of a tenant (`tenant_id` is set).
+    User,
+}
+
+impl DisconnectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::Credential => "credential",
+            Self::Tenant => "tenant",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "username" => Some(Self::Username),
+            "credential" => Some(Self::Credential),
+            "tenant" => Some(Self::Tenant),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
 /// A request to close live allocations, recorded so every node sharing the database acts on
-/// it (`kind`: `username`, `credential`, `tenant` or `user`; `tenant_id` is set for `user`).
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisconnectRequest {
     /// Assigned by the store (ignored on insert).
     pub id: i64,
     /// The node that made the request (it has acted on it already).
     pub node: String,
-    pub kind: String,
+    pub kind: DisconnectKind,
     pub tenant_id: String,
     pub value: String,
     pub at: i64,
 }
 
 /// Exact counters of the four legs of relayed traffic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Counters {
     pub c2s_bytes: i64,
     pub c2s_packets: i64,
@@ -217,7 +300,7 @@ impl Counters {
 }
 
 /// Counters to add to one hour of one tenant / credential / user id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageDelta {
     pub tenant_id: String,
     /// Empty for ephemeral credentials not tied to a stored one.
@@ -226,6 +309,7 @@ pub struct UsageDelta {
     pub user_id: String,
     /// Unix time / 3600.
     pub hour: i64,
+    #[sqlx(flatten)]
     pub counters: Counters,
 }
 
@@ -233,7 +317,7 @@ pub struct UsageDelta {
 pub type UsageRow = UsageDelta;
 
 /// One allocation, as logged.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AllocationRecord {
     pub id: String,
     pub tenant_id: String,
@@ -253,7 +337,7 @@ pub struct AllocationRecord {
 }
 
 /// One audit log entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEntry {
     pub id: String,
     pub tenant_id: Option<String>,
@@ -266,13 +350,91 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// A quota of a tenant (`scope` = `tenant`) or of one credential (`scope` = its id).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Whose usage a quota limits: the whole tenant, or one of its credentials. Stored as
+/// `tenant` or the credential's id (ids never read `tenant`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum QuotaScope {
+    #[default]
+    Tenant,
+    Credential(String),
+}
+
+impl QuotaScope {
+    /// `tenant` or the credential id.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Tenant => "tenant",
+            Self::Credential(id) => id,
+        }
+    }
+}
+
+impl From<String> for QuotaScope {
+    fn from(s: String) -> Self {
+        if s == "tenant" {
+            Self::Tenant
+        } else {
+            Self::Credential(s)
+        }
+    }
+}
+
+impl From<&str> for QuotaScope {
+    fn from(s: &str) -> Self {
+        Self::from(s.to_string())
+    }
+}
+
+impl fmt::Display for QuotaScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The period a quota's bytes are counted over, in UTC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    Day,
+    #[default]
+    Month,
+}
+
+impl QuotaPeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Month => "month",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "day" => Some(Self::Day),
+            "month" => Some(Self::Month),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for QuotaPeriod {
+    type Error = UnknownName;
+
+    fn try_from(name: String) -> Result<Self, UnknownName> {
+        Self::parse(&name).ok_or(UnknownName {
+            what: "quota period",
+            name,
+        })
+    }
+}
+
+/// A quota of a tenant or of one of its credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Quota {
     pub tenant_id: String,
-    pub scope: String,
-    /// `day` or `month` (UTC).
-    pub period: String,
+    #[sqlx(try_from = "String")]
+    pub scope: QuotaScope,
+    #[sqlx(try_from = "String")]
+    pub period: QuotaPeriod,
     pub bytes_per_period: Option<i64>,
     pub max_allocations: Option<i64>,
     pub max_bitrate_bps: Option<i64>,
@@ -282,7 +444,7 @@ pub struct Quota {
 }
 
 /// Where a tenant's alerts go.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct NotificationSettings {
     pub tenant_id: String,
     pub webhook_url: Option<String>,
@@ -301,11 +463,12 @@ impl std::fmt::Debug for NotificationSettings {
 }
 
 /// A quota threshold that fired.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AlertEvent {
     pub id: String,
     pub tenant_id: String,
-    pub scope: String,
+    #[sqlx(try_from = "String")]
+    pub scope: QuotaScope,
     pub period_start: i64,
     pub percent: i64,
     pub action: String,
@@ -315,7 +478,7 @@ pub struct AlertEvent {
 }
 
 /// An entry of the client deny list: requests from addresses in `cidr` are refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeniedClient {
     pub id: String,
     /// Normalised network, e.g. `203.0.113.0/24` or `2001:db8::1/128`.

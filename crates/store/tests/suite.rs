@@ -357,7 +357,7 @@ async fn suite(s: &impl Store) {
     // Revocations lapse by themselves.
     let r = Revocation {
         tenant_id: a.id.clone(),
-        kind: "user".into(),
+        kind: RevocationKind::User,
         value: "u1".into(),
         created_at: NOW,
         expires_at: NOW + 5,
@@ -426,8 +426,8 @@ async fn suite(s: &impl Store) {
     // Quotas, notifications and alerts that fire once per period.
     let q = Quota {
         tenant_id: a.id.clone(),
-        scope: "tenant".into(),
-        period: "month".into(),
+        scope: QuotaScope::Tenant,
+        period: QuotaPeriod::Month,
         bytes_per_period: Some(1000),
         thresholds: "[]".into(),
         ..Default::default()
@@ -448,7 +448,7 @@ async fn suite(s: &impl Store) {
     let alert = AlertEvent {
         id: format!("alr-{suffix}"),
         tenant_id: a.id.clone(),
-        scope: "tenant".into(),
+        scope: QuotaScope::Tenant,
         period_start: NOW,
         percent: 80,
         action: "notify".into(),
@@ -463,9 +463,9 @@ async fn suite(s: &impl Store) {
     };
     assert!(!s.record_alert(&again).await.unwrap());
     assert_eq!(s.list_alerts(&a.id).await.unwrap(), vec![alert]);
-    s.delete_quota(&a.id, "tenant").await.unwrap();
+    s.delete_quota(&a.id, &QuotaScope::Tenant).await.unwrap();
     assert!(matches!(
-        s.delete_quota(&a.id, "tenant").await,
+        s.delete_quota(&a.id, &QuotaScope::Tenant).await,
         Err(StoreError::NotFound)
     ));
 
@@ -484,7 +484,7 @@ async fn suite(s: &impl Store) {
     let req = |at: i64, value: &str| DisconnectRequest {
         id: 0,
         node: node.clone(),
-        kind: "credential".into(),
+        kind: DisconnectKind::Credential,
         tenant_id: String::new(),
         value: value.into(),
         at,
@@ -675,6 +675,57 @@ async fn sqlite_upgrade_keeps_credentials_and_their_keys() {
     .unwrap();
     s.delete_tenant("ten_a").await.unwrap();
     assert!(s.api_key_by_hash(&[9]).await.unwrap().is_none());
+}
+
+/// Kinds are typed: what this version wrote reads back as the same enum, and a revocation or
+/// disconnect request of a kind it does not know (written by a newer node) is left out rather
+/// than failing the whole read.
+#[tokio::test]
+async fn kinds_read_back_typed_and_unknown_ones_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("turnpike.db").display());
+    let s = SqliteStore::connect(&url).await.unwrap();
+    let t = s.create_tenant("t", NOW).await.unwrap();
+    let q = Quota {
+        tenant_id: t.id.clone(),
+        scope: QuotaScope::Credential("cred_x".into()),
+        period: QuotaPeriod::Day,
+        thresholds: "[]".into(),
+        ..Default::default()
+    };
+    s.put_quota(&q).await.unwrap();
+    assert_eq!(s.list_quotas(Some(&t.id)).await.unwrap(), vec![q]);
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in [
+        "INSERT INTO revocations (tenant_id, kind, value, created_at, expires_at) \
+         VALUES ($1, 'future', 'x', 1, 9999999999)",
+        "INSERT INTO disconnect_requests (node, kind, tenant_id, value, at) \
+         VALUES ('n', 'future', $1, 'x', 1800000000)",
+    ] {
+        sqlx::query(sql).bind(&t.id).execute(&pool).await.unwrap();
+    }
+    let r = Revocation {
+        tenant_id: t.id.clone(),
+        kind: RevocationKind::Username,
+        value: "1800000100:t".into(),
+        created_at: NOW,
+        expires_at: NOW + 100,
+    };
+    s.add_revocation(&r).await.unwrap();
+    assert_eq!(s.live_revocations(Some(&t.id), NOW).await.unwrap(), vec![r]);
+    let d = DisconnectRequest {
+        id: 0,
+        node: "m".into(),
+        kind: DisconnectKind::User,
+        tenant_id: t.id.clone(),
+        value: "u".into(),
+        at: NOW,
+    };
+    let id = s.add_disconnect(&d).await.unwrap();
+    assert_eq!(
+        s.recent_disconnects(NOW - 1).await.unwrap(),
+        vec![DisconnectRequest { id, ..d }]
+    );
 }
 
 /// Needs a PostgreSQL server; `scripts/test` starts one and runs the ignored tests.

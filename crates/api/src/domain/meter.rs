@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use turnpike_proto::AccountingSink;
-use turnpike_proto::{AccountingEvent, Usage};
+use turnpike_proto::{Account, AccountingEvent, Usage};
 use turnpike_store::{AllocationRecord, Counters, Store, UsageDelta};
 
 use crate::state::AppState;
@@ -39,6 +39,67 @@ struct Pending {
     /// Allocations ended lately, for data-connection bytes reported after the end.
     ended: HashMap<u64, AllocationRecord>,
     tenants: HashSet<String>,
+}
+
+impl Pending {
+    /// An allocation started: counted in its hour, and logged until it ends.
+    fn started(&mut self, serial: u64, account: &Account, at_unix: u64, r: AllocationRecord) {
+        self.usage
+            .entry(bucket(account, at_unix))
+            .or_default()
+            .allocations += 1;
+        self.tenants.insert(account.tenant_id.to_string());
+        self.allocations.insert(r.id.clone(), r.clone());
+        self.live.insert(serial, r);
+    }
+
+    /// Traffic of an account; `spliced`: the allocation a data connection's bytes belong to,
+    /// whose log record gets them too (also shortly after it ended).
+    fn used(&mut self, account: &Account, c: &Counters, at_unix: u64, spliced: Option<u64>) {
+        self.usage
+            .entry(bucket(account, at_unix))
+            .or_default()
+            .add(c);
+        self.tenants.insert(account.tenant_id.to_string());
+        if let Some(serial) = spliced {
+            if self.live.contains_key(&serial) {
+                self.spliced.entry(serial).or_default().add(c);
+            } else if let Some(r) = self.ended.get_mut(&serial) {
+                add_bytes(r, c);
+                self.allocations.insert(r.id.clone(), r.clone());
+            }
+        }
+    }
+
+    /// An allocation ended after `seconds`, having relayed `total` with `peers` peers: its
+    /// record is complete (and kept a while for late data-connection bytes).
+    fn ended(
+        &mut self,
+        serial: u64,
+        account: &Account,
+        at_unix: u64,
+        seconds: i64,
+        total: &Counters,
+        peers: i64,
+    ) {
+        self.usage
+            .entry(bucket(account, at_unix))
+            .or_default()
+            .allocation_seconds += seconds;
+        if let Some(mut r) = self.live.remove(&serial) {
+            r.ended_at = Some(at_unix as i64);
+            add_bytes(&mut r, total);
+            if let Some(extra) = self.spliced.remove(&serial) {
+                add_bytes(&mut r, &extra);
+            }
+            r.peers = peers;
+            self.allocations.insert(r.id.clone(), r.clone());
+            if self.ended.len() >= ENDED_KEPT {
+                self.ended.clear();
+            }
+            self.ended.insert(serial, r);
+        }
+    }
 }
 
 /// How many ended allocations are remembered for late data-connection bytes (a data connection
@@ -69,7 +130,7 @@ fn counters(u: &Usage) -> Counters {
     }
 }
 
-fn bucket(a: &turnpike_proto::Account, at_unix: u64) -> Bucket {
+fn bucket(a: &Account, at_unix: u64) -> Bucket {
     (
         a.tenant_id.to_string(),
         a.credential_id.as_deref().unwrap_or("").to_string(),
@@ -123,10 +184,10 @@ impl Meter {
                 _ = tick.tick() => {
                     let touched = self.flush(&state, &mut pending).await;
                     if !touched.is_empty() {
-                        crate::quota::evaluate(&state, Some(&touched)).await;
+                        crate::domain::quota::evaluate(&state, Some(&touched)).await;
                     }
                 }
-                _ = full_eval.tick() => crate::quota::evaluate(&state, None).await,
+                _ = full_eval.tick() => crate::domain::quota::evaluate(&state, None).await,
                 r = stop.changed() => {
                     if r.is_err() || *stop.borrow() {
                         break;
@@ -139,7 +200,7 @@ impl Meter {
         }
         // Allocations still live had their end reported by the workers' shutdown; any left
         // here belong to workers that did not stop cleanly: log them as ended now.
-        let now = crate::state::unix_now();
+        let now = state.now();
         for (serial, mut r) in pending.live.drain() {
             if let Some(extra) = pending.spliced.remove(&serial) {
                 add_bytes(&mut r, &extra);
@@ -168,11 +229,6 @@ impl Meter {
                     relay,
                     at_unix,
                 } => {
-                    p.usage
-                        .entry(bucket(&account, at_unix))
-                        .or_default()
-                        .allocations += 1;
-                    p.tenants.insert(account.tenant_id.to_string());
                     let r = AllocationRecord {
                         id: format!("alc_{}{:02x}{:x}{:x}", self.node, worker, at_unix, serial),
                         tenant_id: account.tenant_id.to_string(),
@@ -185,31 +241,14 @@ impl Meter {
                         started_at: at_unix as i64,
                         ..Default::default()
                     };
-                    p.allocations.insert(r.id.clone(), r.clone());
-                    p.live.insert(serial, r);
+                    p.started(serial, &account, at_unix, r);
                 }
                 AccountingEvent::Usage {
                     account,
                     delta,
                     at_unix,
                     spliced,
-                } => {
-                    let c = counters(&delta);
-                    p.usage
-                        .entry(bucket(&account, at_unix))
-                        .or_default()
-                        .add(&c);
-                    p.tenants.insert(account.tenant_id.to_string());
-                    // A data connection's bytes also go to its allocation's log record.
-                    if let Some(serial) = spliced {
-                        if p.live.contains_key(&serial) {
-                            p.spliced.entry(serial).or_default().add(&c);
-                        } else if let Some(r) = p.ended.get_mut(&serial) {
-                            add_bytes(r, &c);
-                            p.allocations.insert(r.id.clone(), r.clone());
-                        }
-                    }
-                }
+                } => p.used(&account, &counters(&delta), at_unix, spliced),
                 AccountingEvent::Ended {
                     serial,
                     account,
@@ -218,23 +257,9 @@ impl Meter {
                     total,
                     peers,
                 } => {
-                    p.usage
-                        .entry(bucket(&account, at_unix))
-                        .or_default()
-                        .allocation_seconds += at_unix.saturating_sub(started_unix) as i64;
-                    if let Some(mut r) = p.live.remove(&serial) {
-                        r.ended_at = Some(at_unix as i64);
-                        add_bytes(&mut r, &counters(&total));
-                        if let Some(extra) = p.spliced.remove(&serial) {
-                            add_bytes(&mut r, &extra);
-                        }
-                        r.peers = peers as i64;
-                        p.allocations.insert(r.id.clone(), r.clone());
-                        if p.ended.len() >= ENDED_KEPT {
-                            p.ended.clear();
-                        }
-                        p.ended.insert(serial, r);
-                    }
+                    let seconds = at_unix.saturating_sub(started_unix) as i64;
+                    let total = counters(&total);
+                    p.ended(serial, &account, at_unix, seconds, &total, peers as i64);
                 }
             }
         }
@@ -270,5 +295,57 @@ impl Meter {
             }
         }
         std::mem::take(&mut p.tenants)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> AllocationRecord {
+        AllocationRecord {
+            id: id.into(),
+            tenant_id: "ten_a".into(),
+            ..Default::default()
+        }
+    }
+
+    fn bytes(n: i64) -> Counters {
+        Counters {
+            c2s_bytes: n,
+            c2s_packets: 1,
+            ..Counters::default()
+        }
+    }
+
+    #[test]
+    fn data_connection_bytes_reach_their_allocation_record_even_late() {
+        let account = Account {
+            tenant_id: "ten_a".into(),
+            credential_id: Some("cred_a".into()),
+            user_id: None,
+        };
+        let hour = 1_800_000_000;
+        let mut p = Pending::default();
+        p.started(7, &account, hour, record("alc_1"));
+        p.used(&account, &bytes(100), hour + 1, None);
+        p.used(&account, &bytes(10), hour + 2, Some(7));
+        p.ended(7, &account, hour + 3, 3, &bytes(100), 2);
+        let r = &p.allocations["alc_1"];
+        assert_eq!(
+            (r.c2s_bytes, r.peers, r.ended_at),
+            (110, 2, Some(hour as i64 + 3))
+        );
+        // Reported after the end: still added to the record, and written again.
+        p.allocations.clear();
+        p.used(&account, &bytes(5), hour + 4, Some(7));
+        assert_eq!(p.allocations["alc_1"].c2s_bytes, 115);
+        // Usage counts every byte once, in its hour, with the allocation and its seconds.
+        let u = &p.usage[&bucket(&account, hour)];
+        assert_eq!(
+            (u.c2s_bytes, u.allocations, u.allocation_seconds),
+            (115, 1, 3)
+        );
+        assert!(p.live.is_empty() && p.spliced.is_empty());
     }
 }

@@ -3,6 +3,8 @@
 //! another tenant's, 409 conflict, 413 too large, 415 not JSON, 422 well-formed but invalid,
 //! 429 rate limited with `Retry-After`, 500 internal, 503 `database_lost` when the SQLite file
 //! was removed or replaced under the running server). Messages never carry secrets.
+//!
+//! Domain and store errors become this shape here and nowhere else: see the `From` impls.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +12,8 @@ use axum::Json;
 use serde::Serialize;
 use turnpike_store::StoreError;
 use utoipa::ToSchema;
+
+use crate::domain::error::DomainError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -99,6 +103,18 @@ impl ApiError {
     }
 }
 
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(m) => Self::invalid(m),
+            DomainError::Forbidden(m) => Self::forbidden(m),
+            DomainError::NotFound(m) => Self::not_found(m),
+            DomainError::Conflict(m) => Self::conflict(m),
+            DomainError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -143,3 +159,39 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_errors_map_to_statuses_and_codes() {
+        let cases = [
+            (DomainError::Invalid("`x` bad".into()), 422, "invalid_field"),
+            (DomainError::Forbidden("no".into()), 403, "forbidden"),
+            (DomainError::NotFound("none".into()), 404, "not_found"),
+            (DomainError::Conflict("again".into()), 409, "conflict"),
+            (StoreError::NotFound.into(), 404, "not_found"),
+            (
+                StoreError::Conflict("credential username").into(),
+                409,
+                "conflict",
+            ),
+            (StoreError::KeyCollision.into(), 409, "conflict"),
+            (StoreError::DatabaseLost.into(), 503, "database_lost"),
+            (StoreError::Corrupt("api_keys.kind").into(), 500, "internal"),
+        ];
+        for (e, status, code) in cases {
+            let text = e.to_string();
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.code), (status, code), "{text}");
+        }
+        // The domain's message is the API's message; a store failure's is not shown.
+        assert_eq!(
+            ApiError::from(DomainError::Invalid("`x` bad".into())).message,
+            "`x` bad"
+        );
+        let internal = ApiError::from(DomainError::Store(StoreError::Corrupt("api_keys.kind")));
+        assert_eq!(internal.message, "internal error (logged on the server)");
+    }
+}

@@ -19,9 +19,10 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use ipnet::IpNet;
 use sha2::Sha256;
-use turnpike_store::{AlertEvent, Store};
+use turnpike_store::{AlertEvent, AnyStore, Store};
 
-use crate::state::{unix_now, AppState, SmtpConfig};
+use crate::clock::unix_now;
+use crate::config::{ApiConfig, SmtpConfig};
 use crate::webhook_target::{self, GuardedResolver};
 
 /// Sends notifications; cheap to clone.
@@ -31,19 +32,25 @@ pub struct Notifier {
     http: Option<reqwest::Client>,
     /// Webhook targets opened by `danger_allow_webhook_ranges`.
     danger: Arc<[IpNet]>,
+    /// Webhook tries, and the first retry delay (doubling).
+    attempts: u32,
+    first_retry: Duration,
+    smtp: Option<SmtpConfig>,
 }
 
 impl Default for Notifier {
     fn default() -> Self {
-        Self::new(&[])
+        Self::new(&ApiConfig::default())
     }
 }
 
 impl Notifier {
     /// Webhooks never reach refused addresses (see [`crate::webhook_target`]) unless in
-    /// `danger`: the client resolves names through [`GuardedResolver`], follows no redirect
-    /// and uses no proxy (a proxy would connect to whatever address it is given).
-    pub fn new(danger: &[IpNet]) -> Self {
+    /// `danger_allow_webhook_ranges`: the client resolves names through [`GuardedResolver`],
+    /// follows no redirect and uses no proxy (a proxy would connect to whatever address it is
+    /// given).
+    pub fn new(cfg: &ApiConfig) -> Self {
+        let danger = &cfg.danger_allow_webhook_ranges;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -56,13 +63,17 @@ impl Notifier {
             .ok();
         Self {
             http,
-            danger: danger.into(),
+            danger: danger.as_slice().into(),
+            attempts: cfg.webhook_attempts.max(1),
+            first_retry: cfg.webhook_first_retry,
+            smtp: cfg.smtp.clone(),
         }
     }
 
-    /// Delivers `event` to the tenant's webhook and email, in the background.
-    pub async fn send(&self, state: &AppState, event: AlertEvent) {
-        let settings = match state.store.get_notifications(&event.tenant_id).await {
+    /// Delivers `event` to the tenant's webhook and email (as set in `store`), in the
+    /// background.
+    pub async fn send(&self, store: &AnyStore, event: AlertEvent) {
+        let settings = match store.get_notifications(&event.tenant_id).await {
             Ok(Some(s)) => s,
             Ok(None) => return,
             Err(e) => {
@@ -76,10 +87,7 @@ impl Notifier {
             settings.webhook_secret,
             self.http.clone(),
         ) {
-            let (attempts, first) = (
-                state.cfg.webhook_attempts.max(1),
-                state.cfg.webhook_first_retry,
-            );
+            let (attempts, first) = (self.attempts, self.first_retry);
             let body = body.clone();
             let id = event.id.clone();
             let danger = self.danger.clone();
@@ -91,7 +99,7 @@ impl Notifier {
                 deliver_webhook(&http, target, &secret, &id, &body, attempts, first).await;
             });
         }
-        if let (Some(to), Some(smtp)) = (settings.email_to, state.cfg.smtp.clone()) {
+        if let (Some(to), Some(smtp)) = (settings.email_to, self.smtp.clone()) {
             let subject = format!(
                 "Turnpike: {}% of the {} quota used ({})",
                 event.percent, event.scope, event.action
@@ -112,7 +120,7 @@ pub fn payload(e: &AlertEvent) -> serde_json::Value {
         "type": "quota.threshold",
         "created_at": e.at,
         "tenant_id": e.tenant_id,
-        "scope": e.scope,
+        "scope": e.scope.as_str(),
         "period_start": e.period_start,
         "percent": e.percent,
         "action": e.action,

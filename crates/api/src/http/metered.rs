@@ -14,19 +14,46 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_store::{Credential, ListQuery, Store};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{authenticate, bearer, Principal};
-use crate::credentials::CreateCredential;
-use crate::ephemeral::{ice_list, mint_for_caller, with_cors, MintRequest};
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Body, Query};
-use crate::quota::{date_string, parse_date};
-use crate::state::{unix_now, AppState, Shared};
-use crate::util::audit;
+use super::auth::{Caller, MeteredKey, TenantCaller};
+use super::ephemeral::{ice_list, mint_for_caller, with_cors, MintRequest};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Body, Query};
+use crate::calendar::{date_string, parse_date};
+use crate::domain::credentials::{self, CredentialSpec, ANY_ORIGIN};
+use crate::domain::usage;
+use crate::state::{AppState, Shared};
+
+/// Metered's paths.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/api/v1/turn/credential",
+            routing::post(create).delete(delete),
+        )
+        .route("/api/v1/turn/credentials", routing::get(ice_servers))
+        .route("/api/v1/turn/credential/enable", routing::post(enable))
+        .route("/api/v1/turn/credential/disable", routing::post(disable))
+        .route("/api/v2/turn/credentials", routing::get(list))
+        .route(
+            "/api/v2/turn/credential/by_label",
+            routing::delete(delete_by_label),
+        )
+        .route("/api/v1/turn/current_usage", routing::get(current_usage))
+        .route(
+            "/api/v2/turn/current_usage_by_user",
+            routing::get(current_usage_by_user),
+        )
+        .route(
+            "/api/v2/turn/usage_daily_by_user",
+            routing::get(usage_daily_by_user),
+        )
+}
 
 const GB: f64 = 1_000_000_000.0;
 
@@ -47,24 +74,8 @@ pub struct KeyParams {
     pub end_date: Option<String>,
 }
 
-async fn principal(state: &AppState, headers: &HeaderMap, q: &KeyParams) -> ApiResult<Principal> {
-    let key = q
-        .secret_key
-        .as_deref()
-        .or(q.api_key.as_deref())
-        .or(bearer(headers));
-    authenticate(state, key).await
-}
-
-async fn tenant(
-    state: &AppState,
-    headers: &HeaderMap,
-    q: &KeyParams,
-) -> ApiResult<(Principal, String)> {
-    let who = principal(state, headers, q).await?;
-    let t = who.tenant()?.to_string();
-    Ok((who, t))
-}
+/// A tenant's secret key, in `?secretKey=` (or the bearer header).
+type MeteredTenant = TenantCaller<MeteredKey>;
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -89,33 +100,26 @@ pub struct MeteredCreated {
     responses((status = 200, body = MeteredCreated), (status = "4XX", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: MeteredTenant,
     Body(b): Body<MeteredCreate>,
 ) -> ApiResult<Json<MeteredCreated>> {
-    let (who, t) = tenant(&state, &headers, &q).await?;
+    let t = &who.tenant_id;
     if b.expiry_in_seconds.is_some_and(|e| e <= 0) {
         return Err(ApiError::invalid(
             "please enter a positive integer value for expiryInSeconds",
         ));
     }
-    let req = CreateCredential {
+    let spec = CredentialSpec {
         label: b.label.clone(),
         expires_in: b.expiry_in_seconds,
         ..Default::default()
     };
-    let (c, password) = crate::credentials::create(&state, &t, &req).await?;
-    let any = [crate::credentials::ANY_ORIGIN.to_string()];
-    let (api_key, _) = crate::credentials::publishable_key(&state, &t, &c.id, &any).await?;
-    audit(
-        &state,
-        &who,
-        Some(&t),
-        "credential.create",
-        &c.id,
-        serde_json::json!({"username": c.username, "label": c.label, "api": "metered"}),
-    )
-    .await;
+    let (c, password) = credentials::create(&state, t, &spec).await?;
+    let any = [ANY_ORIGIN.to_string()];
+    let (api_key, _) = credentials::publishable_key(&state, t, &c.id, &any).await?;
+    let detail = json!({"username": c.username, "label": c.label, "api": "metered"});
+    who.audit(&state, "credential.create", &c.id, detail).await;
     Ok(Json(MeteredCreated {
         username: c.username,
         password,
@@ -126,14 +130,15 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/turn/credentials", tag = "metered", params(KeyParams),
-    responses((status = 200, body = Vec<crate::ephemeral::IceServerOut>), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, body = Vec<super::ephemeral::IceServerOut>), (status = "4XX", body = ErrorBody)))]
 pub async fn ice_servers(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: Caller<MeteredKey>,
 ) -> Result<Response, ApiError> {
-    let who = principal(&state, &headers, &q).await?;
-    let (m, origin) = mint_for_caller(&state, &who, &headers, &MintRequest::default()).await?;
+    let req = MintRequest::default();
+    let (m, origin) = mint_for_caller(&state, &who.principal, &headers, &req).await?;
     Ok(with_cors(
         Json(ice_list(&state, &m)).into_response(),
         origin,
@@ -167,48 +172,16 @@ pub struct MeteredList {
 
 const PER_PAGE: usize = 100;
 
-async fn all_credentials(
-    state: &AppState,
-    t: &str,
-    label: Option<&str>,
-    include_expired: bool,
-) -> ApiResult<Vec<Credential>> {
-    let now = unix_now();
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = state
-            .store
-            .list_credentials(
-                t,
-                &ListQuery {
-                    label,
-                    include_expired,
-                    cursor: cursor.as_deref(),
-                    limit: 1000,
-                },
-                now,
-            )
-            .await?;
-        out.extend(page.items);
-        match page.next_cursor {
-            Some(c) if out.len() < 1_000_000 => cursor = Some(c),
-            _ => break,
-        }
-    }
-    Ok(out)
-}
-
 #[utoipa::path(get, path = "/api/v2/turn/credentials", tag = "metered", params(KeyParams),
     responses((status = 200, body = MeteredList), (status = "4XX", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<MeteredList>> {
-    let (_, t) = tenant(&state, &headers, &q).await?;
-    let now = unix_now();
-    let all = all_credentials(&state, &t, q.label.as_deref(), q.all.unwrap_or(false)).await?;
+    let now = state.now();
+    let (label, include_expired) = (q.label.as_deref(), q.all.unwrap_or(false));
+    let all = credentials::all(&state, &who.tenant_id, label, include_expired).await?;
     let page = q.page.unwrap_or(1).max(1) as usize;
     let total_pages = all.len().div_ceil(PER_PAGE).max(1);
     let data = all
@@ -246,23 +219,14 @@ pub struct Message {
     pub message: String,
 }
 
-async fn by_username(state: &AppState, t: &str, username: &str) -> ApiResult<Credential> {
-    state
-        .store
-        .credential_by_username(t, username)
-        .await?
-        .ok_or_else(|| ApiError::not_found("credential not found"))
-}
-
 async fn enable_disable(
     state: &AppState,
-    headers: &HeaderMap,
-    q: &KeyParams,
+    who: &MeteredTenant,
     username: &str,
     enabled: bool,
 ) -> ApiResult<Json<Message>> {
-    let (who, t) = tenant(state, headers, q).await?;
-    let c = by_username(state, &t, username).await?;
+    let t = &who.tenant_id;
+    let c = credentials::by_username(state, t, username).await?;
     if c.enabled == enabled {
         return Err(ApiError::conflict(if enabled {
             "credential is already enabled"
@@ -270,21 +234,14 @@ async fn enable_disable(
             "credential is already disabled"
         }));
     }
-    crate::credentials::set_enabled(state, &t, &c.id, enabled, false).await?;
+    credentials::set_enabled(state, t, &c.id, enabled, false).await?;
     let action = if enabled {
         "credential.enable"
     } else {
         "credential.disable"
     };
-    audit(
-        state,
-        &who,
-        Some(&t),
-        action,
-        &c.id,
-        serde_json::json!({"api": "metered"}),
-    )
-    .await;
+    who.audit(state, action, &c.id, json!({"api": "metered"}))
+        .await;
     Ok(Json(Message {
         message: if enabled {
             "Credential enabled successfully".into()
@@ -298,45 +255,43 @@ async fn enable_disable(
     responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
 pub async fn enable(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: MeteredTenant,
     Body(b): Body<UsernameBody>,
 ) -> ApiResult<Json<Message>> {
-    enable_disable(&state, &headers, &q, &b.username, true).await
+    enable_disable(&state, &who, &b.username, true).await
 }
 
 #[utoipa::path(post, path = "/api/v1/turn/credential/disable", tag = "metered", params(KeyParams), request_body = UsernameBody,
     responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
 pub async fn disable(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: MeteredTenant,
     Body(b): Body<UsernameBody>,
 ) -> ApiResult<Json<Message>> {
-    enable_disable(&state, &headers, &q, &b.username, false).await
+    enable_disable(&state, &who, &b.username, false).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/turn/credential", tag = "metered", params(KeyParams),
     responses((status = 200, body = Message), (status = "4XX", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<Message>> {
-    let (who, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     let username = q
         .username
         .as_deref()
         .ok_or_else(|| ApiError::invalid("`username` query parameter missing"))?;
-    let c = by_username(&state, &t, username).await?;
-    crate::credentials::delete(&state, &t, &c.id, false).await?;
-    audit(
+    let c = credentials::by_username(&state, &t, username).await?;
+    credentials::delete(&state, &t, &c.id, false).await?;
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "credential.delete",
         &c.id,
-        serde_json::json!({"api": "metered"}),
+        json!({"api": "metered"}),
     )
     .await;
     Ok(Json(Message {
@@ -353,22 +308,20 @@ pub struct DeletedCount {
     responses((status = 200, body = DeletedCount), (status = "4XX", body = ErrorBody)))]
 pub async fn delete_by_label(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<DeletedCount>> {
-    let (who, t) = tenant(&state, &headers, &q).await?;
+    let t = who.tenant_id.clone();
     let label = q
         .label
         .as_deref()
         .ok_or_else(|| ApiError::invalid("Label must be a string of less than 100 characters"))?;
-    let deleted = crate::credentials::delete_label(&state, &t, label, false).await?;
-    audit(
+    let deleted = credentials::delete_by_label(&state, &t, label, false).await?;
+    who.audit(
         &state,
-        &who,
-        Some(&t),
         "credential.delete_by_label",
         label,
-        serde_json::json!({"deleted": deleted, "api": "metered"}),
+        json!({"deleted": deleted, "api": "metered"}),
     )
     .await;
     Ok(Json(DeletedCount { deleted }))
@@ -389,12 +342,12 @@ pub struct MeteredCurrentUsage {
     responses((status = 200, body = MeteredCurrentUsage), (status = "4XX", body = ErrorBody)))]
 pub async fn current_usage(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<KeyParams>,
+    Query(_): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<MeteredCurrentUsage>> {
-    let (_, t) = tenant(&state, &headers, &q).await?;
-    let c = crate::usage::current(&state, &t).await?;
-    let used = c.usage.total_bytes as f64 / GB;
+    let t = who.tenant_id.clone();
+    let c = usage::current(&state, &t).await?;
+    let used = c.counters.total_bytes() as f64 / GB;
     let quota = c.quota_bytes.map(|q| q as f64 / GB);
     Ok(Json(MeteredCurrentUsage {
         quota_in_gb: quota,
@@ -422,7 +375,7 @@ pub struct UsageByUser {
 
 /// Credential id -> (username, label) of a tenant, for naming usage rows.
 async fn names(state: &AppState, t: &str) -> ApiResult<HashMap<String, (String, String)>> {
-    Ok(all_credentials(state, t, None, true)
+    Ok(credentials::all(state, t, None, true)
         .await?
         .into_iter()
         .map(|c| {
@@ -467,15 +420,12 @@ fn by_user(
     responses((status = 200, body = UsageByUser), (status = "4XX", body = ErrorBody)))]
 pub async fn current_usage_by_user(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<UsageByUser>> {
-    let (_, t) = tenant(&state, &headers, &q).await?;
-    let c = crate::usage::current(&state, &t).await?;
-    let rows = state
-        .store
-        .usage(&t, c.period_start / 3600, c.period_end / 3600)
-        .await?;
+    let t = who.tenant_id.clone();
+    let c = usage::current(&state, &t).await?;
+    let rows = usage::rows(&state, &t, c.period_start / 3600, c.period_end / 3600).await?;
     let all = by_user(&rows, &names(&state, &t).await?);
     let page = q.page.unwrap_or(1).max(1) as usize;
     let has_more = all.len() > page * PER_PAGE;
@@ -505,11 +455,11 @@ pub struct DailyUsage {
     responses((status = 200, body = DailyUsage), (status = "4XX", body = ErrorBody)))]
 pub async fn usage_daily_by_user(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<KeyParams>,
+    who: MeteredTenant,
 ) -> ApiResult<Json<DailyUsage>> {
-    let (_, t) = tenant(&state, &headers, &q).await?;
-    let today = unix_now().div_euclid(86_400) * 86_400;
+    let t = who.tenant_id.clone();
+    let today = state.now().div_euclid(86_400) * 86_400;
     let bad = || ApiError::invalid("dates must be YYYY-MM-DD");
     let end = match &q.end_date {
         Some(d) => parse_date(d).ok_or_else(bad)?.min(today),
@@ -527,10 +477,13 @@ pub async fn usage_daily_by_user(
     let page = q.page.unwrap_or(1).max(1) as i64;
     let page_start = start + (page - 1) * 7 * 86_400;
     let page_end = (page_start + 7 * 86_400).min(end + 86_400);
-    let rows = state
-        .store
-        .usage(&t, page_start / 3600, page_end.max(page_start) / 3600)
-        .await?;
+    let rows = usage::rows(
+        &state,
+        &t,
+        page_start / 3600,
+        page_end.max(page_start) / 3600,
+    )
+    .await?;
     let names = names(&state, &t).await?;
     let mut data = Vec::new();
     let mut day = page_start;

@@ -4,17 +4,32 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Json;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_store::{ApiKey, KeyKind, NewApiKey, Store, Tenant};
+use serde_json::json;
+use turnpike_store::{ApiKey, Tenant};
 use utoipa::ToSchema;
 
-use crate::auth::{caller, Principal};
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Body, Path};
-use crate::keys::{hash_key, key_prefix, new_key, random_token};
-use crate::state::{unix_now, AppState, Shared};
-use crate::util::{audit, check_text, idempotent};
+use super::auth::{AdminCaller, Caller, Principal, TenantCaller};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Body, Path};
+use super::idempotency::idempotent;
+use crate::domain::audit;
+use crate::domain::tenants::{self, Overlap, TenantName};
+use crate::state::Shared;
+
+/// The operator's tenant endpoints and a tenant's own keys and shared secrets.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/v1/tenants/{id}", get(get_tenant).delete(delete_tenant))
+        .route("/v1/tenants/{id}/keys/rotate", post(admin_rotate_key))
+        .route("/v1/keys", get(list_keys))
+        .route("/v1/keys/rotate", post(tenant_rotate_key))
+        .route("/v1/keys/{id}", delete(revoke_key))
+        .route("/v1/shared-secrets/rotate", post(rotate_shared_secret))
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct TenantOut {
@@ -101,76 +116,26 @@ pub struct CreatedSecret {
     pub previous_expire_at: i64,
 }
 
-pub async fn new_secret_key(state: &AppState, tenant_id: &str) -> ApiResult<(String, ApiKey)> {
-    let key = new_key(KeyKind::Secret);
-    let h = hash_key(&key);
-    let info = state
-        .store
-        .create_api_key(
-            &NewApiKey {
-                tenant_id: Some(tenant_id),
-                kind: KeyKind::Secret,
-                credential_id: None,
-                allowed_origins: &[],
-                key_hash: &h,
-                prefix: &key_prefix(&key),
-                expires_at: None,
-            },
-            unix_now(),
-        )
-        .await?;
-    Ok((key, info))
-}
-
-async fn new_shared_secret(state: &AppState, tenant_id: &str) -> ApiResult<(String, String)> {
-    let secret = random_token(32);
-    let s = state
-        .store
-        .add_tenant_secret(tenant_id, secret.as_bytes(), unix_now())
-        .await?;
-    Ok((s.id, secret))
-}
-
-fn overlap(r: &Rotate) -> ApiResult<i64> {
-    let o = r.overlap_seconds.unwrap_or(3600);
-    if !(0..=30 * 86_400).contains(&o) {
-        return Err(ApiError::invalid(
-            "`overlap_seconds` must be between 0 and 2592000",
-        ));
-    }
-    Ok(o)
-}
-
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     responses((status = 201, body = CreatedTenant), (status = "4XX", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_tenant(
     State(state): State<Shared>,
     headers: HeaderMap,
+    who: AdminCaller,
     Body(req): Body<CreateTenant>,
-) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    who.admin()?;
-    check_text("name", &req.name, 100)?;
+) -> ApiResult<Response> {
+    let name = TenantName::parse(&req.name)?;
     Ok(
-        idempotent(&state, &who, &headers, StatusCode::CREATED, async {
-            let t = state.store.create_tenant(&req.name, unix_now()).await?;
-            let (secret_key, _) = new_secret_key(&state, &t.id).await?;
-            let (_, shared_secret) = new_shared_secret(&state, &t.id).await?;
-            audit(
-                &state,
-                &who,
-                None,
-                "tenant.create",
-                &t.id,
-                serde_json::json!({"name": t.name}),
-            )
-            .await;
-            crate::sync::after_change(&state).await;
+        idempotent(&state, &who.key_id, &headers, StatusCode::CREATED, async {
+            let c = tenants::create(&state, &name).await?;
+            let detail = json!({"name": c.tenant.name});
+            who.audit(&state, "tenant.create", &c.tenant.id, detail)
+                .await;
             Ok(CreatedTenant {
-                tenant: t.into(),
-                secret_key,
-                shared_secret,
+                tenant: c.tenant.into(),
+                secret_key: c.secret_key,
+                shared_secret: c.shared_secret,
             })
         })
         .await,
@@ -182,18 +147,10 @@ pub async fn create_tenant(
     security(("bearer" = [])))]
 pub async fn list_tenants(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _: AdminCaller,
 ) -> ApiResult<Json<Vec<TenantOut>>> {
-    caller(&state, &headers).await?.admin()?;
-    Ok(Json(
-        state
-            .store
-            .list_tenants()
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    ))
+    let all = tenants::list(&state).await?;
+    Ok(Json(all.into_iter().map(Into::into).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants",
@@ -202,19 +159,18 @@ pub async fn list_tenants(
     security(("bearer" = [])))]
 pub async fn get_tenant(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: Caller,
 ) -> ApiResult<Json<TenantOut>> {
-    let who = caller(&state, &headers).await?;
     // A tenant may read itself; the admin any tenant.
-    if let Principal::Tenant { tenant_id, .. } = &who {
+    if let Principal::Tenant { tenant_id, .. } = &who.principal {
         if *tenant_id != id {
             return Err(ApiError::not_found("no such object"));
         }
     } else {
-        who.admin()?;
+        who.principal.admin()?;
     }
-    Ok(Json(state.store.get_tenant(&id).await?.into()))
+    Ok(Json(tenants::get(&state, &id).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
@@ -223,52 +179,35 @@ pub async fn get_tenant(
     security(("bearer" = [])))]
 pub async fn delete_tenant(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: AdminCaller,
 ) -> ApiResult<StatusCode> {
-    let who = caller(&state, &headers).await?;
-    who.admin()?;
-    state.store.delete_tenant(&id).await?;
-    crate::sync::disconnect(&state, turnpike_proto::Disconnect::Tenant(id.clone())).await;
-    audit(
-        &state,
-        &who,
-        None,
-        "tenant.delete",
-        &id,
-        serde_json::json!({}),
-    )
-    .await;
-    crate::sync::after_change(&state).await;
+    tenants::delete(&state, &id).await?;
+    who.audit(&state, "tenant.delete", &id, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Rotates the secret key of `tenant_id` for the caller `actor` (audited in the tenant's log).
 async fn rotate_key(
-    state: &AppState,
-    who: &Principal,
+    state: &Shared,
+    actor: &str,
     tenant_id: &str,
     r: &Rotate,
-) -> ApiResult<CreatedKey> {
-    let o = overlap(r)?;
-    state.store.get_tenant(tenant_id).await?;
-    state
-        .store
-        .expire_api_keys(tenant_id, KeyKind::Secret, unix_now() + o)
-        .await?;
-    let (key, info) = new_secret_key(state, tenant_id).await?;
-    audit(
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let overlap = Overlap::parse(r.overlap_seconds)?;
+    let (key, info) = tenants::rotate_key(state, tenant_id, overlap).await?;
+    let detail = json!({"overlap_seconds": overlap.seconds()});
+    audit::record(
         state,
-        who,
+        actor,
         Some(tenant_id),
         "key.rotate",
         &info.id,
-        serde_json::json!({"overlap_seconds": o}),
+        detail,
     )
     .await;
-    Ok(CreatedKey {
-        key,
-        info: info.into(),
-    })
+    let info = info.into();
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, info })))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{id}/keys/rotate", tag = "tenants", request_body = Rotate,
@@ -277,16 +216,11 @@ async fn rotate_key(
     security(("bearer" = [])))]
 pub async fn admin_rotate_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: AdminCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
-    let who = caller(&state, &headers).await?;
-    who.admin()?;
-    Ok((
-        StatusCode::CREATED,
-        Json(rotate_key(&state, &who, &id, &r).await?),
-    ))
+    rotate_key(&state, &who.key_id, &id, &r).await
 }
 
 #[utoipa::path(post, path = "/v1/keys/rotate", tag = "keys", request_body = Rotate,
@@ -294,15 +228,10 @@ pub async fn admin_rotate_key(
     security(("bearer" = [])))]
 pub async fn tenant_rotate_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
-    Ok((
-        StatusCode::CREATED,
-        Json(rotate_key(&state, &who, &t, &r).await?),
-    ))
+    rotate_key(&state, &who.key_id, &who.tenant_id, &r).await
 }
 
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
@@ -310,19 +239,10 @@ pub async fn tenant_rotate_key(
     security(("bearer" = [])))]
 pub async fn list_keys(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
 ) -> ApiResult<Json<Vec<KeyOut>>> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
-    Ok(Json(
-        state
-            .store
-            .list_api_keys(t)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    ))
+    let keys = tenants::list_keys(&state, &who.tenant_id).await?;
+    Ok(Json(keys.into_iter().map(Into::into).collect()))
 }
 
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
@@ -331,21 +251,11 @@ pub async fn list_keys(
     security(("bearer" = [])))]
 pub async fn revoke_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    who: TenantCaller,
 ) -> ApiResult<StatusCode> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
-    state.store.revoke_api_key(Some(&t), &id).await?;
-    audit(
-        &state,
-        &who,
-        Some(&t),
-        "key.revoke",
-        &id,
-        serde_json::json!({}),
-    )
-    .await;
+    tenants::revoke_key(&state, &who.tenant_id, &id).await?;
+    who.audit(&state, "key.revoke", &id, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -354,31 +264,20 @@ pub async fn revoke_key(
     security(("bearer" = [])))]
 pub async fn rotate_shared_secret(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    who: TenantCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedSecret>)> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?.to_string();
-    let o = overlap(&r)?;
-    let until = unix_now() + o;
-    state.store.expire_tenant_secrets(&t, until).await?;
-    let (id, shared_secret) = new_shared_secret(&state, &t).await?;
-    audit(
-        &state,
-        &who,
-        Some(&t),
-        "shared_secret.rotate",
-        &id,
-        serde_json::json!({"overlap_seconds": o}),
-    )
-    .await;
-    crate::sync::after_change(&state).await;
+    let overlap = Overlap::parse(r.overlap_seconds)?;
+    let s = tenants::rotate_shared_secret(&state, &who.tenant_id, overlap).await?;
+    let detail = json!({"overlap_seconds": overlap.seconds()});
+    who.audit(&state, "shared_secret.rotate", &s.id, detail)
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedSecret {
-            id,
-            shared_secret,
-            previous_expire_at: until,
+            id: s.id,
+            shared_secret: s.shared_secret,
+            previous_expire_at: s.previous_expire_at,
         }),
     ))
 }

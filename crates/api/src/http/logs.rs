@@ -3,17 +3,25 @@
 //! CSV (`format=csv`).
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_store::Store;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Query;
-use crate::state::{unix_now, Shared};
+use super::auth::{Caller, Principal, TenantCaller};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::Query;
+use crate::domain::logs::{self, Range};
+use crate::state::{AppState, Shared};
+
+/// The audit and allocation logs.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/allocations", get(allocation_log))
+}
 
 #[derive(Deserialize, IntoParams, Default)]
 #[serde(deny_unknown_fields)]
@@ -58,34 +66,15 @@ pub struct AllocationOut {
     pub peers: i64,
 }
 
-struct Range {
-    from: i64,
-    to: i64,
-    limit: u32,
-    csv: bool,
-}
-
-fn range(p: &LogParams) -> ApiResult<Range> {
-    let to = p.to.unwrap_or(unix_now() + 1);
-    let from = p.from.unwrap_or(to - 30 * 86_400);
-    if to <= from {
-        return Err(ApiError::invalid("`from` must be before `to`"));
-    }
-    let limit = p.limit.unwrap_or(1000);
-    if !(1..=100_000).contains(&limit) {
-        return Err(ApiError::invalid("`limit` must be 1 to 100000"));
-    }
+/// The range asked for, and whether as CSV.
+fn range(state: &AppState, p: &LogParams) -> ApiResult<(Range, bool)> {
+    let r = Range::parse(p.from, p.to, p.limit, state.now())?;
     let csv = match p.format.as_deref().unwrap_or("json") {
         "json" => false,
         "csv" => true,
         _ => return Err(ApiError::invalid("`format` must be `json` or `csv`")),
     };
-    Ok(Range {
-        from,
-        to,
-        limit,
-        csv,
-    })
+    Ok((r, csv))
 }
 
 /// One CSV field (RFC 4180 quoting), with a leading `'` against spreadsheet formula injection.
@@ -127,19 +116,16 @@ fn csv_response(name: &str, header_row: &str, rows: Vec<Vec<String>>) -> Respons
     security(("bearer" = [])))]
 pub async fn audit_log(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(p): Query<LogParams>,
+    who: Caller,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    let tenant = match &who {
-        crate::auth::Principal::Admin { .. } => None,
-        _ => Some(who.tenant()?.to_string()),
+    // The operator reads its own log; a tenant its own.
+    let tenant = match &who.principal {
+        Principal::Admin { .. } => None,
+        _ => Some(who.principal.tenant()?.to_string()),
     };
-    let r = range(&p)?;
-    let entries = state
-        .store
-        .list_audit(tenant.as_deref(), r.from, r.to, r.limit)
-        .await?;
+    let (r, csv) = range(&state, &p)?;
+    let entries = logs::audit(&state, tenant.as_deref(), r).await?;
     let out: Vec<AuditOut> = entries
         .into_iter()
         .map(|e| AuditOut {
@@ -151,7 +137,7 @@ pub async fn audit_log(
             detail: e.detail,
         })
         .collect();
-    if r.csv {
+    if csv {
         let rows = out
             .iter()
             .map(|e| {
@@ -179,16 +165,11 @@ pub async fn audit_log(
     security(("bearer" = [])))]
 pub async fn allocation_log(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Query(p): Query<LogParams>,
+    who: TenantCaller,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers).await?;
-    let t = who.tenant()?;
-    let r = range(&p)?;
-    let recs = state
-        .store
-        .list_allocations(t, r.from, r.to, r.limit)
-        .await?;
+    let (r, csv) = range(&state, &p)?;
+    let recs = logs::allocations(&state, &who.tenant_id, r).await?;
     let out: Vec<AllocationOut> = recs
         .into_iter()
         .map(|a| AllocationOut {
@@ -208,7 +189,7 @@ pub async fn allocation_log(
             peers: a.peers,
         })
         .collect();
-    if r.csv {
+    if csv {
         let rows = out
             .iter()
             .map(|a| {

@@ -11,40 +11,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use turnpike_proto::{Account, Disconnect, Limits, Snapshot, StoredUser};
-use turnpike_store::{DisconnectRequest, Store, StoreError};
+use turnpike_store::{
+    Credential, DisconnectKind, DisconnectRequest, Quota, RevocationKind, Store, StoreError,
+};
 use turnpike_stun::Key;
 
-use crate::state::{unix_now, AppState};
+use crate::state::{scope_key, AppState, QuotaState};
 
 /// Rebuilds and publishes the snapshot.
 pub async fn reload(state: &AppState) -> Result<(), StoreError> {
     let _one_at_a_time = state.sync_lock.lock().await;
-    let now = unix_now();
+    let now = state.now();
     let mut s = Snapshot::default();
-    for c in state.store.all_credentials().await? {
-        let (Some(md5), Some(sha)) = (Key::from_slice(&c.key_md5), Key::from_slice(&c.key_sha256))
-        else {
-            tracing::warn!(credential = %c.id, "stored credential has malformed keys; skipped");
-            continue;
-        };
-        let tenant: Arc<str> = c.tenant_id.as_str().into();
-        s.credentials
-            .insert(c.id.clone(), (tenant.clone(), c.enabled));
-        s.users
-            .entry(c.username.clone())
-            .or_default()
-            .push(StoredUser {
-                key_md5: md5,
-                key_sha256: sha,
-                enabled: c.enabled,
-                expires_at: c.expires_at.map(|e| e.max(0) as u64),
-                account: Arc::new(Account {
-                    tenant_id: tenant,
-                    credential_id: Some(c.id.as_str().into()),
-                    user_id: None,
-                }),
-            });
-    }
+    add_credentials(&mut s, state.store.all_credentials().await?);
     for d in state.store.list_denied_clients().await? {
         match d.cidr.parse::<ipnet::IpNet>() {
             Ok(n) => s.denied_clients.push(n),
@@ -59,33 +38,65 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
     }
     for r in state.store.live_revocations(None, now).await? {
         let until = r.expires_at.max(0) as u64;
-        match r.kind.as_str() {
-            "username" => {
+        match r.kind {
+            RevocationKind::Username => {
                 s.revoked_usernames.insert(r.value, until);
             }
-            _ => {
+            RevocationKind::User => {
                 s.revoked_users.insert((r.tenant_id, r.value), until);
             }
         }
     }
-    let qs = state
+    let quota_state = state
         .quota_state
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    add_limits(&mut s, state.store.list_quotas(None).await?, &quota_state);
+    state.directory.publish(s);
+    apply_remote_disconnects(state, now).await
+}
+
+/// The stored credentials, by username (several tenants may use one name) and by id.
+fn add_credentials(s: &mut Snapshot, credentials: Vec<Credential>) {
+    for c in credentials {
+        let (Some(md5), Some(sha)) = (Key::from_slice(&c.key_md5), Key::from_slice(&c.key_sha256))
+        else {
+            tracing::warn!(credential = %c.id, "stored credential has malformed keys; skipped");
+            continue;
+        };
+        let tenant: Arc<str> = c.tenant_id.as_str().into();
+        s.credentials
+            .insert(c.id.clone(), (tenant.clone(), c.enabled));
+        s.users.entry(c.username).or_default().push(StoredUser {
+            key_md5: md5,
+            key_sha256: sha,
+            enabled: c.enabled,
+            expires_at: c.expires_at.map(|e| e.max(0) as u64),
+            account: Arc::new(Account {
+                tenant_id: tenant,
+                credential_id: Some(c.id.as_str().into()),
+                user_id: None,
+            }),
+        });
+    }
+}
+
+/// Limits per tenant and credential: the quotas' caps, and what the meter's evaluation applies
+/// (refuse; throttle, the lower of the cap and the throttle rate).
+fn add_limits(s: &mut Snapshot, quotas: Vec<Quota>, applied: &QuotaState) {
     let mut limits: HashMap<String, Limits> = HashMap::new();
-    for q in state.store.list_quotas(None).await? {
-        let key = crate::quota::scope_key(&q.tenant_id, &q.scope);
-        let l = limits.entry(key).or_default();
+    for q in quotas {
+        let l = limits.entry(scope_key(&q.tenant_id, &q.scope)).or_default();
         l.max_allocations = q
             .max_allocations
             .map(|m| m.clamp(0, u32::MAX as i64) as u32);
         l.max_bitrate_bps = q.max_bitrate_bps.map(|b| b.max(1) as u64);
     }
-    for k in &qs.refused {
+    for k in &applied.refused {
         limits.entry(k.clone()).or_default().refuse = true;
     }
-    for (k, bps) in &qs.throttled {
+    for (k, bps) in &applied.throttled {
         let l = limits.entry(k.clone()).or_default();
         l.max_bitrate_bps = Some(l.max_bitrate_bps.map_or(*bps, |b| b.min(*bps)));
     }
@@ -96,8 +107,6 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
             s.credential_limits.insert(c.to_string(), l);
         }
     }
-    state.directory.publish(s);
-    apply_remote_disconnects(state, now).await
 }
 
 /// Reloads prompted by lookups that miss are at most this frequent.
@@ -150,36 +159,39 @@ const DISCONNECT_KEEP: i64 = 3600;
 /// A failure to record is logged: this node has acted, the others have not.
 pub async fn disconnect(state: &AppState, d: Disconnect) {
     let (kind, tenant_id, value) = match &d {
-        Disconnect::Username(u) => ("username", String::new(), u.clone()),
-        Disconnect::Credential(c) => ("credential", String::new(), c.clone()),
-        Disconnect::Tenant(t) => ("tenant", String::new(), t.clone()),
-        Disconnect::User { tenant_id, user_id } => ("user", tenant_id.clone(), user_id.clone()),
+        Disconnect::Username(u) => (DisconnectKind::Username, String::new(), u.clone()),
+        Disconnect::Credential(c) => (DisconnectKind::Credential, String::new(), c.clone()),
+        Disconnect::Tenant(t) => (DisconnectKind::Tenant, String::new(), t.clone()),
+        Disconnect::User { tenant_id, user_id } => {
+            (DisconnectKind::User, tenant_id.clone(), user_id.clone())
+        }
     };
     state.directory.disconnect(d);
     let req = DisconnectRequest {
         id: 0,
         node: state.node_id.clone(),
-        kind: kind.into(),
+        kind,
         tenant_id,
         value,
-        at: unix_now(),
+        at: state.now(),
     };
     if let Err(e) = state.store.add_disconnect(&req).await {
         tracing::error!(error = %e, "cannot record a disconnect request for the other nodes");
     }
 }
 
-fn parse_disconnect(r: &DisconnectRequest) -> Option<Disconnect> {
-    Some(match r.kind.as_str() {
-        "username" => Disconnect::Username(r.value.clone()),
-        "credential" => Disconnect::Credential(r.value.clone()),
-        "tenant" => Disconnect::Tenant(r.value.clone()),
-        "user" => Disconnect::User {
+/// What a recorded request asks the relay to close. (Requests of kinds this version does not
+/// know are left out by the store, with a warning.)
+fn to_disconnect(r: &DisconnectRequest) -> Disconnect {
+    match r.kind {
+        DisconnectKind::Username => Disconnect::Username(r.value.clone()),
+        DisconnectKind::Credential => Disconnect::Credential(r.value.clone()),
+        DisconnectKind::Tenant => Disconnect::Tenant(r.value.clone()),
+        DisconnectKind::User => Disconnect::User {
             tenant_id: r.tenant_id.clone(),
             user_id: r.value.clone(),
         },
-        _ => return None,
-    })
+    }
 }
 
 /// Acts once on each disconnect request other nodes made in the last two minutes; prunes the
@@ -196,12 +208,7 @@ async fn apply_remote_disconnects(state: &AppState, now: i64) -> Result<(), Stor
             .unwrap_or_else(|e| e.into_inner());
         for r in rows.iter().filter(|r| r.node != state.node_id) {
             if seen.0.insert(r.id, r.at).is_none() {
-                match parse_disconnect(r) {
-                    Some(d) => state.directory.disconnect(d),
-                    None => {
-                        tracing::warn!(kind = %r.kind, "unknown disconnect request kind; ignored");
-                    }
-                }
+                state.directory.disconnect(to_disconnect(r));
             }
         }
         seen.0.retain(|_, at| *at >= now - 2 * DISCONNECT_WINDOW);

@@ -1,11 +1,18 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations (utoipa) and served at
 //! `/openapi.json`.
 
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::*;
+use super::{credentials, denylist, ephemeral, error, logs, metered, settings, tenants, usage};
+use crate::state::Shared;
+
+/// The OpenAPI document.
+pub fn routes() -> Router<Shared> {
+    Router::new().route("/openapi.json", get(serve))
+}
 
 struct Bearer;
 

@@ -1,0 +1,179 @@
+//! Tenants (the operator's) and a tenant's keys and shared secrets: create, list, delete,
+//! rotate with an overlap window, revoke. Keys and secrets are returned once, at creation;
+//! only their hashes (keys) or the secrets the relay needs are stored.
+
+use turnpike_proto::Disconnect;
+use turnpike_store::{ApiKey, KeyKind, NewApiKey, Store, StoreError, Tenant};
+
+use super::error::{DomainError, DomainResult};
+use super::{sync, validate};
+use crate::keys::{hash_key, key_prefix, new_key, random_token};
+use crate::state::AppState;
+
+/// A tenant's display name: 1 to 100 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantName(String);
+
+impl TenantName {
+    pub fn parse(name: &str) -> DomainResult<Self> {
+        validate::text("name", name, 100)?;
+        Ok(Self(name.to_string()))
+    }
+}
+
+/// How long old keys or secrets keep working after a rotation: 0 to 30 days, 1 hour when not
+/// given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overlap(i64);
+
+impl Overlap {
+    pub fn parse(seconds: Option<i64>) -> DomainResult<Self> {
+        let o = seconds.unwrap_or(3600);
+        if !(0..=30 * 86_400).contains(&o) {
+            return Err(DomainError::invalid(
+                "`overlap_seconds` must be between 0 and 2592000",
+            ));
+        }
+        Ok(Self(o))
+    }
+
+    pub fn seconds(self) -> i64 {
+        self.0
+    }
+}
+
+/// A new tenant with its first secret key and shared secret (shown only now).
+#[derive(Debug)]
+pub struct Created {
+    pub tenant: Tenant,
+    pub secret_key: String,
+    pub shared_secret: String,
+}
+
+/// A new shared secret (shown only now) and when the previous ones stop working.
+#[derive(Debug)]
+pub struct RotatedSecret {
+    pub id: String,
+    pub shared_secret: String,
+    pub previous_expire_at: i64,
+}
+
+/// Creates a tenant with a secret key and a shared secret.
+pub async fn create(state: &AppState, name: &TenantName) -> DomainResult<Created> {
+    let tenant = state.store.create_tenant(&name.0, state.now()).await?;
+    let (secret_key, _) = new_secret_key(state, &tenant.id).await?;
+    let (_, shared_secret) = new_shared_secret(state, &tenant.id).await?;
+    sync::after_change(state).await;
+    Ok(Created {
+        tenant,
+        secret_key,
+        shared_secret,
+    })
+}
+
+pub async fn get(state: &AppState, id: &str) -> DomainResult<Tenant> {
+    Ok(state.store.get_tenant(id).await?)
+}
+
+pub async fn list(state: &AppState) -> DomainResult<Vec<Tenant>> {
+    Ok(state.store.list_tenants().await?)
+}
+
+/// Deletes a tenant with everything it has, and closes its live allocations.
+pub async fn delete(state: &AppState, id: &str) -> DomainResult<()> {
+    state.store.delete_tenant(id).await?;
+    sync::disconnect(state, Disconnect::Tenant(id.to_string())).await;
+    sync::after_change(state).await;
+    Ok(())
+}
+
+/// A new secret key for the tenant; its other secret keys lapse after `overlap`.
+pub async fn rotate_key(
+    state: &AppState,
+    tenant_id: &str,
+    overlap: Overlap,
+) -> DomainResult<(String, ApiKey)> {
+    state.store.get_tenant(tenant_id).await?;
+    state
+        .store
+        .expire_api_keys(tenant_id, KeyKind::Secret, state.now() + overlap.0)
+        .await?;
+    new_secret_key(state, tenant_id).await
+}
+
+/// The tenant's keys (secret and publishable), without the keys themselves.
+pub async fn list_keys(state: &AppState, tenant_id: &str) -> DomainResult<Vec<ApiKey>> {
+    Ok(state.store.list_api_keys(tenant_id).await?)
+}
+
+/// Revokes one of the tenant's keys (404 for another tenant's).
+pub async fn revoke_key(state: &AppState, tenant_id: &str, id: &str) -> DomainResult<()> {
+    Ok(state.store.revoke_api_key(Some(tenant_id), id).await?)
+}
+
+/// A new shared secret for the tenant; the previous ones lapse after `overlap`.
+pub async fn rotate_shared_secret(
+    state: &AppState,
+    tenant_id: &str,
+    overlap: Overlap,
+) -> DomainResult<RotatedSecret> {
+    let until = state.now() + overlap.0;
+    state.store.expire_tenant_secrets(tenant_id, until).await?;
+    let (id, shared_secret) = new_shared_secret(state, tenant_id).await?;
+    sync::after_change(state).await;
+    Ok(RotatedSecret {
+        id,
+        shared_secret,
+        previous_expire_at: until,
+    })
+}
+
+/// An admin key, stored by its hash (at first start, when none is configured or stored).
+pub async fn new_admin_key(state: &AppState) -> Result<String, StoreError> {
+    let key = new_key(KeyKind::Admin);
+    state
+        .store
+        .create_api_key(
+            &NewApiKey {
+                tenant_id: None,
+                kind: KeyKind::Admin,
+                credential_id: None,
+                allowed_origins: &[],
+                key_hash: &hash_key(&key),
+                prefix: &key_prefix(&key),
+                expires_at: None,
+            },
+            state.now(),
+        )
+        .await?;
+    Ok(key)
+}
+
+async fn new_secret_key(state: &AppState, tenant_id: &str) -> DomainResult<(String, ApiKey)> {
+    let key = new_key(KeyKind::Secret);
+    let info = state
+        .store
+        .create_api_key(
+            &NewApiKey {
+                tenant_id: Some(tenant_id),
+                kind: KeyKind::Secret,
+                credential_id: None,
+                allowed_origins: &[],
+                key_hash: &hash_key(&key),
+                prefix: &key_prefix(&key),
+                expires_at: None,
+            },
+            state.now(),
+        )
+        .await?;
+    Ok((key, info))
+}
+
+async fn new_shared_secret(state: &AppState, tenant_id: &str) -> DomainResult<(String, String)> {
+    let secret = random_token(32);
+    let s = state
+        .store
+        .add_tenant_secret(tenant_id, secret.as_bytes(), state.now())
+        .await?;
+    Ok((s.id, secret))
+}

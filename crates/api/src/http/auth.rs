@@ -1,0 +1,270 @@
+//! Who is calling: the operator (admin key), a tenant (its secret key) or a front-end holding a
+//! credential's publishable key. Keys come in `Authorization: Bearer <key>`; the ICE-servers
+//! endpoint also takes `?apiKey=`, the compatibility endpoints Metered's `?secretKey=` /
+//! `?apiKey=`. Every authenticated request takes a token from its key's rate-limit bucket;
+//! failed keys are throttled per client address.
+//!
+//! Handlers say who may call them with an extractor in their signature: [`AdminCaller`] (the
+//! admin key), [`TenantCaller`] (a tenant's secret key), or [`Caller`] (any valid key, for the
+//! endpoints that answer each kind differently). Each runs [`authenticate`]: 401 without a valid
+//! key, 429 when throttled or rate limited, 403 for a valid key of the wrong kind.
+
+use std::marker::PhantomData;
+use std::time::Instant;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use turnpike_store::{KeyKind, Store};
+
+use super::error::{ApiError, ApiResult};
+use crate::domain::audit;
+use crate::keys::{constant_time_eq, hash_key};
+use crate::state::{AppState, Shared};
+
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Admin {
+        key_id: String,
+    },
+    Tenant {
+        tenant_id: String,
+        key_id: String,
+    },
+    Publishable {
+        tenant_id: String,
+        credential_id: String,
+        key_id: String,
+        allowed_origins: Vec<String>,
+    },
+}
+
+impl Principal {
+    pub fn key_id(&self) -> &str {
+        match self {
+            Self::Admin { key_id }
+            | Self::Tenant { key_id, .. }
+            | Self::Publishable { key_id, .. } => key_id,
+        }
+    }
+
+    /// The tenant of a tenant key; 403 for anything else.
+    pub fn tenant(&self) -> ApiResult<&str> {
+        match self {
+            Self::Tenant { tenant_id, .. } => Ok(tenant_id),
+            Self::Admin { .. } => Err(ApiError::forbidden(
+                "this endpoint needs a tenant's secret key, not the admin key",
+            )),
+            Self::Publishable { .. } => Err(ApiError::forbidden(
+                "a publishable key may only fetch ICE servers",
+            )),
+        }
+    }
+
+    pub fn admin(&self) -> ApiResult<()> {
+        match self {
+            Self::Admin { .. } => Ok(()),
+            _ => Err(ApiError::forbidden("this endpoint needs the admin key")),
+        }
+    }
+}
+
+/// The key in `Authorization: Bearer`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// Authenticates `key` (from a header or, for compatibility routes, the query). A client
+/// address that had `auth_failures_per_minute` failed keys in the current minute gets 429
+/// without any key being looked up (see [`super::guard`]); a missing key is not a failure.
+pub async fn authenticate(state: &AppState, key: Option<&str>) -> ApiResult<Principal> {
+    let key = key.ok_or_else(|| {
+        ApiError::unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    })?;
+    let limit = state.cfg.auth_failures_per_minute;
+    let ip = super::guard::client_ip();
+    if let Some(ip) = ip {
+        if let Err(wait) = state.auth_failures.check(ip, limit, Instant::now()) {
+            metrics::counter!("turnpike_api_auth_throttled_total").increment(1);
+            return Err(ApiError::auth_throttled(wait));
+        }
+    }
+    let principal = match identify(state, key).await {
+        Ok(p) => p,
+        Err(e) => {
+            if e.status == StatusCode::UNAUTHORIZED {
+                metrics::counter!("turnpike_api_auth_failures_total").increment(1);
+                if let Some(ip) = ip {
+                    state.auth_failures.failed(ip, limit, Instant::now());
+                }
+            }
+            return Err(e);
+        }
+    };
+    state
+        .take_token(principal.key_id())
+        .map_err(ApiError::rate_limited)?;
+    Ok(principal)
+}
+
+/// Who holds `key`: 401 if nobody (or a revoked or expired key).
+async fn identify(state: &AppState, key: &str) -> ApiResult<Principal> {
+    if key.len() > 256 {
+        return Err(ApiError::unauthorized("invalid API key"));
+    }
+    let h = hash_key(key);
+    if state
+        .cfg
+        .admin_key_hash
+        .is_some_and(|a| constant_time_eq(&a, &h))
+    {
+        return Ok(Principal::Admin {
+            key_id: "admin".into(),
+        });
+    }
+    let k = state
+        .store
+        .api_key_by_hash(&h)
+        .await?
+        .filter(|k| k.is_live(state.now()))
+        .ok_or_else(|| ApiError::unauthorized("invalid, expired or revoked API key"))?;
+    Ok(match (k.kind, k.tenant_id) {
+        (KeyKind::Admin, _) => Principal::Admin { key_id: k.id },
+        (KeyKind::Secret, Some(t)) => Principal::Tenant {
+            tenant_id: t,
+            key_id: k.id,
+        },
+        (KeyKind::Publishable, Some(t)) => Principal::Publishable {
+            tenant_id: t,
+            credential_id: k.credential_id.unwrap_or_default(),
+            key_id: k.id,
+            allowed_origins: k.allowed_origins,
+        },
+        _ => return Err(ApiError::unauthorized("invalid API key")),
+    })
+}
+
+/// The caller of a `/v1` endpoint (bearer key).
+pub async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
+    authenticate(state, bearer(headers)).await
+}
+
+/// Where a request's API key is read from.
+pub trait KeySource {
+    /// The key the request carries, if any.
+    fn key(parts: &Parts) -> Option<String>;
+}
+
+/// `Authorization: Bearer <key>`: every `/v1` endpoint.
+pub struct BearerKey;
+
+/// The bearer key, else `?apiKey=`: the ICE-servers endpoint, for front-ends that cannot send
+/// headers.
+pub struct BearerOrApiKey;
+
+/// Metered's `?secretKey=`, else `?apiKey=`, else the bearer key: the compatibility endpoints.
+pub struct MeteredKey;
+
+impl KeySource for BearerKey {
+    fn key(parts: &Parts) -> Option<String> {
+        bearer(&parts.headers).map(str::to_string)
+    }
+}
+
+impl KeySource for BearerOrApiKey {
+    fn key(parts: &Parts) -> Option<String> {
+        BearerKey::key(parts).or_else(|| query_value(parts, "apiKey"))
+    }
+}
+
+impl KeySource for MeteredKey {
+    fn key(parts: &Parts) -> Option<String> {
+        query_value(parts, "secretKey")
+            .or_else(|| query_value(parts, "apiKey"))
+            .or_else(|| BearerKey::key(parts))
+    }
+}
+
+/// The first value of `name` in the query string.
+fn query_value(parts: &Parts, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Any valid key: the endpoint answers each kind of caller in its own way.
+pub struct Caller<K = BearerKey> {
+    pub principal: Principal,
+    source: PhantomData<K>,
+}
+
+/// The operator's admin key; 403 for any other key.
+pub struct AdminCaller {
+    pub key_id: String,
+}
+
+/// A tenant's secret key; 403 for the admin key and publishable keys.
+pub struct TenantCaller<K = BearerKey> {
+    pub tenant_id: String,
+    pub key_id: String,
+    source: PhantomData<K>,
+}
+
+impl AdminCaller {
+    /// Records a change in the operator's audit log.
+    pub async fn audit(&self, state: &AppState, action: &str, target: &str, detail: Value) {
+        audit::record(state, &self.key_id, None, action, target, detail).await;
+    }
+}
+
+impl<K> TenantCaller<K> {
+    /// Records a change in the tenant's audit log.
+    pub async fn audit(&self, state: &AppState, action: &str, target: &str, detail: Value) {
+        let tenant = Some(self.tenant_id.as_str());
+        audit::record(state, &self.key_id, tenant, action, target, detail).await;
+    }
+}
+
+impl<K: KeySource> FromRequestParts<Shared> for Caller<K> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
+        let principal = authenticate(state, K::key(parts).as_deref()).await?;
+        Ok(Self {
+            principal,
+            source: PhantomData,
+        })
+    }
+}
+
+impl FromRequestParts<Shared> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
+        let who = Caller::<BearerKey>::from_request_parts(parts, state).await?;
+        who.principal.admin()?;
+        Ok(Self {
+            key_id: who.principal.key_id().to_string(),
+        })
+    }
+}
+
+impl<K: KeySource> FromRequestParts<Shared> for TenantCaller<K> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
+        let who = Caller::<K>::from_request_parts(parts, state).await?;
+        let tenant_id = who.principal.tenant()?.to_string();
+        Ok(Self {
+            tenant_id,
+            key_id: who.principal.key_id().to_string(),
+            source: PhantomData,
+        })
+    }
+}

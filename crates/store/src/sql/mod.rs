@@ -1,0 +1,13 @@
+//! The SQL backends: [`SqliteStore`] and [`PgStore`] implement [`crate::Store`] with the same
+//! query text ([`queries`]) and the same row mappers ([`rows`], and `sqlx::FromRow` on the model
+//! types), each on its own pool type.
+
+mod db_file;
+mod errors;
+mod postgres;
+mod queries;
+mod rows;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;

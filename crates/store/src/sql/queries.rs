@@ -1,0 +1,279 @@
+//! The SQL text, the same for SQLite and PostgreSQL (placeholders `$1..$n`, `ON CONFLICT`
+//! upserts, `RETURNING`). Each backend module binds the parameters in the order given here;
+//! the columns read back are the fields of the row types in [`super::rows`].
+
+// Tenants.
+
+pub(super) const INSERT_TENANT: &str = "
+    INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)";
+
+pub(super) const TENANT_BY_ID: &str = "
+    SELECT id, name, created_at FROM tenants WHERE id = $1";
+
+pub(super) const ALL_TENANTS: &str = "
+    SELECT id, name, created_at FROM tenants ORDER BY id";
+
+pub(super) const DELETE_TENANT: &str = "
+    DELETE FROM tenants WHERE id = $1";
+
+// API keys, by hash.
+
+/// `id, tenant_id, kind, credential_id, allowed_origins, prefix, created_at, expires_at,
+/// revoked, key_hash`.
+pub(super) const INSERT_API_KEY: &str = "
+    INSERT INTO api_keys
+        (id, tenant_id, kind, credential_id, allowed_origins, prefix, created_at, expires_at,
+         revoked, key_hash)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+pub(super) const API_KEY_BY_HASH: &str = "
+    SELECT id, tenant_id, kind, credential_id, allowed_origins, prefix, created_at, expires_at,
+           revoked
+    FROM api_keys WHERE key_hash = $1";
+
+pub(super) const API_KEYS_OF_TENANT: &str = "
+    SELECT id, tenant_id, kind, credential_id, allowed_origins, prefix, created_at, expires_at,
+           revoked
+    FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id";
+
+/// `revoked, id, tenant id or NULL (any tenant)`.
+pub(super) const REVOKE_API_KEY: &str = "
+    UPDATE api_keys SET revoked = $1 WHERE id = $2 AND ($3 IS NULL OR tenant_id = $3)";
+
+pub(super) const ANY_KEY_OF_KIND: &str = "
+    SELECT id FROM api_keys WHERE kind = $1 LIMIT 1";
+
+/// `at, tenant id, kind, false`: live keys lapse at `at`.
+pub(super) const EXPIRE_API_KEYS: &str = "
+    UPDATE api_keys SET expires_at = $1
+    WHERE tenant_id = $2 AND kind = $3 AND revoked = $4
+      AND (expires_at IS NULL OR expires_at > $1)";
+
+// Stored credentials.
+
+/// `id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+/// created_at`.
+pub(super) const INSERT_CREDENTIAL: &str = "
+    INSERT INTO credentials
+        (id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+         created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+pub(super) const CREDENTIAL_BY_ID: &str = "
+    SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+           created_at
+    FROM credentials WHERE id = $1 AND tenant_id = $2";
+
+pub(super) const CREDENTIAL_BY_USERNAME: &str = "
+    SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+           created_at
+    FROM credentials WHERE tenant_id = $1 AND username = $2";
+
+/// `tenant, label or NULL, include expired, now, cursor or NULL, limit`: by id, after the
+/// cursor.
+pub(super) const CREDENTIALS_PAGE: &str = "
+    SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+           created_at
+    FROM credentials
+    WHERE tenant_id = $1
+      AND ($2 IS NULL OR label = $2)
+      AND ($3 OR expires_at IS NULL OR expires_at > $4)
+      AND ($5 IS NULL OR id > $5)
+    ORDER BY id LIMIT $6";
+
+pub(super) const ALL_CREDENTIALS: &str = "
+    SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+           created_at
+    FROM credentials";
+
+/// `enabled, id, tenant`.
+pub(super) const SET_CREDENTIAL_ENABLED: &str = "
+    UPDATE credentials SET enabled = $1 WHERE id = $2 AND tenant_id = $3";
+
+/// `id, tenant`.
+pub(super) const DELETE_CREDENTIAL: &str = "
+    DELETE FROM credentials WHERE id = $1 AND tenant_id = $2";
+
+pub(super) const DELETE_CREDENTIALS_BY_LABEL: &str = "
+    DELETE FROM credentials WHERE tenant_id = $1 AND label = $2
+    RETURNING id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+              created_at";
+
+// Shared secrets.
+
+pub(super) const INSERT_TENANT_SECRET: &str = "
+    INSERT INTO tenant_secrets (id, tenant_id, secret, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5)";
+
+/// `at, tenant`: live secrets lapse at `at`.
+pub(super) const EXPIRE_TENANT_SECRETS: &str = "
+    UPDATE tenant_secrets SET expires_at = $1
+    WHERE tenant_id = $2 AND (expires_at IS NULL OR expires_at > $1)";
+
+pub(super) const LIVE_TENANT_SECRETS: &str = "
+    SELECT id, tenant_id, secret, created_at, expires_at FROM tenant_secrets
+    WHERE expires_at IS NULL OR expires_at > $1
+    ORDER BY created_at DESC, id";
+
+// Revocations and user tags.
+
+pub(super) const UPSERT_REVOCATION: &str = "
+    INSERT INTO revocations (tenant_id, kind, value, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (tenant_id, kind, value) DO UPDATE SET expires_at = excluded.expires_at";
+
+/// `now, tenant or NULL (all)`.
+pub(super) const LIVE_REVOCATIONS: &str = "
+    SELECT tenant_id, kind, value, created_at, expires_at FROM revocations
+    WHERE expires_at > $1 AND ($2 IS NULL OR tenant_id = $2)
+    ORDER BY created_at, value";
+
+pub(super) const UPSERT_USER_TAGS: &str = "
+    INSERT INTO user_tags (tenant_id, user_id, tags) VALUES ($1, $2, $3)
+    ON CONFLICT (tenant_id, user_id) DO UPDATE SET tags = excluded.tags";
+
+pub(super) const USER_TAGS: &str = "
+    SELECT user_id, tags FROM user_tags WHERE tenant_id = $1";
+
+// Disconnect requests.
+
+pub(super) const INSERT_DISCONNECT: &str = "
+    INSERT INTO disconnect_requests (node, kind, tenant_id, value, at)
+    VALUES ($1, $2, $3, $4, $5)
+    RETURNING id";
+
+pub(super) const RECENT_DISCONNECTS: &str = "
+    SELECT id, node, kind, tenant_id, value, at FROM disconnect_requests
+    WHERE at >= $1 ORDER BY id LIMIT 10000";
+
+pub(super) const PRUNE_DISCONNECTS: &str = "
+    DELETE FROM disconnect_requests WHERE at < $1";
+
+// Usage and the allocation log.
+
+/// Adds to the hour's counters (never overwrites): `tenant, credential, user, hour`, then the
+/// ten counters in the order of [`crate::Counters`].
+pub(super) const ADD_USAGE: &str = "
+    INSERT INTO usage_hourly
+        (tenant_id, credential_id, user_id, hour, c2s_bytes, c2s_packets, s2p_bytes,
+         s2p_packets, p2s_bytes, p2s_packets, s2c_bytes, s2c_packets, allocations,
+         allocation_seconds)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    ON CONFLICT (tenant_id, credential_id, user_id, hour) DO UPDATE SET
+        c2s_bytes = usage_hourly.c2s_bytes + excluded.c2s_bytes,
+        c2s_packets = usage_hourly.c2s_packets + excluded.c2s_packets,
+        s2p_bytes = usage_hourly.s2p_bytes + excluded.s2p_bytes,
+        s2p_packets = usage_hourly.s2p_packets + excluded.s2p_packets,
+        p2s_bytes = usage_hourly.p2s_bytes + excluded.p2s_bytes,
+        p2s_packets = usage_hourly.p2s_packets + excluded.p2s_packets,
+        s2c_bytes = usage_hourly.s2c_bytes + excluded.s2c_bytes,
+        s2c_packets = usage_hourly.s2c_packets + excluded.s2c_packets,
+        allocations = usage_hourly.allocations + excluded.allocations,
+        allocation_seconds = usage_hourly.allocation_seconds + excluded.allocation_seconds";
+
+/// `tenant, from hour, to hour (exclusive)`.
+pub(super) const USAGE: &str = "
+    SELECT tenant_id, credential_id, user_id, hour, c2s_bytes, c2s_packets, s2p_bytes,
+           s2p_packets, p2s_bytes, p2s_packets, s2c_bytes, s2c_packets, allocations,
+           allocation_seconds
+    FROM usage_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3
+    ORDER BY hour, credential_id, user_id";
+
+/// Inserts a record, or completes it (end, bytes, peers).
+pub(super) const UPSERT_ALLOCATION: &str = "
+    INSERT INTO allocation_log
+        (id, tenant_id, credential_id, user_id, username, client, transport, relay,
+         started_at, ended_at, c2s_bytes, s2p_bytes, p2s_bytes, s2c_bytes, peers)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    ON CONFLICT (id) DO UPDATE SET
+        ended_at = excluded.ended_at,
+        c2s_bytes = excluded.c2s_bytes, s2p_bytes = excluded.s2p_bytes,
+        p2s_bytes = excluded.p2s_bytes, s2c_bytes = excluded.s2c_bytes,
+        peers = excluded.peers";
+
+/// `tenant, from, to, limit`.
+pub(super) const ALLOCATIONS: &str = "
+    SELECT id, tenant_id, credential_id, user_id, username, client, transport, relay,
+           started_at, ended_at, c2s_bytes, s2p_bytes, p2s_bytes, s2c_bytes, peers
+    FROM allocation_log
+    WHERE tenant_id = $1 AND started_at >= $2 AND started_at < $3
+    ORDER BY started_at, id LIMIT $4";
+
+// The audit log.
+
+pub(super) const INSERT_AUDIT: &str = "
+    INSERT INTO audit_log (id, tenant_id, at, actor, action, target, detail)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// `tenant or NULL (the operator's), from, to, limit`.
+pub(super) const AUDIT: &str = "
+    SELECT id, tenant_id, at, actor, action, target, detail FROM audit_log
+    WHERE (($1 IS NULL AND tenant_id IS NULL) OR tenant_id = $1) AND at >= $2 AND at < $3
+    ORDER BY at, id LIMIT $4";
+
+// Quotas, notifications and alerts.
+
+pub(super) const UPSERT_QUOTA: &str = "
+    INSERT INTO quotas
+        (tenant_id, scope, period, bytes_per_period, max_allocations, max_bitrate_bps,
+         throttle_bitrate_bps, thresholds)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (tenant_id, scope) DO UPDATE SET
+        period = excluded.period,
+        bytes_per_period = excluded.bytes_per_period,
+        max_allocations = excluded.max_allocations,
+        max_bitrate_bps = excluded.max_bitrate_bps,
+        throttle_bitrate_bps = excluded.throttle_bitrate_bps,
+        thresholds = excluded.thresholds";
+
+pub(super) const DELETE_QUOTA: &str = "
+    DELETE FROM quotas WHERE tenant_id = $1 AND scope = $2";
+
+/// `tenant or NULL (all)`.
+pub(super) const QUOTAS: &str = "
+    SELECT tenant_id, scope, period, bytes_per_period, max_allocations, max_bitrate_bps,
+           throttle_bitrate_bps, thresholds
+    FROM quotas WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, scope";
+
+pub(super) const UPSERT_NOTIFICATIONS: &str = "
+    INSERT INTO notification_settings (tenant_id, webhook_url, webhook_secret, email_to)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (tenant_id) DO UPDATE SET
+        webhook_url = excluded.webhook_url,
+        webhook_secret = excluded.webhook_secret,
+        email_to = excluded.email_to";
+
+pub(super) const NOTIFICATIONS: &str = "
+    SELECT tenant_id, webhook_url, webhook_secret, email_to FROM notification_settings
+    WHERE tenant_id = $1";
+
+/// A threshold fires once per scope, period and percentage: nothing is inserted when it did.
+pub(super) const INSERT_ALERT: &str = "
+    INSERT INTO alert_events
+        (id, tenant_id, scope, period_start, percent, action, bytes_used, bytes_quota, at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    ON CONFLICT (tenant_id, scope, period_start, percent) DO NOTHING";
+
+pub(super) const ALERTS: &str = "
+    SELECT id, tenant_id, scope, period_start, percent, action, bytes_used, bytes_quota, at
+    FROM alert_events WHERE tenant_id = $1 ORDER BY at, id";
+
+// Per-tenant settings.
+
+pub(super) const UPSERT_SETTING: &str = "
+    INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, $2, $3)
+    ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value";
+
+pub(super) const SETTING: &str = "
+    SELECT value FROM tenant_settings WHERE tenant_id = $1 AND key = $2";
+
+// The client deny list.
+
+pub(super) const INSERT_DENIED_CLIENT: &str = "
+    INSERT INTO client_deny_list (id, cidr, note, created_at) VALUES ($1, $2, $3, $4)";
+
+pub(super) const DENIED_CLIENTS: &str = "
+    SELECT id, cidr, note, created_at FROM client_deny_list ORDER BY created_at, id";
+
+pub(super) const DELETE_DENIED_CLIENT: &str = "
+    DELETE FROM client_deny_list WHERE id = $1";

@@ -1,0 +1,640 @@
+//! The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner,
+//! whose writes stop once the file is removed or replaced under the running server.
+
+use super::db_file::DbFile;
+use super::errors::{conflict, credential_conflict, found, is_unique_violation};
+use super::queries as q;
+use super::rows::{
+    join_lines, page, ApiKeyRow, CredentialRow, DisconnectRow, RevocationRow, UserTagsRow,
+};
+use crate::{
+    AlertEvent, AllocationRecord, ApiKey, AuditEntry, Credential, DeniedClient, DisconnectRequest,
+    KeyKind, ListQuery, NewApiKey, NewCredential, NotificationSettings, Page, Quota, QuotaScope,
+    Result, Revocation, Store, StoreError, Tenant, TenantSecret, UsageDelta, UsageRow,
+};
+
+/// The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner.
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+    /// The file as opened (none for an in-memory database).
+    file: Option<DbFile>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, mode 0600) the database at `url` (`sqlite://PATH`) and
+    /// migrates it. An existing file (and its `-wal` and `-shm`) readable by others is made
+    /// private first.
+    pub async fn connect(url: &str) -> Result<Self> {
+        use std::str::FromStr;
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let file = if in_memory {
+            None
+        } else {
+            Some(DbFile::prepare(opts.get_filename()).map_err(StoreError::File)?)
+        };
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool, file })
+    }
+
+    /// False once the file was removed or replaced since it was opened.
+    pub fn database_ok(&self) -> bool {
+        self.file.as_ref().is_none_or(DbFile::still_there)
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.database_ok() {
+            Ok(())
+        } else {
+            Err(StoreError::DatabaseLost)
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    async fn create_tenant(&self, name: &str, now: i64) -> Result<Tenant> {
+        self.writable()?;
+        let t = Tenant {
+            id: crate::new_id("ten"),
+            name: name.to_string(),
+            created_at: now,
+        };
+        sqlx::query(q::INSERT_TENANT)
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(t)
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Tenant> {
+        sqlx::query_as(q::TENANT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        Ok(sqlx::query_as(q::ALL_TENANTS).fetch_all(&self.pool).await?)
+    }
+
+    async fn delete_tenant(&self, id: &str) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::DELETE_TENANT)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+
+    async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey> {
+        self.writable()?;
+        let key = ApiKey {
+            id: crate::new_id("key"),
+            tenant_id: k.tenant_id.map(str::to_string),
+            kind: k.kind,
+            credential_id: k.credential_id.map(str::to_string),
+            allowed_origins: k.allowed_origins.to_vec(),
+            prefix: k.prefix.to_string(),
+            created_at: now,
+            expires_at: k.expires_at,
+            revoked: false,
+        };
+        sqlx::query(q::INSERT_API_KEY)
+            .bind(&key.id)
+            .bind(&key.tenant_id)
+            .bind(key.kind.as_str())
+            .bind(&key.credential_id)
+            .bind(join_lines(&key.allowed_origins))
+            .bind(&key.prefix)
+            .bind(key.created_at)
+            .bind(key.expires_at)
+            .bind(false)
+            .bind(k.key_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict("api key"))?;
+        Ok(key)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKey>> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(q::API_KEY_BY_HASH)
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(ApiKey::try_from).transpose()
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(q::API_KEYS_OF_TENANT)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(ApiKey::try_from).collect()
+    }
+
+    async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::REVOKE_API_KEY)
+            .bind(true)
+            .bind(id)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+
+    async fn has_admin_key(&self) -> Result<bool> {
+        let id: Option<String> = sqlx::query_scalar(q::ANY_KEY_OF_KIND)
+            .bind(KeyKind::Admin.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id.is_some())
+    }
+
+    async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64> {
+        self.writable()?;
+        let r = sqlx::query(q::EXPIRE_API_KEYS)
+            .bind(at)
+            .bind(tenant_id)
+            .bind(kind.as_str())
+            .bind(false)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn create_credential(&self, c: &NewCredential<'_>, now: i64) -> Result<Credential> {
+        self.writable()?;
+        let cred = Credential {
+            id: crate::new_id("cred"),
+            tenant_id: c.tenant_id.to_string(),
+            username: c.username.to_string(),
+            key_md5: c.key_md5.to_vec(),
+            key_sha256: c.key_sha256.to_vec(),
+            label: c.label.map(str::to_string),
+            tags: c.tags.to_vec(),
+            enabled: true,
+            expires_at: c.expires_at,
+            created_at: now,
+        };
+        let r = sqlx::query(q::INSERT_CREDENTIAL)
+            .bind(&cred.id)
+            .bind(&cred.tenant_id)
+            .bind(&cred.username)
+            .bind(&cred.key_md5)
+            .bind(&cred.key_sha256)
+            .bind(&cred.label)
+            .bind(join_lines(&cred.tags))
+            .bind(true)
+            .bind(cred.expires_at)
+            .bind(cred.created_at)
+            .execute(&self.pool)
+            .await;
+        match r {
+            Ok(_) => Ok(cred),
+            Err(e) if is_unique_violation(&e) => {
+                let taken = self
+                    .credential_by_username(c.tenant_id, c.username)
+                    .await?
+                    .is_some();
+                Err(credential_conflict(e, taken))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_credential(&self, tenant_id: &str, id: &str) -> Result<Credential> {
+        let row: Option<CredentialRow> = sqlx::query_as(q::CREDENTIAL_BY_ID)
+            .bind(id)
+            .bind(tenant_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Into::into).ok_or(StoreError::NotFound)
+    }
+
+    async fn credential_by_username(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<Option<Credential>> {
+        let row: Option<CredentialRow> = sqlx::query_as(q::CREDENTIAL_BY_USERNAME)
+            .bind(tenant_id)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_credentials(
+        &self,
+        tenant_id: &str,
+        lq: &ListQuery<'_>,
+        now: i64,
+    ) -> Result<Page<Credential>> {
+        let limit = lq.limit.clamp(1, 1000);
+        let rows: Vec<CredentialRow> = sqlx::query_as(q::CREDENTIALS_PAGE)
+            .bind(tenant_id)
+            .bind(lq.label)
+            .bind(lq.include_expired)
+            .bind(now)
+            .bind(lq.cursor)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(page(rows, limit as usize))
+    }
+
+    async fn all_credentials(&self) -> Result<Vec<Credential>> {
+        let rows: Vec<CredentialRow> = sqlx::query_as(q::ALL_CREDENTIALS)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::SET_CREDENTIAL_ENABLED)
+            .bind(enabled)
+            .bind(id)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+
+    async fn delete_credential(&self, tenant_id: &str, id: &str) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::DELETE_CREDENTIAL)
+            .bind(id)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+
+    async fn delete_credentials_by_label(
+        &self,
+        tenant_id: &str,
+        label: &str,
+    ) -> Result<Vec<Credential>> {
+        self.writable()?;
+        let rows: Vec<CredentialRow> = sqlx::query_as(q::DELETE_CREDENTIALS_BY_LABEL)
+            .bind(tenant_id)
+            .bind(label)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn add_tenant_secret(
+        &self,
+        tenant_id: &str,
+        secret: &[u8],
+        now: i64,
+    ) -> Result<TenantSecret> {
+        self.writable()?;
+        let s = TenantSecret {
+            id: crate::new_id("sec"),
+            tenant_id: tenant_id.to_string(),
+            secret: secret.to_vec(),
+            created_at: now,
+            expires_at: None,
+        };
+        sqlx::query(q::INSERT_TENANT_SECRET)
+            .bind(&s.id)
+            .bind(&s.tenant_id)
+            .bind(&s.secret)
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(s)
+    }
+
+    async fn expire_tenant_secrets(&self, tenant_id: &str, at: i64) -> Result<u64> {
+        self.writable()?;
+        let r = sqlx::query(q::EXPIRE_TENANT_SECRETS)
+            .bind(at)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn live_tenant_secrets(&self, now: i64) -> Result<Vec<TenantSecret>> {
+        Ok(sqlx::query_as(q::LIVE_TENANT_SECRETS)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn add_revocation(&self, r: &Revocation) -> Result<()> {
+        self.writable()?;
+        sqlx::query(q::UPSERT_REVOCATION)
+            .bind(&r.tenant_id)
+            .bind(r.kind.as_str())
+            .bind(&r.value)
+            .bind(r.created_at)
+            .bind(r.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn live_revocations(&self, tenant_id: Option<&str>, now: i64) -> Result<Vec<Revocation>> {
+        let rows: Vec<RevocationRow> = sqlx::query_as(q::LIVE_REVOCATIONS)
+            .bind(now)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().filter_map(RevocationRow::known).collect())
+    }
+
+    async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()> {
+        self.writable()?;
+        sqlx::query(q::UPSERT_USER_TAGS)
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(join_lines(tags))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn add_disconnect(&self, d: &DisconnectRequest) -> Result<i64> {
+        self.writable()?;
+        Ok(sqlx::query_scalar(q::INSERT_DISCONNECT)
+            .bind(&d.node)
+            .bind(d.kind.as_str())
+            .bind(&d.tenant_id)
+            .bind(&d.value)
+            .bind(d.at)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn recent_disconnects(&self, since: i64) -> Result<Vec<DisconnectRequest>> {
+        let rows: Vec<DisconnectRow> = sqlx::query_as(q::RECENT_DISCONNECTS)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().filter_map(DisconnectRow::known).collect())
+    }
+
+    async fn prune_disconnects(&self, before: i64) -> Result<u64> {
+        self.writable()?;
+        let r = sqlx::query(q::PRUNE_DISCONNECTS)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>> {
+        let rows: Vec<UserTagsRow> = sqlx::query_as(q::USER_TAGS)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
+        self.writable()?;
+        let mut tx = self.pool.begin().await?;
+        for d in deltas {
+            let c = &d.counters;
+            sqlx::query(q::ADD_USAGE)
+                .bind(&d.tenant_id)
+                .bind(&d.credential_id)
+                .bind(&d.user_id)
+                .bind(d.hour)
+                .bind(c.c2s_bytes)
+                .bind(c.c2s_packets)
+                .bind(c.s2p_bytes)
+                .bind(c.s2p_packets)
+                .bind(c.p2s_bytes)
+                .bind(c.p2s_packets)
+                .bind(c.s2c_bytes)
+                .bind(c.s2c_packets)
+                .bind(c.allocations)
+                .bind(c.allocation_seconds)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>> {
+        Ok(sqlx::query_as(q::USAGE)
+            .bind(tenant_id)
+            .bind(from_hour)
+            .bind(to_hour)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn upsert_allocation(&self, r: &AllocationRecord) -> Result<()> {
+        self.writable()?;
+        sqlx::query(q::UPSERT_ALLOCATION)
+            .bind(&r.id)
+            .bind(&r.tenant_id)
+            .bind(&r.credential_id)
+            .bind(&r.user_id)
+            .bind(&r.username)
+            .bind(&r.client)
+            .bind(&r.transport)
+            .bind(&r.relay)
+            .bind(r.started_at)
+            .bind(r.ended_at)
+            .bind(r.c2s_bytes)
+            .bind(r.s2p_bytes)
+            .bind(r.p2s_bytes)
+            .bind(r.s2c_bytes)
+            .bind(r.peers)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_allocations(
+        &self,
+        tenant_id: &str,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AllocationRecord>> {
+        Ok(sqlx::query_as(q::ALLOCATIONS)
+            .bind(tenant_id)
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(limit.clamp(1, 100_000)))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn add_audit(&self, e: &AuditEntry) -> Result<()> {
+        self.writable()?;
+        sqlx::query(q::INSERT_AUDIT)
+            .bind(&e.id)
+            .bind(&e.tenant_id)
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.detail)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        Ok(sqlx::query_as(q::AUDIT)
+            .bind(tenant_id)
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(limit.clamp(1, 100_000)))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn put_quota(&self, quota: &Quota) -> Result<()> {
+        self.writable()?;
+        sqlx::query(q::UPSERT_QUOTA)
+            .bind(&quota.tenant_id)
+            .bind(quota.scope.as_str())
+            .bind(quota.period.as_str())
+            .bind(quota.bytes_per_period)
+            .bind(quota.max_allocations)
+            .bind(quota.max_bitrate_bps)
+            .bind(quota.throttle_bitrate_bps)
+            .bind(&quota.thresholds)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_quota(&self, tenant_id: &str, scope: &QuotaScope) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::DELETE_QUOTA)
+            .bind(tenant_id)
+            .bind(scope.as_str())
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+
+    async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>> {
+        Ok(sqlx::query_as(q::QUOTAS)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn put_notifications(&self, n: &NotificationSettings) -> Result<()> {
+        self.writable()?;
+        sqlx::query(q::UPSERT_NOTIFICATIONS)
+            .bind(&n.tenant_id)
+            .bind(&n.webhook_url)
+            .bind(&n.webhook_secret)
+            .bind(&n.email_to)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_notifications(&self, tenant_id: &str) -> Result<Option<NotificationSettings>> {
+        Ok(sqlx::query_as(q::NOTIFICATIONS)
+            .bind(tenant_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn record_alert(&self, e: &AlertEvent) -> Result<bool> {
+        self.writable()?;
+        let r = sqlx::query(q::INSERT_ALERT)
+            .bind(&e.id)
+            .bind(&e.tenant_id)
+            .bind(e.scope.as_str())
+            .bind(e.period_start)
+            .bind(e.percent)
+            .bind(&e.action)
+            .bind(e.bytes_used)
+            .bind(e.bytes_quota)
+            .bind(e.at)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>> {
+        Ok(sqlx::query_as(q::ALERTS)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn put_setting(&self, tenant_id: &str, key: &str, value: &str) -> Result<()> {
+        self.writable()?;
+        sqlx::query(q::UPSERT_SETTING)
+            .bind(tenant_id)
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_setting(&self, tenant_id: &str, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(q::SETTING)
+            .bind(tenant_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn add_denied_client(&self, d: &DeniedClient) -> Result<()> {
+        self.writable()?;
+        sqlx::query(q::INSERT_DENIED_CLIENT)
+            .bind(&d.id)
+            .bind(&d.cidr)
+            .bind(&d.note)
+            .bind(d.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict("deny list entry for this network"))?;
+        Ok(())
+    }
+
+    async fn list_denied_clients(&self) -> Result<Vec<DeniedClient>> {
+        Ok(sqlx::query_as(q::DENIED_CLIENTS)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn delete_denied_client(&self, id: &str) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::DELETE_DENIED_CLIENT)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+}
