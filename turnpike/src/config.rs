@@ -415,6 +415,9 @@ pub(crate) enum Command {
     /// Print the reference table of every configuration key (Markdown, as in
     /// docs/configuration.md).
     ConfigReference,
+    /// Test any STUN/TURN server end to end: Binding, Allocate, a relay round trip, clean-up.
+    /// Exits 1 when a probe failed.
+    Probe(crate::probe::ProbeArgs),
 }
 
 /// The command line as parsed: the subcommand, the file, and the keys given by flag or variable.
