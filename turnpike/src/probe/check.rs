@@ -79,6 +79,9 @@ async fn steps(
     allocated.push(a);
     row.allocate_ms = Some(ms(alloc_a.took));
     row.relayed = Some(alloc_a.relayed);
+    if row.software.is_none() {
+        row.software = alloc_a.software;
+    }
     let mut b = connect(target, server, credentials, settings).await?;
     let alloc_b = b.allocate().await?;
     allocated.push(b);

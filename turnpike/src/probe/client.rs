@@ -106,9 +106,11 @@ pub(crate) struct BindingAnswer {
 }
 
 /// A granted allocation.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Allocated {
     pub relayed: SocketAddr,
+    /// The server's SOFTWARE attribute (some servers send it in authenticated answers only).
+    pub software: Option<String>,
     /// From the first Allocate request to the success response (challenge included).
     pub took: Duration,
 }
@@ -163,14 +165,10 @@ impl Client {
             (None, None) => return Err(ProbeError::malformed(step, "no XOR-MAPPED-ADDRESS")),
         }
         .map_err(|e| ProbeError::malformed(step, e))?;
-        let software = m
-            .get(ATTR_SOFTWARE)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_string);
         Ok(BindingAnswer {
             mapped,
             rtt,
-            software,
+            software: software(&m),
         })
     }
 
@@ -193,7 +191,11 @@ impl Client {
             .and_then(|v| {
                 decode_xor_address(v, &tid).map_err(|e| ProbeError::malformed(step, e))
             })?;
-        Ok(Allocated { relayed, took })
+        Ok(Allocated {
+            relayed,
+            software: software(&m),
+            took,
+        })
     }
 
     /// CreatePermission (RFC 8656 §9) for `peer`'s IP address.
@@ -447,6 +449,13 @@ fn write_request(
     }
     w.fingerprint()?;
     Ok(w.finish())
+}
+
+/// The SOFTWARE attribute of a message, if it is UTF-8.
+fn software(m: &Message<'_>) -> Option<String> {
+    m.get(ATTR_SOFTWARE)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_string)
 }
 
 /// The error code of an error response.
