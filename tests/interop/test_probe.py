@@ -4,11 +4,15 @@ development certificate, `--insecure`), the shared port and IPv6; wrong credenti
 TLS from a CA this test makes and `--ca`); and credentials fetched from the control plane's
 ICE-servers API (`--api`, `--api-key`) in both its shapes."""
 
+import contextlib
 import json
 import os
+import selectors
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 
@@ -16,6 +20,7 @@ import pytest
 
 from api import ADMIN_KEY, Api, control_toml, new_tenant, ok, uniq
 from conftest import BIN, LOOPBACK_OK, USERS, free_port, free_port_range, stun_binding
+import turnclient as tc
 
 
 def probe(*args, timeout=120):
@@ -109,6 +114,87 @@ def test_probe_wrong_password_fails_with_401(turnpike):
     dead = free_port()
     code, out, _ = probe(f"turn:127.0.0.1:{t.port}", f"turn:127.0.0.1:{dead}?transport=tcp")
     assert code == 1 and "needs --username and --password" in out and "connect failed" in out, out
+
+
+@contextlib.contextmanager
+def udp_tap(server_port):
+    """A UDP forwarder on 127.0.0.1 between the probe and the server that keeps every datagram
+    the probe sent. Each client address gets its own upstream socket, so the server still sees
+    one 5-tuple per client. Yields (port, list of datagrams)."""
+    front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    front.bind(("127.0.0.1", 0))
+    seen, upstream, stop = [], {}, threading.Event()
+    sel = selectors.DefaultSelector()
+    sel.register(front, selectors.EVENT_READ, None)
+
+    def pump():
+        while not stop.is_set():
+            for key, _ in sel.select(timeout=0.1):
+                data, addr = key.fileobj.recvfrom(70000)
+                if key.data is None:  # from the probe: keep it, send it on
+                    seen.append(data)
+                    if addr not in upstream:
+                        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                        up.connect(("127.0.0.1", server_port))
+                        upstream[addr] = up
+                        sel.register(up, selectors.EVENT_READ, addr)
+                    upstream[addr].send(data)
+                else:  # from the server: back to that client
+                    front.sendto(data, key.data)
+
+    worker = threading.Thread(target=pump, daemon=True)
+    worker.start()
+    try:
+        yield front.getsockname()[1], seen
+    finally:
+        stop.set()
+        worker.join()
+        sel.close()
+        for s in [front, *upstream.values()]:
+            s.close()
+
+
+@pytest.mark.parametrize("anonymity", [False, True])
+def test_probe_answers_the_challenge_as_rfc8489_says(turnpike, anonymity):
+    """On the wire: the first Allocate has no credentials; after Turnpike's 401 (nonce cookie
+    with the password-algorithms bit, PASSWORD-ALGORITHMS offering SHA-256 and MD5) the probe
+    picks SHA-256, echoes both algorithm attributes and signs with MESSAGE-INTEGRITY-SHA256;
+    with static users alone and no control plane Turnpike's nonce also asks for username
+    anonymity, and the probe sends USERHASH instead of USERNAME."""
+    extra = "control_plane = false\n" if anonymity else ""
+    t = turnpike(USERS + LOOPBACK_OK + extra)
+    with udp_tap(t.port) as (port, seen):
+        code, out, err = probe(f"turn:127.0.0.1:{port}", "--username", "alice", "--password", "wonderland")
+    assert code == 0, out + err
+    msgs = [tc.decode(d) for d in seen if d[0] < 4]
+    allocates = [m for m in msgs if m.method == tc.ALLOCATE and m.cls == tc.REQUEST]
+    assert len(allocates) == 4, allocates  # two allocations, each challenged once
+    plain = [m for m in allocates if not m.has(tc.A_NONCE)]
+    signed = [m for m in msgs if m.cls == tc.REQUEST and m.has(tc.A_NONCE)]
+    assert len(plain) == 2 and not any(m.has(tc.A_MI) or m.has(tc.A_MI_SHA256) for m in plain)
+    # Allocate x2, CreatePermission x2, ChannelBind x2, Refresh x2.
+    assert sorted(m.method for m in signed) == sorted([tc.ALLOCATE, tc.CREATE_PERMISSION, tc.CHANNEL_BIND,
+                                                       tc.REFRESH] * 2)
+    realm = b"test"
+    for m in signed:
+        assert m.get(tc.A_PASSWORD_ALGORITHM) == bytes([0, tc.ALG_SHA256, 0, 0]), m
+        offered = m.get(tc.A_PASSWORD_ALGORITHMS)
+        assert offered is not None and bytes([0, tc.ALG_SHA256, 0, 0]) in offered, m
+        assert m.has(tc.A_MI_SHA256) and not m.has(tc.A_MI), m
+        assert tc.nonce_features(m.get(tc.A_NONCE)) == {"password_algorithms": True,
+                                                        "username_anonymity": anonymity}
+        if anonymity:
+            assert m.get(tc.A_USERHASH) == tc.userhash("alice", "test") and not m.has(tc.A_USERNAME), m
+        else:
+            assert m.get(tc.A_USERNAME) == b"alice" and not m.has(tc.A_USERHASH), m
+        assert m.get(tc.A_REALM) == realm
+        # The integrity is the SHA-256 long-term key's (recomputed here from the RFC text).
+        key = tc.long_term_key("alice", "test", "wonderland", tc.ALG_SHA256)
+        body = [(typ, v) for typ, v in m.attrs if typ not in (tc.A_MI_SHA256, tc.A_FINGERPRINT)]
+        again = tc.decode(tc.encode(m.method, m.cls, m.tid, body, key=key, sha256=True))
+        assert again.get(tc.A_MI_SHA256) == m.get(tc.A_MI_SHA256), m
+    refreshes = [m for m in signed if m.method == tc.REFRESH]
+    assert all(m.get(tc.A_LIFETIME) == b"\x00\x00\x00\x00" for m in refreshes)
 
 
 def make_ca_and_leaf(d):
