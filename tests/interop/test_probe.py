@@ -1,8 +1,8 @@
-"""`turnpike probe` against real servers on loopback: Turnpike itself over UDP, TCP, TLS (its
-development certificate, `--insecure`), the shared port and IPv6; wrong credentials; coturn's
-`turnserver` (another implementation, started here with its own temporary configuration, with
-TLS from a CA this test makes and `--ca`); and credentials fetched from the control plane's
-ICE-servers API (`--api`, `--api-key`) in both its shapes."""
+"""`turnpike probe` against real servers on loopback: Turnpike itself over UDP, TCP, TLS and DTLS
+(its development certificate, `--insecure`), the shared port and IPv6; wrong credentials;
+coturn's `turnserver` (another implementation, started here with its own temporary
+configuration, with TLS and DTLS from a CA this test makes and `--ca`); and credentials fetched
+from the control plane's ICE-servers API (`--api`, `--api-key`) in both its shapes."""
 
 import contextlib
 import json
@@ -65,24 +65,26 @@ def test_probe_turnpike_every_transport(turnpike):
         f"127.0.0.1:{t.port}",  # UDP and TCP
         f"turn:[::1]:{t.port}?transport=udp",
         f"turns:127.0.0.1:{t.tls_port}?transport=tcp",
+        f"turns:127.0.0.1:{t.tls_port}?transport=udp",  # DTLS
         f"turns:127.0.0.1:{t.mux_port}?transport=tcp",  # the shared port: TLS with ALPN
         f"turn:127.0.0.1:{t.mux_port}?transport=tcp",  # the shared port: plain TCP
         f"stun:127.0.0.1:{t.port}",
     ]
     code, report, text = probe_json(*urls, "--username", "alice", "--password", "wonderland", "--insecure")
     assert code == 0, text
-    assert_all_ok(report, rows=7)
+    assert_all_ok(report, rows=8)
     by = {(r["url"], r["transport"]): r for r in report["results"]}
     assert by[(f"127.0.0.1:{t.port}", "udp")]["server"] == f"127.0.0.1:{t.port}"
     # Over IPv6 the mapped address is IPv6; the relay is IPv4, the RFC 8656 default.
     v6 = by[(f"turn:[::1]:{t.port}?transport=udp", "udp")]
     assert v6["server"] == f"[::1]:{t.port}" and v6["mapped"].startswith("[::1]:"), v6
     assert by[(f"turns:127.0.0.1:{t.tls_port}?transport=tcp", "tls")]["software"].startswith("Turnpike")
+    assert by[(f"turns:127.0.0.1:{t.tls_port}?transport=udp", "dtls")]["relay_rtt_ms"] > 0
     for r in report["results"]:
         if r["relayed"] and r["relayed"].startswith("127.0.0.1:"):
             assert 40000 <= int(r["relayed"].rsplit(":", 1)[1]) <= 60000, r
     # Two allocations per TURN row, all deleted by the probe's Refresh (lifetime 0).
-    assert allocations_gone(t) == 2 * 6
+    assert allocations_gone(t) == 2 * 7
     # The table: a header and one "ok" row per URL and transport; the warning of --insecure.
     code, out, err = probe(*urls[:3], "--username", "alice", "--password", "wonderland", "--insecure")
     assert code == 0, out + err
@@ -93,6 +95,8 @@ def test_probe_turnpike_every_transport(turnpike):
     # Without --insecure the development certificate is refused, and says why.
     code, out, _ = probe(f"turns:127.0.0.1:{t.tls_port}", "--username", "u", "--password", "p")
     assert code == 1 and "TLS handshake failed" in out and "UnknownIssuer" in out, out
+    code, out, _ = probe(f"turns:127.0.0.1:{t.tls_port}?transport=udp", "--username", "u", "--password", "p")
+    assert code == 1 and "DTLS handshake failed" in out and "UnknownIssuer" in out, out
 
 
 def test_probe_wrong_password_fails_with_401(turnpike):
@@ -198,7 +202,7 @@ def test_probe_answers_the_challenge_as_rfc8489_says(turnpike, anonymity):
 
 
 def make_ca_and_leaf(d):
-    """A CA and a leaf for localhost/127.0.0.1 signed by it (OpenSSL), for coturn's TLS."""
+    """A CA and a leaf for localhost/127.0.0.1 signed by it (OpenSSL), for coturn's TLS/DTLS."""
     if shutil.which("openssl") is None:
         pytest.fail("openssl is not installed (scripts/install-prereqs installs it)")
 
@@ -225,7 +229,7 @@ def test_probe_coturn(tmp_path):
         ["turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
          f"--listening-port={port}", f"--tls-listening-port={tls_port}", f"--cert={cert}", f"--pkey={key}",
          f"--min-port={lo}", f"--max-port={hi}", "--lt-cred-mech", "--user=u:p", "--realm=test",
-         "--no-dtls", "--allow-loopback-peers", "--no-cli", "--log-file=stdout", "--simple-log",
+         "--allow-loopback-peers", "--no-cli", "--log-file=stdout", "--simple-log",
          f"--pidfile={tmp_path / 'coturn.pid'}", f"--userdb={tmp_path / 'turndb'}"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -235,16 +239,18 @@ def test_probe_coturn(tmp_path):
             assert time.time() < deadline, "coturn did not answer STUN"
             time.sleep(0.1)
         code, report, text = probe_json(f"127.0.0.1:{port}", f"turns:localhost:{tls_port}?transport=tcp",
-                                        f"stun:127.0.0.1:{port}", "--username", "u", "--password", "p",
-                                        "--ca", str(ca))
+                                        f"turns:localhost:{tls_port}?transport=udp", f"stun:127.0.0.1:{port}",
+                                        "--username", "u", "--password", "p", "--ca", str(ca))
         assert code == 0, text + (tmp_path / "coturn.log").read_text()
-        assert_all_ok(report, rows=4)
-        for r in report["results"][:3]:
+        assert_all_ok(report, rows=5)
+        assert [r["transport"] for r in report["results"]] == ["udp", "tcp", "tls", "dtls", "udp"]
+        for r in report["results"][:4]:
             assert lo <= int(r["relayed"].rsplit(":", 1)[1]) <= hi, r
         assert "Coturn" in (report["results"][0]["software"] or ""), report
-        # The CA is needed: without --ca the certificate is refused.
-        code, out, _ = probe(f"turns:localhost:{tls_port}", "--username", "u", "--password", "p")
-        assert code == 1 and "TLS handshake failed" in out, out
+        # The CA is needed: without --ca the certificate is refused, over TLS and DTLS.
+        code, out, _ = probe(f"turns:localhost:{tls_port}", f"turns:localhost:{tls_port}?transport=udp",
+                             "--username", "u", "--password", "p")
+        assert code == 1 and "TLS handshake failed" in out and "DTLS handshake failed" in out, out
         code, out, _ = probe(f"turn:127.0.0.1:{port}", "--username", "u", "--password", "wrong")
         assert code == 1 and "401 wrong credentials" in out, out
     finally:

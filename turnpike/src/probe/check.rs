@@ -14,7 +14,7 @@ use super::conn::Conn;
 use super::error::ProbeError;
 use super::report::{ms, Row};
 use super::tls::Trust;
-use super::uri::{Scheme, Target, Transport};
+use super::uri::{Scheme, Target};
 
 /// The channel number each allocation binds (the first of RFC 8656 §12's range).
 const CHANNEL: u16 = 0x4000;
@@ -34,11 +34,6 @@ pub(crate) async fn check(
     settings: &Settings,
 ) -> Row {
     let mut row = Row::new(&target.uri, target.transport.as_str());
-    if target.transport == Transport::Dtls {
-        return row.skipped(
-            "not probed: DTLS is not supported by `turnpike probe` (probe the TLS or UDP URL)",
-        );
-    }
     let mut clients = Vec::new();
     let outcome = steps(target, credentials, settings, &mut row, &mut clients).await;
     // Clean up every allocation made, even after a failure; a failed clean-up is reported when
@@ -186,17 +181,26 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn dtls_is_skipped_not_failed() {
-        let target = super::super::uri::parse("turns:127.0.0.1:9?transport=udp", true)
-            .unwrap()
-            .remove(0);
+    async fn silent_dtls_server_fails_the_handshake() {
+        let quiet = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = quiet.local_addr().unwrap().port();
+        let target =
+            super::super::uri::parse(&format!("turns:127.0.0.1:{port}?transport=udp"), true)
+                .unwrap()
+                .remove(0);
         let settings = Settings {
             trust: Trust::new(None, false).unwrap(),
-            step_timeout: Duration::from_millis(100),
+            step_timeout: Duration::from_millis(300),
         };
         let row = check(&target, None, &settings).await;
-        assert_eq!(row.result, super::super::report::Verdict::Skipped);
-        assert!(row.reason.unwrap().contains("not probed"));
+        assert_eq!(row.result, super::super::report::Verdict::Fail);
+        let reason = row.reason.unwrap();
+        assert!(reason.starts_with("DTLS handshake failed"), "{reason}");
+        // The ClientHello was sent.
+        let mut buf = [0u8; 1500];
+        let n = quiet.recv(&mut buf).unwrap();
+        assert_eq!(buf[0], 22, "a DTLS handshake record");
+        assert!(n > 13);
     }
 
     #[tokio::test]

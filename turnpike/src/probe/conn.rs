@@ -1,6 +1,6 @@
-//! One client transport to the server: a connected UDP socket (one datagram is one message), or
-//! a TCP or TLS stream split into STUN and ChannelData frames (RFC 8656 §11.5: ChannelData
-//! padded to 4 bytes).
+//! One client transport to the server: a connected UDP socket (one datagram is one message), a
+//! DTLS association on one (one record is one message), or a TCP or TLS stream split into STUN
+//! and ChannelData frames (RFC 8656 §11.5: ChannelData padded to 4 bytes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
+use super::dtls::DtlsConn;
 use super::error::{ProbeError, Step};
 use super::tls::{Trust, ALPN_TURN};
 use super::uri::Transport;
@@ -24,6 +25,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 enum Kind {
     Udp(UdpSocket),
+    Dtls(Box<DtlsConn>),
     Stream {
         io: Box<dyn Stream>,
         /// Bytes read but not yet returned as a frame.
@@ -51,7 +53,7 @@ impl Conn {
             limit,
         };
         match transport {
-            Transport::Udp => {
+            Transport::Udp | Transport::Dtls => {
                 let any: SocketAddr = if server.is_ipv4() {
                     (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
                 } else {
@@ -59,9 +61,14 @@ impl Conn {
                 };
                 let sock = UdpSocket::bind(any).await.map_err(ProbeError::Connect)?;
                 sock.connect(server).await.map_err(ProbeError::Connect)?;
-                Ok(Self {
-                    kind: Kind::Udp(sock),
-                })
+                let kind = if transport == Transport::Dtls {
+                    Kind::Dtls(Box::new(
+                        DtlsConn::handshake(sock, host, trust, limit).await?,
+                    ))
+                } else {
+                    Kind::Udp(sock)
+                };
+                Ok(Self { kind })
             }
             Transport::Tcp | Transport::Tls => {
                 let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(server))
@@ -93,22 +100,19 @@ impl Conn {
                     },
                 })
             }
-            Transport::Dtls => Err(ProbeError::Connect(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "DTLS is not supported by the probe",
-            ))),
         }
     }
 
     /// Whether messages may be lost (and requests must be retransmitted).
     pub(crate) fn is_datagram(&self) -> bool {
-        matches!(self.kind, Kind::Udp(_))
+        matches!(self.kind, Kind::Udp(_) | Kind::Dtls(_))
     }
 
     /// Sends one message or ChannelData frame (already padded for streams).
     pub(crate) async fn send(&mut self, step: Step, frame: &[u8]) -> Result<(), ProbeError> {
         match &mut self.kind {
             Kind::Udp(s) => s.send(frame).await.map(drop),
+            Kind::Dtls(d) => return d.send(step, frame).await,
             Kind::Stream { io, .. } => io.write_all(frame).await,
         }
         .map_err(|e| ProbeError::io(step, e))
@@ -136,6 +140,7 @@ impl Conn {
                     Ok(Err(e)) => Err(ProbeError::io(step, e)),
                 }
             }
+            Kind::Dtls(d) => d.recv(step, deadline).await,
             Kind::Stream { io, pending } => loop {
                 let size = turnpike_stun::frame_len(pending)
                     .map_err(|e| ProbeError::malformed(step, format!("bad stream framing: {e}")))?;

@@ -47,6 +47,9 @@ pub(crate) enum ProbeError {
     /// The TLS handshake failed (often an untrusted certificate: `--ca FILE` or `--insecure`).
     #[error("TLS handshake failed: {0}")]
     Tls(std::io::Error),
+    /// The DTLS handshake failed (an untrusted certificate: `--ca FILE` or `--insecure`).
+    #[error("DTLS handshake failed: {0}")]
+    Dtls(String),
     /// The TLS client could not be set up (`--ca` file unreadable or without certificates).
     #[error("TLS setup: {0}")]
     TlsSetup(String),

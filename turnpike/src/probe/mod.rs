@@ -3,11 +3,12 @@
 //! allocations relaying to each other through permissions and channels (relay round trip),
 //! and a clean-up Refresh. Credentials come from the command line or from an ICE-servers API.
 //!
-//! What it does not do: DTLS (reported as not probed), TCP relays (RFC 6062), load testing.
+//! What it does not do: TCP relays (RFC 6062), load testing.
 
 mod check;
 mod client;
 mod conn;
+mod dtls;
 mod error;
 mod ice_api;
 mod report;
@@ -27,7 +28,8 @@ use self::uri::Target;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProbeArgs {
     /// Server URLs: `stun:HOST:PORT`, `turn:HOST:PORT?transport=udp|tcp`,
-    /// `turns:HOST:PORT?transport=tcp` (RFC 7064/7065), or a bare `HOST:PORT` for UDP and TCP.
+    /// `turns:HOST:PORT?transport=tcp` (TLS), `turns:HOST:PORT?transport=udp` (DTLS) (RFC
+    /// 7064/7065), or a bare `HOST:PORT` for UDP and TCP.
     #[arg(value_name = "URL", required_unless_present = "api")]
     urls: Vec<String>,
     /// Username of the long-term credential (TURN).

@@ -11,8 +11,6 @@ use serde::Serialize;
 pub(crate) enum Verdict {
     Ok,
     Fail,
-    /// Not probed (e.g. DTLS); does not make the run fail.
-    Skipped,
 }
 
 /// One probed URL and transport.
@@ -21,7 +19,7 @@ pub(crate) struct Row {
     pub url: String,
     pub transport: &'static str,
     pub result: Verdict,
-    /// Why it failed or was skipped.
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The address probed (after name resolution).
@@ -57,12 +55,6 @@ impl Row {
         self.reason = Some(reason.to_string());
         self
     }
-
-    pub(crate) fn skipped(mut self, reason: impl std::fmt::Display) -> Self {
-        self.result = Verdict::Skipped;
-        self.reason = Some(reason.to_string());
-        self
-    }
 }
 
 /// Milliseconds with microsecond precision, for the JSON numbers.
@@ -70,7 +62,7 @@ pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// Whether every row is ok or skipped.
+/// Whether every row is ok.
 pub(crate) fn all_ok(rows: &[Row]) -> bool {
     rows.iter().all(|r| r.result != Verdict::Fail)
 }
@@ -113,7 +105,6 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 match r.result {
                     Verdict::Ok => "ok",
                     Verdict::Fail => "FAIL",
-                    Verdict::Skipped => "skipped",
                 }
                 .to_string(),
                 opt_ms(r.binding_rtt_ms),
@@ -167,8 +158,7 @@ mod tests {
         good.relayed = Some("127.0.0.1:49152".parse().unwrap());
         let bad = Row::new("turns:127.0.0.1:5349?transport=tcp", "tls")
             .failed("TLS handshake failed: invalid peer certificate: UnknownIssuer");
-        let skipped = Row::new("turns:h:5349?transport=udp", "dtls").skipped("not probed");
-        let rows = vec![good, bad, skipped];
+        let rows = vec![good, bad];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("URL") && lines[0].ends_with("RELAYED"));
@@ -179,13 +169,13 @@ mod tests {
             lines[3],
             "    FAIL: TLS handshake failed: invalid peer certificate: UnknownIssuer"
         );
-        assert!(lines[4].contains("skipped") && lines[5].contains("not probed"));
+        assert_eq!(lines.len(), 4);
         // Columns line up: RESULT starts at the same offset on every row.
         let at = lines[0].find("RESULT").unwrap();
         assert_eq!(&lines[1][at..at + 2], "ok");
         assert_eq!(&lines[2][at..at + 4], "FAIL");
         assert!(!all_ok(&rows));
-        assert!(all_ok(&rows[..1]) && all_ok(&[rows[0].clone(), rows[2].clone()]));
+        assert!(all_ok(&rows[..1]));
         let j: serde_json::Value = serde_json::from_str(&json(&rows)).unwrap();
         assert_eq!(j["ok"], false);
         assert_eq!(j["results"][0]["result"], "ok");
@@ -196,7 +186,6 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("TLS handshake failed"));
-        assert_eq!(j["results"][2]["result"], "skipped");
         assert!(j["results"][0].get("reason").is_none());
     }
 }

@@ -51,6 +51,29 @@ impl Trust {
         })
     }
 
+    /// Checks a certificate given without its chain (DTLS): it must be signed directly by a
+    /// trusted certificate and name `host`; anything passes with `--insecure`.
+    pub(crate) fn verify_leaf(&self, der: &[u8], host: &str) -> Result<(), String> {
+        if self.danger_accept_any {
+            return Ok(());
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            self.roots.clone(),
+            provider,
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+        verifier
+            .verify_server_cert(&CertificateDer::from(der), &[], &name, &[], UnixTime::now())
+            .map(drop)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(c) => format!("{c:?}"),
+                e => e.to_string(),
+            })
+    }
+
     /// A client configuration offering `alpn`.
     pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> Result<ClientConfig, ProbeError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
