@@ -504,6 +504,9 @@ pub(crate) enum Command {
         #[arg(long)]
         update: Option<PathBuf>,
     },
+    /// Test any STUN/TURN server end to end: Binding, Allocate, a relay round trip, clean-up.
+    /// Exits 1 when a probe failed.
+    Probe(crate::probe::ProbeArgs),
 }
 
 /// The command line as parsed: the subcommand, the file, and the keys given by flag or variable.

@@ -9,6 +9,7 @@ mod health;
 mod http;
 mod instance;
 mod limits;
+mod probe;
 mod secret;
 
 use std::net::IpAddr;
@@ -32,6 +33,13 @@ fn main() {
 
 fn run() -> Result<()> {
     let inv = crate::config::Invocation::from_env();
+    if let Some(Command::Probe(args)) = &inv.cli.command {
+        // A client: reads no configuration. Exit status 1 when a probe failed.
+        if !probe::run(args)? {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let cfg = inv.load()?;
     match inv.cli.command {
         Some(Command::Credential { user, ttl }) => {
@@ -72,6 +80,7 @@ fn run() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(());
         }
+        Some(Command::Probe(_)) => unreachable!("dispatched before the configuration is read"),
         Some(Command::ConfigReference { update }) => {
             match update {
                 Some(path) => crate::config::update_reference(&path)?,
