@@ -494,14 +494,16 @@ def test_restart_after_the_database_file_was_lost_refuses_to_start(tmp_path):
     assert p.returncode != 0
     assert "is missing, but Turnpike created it before" in p.stderr, p.stderr
     (data / "turnpike.db.created").unlink()
-    proc = subprocess.Popen([BIN, "--config", str(t.config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "restart.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([BIN, "--config", str(t.config)], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 15
-        while time.time() < deadline and not (data / "turnpike.db").exists():
+        while time.time() < deadline and "generated an admin API key" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
             time.sleep(0.1)
+        assert "generated an admin API key" in log.read_text(), log.read_text()
         assert (data / "turnpike.db").exists()
     finally:
         proc.terminate()
-        out = proc.communicate(timeout=10)[0]
-    assert "generated an admin API key" in out
+        proc.wait(timeout=10)
