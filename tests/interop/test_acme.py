@@ -11,7 +11,6 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
@@ -21,67 +20,79 @@ import turnclient as tc
 DOMAIN = "turn.example.test"
 
 
-def wait_https(url, ca, timeout=20):
-    ctx = ssl.create_default_context(cafile=str(ca))
+def _run(args, timeout=60):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_https(url, ca, run=_run, timeout=20):
+    """The body of `url` fetched with curl (through `run`, e.g. inside a namespace), trusting
+    `ca`; waits for the server to answer."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, context=ctx, timeout=2) as r:
-                return r.read()
-        except OSError:
-            time.sleep(0.2)
+        r = run(["curl", "-sf", "--max-time", "2", "--cacert", str(ca), url], timeout=10)
+        if r.returncode == 0:
+            return r.stdout.encode()
+        time.sleep(0.2)
     raise AssertionError(f"{url} did not answer")
+
+
+def start_pebble(tmp_path, http_port, tls_port, address="127.0.0.1", spawn=subprocess.Popen, run=_run):
+    """Starts pebble (and pebble-challtestsrv as its DNS, answering `address` for every name)
+    validating on the given HTTP and TLS ports, with `spawn` (which must see to stopping what it
+    starts); returns the directory URL, the CA file for pebble's own HTTPS, and a function
+    returning pebble's root."""
+    if shutil.which("pebble") is None:
+        pytest.fail("pebble is not installed (scripts/install-prereqs installs it)")
+    # pebble's own HTTPS: a leaf signed by a throw-away CA (a self-signed CA certificate
+    # cannot be a server's end-entity certificate).
+    ca, ca_key = tmp_path / "test-ca.pem", tmp_path / "test-ca.key"
+    cert, key = tmp_path / "pebble-cert.pem", tmp_path / "pebble-key.pem"
+    csr, ext = tmp_path / "pebble.csr", tmp_path / "pebble.ext"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    subprocess.run(["openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca),
+                    "-days", "2", "-subj", "/CN=turnpike-test-ca"], check=True, capture_output=True)
+    subprocess.run(["openssl", "req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=pebble"],
+                   check=True, capture_output=True)
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                   "extendedKeyUsage=serverAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+                    "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext)],
+                   check=True, capture_output=True)
+    dns, dns_mgmt, acme, mgmt = free_port(), free_port(), free_port(), free_port()
+    spawn(["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns}", "-http01", "", "-https01", "",
+           "-tlsalpn01", "", "-management", f"127.0.0.1:{dns_mgmt}", "-defaultIPv4", address,
+           "-defaultIPv6", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg = tmp_path / "pebble.json"
+    cfg.write_text(json.dumps({"pebble": {
+        "listenAddress": f"127.0.0.1:{acme}", "managementListenAddress": f"127.0.0.1:{mgmt}",
+        "certificate": str(cert), "privateKey": str(key), "httpPort": http_port,
+        "tlsPort": tls_port, "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
+    env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
+    log = open(tmp_path / "pebble.log", "w")
+    spawn(["pebble", "-config", str(cfg), "-dnsserver", f"127.0.0.1:{dns}"],
+          stdout=log, stderr=subprocess.STDOUT, env=env)
+    wait_https(f"https://127.0.0.1:{acme}/dir", ca, run)
+
+    def root():
+        pem = wait_https(f"https://127.0.0.1:{mgmt}/roots/0", ca, run)
+        path = tmp_path / "pebble-root.pem"
+        path.write_bytes(pem)
+        return path
+
+    return f"https://127.0.0.1:{acme}/dir", ca, root
 
 
 @pytest.fixture
 def pebble_for(tmp_path):
-    """Starts pebble (and its DNS) validating on the given HTTP and TLS ports; yields the
-    directory URL, the CA file for pebble's own HTTPS, and a function returning pebble's root."""
-    if shutil.which("pebble") is None:
-        pytest.fail("pebble is not installed (scripts/install-prereqs installs it)")
+    """start_pebble in this namespace, stopped at the end."""
     procs = []
 
-    def start(http_port, tls_port):
-        # pebble's own HTTPS: a leaf signed by a throw-away CA (a self-signed CA certificate
-        # cannot be a server's end-entity certificate).
-        ca, ca_key = tmp_path / "test-ca.pem", tmp_path / "test-ca.key"
-        cert, key = tmp_path / "pebble-cert.pem", tmp_path / "pebble-key.pem"
-        csr, ext = tmp_path / "pebble.csr", tmp_path / "pebble.ext"
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-        subprocess.run(["openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca),
-                        "-days", "2", "-subj", "/CN=turnpike-test-ca"], check=True, capture_output=True)
-        subprocess.run(["openssl", "req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=pebble"],
-                       check=True, capture_output=True)
-        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-                       "extendedKeyUsage=serverAuth\n")
-        subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-                        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext)],
-                       check=True, capture_output=True)
-        dns, dns_mgmt, acme, mgmt = free_port(), free_port(), free_port(), free_port()
-        procs.append(subprocess.Popen(
-            ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns}", "-http01", "", "-https01", "",
-             "-tlsalpn01", "", "-management", f"127.0.0.1:{dns_mgmt}", "-defaultIPv4", "127.0.0.1",
-             "-defaultIPv6", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        cfg = tmp_path / "pebble.json"
-        cfg.write_text(json.dumps({"pebble": {
-            "listenAddress": f"127.0.0.1:{acme}", "managementListenAddress": f"127.0.0.1:{mgmt}",
-            "certificate": str(cert), "privateKey": str(key), "httpPort": http_port,
-            "tlsPort": tls_port, "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
-        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
-        log = open(tmp_path / "pebble.log", "w")
-        procs.append(subprocess.Popen(["pebble", "-config", str(cfg), "-dnsserver", f"127.0.0.1:{dns}"],
-                                      stdout=log, stderr=subprocess.STDOUT, env=env))
-        wait_https(f"https://127.0.0.1:{acme}/dir", ca)
+    def spawn(args, **kw):
+        p = subprocess.Popen(args, **kw)
+        procs.append(p)
+        return p
 
-        def root():
-            pem = wait_https(f"https://127.0.0.1:{mgmt}/roots/0", ca)
-            path = tmp_path / "pebble-root.pem"
-            path.write_bytes(pem)
-            return path
-
-        return f"https://127.0.0.1:{acme}/dir", ca, root
-
-    yield start
+    yield lambda http_port, tls_port: start_pebble(tmp_path, http_port, tls_port, spawn=spawn)
     for p in procs:
         p.terminate()
         try:
