@@ -99,8 +99,8 @@ def control_toml(db_url, extra=""):
     return (
         f'database_url = "{db_url}"\n'
         f'admin_key = "{ADMIN_KEY}"\n'
-        "usage_flush_interval_ms = 200\n"
-        "directory_sync_interval_ms = 500\n" + extra
+        "usage_flush_interval = \"200ms\"\n"
+        "directory_sync_interval = \"500ms\"\n" + extra
     )
 
 

@@ -67,7 +67,7 @@ def test_quota_thresholds_fire_actions_webhooks_and_email(turnpike, db):
     try:
         extra = (
             f'smtp_host = "127.0.0.1"\nsmtp_port = {smtp_port}\nsmtp_security = "none"\n'
-            'smtp_from = "turnpike@example.com"\nwebhook_first_retry_ms = 200\n'
+            'smtp_from = "turnpike@example.com"\nwebhook_first_retry = "200ms"\n'
             # The test receiver is on loopback, which webhooks may not reach by default.
             'danger_allow_webhook_ranges = ["127.0.0.0/8"]\n'
         )

@@ -161,7 +161,7 @@ def test_webhook_targets_are_checked_again_at_delivery(turnpike, tmp_path):
         ok(by_ip.put("/v1/notifications", {"webhook_url": f"http://127.0.0.1:{port}/ip"}))
         t.stop()
         # The same database, without the danger range.
-        t, _ = start(turnpike, url, "webhook_first_retry_ms = 100\n")
+        t, _ = start(turnpike, url, "webhook_first_retry = \"100ms\"\n")
         quota = {"bytes_per_period": 10_000, "thresholds": [{"percent": 50, "action": "notify"}]}
         for key in (by_name.key, by_ip.key):
             api = Api(t.metrics_port, key)

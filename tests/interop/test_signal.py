@@ -16,7 +16,7 @@ import websockets
 
 from api import ADMIN_KEY, Api, control_toml, error, new_tenant, ok, wait_for
 
-SIG = ("signal_resume_grace_ms = 1500\n")
+SIG = ("signal_resume_grace = \"1500ms\"\n")
 
 
 def start(turnpike, extra="", db_url=None, tmp=None):

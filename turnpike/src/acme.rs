@@ -74,7 +74,7 @@ impl Acme {
             directory: cfg.acme_directory.clone(),
             ca_file: cfg.acme_ca_file.clone(),
             challenge,
-            renew_after: cfg.acme_renew_after.map(Duration::from_secs),
+            renew_after: cfg.acme_renew_after.map(crate::duration::Span::get),
             dir: cfg.data_dir.join("acme"),
             http01: Arc::default(),
         })

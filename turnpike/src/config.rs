@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use turnpike_proto::config::defaults as PROTO;
 use turnpike_server::defaults as DRIVER;
 
+use crate::duration::Span;
+
 /// The Rust type of a key's value: `one T`, `list T` (`Vec<T>`, comma-separated on the command
 /// line) or `opt T` (`Option<T>`: unset unless given).
 macro_rules! value_type {
@@ -265,10 +267,10 @@ keys! {
     /// `tls-alpn-01` (port 443, answered on the TLS listeners), or `auto` (`http-01` when
     /// `listen_mux_plain` is set, else `tls-alpn-01`).
     acme_challenge: one AcmeChallenge = AcmeChallenge::Auto;
-    /// Seconds after issuance to renew (unset: at two thirds of the certificate's lifetime).
-    acme_renew_after: opt u64 = None;
-    /// Seconds a TLS or DTLS handshake (or the first bytes on a shared port) may take.
-    tls_handshake_timeout: one u64 = DRIVER::TLS_HANDSHAKE_TIMEOUT.as_secs();
+    /// When to renew, counted from issuance (unset: at two thirds of the certificate's lifetime).
+    acme_renew_after: opt Span = None;
+    /// How long a TLS or DTLS handshake (or the first bytes on a shared port) may take.
+    tls_handshake_timeout: one Span = Span::from_duration(DRIVER::TLS_HANDSHAKE_TIMEOUT);
     /// IPv4 address relay sockets bind to; default: the address the client reached, or for a client
     /// that came over IPv6 (and gets an IPv4 relay by default, RFC 8656), the first specific IPv4
     /// listener address.
@@ -295,18 +297,18 @@ keys! {
     /// Created 0700 (an existing looser directory is tightened, with a warning); its files are
     /// 0600, whatever the umask. One Turnpike per data directory: a second one refuses to start.
     data_dir: one PathBuf = "turnpike-data".into();
-    /// Allocation lifetime when the client asks for none (s).
-    default_lifetime: one u64 = PROTO::DEFAULT_LIFETIME.as_secs();
-    /// Longest allocation lifetime granted (s).
-    max_lifetime: one u64 = PROTO::MAX_LIFETIME.as_secs();
-    /// Nonce validity before 438 Stale Nonce (s).
-    nonce_lifetime: one u64 = PROTO::NONCE_LIFETIME.as_secs();
-    /// Seconds a live allocation may go on after the credential it was made with expired:
+    /// Allocation lifetime when the client asks for none (whole seconds: the wire carries them).
+    default_lifetime: one Span = Span::from_duration(PROTO::DEFAULT_LIFETIME);
+    /// Longest allocation lifetime granted.
+    max_lifetime: one Span = Span::from_duration(PROTO::MAX_LIFETIME);
+    /// Nonce validity before 438 Stale Nonce.
+    nonce_lifetime: one Span = Span::from_duration(PROTO::NONCE_LIFETIME);
+    /// How long a live allocation may go on after the credential it was made with expired:
     /// Refresh, CreatePermission, ChannelBind and RFC 6062 requests keep working, so a call
     /// outlives a short-lived credential. A new Allocate always needs a valid credential; a
     /// revoked, disabled or deleted credential or a tenant over a `refuse` or `disconnect`
     /// quota still ends the allocation. `0`: every request needs a valid credential.
-    credential_grace: one u64 = PROTO::CREDENTIAL_GRACE.as_secs();
+    credential_grace: one Span = Span::from_duration(PROTO::CREDENTIAL_GRACE);
     /// Live allocations on this node (0 = unlimited); beyond it, 486. Unset: 40 % of the file
     /// descriptors above a reserve (see [security.md](security.md#resource-caps)).
     max_allocations: opt usize = None;
@@ -350,8 +352,8 @@ keys! {
     log_level: one String = "info".into();
     /// SOFTWARE attribute in authenticated responses; empty for none.
     software: one String = concat!("Turnpike ", env!("CARGO_PKG_VERSION")).into();
-    /// TCP/TLS connections idle between frames longer than this are closed (s).
-    tcp_idle_timeout: one u64 = DRIVER::TCP_IDLE_TIMEOUT.as_secs();
+    /// TCP/TLS connections idle between frames longer than this are closed.
+    tcp_idle_timeout: one Span = Span::from_duration(DRIVER::TCP_IDLE_TIMEOUT);
     /// TURN TCP/TLS connections from one source IP, across all workers (0: an eighth of
     /// `max_connections`).
     tcp_max_per_source: one usize = 0;
@@ -359,18 +361,18 @@ keys! {
     /// descriptors above a reserve). Beyond it, new connections are closed at accept, counted in
     /// `turnpike_connections_refused_total` and logged (once a minute at most).
     max_connections: one usize = 0;
-    /// A new TCP/TLS connection must deliver its first complete STUN message within this (s).
-    tcp_first_frame_timeout: one u64 = DRIVER::TCP_FIRST_FRAME_TIMEOUT.as_secs();
-    /// A frame, once its first byte arrived, must be complete within this (s): a client trickling
+    /// A new TCP/TLS connection must deliver its first complete STUN message within this.
+    tcp_first_frame_timeout: one Span = Span::from_duration(DRIVER::TCP_FIRST_FRAME_TIMEOUT);
+    /// A frame, once its first byte arrived, must be complete within this: a client trickling
     /// bytes (slow loris) is closed.
-    tcp_frame_timeout: one u64 = DRIVER::TCP_FRAME_TIMEOUT.as_secs();
+    tcp_frame_timeout: one Span = Span::from_duration(DRIVER::TCP_FRAME_TIMEOUT);
     /// Connections at once on `metrics_listen` (0: 20 % of the file descriptors above a reserve; a
     /// quarter of it per source IP). The shared port's HTTP connections count under
     /// `max_connections`.
     http_max_connections: one usize = 0;
-    /// Seconds an HTTP client has to send a request's headers, on `metrics_listen` and on the
+    /// How long an HTTP client has to send a request's headers, on `metrics_listen` and on the
     /// shared port; then the connection is closed.
-    http_header_timeout: one u64 = 10;
+    http_header_timeout: one Span = Span::secs(10);
     /// In drain mode (SIGUSR1), exit once the last allocation is gone.
     drain_exit: one bool = false;
     /// Run the control plane: REST API, metering, stored and ephemeral credentials ([control-
@@ -388,16 +390,20 @@ keys! {
     api_rate_per_sec: one u32 = 50;
     /// Largest API request body in bytes (413 beyond).
     api_max_body: one usize = 65536;
-    /// Lifetime of minted ephemeral credentials when not asked, seconds.
-    ephemeral_default_ttl: one u64 = 3600;
-    /// Longest lifetime of ephemeral credentials, seconds.
-    ephemeral_max_ttl: one u64 = 604800;
+    /// Lifetime of minted ephemeral credentials when not asked.
+    ephemeral_default_ttl: one Span = Span::secs(3600);
+    /// Longest lifetime of ephemeral credentials.
+    ephemeral_max_ttl: one Span = Span::secs(604800);
     /// How often metered usage is written to the database; a power cut loses at most this plus one
     /// second of counts (SIGTERM loses nothing).
-    usage_flush_interval_ms: one u64 = 2000;
+    usage_flush_interval: one Span = Span::secs(2);
+    /// Deprecated: `usage_flush_interval` in milliseconds.
+    usage_flush_interval_ms: opt u64 = None;
     /// How often credentials, secrets, revocations and quotas are re-read from the database
     /// (changes made by other nodes). Local changes apply at once.
-    directory_sync_interval_ms: one u64 = 2000;
+    directory_sync_interval: one Span = Span::secs(2);
+    /// Deprecated: `directory_sync_interval` in milliseconds.
+    directory_sync_interval_ms: opt u64 = None;
     /// SMTP server for alert emails; unset: no email.
     smtp_host: opt String = None;
     /// SMTP port.
@@ -412,8 +418,10 @@ keys! {
     smtp_from: one String = "turnpike@localhost".into();
     /// Webhook delivery attempts.
     webhook_attempts: one u32 = 6;
-    /// First webhook retry delay (doubling each time), milliseconds.
-    webhook_first_retry_ms: one u64 = 1000;
+    /// First webhook retry delay (doubling each time).
+    webhook_first_retry: one Span = Span::secs(1);
+    /// Deprecated: `webhook_first_retry` in milliseconds.
+    webhook_first_retry_ms: opt u64 = None;
     /// DANGER: webhook targets in these otherwise-refused ranges (loopback, private, link-local,
     /// cloud metadata) are allowed, e.g. `["127.0.0.0/8"]` for a receiver on this machine.
     danger_allow_webhook_ranges: list IpNet = vec![];
@@ -444,11 +452,13 @@ keys! {
     /// Outbound messages queued per connection before a slow consumer is disconnected.
     signal_queue: one usize = 256;
     /// How long a dropped session may resume.
-    signal_resume_grace_ms: one u64 = 20000;
-    /// Seconds without a message or pong before a signalling socket is closed.
-    signal_idle_timeout: one u64 = 60;
-    /// Seconds a new signalling socket has to send `join`.
-    signal_handshake_timeout: one u64 = 10;
+    signal_resume_grace: one Span = Span::secs(20);
+    /// Deprecated: `signal_resume_grace` in milliseconds.
+    signal_resume_grace_ms: opt u64 = None;
+    /// Time without a message or pong before a signalling socket is closed.
+    signal_idle_timeout: one Span = Span::secs(60);
+    /// How long a new signalling socket has to send `join`.
+    signal_handshake_timeout: one Span = Span::secs(10);
 }
 
 /// Command line: the subcommands and `--config`; every key's flag is added from [`keys!`].
@@ -626,7 +636,7 @@ impl Config {
             fig = fig.merge(Toml::file(f));
         }
         fig = merge_overrides(fig, overrides);
-        let cfg: Self = fig.extract().map_err(|e| {
+        let mut cfg: Self = fig.extract().map_err(|e| {
             let mut msg = String::new();
             for err in e {
                 let key = if err.path.is_empty() {
@@ -641,8 +651,56 @@ impl Config {
             }
             anyhow::anyhow!("invalid configuration:{msg}")
         })?;
+        cfg.apply_deprecated();
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The keys renamed when durations got one unit: `X_ms = N` still works, as `X = "Nms"`.
+    fn deprecated_ms(&mut self) -> [(&'static str, Option<u64>, &mut Span); 4] {
+        [
+            (
+                "usage_flush_interval",
+                self.usage_flush_interval_ms,
+                &mut self.usage_flush_interval,
+            ),
+            (
+                "directory_sync_interval",
+                self.directory_sync_interval_ms,
+                &mut self.directory_sync_interval,
+            ),
+            (
+                "webhook_first_retry",
+                self.webhook_first_retry_ms,
+                &mut self.webhook_first_retry,
+            ),
+            (
+                "signal_resume_grace",
+                self.signal_resume_grace_ms,
+                &mut self.signal_resume_grace,
+            ),
+        ]
+    }
+
+    fn apply_deprecated(&mut self) {
+        for (_, old, new) in self.deprecated_ms() {
+            if let Some(ms) = old {
+                *new = Span::millis(ms);
+            }
+        }
+    }
+
+    /// One warning per deprecated key in use, naming its replacement.
+    pub(crate) fn deprecations(&self) -> Vec<String> {
+        self.clone()
+            .deprecated_ms()
+            .into_iter()
+            .filter_map(|(new, old, _)| {
+                old.map(|ms| {
+                    format!("key `{new}_ms` is deprecated: write `{new} = \"{ms}ms\"` instead")
+                })
+            })
+            .collect()
     }
 
     /// Checks that values make sense together; each message names the key and the fix.
@@ -689,16 +747,16 @@ impl Config {
                 bail!("key `rfc5780_alternate_ip` must be a specific address");
             }
         }
-        if self.tls_handshake_timeout == 0 {
+        if self.tls_handshake_timeout < Span::secs(1) {
             bail!("key `tls_handshake_timeout` must be at least 1 second");
         }
-        if self.default_lifetime == 0 || self.default_lifetime > self.max_lifetime {
+        if self.default_lifetime < Span::secs(1) || self.default_lifetime > self.max_lifetime {
             bail!(
-                "key `default_lifetime` must be between 1 and `max_lifetime` ({})",
+                "key `default_lifetime` must be between 1 second and `max_lifetime` ({})",
                 self.max_lifetime
             );
         }
-        if self.nonce_lifetime < 30 {
+        if self.nonce_lifetime < Span::secs(30) {
             bail!(
                 "key `nonce_lifetime` ({}) must be at least 30 seconds",
                 self.nonce_lifetime
@@ -717,21 +775,20 @@ impl Config {
                 bail!("key `admin_key` must be at least 24 characters (use a long random value)");
             }
         }
-        if self.ephemeral_default_ttl == 0 || self.ephemeral_default_ttl > self.ephemeral_max_ttl {
+        if self.ephemeral_default_ttl < Span::secs(1)
+            || self.ephemeral_default_ttl > self.ephemeral_max_ttl
+        {
             bail!(
-                "key `ephemeral_default_ttl` must be between 1 and `ephemeral_max_ttl` ({})",
+                "key `ephemeral_default_ttl` must be between 1 second and `ephemeral_max_ttl` ({})",
                 self.ephemeral_max_ttl
             );
         }
         for (k, v) in [
-            ("usage_flush_interval_ms", self.usage_flush_interval_ms),
-            (
-                "directory_sync_interval_ms",
-                self.directory_sync_interval_ms,
-            ),
+            ("usage_flush_interval", self.usage_flush_interval),
+            ("directory_sync_interval", self.directory_sync_interval),
         ] {
-            if !(100..=600_000).contains(&v) {
-                bail!("key `{k}` ({v}) must be between 100 and 600000 milliseconds");
+            if v < Span::millis(100) || v > Span::secs(600) {
+                bail!("key `{k}` ({v}) must be between 100ms and 600s");
             }
         }
         if self.api_rate_burst == 0 || self.api_rate_per_sec == 0 {
@@ -758,10 +815,10 @@ impl Config {
         }
         if self.signal_msgs_per_sec == 0
             || self.signal_bytes_per_sec == 0
-            || self.signal_idle_timeout == 0
-            || self.signal_handshake_timeout == 0
+            || self.signal_idle_timeout < Span::secs(1)
+            || self.signal_handshake_timeout < Span::secs(1)
         {
-            bail!("keys `signal_msgs_per_sec`, `signal_bytes_per_sec`, `signal_idle_timeout` and `signal_handshake_timeout` must be at least 1");
+            bail!("keys `signal_msgs_per_sec`, `signal_bytes_per_sec`, `signal_idle_timeout` and `signal_handshake_timeout` must be at least 1 (second)");
         }
         if self.webhook_attempts == 0 {
             bail!("key `webhook_attempts` must be at least 1");
@@ -873,5 +930,40 @@ mod tests {
             cfg.listen_udp,
             ["127.0.0.1:80".parse::<SocketAddr>().unwrap()]
         );
+    }
+
+    #[test]
+    fn durations_take_seconds_or_units_everywhere_and_old_ms_keys_still_work() {
+        let dir = std::env::temp_dir().join(format!("turnpike-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("durations.toml");
+        std::fs::write(
+            &file,
+            "credential_grace = \"2h\"\ntcp_idle_timeout = 90\nusage_flush_interval_ms = 250\n\
+             signal_resume_grace = \"1s 500ms\"\n",
+        )
+        .unwrap();
+        let m = Cli::command().args(key_args()).get_matches_from([
+            "turnpike",
+            "--directory-sync-interval",
+            "750ms",
+            "--tls-handshake-timeout",
+            "3",
+        ]);
+        let cfg = Config::load(None, Some(&file), &m).unwrap();
+        assert_eq!(cfg.credential_grace, Span::secs(7200));
+        assert_eq!(cfg.tcp_idle_timeout, Span::secs(90));
+        assert_eq!(cfg.usage_flush_interval, Span::millis(250));
+        assert_eq!(cfg.signal_resume_grace, Span::millis(1500));
+        assert_eq!(cfg.directory_sync_interval, Span::millis(750));
+        assert_eq!(cfg.tls_handshake_timeout, Span::secs(3));
+        let warnings = cfg.deprecations();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("usage_flush_interval = \"250ms\""));
+        // A bad duration names the key and shows the accepted forms.
+        std::fs::write(&file, "tcp_idle_timeout = \"ten minutes\"\n").unwrap();
+        let e = Config::load(None, Some(&file), &m).unwrap_err().to_string();
+        assert!(e.contains("tcp_idle_timeout") && e.contains("10s"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,7 +2,6 @@
 //! admin key printed once when it was generated.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use turnpike_api::{ApiConfig, ControlPlane, SmtpConfig};
@@ -56,13 +55,13 @@ pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
         admin_key_hash: cfg.admin_key.as_deref().map(turnpike_api::keys::hash_key),
         public_host: cfg.public_host.clone(),
         listeners: ice_listeners(cfg),
-        default_ttl: cfg.ephemeral_default_ttl,
-        max_ttl: cfg.ephemeral_max_ttl,
+        default_ttl: cfg.ephemeral_default_ttl.as_secs(),
+        max_ttl: cfg.ephemeral_max_ttl.as_secs(),
         rate_burst: cfg.api_rate_burst,
         rate_per_sec: cfg.api_rate_per_sec,
         max_body: cfg.api_max_body,
-        sync_interval: Duration::from_millis(cfg.directory_sync_interval_ms),
-        flush_interval: Duration::from_millis(cfg.usage_flush_interval_ms),
+        sync_interval: cfg.directory_sync_interval.get(),
+        flush_interval: cfg.usage_flush_interval.get(),
         smtp: cfg.smtp_host.as_ref().map(|h| SmtpConfig {
             host: h.clone(),
             port: cfg.smtp_port,
@@ -72,7 +71,7 @@ pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
             from: cfg.smtp_from.clone(),
         }),
         webhook_attempts: cfg.webhook_attempts,
-        webhook_first_retry: Duration::from_millis(cfg.webhook_first_retry_ms),
+        webhook_first_retry: cfg.webhook_first_retry.get(),
         danger_allow_webhook_ranges: cfg.danger_allow_webhook_ranges.clone(),
         auth_failures_per_minute: cfg.api_auth_failures_per_minute,
     }
@@ -198,9 +197,9 @@ pub(crate) async fn start_signal(
         max_conns_per_ip: cfg.signal_max_conns_per_ip,
         max_room_size: cfg.signal_max_room_size,
         queue: cfg.signal_queue,
-        resume_grace: Duration::from_millis(cfg.signal_resume_grace_ms),
-        idle_timeout: Duration::from_secs(cfg.signal_idle_timeout),
-        handshake_timeout: Duration::from_secs(cfg.signal_handshake_timeout),
+        resume_grace: cfg.signal_resume_grace.get(),
+        idle_timeout: cfg.signal_idle_timeout.get(),
+        handshake_timeout: cfg.signal_handshake_timeout.get(),
         ..SignalConfig::default()
     };
     tracing::info!(

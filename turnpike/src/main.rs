@@ -5,6 +5,7 @@ mod advertise;
 mod config;
 mod control;
 mod credential;
+mod duration;
 mod health;
 mod http;
 mod instance;
@@ -89,6 +90,9 @@ fn run() -> Result<()> {
             return Ok(());
         }
         Some(Command::CheckConfig) => {
+            for w in cfg.deprecations() {
+                eprintln!("warning: {w}");
+            }
             let mut shown = cfg;
             shown.shared_secrets = shown
                 .shared_secrets
@@ -116,6 +120,9 @@ fn run() -> Result<()> {
         None => {}
     }
     init_logging(&cfg)?;
+    for w in cfg.deprecations() {
+        tracing::warn!("{w}");
+    }
     let reload = move || inv.load();
     serve(cfg, Box::new(reload))
 }
@@ -208,10 +215,10 @@ fn credentials(cfg: &Config) -> Result<Credentials> {
 fn proto_config(cfg: &Config, caps: &limits::Caps) -> Result<ServerConfig> {
     let mut p = ServerConfig::new(cfg.realm.clone(), credentials(cfg)?, secret::random_key());
     p.software = cfg.software.clone();
-    p.default_lifetime = Duration::from_secs(cfg.default_lifetime);
-    p.max_lifetime = Duration::from_secs(cfg.max_lifetime);
-    p.nonce_lifetime = Duration::from_secs(cfg.nonce_lifetime);
-    p.credential_grace = Duration::from_secs(cfg.credential_grace);
+    p.default_lifetime = cfg.default_lifetime.get();
+    p.max_lifetime = cfg.max_lifetime.get();
+    p.nonce_lifetime = cfg.nonce_lifetime.get();
+    p.credential_grace = cfg.credential_grace.get();
     p.peer_policy = PeerPolicy::new(
         cfg.allowed_peer_ranges.clone(),
         cfg.denied_peer_ranges.clone(),
@@ -385,7 +392,7 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             demo_public: cfg.demo_public,
             health: health.clone(),
         });
-        let header_timeout = Duration::from_secs(cfg.http_header_timeout);
+        let header_timeout = cfg.http_header_timeout.get();
         if !cfg.metrics_listen.is_empty() {
             let addr: std::net::SocketAddr =
                 cfg.metrics_listen.parse().context("key `metrics_listen`")?;
@@ -420,8 +427,8 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
                     turnpike_server::dtls::DtlsContext::new(
                         c,
                         k,
-                        Duration::from_secs(cfg.tls_handshake_timeout),
-                        Duration::from_secs(cfg.tcp_idle_timeout),
+                        cfg.tls_handshake_timeout.get(),
+                        cfg.tcp_idle_timeout.get(),
                     )
                     .map_err(|e| anyhow::anyhow!("DTLS configuration: {e}"))?,
                 )
@@ -449,7 +456,7 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             tcp_listen: cfg.listen_tcp.clone(),
             tls_listen: cfg.listen_tls.clone(),
             tls: certs.as_ref().map(|c| c.server_config()),
-            tls_handshake_timeout: Duration::from_secs(cfg.tls_handshake_timeout),
+            tls_handshake_timeout: cfg.tls_handshake_timeout.get(),
             dtls_listen: cfg.listen_dtls.clone(),
             mux_listen: cfg.listen_mux.clone(),
             mux_plain_listen: cfg.listen_mux_plain.clone(),
@@ -471,9 +478,9 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             relay_port_min: cfg.relay_port_min,
             relay_port_max: cfg.relay_port_max,
             workers,
-            tcp_idle_timeout: Duration::from_secs(cfg.tcp_idle_timeout),
-            tcp_first_frame_timeout: Duration::from_secs(cfg.tcp_first_frame_timeout),
-            tcp_frame_timeout: Duration::from_secs(cfg.tcp_frame_timeout),
+            tcp_idle_timeout: cfg.tcp_idle_timeout.get(),
+            tcp_first_frame_timeout: cfg.tcp_first_frame_timeout.get(),
+            tcp_frame_timeout: cfg.tcp_frame_timeout.get(),
             connections: turnpike_server::conn_limit::ConnectionLimits::new(
                 "turn",
                 caps.turn_connections,
