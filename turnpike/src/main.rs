@@ -363,132 +363,27 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             Some(c) => Some(control::start_signal(&cfg, c).await?),
             None => None,
         };
-        let api = control.as_ref().map(|c| {
-            let r = c.router();
-            match &signal {
-                // Signalling behind the same client guard as the API (deny list, key throttle).
-                Some(s) => r.merge(turnpike_api::guard::guarded(
-                    c.state.clone(),
-                    turnpike_signal::rest::router(s.clone()),
-                )),
-                None => r,
-            }
-        });
         let health = health::Health::new(relay.clone(), control.as_ref().map(|c| c.state.clone()));
-        let (private_router, public_router) = http::routers(http::Parts {
-            metrics: recorder,
-            metrics_token: cfg.metrics_token.clone(),
-            api,
-            demo: signal
-                .as_ref()
-                .zip(control.as_ref())
-                .filter(|_| cfg.demo_enabled)
-                .map(|(s, c)| {
-                    turnpike_api::guard::guarded(
-                        c.state.clone(),
-                        turnpike_signal::rest::demo_router(s.clone()),
-                    )
-                }),
-            demo_public: cfg.demo_public,
-            health: health.clone(),
-        });
-        let header_timeout = cfg.http_header_timeout.get();
-        if !cfg.metrics_listen.is_empty() {
-            let addr: std::net::SocketAddr =
-                cfg.metrics_listen.parse().context("key `metrics_listen`")?;
-            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot serve metrics on {addr} (key `metrics_listen`)")
-            })?;
-            let limits = turnpike_server::conn_limit::ConnectionLimits::new(
-                "http",
-                caps.http_connections,
-                caps.http_per_source,
-            );
-            tokio::spawn(http::serve_listener(
-                l,
-                private_router.clone(),
-                limits,
-                relay.directory.clone(),
-                header_timeout,
-            ));
-            if !addr.ip().is_loopback() && cfg.metrics_token.is_none() {
-                tracing::warn!(%addr, "metrics_listen is not a loopback address: /metrics, the demo pages and the API are reachable from the network; firewall it or set metrics_token and serve the public side on listen_mux");
-            }
-            tracing::info!(%addr, "metrics and API at http://{addr}/");
-        }
+        let (private_router, public_router) =
+            routers(&cfg, recorder, control.as_ref(), signal.as_ref(), &health);
+        serve_private_http(&cfg, private_router, &caps, relay.directory.clone()).await?;
         let certs = tls_store(&cfg)?;
         if let (Some(a), Some(store)) = (&acme, &certs) {
             a.install_stored(store);
         }
-        let dtls = match (&certs, cfg.listen_dtls.is_empty()) {
-            (Some(store), false) => {
-                let (c, k) = store.dtls_der();
-                Some(
-                    turnpike_server::dtls::DtlsContext::new(
-                        c,
-                        k,
-                        cfg.tls_handshake_timeout.get(),
-                        cfg.tcp_idle_timeout.get(),
-                    )
-                    .map_err(|e| anyhow::anyhow!("DTLS configuration: {e}"))?,
-                )
-            }
-            _ => None,
-        };
-        // RFC 5780: listen on all four combinations of the two IPs and two ports.
-        let mut udp_listen = cfg.listen_udp.clone();
-        if let Some(r) = proto.rfc5780 {
-            for ip in [r.primary_ip, r.alternate_ip] {
-                for port in [r.primary_port, r.alternate_port] {
-                    let a = std::net::SocketAddr::new(ip, port);
-                    let covered = udp_listen
-                        .iter()
-                        .any(|l| l.port() == port && (l.ip() == ip || (l.ip().is_unspecified() && l.is_ipv4() == ip.is_ipv4())));
-                    if !covered {
-                        udp_listen.push(a);
-                    }
-                }
-            }
-            tracing::info!(primary = %r.primary_ip, alternate = %r.alternate_ip, ports = ?(r.primary_port, r.alternate_port), "RFC 5780 NAT behaviour discovery enabled");
-        }
-        let driver = DriverConfig {
-            udp_listen,
-            tcp_listen: cfg.listen_tcp.clone(),
-            tls_listen: cfg.listen_tls.clone(),
-            tls: certs.as_ref().map(|c| c.server_config()),
-            tls_handshake_timeout: cfg.tls_handshake_timeout.get(),
-            dtls_listen: cfg.listen_dtls.clone(),
-            mux_listen: cfg.listen_mux.clone(),
-            mux_plain_listen: cfg.listen_mux_plain.clone(),
-            http_plain: Some(http::service(
-                http::redirect_router(
-                    health.clone(),
-                    cfg.public_host.clone(),
-                    acme.as_ref().map(|a| a.http01.clone()),
-                ),
-                header_timeout,
-            )),
-            mux_tls: certs
-                .as_ref()
-                .map(|c| c.server_config_with_alpn(&[turnpike_server::mux::ALPN_HTTP11])),
-            http: Some(http::service(public_router.clone(), header_timeout)),
-            dtls: dtls.clone(),
-            relay_ipv4: cfg.relay_ipv4,
-            relay_ipv6: cfg.relay_ipv6,
-            relay_port_min: cfg.relay_port_min,
-            relay_port_max: cfg.relay_port_max,
+        let dtls = dtls_context(&cfg, certs.as_ref())?;
+        let driver = driver_config(
+            &cfg,
+            &proto,
+            &caps,
             workers,
-            tcp_idle_timeout: cfg.tcp_idle_timeout.get(),
-            tcp_first_frame_timeout: cfg.tcp_first_frame_timeout.get(),
-            tcp_frame_timeout: cfg.tcp_frame_timeout.get(),
-            connections: turnpike_server::conn_limit::ConnectionLimits::new(
-                "turn",
-                caps.turn_connections,
-                caps.turn_per_source,
-            ),
-            accounting: control.as_ref().map(|c| c.sink()),
-            ..DriverConfig::default()
-        };
+            certs.as_ref(),
+            dtls.clone(),
+            &health,
+            public_router,
+            acme.as_ref(),
+            control.as_ref(),
+        );
         let workers = driver.workers;
         let server = start_with_fallback(proto.clone(), relay.clone(), driver)?;
         health.set_listening();
@@ -523,6 +418,170 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The HTTP routers: the private one (`metrics_listen`) and the public one (the shared port).
+fn routers(
+    cfg: &Config,
+    recorder: metrics_exporter_prometheus::PrometheusHandle,
+    control: Option<&turnpike_api::ControlPlane>,
+    signal: Option<&Arc<turnpike_signal::Signal>>,
+    health: &Arc<health::Health>,
+) -> (axum::Router, axum::Router) {
+    let api = control.map(|c| {
+        let r = c.router();
+        match signal {
+            // Signalling behind the same client guard as the API (deny list, key throttle).
+            Some(s) => r.merge(turnpike_api::guard::guarded(
+                c.state.clone(),
+                turnpike_signal::rest::router(s.clone()),
+            )),
+            None => r,
+        }
+    });
+    http::routers(http::Parts {
+        metrics: recorder,
+        metrics_token: cfg.metrics_token.clone(),
+        api,
+        demo: signal
+            .zip(control)
+            .filter(|_| cfg.demo_enabled)
+            .map(|(s, c)| {
+                turnpike_api::guard::guarded(
+                    c.state.clone(),
+                    turnpike_signal::rest::demo_router(s.clone()),
+                )
+            }),
+        demo_public: cfg.demo_public,
+        health: health.clone(),
+    })
+}
+
+/// The driver's configuration: listeners, TLS/DTLS, the HTTP services of the shared ports,
+/// relay ports, timeouts, connection caps and the usage sink.
+#[allow(clippy::too_many_arguments)]
+fn driver_config(
+    cfg: &Config,
+    proto: &ServerConfig,
+    caps: &limits::Caps,
+    workers: usize,
+    certs: Option<&Arc<CertStore>>,
+    dtls: Option<Arc<DtlsContext>>,
+    health: &Arc<health::Health>,
+    public_router: axum::Router,
+    acme: Option<&acme::Acme>,
+    control: Option<&turnpike_api::ControlPlane>,
+) -> DriverConfig {
+    let header_timeout = cfg.http_header_timeout.get();
+    DriverConfig {
+        udp_listen: udp_listeners(cfg, proto),
+        tcp_listen: cfg.listen_tcp.clone(),
+        tls_listen: cfg.listen_tls.clone(),
+        tls: certs.map(|c| c.server_config()),
+        tls_handshake_timeout: cfg.tls_handshake_timeout.get(),
+        dtls_listen: cfg.listen_dtls.clone(),
+        mux_listen: cfg.listen_mux.clone(),
+        mux_plain_listen: cfg.listen_mux_plain.clone(),
+        http_plain: Some(http::service(
+            http::redirect_router(
+                health.clone(),
+                cfg.public_host.clone(),
+                acme.map(|a| a.http01.clone()),
+            ),
+            header_timeout,
+        )),
+        mux_tls: certs.map(|c| c.server_config_with_alpn(&[turnpike_server::mux::ALPN_HTTP11])),
+        http: Some(http::service(public_router, header_timeout)),
+        dtls,
+        relay_ipv4: cfg.relay_ipv4,
+        relay_ipv6: cfg.relay_ipv6,
+        relay_port_min: cfg.relay_port_min,
+        relay_port_max: cfg.relay_port_max,
+        workers,
+        tcp_idle_timeout: cfg.tcp_idle_timeout.get(),
+        tcp_first_frame_timeout: cfg.tcp_first_frame_timeout.get(),
+        tcp_frame_timeout: cfg.tcp_frame_timeout.get(),
+        connections: turnpike_server::conn_limit::ConnectionLimits::new(
+            "turn",
+            caps.turn_connections,
+            caps.turn_per_source,
+        ),
+        accounting: control.map(|c| c.sink()),
+        ..DriverConfig::default()
+    }
+}
+
+/// The private HTTP listener (`metrics_listen`): metrics, the API, signalling, the demo.
+async fn serve_private_http(
+    cfg: &Config,
+    router: axum::Router,
+    caps: &limits::Caps,
+    directory: Arc<turnpike_proto::Directory>,
+) -> Result<()> {
+    if cfg.metrics_listen.is_empty() {
+        return Ok(());
+    }
+    let addr: std::net::SocketAddr = cfg.metrics_listen.parse().context("key `metrics_listen`")?;
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve metrics on {addr} (key `metrics_listen`)"))?;
+    let limits = turnpike_server::conn_limit::ConnectionLimits::new(
+        "http",
+        caps.http_connections,
+        caps.http_per_source,
+    );
+    tokio::spawn(http::serve_listener(
+        l,
+        router,
+        limits,
+        directory,
+        cfg.http_header_timeout.get(),
+    ));
+    if !addr.ip().is_loopback() && cfg.metrics_token.is_none() {
+        tracing::warn!(%addr, "metrics_listen is not a loopback address: /metrics, the demo pages and the API are reachable from the network; firewall it or set metrics_token and serve the public side on listen_mux");
+    }
+    tracing::info!(%addr, "metrics and API at http://{addr}/");
+    Ok(())
+}
+
+/// The DTLS context, when DTLS listeners and a certificate store exist.
+fn dtls_context(
+    cfg: &Config,
+    certs: Option<&Arc<CertStore>>,
+) -> Result<Option<Arc<turnpike_server::dtls::DtlsContext>>> {
+    let Some(store) = certs.filter(|_| !cfg.listen_dtls.is_empty()) else {
+        return Ok(None);
+    };
+    let (c, k) = store.dtls_der();
+    turnpike_server::dtls::DtlsContext::new(
+        c,
+        k,
+        cfg.tls_handshake_timeout.get(),
+        cfg.tcp_idle_timeout.get(),
+    )
+    .map(Some)
+    .map_err(|e| anyhow::anyhow!("DTLS configuration: {e}"))
+}
+
+/// The UDP listeners, plus for RFC 5780 all four combinations of the two IPs and two ports.
+fn udp_listeners(cfg: &Config, proto: &ServerConfig) -> Vec<std::net::SocketAddr> {
+    let mut udp_listen = cfg.listen_udp.clone();
+    if let Some(r) = proto.rfc5780 {
+        for ip in [r.primary_ip, r.alternate_ip] {
+            for port in [r.primary_port, r.alternate_port] {
+                let covered = udp_listen.iter().any(|l| {
+                    l.port() == port
+                        && (l.ip() == ip
+                            || (l.ip().is_unspecified() && l.is_ipv4() == ip.is_ipv4()))
+                });
+                if !covered {
+                    udp_listen.push(std::net::SocketAddr::new(ip, port));
+                }
+            }
+        }
+        tracing::info!(primary = %r.primary_ip, alternate = %r.alternate_ip, ports = ?(r.primary_port, r.alternate_port), "RFC 5780 NAT behaviour discovery enabled");
+    }
+    udp_listen
 }
 
 /// The TLS certificate store, if any TLS listener is configured: PEM files, or a self-signed
