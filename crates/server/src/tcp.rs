@@ -199,46 +199,22 @@ pub(crate) async fn connection<S>(
                     first = false;
                     w.on_client_packet(now, ft, &rb.buf[start..start + len]);
                     start += len;
-                    let splice = w.take_splice(&ft);
-                    if let Some(crate::worker::Splice {
-                        connection: cid,
-                        peer: peer_stream,
-                        account,
-                        allocation,
-                    }) = splice
-                    {
+                    if let Some(splice) = w.take_splice(&ft) {
                         // RFC 6062 data connection: the ConnectionBind response goes out, then
                         // raw bytes flow both ways.
                         let leftover = rb.buf[start..filled].to_vec();
                         drop(rb);
-                        w.forget_stream(&ft);
-                        let mut flushed = true;
                         let pending = writing.take().map(|(f, off)| f[off..].to_vec());
-                        for f in pending
-                            .into_iter()
-                            .chain(std::iter::from_fn(|| outbox.pop()))
-                        {
-                            if wr.write_all(&f).await.is_err() {
-                                flushed = false;
-                                break;
-                            }
-                        }
-                        if !flushed {
-                            w.peer_connection_closed(Instant::now(), cid);
-                            return;
-                        }
-                        let client = rd.unsplit(wr);
-                        let task = tokio::task::spawn_local(crate::tcp_relay::splice(
-                            w.clone(),
+                        splice_data_connection(
+                            &w,
                             ft,
-                            account.map(|a| (a, allocation)),
-                            client,
-                            peer_stream,
+                            rd.unsplit(wr),
+                            &outbox,
+                            pending,
                             leftover,
-                        ));
-                        w.peer_streams.set_spliced(cid, task.abort_handle());
-                        let _ = task.await;
-                        w.peer_connection_closed(Instant::now(), cid);
+                            splice,
+                        )
+                        .await;
                         drop(permit);
                         return;
                     }
@@ -268,4 +244,42 @@ pub(crate) async fn connection<S>(
     w.forget_stream(&ft);
     w.connection_closed(Instant::now(), ft);
     drop(permit);
+}
+
+/// RFC 6062: a client connection that sent a successful ConnectionBind becomes a data
+/// connection: what is still queued for it (`pending`, then the outbox) goes out, then bytes
+/// are copied both ways with the peer's connection (`leftover`: bytes the client already sent).
+async fn splice_data_connection<S>(
+    w: &Rc<Worker>,
+    ft: FiveTuple,
+    mut client: S,
+    outbox: &crate::outbox::Outbox,
+    pending: Option<Vec<u8>>,
+    leftover: Vec<u8>,
+    splice: crate::worker::Splice,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    w.forget_stream(&ft);
+    for f in pending
+        .into_iter()
+        .chain(std::iter::from_fn(|| outbox.pop()))
+    {
+        if client.write_all(&f).await.is_err() {
+            w.peer_connection_closed(Instant::now(), splice.connection);
+            return;
+        }
+    }
+    let task = tokio::task::spawn_local(crate::tcp_relay::splice(
+        w.clone(),
+        ft,
+        splice.account.map(|a| (a, splice.allocation)),
+        client,
+        splice.peer,
+        leftover,
+    ));
+    w.peer_streams
+        .set_spliced(splice.connection, task.abort_handle());
+    let _ = task.await;
+    w.peer_connection_closed(Instant::now(), splice.connection);
 }
