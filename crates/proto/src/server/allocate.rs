@@ -193,19 +193,7 @@ impl Server {
                 if let Some(Ok(extra)) = additional {
                     self.outputs.push_back(Output::ReleaseRelay(extra));
                 }
-                let err = match e {
-                    RelayError::FamilyUnsupported => TurnError::AddressFamilyNotSupported,
-                    RelayError::Exhausted => TurnError::InsufficientCapacity("no relay port free"),
-                    RelayError::BadToken => {
-                        TurnError::InsufficientCapacity("reservation token unknown")
-                    }
-                };
-                self.remove_allocation(id);
-                if let Some(n) = self.write_error(now, ft, &ctx, &err) {
-                    let data = self.scratch[..n].to_vec();
-                    self.replay.remember(now, ft, tid, data.clone());
-                    self.outputs.push_back(Output::Transmit { to: ft, data });
-                }
+                self.refuse_pending(now, id, &ctx, e);
                 return;
             }
         };
@@ -219,26 +207,7 @@ impl Server {
             .flatten()
             .map(|r| self.advertised(*r))
             .collect();
-        let unix = self.unix_now(now);
-        self.allocations.set_relays(id, relays);
-        let a = &mut self.allocations[id];
-        a.state = AllocationState::Active;
-        a.expires = now + lifetime;
-        a.started_unix = unix;
-        if let Some(account) = a.account.clone() {
-            self.metering.push(AccountingEvent::Started {
-                serial: crate::accounting::allocation_serial(self.instance, generation),
-                account,
-                username: a.username.clone(),
-                client: ft.client,
-                transport: ft.transport,
-                relay: relays.iter().flatten().next().copied(),
-                at_unix: unix,
-            });
-        }
-        self.timers
-            .push(a.expires, Timer::Allocation(id, generation));
-        self.stats.allocations_created += 1;
+        self.activate(now, id, generation, relays, lifetime);
         let address_error = match additional {
             Some(Err(RelayError::FamilyUnsupported)) => Some(ErrorCode::AddressFamilyNotSupported),
             Some(Err(_)) => Some(ErrorCode::InsufficientCapacity),
@@ -274,5 +243,54 @@ impl Server {
         tracing::debug!(client = %ft.client, relays = ?advertised, lifetime = lifetime.as_secs(), "allocation created");
         self.allocations[id].last_response = Some((tid, data.clone()));
         self.outputs.push_back(Output::Transmit { to: ft, data });
+    }
+
+    /// A pending Allocate whose relay could not be made: the allocation goes, the client gets
+    /// the error (remembered for retransmissions).
+    fn refuse_pending(&mut self, now: Instant, id: AllocationId, ctx: &ResponseCtx, e: RelayError) {
+        let ft = self.allocations[id].five_tuple;
+        let err = match e {
+            RelayError::FamilyUnsupported => TurnError::AddressFamilyNotSupported,
+            RelayError::Exhausted => TurnError::InsufficientCapacity("no relay port free"),
+            RelayError::BadToken => TurnError::InsufficientCapacity("reservation token unknown"),
+        };
+        self.remove_allocation(id);
+        if let Some(n) = self.write_error(now, ft, ctx, &err) {
+            let data = self.scratch[..n].to_vec();
+            self.replay.remember(now, ft, ctx.tid, data.clone());
+            self.outputs.push_back(Output::Transmit { to: ft, data });
+        }
+    }
+
+    /// A pending allocation gets its relays: it is live from `now` for `lifetime`, metered and
+    /// timed.
+    fn activate(
+        &mut self,
+        now: Instant,
+        id: AllocationId,
+        generation: u64,
+        relays: [Option<std::net::SocketAddr>; 2],
+        lifetime: Duration,
+    ) {
+        let unix = self.unix_now(now);
+        self.allocations.set_relays(id, relays);
+        let a = &mut self.allocations[id];
+        a.state = AllocationState::Active;
+        a.expires = now + lifetime;
+        a.started_unix = unix;
+        if let Some(account) = a.account.clone() {
+            self.metering.push(AccountingEvent::Started {
+                serial: crate::accounting::allocation_serial(self.instance, generation),
+                account,
+                username: a.username.clone(),
+                client: a.five_tuple.client,
+                transport: a.five_tuple.transport,
+                relay: relays.iter().flatten().next().copied(),
+                at_unix: unix,
+            });
+        }
+        self.timers
+            .push(a.expires, Timer::Allocation(id, generation));
+        self.stats.allocations_created += 1;
     }
 }
