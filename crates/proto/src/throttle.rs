@@ -1,5 +1,7 @@
-//! A token bucket that caps one allocation's relayed bitrate (quota "throttle" and per-account
-//! `max_bitrate_bps`). Per allocation and owned by one worker: no lock on the packet path.
+//! A token bucket: caps one allocation's relayed bitrate (quota "throttle" and per-account
+//! `max_bitrate_bps`), and serves any other "so many per second, with a burst" limit (the
+//! signalling rooms' message and byte rates). Owned by one worker or state machine: no lock,
+//! and time only as an argument.
 
 use std::time::Instant;
 
@@ -16,13 +18,23 @@ impl TokenBucket {
     /// full-size datagram always fits).
     pub fn new(now: Instant, bits_per_sec: u64) -> Self {
         let bytes_per_sec = (bits_per_sec / 8).max(1);
-        let burst = (bytes_per_sec / 4).max(16 * 1024);
+        Self::with_rate(now, bytes_per_sec, (bytes_per_sec / 4).max(16 * 1024))
+    }
+
+    /// A full bucket of `burst` tokens refilled at `per_sec` tokens a second (at least 1).
+    pub fn with_rate(now: Instant, per_sec: u64, burst: u64) -> Self {
         Self {
-            bytes_per_sec,
+            bytes_per_sec: per_sec.max(1),
             burst,
             tokens: burst,
             last: now,
         }
+    }
+
+    /// Whether `n` tokens are there now (nothing is taken).
+    pub fn has(&mut self, now: Instant, n: usize) -> bool {
+        self.refill(now);
+        self.tokens >= n as u64
     }
 
     pub fn bits_per_sec(&self) -> u64 {

@@ -35,7 +35,7 @@ impl Rooms {
             );
             return;
         }
-        if !a.rate.allow(&self.cfg, now, len) {
+        if !a.rate.allow(now, len) {
             self.out(Output::Metric(Metric::Drop(DropReason::RateLimited)));
             self.error(
                 conn,
