@@ -210,4 +210,22 @@ impl Store for AnyStore {
     async fn delete_denied_client(&self, id: &str) -> Result<()> {
         delegate!(self, s => s.delete_denied_client(id))
     }
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
+        delegate!(self, s => s.changes_since(after, limit))
+    }
+    async fn latest_change(&self) -> Result<i64> {
+        delegate!(self, s => s.latest_change())
+    }
+    async fn oldest_change(&self) -> Result<i64> {
+        delegate!(self, s => s.oldest_change())
+    }
+    async fn prune_changes(&self, before: i64) -> Result<u64> {
+        delegate!(self, s => s.prune_changes(before))
+    }
+    async fn credentials_by_ids(&self, ids: &[String]) -> Result<Vec<Credential>> {
+        delegate!(self, s => s.credentials_by_ids(ids))
+    }
+    async fn live_tenant_secrets_of(&self, tenant_id: &str, now: i64) -> Result<Vec<TenantSecret>> {
+        delegate!(self, s => s.live_tenant_secrets_of(tenant_id, now))
+    }
 }

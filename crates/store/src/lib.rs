@@ -175,6 +175,21 @@ pub trait Store {
     /// Every entry, oldest first.
     async fn list_denied_clients(&self) -> Result<Vec<DeniedClient>>;
     async fn delete_denied_client(&self, id: &str) -> Result<()>;
+
+    // The change feed: one row per write to credentials, tenant secrets, revocations, quotas,
+    // the deny list and tenants, recorded by triggers in the writing transaction.
+    /// Up to `limit` changes with `seq > after`, in `seq` order.
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>>;
+    /// The highest `seq` recorded (0 when none).
+    async fn latest_change(&self) -> Result<i64>;
+    /// The lowest `seq` still kept (0 when none): a reader that needs older changes must reload.
+    async fn oldest_change(&self) -> Result<i64>;
+    /// Drops changes recorded before `before` (unix seconds).
+    async fn prune_changes(&self, before: i64) -> Result<u64>;
+    /// The stored credentials with these ids (of any tenant; missing ones are left out).
+    async fn credentials_by_ids(&self, ids: &[String]) -> Result<Vec<Credential>>;
+    /// One tenant's live shared secrets, newest first.
+    async fn live_tenant_secrets_of(&self, tenant_id: &str, now: i64) -> Result<Vec<TenantSecret>>;
 }
 
 /// A random identifier with a readable prefix, e.g. `ten_4f0c…`.

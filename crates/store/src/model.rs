@@ -486,3 +486,57 @@ pub struct DeniedClient {
     pub note: Option<String>,
     pub created_at: i64,
 }
+
+/// What a row of the change feed says changed (issue 17): every write to these tables records
+/// one, by trigger, in the same transaction, so no write path can forget it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeEntity {
+    /// A stored credential; the key is its id.
+    Credential,
+    /// A tenant's shared secrets; the key is the tenant id.
+    TenantSecrets,
+    /// A tenant's revocations; the key is the tenant id.
+    Revocations,
+    /// A tenant's quotas; the key is the tenant id.
+    Quotas,
+    /// The client deny list; the key is the entry's id.
+    DenyList,
+    /// A tenant was deleted; the key is its id.
+    Tenant,
+}
+
+impl ChangeEntity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Credential => "credential",
+            Self::TenantSecrets => "tenant_secrets",
+            Self::Revocations => "revocations",
+            Self::Quotas => "quotas",
+            Self::DenyList => "deny_list",
+            Self::Tenant => "tenant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "credential" => Self::Credential,
+            "tenant_secrets" => Self::TenantSecrets,
+            "revocations" => Self::Revocations,
+            "quotas" => Self::Quotas,
+            "deny_list" => Self::DenyList,
+            "tenant" => Self::Tenant,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of the change feed: what changed, not how; a reader reads the current state of
+/// `key` (so applying a change twice, or late, is harmless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Ascending, assigned by the database. On PostgreSQL a lower number may become visible after
+    /// a higher one (transactions commit out of order): readers track gaps.
+    pub seq: i64,
+    pub entity: ChangeEntity,
+    pub key: String,
+}

@@ -545,6 +545,115 @@ async fn suite(s: &impl Store) {
         s.delete_denied_client(&d.id).await,
         Err(StoreError::NotFound)
     ));
+    change_feed(s).await;
+}
+
+/// The change feed: every write to what the relay holds is recorded by trigger, in order, with
+/// the key to re-read; cascaded deletes too.
+async fn change_feed(s: &impl Store) {
+    let t = s.create_tenant("feed", NOW).await.unwrap();
+    let start = s.latest_change().await.unwrap();
+    let c = s
+        .create_credential(&cred(&t.id, "feed-user", None, None), NOW)
+        .await
+        .unwrap();
+    s.set_credential_enabled(&t.id, &c.id, false).await.unwrap();
+    let got = s
+        .credentials_by_ids(&[c.id.clone(), "cred_missing".into()])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(!got[0].enabled && got[0].id == c.id);
+    s.add_tenant_secret(&t.id, b"feed-secret", NOW)
+        .await
+        .unwrap();
+    assert_eq!(s.live_tenant_secrets_of(&t.id, NOW).await.unwrap().len(), 1);
+    s.add_revocation(&Revocation {
+        tenant_id: t.id.clone(),
+        kind: RevocationKind::User,
+        value: "u1".into(),
+        created_at: NOW,
+        expires_at: NOW + 60,
+    })
+    .await
+    .unwrap();
+    s.put_quota(&Quota {
+        tenant_id: t.id.clone(),
+        scope: QuotaScope::Tenant,
+        period: QuotaPeriod::Month,
+        bytes_per_period: Some(1),
+        max_allocations: None,
+        max_bitrate_bps: None,
+        throttle_bitrate_bps: None,
+        thresholds: "[]".into(),
+    })
+    .await
+    .unwrap();
+    // A CIDR of this run's own (the PostgreSQL database outlives runs).
+    let n = u8::from_str_radix(&t.id[t.id.len() - 2..], 16).unwrap_or(7);
+    let d = DeniedClient {
+        id: new_id("deny_"),
+        cidr: format!("198.51.100.{n}/32"),
+        note: None,
+        created_at: NOW,
+    };
+    for old in s.list_denied_clients().await.unwrap() {
+        if old.cidr == d.cidr {
+            s.delete_denied_client(&old.id).await.unwrap();
+        }
+    }
+    s.add_denied_client(&d).await.unwrap();
+    s.delete_denied_client(&d.id).await.unwrap();
+    let before_delete = s.latest_change().await.unwrap();
+    // Deleting the tenant cascades to its rows: each cascaded delete is recorded too.
+    s.delete_tenant(&t.id).await.unwrap();
+    assert!(s
+        .credentials_by_ids(std::slice::from_ref(&c.id))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let ours = |ch: &Change| ch.key == t.id || ch.key == c.id || ch.key == d.id;
+    let all = s.changes_since(start, 10_000).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "ascending");
+    let (before, after): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .filter(ours)
+        .partition(|ch| ch.seq <= before_delete);
+    let kinds = |v: &[Change]| {
+        v.iter()
+            .map(|ch| (ch.entity, ch.key.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(&before),
+        vec![
+            (ChangeEntity::Credential, c.id.clone()),
+            (ChangeEntity::Credential, c.id.clone()),
+            (ChangeEntity::TenantSecrets, t.id.clone()),
+            (ChangeEntity::Revocations, t.id.clone()),
+            (ChangeEntity::Quotas, t.id.clone()),
+            (ChangeEntity::DenyList, d.id.clone()),
+            (ChangeEntity::DenyList, d.id.clone()),
+        ]
+    );
+    let deleted = kinds(&after);
+    for want in [
+        (ChangeEntity::Credential, c.id.clone()),
+        (ChangeEntity::TenantSecrets, t.id.clone()),
+        (ChangeEntity::Revocations, t.id.clone()),
+        (ChangeEntity::Quotas, t.id.clone()),
+        (ChangeEntity::Tenant, t.id.clone()),
+    ] {
+        assert!(deleted.contains(&want), "{want:?} missing from {deleted:?}");
+    }
+    // Paging, the bounds, and pruning nothing that is not old.
+    assert_eq!(s.changes_since(start, 2).await.unwrap().len(), 2);
+    let latest = s.latest_change().await.unwrap();
+    assert!(latest >= after.last().unwrap().seq);
+    assert!(s.changes_since(latest, 10).await.unwrap().is_empty());
+    assert!(s.oldest_change().await.unwrap() <= before[0].seq);
+    assert_eq!(s.prune_changes(0).await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -3,12 +3,14 @@
 use super::errors::{conflict, credential_conflict, found, is_unique_violation};
 use super::queries as q;
 use super::rows::{
-    join_lines, page, ApiKeyRow, CredentialRow, DisconnectRow, RevocationRow, UserTagsRow,
+    join_lines, page, ApiKeyRow, ChangeRow, CredentialRow, DisconnectRow, RevocationRow,
+    UserTagsRow,
 };
 use crate::{
-    AlertEvent, AllocationRecord, ApiKey, AuditEntry, Credential, DeniedClient, DisconnectRequest,
-    KeyKind, ListQuery, NewApiKey, NewCredential, NotificationSettings, Page, Quota, QuotaScope,
-    Result, Revocation, Store, StoreError, Tenant, TenantSecret, UsageDelta, UsageRow,
+    AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, DeniedClient,
+    DisconnectRequest, KeyKind, ListQuery, NewApiKey, NewCredential, NotificationSettings, Page,
+    Quota, QuotaScope, Result, Revocation, Store, StoreError, Tenant, TenantSecret, UsageDelta,
+    UsageRow,
 };
 
 /// PostgreSQL, shared by many nodes.
@@ -611,4 +613,57 @@ impl Store for PgStore {
             .await?;
         found(r.rows_affected())
     }
+
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(q::CHANGES_SINCE)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().filter_map(ChangeRow::known).collect())
+    }
+
+    async fn latest_change(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(q::LATEST_CHANGE)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn oldest_change(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(q::OLDEST_CHANGE)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn prune_changes(&self, before: i64) -> Result<u64> {
+        self.writable()?;
+        let r = sqlx::query(q::PRUNE_CHANGES)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn live_tenant_secrets_of(&self, tenant_id: &str, now: i64) -> Result<Vec<TenantSecret>> {
+        Ok(sqlx::query_as(q::LIVE_TENANT_SECRETS_OF)
+            .bind(tenant_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn credentials_by_ids(&self, ids: &[String]) -> Result<Vec<Credential>> {
+        let rows: Vec<CredentialRow> = sqlx::query_as(CREDENTIALS_BY_IDS)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
 }
+
+/// The stored credentials with any of the given ids (the one query whose text differs between
+/// the backends: how a list travels as a parameter).
+const CREDENTIALS_BY_IDS: &str = "
+    SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+           created_at
+    FROM credentials WHERE id = ANY($1)";

@@ -277,3 +277,25 @@ pub(super) const DENIED_CLIENTS: &str = "
 
 pub(super) const DELETE_DENIED_CLIENT: &str = "
     DELETE FROM client_deny_list WHERE id = $1";
+
+// The change feed (written by triggers, see the migrations).
+
+/// `after, limit`.
+pub(super) const CHANGES_SINCE: &str = "
+    SELECT seq, entity, key FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+pub(super) const LATEST_CHANGE: &str = "
+    SELECT COALESCE(MAX(seq), 0) FROM changes";
+
+pub(super) const OLDEST_CHANGE: &str = "
+    SELECT COALESCE(MIN(seq), 0) FROM changes";
+
+/// `before` (unix seconds).
+pub(super) const PRUNE_CHANGES: &str = "
+    DELETE FROM changes WHERE at < $1";
+
+/// `tenant id, now`.
+pub(super) const LIVE_TENANT_SECRETS_OF: &str = "
+    SELECT id, tenant_id, secret, created_at, expires_at FROM tenant_secrets
+    WHERE tenant_id = $1 AND (expires_at IS NULL OR expires_at > $2)
+    ORDER BY created_at DESC, id";

@@ -3,8 +3,8 @@
 //! item per line, and kinds stored by name.
 
 use crate::{
-    ApiKey, Credential, DisconnectKind, DisconnectRequest, KeyKind, Page, Revocation,
-    RevocationKind, StoreError,
+    ApiKey, Change, ChangeEntity, Credential, DisconnectKind, DisconnectRequest, KeyKind, Page,
+    Revocation, RevocationKind, StoreError,
 };
 
 /// Lists are stored one item per line (items are validated to hold no newline).
@@ -162,5 +162,28 @@ pub(super) struct UserTagsRow {
 impl From<UserTagsRow> for (String, Vec<String>) {
     fn from(r: UserTagsRow) -> Self {
         (r.user_id, split_lines(r.tags))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ChangeRow {
+    seq: i64,
+    entity: String,
+    key: String,
+}
+
+impl ChangeRow {
+    /// The change, unless its entity is unknown to this version (written by a newer node): then
+    /// none, with a warning.
+    pub(super) fn known(self) -> Option<Change> {
+        let Some(entity) = ChangeEntity::parse(&self.entity) else {
+            tracing::warn!(entity = %self.entity, "unknown change feed entity; ignored");
+            return None;
+        };
+        Some(Change {
+            seq: self.seq,
+            entity,
+            key: self.key,
+        })
     }
 }
