@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod denylist;
 pub mod ephemeral;
 pub mod error;
+pub mod feed;
 pub mod logs;
 pub mod meter;
 pub mod notifications;
