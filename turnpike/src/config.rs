@@ -399,9 +399,10 @@ keys! {
     usage_flush_interval: one Span = Span::secs(2);
     /// Deprecated: `usage_flush_interval` in milliseconds.
     usage_flush_interval_ms: opt u64 = None;
-    /// How often credentials, secrets, revocations and quotas are re-read from the database
-    /// (changes made by other nodes). Local changes apply at once.
-    directory_sync_interval: one Span = Span::secs(2);
+    /// How often the database's change feed is read for changes made by other nodes (to
+    /// credentials, secrets, revocations, quotas, the deny list); only what changed is re-read.
+    /// Local changes apply at once.
+    directory_sync_interval: one Span = Span::millis(500);
     /// Deprecated: `directory_sync_interval` in milliseconds.
     directory_sync_interval_ms: opt u64 = None;
     /// SMTP server for alert emails; unset: no email.

@@ -61,6 +61,7 @@ pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
         rate_per_sec: cfg.api_rate_per_sec,
         max_body: cfg.api_max_body,
         sync_interval: cfg.directory_sync_interval.get(),
+        credential_grace: cfg.credential_grace.get(),
         flush_interval: cfg.usage_flush_interval.get(),
         smtp: cfg.smtp_host.as_ref().map(|h| SmtpConfig {
             host: h.clone(),

@@ -25,9 +25,12 @@ pub struct ApiConfig {
     pub rate_per_sec: u32,
     /// Largest request body accepted (bytes).
     pub max_body: usize,
-    /// How often the directory is rebuilt from the store even without local changes (changes
-    /// made by other nodes sharing the database show up within this).
+    /// How often the change feed is read even without local changes (changes made by other
+    /// nodes sharing the database show up within this).
     pub sync_interval: Duration,
+    /// How long the relay keeps using a credential after it expired (for live allocations);
+    /// expired stored credentials leave the directory after this.
+    pub credential_grace: Duration,
     /// How often metered usage is written to the store.
     pub flush_interval: Duration,
     /// SMTP settings for email alerts.
@@ -64,7 +67,8 @@ impl Default for ApiConfig {
             rate_burst: 100,
             rate_per_sec: 50,
             max_body: 64 * 1024,
-            sync_interval: Duration::from_secs(2),
+            sync_interval: Duration::from_millis(500),
+            credential_grace: Duration::from_secs(86_400),
             flush_interval: Duration::from_secs(2),
             smtp: None,
             webhook_attempts: 6,

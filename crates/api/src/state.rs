@@ -61,8 +61,8 @@ pub struct AppState {
     pub buckets: Mutex<HashMap<String, Bucket>>,
     pub idempotency: Mutex<IdempotencyCache>,
     pub notifier: Notifier,
-    /// Serializes directory rebuilds.
-    pub sync_lock: tokio::sync::Mutex<()>,
+    /// The directory sync's position in the change feed (one sync at a time).
+    pub sync_lock: tokio::sync::Mutex<crate::domain::sync::SyncState>,
     /// This process's id among the nodes sharing the database (random per start).
     pub node_id: String,
     /// Other nodes' disconnect requests already acted on (id → when made), and when the
@@ -94,7 +94,7 @@ impl AppState {
             notifier: Notifier::new(&cfg),
             cfg,
             clock,
-            sync_lock: tokio::sync::Mutex::new(()),
+            sync_lock: tokio::sync::Mutex::default(),
             node_id: keys::random_hex(6),
             seen_disconnects: Mutex::default(),
             last_miss_reload: Mutex::default(),

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use turnpike_stun::*;
 
-use crate::directory::{parse_ephemeral, Account, Snapshot};
+use crate::directory::{parse_ephemeral, Account, Directory};
 use crate::error::TurnError;
 
 /// A static user's secret: the plain password, or the precomputed MD5 key (as `turnadmin -k`
@@ -134,7 +134,7 @@ impl Credentials {
         msg: &Message<'_>,
         realm: &str,
         now_unix: u64,
-        dir: &Snapshot,
+        dir: &Directory,
     ) -> Result<AuthInfo, TurnError> {
         let username: String = if let Some(u) = msg.get(ATTR_USERNAME) {
             std::str::from_utf8(u)
@@ -222,21 +222,23 @@ struct DirectoryAuth {
 /// The control plane's credentials: a stored credential by username, or an ephemeral one
 /// (`expiry:scope:user`) signed with its tenant's shared secret. `None`: not a directory user.
 fn authenticate_directory(
-    dir: &Snapshot,
+    dir: &Directory,
     msg: &Message<'_>,
     username: &str,
     derive: &dyn Fn(&[u8]) -> Key,
     algorithm: PasswordAlgorithm,
     now_unix: u64,
 ) -> Option<Result<DirectoryAuth, TurnError>> {
-    if let Some(candidates) = dir.users.get(username) {
+    let candidates = dir.stored_users(username);
+    if !candidates.is_empty() {
         // The same name in several tenants: the key that checks out says whose it is.
         let found = candidates.iter().find_map(|u| {
             let key = match algorithm {
                 PasswordAlgorithm::Md5 => u.key_md5,
                 PasswordAlgorithm::Sha256 => u.key_sha256,
             };
-            msg.check_integrity(key.as_bytes()).then_some((u, key))
+            msg.check_integrity(key.as_bytes())
+                .then_some((u.clone(), key))
         });
         let Some((u, key)) = found else {
             return Some(Err(TurnError::Unauthorized("wrong password")));
@@ -253,15 +255,16 @@ fn authenticate_directory(
     }
     let (expiry, scope, user) = parse_ephemeral(username)?;
     let (tenant, credential) = if scope.starts_with("cred_") {
-        let (tenant, enabled) = dir.credentials.get(scope)?;
+        let (tenant, enabled) = dir.credential(scope)?;
         if !enabled {
             return Some(Err(TurnError::Unauthorized("credential disabled")));
         }
-        (tenant.clone(), Some(Arc::<str>::from(scope)))
+        (tenant, Some(Arc::<str>::from(scope)))
     } else {
         (Arc::<str>::from(scope), None)
     };
-    let secrets = dir.tenant_secrets.get(&*tenant)?;
+    let snap = dir.load();
+    let secrets = snap.tenant_secrets.get(&*tenant)?;
     for secret in secrets {
         let password = Credentials::shared_secret_password(secret, username);
         let key = derive(password.as_bytes());
@@ -271,7 +274,7 @@ fn authenticate_directory(
                 credential_id: credential,
                 user_id: user.map(Arc::from),
             });
-            if dir.is_revoked(&account, username, now_unix) {
+            if snap.is_revoked(&account, username, now_unix) {
                 return Some(Err(TurnError::Unauthorized("credential revoked")));
             }
             // `expiry:scope:user` is valid through its expiry second.

@@ -46,7 +46,9 @@ pub mod unauth_budget;
 pub use accounting::{AccountingEvent, AccountingSink, Usage};
 pub use auth::{AuthInfo, Credentials, UserSecret};
 pub use config::{Rfc5780, ServerConfig};
-pub use directory::{Account, Directory, Disconnect, Limits, Snapshot, StoredUser};
+pub use directory::{
+    Account, CredentialRecord, CredentialTable, Directory, Disconnect, Limits, Snapshot, StoredUser,
+};
 pub use error::{DropReason, TurnError};
 pub use five_tuple::{FiveTuple, Transport};
 pub use output::{

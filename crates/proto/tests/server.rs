@@ -1282,34 +1282,73 @@ fn rfc5780_change_request_response_port_and_other_address() {
     );
 }
 
-/// A directory with one stored credential ("carol") and one tenant secret.
-fn directory_snapshot(enabled: bool, limits: Limits) -> Snapshot {
-    let account = Arc::new(Account {
-        tenant_id: "ten_1".into(),
-        credential_id: Some("cred_1".into()),
-        user_id: None,
-    });
+/// A directory with one stored credential ("carol", `cred_1` of `ten_1`) and one tenant
+/// secret; more stored users can be added before it is installed.
+struct TestDirectory {
+    snap: Snapshot,
+    /// (username, password, credential id, tenant id, enabled).
+    users: Vec<(&'static str, &'static str, &'static str, &'static str, bool)>,
+}
+
+impl std::ops::Deref for TestDirectory {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.snap
+    }
+}
+
+impl std::ops::DerefMut for TestDirectory {
+    fn deref_mut(&mut self) -> &mut Snapshot {
+        &mut self.snap
+    }
+}
+
+fn directory_snapshot(enabled: bool, limits: Limits) -> TestDirectory {
     let mut s = Snapshot::default();
-    s.users.entry("carol".into()).or_default().push(StoredUser {
-        key_md5: long_term_key(b"carol", REALM.as_bytes(), b"pw"),
-        key_sha256: long_term_key_sha256(b"carol", REALM.as_bytes(), b"pw"),
-        enabled,
-        expires_at: None,
-        account,
-    });
-    s.credentials
-        .insert("cred_1".into(), ("ten_1".into(), enabled));
     s.tenant_secrets
         .insert("ten_1".into(), vec![b"tenant-secret".to_vec()]);
     s.credential_limits.insert("cred_1".into(), limits);
-    s
+    TestDirectory {
+        snap: s,
+        users: vec![("carol", "pw", "cred_1", "ten_1", enabled)],
+    }
+}
+
+/// Publishes a test directory: its snapshot, and its stored users as the whole credential
+/// table.
+trait Install {
+    fn install(&self, d: TestDirectory);
+}
+
+impl Install for Directory {
+    fn install(&self, d: TestDirectory) {
+        let mut table = CredentialTable::new();
+        for (user, pw, id, tenant, enabled) in d.users {
+            let md5 = long_term_key(user.as_bytes(), REALM.as_bytes(), pw.as_bytes());
+            let sha = long_term_key_sha256(user.as_bytes(), REALM.as_bytes(), pw.as_bytes());
+            table.upsert(&CredentialRecord {
+                id,
+                tenant_id: tenant,
+                username: user,
+                key_md5: md5.as_bytes().try_into().expect("an MD5 key is 16 bytes"),
+                key_sha256: sha
+                    .as_bytes()
+                    .try_into()
+                    .expect("a SHA-256 key is 32 bytes"),
+                enabled,
+                expires_at: None,
+            });
+        }
+        self.replace_credentials(table);
+        self.publish(d.snap);
+    }
 }
 
 #[test]
 fn stored_credentials_are_metered_disabled_and_disconnected() {
     let cfg = config(|_| {});
     cfg.directory
-        .publish(directory_snapshot(true, Limits::default()));
+        .install(directory_snapshot(true, Limits::default()));
     let (mut s, t0) = new_server(cfg.clone());
     let mut c = Client::new("203.0.113.5:4000", "carol", "pw");
     let relay = allocate(&mut s, t0, &mut c);
@@ -1353,7 +1392,7 @@ fn stored_credentials_are_metered_disabled_and_disconnected() {
 
     // Disabled: the next request is refused, the live allocation stays until disconnected.
     cfg.directory
-        .publish(directory_snapshot(false, Limits::default()));
+        .install(directory_snapshot(false, Limits::default()));
     let req = c.request(METHOD_REFRESH, true, |_| {});
     assert_eq!(
         error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
@@ -1371,7 +1410,7 @@ fn stored_credentials_are_metered_disabled_and_disconnected() {
     );
 
     // Re-enabled but refused by a quota action: 486.
-    cfg.directory.publish(directory_snapshot(
+    cfg.directory.install(directory_snapshot(
         true,
         Limits {
             refuse: true,
@@ -1389,7 +1428,7 @@ fn stored_credentials_are_metered_disabled_and_disconnected() {
     );
 
     // At most one concurrent allocation for the credential.
-    cfg.directory.publish(directory_snapshot(
+    cfg.directory.install(directory_snapshot(
         true,
         Limits {
             max_allocations: Some(1),
@@ -1419,7 +1458,7 @@ fn stored_credentials_are_metered_disabled_and_disconnected() {
 fn ephemeral_credentials_and_revocation() {
     let cfg = config(|_| {});
     cfg.directory
-        .publish(directory_snapshot(true, Limits::default()));
+        .install(directory_snapshot(true, Limits::default()));
     let (mut s, t0) = new_server(cfg.clone());
     let user = format!("{}:ten_1:dave", UNIX0 + 60);
     let pw = Credentials::shared_secret_password(b"tenant-secret", &user);
@@ -1445,7 +1484,7 @@ fn ephemeral_credentials_and_revocation() {
     let mut snap = directory_snapshot(true, Limits::default());
     snap.revoked_users
         .insert(("ten_1".into(), "dave".into()), UNIX0 + 3600);
-    cfg.directory.publish(snap);
+    cfg.directory.install(snap);
     let req = c.request(METHOD_REFRESH, true, |_| {});
     assert_eq!(
         error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
@@ -1503,7 +1542,7 @@ fn spliced_bytes_are_reported_as_usage_of_their_account() {
 fn tenants_without_a_quota_get_the_default_allocation_cap() {
     let cfg = config(|c| c.default_tenant_max_allocations = Some(2));
     cfg.directory
-        .publish(directory_snapshot(true, Limits::default()));
+        .install(directory_snapshot(true, Limits::default()));
     let (mut s, t0) = new_server(cfg.clone());
     for i in 0..2 {
         let user = format!("{}:ten_1:u{i}", UNIX0 + 600);
@@ -1531,7 +1570,7 @@ fn tenants_without_a_quota_get_the_default_allocation_cap() {
             ..Default::default()
         },
     );
-    cfg.directory.publish(snap);
+    cfg.directory.install(snap);
     allocate(&mut s, t0, &mut c);
 }
 
@@ -1539,24 +1578,9 @@ fn tenants_without_a_quota_get_the_default_allocation_cap() {
 fn one_username_in_two_tenants_authenticates_each_by_its_own_key() {
     let cfg = config(|_| {});
     let mut snap = directory_snapshot(true, Limits::default());
-    let other = Arc::new(Account {
-        tenant_id: "ten_2".into(),
-        credential_id: Some("cred_2".into()),
-        user_id: None,
-    });
     snap.users
-        .entry("carol".into())
-        .or_default()
-        .push(StoredUser {
-            key_md5: long_term_key(b"carol", REALM.as_bytes(), b"other-pw"),
-            key_sha256: long_term_key_sha256(b"carol", REALM.as_bytes(), b"other-pw"),
-            enabled: true,
-            expires_at: None,
-            account: other,
-        });
-    snap.credentials
-        .insert("cred_2".into(), ("ten_2".into(), true));
-    cfg.directory.publish(snap);
+        .push(("carol", "other-pw", "cred_2", "ten_2", true));
+    cfg.directory.install(snap);
     let (mut s, t0) = new_server(cfg);
     let mut a = Client::new("203.0.113.8:4000", "carol", "pw");
     allocate(&mut s, t0, &mut a);
@@ -1644,7 +1668,7 @@ fn calls_outlive_their_credentials_within_the_grace() {
 fn a_revoked_credential_gets_no_grace_and_a_refuse_quota_ends_it() {
     let env = config(|_| {});
     env.directory
-        .publish(directory_snapshot(true, Limits::default()));
+        .install(directory_snapshot(true, Limits::default()));
     let (mut s, t0) = new_server(env.clone());
     let user = format!("{}:ten_1:erin", UNIX0 + 30);
     let pw = Credentials::shared_secret_password(b"tenant-secret", &user);
@@ -1654,11 +1678,11 @@ fn a_revoked_credential_gets_no_grace_and_a_refuse_quota_ends_it() {
     // Revoked: refused at once, grace or not.
     let mut snap = directory_snapshot(true, Limits::default());
     snap.revoked_usernames.insert(user, UNIX0 + 3600);
-    env.directory.publish(snap);
+    env.directory.install(snap);
     assert_eq!(after_expiry(&mut s, t0, &mut c, 61), (Some(401), Some(401)));
     // Another allocation living on its grace is closed by a refuse quota within the next tick.
     env.directory
-        .publish(directory_snapshot(true, Limits::default()));
+        .install(directory_snapshot(true, Limits::default()));
     let user2 = format!("{}:ten_1:fred", UNIX0 + 30);
     let pw2 = Credentials::shared_secret_password(b"tenant-secret", &user2);
     let mut c2 = Client::new("203.0.113.21:4001", &user2, &pw2);
@@ -1671,7 +1695,7 @@ fn a_revoked_credential_gets_no_grace_and_a_refuse_quota_ends_it() {
             ..Default::default()
         },
     );
-    env.directory.publish(snap);
+    env.directory.install(snap);
     let live = s.allocation_count();
     s.handle_timeout(t0 + Duration::from_secs(40));
     assert_eq!(

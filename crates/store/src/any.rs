@@ -93,8 +93,8 @@ impl Store for AnyStore {
     ) -> Result<Page<Credential>> {
         delegate!(self, s => s.list_credentials(tenant_id, q, now))
     }
-    async fn all_credentials(&self) -> Result<Vec<Credential>> {
-        delegate!(self, s => s.all_credentials())
+    async fn credentials_after(&self, after: &str, limit: u32) -> Result<Vec<Credential>> {
+        delegate!(self, s => s.credentials_after(after, limit))
     }
     async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()> {
         delegate!(self, s => s.set_credential_enabled(tenant_id, id, enabled))

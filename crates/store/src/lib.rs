@@ -89,8 +89,9 @@ pub trait Store {
         q: &ListQuery<'_>,
         now: i64,
     ) -> Result<Page<Credential>>;
-    /// Every credential of every tenant (for the relay's in-memory directory).
-    async fn all_credentials(&self) -> Result<Vec<Credential>>;
+    /// Every tenant's credentials with ids after `after`, in id order, at most `limit` (the
+    /// relay's directory loads them page by page).
+    async fn credentials_after(&self, after: &str, limit: u32) -> Result<Vec<Credential>>;
     async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()>;
     async fn delete_credential(&self, tenant_id: &str, id: &str) -> Result<()>;
     /// Deletes a tenant's credentials with `label`; returns the deleted ones.

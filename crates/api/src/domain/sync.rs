@@ -1,35 +1,117 @@
-//! Builds the relay's directory snapshot from the store (credentials, tenant secrets,
-//! revocations, quotas, the client deny list) and the meter's quota state, and publishes it.
-//! Called after every local change (so a disabled credential is refused by the next request)
-//! and every `sync_interval` (so changes made by other nodes sharing PostgreSQL arrive too).
+//! Keeps the relay's directory in step with the store (credentials, tenant secrets,
+//! revocations, quotas, the client deny list) and the meter's quota state.
+//!
+//! A full load at start (credentials page by page), then the store's change feed: every write
+//! is recorded there by trigger, and a node reads the feed after every local change (so a
+//! disabled credential is refused by the next request, before the API answers) and every
+//! `sync_interval` (changes made by other nodes sharing PostgreSQL). Each change names what
+//! changed; the sync re-reads just that (one credential, one tenant's secrets, ...), so a write
+//! costs the same with a thousand stored credentials or a million. A node that fell behind the
+//! feed (pruned after [`CHANGE_KEEP`] seconds) or failed halfway loads everything again.
 //!
 //! Disconnect requests go the same way: the node that takes one acts at once and records it;
-//! every other node sharing the database acts on it at its next reload. Not a message bus: a
+//! every other node sharing the database acts on it at its next read. Not a message bus: a
 //! request reaches the other nodes within `sync_interval`, not instantly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
-use turnpike_proto::{Account, Disconnect, Limits, Snapshot, StoredUser};
+use turnpike_proto::{CredentialRecord, CredentialTable, Disconnect, Limits, Snapshot};
 use turnpike_store::{
-    Credential, DisconnectKind, DisconnectRequest, Quota, RevocationKind, Store, StoreError,
+    Change, ChangeEntity, Credential, DisconnectKind, DisconnectRequest, Quota, RevocationKind,
+    Store, StoreError,
 };
-use turnpike_stun::Key;
 
+use super::feed::FeedCursor;
 use crate::state::{scope_key, AppState, QuotaState};
 
-/// Rebuilds and publishes the snapshot.
+/// Credentials per page of a full load.
+const LOAD_PAGE: u32 = 10_000;
+/// Changes per read of the feed, and ids per credential query.
+const FEED_PAGE: u32 = 1_000;
+/// Seconds the feed keeps a change; a node away longer loads everything again.
+pub const CHANGE_KEEP: i64 = 3_600;
+/// Seconds between housekeeping rounds (pruning, expiries, the behind check).
+const HOUSEKEEPING_EVERY: i64 = 60;
+
+/// The sync's own state, under `AppState::sync_lock`.
+#[derive(Debug, Default)]
+pub struct SyncState {
+    /// Where this node is in the change feed; `None`: load everything first.
+    cursor: Option<FeedCursor>,
+    /// Every tenant's quota rows (limits are derived from all of them and the meter's state).
+    quotas: HashMap<String, Vec<Quota>>,
+    /// The meter's quota state the published limits were derived from.
+    applied: QuotaState,
+    last_housekeeping: i64,
+}
+
+/// Loads everything again and publishes it.
 pub async fn reload(state: &AppState) -> Result<(), StoreError> {
-    let _one_at_a_time = state.sync_lock.lock().await;
+    let mut sync = state.sync_lock.lock().await;
+    full_load(state, &mut sync).await?;
+    apply_remote_disconnects(state, state.now()).await
+}
+
+/// Applies what changed since the last read of the feed (loads everything when it must).
+pub async fn catch_up(state: &AppState) -> Result<(), StoreError> {
+    let mut sync = state.sync_lock.lock().await;
+    if sync.cursor.is_none() {
+        full_load(state, &mut sync).await?;
+    } else if let Err(e) = read_feed(state, &mut sync).await {
+        // Some changes may be half applied: start over from a full load next time.
+        sync.cursor = None;
+        return Err(e);
+    }
     let now = state.now();
-    let mut s = Snapshot::default();
-    add_credentials(&mut s, state.store.all_credentials().await?);
-    for d in state.store.list_denied_clients().await? {
-        match d.cidr.parse::<ipnet::IpNet>() {
-            Ok(n) => s.denied_clients.push(n),
-            Err(_) => tracing::warn!(entry = %d.id, "unreadable client deny list entry; skipped"),
+    let quota_state = current_quota_state(state);
+    if quota_state != sync.applied {
+        let mut s = Snapshot::clone(&state.directory.load());
+        sync.applied = quota_state;
+        set_limits(&mut s, &sync);
+        state.directory.publish(s);
+    }
+    if now - sync.last_housekeeping >= HOUSEKEEPING_EVERY {
+        sync.last_housekeeping = now;
+        housekeeping(state, &mut sync, now).await?;
+    }
+    apply_remote_disconnects(state, now).await
+}
+
+fn current_quota_state(state: &AppState) -> QuotaState {
+    state
+        .quota_state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Everything from the store: credentials page by page into a new table, the rest into a new
+/// snapshot; the feed is read from the number taken before the load (changes made meanwhile are
+/// applied again, which is harmless).
+async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let from = state.store.latest_change().await?;
+    let now = state.now();
+    let mut table = CredentialTable::new();
+    let mut after = String::new();
+    loop {
+        let page = state.store.credentials_after(&after, LOAD_PAGE).await?;
+        for c in &page {
+            if let Some(r) = record(c) {
+                table.upsert(&r);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == LOAD_PAGE as usize => after.clone_from(&last.id),
+            _ => break,
         }
     }
+    let credentials = table.len();
+    state.directory.replace_credentials(table);
+    let mut s = Snapshot::default();
+    set_denied_clients(&mut s, state).await?;
     for sec in state.store.live_tenant_secrets(now).await? {
         s.tenant_secrets
             .entry(sec.tenant_id)
@@ -37,69 +119,226 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
             .push(sec.secret);
     }
     for r in state.store.live_revocations(None, now).await? {
-        let until = r.expires_at.max(0) as u64;
-        match r.kind {
-            RevocationKind::Username => {
-                s.revoked_usernames.insert(r.value, until);
-            }
-            RevocationKind::User => {
-                s.revoked_users.insert((r.tenant_id, r.value), until);
-            }
-        }
+        add_revocation(&mut s, r);
     }
-    let quota_state = state
-        .quota_state
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    add_limits(&mut s, state.store.list_quotas(None).await?, &quota_state);
+    sync.quotas.clear();
+    for q in state.store.list_quotas(None).await? {
+        sync.quotas.entry(q.tenant_id.clone()).or_default().push(q);
+    }
+    sync.applied = current_quota_state(state);
+    set_limits(&mut s, sync);
     state.directory.publish(s);
-    apply_remote_disconnects(state, now).await
+    sync.cursor = Some(FeedCursor::new(from));
+    tracing::info!(
+        credentials,
+        ms = started.elapsed().as_millis() as u64,
+        "directory loaded"
+    );
+    Ok(())
 }
 
-/// The stored credentials, by username (several tenants may use one name) and by id.
-fn add_credentials(s: &mut Snapshot, credentials: Vec<Credential>) {
-    for c in credentials {
-        let (Some(md5), Some(sha)) = (Key::from_slice(&c.key_md5), Key::from_slice(&c.key_sha256))
-        else {
-            tracing::warn!(credential = %c.id, "stored credential has malformed keys; skipped");
-            continue;
-        };
-        let tenant: Arc<str> = c.tenant_id.as_str().into();
-        s.credentials
-            .insert(c.id.clone(), (tenant.clone(), c.enabled));
-        s.users.entry(c.username).or_default().push(StoredUser {
-            key_md5: md5,
-            key_sha256: sha,
-            enabled: c.enabled,
-            expires_at: c.expires_at.map(|e| e.max(0) as u64),
-            account: Arc::new(Account {
-                tenant_id: tenant,
-                credential_id: Some(c.id.as_str().into()),
-                user_id: None,
-            }),
-        });
+/// Reads the feed to its end and applies what is new.
+async fn read_feed(state: &AppState, sync: &mut SyncState) -> Result<(), StoreError> {
+    loop {
+        let cursor = sync.cursor.as_mut().expect("read only with a cursor");
+        let rows = state.store.changes_since(cursor.after(), FEED_PAGE).await?;
+        let complete = rows.len() < FEED_PAGE as usize;
+        let fresh: Vec<Change> = cursor
+            .accept(Instant::now(), &rows, complete)
+            .into_iter()
+            .cloned()
+            .collect();
+        if !fresh.is_empty() {
+            apply(state, sync, &fresh).await?;
+        }
+        if complete {
+            return Ok(());
+        }
     }
+}
+
+/// Re-reads what `changes` name and puts it in the directory.
+async fn apply(
+    state: &AppState,
+    sync: &mut SyncState,
+    changes: &[Change],
+) -> Result<(), StoreError> {
+    let mut credentials = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    let mut revocations = BTreeSet::new();
+    let mut quotas = BTreeSet::new();
+    let mut deleted = BTreeSet::new();
+    let mut deny_list = false;
+    for c in changes {
+        let key = c.key.as_str();
+        match c.entity {
+            ChangeEntity::Credential => credentials.insert(key),
+            ChangeEntity::TenantSecrets => secrets.insert(key),
+            ChangeEntity::Revocations => revocations.insert(key),
+            ChangeEntity::Quotas => quotas.insert(key),
+            ChangeEntity::Tenant => deleted.insert(key),
+            ChangeEntity::DenyList => {
+                deny_list = true;
+                true
+            }
+        };
+    }
+    let ids: Vec<&str> = credentials.into_iter().collect();
+    for chunk in ids.chunks(FEED_PAGE as usize) {
+        let wanted: Vec<String> = chunk.iter().map(|s| (*s).to_string()).collect();
+        let found = state.store.credentials_by_ids(&wanted).await?;
+        let upserts: Vec<CredentialRecord<'_>> = found.iter().filter_map(record).collect();
+        let present: BTreeSet<&str> = found.iter().map(|c| c.id.as_str()).collect();
+        let removed: Vec<&str> = chunk
+            .iter()
+            .copied()
+            .filter(|id| !present.contains(id))
+            .collect();
+        state.directory.change_credentials(&upserts, &removed);
+    }
+    if secrets.is_empty()
+        && revocations.is_empty()
+        && quotas.is_empty()
+        && deleted.is_empty()
+        && !deny_list
+    {
+        return Ok(());
+    }
+    let now = state.now();
+    let mut s = Snapshot::clone(&state.directory.load());
+    for t in secrets {
+        let list: Vec<Vec<u8>> = state
+            .store
+            .live_tenant_secrets_of(t, now)
+            .await?
+            .into_iter()
+            .map(|x| x.secret)
+            .collect();
+        if list.is_empty() {
+            s.tenant_secrets.remove(t);
+        } else {
+            s.tenant_secrets.insert(t.to_string(), list);
+        }
+    }
+    for t in revocations {
+        s.revoked_users.retain(|(tenant, _), _| tenant != t);
+        for r in state.store.live_revocations(Some(t), now).await? {
+            add_revocation(&mut s, r);
+        }
+    }
+    for t in quotas {
+        let rows = state.store.list_quotas(Some(t)).await?;
+        if rows.is_empty() {
+            sync.quotas.remove(t);
+        } else {
+            sync.quotas.insert(t.to_string(), rows);
+        }
+    }
+    for t in &deleted {
+        s.tenant_secrets.remove(*t);
+        s.revoked_users.retain(|(tenant, _), _| tenant != t);
+        sync.quotas.remove(*t);
+    }
+    if deny_list {
+        set_denied_clients(&mut s, state).await?;
+    }
+    set_limits(&mut s, sync);
+    state.directory.publish(s);
+    Ok(())
+}
+
+/// Once a minute: expired credentials and revocations leave memory, the feed is pruned, and a
+/// node that fell behind it loads everything again.
+async fn housekeeping(state: &AppState, sync: &mut SyncState, now: i64) -> Result<(), StoreError> {
+    let grace = state.cfg.credential_grace.as_secs() as i64;
+    let gone = state
+        .directory
+        .remove_expired_credentials(now.saturating_sub(grace).max(0) as u64);
+    let unix = now.max(0) as u64;
+    let s = state.directory.load();
+    if s.revoked_usernames.values().any(|&t| t <= unix)
+        || s.revoked_users.values().any(|&t| t <= unix)
+    {
+        let mut s = (**s).clone();
+        s.revoked_usernames.retain(|_, t| *t > unix);
+        s.revoked_users.retain(|_, t| *t > unix);
+        state.directory.publish(s);
+    }
+    if gone > 0 {
+        tracing::debug!(gone, "expired stored credentials left the directory");
+    }
+    state.store.prune_changes(now - CHANGE_KEEP).await?;
+    let oldest = state.store.oldest_change().await?;
+    if sync.cursor.as_ref().is_some_and(|c| c.fell_behind(oldest)) {
+        tracing::warn!("this node fell behind the change feed; loading the directory again");
+        full_load(state, sync).await?;
+    }
+    Ok(())
+}
+
+/// A stored credential as the relay holds it (none, with a warning, if its keys are malformed).
+fn record(c: &Credential) -> Option<CredentialRecord<'_>> {
+    let (Ok(md5), Ok(sha)) = (
+        <[u8; 16]>::try_from(c.key_md5.as_slice()),
+        <[u8; 32]>::try_from(c.key_sha256.as_slice()),
+    ) else {
+        tracing::warn!(credential = %c.id, "stored credential has malformed keys; skipped");
+        return None;
+    };
+    Some(CredentialRecord {
+        id: &c.id,
+        tenant_id: &c.tenant_id,
+        username: &c.username,
+        key_md5: md5,
+        key_sha256: sha,
+        enabled: c.enabled,
+        expires_at: c.expires_at.map(|e| e.max(0) as u64),
+    })
+}
+
+fn add_revocation(s: &mut Snapshot, r: turnpike_store::Revocation) {
+    let until = r.expires_at.max(0) as u64;
+    match r.kind {
+        RevocationKind::Username => {
+            s.revoked_usernames.insert(r.value, until);
+        }
+        RevocationKind::User => {
+            s.revoked_users.insert((r.tenant_id, r.value), until);
+        }
+    }
+}
+
+async fn set_denied_clients(s: &mut Snapshot, state: &AppState) -> Result<(), StoreError> {
+    s.denied_clients.clear();
+    for d in state.store.list_denied_clients().await? {
+        match d.cidr.parse::<ipnet::IpNet>() {
+            Ok(n) => s.denied_clients.push(n),
+            Err(_) => tracing::warn!(entry = %d.id, "unreadable client deny list entry; skipped"),
+        }
+    }
+    Ok(())
 }
 
 /// Limits per tenant and credential: the quotas' caps, and what the meter's evaluation applies
 /// (refuse; throttle, the lower of the cap and the throttle rate).
-fn add_limits(s: &mut Snapshot, quotas: Vec<Quota>, applied: &QuotaState) {
+fn set_limits(s: &mut Snapshot, sync: &SyncState) {
     let mut limits: HashMap<String, Limits> = HashMap::new();
-    for q in quotas {
+    for q in sync.quotas.values().flatten() {
         let l = limits.entry(scope_key(&q.tenant_id, &q.scope)).or_default();
         l.max_allocations = q
             .max_allocations
             .map(|m| m.clamp(0, u32::MAX as i64) as u32);
         l.max_bitrate_bps = q.max_bitrate_bps.map(|b| b.max(1) as u64);
     }
-    for k in &applied.refused {
+    for k in &sync.applied.refused {
         limits.entry(k.clone()).or_default().refuse = true;
     }
-    for (k, bps) in &applied.throttled {
+    for (k, bps) in &sync.applied.throttled {
         let l = limits.entry(k.clone()).or_default();
         l.max_bitrate_bps = Some(l.max_bitrate_bps.map_or(*bps, |b| b.min(*bps)));
     }
+    s.tenant_limits.clear();
+    s.credential_limits.clear();
     for (k, l) in limits {
         if let Some(t) = k.strip_prefix("t:") {
             s.tenant_limits.insert(t.to_string(), l);
@@ -224,14 +463,15 @@ async fn apply_remote_disconnects(state: &AppState, now: i64) -> Result<(), Stor
     Ok(())
 }
 
-/// Reloads after a change; a failure is logged (the periodic reload retries).
+/// Applies a change just made (and whatever else the feed holds); a failure is logged (the
+/// periodic read retries, from a full load).
 pub async fn after_change(state: &AppState) {
-    if let Err(e) = reload(state).await {
-        tracing::error!(error = %e, "directory reload failed");
+    if let Err(e) = catch_up(state).await {
+        tracing::error!(error = %e, "directory sync failed");
     }
 }
 
-/// Reloads every `sync_interval`.
+/// Reads the change feed every `sync_interval`.
 pub async fn periodic(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.cfg.sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

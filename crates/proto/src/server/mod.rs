@@ -401,7 +401,7 @@ impl Server {
         let result = if realm == self.cfg.realm.as_bytes() {
             self.cfg
                 .credentials
-                .authenticate(msg, &self.cfg.realm, unix, &self.rt.directory.load())
+                .authenticate(msg, &self.cfg.realm, unix, &self.rt.directory)
                 .and_then(|auth| self.check_expiry(msg, auth, unix))
         } else {
             Err(TurnError::Unauthorized("wrong realm"))

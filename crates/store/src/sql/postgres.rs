@@ -231,8 +231,10 @@ impl Store for PgStore {
         Ok(page(rows, limit as usize))
     }
 
-    async fn all_credentials(&self) -> Result<Vec<Credential>> {
-        let rows: Vec<CredentialRow> = sqlx::query_as(q::ALL_CREDENTIALS)
+    async fn credentials_after(&self, after: &str, limit: u32) -> Result<Vec<Credential>> {
+        let rows: Vec<CredentialRow> = sqlx::query_as(q::CREDENTIALS_AFTER)
+            .bind(after)
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(Into::into).collect())

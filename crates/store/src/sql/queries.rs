@@ -81,10 +81,12 @@ pub(super) const CREDENTIALS_PAGE: &str = "
       AND ($5 IS NULL OR id > $5)
     ORDER BY id LIMIT $6";
 
-pub(super) const ALL_CREDENTIALS: &str = "
+/// `after id, limit`: every tenant's credentials in id order, one page (keyset pagination, so
+/// a million rows load in constant memory per page).
+pub(super) const CREDENTIALS_AFTER: &str = "
     SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
            created_at
-    FROM credentials";
+    FROM credentials WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// `enabled, id, tenant`.
 pub(super) const SET_CREDENTIAL_ENABLED: &str = "

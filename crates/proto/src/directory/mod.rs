@@ -9,12 +9,16 @@
 //! the store and publishes them here after every change, so a disabled credential is refused by
 //! the very next request.
 
+mod credentials;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
 use turnpike_stun::Key;
+
+pub use credentials::{CredentialRecord, CredentialTable};
 
 /// Who an allocation is billed to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,18 +62,13 @@ pub struct Limits {
     pub refuse: bool,
 }
 
-/// Everything the relay reads, as of one moment.
-#[derive(Debug, Default)]
+/// Everything the relay reads apart from the stored credentials (which change one at a time,
+/// in the [`CredentialTable`]), as of one moment.
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    /// Stored credentials by username. Usernames are unique per tenant, not globally, so one
-    /// name may stand for credentials of several tenants: authentication tries each one's key.
-    pub users: HashMap<String, Vec<StoredUser>>,
     /// Client addresses refused on every listener (TURN, STUN and the API), as set through the
     /// API; the configured `denied_client_ranges` apply in addition.
     pub denied_clients: Vec<ipnet::IpNet>,
-    /// Stored credentials by id: tenant and whether enabled (for ephemeral credentials scoped to
-    /// a credential).
-    pub credentials: HashMap<String, (Arc<str>, bool)>,
     /// Live shared secrets per tenant, newest first.
     pub tenant_secrets: HashMap<String, Vec<Vec<u8>>>,
     /// Revoked ephemeral usernames, until (unix seconds).
@@ -156,6 +155,10 @@ const KEEP_DISCONNECTS: usize = 1024;
 #[derive(Debug, Default)]
 pub struct Directory {
     current: ArcSwap<Snapshot>,
+    /// The stored credentials. Usernames are unique per tenant, not globally, so one name may
+    /// stand for credentials of several tenants: authentication tries each one's key. Readers
+    /// hold the lock for one lookup.
+    credentials: RwLock<CredentialTable>,
     /// Bumped on every publish and disconnect; workers re-check limits when it moves.
     generation: AtomicU64,
     disconnects: Mutex<Vec<(u64, Disconnect)>>,
@@ -178,6 +181,56 @@ impl Directory {
     pub fn publish(&self, s: Snapshot) {
         self.current.store(Arc::new(s));
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Stored credentials with this username (one per tenant that uses it).
+    pub fn stored_users(&self, username: &str) -> Vec<StoredUser> {
+        self.read_credentials().lookup(username)
+    }
+
+    /// The tenant of the stored credential with this id, and whether it is enabled.
+    pub fn credential(&self, id: &str) -> Option<(Arc<str>, bool)> {
+        self.read_credentials().by_id(id)
+    }
+
+    /// How many stored credentials the relay holds.
+    pub fn credential_count(&self) -> usize {
+        self.read_credentials().len()
+    }
+
+    fn read_credentials(&self) -> std::sync::RwLockReadGuard<'_, CredentialTable> {
+        self.credentials.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_credentials(&self) -> std::sync::RwLockWriteGuard<'_, CredentialTable> {
+        self.credentials.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds or replaces stored credentials and removes the ids in `removed`, then tells the
+    /// workers (one lock for the batch).
+    pub fn change_credentials(&self, upserts: &[CredentialRecord<'_>], removed: &[&str]) {
+        {
+            let mut t = self.write_credentials();
+            for c in upserts {
+                t.upsert(c);
+            }
+            for id in removed {
+                t.remove(id);
+            }
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Replaces every stored credential (a full load); the old table is freed outside the lock.
+    pub fn replace_credentials(&self, table: CredentialTable) {
+        let old = std::mem::replace(&mut *self.write_credentials(), table);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        drop(old);
+    }
+
+    /// Drops stored credentials that expired before `before` (unix seconds); returns how many.
+    pub fn remove_expired_credentials(&self, before: u64) -> usize {
+        self.write_credentials().remove_expired(before)
     }
 
     pub fn generation(&self) -> u64 {
