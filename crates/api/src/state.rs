@@ -1,35 +1,21 @@
 //! What the control plane shares: the store, the relay's directory, settings, the clock, the
 //! quota state the meter maintains, and the HTTP side's rate limiters and idempotency cache.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use turnpike_proto::Directory;
-use turnpike_store::{AnyStore, QuotaScope};
+use turnpike_store::AnyStore;
 
 use crate::auth_failures::AuthFailures;
 pub use crate::clock::unix_now;
 use crate::clock::Clock;
 use crate::config::ApiConfig;
 use crate::domain::alerts::Notifier;
+pub use crate::domain::quota_state::QuotaState;
+use crate::domain::sync_state::SyncState;
 use crate::keys;
-
-/// What quota actions currently apply, by scope key (`t:<tenant>` or `c:<credential>`),
-/// recomputed by the meter from usage.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct QuotaState {
-    pub refused: HashSet<String>,
-    pub throttled: HashMap<String, u64>,
-}
-
-/// `t:<tenant>` or `c:<credential>`, as the relay's directory keys limits.
-pub fn scope_key(tenant_id: &str, scope: &QuotaScope) -> String {
-    match scope {
-        QuotaScope::Tenant => format!("t:{tenant_id}"),
-        QuotaScope::Credential(id) => format!("c:{id}"),
-    }
-}
 
 /// A token bucket per key.
 #[derive(Debug)]
@@ -62,7 +48,7 @@ pub struct AppState {
     pub idempotency: Mutex<IdempotencyCache>,
     pub notifier: Notifier,
     /// The directory sync's position in the change feed (one sync at a time).
-    pub sync_lock: tokio::sync::Mutex<crate::domain::sync::SyncState>,
+    pub sync_lock: tokio::sync::Mutex<SyncState>,
     /// This process's id among the nodes sharing the database (random per start).
     pub node_id: String,
     /// Other nodes' disconnect requests already acted on (id → when made), and when the

@@ -17,10 +17,11 @@ use turnpike_proto::Disconnect;
 use turnpike_store::{AlertEvent, Quota, QuotaPeriod, QuotaScope, Store, StoreError};
 
 use super::error::{DomainError, DomainResult};
+use super::quota_state::{scope_key, QuotaState};
 use super::sync;
 use crate::calendar::period_bounds;
 use crate::keys::random_hex;
-use crate::state::{scope_key, AppState, QuotaState};
+use crate::state::AppState;
 
 /// What a threshold does once usage reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -19,12 +19,14 @@ use std::time::Instant;
 
 use turnpike_proto::{CredentialRecord, CredentialTable, Disconnect, Limits, Snapshot};
 use turnpike_store::{
-    Change, ChangeEntity, Credential, DisconnectKind, DisconnectRequest, Quota, RevocationKind,
-    Store, StoreError,
+    Change, ChangeEntity, Credential, DisconnectKind, DisconnectRequest, RevocationKind, Store,
+    StoreError,
 };
 
 use super::feed::FeedCursor;
-use crate::state::{scope_key, AppState, QuotaState};
+use super::quota_state::{scope_key, QuotaState};
+use super::sync_state::SyncState;
+use crate::state::AppState;
 
 /// Credentials per page of a full load.
 const LOAD_PAGE: u32 = 10_000;
@@ -34,18 +36,6 @@ const FEED_PAGE: u32 = 1_000;
 pub const CHANGE_KEEP: i64 = 3_600;
 /// Seconds between housekeeping rounds (pruning, expiries, the behind check).
 const HOUSEKEEPING_EVERY: i64 = 60;
-
-/// The sync's own state, under `AppState::sync_lock`.
-#[derive(Debug, Default)]
-pub struct SyncState {
-    /// Where this node is in the change feed; `None`: load everything first.
-    cursor: Option<FeedCursor>,
-    /// Every tenant's quota rows (limits are derived from all of them and the meter's state).
-    quotas: HashMap<String, Vec<Quota>>,
-    /// The meter's quota state the published limits were derived from.
-    applied: QuotaState,
-    last_housekeeping: i64,
-}
 
 /// Loads everything again and publishes it.
 pub async fn reload(state: &AppState) -> Result<(), StoreError> {
