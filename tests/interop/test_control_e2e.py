@@ -239,7 +239,9 @@ def test_usage_is_exact_with_aioice_ephemeral(turnpike, db):
     arr = ok(api.get("/v1/ice-servers?format=array"))
     assert isinstance(arr, list) and any("credential" in s for s in arr)
     rest = ok(api.get("/v1/ice-servers?format=turn-rest"))
-    assert set(rest) == {"username", "password", "ttl", "uris"}
+    # The TURN REST draft's fields, and the credential's expiry (our addition).
+    assert set(rest) == {"username", "password", "ttl", "uris", "expires_at"}
+    assert abs(rest["expires_at"] - rest["ttl"] - time.time()) < 5
     wait_for(lambda: [g for g in usage_totals(api, by="user")["groups"] if g["key"] == "bob"], what="bob's usage")
 
 

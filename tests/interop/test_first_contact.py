@@ -54,6 +54,16 @@ def test_readme_first_command_hands_out_working_servers(tmp_path):
                   f"turns:{HOST}:5349?transport=tcp"):
             assert u in urls, (u, ice)
         turn = next(s for s in ice["iceServers"] if s.get("username"))
+        # The Metered-compatible ICE array names the address the client reached when it is one
+        # of this machine's (the public host was detected, not configured); any other Host
+        # header gets the detected address.
+        c = curl(ns, "POST", "http://127.0.0.1:9478/api/v1/turn/credential?secretKey=" + tenant["secret_key"], body={})
+        for host, want in (("127.0.0.1:9478", "127.0.0.1"), ("turn.example.com", HOST), ("192.0.2.77", HOST)):
+            r = ns.run(["curl", "-s", "-H", f"Host: {host}",
+                        "http://127.0.0.1:9478/api/v1/turn/credentials?apiKey=" + c["apiKey"]], timeout=20)
+            arr = json.loads(r.stdout)
+            assert arr[0] == {"urls": f"stun:{want}:3478"}, (host, arr)
+            assert f"turn:{want}:3478?transport=tcp" in [e["urls"] for e in arr], (host, arr)
         # A real client relays through the advertised server to a peer on the host.
         peer_port = 7000
         ns.popen(["turnutils_peer", "-L", HOST, "-p", str(peer_port)],

@@ -80,6 +80,21 @@ pub(crate) fn detect(cfg: &Config) -> Advertised {
     }
 }
 
+/// When ICE lists name a detected host (not a configured `public_host`): the addresses a
+/// request's `Host` header may name instead, so that a Metered-compatible ICE list names the
+/// address the client reached (this machine's interface addresses and the discovered public
+/// one). Empty when the host is configured or the listeners' own addresses are used.
+pub(crate) fn host_header_ips(configured: bool, a: &Advertised) -> Vec<IpAddr> {
+    if configured || a.host.is_none() {
+        return Vec::new();
+    }
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|l| l.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    ips.extend(a.discovered);
+    ips
+}
+
 /// Logs the choice once; warns when only loopback is left.
 pub(crate) fn log(a: &Advertised) {
     match &a.host {

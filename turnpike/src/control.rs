@@ -54,6 +54,7 @@ pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
         realm: cfg.realm.clone(),
         admin_key_hash: cfg.admin_key.as_deref().map(turnpike_api::keys::hash_key),
         public_host: cfg.public_host.clone(),
+        host_header_ips: Vec::new(),
         listeners: ice_listeners(cfg),
         default_ttl: cfg.ephemeral_default_ttl.as_secs(),
         max_ttl: cfg.ephemeral_max_ttl.as_secs(),
@@ -124,8 +125,13 @@ fn check_not_lost(url: &str) -> Result<()> {
     Ok(())
 }
 
-/// Connects the store (migrating it) and starts the control plane.
-pub(crate) async fn start(cfg: &Config, directory: Arc<Directory>) -> Result<ControlPlane> {
+/// Connects the store (migrating it) and starts the control plane. `host_header_ips`: see
+/// `ApiConfig::host_header_ips` (empty unless the public host was detected).
+pub(crate) async fn start(
+    cfg: &Config,
+    directory: Arc<Directory>,
+    host_header_ips: Vec<std::net::IpAddr>,
+) -> Result<ControlPlane> {
     let url = database_url(cfg)?;
     check_not_lost(&url)?;
     let store = AnyStore::connect(&url)
@@ -138,7 +144,11 @@ pub(crate) async fn start(cfg: &Config, directory: Arc<Directory>) -> Result<Con
             "smtp_security = none: alert emails and SMTP credentials travel in plain text"
         );
     }
-    let (cp, generated) = ControlPlane::start(store, directory, api_config(cfg))
+    let api = ApiConfig {
+        host_header_ips,
+        ..api_config(cfg)
+    };
+    let (cp, generated) = ControlPlane::start(store, directory, api)
         .await
         .context("cannot start the control plane (key `database_url`)")?;
     if let Some(key) = generated {

@@ -321,6 +321,7 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
     // What ICE server lists name: settled once, logged with its reason.
     let advertised = advertise::detect(&cfg);
     advertise::log(&advertised);
+    let host_header_ips = advertise::host_header_ips(cfg.public_host.is_some(), &advertised);
     if cfg.public_host.is_none() {
         cfg.public_host.clone_from(&advertised.host);
     }
@@ -355,7 +356,7 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             .context("cannot install the metrics recorder")?;
         turnpike_server::describe_metrics();
         let control = if cfg.control_plane {
-            Some(control::start(&cfg, relay.directory.clone()).await?)
+            Some(control::start(&cfg, relay.directory.clone(), host_header_ips).await?)
         } else {
             None
         };

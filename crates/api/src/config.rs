@@ -14,6 +14,11 @@ pub struct ApiConfig {
     pub admin_key_hash: Option<[u8; 32]>,
     /// Host name clients use in ICE server URIs.
     pub public_host: Option<String>,
+    /// When `public_host` was detected rather than configured: this machine's interface
+    /// addresses. A Metered-compatible ICE request whose `Host` header is one of these IP
+    /// literals gets a list naming that address (the one the client reached us at). Empty: ICE
+    /// lists always name `public_host`.
+    pub host_header_ips: Vec<std::net::IpAddr>,
     /// Listeners advertised in ICE server lists.
     pub listeners: Listeners,
     /// Lifetime of minted ephemeral credentials when not asked (seconds).
@@ -61,6 +66,7 @@ impl Default for ApiConfig {
             realm: "turnpike".into(),
             admin_key_hash: None,
             public_host: None,
+            host_header_ips: Vec::new(),
             listeners: Listeners::default(),
             default_ttl: 3600,
             max_ttl: 86_400 * 7,

@@ -1,7 +1,8 @@
 //! API keys and TURN passwords: generation, hashing, and derivation of long-term keys.
 //!
 //! Keys are 32 random bytes, base64url, with a kind prefix (`tpa_` admin, `tps_` tenant secret,
-//! `tpp_` publishable). Only their SHA-256 is stored (the keys are random, so a fast hash does
+//! `tpp_` publishable, `tpk_`
+//! a project's key). Only their SHA-256 is stored (the keys are random, so a fast hash does
 //! not make guessing easier); they are shown once, at creation.
 
 use base64::Engine;
@@ -27,6 +28,7 @@ pub fn new_key(kind: KeyKind) -> String {
         KeyKind::Admin => "tpa_",
         KeyKind::Secret => "tps_",
         KeyKind::Publishable => "tpp_",
+        KeyKind::Project => "tpk_",
     };
     format!("{p}{}", random_token(32))
 }

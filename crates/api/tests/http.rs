@@ -52,6 +52,13 @@ impl Answer {
         self.body
     }
 
+    /// Asserts Metered's error shape: this status and `{field: text}` alone.
+    #[track_caller]
+    fn metered(self, status: StatusCode, field: &str, text: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body, json!({ field: text }), "{}", self.body);
+    }
+
     /// Asserts the one error shape with this status and code; returns the message.
     #[track_caller]
     fn error(self, status: StatusCode, code: &str) -> String {
@@ -117,12 +124,18 @@ async fn start(cfg: ApiConfig) -> Api {
     let url = format!("sqlite://{}", dir.path().join("control.db").display());
     let store = AnyStore::connect(&url).await.expect("a fresh SQLite store");
     let clock = Arc::new(ManualClock::new(NOW));
-    let cfg = ApiConfig {
-        admin_key_hash: Some(hash_key(ADMIN)),
-        listeners: Listeners {
+    // One UDP listener unless the test names its own.
+    let listeners = if cfg.listeners.udp.is_empty() {
+        Listeners {
             udp: vec!["192.0.2.1:3478".parse().expect("an address")],
             ..Listeners::default()
-        },
+        }
+    } else {
+        cfg.listeners.clone()
+    };
+    let cfg = ApiConfig {
+        admin_key_hash: Some(hash_key(ADMIN)),
+        listeners,
         ..cfg
     };
     let state = Arc::new(AppState::new(
@@ -315,10 +328,13 @@ async fn callers_need_the_right_kind_of_key() {
     let q = format!("/api/v2/turn/credentials?secretKey={tenant}");
     let list = api.send(call(Method::GET, &q)).await.ok(StatusCode::OK);
     assert_eq!(list["pagination"]["total_records"], 1);
+    // A publishable key is not an app's secret key: Metered's 401 and body.
     let q = format!("/api/v2/turn/credentials?secretKey={pk}");
-    api.send(call(Method::GET, &q))
-        .await
-        .error(StatusCode::FORBIDDEN, "forbidden");
+    api.send(call(Method::GET, &q)).await.metered(
+        StatusCode::UNAUTHORIZED,
+        "message",
+        "Invalid secretKey",
+    );
 }
 
 #[tokio::test]
@@ -350,16 +366,11 @@ async fn errors_map_to_the_one_shape() {
     api.send(call(Method::GET, "/v1/credentials/cred_nope").key(&tenant))
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
-    // DomainError::NotFound with the domain's message, through the Metered endpoints.
+    // The Metered endpoints answer in Metered's shape instead (see the metered_* tests).
     let q = format!("/api/v1/turn/credential/enable?secretKey={tenant}");
-    let m = api
-        .send(call(Method::POST, &q).json(json!({"username": "nobody"})))
+    api.send(call(Method::POST, &q).json(json!({"username": "nobody"})))
         .await
-        .error(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(m, "credential not found");
-    api.send(call(Method::POST, &q).json(json!({"username": "alice"})))
-        .await
-        .error(StatusCode::CONFLICT, "conflict");
+        .metered(StatusCode::UNAUTHORIZED, "message", "Credential not found");
     // Extractor rejections in the same shape.
     let bad = api
         .send(
@@ -529,9 +540,15 @@ async fn failed_keys_are_throttled_per_client_address() {
         .await
         .error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     let q = format!("/api/v2/turn/credentials?secretKey={tenant}");
-    api.send(call(Method::GET, &q).from("198.51.100.7:1003"))
-        .await
-        .error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let r = api
+        .send(call(Method::GET, &q).from("198.51.100.7:1003"))
+        .await;
+    assert!(r.headers.contains_key("retry-after"));
+    r.metered(
+        StatusCode::TOO_MANY_REQUESTS,
+        "message",
+        "too many failed API key attempts from this address; retry later",
+    );
     // A missing key is not a failure; another address is not affected.
     api.send(from("198.51.100.8:1000").key(&tenant))
         .await
@@ -745,4 +762,981 @@ async fn quota_thresholds_fire_once_per_period_and_lift_in_the_next() {
         .await
         .ok(StatusCode::NO_CONTENT);
     assert!(!refused(&api));
+}
+
+/// Adds `bytes` of one credential's client→server traffic to the tenant's usage at `at`.
+async fn credential_bytes(
+    state: &AppState,
+    tenant_id: &str,
+    credential_id: &str,
+    bytes: i64,
+    at: i64,
+) {
+    let delta = UsageDelta {
+        tenant_id: tenant_id.to_string(),
+        credential_id: credential_id.to_string(),
+        hour: at / 3600,
+        counters: Counters {
+            c2s_bytes: bytes,
+            ..Counters::default()
+        },
+        ..UsageDelta::default()
+    };
+    state.store.add_usage(&[delta]).await.expect("usage added");
+}
+
+/// `path` with `?name=value` (or `&name=value`) appended.
+fn with(path: &str, name: &str, value: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}{name}={value}")
+}
+
+#[tokio::test]
+async fn metered_credentials_answer_as_metered_does() {
+    let api = start(ApiConfig::default()).await;
+    let (_, secret) = api.tenant("acme").await;
+    let cred = |sk: &str| with("/api/v1/turn/credential", "secretKey", sk);
+
+    // M1: keys in the query; Metered's errors.
+    api.send(call(Method::POST, "/api/v1/turn/credential").json(json!({})))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "message", "secretKey is required");
+    api.send(call(Method::POST, &cred("tps_wrong")).json(json!({})))
+        .await
+        .metered(StatusCode::UNAUTHORIZED, "message", "Invalid secretKey");
+    for bad in [json!(-5), json!(0), json!("60"), json!(1.5)] {
+        api.send(call(Method::POST, &cred(&secret)).json(json!({"expiryInSeconds": bad})))
+            .await
+            .metered(
+                StatusCode::BAD_REQUEST,
+                "message",
+                "please enter a positive integer value for expiryInSeconds",
+            );
+    }
+    // Without a body (Metered's tutorial), then with expiry and label.
+    let plain = api
+        .send(call(Method::POST, &cred(&secret)))
+        .await
+        .ok(StatusCode::OK);
+    let mut keys: Vec<_> = plain
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["apiKey", "password", "username"]);
+    let c = api
+        .send(
+            call(Method::POST, &cred(&secret)).json(json!({"expiryInSeconds": 60, "label": "web"})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        (c["expiryInSeconds"].clone(), c["label"].clone()),
+        (json!(60), json!("web"))
+    );
+    let username = c["username"].as_str().expect("a username").to_string();
+
+    // M2: the list, `all` as a presence flag brings back expired ones.
+    let list = with("/api/v2/turn/credentials", "secretKey", &secret);
+    let l = api.send(call(Method::GET, &list)).await.ok(StatusCode::OK);
+    assert_eq!(l["pagination"]["total_records"], 2, "{l}");
+    api.clock.advance(120);
+    let l = api.send(call(Method::GET, &list)).await.ok(StatusCode::OK);
+    assert_eq!(l["pagination"]["total_records"], 1, "{l}");
+    for all in ["all", "all=true", "all=1"] {
+        let l = api
+            .send(call(Method::GET, &format!("{list}&{all}")))
+            .await
+            .ok(StatusCode::OK);
+        assert_eq!(l["pagination"]["total_records"], 2, "{all}: {l}");
+        let expired: Vec<_> = l["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|d| d["expired"] == true)
+            .collect();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0]["expiryInSeconds"], 0);
+    }
+    let l = api
+        .send(call(Method::GET, &format!("{list}&all=false")))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(l["pagination"]["total_records"], 1, "{l}");
+
+    // M4 / M5: the username in the body; "not found" is 401; Metered's messages.
+    let enable = with("/api/v1/turn/credential/enable", "secretKey", &secret);
+    let disable = with("/api/v1/turn/credential/disable", "secretKey", &secret);
+    let u = plain["username"].as_str().expect("a username").to_string();
+    api.send(call(Method::POST, &enable).json(json!({})))
+        .await
+        .metered(
+            StatusCode::BAD_REQUEST,
+            "message",
+            "`username` field missing",
+        );
+    api.send(call(Method::POST, &enable).json(json!({"username": "nobody"})))
+        .await
+        .metered(StatusCode::UNAUTHORIZED, "message", "Credential not found");
+    api.send(call(Method::POST, &disable).json(json!({"username": "nobody"})))
+        .await
+        .metered(StatusCode::UNAUTHORIZED, "message", "credential not found");
+    api.send(call(Method::POST, &enable).json(json!({"username": u})))
+        .await
+        .metered(
+            StatusCode::BAD_REQUEST,
+            "message",
+            "Credential is already enabled",
+        );
+    let bad_disable = with("/api/v1/turn/credential/disable", "secretKey", "tps_wrong");
+    api.send(call(Method::POST, &bad_disable).json(json!({"username": u})))
+        .await
+        .metered(
+            StatusCode::BAD_REQUEST,
+            "message",
+            "Invalid request. App not found",
+        );
+    let m = api
+        .send(call(Method::POST, &disable).json(json!({"username": u})))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        m,
+        json!({"message": "Turn credential disabled successfully"})
+    );
+    api.send(call(Method::POST, &disable).json(json!({"username": u})))
+        .await
+        .metered(
+            StatusCode::BAD_REQUEST,
+            "message",
+            "Credential is already disabled",
+        );
+    let m = api
+        .send(call(Method::POST, &enable).json(json!({"username": u})))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(m, json!({"message": "Credential enabled successfully"}));
+
+    // M6: DELETE with the username in the body (the query form too).
+    let del = cred(&secret);
+    let gone = api
+        .send(call(Method::DELETE, &del).json(json!({"username": u})))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        gone,
+        json!({"success": true, "message": "credential removed"})
+    );
+    api.send(call(Method::DELETE, &del).json(json!({"username": u})))
+        .await
+        .metered(
+            StatusCode::BAD_REQUEST,
+            "message",
+            "credential of the specified username is not found",
+        );
+    api.send(call(Method::DELETE, &with(&del, "username", &username)))
+        .await
+        .ok(StatusCode::OK);
+
+    // M7: only unexpired credentials with the label go.
+    for expiry in [None, None, Some(10)] {
+        let body = match expiry {
+            Some(e) => json!({"label": "batch", "expiryInSeconds": e}),
+            None => json!({"label": "batch"}),
+        };
+        api.send(call(Method::POST, &cred(&secret)).json(body))
+            .await
+            .ok(StatusCode::OK);
+    }
+    api.clock.advance(20);
+    let by_label = with("/api/v2/turn/credential/by_label", "secretKey", &secret);
+    api.send(call(Method::DELETE, &by_label)).await.metered(
+        StatusCode::BAD_REQUEST,
+        "message",
+        "label must be a non-empty string of less than 100 characters",
+    );
+    api.send(call(
+        Method::DELETE,
+        &with(&by_label, "label", &"x".repeat(100)),
+    ))
+    .await
+    .metered(
+        StatusCode::BAD_REQUEST,
+        "message",
+        "label must be a non-empty string of less than 100 characters",
+    );
+    api.send(call(
+        Method::DELETE,
+        "/api/v2/turn/credential/by_label?secretKey=tps_x&label=batch",
+    ))
+    .await
+    .metered(StatusCode::BAD_REQUEST, "message", "invalid secretKey");
+    let n = api
+        .send(call(Method::DELETE, &with(&by_label, "label", "batch")))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(n, json!({"deleted": 2}));
+    let left = api
+        .send(call(Method::GET, &format!("{list}&all&label=batch")))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        left["pagination"]["total_records"], 1,
+        "the expired one stays: {left}"
+    );
+
+    // Turnpike's own /v1 API keeps its one error shape.
+    api.send(call(Method::GET, "/v1/credentials/cred_nope").key(&secret))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn metered_ice_array_has_one_url_per_entry_and_metered_errors() {
+    let api = start(ApiConfig::default()).await;
+    let (_, secret) = api.tenant("acme").await;
+    let c = api
+        .send(call(
+            Method::POST,
+            &with("/api/v1/turn/credential", "secretKey", &secret),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    let key = c["apiKey"].as_str().expect("an apiKey");
+    let ice = with("/api/v1/turn/credentials", "apiKey", key);
+
+    api.send(call(Method::GET, "/api/v1/turn/credentials"))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "error", "Please specify API Key");
+    api.send(call(
+        Method::GET,
+        "/api/v1/turn/credentials?apiKey=tpp_nope",
+    ))
+    .await
+    .metered(StatusCode::UNAUTHORIZED, "error", "Invalid API Key");
+    let list = api.send(call(Method::GET, &ice)).await.ok(StatusCode::OK);
+    let entries = list.as_array().expect("a bare array");
+    assert_eq!(entries.len(), 2, "{list}");
+    assert_eq!(entries[0], json!({"urls": "stun:192.0.2.1:3478"}));
+    assert_eq!(entries[1]["urls"], "turn:192.0.2.1:3478?transport=udp");
+    assert!(entries[1]["username"].is_string() && entries[1]["credential"].is_string());
+    // Regions: Metered's names are all served by this node; others are refused.
+    for region in ["global", "europe_west", "standard"] {
+        let r = api
+            .send(call(Method::GET, &with(&ice, "region", region)))
+            .await
+            .ok(StatusCode::OK);
+        assert_eq!(r.as_array().map(Vec::len), Some(2), "{region}");
+    }
+    let r = api
+        .send(call(Method::GET, &with(&ice, "region", "mars")))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("global")),
+        "{}",
+        r.body
+    );
+    // A disabled credential's apiKey mints nothing.
+    let disable = with("/api/v1/turn/credential/disable", "secretKey", &secret);
+    api.send(call(Method::POST, &disable).json(json!({"username": c["username"]})))
+        .await
+        .ok(StatusCode::OK);
+    let r = api.send(call(Method::GET, &ice)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body["error"].is_string(), "{}", r.body);
+}
+
+#[tokio::test]
+async fn ice_lists_name_the_address_the_client_reached_when_the_host_was_detected() {
+    let listeners = Listeners {
+        udp: vec!["0.0.0.0:3478".parse().expect("an address")],
+        tcp: vec!["0.0.0.0:3478".parse().expect("an address")],
+        ..Listeners::default()
+    };
+    let detected = ApiConfig {
+        public_host: Some("198.51.100.10".into()),
+        host_header_ips: vec![
+            "192.0.2.55".parse().expect("an address"),
+            "2001:db8::5".parse().expect("an address"),
+        ],
+        listeners: listeners.clone(),
+        ..ApiConfig::default()
+    };
+    let api = start(detected).await;
+    let (_, secret) = api.tenant("acme").await;
+    let c = api
+        .send(call(
+            Method::POST,
+            &with("/api/v1/turn/credential", "secretKey", &secret),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    let ice = with(
+        "/api/v1/turn/credentials",
+        "apiKey",
+        c["apiKey"].as_str().expect("a key"),
+    );
+    for (host, url) in [
+        ("192.0.2.55:8080", "stun:192.0.2.55:3478"),
+        ("192.0.2.55", "stun:192.0.2.55:3478"),
+        ("[2001:db8::5]:443", "stun:[2001:db8::5]:3478"),
+        // Not one of ours, or a name: the detected address.
+        ("203.0.113.9:8080", "stun:198.51.100.10:3478"),
+        ("evil.example.com", "stun:198.51.100.10:3478"),
+    ] {
+        let r = api
+            .send(call(Method::GET, &ice).header("host", host))
+            .await
+            .ok(StatusCode::OK);
+        assert_eq!(r[0]["urls"], url, "{host}: {r}");
+        assert_eq!(
+            r[2]["urls"],
+            url.replace("stun:", "turn:") + "?transport=tcp",
+            "{host}: {r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn own_ice_servers_carry_the_credentials_expiry() {
+    let api = start(ApiConfig::default()).await;
+    let (_, secret) = api.tenant("acme").await;
+    let w3c = api
+        .send(call(Method::GET, "/v1/ice-servers?ttl=600").key(&secret))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(w3c["ttl"], 600);
+    assert_eq!(w3c["expiresAt"], NOW + 600);
+    let rest = api
+        .send(call(Method::GET, "/v1/ice-servers?ttl=600&format=turn-rest").key(&secret))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        (rest["ttl"].clone(), rest["expires_at"].clone()),
+        (json!(600), json!(NOW + 600))
+    );
+}
+
+#[tokio::test]
+async fn metered_usage_by_date_and_by_user() {
+    let api = start(ApiConfig::default()).await;
+    let (tid, secret) = api.tenant("acme").await;
+    let c = api
+        .send(
+            call(
+                Method::POST,
+                &with("/api/v1/turn/credential", "secretKey", &secret),
+            )
+            .json(json!({"label": "web"})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    let cid = api
+        .state
+        .store
+        .credential_by_username(&tid, c["username"].as_str().expect("a username"))
+        .await
+        .expect("the store")
+        .expect("the credential")
+        .id;
+    credential_bytes(&api.state, &tid, &cid, 2_000_000_000, NOW).await;
+    credential_bytes(&api.state, &tid, &cid, 500_000_000, NOVEMBER + 86_400).await;
+    // Last month does not count.
+    credential_bytes(&api.state, &tid, &cid, 7, NOVEMBER - 3600).await;
+
+    let u = api
+        .send(call(
+            Method::GET,
+            &with("/api/v1/turn/current_usage", "secretKey", &secret),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        u,
+        json!({"quotaInGB": 0.0, "usageInGB": 2.5, "overageInGB": 0.0})
+    );
+    api.send(
+        call(Method::PUT, "/v1/quota")
+            .key(&secret)
+            .json(json!({"bytes_per_period": 2_000_000_000})),
+    )
+    .await
+    .ok(StatusCode::OK);
+    let u = api
+        .send(call(
+            Method::GET,
+            &with("/api/v1/turn/current_usage", "secretKey", &secret),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        u,
+        json!({"quotaInGB": 2.0, "usageInGB": 2.5, "overageInGB": 0.5})
+    );
+
+    // M9: every day of November up to today (the 30th).
+    let by_date = with("/api/v1/turn/current_usage_by_date", "secretKey", &secret);
+    api.send(call(
+        Method::GET,
+        "/api/v1/turn/current_usage_by_date?secretKey=tps_x",
+    ))
+    .await
+    .metered(StatusCode::UNAUTHORIZED, "message", "Invalid secretKey");
+    let days = api
+        .send(call(Method::GET, &by_date))
+        .await
+        .ok(StatusCode::OK);
+    let days = days.as_array().expect("an array");
+    assert_eq!(days.len(), 30);
+    assert_eq!(days[0], json!({"date": "2026-11-01", "usageInGB": 0.0}));
+    assert_eq!(days[1], json!({"date": "2026-11-02", "usageInGB": 0.5}));
+    assert_eq!(days[29], json!({"date": "2026-11-30", "usageInGB": 2.0}));
+
+    // M10 and the archived M10a.
+    let by_user = api
+        .send(call(
+            Method::GET,
+            &with("/api/v2/turn/current_usage_by_user", "secretKey", &secret),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(by_user["has_more"], false);
+    assert_eq!(by_user["data"][0]["username"], c["username"]);
+    assert_eq!(by_user["data"][0]["label"], "web");
+    assert_eq!(by_user["data"][0]["usageInGB"], 2.5);
+    let v1 = api
+        .send(call(
+            Method::GET,
+            &with("/api/v1/turn/current_usage_by_user", "apiKey", &secret),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(v1, json!([{"username": c["username"], "usageInGB": 2.5}]));
+    api.send(call(Method::GET, "/api/v1/turn/current_usage_by_user"))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "error", "Please specify API Key");
+    let pk = c["apiKey"].as_str().expect("a key");
+    api.send(call(
+        Method::GET,
+        &with("/api/v1/turn/current_usage_by_user", "apiKey", pk),
+    ))
+    .await
+    .metered(StatusCode::UNAUTHORIZED, "error", "Invalid API Key");
+}
+
+#[tokio::test]
+async fn metered_projects_are_child_tenants_with_their_own_keys() {
+    let api = start(ApiConfig::default()).await;
+    let (app_id, secret) = api.tenant("app").await;
+    let (_, other) = api.tenant("other").await;
+    let create = with("/api/v2/turn/project", "secretKey", &secret);
+
+    // P1: checks, in Metered's shape.
+    api.send(call(Method::POST, "/api/v2/turn/project").json(json!({"projectName": "p"})))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "message", "secretKey is required");
+    api.send(
+        call(Method::POST, "/api/v2/turn/project?secretKey=tps_x")
+            .json(json!({"projectName": "p"})),
+    )
+    .await
+    .metered(
+        StatusCode::BAD_REQUEST,
+        "message",
+        "invalid secretKey app not found",
+    );
+    for (body, needle) in [
+        (json!({}), "projectName is required"),
+        (json!({"projectName": "x".repeat(100)}), "less than 100"),
+        (json!({"projectName": "p", "quotaInBytes": 1000}), "1 MiB"),
+        (
+            json!({"projectName": "p", "webhookUrl": "http://example.com/h"}),
+            "https",
+        ),
+        (
+            json!({"projectName": "p", "webhookUrl": "https://127.0.0.1/h"}),
+            "public address",
+        ),
+        (
+            json!({"projectName": "p", "webhookUrl": "https://169.254.169.254/latest"}),
+            "public address",
+        ),
+        (
+            json!({"projectName": "p", "notificationEmails": vec!["a@example.com"; 11]}),
+            "at most 10",
+        ),
+        (
+            json!({"projectName": "p", "notificationEmails": ["not an address"]}),
+            "not an email",
+        ),
+        (
+            json!({"projectName": "p", "quotaExceededAction": "explode"}),
+            "notify, none or disable",
+        ),
+    ] {
+        let r = api
+            .send(call(Method::POST, &create).json(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        let m = r.body["message"].as_str().unwrap_or_default();
+        assert!(m.contains(needle), "{body}: {m}");
+        assert_eq!(r.body.as_object().map(|o| o.len()), Some(1));
+    }
+    let p = api
+        .send(call(Method::POST, &create).json(json!({
+            "projectName": "alpha", "quotaInBytes": 2 << 20, "quotaExceededAction": "NOTIFY_ONLY",
+            "notificationEmails": ["ops@example.com", "dev@example.com"]})))
+        .await
+        .ok(StatusCode::OK);
+    let pid = p["_id"].as_str().expect("an id").to_string();
+    let pkey = p["apiKey"].as_str().expect("a project key").to_string();
+    assert_eq!(p["projectName"], "alpha");
+    assert_eq!(p["quotaInBytes"], 2 << 20);
+    assert_eq!(p["quotaExceededAction"], "notify");
+    assert_eq!(p["webhookUrl"], Value::Null);
+    assert_eq!(
+        p["notificationEmails"],
+        json!(["ops@example.com", "dev@example.com"])
+    );
+    assert_eq!(p["created"], "2026-11-30T22:00:00.000Z");
+    assert!(pkey.starts_with("tpk_"), "{pkey}");
+    // The project is a tenant whose parent is the app, with the quota and thresholds mapped.
+    let t = api.state.store.get_tenant(&pid).await.expect("a tenant");
+    assert_eq!(t.parent_id.as_deref(), Some(app_id.as_str()));
+    let q = api
+        .state
+        .store
+        .list_quotas(Some(&pid))
+        .await
+        .expect("quotas");
+    assert_eq!(q[0].bytes_per_period, Some(2 << 20));
+    assert_eq!(
+        quota::thresholds(&q[0])
+            .iter()
+            .map(|t| (t.percent, t.action))
+            .collect::<Vec<_>>(),
+        vec![(80, quota::Action::Notify), (100, quota::Action::Notify)]
+    );
+    let n = api
+        .state
+        .store
+        .get_notifications(&pid)
+        .await
+        .expect("settings")
+        .expect("some");
+    assert_eq!(n.webhook_format, turnpike_store::WebhookFormat::Metered);
+    // Names are unique within the app, not across apps.
+    api.send(call(Method::POST, &create).json(json!({"projectName": "alpha"})))
+        .await
+        .metered(
+            StatusCode::BAD_REQUEST,
+            "message",
+            "project name already exists",
+        );
+    api.send(
+        call(
+            Method::POST,
+            &with("/api/v2/turn/project", "secretKey", &other),
+        )
+        .json(json!({"projectName": "alpha"})),
+    )
+    .await
+    .ok(StatusCode::OK);
+
+    // P2 lists the app's projects only, without keys.
+    let list = api
+        .send(call(
+            Method::GET,
+            &with("/api/v2/turn/projects", "secretKey", &secret),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["_id"], pid.as_str());
+    assert!(list[0].get("apiKey").is_none());
+
+    // P3: partial update; `disable` maps to refuse at 100 %.
+    let one = |k: &str, sk: &str| with(&format!("/api/v2/turn/project/{pid}{k}"), "secretKey", sk);
+    let u = api
+        .send(
+            call(Method::PUT, &one("", &secret))
+                .json(json!({"projectName": "beta", "quotaExceededAction": "disable"})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        (
+            u["projectName"].clone(),
+            u["quotaExceededAction"].clone(),
+            u["quotaInBytes"].clone()
+        ),
+        (json!("beta"), json!("disable"), json!(2 << 20))
+    );
+    api.send(call(Method::PUT, &one("", &other)).json(json!({"projectName": "x"})))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "message", "Project not found");
+    api.send(
+        call(
+            Method::PUT,
+            &with(
+                "/api/v2/turn/project/507f1f77bcf86cd799439011",
+                "secretKey",
+                &secret,
+            ),
+        )
+        .json(json!({})),
+    )
+    .await
+    .metered(StatusCode::BAD_REQUEST, "message", "Invalid projectId");
+
+    // P6 with either key; the project key does nothing else.
+    let pk = |k: &str, key: &str| {
+        with(
+            &format!("/api/v2/turn/project/{pid}{k}"),
+            "projectApiKey",
+            key,
+        )
+    };
+    let c1 = api
+        .send(
+            call(Method::POST, &pk("/credential", &pkey))
+                .json(json!({"label": "l1", "expiryInSeconds": 3600})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(c1["label"], "l1");
+    let c2 = api
+        .send(call(Method::POST, &one("/credential", &secret)).json(json!({"label": "l2"})))
+        .await
+        .ok(StatusCode::OK);
+    api.send(call(Method::POST, &one("/credential", &other)).json(json!({})))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "message", "Project not found");
+    api.send(call(Method::POST, &pk("/credential", "tpk_nope")).json(json!({})))
+        .await
+        .metered(StatusCode::UNAUTHORIZED, "message", "Invalid projectApiKey");
+    api.send(
+        call(
+            Method::POST,
+            &with("/api/v1/turn/credential", "secretKey", &pkey),
+        )
+        .json(json!({})),
+    )
+    .await
+    .metered(StatusCode::UNAUTHORIZED, "message", "Invalid secretKey");
+    api.send(call(
+        Method::GET,
+        &with("/api/v2/turn/projects", "secretKey", &pkey),
+    ))
+    .await
+    .metered(
+        StatusCode::BAD_REQUEST,
+        "message",
+        "invalid secretKey app not found",
+    );
+    api.send(call(Method::GET, "/v1/credentials").key(&pkey))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    // The project's credentials are its own, not the app's; their apiKey fetches ICE servers.
+    let app_list = api
+        .send(call(
+            Method::GET,
+            &with("/api/v2/turn/credentials", "secretKey", &secret),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(app_list["pagination"]["total_records"], 0);
+    let ice = api
+        .send(call(
+            Method::GET,
+            &with(
+                "/api/v1/turn/credentials",
+                "apiKey",
+                c1["apiKey"].as_str().expect("a key"),
+            ),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert!(ice[1]["username"].is_string(), "{ice}");
+
+    // P7: 50 a page, `_id` and `project` on each.
+    for i in 0..49 {
+        api.send(
+            call(Method::POST, &pk("/credential", &pkey))
+                .json(json!({"label": format!("bulk{}", i % 2)})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    }
+    let page1 = api
+        .send(call(Method::GET, &pk("/credentials", &pkey)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(page1["data"].as_array().map(Vec::len), Some(50));
+    assert_eq!(page1["pagination"]["total_records"], 51);
+    assert_eq!(page1["pagination"]["next_page"], 2);
+    assert_eq!(page1["data"][0]["project"], pid.as_str());
+    let page2 = api
+        .send(call(
+            Method::GET,
+            &format!("{}&page=2", pk("/credentials", &pkey)),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(page2["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page2["pagination"]["prev_page"], 1);
+    let l2 = api
+        .send(call(
+            Method::GET,
+            &format!("{}&label=l2", pk("/credentials", &pkey)),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(l2["data"][0]["username"], c2["username"]);
+
+    // P10–P13: usage of the project's users.
+    let by_name = |u: &Value| {
+        let state = api.state.clone();
+        let pid = pid.clone();
+        let u = u.as_str().expect("a username").to_string();
+        async move {
+            state
+                .store
+                .credential_by_username(&pid, &u)
+                .await
+                .expect("the store")
+                .expect("a credential")
+                .id
+        }
+    };
+    let id1 = by_name(&c1["username"]).await;
+    credential_bytes(&api.state, &pid, &id1, 1 << 20, NOW).await;
+    let page1_users: Vec<String> = page1["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|d| d["_id"].as_str().expect("an id").to_string())
+        .collect();
+    for id in page1_users.iter().filter(|id| **id != id1).take(25) {
+        credential_bytes(&api.state, &pid, id, 10, NOW).await;
+    }
+    let usage = api
+        .send(call(Method::GET, &pk("/current_usage", &pkey)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        usage,
+        json!({"quotaInBytes": 2 << 20, "usageInBytes": (1 << 20) + 250, "overageInBytes": 0})
+    );
+    let days = api
+        .send(call(Method::GET, &one("/current_usage_by_date", &secret)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(days.as_array().map(Vec::len), Some(30));
+    assert_eq!(
+        days[29],
+        json!({"date": "2026-11-30", "usageInBytes": (1 << 20) + 250})
+    );
+    let users = api
+        .send(call(Method::GET, &pk("/current_usage_by_user", &pkey)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(users["data"].as_array().map(Vec::len), Some(25));
+    assert_eq!(users["has_more"], true);
+    assert_eq!(
+        users["data"][0],
+        json!({"label": "l1", "username": c1["username"], "usageInBytes": 1 << 20})
+    );
+    let users2 = api
+        .send(call(
+            Method::GET,
+            &format!("{}&page=2", pk("/current_usage_by_user", &pkey)),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        (
+            users2["data"].as_array().map(Vec::len),
+            users2["has_more"].clone()
+        ),
+        (Some(1), json!(false))
+    );
+    api.send(call(Method::GET, &pk("/current_usage_for_user", &pkey)))
+        .await
+        .metered(
+            StatusCode::BAD_REQUEST,
+            "message",
+            "please pass the username query parameter",
+        );
+    let one_user = api
+        .send(call(
+            Method::GET,
+            &format!(
+                "{}&username={}",
+                pk("/current_usage_for_user", &pkey),
+                c1["username"].as_str().expect("a name")
+            ),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(one_user, json!({"label": "l1", "usageInBytes": 1 << 20}));
+
+    // The quota acts on the project: `disable` refuses new allocations at 100 %.
+    credential_bytes(&api.state, &pid, &id1, 2 << 20, NOW).await;
+    quota::evaluate(&api.state, None).await;
+    let refused = api
+        .state
+        .directory
+        .load()
+        .tenant_limits
+        .get(&pid)
+        .is_some_and(|l| l.refuse);
+    assert!(refused, "the project is refused at its quota");
+    let alerts = api.state.store.list_alerts(&pid).await.expect("alerts");
+    let mut fired: Vec<_> = alerts
+        .iter()
+        .map(|a| (a.percent, a.action.clone()))
+        .collect();
+    fired.sort();
+    assert_eq!(
+        fired,
+        [(80, "notify".to_string()), (100, "refuse".to_string())]
+    );
+
+    // P8 / P9: delete by username (body) and by label.
+    let gone = api
+        .send(
+            call(Method::DELETE, &pk("/credential", &pkey))
+                .json(json!({"username": c2["username"]})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(
+        gone,
+        json!({"success": true, "message": "credential removed"})
+    );
+    api.send(
+        call(Method::DELETE, &pk("/credential", &pkey)).json(json!({"username": c2["username"]})),
+    )
+    .await
+    .metered(
+        StatusCode::BAD_REQUEST,
+        "message",
+        "credential of the specified username is not found",
+    );
+    api.send(call(Method::DELETE, &pk("/credential", &pkey)).json(json!({})))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "message", "username is required");
+    let n = api
+        .send(
+            call(Method::DELETE, &pk("/credential/by_label", &pkey))
+                .json(json!({"label": "bulk0"})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(n, json!({"deleted": 25}));
+    api.send(call(Method::DELETE, &pk("/credential/by_label", &pkey)).json(json!({"label": ""})))
+        .await
+        .metered(
+            StatusCode::BAD_REQUEST,
+            "message",
+            "label must be a non-empty string of less than 100 characters",
+        );
+
+    // P5: the old key stops at once; the new one works; only the app may regenerate.
+    api.send(call(Method::POST, &pk("/regenerate_api_key", &pkey)))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "message", "secretKey is required");
+    let r = api
+        .send(call(Method::POST, &one("/regenerate_api_key", &secret)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(r["success"], true);
+    let new_key = r["apiKey"].as_str().expect("a key").to_string();
+    api.send(call(Method::GET, &pk("/current_usage", &pkey)))
+        .await
+        .metered(StatusCode::UNAUTHORIZED, "message", "Invalid projectApiKey");
+    api.send(call(Method::GET, &pk("/current_usage", &new_key)))
+        .await
+        .ok(StatusCode::OK);
+
+    // P4: the project goes with its credentials and keys.
+    api.send(call(Method::DELETE, &one("", &other)))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "message", "Project not found");
+    let d = api
+        .send(call(Method::DELETE, &one("", &secret)))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(d, json!({"success": true}));
+    assert!(api
+        .state
+        .store
+        .credential_by_username(&pid, c1["username"].as_str().expect("a name"))
+        .await
+        .expect("the store")
+        .is_none());
+    api.send(call(Method::GET, &pk("/current_usage", &new_key)))
+        .await
+        .metered(StatusCode::UNAUTHORIZED, "message", "Invalid projectApiKey");
+    api.send(call(Method::DELETE, &one("", &secret)))
+        .await
+        .metered(StatusCode::BAD_REQUEST, "message", "Project not found");
+}
+
+#[tokio::test]
+async fn deleting_an_app_deletes_its_projects() {
+    let api = start(ApiConfig::default()).await;
+    let (app_id, secret) = api.tenant("app").await;
+    let p = api
+        .send(
+            call(
+                Method::POST,
+                &with("/api/v2/turn/project", "secretKey", &secret),
+            )
+            .json(json!({"projectName": "p"})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    let pid = p["_id"].as_str().expect("an id");
+    api.send(call(Method::DELETE, &format!("/v1/tenants/{app_id}")).key(ADMIN))
+        .await
+        .ok(StatusCode::NO_CONTENT);
+    assert!(api.state.store.get_tenant(pid).await.is_err());
+}
+
+#[tokio::test]
+async fn webhooks_may_send_metereds_body() {
+    let api = start(ApiConfig::default()).await;
+    let (_, secret) = api.tenant("acme").await;
+    let put = |body: Value| {
+        call(Method::PUT, "/v1/notifications")
+            .key(&secret)
+            .json(body)
+    };
+    let n = api
+        .send(put(
+            json!({"email_to": "ops@example.com", "format": "metered"}),
+        ))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(n["format"], "metered");
+    let n = api
+        .send(call(Method::GET, "/v1/notifications").key(&secret))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(n["format"], "metered");
+    let n = api
+        .send(put(json!({"email_to": "ops@example.com"})))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(n["format"], "turnpike");
+    api.send(put(json!({"format": "xml"})))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
 }

@@ -54,6 +54,15 @@ impl Store for AnyStore {
     async fn delete_tenant(&self, id: &str) -> Result<()> {
         delegate!(self, s => s.delete_tenant(id))
     }
+    async fn create_child_tenant(&self, parent_id: &str, name: &str, now: i64) -> Result<Tenant> {
+        delegate!(self, s => s.create_child_tenant(parent_id, name, now))
+    }
+    async fn child_tenants(&self, parent_id: &str) -> Result<Vec<Tenant>> {
+        delegate!(self, s => s.child_tenants(parent_id))
+    }
+    async fn rename_tenant(&self, id: &str, name: &str) -> Result<()> {
+        delegate!(self, s => s.rename_tenant(id, name))
+    }
     async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey> {
         delegate!(self, s => s.create_api_key(k, now))
     }

@@ -63,6 +63,13 @@ pub trait Store {
     async fn get_tenant(&self, id: &str) -> Result<Tenant>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
     async fn delete_tenant(&self, id: &str) -> Result<()>;
+    /// A project of `parent_id` (a tenant of its own); `Conflict` if the parent has a project
+    /// of that name.
+    async fn create_child_tenant(&self, parent_id: &str, name: &str, now: i64) -> Result<Tenant>;
+    /// The projects of `parent_id`, oldest first.
+    async fn child_tenants(&self, parent_id: &str) -> Result<Vec<Tenant>>;
+    /// Renames a tenant; `Conflict` if a sibling project has that name.
+    async fn rename_tenant(&self, id: &str, name: &str) -> Result<()>;
 
     // API keys, stored by hash.
     async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey>;

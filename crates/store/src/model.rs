@@ -18,6 +18,9 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    /// The tenant this one is a project of (Metered's project API), if any. A project is a
+    /// tenant of its own (credentials, keys, usage, quota); deleting the parent deletes it.
+    pub parent_id: Option<String>,
 }
 
 /// What an API key may do.
@@ -29,6 +32,9 @@ pub enum KeyKind {
     Secret,
     /// One credential's front-end key: may only fetch ICE servers, from allowed origins.
     Publishable,
+    /// A project's key (Metered's `projectApiKey`): may only use the project endpoints of the
+    /// Metered-compatible API, for its own project (a child tenant).
+    Project,
 }
 
 impl KeyKind {
@@ -37,6 +43,7 @@ impl KeyKind {
             Self::Admin => "admin",
             Self::Secret => "secret",
             Self::Publishable => "publishable",
+            Self::Project => "project",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -44,6 +51,7 @@ impl KeyKind {
             "admin" => Some(Self::Admin),
             "secret" => Some(Self::Secret),
             "publishable" => Some(Self::Publishable),
+            "project" => Some(Self::Project),
             _ => None,
         }
     }
@@ -443,13 +451,54 @@ pub struct Quota {
     pub thresholds: String,
 }
 
+/// The body a tenant's webhook receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Turnpike's own event (`type: quota.threshold`).
+    #[default]
+    Turnpike,
+    /// Metered's project event (`event: project_quota_80_percent` / `project_quota_exceeded`).
+    Metered,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Turnpike => "turnpike",
+            Self::Metered => "metered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "turnpike" => Some(Self::Turnpike),
+            "metered" => Some(Self::Metered),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for WebhookFormat {
+    type Error = UnknownName;
+
+    fn try_from(name: String) -> Result<Self, UnknownName> {
+        Self::parse(&name).ok_or(UnknownName {
+            what: "webhook format",
+            name,
+        })
+    }
+}
+
 /// Where a tenant's alerts go.
 #[derive(Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct NotificationSettings {
     pub tenant_id: String,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
+    /// One address, or several separated by commas.
     pub email_to: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub webhook_format: WebhookFormat,
 }
 
 impl std::fmt::Debug for NotificationSettings {
@@ -458,6 +507,7 @@ impl std::fmt::Debug for NotificationSettings {
             .field("tenant_id", &self.tenant_id)
             .field("webhook_url", &self.webhook_url)
             .field("email_to", &self.email_to)
+            .field("webhook_format", &self.webhook_format)
             .finish_non_exhaustive()
     }
 }

@@ -441,9 +441,17 @@ async fn suite(s: &impl Store) {
         webhook_url: Some("http://127.0.0.1:9/h".into()),
         webhook_secret: Some("s".into()),
         email_to: None,
+        webhook_format: WebhookFormat::Turnpike,
     };
     s.put_notifications(&n).await.unwrap();
-    assert_eq!(s.get_notifications(&a.id).await.unwrap(), Some(n));
+    assert_eq!(s.get_notifications(&a.id).await.unwrap(), Some(n.clone()));
+    let metered = NotificationSettings {
+        webhook_format: WebhookFormat::Metered,
+        email_to: Some("a@example.com, b@example.com".into()),
+        ..n
+    };
+    s.put_notifications(&metered).await.unwrap();
+    assert_eq!(s.get_notifications(&a.id).await.unwrap(), Some(metered));
     assert_eq!(s.get_notifications(&b.id).await.unwrap(), None);
     let alert = AlertEvent {
         id: format!("alr-{suffix}"),
@@ -520,6 +528,59 @@ async fn suite(s: &impl Store) {
         .await
         .unwrap()
         .is_none());
+
+    // Projects: child tenants, names unique per parent, deleted with their parent (with their
+    // credentials and keys).
+    let parent = s.create_tenant("app", NOW).await.unwrap();
+    assert_eq!(parent.parent_id, None);
+    let p1 = s.create_child_tenant(&parent.id, "one", NOW).await.unwrap();
+    assert_eq!(p1.parent_id.as_deref(), Some(parent.id.as_str()));
+    assert_eq!(s.get_tenant(&p1.id).await.unwrap(), p1);
+    assert!(matches!(
+        s.create_child_tenant(&parent.id, "one", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Another parent may use the name; top-level tenants are not projects.
+    let other = s.create_tenant("other app", NOW).await.unwrap();
+    s.create_child_tenant(&other.id, "one", NOW).await.unwrap();
+    s.create_tenant("one", NOW).await.unwrap();
+    let p2 = s
+        .create_child_tenant(&parent.id, "two", NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.child_tenants(&parent.id).await.unwrap(),
+        vec![p1.clone(), p2.clone()]
+    );
+    assert!(matches!(
+        s.rename_tenant(&p2.id, "one").await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.rename_tenant(&p2.id, "deux").await.unwrap();
+    assert_eq!(s.get_tenant(&p2.id).await.unwrap().name, "deux");
+    let pc = s
+        .create_credential(&cred(&p1.id, &format!("pc-{suffix}"), None, None), NOW)
+        .await
+        .unwrap();
+    let pk_hash = format!("pk-{suffix}").into_bytes();
+    s.create_api_key(&key(Some(&p1.id), &pk_hash, KeyKind::Project, None), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.api_key_by_hash(&pk_hash).await.unwrap().map(|k| k.kind),
+        Some(KeyKind::Project)
+    );
+    s.delete_tenant(&parent.id).await.unwrap();
+    assert!(matches!(
+        s.get_tenant(&p1.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(s.child_tenants(&parent.id).await.unwrap().is_empty());
+    assert!(matches!(
+        s.get_credential(&p1.id, &pc.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.api_key_by_hash(&pk_hash).await.unwrap(), None);
 
     // The client deny list.
     let net = format!("198.51.100.{}/32", a.id.as_bytes()[5]);

@@ -3,8 +3,9 @@
 //! counted, never blocks metering.
 //!
 //! Webhook request:
-//! - `POST <webhook_url>`, `Content-Type: application/json`, body: the event (see [`payload`]);
-//! - `Turnpike-Event: quota.threshold`;
+//! - `POST <webhook_url>`, `Content-Type: application/json`, body: the event (see [`payload`];
+//!   with the webhook format `metered`, Metered's project event: see [`metered_body`]);
+//! - `Turnpike-Event: quota.threshold` (Metered's format: its event name);
 //! - `Idempotency-Key: <event id>` (the same on every retry; receivers drop duplicates);
 //! - `Turnpike-Signature: t=<unix>,v1=<hex>` where `hex = HMAC-SHA256(webhook_secret,
 //!   "<t>.<raw body>")`. Receivers recompute it and reject old timestamps.
@@ -19,7 +20,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use ipnet::IpNet;
 use sha2::Sha256;
-use turnpike_store::{AlertEvent, AnyStore, Store};
+use turnpike_store::{AlertEvent, AnyStore, Store, WebhookFormat};
 
 use crate::clock::unix_now;
 use crate::config::{ApiConfig, SmtpConfig};
@@ -81,7 +82,14 @@ impl Notifier {
                 return;
             }
         };
-        let body = payload(&event).to_string();
+        let (kind, body) = match settings.webhook_format {
+            WebhookFormat::Turnpike => ("quota.threshold".to_string(), payload(&event)),
+            WebhookFormat::Metered => {
+                let p = metered_payload(store, &event).await;
+                (p["event"].as_str().unwrap_or_default().to_string(), p)
+            }
+        };
+        let body = body.to_string();
         if let (Some(url), Some(secret), Some(http)) = (
             settings.webhook_url,
             settings.webhook_secret,
@@ -96,7 +104,13 @@ impl Notifier {
                     url: &url,
                     danger: &danger,
                 };
-                deliver_webhook(&http, target, &secret, &id, &body, attempts, first).await;
+                let delivery = Delivery {
+                    secret: &secret,
+                    id: &id,
+                    kind: &kind,
+                    body: &body,
+                };
+                deliver_webhook(&http, target, delivery, attempts, first).await;
             });
         }
         if let (Some(to), Some(smtp)) = (settings.email_to, self.smtp.clone()) {
@@ -129,6 +143,44 @@ pub fn payload(e: &AlertEvent) -> serde_json::Value {
     })
 }
 
+/// Metered's event name for a threshold: `project_quota_exceeded` at 100 % and above,
+/// `project_quota_80_percent` at 80 %, `project_quota_<n>_percent` for other thresholds (set
+/// through Turnpike's own API).
+pub fn metered_event(percent: i64) -> String {
+    if percent >= 100 {
+        "project_quota_exceeded".into()
+    } else {
+        format!("project_quota_{percent}_percent")
+    }
+}
+
+/// Metered's webhook body: `{event, project, projectName, app, quota, usage}` (bytes). `app` is
+/// the parent tenant's name (the tenant's own for a tenant that is not a project).
+pub fn metered_body(e: &AlertEvent, project_name: &str, app: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": metered_event(e.percent),
+        "project": e.tenant_id,
+        "projectName": project_name,
+        "app": app,
+        "quota": e.bytes_quota,
+        "usage": e.bytes_used,
+    })
+}
+
+async fn metered_payload(store: &AnyStore, e: &AlertEvent) -> serde_json::Value {
+    let tenant = store.get_tenant(&e.tenant_id).await.ok();
+    let name = tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+    let app = match tenant.and_then(|t| t.parent_id) {
+        Some(p) => store
+            .get_tenant(&p)
+            .await
+            .map(|t| t.name)
+            .unwrap_or_default(),
+        None => name.clone(),
+    };
+    metered_body(e, &name, &app)
+}
+
 /// `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &str, t: i64, body: &str) -> String {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
@@ -153,15 +205,28 @@ struct Target<'a> {
 const REFUSED_LOG: &str = "webhook target refused: its address is loopback, private, link-local \
     or otherwise internal (open a range with danger_allow_webhook_ranges); not retried";
 
+/// One event to deliver: the signing secret, the event id (the idempotency key), its kind
+/// (the `Turnpike-Event` header) and the body.
+struct Delivery<'a> {
+    secret: &'a str,
+    id: &'a str,
+    kind: &'a str,
+    body: &'a str,
+}
+
 async fn deliver_webhook(
     http: &reqwest::Client,
     target: Target<'_>,
-    secret: &str,
-    id: &str,
-    body: &str,
+    d: Delivery<'_>,
     attempts: u32,
     first_retry: Duration,
 ) {
+    let Delivery {
+        secret,
+        id,
+        kind,
+        body,
+    } = d;
     let Ok(url) = reqwest::Url::parse(target.url) else {
         tracing::warn!(event = id, "webhook URL unparsable; not sent");
         return;
@@ -180,7 +245,7 @@ async fn deliver_webhook(
         let r = http
             .post(url.clone())
             .header("content-type", "application/json")
-            .header("turnpike-event", "quota.threshold")
+            .header("turnpike-event", kind)
             .header("idempotency-key", id)
             .header("turnpike-signature", signature(secret, t, body))
             .body(body.to_string())
@@ -216,13 +281,16 @@ async fn deliver_webhook(
 
 async fn send_email(smtp: &SmtpConfig, to: &str, subject: &str, body: &str) -> Result<(), String> {
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let msg = Message::builder()
+    let mut msg = Message::builder();
+    for a in to.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        msg = msg.to(a.parse().map_err(|e| format!("to address: {e}"))?);
+    }
+    let msg = msg
         .from(
             smtp.from
                 .parse()
                 .map_err(|e| format!("from address: {e}"))?,
         )
-        .to(to.parse().map_err(|e| format!("to address: {e}"))?)
         .subject(subject)
         .header(lettre::message::header::ContentType::TEXT_PLAIN)
         .body(body.to_string())
@@ -258,5 +326,24 @@ mod tests {
             super::signature("whsec", 1_700_000_000, "{}"),
             "t=1700000000,v1=7d44587dddbaf4c7f70fef20f48cd594834ffea1641e3ac227b84408298738af"
         );
+    }
+
+    #[test]
+    fn metered_bodies_name_metered_events_in_bytes() {
+        let e = turnpike_store::AlertEvent {
+            tenant_id: "ten_p".into(),
+            percent: 80,
+            bytes_used: 900,
+            bytes_quota: 1000,
+            ..Default::default()
+        };
+        assert_eq!(
+            super::metered_body(&e, "proj", "app"),
+            serde_json::json!({"event": "project_quota_80_percent", "project": "ten_p",
+                "projectName": "proj", "app": "app", "quota": 1000, "usage": 900})
+        );
+        assert_eq!(super::metered_event(100), "project_quota_exceeded");
+        assert_eq!(super::metered_event(150), "project_quota_exceeded");
+        assert_eq!(super::metered_event(50), "project_quota_50_percent");
     }
 }

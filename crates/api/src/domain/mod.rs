@@ -18,6 +18,7 @@ pub mod feed;
 pub mod logs;
 pub mod meter;
 pub mod notifications;
+pub mod projects;
 pub mod quota;
 pub mod quota_state;
 pub mod sync;

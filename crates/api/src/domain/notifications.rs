@@ -2,7 +2,7 @@
 //! webhook's host must be public (see [`crate::webhook_target`]); the secret is made when a
 //! webhook is first set (or on request) and returned only then.
 
-use turnpike_store::{NotificationSettings, Store};
+use turnpike_store::{NotificationSettings, Store, WebhookFormat};
 
 use super::error::{DomainError, DomainResult};
 use super::validate;
@@ -17,6 +17,8 @@ pub struct NotificationSpec {
     pub email_to: Option<String>,
     /// Make a new webhook secret even if one exists.
     pub rotate_secret: bool,
+    /// The webhook body: `turnpike` (default) or `metered` (Metered's project event).
+    pub format: Option<String>,
 }
 
 /// Stores the tenant's settings; returns them and whether the webhook secret was just made
@@ -38,6 +40,11 @@ pub async fn put(
             return Err(DomainError::invalid("`email_to` is not an email address"));
         }
     }
+    let webhook_format = match spec.format.as_deref() {
+        None => WebhookFormat::Turnpike,
+        Some(f) => WebhookFormat::parse(f)
+            .ok_or_else(|| DomainError::invalid("`format` must be `turnpike` or `metered`"))?,
+    };
     let old_secret = state
         .store
         .get_notifications(tenant_id)
@@ -53,6 +60,7 @@ pub async fn put(
         webhook_url: spec.webhook_url.clone(),
         webhook_secret: secret,
         email_to: spec.email_to.clone(),
+        webhook_format,
     };
     state.store.put_notifications(&n).await?;
     Ok((n, fresh))

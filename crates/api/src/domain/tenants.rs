@@ -79,12 +79,43 @@ pub async fn list(state: &AppState) -> DomainResult<Vec<Tenant>> {
     Ok(state.store.list_tenants().await?)
 }
 
-/// Deletes a tenant with everything it has, and closes its live allocations.
+/// Deletes a tenant with everything it has (its projects too), and closes its live
+/// allocations and its projects'.
 pub async fn delete(state: &AppState, id: &str) -> DomainResult<()> {
+    let projects = state.store.child_tenants(id).await?;
     state.store.delete_tenant(id).await?;
     sync::disconnect(state, Disconnect::Tenant(id.to_string())).await;
+    for p in projects {
+        sync::disconnect(state, Disconnect::Tenant(p.id)).await;
+    }
     sync::after_change(state).await;
     Ok(())
+}
+
+/// Creates a project of `parent_id` (a child tenant) with a shared secret, for minting the
+/// short-lived credentials its ICE servers carry; it gets no secret key (see
+/// [`super::projects`]). A project cannot have projects.
+pub async fn create_child(
+    state: &AppState,
+    parent_id: &str,
+    name: &TenantName,
+) -> DomainResult<Tenant> {
+    let parent = state.store.get_tenant(parent_id).await?;
+    if parent.parent_id.is_some() {
+        return Err(DomainError::invalid("a project cannot have projects"));
+    }
+    let tenant = state
+        .store
+        .create_child_tenant(parent_id, &name.0, state.now())
+        .await?;
+    new_shared_secret(state, &tenant.id).await?;
+    sync::after_change(state).await;
+    Ok(tenant)
+}
+
+/// Renames a tenant (a project's name is unique within its parent).
+pub async fn rename(state: &AppState, id: &str, name: &TenantName) -> DomainResult<()> {
+    Ok(state.store.rename_tenant(id, &name.0).await?)
 }
 
 /// A new secret key for the tenant; its other secret keys lapse after `overlap`.

@@ -280,3 +280,40 @@ pub async fn rows(
 ) -> DomainResult<Vec<UsageRow>> {
     Ok(state.store.usage(tenant_id, from_hour, to_hour).await?)
 }
+
+/// Bytes per UTC day of `rows`, for every day from the one containing `from` through the one
+/// containing `to` (days without usage count 0): `(day start, bytes)`.
+pub fn daily_bytes(rows: &[UsageRow], from: i64, to: i64) -> Vec<(i64, i64)> {
+    let first = from.div_euclid(86_400);
+    let last = to.div_euclid(86_400);
+    let mut days: BTreeMap<i64, i64> = (first..=last).map(|d| (d, 0)).collect();
+    for r in rows {
+        if let Some(b) = days.get_mut(&(r.hour * 3600).div_euclid(86_400)) {
+            *b += r.counters.total_bytes();
+        }
+    }
+    days.into_iter().map(|(d, b)| (d * 86_400, b)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daily_bytes_lists_every_day_of_the_range() {
+        let row = |hour: i64, bytes: i64| UsageRow {
+            hour,
+            counters: Counters {
+                c2s_bytes: bytes,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // Day 10 (hours 240..264) twice, day 12 once; day 11 had nothing.
+        let rows = [row(240, 5), row(263, 7), row(12 * 24 + 1, 9)];
+        assert_eq!(
+            daily_bytes(&rows, 10 * 86_400, 12 * 86_400 + 5),
+            vec![(10 * 86_400, 12), (11 * 86_400, 0), (12 * 86_400, 9)]
+        );
+    }
+}

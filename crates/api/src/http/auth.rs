@@ -38,6 +38,12 @@ pub enum Principal {
         key_id: String,
         allowed_origins: Vec<String>,
     },
+    /// A project's key (Metered's `projectApiKey`): the project endpoints of the
+    /// Metered-compatible API, for that project (a child tenant) only.
+    Project {
+        tenant_id: String,
+        key_id: String,
+    },
 }
 
 impl Principal {
@@ -45,7 +51,8 @@ impl Principal {
         match self {
             Self::Admin { key_id }
             | Self::Tenant { key_id, .. }
-            | Self::Publishable { key_id, .. } => key_id,
+            | Self::Publishable { key_id, .. }
+            | Self::Project { key_id, .. } => key_id,
         }
     }
 
@@ -58,6 +65,9 @@ impl Principal {
             )),
             Self::Publishable { .. } => Err(ApiError::forbidden(
                 "a publishable key may only fetch ICE servers",
+            )),
+            Self::Project { .. } => Err(ApiError::forbidden(
+                "a project key may only use the project endpoints of the Metered-compatible API",
             )),
         }
     }
@@ -145,6 +155,10 @@ async fn identify(state: &AppState, key: &str) -> ApiResult<Principal> {
             credential_id: k.credential_id.unwrap_or_default(),
             key_id: k.id,
             allowed_origins: k.allowed_origins,
+        },
+        (KeyKind::Project, Some(t)) => Principal::Project {
+            tenant_id: t,
+            key_id: k.id,
         },
         _ => return Err(ApiError::unauthorized("invalid API key")),
     })

@@ -196,6 +196,8 @@ pub struct TurnRestOut {
     pub username: String,
     pub password: String,
     pub ttl: i64,
+    /// Unix seconds (our addition to the draft's fields).
+    pub expires_at: i64,
     pub uris: Vec<String>,
 }
 
@@ -254,7 +256,7 @@ pub async fn mint_for_caller(
             .await?;
             Ok((m.into(), origin))
         }
-        Principal::Admin { .. } => Err(ApiError::forbidden(
+        Principal::Admin { .. } | Principal::Project { .. } => Err(ApiError::forbidden(
             "ICE servers are minted for a tenant: use its secret or a publishable key",
         )),
     }
@@ -300,6 +302,7 @@ pub async fn ice_servers(
             username: m.username,
             password: m.password,
             ttl: m.ttl,
+            expires_at: m.expires_at,
         })
         .into_response(),
         _ => {

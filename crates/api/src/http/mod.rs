@@ -15,6 +15,8 @@ pub mod guard;
 pub mod idempotency;
 pub mod logs;
 pub mod metered;
+pub mod metered_projects;
+pub mod metered_wire;
 pub mod openapi;
 pub mod settings;
 pub mod tenants;
@@ -39,6 +41,7 @@ pub fn router(state: Shared) -> Router {
         .merge(logs::routes())
         .merge(denylist::routes())
         .merge(metered::routes())
+        .merge(metered_projects::routes())
         .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone());

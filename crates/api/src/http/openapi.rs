@@ -6,7 +6,10 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{credentials, denylist, ephemeral, error, logs, metered, settings, tenants, usage};
+use super::{
+    credentials, denylist, ephemeral, error, logs, metered, metered_projects, settings, tenants,
+    usage,
+};
 use crate::state::Shared;
 
 /// The OpenAPI document.
@@ -44,7 +47,13 @@ impl Modify for Bearer {
         denylist::list_denied, denylist::add_denied, denylist::delete_denied,
         metered::create, metered::ice_servers, metered::list, metered::enable, metered::disable,
         metered::delete, metered::delete_by_label, metered::current_usage, metered::current_usage_by_user,
-        metered::usage_daily_by_user,
+        metered::usage_daily_by_user, metered::current_usage_by_date, metered::current_usage_by_user_v1,
+        metered_projects::create_project, metered_projects::list_projects, metered_projects::update_project,
+        metered_projects::delete_project, metered_projects::regenerate_api_key,
+        metered_projects::create_credential, metered_projects::list_credentials,
+        metered_projects::delete_credential, metered_projects::delete_credentials_by_label,
+        metered_projects::current_usage, metered_projects::current_usage_by_date,
+        metered_projects::current_usage_by_user, metered_projects::current_usage_for_user,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&Bearer),

@@ -209,6 +209,9 @@ pub struct NotificationsBody {
     /// Make a new webhook secret even if one exists.
     #[serde(default)]
     pub rotate_secret: bool,
+    /// The webhook's body: `turnpike` (default, `type: quota.threshold`) or `metered`
+    /// (Metered's `{event, project, projectName, app, quota, usage}`); signed the same way.
+    pub format: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -219,6 +222,8 @@ pub struct NotificationsOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
     pub has_webhook_secret: bool,
+    /// `turnpike` or `metered`.
+    pub format: String,
 }
 
 #[utoipa::path(put, path = "/v1/notifications", tag = "quotas", request_body = NotificationsBody,
@@ -233,6 +238,7 @@ pub async fn put_notifications(
         webhook_url: b.webhook_url,
         email_to: b.email_to,
         rotate_secret: b.rotate_secret,
+        format: b.format,
     };
     let (n, fresh) = notifications::put(&state, &who.tenant_id, &spec).await?;
     let detail =
@@ -244,6 +250,7 @@ pub async fn put_notifications(
         webhook_secret: if fresh { n.webhook_secret } else { None },
         webhook_url: n.webhook_url,
         email_to: n.email_to,
+        format: n.webhook_format.as_str().into(),
     }))
 }
 
@@ -260,6 +267,7 @@ pub async fn get_notifications(
         email_to: n.email_to,
         has_webhook_secret: n.webhook_secret.is_some(),
         webhook_secret: None,
+        format: n.webhook_format.as_str().into(),
     }))
 }
 

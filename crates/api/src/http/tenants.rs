@@ -36,6 +36,10 @@ pub struct TenantOut {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    /// For a project made through the Metered-compatible project API: the tenant it belongs
+    /// to (deleted with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
 }
 
 impl From<Tenant> for TenantOut {
@@ -44,6 +48,7 @@ impl From<Tenant> for TenantOut {
             id: t.id,
             name: t.name,
             created_at: t.created_at,
+            parent_id: t.parent_id,
         }
     }
 }
@@ -68,7 +73,7 @@ pub struct CreatedTenant {
 #[derive(Serialize, ToSchema)]
 pub struct KeyOut {
     pub id: String,
-    /// `secret` or `publishable`.
+    /// `secret`, `publishable` or `project`.
     pub kind: String,
     pub prefix: String,
     pub credential_id: Option<String>,

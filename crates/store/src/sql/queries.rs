@@ -5,13 +5,22 @@
 // Tenants.
 
 pub(super) const INSERT_TENANT: &str = "
-    INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)";
+    INSERT INTO tenants (id, name, created_at, parent_id) VALUES ($1, $2, $3, $4)";
 
 pub(super) const TENANT_BY_ID: &str = "
-    SELECT id, name, created_at FROM tenants WHERE id = $1";
+    SELECT id, name, created_at, parent_id FROM tenants WHERE id = $1";
 
 pub(super) const ALL_TENANTS: &str = "
-    SELECT id, name, created_at FROM tenants ORDER BY id";
+    SELECT id, name, created_at, parent_id FROM tenants ORDER BY id";
+
+/// A parent's projects, oldest first.
+pub(super) const CHILD_TENANTS: &str = "
+    SELECT id, name, created_at, parent_id FROM tenants WHERE parent_id = $1
+    ORDER BY created_at, id";
+
+/// `name, id`.
+pub(super) const RENAME_TENANT: &str = "
+    UPDATE tenants SET name = $1 WHERE id = $2";
 
 pub(super) const DELETE_TENANT: &str = "
     DELETE FROM tenants WHERE id = $1";
@@ -238,16 +247,18 @@ pub(super) const QUOTAS: &str = "
     FROM quotas WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, scope";
 
 pub(super) const UPSERT_NOTIFICATIONS: &str = "
-    INSERT INTO notification_settings (tenant_id, webhook_url, webhook_secret, email_to)
-    VALUES ($1, $2, $3, $4)
+    INSERT INTO notification_settings
+        (tenant_id, webhook_url, webhook_secret, email_to, webhook_format)
+    VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (tenant_id) DO UPDATE SET
         webhook_url = excluded.webhook_url,
         webhook_secret = excluded.webhook_secret,
-        email_to = excluded.email_to";
+        email_to = excluded.email_to,
+        webhook_format = excluded.webhook_format";
 
 pub(super) const NOTIFICATIONS: &str = "
-    SELECT tenant_id, webhook_url, webhook_secret, email_to FROM notification_settings
-    WHERE tenant_id = $1";
+    SELECT tenant_id, webhook_url, webhook_secret, email_to, webhook_format
+    FROM notification_settings WHERE tenant_id = $1";
 
 /// A threshold fires once per scope, period and percentage: nothing is inserted when it did.
 pub(super) const INSERT_ALERT: &str = "

@@ -68,14 +68,53 @@ impl Store for SqliteStore {
             id: crate::new_id("ten"),
             name: name.to_string(),
             created_at: now,
+            parent_id: None,
         };
         sqlx::query(q::INSERT_TENANT)
             .bind(&t.id)
             .bind(&t.name)
             .bind(t.created_at)
+            .bind(&t.parent_id)
             .execute(&self.pool)
             .await?;
         Ok(t)
+    }
+
+    async fn create_child_tenant(&self, parent_id: &str, name: &str, now: i64) -> Result<Tenant> {
+        self.writable()?;
+        let t = Tenant {
+            id: crate::new_id("ten"),
+            name: name.to_string(),
+            created_at: now,
+            parent_id: Some(parent_id.to_string()),
+        };
+        sqlx::query(q::INSERT_TENANT)
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.created_at)
+            .bind(&t.parent_id)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict("project name"))?;
+        Ok(t)
+    }
+
+    async fn child_tenants(&self, parent_id: &str) -> Result<Vec<Tenant>> {
+        Ok(sqlx::query_as(q::CHILD_TENANTS)
+            .bind(parent_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn rename_tenant(&self, id: &str, name: &str) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::RENAME_TENANT)
+            .bind(name)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict("project name"))?;
+        found(r.rows_affected())
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Tenant> {
@@ -559,6 +598,7 @@ impl Store for SqliteStore {
             .bind(&n.webhook_url)
             .bind(&n.webhook_secret)
             .bind(&n.email_to)
+            .bind(n.webhook_format.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
