@@ -21,6 +21,15 @@ impl AnyStore {
         }
     }
 
+    /// Wake-ups when any node commits a change (PostgreSQL `LISTEN`); `None` on SQLite, where
+    /// this process is the only writer and reads the feed after its own writes.
+    pub async fn listen_changes(&self) -> Result<Option<crate::ChangeListener>> {
+        match self {
+            Self::Sqlite(_) => Ok(None),
+            Self::Postgres(p) => p.listen_changes().await.map(Some),
+        }
+    }
+
     /// False once the SQLite file was removed or replaced since it was opened (then every
     /// write fails with [`StoreError::DatabaseLost`] until restart). One `stat`; always true
     /// for PostgreSQL.

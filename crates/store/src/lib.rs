@@ -17,7 +17,7 @@ mod sql;
 
 pub use any::AnyStore;
 pub use model::*;
-pub use sql::{PgStore, SqliteStore};
+pub use sql::{ChangeListener, PgStore, SqliteStore};
 
 /// Errors of the store, mapped by the API to status codes.
 #[derive(Debug, thiserror::Error)]

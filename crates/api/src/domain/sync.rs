@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use turnpike_proto::{CredentialRecord, CredentialTable, Disconnect, Limits, Snapshot};
 use turnpike_store::{
-    Change, ChangeEntity, Credential, DisconnectKind, DisconnectRequest, RevocationKind, Store,
-    StoreError,
+    Change, ChangeEntity, ChangeListener, Credential, DisconnectKind, DisconnectRequest,
+    RevocationKind, Store, StoreError,
 };
 
 use super::feed::FeedCursor;
@@ -34,6 +34,8 @@ const LOAD_PAGE: u32 = 10_000;
 const FEED_PAGE: u32 = 1_000;
 /// Seconds the feed keeps a change; a node away longer loads everything again.
 pub const CHANGE_KEEP: i64 = 3_600;
+/// How long after losing PostgreSQL's notifications the sync listens again.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Seconds between housekeeping rounds (pruning, expiries, the behind check).
 const HOUSEKEEPING_EVERY: i64 = 60;
 
@@ -461,12 +463,46 @@ pub async fn after_change(state: &AppState) {
     }
 }
 
-/// Reads the change feed every `sync_interval`.
+/// Reads the change feed every `sync_interval`, and at once when PostgreSQL notifies that
+/// another node committed a change (a lost listener is tried again every 30 s).
 pub async fn periodic(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.cfg.sync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listener = listen(&state).await;
+    let mut listen_again = Instant::now() + LISTEN_RETRY;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            woke = changed(&mut listener) => {
+                if let Err(e) = woke {
+                    tracing::warn!(error = %e, "lost the change notifications; reading the feed every directory_sync_interval until they are back");
+                    listener = None;
+                }
+            }
+        }
+        if listener.is_none() && Instant::now() >= listen_again {
+            listener = listen(&state).await;
+            listen_again = Instant::now() + LISTEN_RETRY;
+        }
         after_change(&state).await;
+    }
+}
+
+/// PostgreSQL's change notifications, when the store has them and they can be had now.
+async fn listen(state: &AppState) -> Option<ChangeListener> {
+    match state.store.listen_changes().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for change notifications; reading the feed every directory_sync_interval");
+            None
+        }
+    }
+}
+
+/// The next wake-up from `listener`; never, without one.
+async fn changed(listener: &mut Option<ChangeListener>) -> Result<(), StoreError> {
+    match listener {
+        Some(l) => l.changed().await,
+        None => std::future::pending().await,
     }
 }

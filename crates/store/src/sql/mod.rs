@@ -4,10 +4,12 @@
 
 mod db_file;
 mod errors;
+mod listen;
 mod postgres;
 mod queries;
 mod rows;
 mod sqlite;
 
+pub use listen::ChangeListener;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

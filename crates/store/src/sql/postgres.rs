@@ -19,6 +19,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Notifications of changes committed by any node (see [`ChangeListener`]).
+    pub async fn listen_changes(&self) -> Result<super::ChangeListener> {
+        super::ChangeListener::connect(&self.pool).await
+    }
+
     /// Connects to `url` (`postgres://...`) and migrates the database.
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = sqlx::postgres::PgPoolOptions::new()
