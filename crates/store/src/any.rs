@@ -231,6 +231,9 @@ impl Store for AnyStore {
     async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
         delegate!(self, s => s.changes_since(after, limit))
     }
+    async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Change>> {
+        delegate!(self, s => s.changes_at(seqs))
+    }
     async fn latest_change(&self) -> Result<i64> {
         delegate!(self, s => s.latest_change())
     }

@@ -188,7 +188,10 @@ pub trait Store {
     // the deny list and tenants, recorded by triggers in the writing transaction.
     /// Up to `limit` changes with `seq > after`, in `seq` order.
     async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>>;
-    /// The highest `seq` recorded (0 when none).
+    /// The changes with these numbers (those visible now; missing ones are left out).
+    async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Change>>;
+    /// The highest `seq` handed out so far (0 when none), pruned rows included: a reader
+    /// starting here is not told about numbers that will never reappear.
     async fn latest_change(&self) -> Result<i64>;
     /// The lowest `seq` still kept (0 when none): a reader that needs older changes must reload.
     async fn oldest_change(&self) -> Result<i64>;

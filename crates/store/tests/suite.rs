@@ -715,6 +715,21 @@ async fn change_feed(s: &impl Store) {
     assert!(s.changes_since(latest, 10).await.unwrap().is_empty());
     assert!(s.oldest_change().await.unwrap() <= before[0].seq);
     assert_eq!(s.prune_changes(0).await.unwrap(), 0);
+    // By number: those that exist, in order.
+    let wanted = [after[0].seq, before[0].seq, latest + 1000];
+    let got: Vec<i64> = s
+        .changes_at(&wanted)
+        .await
+        .unwrap()
+        .iter()
+        .map(|ch| ch.seq)
+        .collect();
+    assert_eq!(got, [before[0].seq, after[0].seq]);
+    // Pruned to nothing, the feed still knows its high-water mark (a reader starting at 0
+    // would take every number since as a hole).
+    assert!(s.prune_changes(i64::MAX).await.unwrap() > 0);
+    assert_eq!(s.oldest_change().await.unwrap(), 0);
+    assert_eq!(s.latest_change().await.unwrap(), latest);
 }
 
 #[tokio::test]

@@ -2,11 +2,14 @@
 //!
 //! The feed's sequence numbers ascend, but on PostgreSQL a transaction that took number 7 may
 //! commit after one that took 8: a reader that has seen 8 must still pick up 7 when it appears,
-//! and must not wait forever for a number whose transaction rolled back (it never appears). The
-//! cursor keeps `applied` (every number up to it is handled or given up) and the numbers seen
-//! above it; a hole older than [`GAP_TIMEOUT`] is given up. Each poll reads everything after
-//! `applied`, so a late number inside a hole is found; changes seen before are not handed out
-//! twice.
+//! and must not wait forever for a number whose transaction rolled back (it never appears).
+//!
+//! The cursor reads forward from the highest number it has read ([`FeedCursor::after`]), page
+//! by page: in a page read in order, a number missing below the page's last row is not visible
+//! now, a hole, whether the page was cut at its limit or not. Holes are looked up on their own
+//! ([`FeedCursor::holes_to_check`]) until their row appears or [`GAP_TIMEOUT`] passes. So a
+//! reader never reads the same page twice, however many rows follow a hole. `applied` (every
+//! number up to it handled or given up) only tells whether the feed was pruned past the reader.
 //!
 //! What it does not do: read the store or apply changes (the directory sync does both).
 
@@ -23,80 +26,77 @@ pub const GAP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where a reader is in the feed.
 #[derive(Debug, Clone)]
 pub struct FeedCursor {
+    /// Every number up to here is handled or given up.
     applied: i64,
-    /// Numbers above `applied` already handed out.
+    /// The highest number read; forward reads continue after it.
+    read: i64,
+    /// Numbers in `applied..=read` handed out.
     seen: BTreeSet<i64>,
-    /// Holes above `applied`: when each was first noticed.
+    /// Numbers in `applied..read` not visible yet: when each was first noticed.
     holes: BTreeMap<i64, Instant>,
 }
 
 impl FeedCursor {
-    /// A cursor that has handled everything up to `applied` (the feed's latest number, read
-    /// before a full load).
+    /// A cursor that has handled everything up to `applied` (read before a full load).
     pub fn new(applied: i64) -> Self {
         Self {
             applied,
+            read: applied,
             seen: BTreeSet::new(),
             holes: BTreeMap::new(),
         }
     }
 
-    /// Read the feed after this number.
+    /// Read the feed forward after this number.
     pub fn after(&self) -> i64 {
-        self.applied
+        self.read
     }
 
-    /// Takes one read of the feed (everything after [`Self::after`], ascending, possibly cut
-    /// at a limit) and returns the changes not handed out before. `complete` says whether the
-    /// read reached the end of the feed (fewer rows than the limit): only then are missing
-    /// numbers below the highest one holes rather than rows not read yet.
-    pub fn accept<'a>(
-        &mut self,
-        now: Instant,
-        changes: &'a [Change],
-        complete: bool,
-    ) -> Vec<&'a Change> {
+    /// The lowest holes (at most `limit`), to look up by number.
+    pub fn holes_to_check(&self, limit: usize) -> Vec<i64> {
+        self.holes.keys().take(limit).copied().collect()
+    }
+
+    /// Takes rows read from the feed (a forward page after [`Self::after`], ascending, or the
+    /// rows found for [`Self::holes_to_check`]) and returns those not handed out before.
+    pub fn accept<'a>(&mut self, now: Instant, changes: &'a [Change]) -> Vec<&'a Change> {
         let mut fresh = Vec::new();
         for c in changes {
-            if c.seq > self.applied && self.seen.insert(c.seq) {
-                self.holes.remove(&c.seq);
-                fresh.push(c);
+            if c.seq <= self.applied || !self.seen.insert(c.seq) {
+                continue;
             }
-        }
-        if complete {
-            if let Some(&top) = self.seen.last() {
-                for n in self.applied + 1..top {
-                    if !self.seen.contains(&n) {
-                        self.holes.entry(n).or_insert(now);
-                    }
+            self.holes.remove(&c.seq);
+            if c.seq > self.read {
+                for n in self.read + 1..c.seq {
+                    self.holes.entry(n).or_insert(now);
                 }
+                self.read = c.seq;
             }
+            fresh.push(c);
         }
         self.advance(now);
         fresh
     }
 
-    /// Moves `applied` over every number handled or given up.
-    fn advance(&mut self, now: Instant) {
-        loop {
-            let next = self.applied + 1;
-            if self.seen.remove(&next) {
-                self.applied = next;
-            } else if self
-                .holes
-                .get(&next)
-                .is_some_and(|&t| now.saturating_duration_since(t) >= GAP_TIMEOUT)
-            {
-                self.holes.remove(&next);
-                tracing::debug!(
-                    seq = next,
-                    "change feed hole given up (a rolled-back write)"
-                );
-                self.applied = next;
-            } else {
-                break;
-            }
+    /// Gives up holes older than [`GAP_TIMEOUT`] and moves `applied` over every number handled
+    /// or given up.
+    pub fn advance(&mut self, now: Instant) {
+        let expired: Vec<i64> = self
+            .holes
+            .iter()
+            .filter(|(_, &t)| now.saturating_duration_since(t) >= GAP_TIMEOUT)
+            .map(|(&n, _)| n)
+            .collect();
+        for n in expired {
+            self.holes.remove(&n);
+            tracing::debug!(seq = n, "change feed hole given up (a rolled-back write)");
         }
+        let lowest_hole = self.holes.keys().next().copied().unwrap_or(i64::MAX);
+        let below = lowest_hole.min(self.read + 1);
+        // Everything under the lowest hole (and up to `read`) is handled.
+        let kept = self.seen.split_off(&below);
+        self.seen = kept;
+        self.applied = below - 1;
     }
 
     /// Holes waiting for their transaction.
@@ -135,12 +135,12 @@ mod tests {
         let t = Instant::now();
         let mut c = FeedCursor::new(10);
         let read = [ch(11), ch(12), ch(13)];
-        assert_eq!(seqs(&c.accept(t, &read, true)), [11, 12, 13]);
-        assert_eq!(c.after(), 13);
+        assert_eq!(seqs(&c.accept(t, &read)), [11, 12, 13]);
+        assert_eq!((c.after(), c.applied, c.holes()), (13, 13, 0));
         // The same rows read again (an overlapping poll): nothing new.
-        assert!(c.accept(t, &read, true).is_empty());
+        assert!(c.accept(t, &read).is_empty());
         // Rows at or below the start are not handed out.
-        assert!(c.accept(t, &[ch(9), ch(10)], true).is_empty());
+        assert!(c.accept(t, &[ch(9), ch(10)]).is_empty());
     }
 
     #[test]
@@ -148,37 +148,45 @@ mod tests {
         let t = Instant::now();
         let mut c = FeedCursor::new(0);
         // 2 is not visible yet (its transaction commits after 3's).
-        assert_eq!(seqs(&c.accept(t, &[ch(1), ch(3)], true)), [1, 3]);
-        assert_eq!((c.after(), c.holes()), (1, 1));
-        // The next poll reads after 1 again: 3 is not handed out twice, 2 is.
+        assert_eq!(seqs(&c.accept(t, &[ch(1), ch(3)])), [1, 3]);
+        assert_eq!(
+            (c.after(), c.applied, c.holes_to_check(10)),
+            (3, 1, vec![2])
+        );
+        // The next forward read continues after 3; the hole is looked up on its own.
         let later = t + Duration::from_millis(500);
-        assert_eq!(seqs(&c.accept(later, &[ch(2), ch(3), ch(4)], true)), [2, 4]);
-        assert_eq!((c.after(), c.holes()), (4, 0));
+        assert_eq!(seqs(&c.accept(later, &[ch(4)])), [4]);
+        assert_eq!(seqs(&c.accept(later, &[ch(2)])), [2]);
+        assert_eq!((c.after(), c.applied, c.holes()), (4, 4, 0));
     }
 
     #[test]
     fn a_hole_that_never_fills_is_given_up_after_the_timeout() {
         let t = Instant::now();
         let mut c = FeedCursor::new(0);
-        c.accept(t, &[ch(1), ch(3)], true);
-        c.accept(t + GAP_TIMEOUT / 2, &[ch(3)], true);
-        assert_eq!(c.after(), 1, "still waiting");
-        c.accept(t + GAP_TIMEOUT, &[ch(3)], true);
-        assert_eq!((c.after(), c.holes()), (3, 0));
+        c.accept(t, &[ch(1), ch(3)]);
+        c.advance(t + GAP_TIMEOUT / 2);
+        assert_eq!((c.applied, c.holes()), (1, 1), "still waiting");
+        c.advance(t + GAP_TIMEOUT);
+        assert_eq!((c.applied, c.holes()), (3, 0));
     }
 
     #[test]
-    fn a_read_cut_at_its_limit_makes_no_holes() {
+    fn pages_after_a_hole_move_forward() {
+        // The defect this cursor fixes: with a hole below a read cut at its limit, the old
+        // cursor read the same page again after the hole, forever (a spinning sync holding
+        // its lock, every API write waiting on it). Here: 1,000-row pages after a hole at 1.
         let t = Instant::now();
         let mut c = FeedCursor::new(0);
-        // Rows 1..=2 of more: 3 is simply not read yet, whatever the time.
-        assert_eq!(seqs(&c.accept(t, &[ch(1), ch(2)], false)), [1, 2]);
-        assert_eq!((c.after(), c.holes()), (2, 0));
-        // Out-of-order rows in an incomplete read: the missing one is not a hole yet.
-        c.accept(t, &[ch(4)], false);
-        assert_eq!((c.after(), c.holes()), (2, 0));
-        c.accept(t + GAP_TIMEOUT * 2, &[ch(3), ch(4)], true);
-        assert_eq!(c.after(), 4);
+        let page1: Vec<Change> = (2..=1001).map(ch).collect();
+        let page2: Vec<Change> = (1002..=2001).map(ch).collect();
+        assert_eq!(c.accept(t, &page1).len(), 1000);
+        assert_eq!(c.after(), 1001, "the next read starts after the page");
+        assert_eq!(c.accept(t, &page2).len(), 1000);
+        assert_eq!((c.after(), c.holes_to_check(10)), (2001, vec![1]));
+        // The hole's row commits: handed out, and everything is applied.
+        assert_eq!(seqs(&c.accept(t, &[ch(1)])), [1]);
+        assert_eq!((c.applied, c.holes(), c.seen.len()), (2001, 0, 0));
     }
 
     #[test]

@@ -30,6 +30,9 @@ use crate::state::AppState;
 
 /// Credentials per page of a full load.
 const LOAD_PAGE: u32 = 10_000;
+/// How far before the feed's latest number a full load starts reading it: a write transaction
+/// that took a number before the load but commits after it is still applied.
+const START_MARGIN: i64 = 100;
 /// Changes per read of the feed, and ids per credential query.
 const FEED_PAGE: u32 = 1_000;
 /// Seconds the feed keeps a change; a node away longer loads everything again.
@@ -80,11 +83,17 @@ fn current_quota_state(state: &AppState) -> QuotaState {
 }
 
 /// Everything from the store: credentials page by page into a new table, the rest into a new
-/// snapshot; the feed is read from the number taken before the load (changes made meanwhile are
-/// applied again, which is harmless).
+/// snapshot; the feed is read from a little before the number taken before the load (changes
+/// made meanwhile, or by transactions still open then, are applied again, which is harmless).
 async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreError> {
     let started = Instant::now();
-    let from = state.store.latest_change().await?;
+    let latest = state.store.latest_change().await?;
+    let oldest = state.store.oldest_change().await?;
+    let from = if oldest == 0 {
+        latest.saturating_sub(START_MARGIN)
+    } else {
+        latest.saturating_sub(START_MARGIN).max(oldest - 1)
+    };
     let now = state.now();
     let mut table = CredentialTable::new();
     let mut after = String::new();
@@ -134,19 +143,34 @@ async fn read_feed(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
     loop {
         let cursor = sync.cursor.as_mut().expect("read only with a cursor");
         let rows = state.store.changes_since(cursor.after(), FEED_PAGE).await?;
-        let complete = rows.len() < FEED_PAGE as usize;
+        let last_page = rows.len() < FEED_PAGE as usize;
         let fresh: Vec<Change> = cursor
-            .accept(Instant::now(), &rows, complete)
+            .accept(Instant::now(), &rows)
             .into_iter()
             .cloned()
             .collect();
         if !fresh.is_empty() {
             apply(state, sync, &fresh).await?;
         }
-        if complete {
-            return Ok(());
+        if last_page {
+            break;
         }
     }
+    // Numbers skipped by the forward reads: transactions that had not committed yet.
+    let cursor = sync.cursor.as_mut().expect("read only with a cursor");
+    let holes = cursor.holes_to_check(FEED_PAGE as usize);
+    if !holes.is_empty() {
+        let rows = state.store.changes_at(&holes).await?;
+        let fresh: Vec<Change> = cursor
+            .accept(Instant::now(), &rows)
+            .into_iter()
+            .cloned()
+            .collect();
+        if !fresh.is_empty() {
+            apply(state, sync, &fresh).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Re-reads what `changes` name and puts it in the directory.

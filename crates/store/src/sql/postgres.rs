@@ -670,8 +670,16 @@ impl Store for PgStore {
         Ok(rows.into_iter().filter_map(ChangeRow::known).collect())
     }
 
+    async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Change>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(CHANGES_AT)
+            .bind(seqs)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().filter_map(ChangeRow::known).collect())
+    }
+
     async fn latest_change(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(q::LATEST_CHANGE)
+        Ok(sqlx::query_scalar(LATEST_CHANGE)
             .fetch_one(&self.pool)
             .await?)
     }
@@ -708,8 +716,16 @@ impl Store for PgStore {
     }
 }
 
-/// The stored credentials with any of the given ids (the one query whose text differs between
-/// the backends: how a list travels as a parameter).
+/// The changes with any of the given numbers (a list parameter, as below).
+const CHANGES_AT: &str = "
+    SELECT seq, entity, key FROM changes WHERE seq = ANY($1) ORDER BY seq";
+
+/// The sequence's high-water mark: AUTOINCREMENT's (SQLite) or the sequence's (PostgreSQL),
+/// which outlive pruned rows.
+const LATEST_CHANGE: &str = "SELECT GREATEST((SELECT COALESCE(MAX(seq), 0) FROM changes), (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM changes_seq_seq))";
+
+/// The stored credentials with any of the given ids (a query whose text differs between the
+/// backends: how a list travels as a parameter).
 const CREDENTIALS_BY_IDS: &str = "
     SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
            created_at

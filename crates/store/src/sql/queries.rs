@@ -297,9 +297,6 @@ pub(super) const DELETE_DENIED_CLIENT: &str = "
 pub(super) const CHANGES_SINCE: &str = "
     SELECT seq, entity, key FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
 
-pub(super) const LATEST_CHANGE: &str = "
-    SELECT COALESCE(MAX(seq), 0) FROM changes";
-
 pub(super) const OLDEST_CHANGE: &str = "
     SELECT COALESCE(MIN(seq), 0) FROM changes";
 

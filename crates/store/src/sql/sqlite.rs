@@ -691,8 +691,16 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().filter_map(ChangeRow::known).collect())
     }
 
+    async fn changes_at(&self, seqs: &[i64]) -> Result<Vec<Change>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(CHANGES_AT)
+            .bind(serde_json::to_string(seqs).expect("a list of numbers serializes"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().filter_map(ChangeRow::known).collect())
+    }
+
     async fn latest_change(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(q::LATEST_CHANGE)
+        Ok(sqlx::query_scalar(LATEST_CHANGE)
             .fetch_one(&self.pool)
             .await?)
     }
@@ -731,8 +739,17 @@ impl Store for SqliteStore {
     }
 }
 
-/// The stored credentials with any of the given ids (the one query whose text differs between
-/// the backends: how a list travels as a parameter).
+/// The changes with any of the given numbers (a list parameter, as below).
+const CHANGES_AT: &str = "
+    SELECT seq, entity, key FROM changes WHERE seq IN (SELECT value FROM json_each($1)) ORDER BY seq";
+
+/// The sequence's high-water mark: AUTOINCREMENT's (SQLite) or the sequence's (PostgreSQL),
+/// which outlive pruned rows.
+const LATEST_CHANGE: &str =
+    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)";
+
+/// The stored credentials with any of the given ids (a query whose text differs between the
+/// backends: how a list travels as a parameter).
 const CREDENTIALS_BY_IDS: &str = "
     SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
            created_at
