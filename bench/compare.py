@@ -27,7 +27,7 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TURNPIKE = ROOT / "target" / "release" / "turnpike"
+TURNPIKE = pathlib.Path(os.environ.get("TURNPIKE_BIN", ROOT / "target" / "release" / "turnpike"))
 PORT = 3478
 PEER_PORT = 3480
 API_PORT = 3490

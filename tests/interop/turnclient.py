@@ -331,3 +331,19 @@ class TurnClient:
             return self.request(CONNECTION_BIND, [(A_CONNECTION_ID, struct.pack("!I", cid))])
         finally:
             self.conn = saved
+
+
+def allocate_status(port, username, password, host="127.0.0.1", timeout=5.0):
+    """One Allocate over TCP with long-term credentials: None when it succeeds (the allocation
+    is released at once), else the error code. Over TCP because many such probes from one
+    address would exceed a server's UDP budget for unauthenticated answers."""
+    conn = Conn((host, port), "tcp", timeout=timeout)
+    try:
+        c = TurnClient(conn, username, password)
+        m = c.allocate()
+        if m.cls == ERROR:
+            return m.error
+        c.request(REFRESH, [(A_LIFETIME, (0).to_bytes(4, "big"))])
+        return None
+    finally:
+        conn.close()
