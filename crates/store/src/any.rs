@@ -168,6 +168,27 @@ impl Store for AnyStore {
     async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>> {
         delegate!(self, s => s.usage(tenant_id, from_hour, to_hour))
     }
+    async fn usage_keys(
+        &self,
+        tenant_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        key: UsageKey,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        delegate!(self, s => s.usage_keys(tenant_id, from_hour, to_hour, key, after, limit))
+    }
+    async fn usage_of(
+        &self,
+        tenant_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        key: UsageKey,
+        keys: &[String],
+    ) -> Result<Vec<UsageRow>> {
+        delegate!(self, s => s.usage_of(tenant_id, from_hour, to_hour, key, keys))
+    }
     async fn upsert_allocation(&self, r: &AllocationRecord) -> Result<()> {
         delegate!(self, s => s.upsert_allocation(r))
     }

@@ -140,6 +140,26 @@ pub trait Store {
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()>;
     /// Usage of a tenant in `[from_hour, to_hour)`.
     async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>>;
+    /// Up to `limit` distinct keys with usage in `[from_hour, to_hour)`, ascending, after
+    /// `after` (from the first when `None`): one page of a report by user or credential.
+    async fn usage_keys(
+        &self,
+        tenant_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        key: UsageKey,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>>;
+    /// The hourly rows of these keys in `[from_hour, to_hour)`.
+    async fn usage_of(
+        &self,
+        tenant_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        key: UsageKey,
+        keys: &[String],
+    ) -> Result<Vec<UsageRow>>;
 
     // Logs.
     /// Inserts or completes an allocation record.

@@ -324,6 +324,25 @@ pub struct UsageDelta {
 /// One stored hour of usage.
 pub type UsageRow = UsageDelta;
 
+/// What a paged usage report is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageKey {
+    /// The user id (`user_id`; empty when the credential carries none).
+    User,
+    /// The stored credential (`credential_id`; empty for ephemeral credentials).
+    Credential,
+}
+
+impl UsageKey {
+    /// The `usage_hourly` column.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            Self::User => "user_id",
+            Self::Credential => "credential_id",
+        }
+    }
+}
+
 /// One allocation, as logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AllocationRecord {

@@ -317,6 +317,43 @@ async fn suite(s: &impl Store) {
     assert_eq!(c.total_bytes(), 369);
     assert_eq!(s.usage(&a.id, hour + 1, hour + 2).await.unwrap().len(), 1);
     assert!(s.usage(&b.id, hour, hour + 2).await.unwrap().is_empty());
+    // Paged by key: credentials c1, c2 in order; a page after c1; by user (empty here).
+    let page = |key, after: Option<&'static str>, limit| {
+        let id = a.id.clone();
+        async move {
+            s.usage_keys(&id, hour, hour + 2, key, after, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(page(UsageKey::Credential, None, 10).await, ["c1", "c2"]);
+    assert_eq!(page(UsageKey::Credential, None, 1).await, ["c1"]);
+    assert_eq!(page(UsageKey::Credential, Some("c1"), 10).await, ["c2"]);
+    assert_eq!(page(UsageKey::User, None, 10).await, [""]);
+    // Outside the range a key has no usage: c1's second hour alone.
+    assert_eq!(
+        s.usage_keys(&a.id, hour + 1, hour + 2, UsageKey::Credential, None, 10)
+            .await
+            .unwrap(),
+        ["c1"]
+    );
+    let of_c2 = s
+        .usage_of(&a.id, hour, hour + 2, UsageKey::Credential, &["c2".into()])
+        .await
+        .unwrap();
+    assert_eq!(of_c2.len(), 1);
+    assert_eq!(of_c2[0].counters.c2s_bytes, 5);
+    let of_both = s
+        .usage_of(
+            &a.id,
+            hour,
+            hour + 2,
+            UsageKey::Credential,
+            &["c1".into(), "c2".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(of_both.len(), 3);
     // Large values do not overflow.
     s.add_usage(&[d("big", hour, 1 << 40), d("big", hour, 1 << 40)])
         .await

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use turnpike_store::{Counters, ListQuery, QuotaPeriod, QuotaScope, Store, UsageRow};
+use turnpike_store::{Counters, ListQuery, QuotaPeriod, QuotaScope, Store, UsageKey, UsageRow};
 
 use super::error::{DomainError, DomainResult};
 use crate::calendar::{civil_from_days, days_from_civil, period_bounds};
@@ -95,7 +95,15 @@ pub struct UsageQuery {
     pub group_by: Option<String>,
     /// `none` (default), `credential`, `user` or `tag`.
     pub by: Option<String>,
+    /// Page by key (with `by` = `user` or `credential`): at most this many keys (1 to
+    /// [`MAX_PAGE`]), in ascending order.
+    pub limit: Option<u32>,
+    /// With `limit`: the keys after this one (the previous page's `next_after`).
+    pub after: Option<String>,
 }
+
+/// The most keys one page of a usage report may hold.
+pub const MAX_PAGE: u32 = 1_000;
 
 /// Usage of one period and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +121,10 @@ pub struct Report {
     pub group_by: GroupBy,
     pub by: By,
     pub groups: Vec<Group>,
+    /// All of the range, or, for a page, the page's keys.
     pub totals: Counters,
+    /// For a full page: the key to ask for the next page `after`.
+    pub next_after: Option<String>,
 }
 
 /// The current billing period of a tenant: its tenant quota's period (a month without one).
@@ -143,14 +154,43 @@ pub async fn report(state: &AppState, tenant_id: &str, q: &UsageQuery) -> Domain
     let by = By::parse(q.by.as_deref().unwrap_or("none")).ok_or_else(|| {
         DomainError::invalid("`by` must be `none`, `credential`, `user` or `tag`")
     })?;
-    let rows = state
-        .store
-        .usage(
-            tenant_id,
-            from.div_euclid(3600),
-            (to + 3599).div_euclid(3600),
-        )
-        .await?;
+    let (from_hour, to_hour) = (from.div_euclid(3600), (to + 3599).div_euclid(3600));
+    let mut next_after = None;
+    let rows = match q.limit {
+        None => state.store.usage(tenant_id, from_hour, to_hour).await?,
+        Some(limit) => {
+            let key = match by {
+                By::User => UsageKey::User,
+                By::Credential => UsageKey::Credential,
+                By::None | By::Tag => {
+                    return Err(DomainError::invalid(
+                        "`limit` pages by key: use it with `by` = `user` or `credential`",
+                    ))
+                }
+            };
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return Err(DomainError::invalid(format!(
+                    "`limit` must be 1 to {MAX_PAGE}"
+                )));
+            }
+            let st = &state.store;
+            let keys = st
+                .usage_keys(
+                    tenant_id,
+                    from_hour,
+                    to_hour,
+                    key,
+                    q.after.as_deref(),
+                    limit,
+                )
+                .await?;
+            if keys.len() == limit as usize {
+                next_after = keys.last().cloned();
+            }
+            st.usage_of(tenant_id, from_hour, to_hour, key, &keys)
+                .await?
+        }
+    };
     let tags = if by == By::Tag {
         tags(state, tenant_id).await?
     } else {
@@ -164,6 +204,7 @@ pub async fn report(state: &AppState, tenant_id: &str, q: &UsageQuery) -> Domain
         by,
         groups,
         totals,
+        next_after,
     })
 }
 

@@ -33,6 +33,12 @@ pub struct UsageParams {
     pub group_by: Option<String>,
     /// `none` (default), `credential`, `user` or `tag`.
     pub by: Option<String>,
+    /// Page by key, with `by` = `user` or `credential`: at most this many keys (1 to 1000),
+    /// ascending; the report holds their groups and totals, and `next_after` when there may be
+    /// more. Without it, every key of the range (slow for a tenant with many users).
+    pub limit: Option<u32>,
+    /// With `limit`: the page after this key (the previous page's `next_after`).
+    pub after: Option<String>,
 }
 
 #[derive(Serialize, ToSchema, Default, Clone, Copy)]
@@ -85,7 +91,11 @@ pub struct UsageReport {
     pub group_by: String,
     pub by: String,
     pub groups: Vec<UsageGroup>,
+    /// The whole range, or, with `limit`, the page's keys.
     pub totals: CountersOut,
+    /// With `limit`, when the page is full: ask for the next page with `after` = this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 impl From<usage::Report> for UsageReport {
@@ -105,6 +115,7 @@ impl From<usage::Report> for UsageReport {
                 })
                 .collect(),
             totals: r.totals.into(),
+            next_after: r.next_after,
         }
     }
 }
@@ -122,6 +133,8 @@ pub async fn get_usage(
         to: p.to,
         group_by: p.group_by,
         by: p.by,
+        limit: p.limit,
+        after: p.after,
     };
     Ok(Json(
         usage::report(&state, &who.tenant_id, &q).await?.into(),

@@ -10,7 +10,7 @@ use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, DeniedClient,
     DisconnectRequest, KeyKind, ListQuery, NewApiKey, NewCredential, NotificationSettings, Page,
     Quota, QuotaScope, Result, Revocation, Store, StoreError, Tenant, TenantSecret, UsageDelta,
-    UsageRow,
+    UsageKey, UsageRow,
 };
 
 /// PostgreSQL, shared by many nodes.
@@ -463,6 +463,44 @@ impl Store for PgStore {
             .bind(tenant_id)
             .bind(from_hour)
             .bind(to_hour)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn usage_keys(
+        &self,
+        tenant_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        key: UsageKey,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let sql = q::usage_keys(key.column(), after.is_some());
+        let mut query = sqlx::query_scalar(&sql)
+            .bind(tenant_id)
+            .bind(from_hour)
+            .bind(to_hour);
+        if let Some(a) = after {
+            query = query.bind(a);
+        }
+        Ok(query.bind(i64::from(limit)).fetch_all(&self.pool).await?)
+    }
+
+    async fn usage_of(
+        &self,
+        tenant_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        key: UsageKey,
+        keys: &[String],
+    ) -> Result<Vec<UsageRow>> {
+        let sql = q::usage_of(key.column(), "= ANY($4)");
+        Ok(sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(from_hour)
+            .bind(to_hour)
+            .bind(keys)
             .fetch_all(&self.pool)
             .await?)
     }

@@ -190,6 +190,35 @@ pub(super) const USAGE: &str = "
     FROM usage_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3
     ORDER BY hour, credential_id, user_id";
 
+/// `tenant, from hour, to hour (exclusive), [after,] limit`: the next keys of a paged usage
+/// report (`{key}` is `user_id` or `credential_id`; the indexes (tenant_id, user_id, hour) and
+/// the primary key serve them in order).
+pub(super) fn usage_keys(column: &str, after: bool) -> String {
+    let (cond, limit) = if after {
+        (format!("AND {column} > $4"), "$5")
+    } else {
+        (String::new(), "$4")
+    };
+    format!(
+        "SELECT DISTINCT {column} FROM usage_hourly
+         WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 {cond}
+         ORDER BY {column} LIMIT {limit}"
+    )
+}
+
+/// `tenant, from hour, to hour (exclusive), keys`: the rows of one page of keys; `keys_in`
+/// is how the backend takes a list parameter (`$4`).
+pub(super) fn usage_of(column: &str, keys_in: &str) -> String {
+    format!(
+        "SELECT tenant_id, credential_id, user_id, hour, c2s_bytes, c2s_packets, s2p_bytes,
+                s2p_packets, p2s_bytes, p2s_packets, s2c_bytes, s2c_packets, allocations,
+                allocation_seconds
+         FROM usage_hourly
+         WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 AND {column} {keys_in}
+         ORDER BY hour, credential_id, user_id"
+    )
+}
+
 /// Inserts a record, or completes it (end, bytes, peers).
 pub(super) const UPSERT_ALLOCATION: &str = "
     INSERT INTO allocation_log

@@ -12,7 +12,7 @@ use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, DeniedClient,
     DisconnectRequest, KeyKind, ListQuery, NewApiKey, NewCredential, NotificationSettings, Page,
     Quota, QuotaScope, Result, Revocation, Store, StoreError, Tenant, TenantSecret, UsageDelta,
-    UsageRow,
+    UsageKey, UsageRow,
 };
 
 /// The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner.
@@ -484,6 +484,44 @@ impl Store for SqliteStore {
             .bind(tenant_id)
             .bind(from_hour)
             .bind(to_hour)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn usage_keys(
+        &self,
+        tenant_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        key: UsageKey,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let sql = q::usage_keys(key.column(), after.is_some());
+        let mut query = sqlx::query_scalar(&sql)
+            .bind(tenant_id)
+            .bind(from_hour)
+            .bind(to_hour);
+        if let Some(a) = after {
+            query = query.bind(a);
+        }
+        Ok(query.bind(i64::from(limit)).fetch_all(&self.pool).await?)
+    }
+
+    async fn usage_of(
+        &self,
+        tenant_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        key: UsageKey,
+        keys: &[String],
+    ) -> Result<Vec<UsageRow>> {
+        let sql = q::usage_of(key.column(), "IN (SELECT value FROM json_each($4))");
+        Ok(sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(from_hour)
+            .bind(to_hour)
+            .bind(serde_json::to_string(keys).expect("a list of strings serializes"))
             .fetch_all(&self.pool)
             .await?)
     }
