@@ -477,14 +477,16 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<String>> {
         let sql = q::usage_keys(key.column(), after.is_some());
-        let mut query = sqlx::query_scalar(&sql)
-            .bind(tenant_id)
-            .bind(from_hour)
-            .bind(to_hour);
+        let mut query = sqlx::query_scalar(&sql).bind(tenant_id);
         if let Some(a) = after {
             query = query.bind(a);
         }
-        Ok(query.bind(i64::from(limit)).fetch_all(&self.pool).await?)
+        Ok(query
+            .bind(from_hour)
+            .bind(to_hour)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn usage_of(

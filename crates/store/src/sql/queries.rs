@@ -190,19 +190,29 @@ pub(super) const USAGE: &str = "
     FROM usage_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3
     ORDER BY hour, credential_id, user_id";
 
-/// `tenant, from hour, to hour (exclusive), [after,] limit`: the next keys of a paged usage
-/// report (`{key}` is `user_id` or `credential_id`; the indexes (tenant_id, user_id, hour) and
-/// the primary key serve them in order).
+/// `tenant, [after,] from hour, to hour (exclusive), limit`: the next keys of a paged usage
+/// report (`column` is `user_id` or `credential_id`). The keys are walked in index order
+/// ((tenant_id, user_id, hour), or the primary key for credentials) and each is kept if it has
+/// a row in the range, so a page reads about its own keys' index entries: the plain
+/// `SELECT DISTINCT .. WHERE hour ..` form made SQLite sort every key of the tenant first
+/// (0.5 s a page at 100,000 users against under 10 ms).
 pub(super) fn usage_keys(column: &str, after: bool) -> String {
-    let (cond, limit) = if after {
-        (format!("AND {column} > $4"), "$5")
+    let (cond, from, to, limit) = if after {
+        (format!("AND {column} > $2"), "$3", "$4", "$5")
     } else {
-        (String::new(), "$4")
+        (String::new(), "$2", "$3", "$4")
     };
     format!(
-        "SELECT DISTINCT {column} FROM usage_hourly
-         WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 {cond}
-         ORDER BY {column} LIMIT {limit}"
+        "SELECT k.{column} FROM (
+             SELECT DISTINCT {column} FROM usage_hourly
+             WHERE tenant_id = $1 {cond} ORDER BY {column}
+         ) k
+         WHERE EXISTS (
+             SELECT 1 FROM usage_hourly h
+             WHERE h.tenant_id = $1 AND h.{column} = k.{column} AND h.hour >= {from}
+               AND h.hour < {to}
+         )
+         ORDER BY k.{column} LIMIT {limit}"
     )
 }
 
