@@ -191,11 +191,12 @@ pub(super) const USAGE: &str = "
     ORDER BY hour, credential_id, user_id";
 
 /// `tenant, [after,] from hour, to hour (exclusive), limit`: the next keys of a paged usage
-/// report (`column` is `user_id` or `credential_id`). The keys are walked in index order
-/// ((tenant_id, user_id, hour), or the primary key for credentials) and each is kept if it has
-/// a row in the range, so a page reads about its own keys' index entries: the plain
-/// `SELECT DISTINCT .. WHERE hour ..` form made SQLite sort every key of the tenant first
-/// (0.5 s a page at 100,000 users against under 10 ms).
+/// report (`column` is `user_id` or `credential_id`). A loose index scan: the recursive query
+/// steps from one key to the next through the index ((tenant_id, user_id, hour), or the
+/// primary key for credentials), each kept if it has a row in the range, and stops at `limit`;
+/// so a page costs about its own keys wherever it is. Both `SELECT DISTINCT .. WHERE hour ..`
+/// and a DISTINCT subquery made SQLite sort every key of the tenant first (0.2-0.5 s a page at
+/// 100,000 users, against 2 ms).
 pub(super) fn usage_keys(column: &str, after: bool) -> String {
     let (cond, from, to, limit) = if after {
         (format!("AND {column} > $2"), "$3", "$4", "$5")
@@ -203,16 +204,20 @@ pub(super) fn usage_keys(column: &str, after: bool) -> String {
         (String::new(), "$2", "$3", "$4")
     };
     format!(
-        "SELECT k.{column} FROM (
-             SELECT DISTINCT {column} FROM usage_hourly
-             WHERE tenant_id = $1 {cond} ORDER BY {column}
-         ) k
-         WHERE EXISTS (
+        "WITH RECURSIVE k(key) AS (
+             SELECT (SELECT MIN({column}) FROM usage_hourly WHERE tenant_id = $1 {cond})
+             UNION ALL
+             SELECT (SELECT MIN({column}) FROM usage_hourly
+                     WHERE tenant_id = $1 AND {column} > k.key)
+             FROM k WHERE k.key IS NOT NULL
+         )
+         SELECT key FROM k
+         WHERE key IS NOT NULL AND EXISTS (
              SELECT 1 FROM usage_hourly h
-             WHERE h.tenant_id = $1 AND h.{column} = k.{column} AND h.hour >= {from}
+             WHERE h.tenant_id = $1 AND h.{column} = k.key AND h.hour >= {from}
                AND h.hour < {to}
          )
-         ORDER BY k.{column} LIMIT {limit}"
+         LIMIT {limit}"
     )
 }
 
