@@ -23,6 +23,9 @@ use turnpike_store::Change;
 /// their next full reload.
 pub const GAP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How far before the feed's latest number a full load starts reading it.
+pub const START_MARGIN: i64 = 100;
+
 /// Where a reader is in the feed.
 #[derive(Debug, Clone)]
 pub struct FeedCursor {
@@ -45,6 +48,16 @@ impl FeedCursor {
             seen: BTreeSet::new(),
             holes: BTreeMap::new(),
         }
+    }
+
+    /// The cursor of a full load, given the feed's latest number (its high-water mark) and its
+    /// oldest kept one (0: empty), both read before the load: it starts [`START_MARGIN`] before
+    /// the latest, so a write transaction that took its number before the load but commits
+    /// after it is still applied (applying a change twice is harmless), and never below what
+    /// the feed still keeps or below 0 (numbers that cannot appear would only be holes).
+    pub fn starting(latest: i64, oldest: i64) -> Self {
+        // An empty feed keeps nothing (oldest 0): only the floor at 0 applies.
+        Self::new((latest - START_MARGIN).max(oldest - 1).max(0))
     }
 
     /// Read the feed forward after this number.
@@ -187,6 +200,21 @@ mod tests {
         // The hole's row commits: handed out, and everything is applied.
         assert_eq!(seqs(&c.accept(t, &[ch(1)])), [1]);
         assert_eq!((c.applied, c.holes(), c.seen.len()), (2001, 0, 0));
+    }
+
+    #[test]
+    fn a_full_load_starts_a_margin_back_within_the_feed() {
+        assert_eq!(FeedCursor::starting(5_000, 1).after(), 5_000 - START_MARGIN);
+        // Not before what the feed keeps...
+        assert_eq!(FeedCursor::starting(5_000, 4_990).after(), 4_989);
+        // ...nor below 0 on a young feed: those numbers never appear, they would only be
+        // looked up as holes for a minute.
+        for oldest in [0, 1] {
+            let mut c = FeedCursor::starting(50, oldest);
+            assert_eq!(c.after(), 0);
+            c.accept(Instant::now(), &[ch(1)]);
+            assert_eq!(c.holes(), 0);
+        }
     }
 
     #[test]

@@ -30,9 +30,6 @@ use crate::state::AppState;
 
 /// Credentials per page of a full load.
 const LOAD_PAGE: u32 = 10_000;
-/// How far before the feed's latest number a full load starts reading it: a write transaction
-/// that took a number before the load but commits after it is still applied.
-const START_MARGIN: i64 = 100;
 /// Changes per read of the feed, and ids per credential query.
 const FEED_PAGE: u32 = 1_000;
 /// Seconds the feed keeps a change; a node away longer loads everything again.
@@ -89,11 +86,6 @@ async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
     let started = Instant::now();
     let latest = state.store.latest_change().await?;
     let oldest = state.store.oldest_change().await?;
-    let from = if oldest == 0 {
-        latest.saturating_sub(START_MARGIN)
-    } else {
-        latest.saturating_sub(START_MARGIN).max(oldest - 1)
-    };
     let now = state.now();
     let mut table = CredentialTable::new();
     let mut after = String::new();
@@ -129,7 +121,7 @@ async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
     sync.applied = current_quota_state(state);
     set_limits(&mut s, sync);
     state.directory.publish(s);
-    sync.cursor = Some(FeedCursor::new(from));
+    sync.cursor = Some(FeedCursor::starting(latest, oldest));
     tracing::info!(
         credentials,
         ms = started.elapsed().as_millis() as u64,
