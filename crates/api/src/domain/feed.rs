@@ -94,21 +94,17 @@ impl FeedCursor {
     /// Gives up holes older than [`GAP_TIMEOUT`] and moves `applied` over every number handled
     /// or given up.
     pub fn advance(&mut self, now: Instant) {
-        let expired: Vec<i64> = self
-            .holes
-            .iter()
-            .filter(|(_, &t)| now.saturating_duration_since(t) >= GAP_TIMEOUT)
-            .map(|(&n, _)| n)
-            .collect();
-        for n in expired {
-            self.holes.remove(&n);
-            tracing::debug!(seq = n, "change feed hole given up (a rolled-back write)");
-        }
+        self.holes.retain(|&n, &mut since| {
+            let waiting = now.saturating_duration_since(since) < GAP_TIMEOUT;
+            if !waiting {
+                tracing::debug!(seq = n, "change feed hole given up (a rolled-back write)");
+            }
+            waiting
+        });
         let lowest_hole = self.holes.keys().next().copied().unwrap_or(i64::MAX);
         let below = lowest_hole.min(self.read + 1);
         // Everything under the lowest hole (and up to `read`) is handled.
-        let kept = self.seen.split_off(&below);
-        self.seen = kept;
+        self.seen = self.seen.split_off(&below);
         self.applied = below - 1;
     }
 

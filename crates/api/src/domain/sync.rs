@@ -133,36 +133,39 @@ async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
 /// Reads the feed to its end and applies what is new.
 async fn read_feed(state: &AppState, sync: &mut SyncState) -> Result<(), StoreError> {
     loop {
-        let cursor = sync.cursor.as_mut().expect("read only with a cursor");
-        let rows = state.store.changes_since(cursor.after(), FEED_PAGE).await?;
-        let last_page = rows.len() < FEED_PAGE as usize;
-        let fresh: Vec<Change> = cursor
-            .accept(Instant::now(), &rows)
-            .into_iter()
-            .cloned()
-            .collect();
-        if !fresh.is_empty() {
-            apply(state, sync, &fresh).await?;
-        }
-        if last_page {
+        let after = cursor(sync).after();
+        let rows = state.store.changes_since(after, FEED_PAGE).await?;
+        take(state, sync, &rows).await?;
+        if rows.len() < FEED_PAGE as usize {
             break;
         }
     }
     // Numbers skipped by the forward reads: transactions that had not committed yet.
-    let cursor = sync.cursor.as_mut().expect("read only with a cursor");
-    let holes = cursor.holes_to_check(FEED_PAGE as usize);
+    let holes = cursor(sync).holes_to_check(FEED_PAGE as usize);
     if !holes.is_empty() {
         let rows = state.store.changes_at(&holes).await?;
-        let fresh: Vec<Change> = cursor
-            .accept(Instant::now(), &rows)
-            .into_iter()
-            .cloned()
-            .collect();
-        if !fresh.is_empty() {
-            apply(state, sync, &fresh).await?;
-        }
+        take(state, sync, &rows).await?;
     }
     Ok(())
+}
+
+fn cursor(sync: &mut SyncState) -> &mut FeedCursor {
+    sync.cursor
+        .as_mut()
+        .expect("the feed is read only with a cursor")
+}
+
+/// Hands rows read from the feed to the cursor and applies those it had not handed out before.
+async fn take(state: &AppState, sync: &mut SyncState, rows: &[Change]) -> Result<(), StoreError> {
+    let fresh: Vec<Change> = cursor(sync)
+        .accept(Instant::now(), rows)
+        .into_iter()
+        .cloned()
+        .collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    apply(state, sync, &fresh).await
 }
 
 /// Re-reads what `changes` name and puts it in the directory.
