@@ -13,7 +13,7 @@ pub use crate::clock::unix_now;
 use crate::clock::Clock;
 use crate::config::ApiConfig;
 use crate::domain::alerts::Notifier;
-pub use crate::domain::quota_state::QuotaState;
+use crate::domain::quota_state::QuotaState;
 use crate::domain::sync_state::SyncState;
 use crate::keys;
 

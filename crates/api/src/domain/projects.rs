@@ -12,14 +12,14 @@
 
 use turnpike_proto::Disconnect;
 use turnpike_store::{
-    KeyKind, NewApiKey, NotificationSettings, QuotaScope, Store, StoreError, Tenant, WebhookFormat,
+    KeyKind, NotificationSettings, QuotaScope, Store, StoreError, Tenant, WebhookFormat,
 };
 
 use super::error::{DomainError, DomainResult};
 use super::quota::{self, Action, QuotaSpec, Threshold};
 use super::tenants::{self, TenantName};
 use super::{sync, validate};
-use crate::keys::{hash_key, key_prefix, new_key, random_token};
+use crate::keys::random_token;
 use crate::state::AppState;
 use crate::webhook_target;
 
@@ -286,22 +286,7 @@ pub async fn regenerate_key(state: &AppState, parent_id: &str, id: &str) -> Doma
 }
 
 async fn new_project_key(state: &AppState, tenant_id: &str) -> DomainResult<String> {
-    let key = new_key(KeyKind::Project);
-    state
-        .store
-        .create_api_key(
-            &NewApiKey {
-                tenant_id: Some(tenant_id),
-                kind: KeyKind::Project,
-                credential_id: None,
-                allowed_origins: &[],
-                key_hash: &hash_key(&key),
-                prefix: &key_prefix(&key),
-                expires_at: None,
-            },
-            state.now(),
-        )
-        .await?;
+    let (key, _) = tenants::new_tenant_key(state, tenant_id, KeyKind::Project).await?;
     Ok(key)
 }
 

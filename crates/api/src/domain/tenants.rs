@@ -61,7 +61,7 @@ pub struct RotatedSecret {
 /// Creates a tenant with a secret key and a shared secret.
 pub async fn create(state: &AppState, name: &TenantName) -> DomainResult<Created> {
     let tenant = state.store.create_tenant(&name.0, state.now()).await?;
-    let (secret_key, _) = new_secret_key(state, &tenant.id).await?;
+    let (secret_key, _) = new_tenant_key(state, &tenant.id, KeyKind::Secret).await?;
     let (_, shared_secret) = new_shared_secret(state, &tenant.id).await?;
     sync::after_change(state).await;
     Ok(Created {
@@ -129,7 +129,7 @@ pub async fn rotate_key(
         .store
         .expire_api_keys(tenant_id, KeyKind::Secret, state.now() + overlap.0)
         .await?;
-    new_secret_key(state, tenant_id).await
+    new_tenant_key(state, tenant_id, KeyKind::Secret).await
 }
 
 /// The tenant's keys (secret and publishable), without the keys themselves.
@@ -180,14 +180,20 @@ pub async fn new_admin_key(state: &AppState) -> Result<String, StoreError> {
     Ok(key)
 }
 
-async fn new_secret_key(state: &AppState, tenant_id: &str) -> DomainResult<(String, ApiKey)> {
-    let key = new_key(KeyKind::Secret);
+/// A new key of `kind` (a tenant's secret key or a project's key) for the tenant: the key
+/// (shown only now) and what is stored of it (its hash and prefix).
+pub(super) async fn new_tenant_key(
+    state: &AppState,
+    tenant_id: &str,
+    kind: KeyKind,
+) -> DomainResult<(String, ApiKey)> {
+    let key = new_key(kind);
     let info = state
         .store
         .create_api_key(
             &NewApiKey {
                 tenant_id: Some(tenant_id),
-                kind: KeyKind::Secret,
+                kind,
                 credential_id: None,
                 allowed_origins: &[],
                 key_hash: &hash_key(&key),
