@@ -187,10 +187,10 @@ def fill_sqlite(path, n, bulk_tenant):
     db.close()
 
 
-def psql(url, sql, stdin=None):
-    subprocess.run([PG_BIN / "psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql] if stdin is None
-                   else [PG_BIN / "psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", "-"],
-                   input=stdin, check=True, stdout=subprocess.DEVNULL, text=True)
+def psql(url, script):
+    """Runs an SQL script (COPY data included) with psql; stops at the first error."""
+    subprocess.run([PG_BIN / "psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", "-"],
+                   input=script, check=True, stdout=subprocess.DEVNULL, text=True)
 
 
 def fill_postgres(url, n, bulk_tenant):
@@ -202,7 +202,7 @@ def fill_postgres(url, n, bulk_tenant):
     for cid, tid, user, md5, sha, label, now in creds:
         out.append(f"{cid}\t{tid}\t{user}\t\\\\x{md5.hex()}\t\\\\x{sha.hex()}\t{label or chr(92) + 'N'}\t\ttrue\t{now}")
     out += ["\\.", "ANALYZE;"]
-    psql(url, None, "\n".join(out) + "\n")
+    psql(url, "\n".join(out) + "\n")
 
 
 def allocate_code(port, user):

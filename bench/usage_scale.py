@@ -64,7 +64,7 @@ def fill_postgres(url, tenant, users, now):
     for r in rows(tenant, users, now):
         lines.append("\t".join(str(x) for x in r) + "\t1\t1\t1")
     lines += ["\\.", "ANALYZE usage_hourly;"]
-    cp.psql(url, None, "\n".join(lines) + "\n")
+    cp.psql(url, "\n".join(lines) + "\n")
 
 
 def timed(client, path, repeat=3):
