@@ -258,5 +258,5 @@ async fn demo_tenant(state: &turnpike_api::AppState) -> Result<String> {
         }
     };
     turnpike_api::sync::reload(state).await?;
-    Ok(id)
+    Ok(id.into_string())
 }

@@ -20,7 +20,7 @@ use turnpike_api::keys::hash_key;
 use turnpike_api::state::Shared;
 use turnpike_api::{router, sync, ApiConfig, AppState};
 use turnpike_proto::Directory;
-use turnpike_store::{AnyStore, Counters, Store, UsageDelta};
+use turnpike_store::{AnyStore, Counters, Store, TenantId, UsageDelta};
 
 const ADMIN: &str = "tpa_test_admin_key_for_the_router_tests";
 /// 2026-11-30T22:00:00Z: two hours before a new month.
@@ -672,7 +672,7 @@ async fn tenants_never_reach_each_other() {
 /// Adds `bytes` of client→server traffic to the tenant's usage in the hour of `at`.
 async fn use_bytes(state: &AppState, tenant_id: &str, bytes: i64, at: i64) {
     let delta = UsageDelta {
-        tenant_id: tenant_id.to_string(),
+        tenant_id: tenant_id.into(),
         hour: at / 3600,
         counters: Counters {
             c2s_bytes: bytes,
@@ -773,7 +773,7 @@ async fn credential_bytes(
     at: i64,
 ) {
     let delta = UsageDelta {
-        tenant_id: tenant_id.to_string(),
+        tenant_id: tenant_id.into(),
         credential_id: credential_id.to_string(),
         hour: at / 3600,
         counters: Counters {
@@ -1139,7 +1139,10 @@ async fn metered_usage_by_date_and_by_user() {
     let cid = api
         .state
         .store
-        .credential_by_username(&tid, c["username"].as_str().expect("a username"))
+        .credential_by_username(
+            &tid.as_str().into(),
+            c["username"].as_str().expect("a username"),
+        )
         .await
         .expect("the store")
         .expect("the credential")
@@ -1293,7 +1296,7 @@ async fn metered_projects_are_child_tenants_with_their_own_keys() {
             "notificationEmails": ["ops@example.com", "dev@example.com"]})))
         .await
         .ok(StatusCode::OK);
-    let pid = p["_id"].as_str().expect("an id").to_string();
+    let pid = TenantId::from(p["_id"].as_str().expect("an id"));
     let pkey = p["apiKey"].as_str().expect("a project key").to_string();
     assert_eq!(p["projectName"], "alpha");
     assert_eq!(p["quotaInBytes"], 2 << 20);
@@ -1522,7 +1525,7 @@ async fn metered_projects_are_child_tenants_with_their_own_keys() {
         .iter()
         .map(|d| d["_id"].as_str().expect("an id").to_string())
         .collect();
-    for id in page1_users.iter().filter(|id| **id != id1).take(25) {
+    for id in page1_users.iter().filter(|id| **id != *id1).take(25) {
         credential_bytes(&api.state, &pid, id, 10, NOW).await;
     }
     let usage = api
@@ -1594,7 +1597,7 @@ async fn metered_projects_are_child_tenants_with_their_own_keys() {
         .directory
         .load()
         .tenant_limits
-        .get(&pid)
+        .get(pid.as_str())
         .is_some_and(|l| l.refuse);
     assert!(refused, "the project is refused at its quota");
     let alerts = api.state.store.list_alerts(&pid).await.expect("alerts");
@@ -1703,7 +1706,7 @@ async fn deleting_an_app_deletes_its_projects() {
         )
         .await
         .ok(StatusCode::OK);
-    let pid = p["_id"].as_str().expect("an id");
+    let pid = &TenantId::from(p["_id"].as_str().expect("an id"));
     api.send(call(Method::DELETE, &format!("/v1/tenants/{app_id}")).key(ADMIN))
         .await
         .ok(StatusCode::NO_CONTENT);
@@ -1749,7 +1752,7 @@ async fn usage_pages_by_user_and_by_credential() {
     for i in 0..5i64 {
         for h in [0, 30] {
             let delta = UsageDelta {
-                tenant_id: tid.clone(),
+                tenant_id: tid.as_str().into(),
                 credential_id: format!("cred_{i}"),
                 user_id: format!("user-{i}"),
                 hour: NOW / 3600 - h,

@@ -3,7 +3,7 @@
 //! fresh ephemeral TURN credential.
 
 use turnpike_api::AppState;
-use turnpike_store::Store;
+use turnpike_store::{Store, TenantId};
 
 use crate::rooms::{JoinRequest, TokenRefused};
 use crate::token::{self, TokenError};
@@ -29,7 +29,7 @@ pub async fn authorize(api: &AppState, t: &str) -> Result<JoinRequest, TokenRefu
 pub async fn allowed_origins(api: &AppState, tenant: &str) -> Vec<String> {
     match api
         .store
-        .get_setting(tenant, "signal_allowed_origins")
+        .get_setting(&TenantId::from(tenant), "signal_allowed_origins")
         .await
     {
         Ok(Some(v)) => serde_json::from_str(&v).unwrap_or_default(),
@@ -44,7 +44,7 @@ pub async fn ice_servers(api: &AppState, tenant: &str, identity: &str) -> serde_
         user_id: Some(identity.to_string()),
         tags: vec![],
     };
-    match turnpike_api::ephemeral::mint(api, tenant, None, &req).await {
+    match turnpike_api::ephemeral::mint(api, &TenantId::from(tenant), None, &req).await {
         Ok(m) => {
             serde_json::to_value(turnpike_api::ephemeral::ice_list(api, &m)).unwrap_or_default()
         }

@@ -14,7 +14,7 @@ use turnpike_api::auth::caller;
 use turnpike_api::error::{ApiError, ApiResult};
 use turnpike_api::extract::{Body, Path};
 use turnpike_api::util::{audit, check_ident, check_text};
-use turnpike_store::Store;
+use turnpike_store::{Store, TenantId};
 
 use crate::bus::{BusError, RoomBus};
 use crate::bus_event::{room_key, BusEvent};
@@ -46,7 +46,7 @@ fn check_room(room: &str) -> ApiResult<()> {
     check_ident("room", room, 64)
 }
 
-async fn mint(sig: &Signal, tenant: &str, req: &TokenRequest) -> ApiResult<TokenResponse> {
+async fn mint(sig: &Signal, tenant: &TenantId, req: &TokenRequest) -> ApiResult<TokenResponse> {
     check_room(&req.room)?;
     check_ident("identity", &req.identity, 64)?;
     let ttl = req.ttl.unwrap_or(600);
@@ -76,7 +76,7 @@ async fn create_token(
     Body(req): Body<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
     let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant()?.clone();
     Ok((StatusCode::CREATED, Json(mint(&sig, &t, &req).await?)))
 }
 
@@ -132,7 +132,7 @@ async fn kick(
     Body(k): Body<Kick>,
 ) -> ApiResult<StatusCode> {
     let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant()?.clone();
     check_room(&room)?;
     let key = room_key(&t, &room);
     let members = sig.hub.bus.members(&key).await?;
@@ -164,7 +164,7 @@ async fn close_room(
     Path(room): Path<String>,
 ) -> ApiResult<StatusCode> {
     let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant()?.clone();
     check_room(&room)?;
     let key = room_key(&t, &room);
     if sig.hub.bus.members(&key).await?.is_empty() {
@@ -197,7 +197,7 @@ async fn put_settings(
     Body(s): Body<Settings>,
 ) -> ApiResult<Json<Settings>> {
     let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?.to_string();
+    let t = who.tenant()?.clone();
     if s.allowed_origins.len() > 32 {
         return Err(ApiError::invalid("at most 32 `allowed_origins`"));
     }
@@ -271,7 +271,7 @@ async fn demo_token(
         can_send: None,
         can_broadcast: None,
     };
-    let tok = mint(&sig, &t, &r).await?;
+    let tok = mint(&sig, &TenantId::from(t.as_str()), &r).await?;
     let ice = grant::ice_servers(&sig.api, &t, &r.identity).await;
     Ok(Json(serde_json::json!({
         "token": tok.token, "expires_at": tok.expires_at, "url": tok.url, "ice_servers": ice,

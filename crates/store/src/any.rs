@@ -54,22 +54,27 @@ impl Store for AnyStore {
     async fn create_tenant(&self, name: &str, now: i64) -> Result<Tenant> {
         delegate!(self, s => s.create_tenant(name, now))
     }
-    async fn get_tenant(&self, id: &str) -> Result<Tenant> {
+    async fn get_tenant(&self, id: &TenantId) -> Result<Tenant> {
         delegate!(self, s => s.get_tenant(id))
     }
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         delegate!(self, s => s.list_tenants())
     }
-    async fn delete_tenant(&self, id: &str) -> Result<()> {
+    async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
         delegate!(self, s => s.delete_tenant(id))
     }
-    async fn create_child_tenant(&self, parent_id: &str, name: &str, now: i64) -> Result<Tenant> {
+    async fn create_child_tenant(
+        &self,
+        parent_id: &TenantId,
+        name: &str,
+        now: i64,
+    ) -> Result<Tenant> {
         delegate!(self, s => s.create_child_tenant(parent_id, name, now))
     }
-    async fn child_tenants(&self, parent_id: &str) -> Result<Vec<Tenant>> {
+    async fn child_tenants(&self, parent_id: &TenantId) -> Result<Vec<Tenant>> {
         delegate!(self, s => s.child_tenants(parent_id))
     }
-    async fn rename_tenant(&self, id: &str, name: &str) -> Result<()> {
+    async fn rename_tenant(&self, id: &TenantId, name: &str) -> Result<()> {
         delegate!(self, s => s.rename_tenant(id, name))
     }
     async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey> {
@@ -78,34 +83,34 @@ impl Store for AnyStore {
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKey>> {
         delegate!(self, s => s.api_key_by_hash(key_hash))
     }
-    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
+    async fn list_api_keys(&self, tenant_id: &TenantId) -> Result<Vec<ApiKey>> {
         delegate!(self, s => s.list_api_keys(tenant_id))
     }
-    async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()> {
+    async fn revoke_api_key(&self, tenant_id: Option<&TenantId>, id: &str) -> Result<()> {
         delegate!(self, s => s.revoke_api_key(tenant_id, id))
     }
     async fn has_admin_key(&self) -> Result<bool> {
         delegate!(self, s => s.has_admin_key())
     }
-    async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64> {
+    async fn expire_api_keys(&self, tenant_id: &TenantId, kind: KeyKind, at: i64) -> Result<u64> {
         delegate!(self, s => s.expire_api_keys(tenant_id, kind, at))
     }
     async fn create_credential(&self, c: &NewCredential<'_>, now: i64) -> Result<Credential> {
         delegate!(self, s => s.create_credential(c, now))
     }
-    async fn get_credential(&self, tenant_id: &str, id: &str) -> Result<Credential> {
+    async fn get_credential(&self, tenant_id: &TenantId, id: &CredentialId) -> Result<Credential> {
         delegate!(self, s => s.get_credential(tenant_id, id))
     }
     async fn credential_by_username(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         username: &str,
     ) -> Result<Option<Credential>> {
         delegate!(self, s => s.credential_by_username(tenant_id, username))
     }
     async fn list_credentials(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         q: &ListQuery<'_>,
         now: i64,
     ) -> Result<Page<Credential>> {
@@ -114,28 +119,33 @@ impl Store for AnyStore {
     async fn credentials_after(&self, after: &str, limit: u32) -> Result<Vec<Credential>> {
         delegate!(self, s => s.credentials_after(after, limit))
     }
-    async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()> {
+    async fn set_credential_enabled(
+        &self,
+        tenant_id: &TenantId,
+        id: &CredentialId,
+        enabled: bool,
+    ) -> Result<()> {
         delegate!(self, s => s.set_credential_enabled(tenant_id, id, enabled))
     }
-    async fn delete_credential(&self, tenant_id: &str, id: &str) -> Result<()> {
+    async fn delete_credential(&self, tenant_id: &TenantId, id: &CredentialId) -> Result<()> {
         delegate!(self, s => s.delete_credential(tenant_id, id))
     }
     async fn delete_credentials_by_label(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         label: &str,
     ) -> Result<Vec<Credential>> {
         delegate!(self, s => s.delete_credentials_by_label(tenant_id, label))
     }
     async fn add_tenant_secret(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         secret: &[u8],
         now: i64,
     ) -> Result<TenantSecret> {
         delegate!(self, s => s.add_tenant_secret(tenant_id, secret, now))
     }
-    async fn expire_tenant_secrets(&self, tenant_id: &str, at: i64) -> Result<u64> {
+    async fn expire_tenant_secrets(&self, tenant_id: &TenantId, at: i64) -> Result<u64> {
         delegate!(self, s => s.expire_tenant_secrets(tenant_id, at))
     }
     async fn live_tenant_secrets(&self, now: i64) -> Result<Vec<TenantSecret>> {
@@ -144,10 +154,19 @@ impl Store for AnyStore {
     async fn add_revocation(&self, r: &Revocation) -> Result<()> {
         delegate!(self, s => s.add_revocation(r))
     }
-    async fn live_revocations(&self, tenant_id: Option<&str>, now: i64) -> Result<Vec<Revocation>> {
+    async fn live_revocations(
+        &self,
+        tenant_id: Option<&TenantId>,
+        now: i64,
+    ) -> Result<Vec<Revocation>> {
         delegate!(self, s => s.live_revocations(tenant_id, now))
     }
-    async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()> {
+    async fn set_user_tags(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &str,
+        tags: &[String],
+    ) -> Result<()> {
         delegate!(self, s => s.set_user_tags(tenant_id, user_id, tags))
     }
     async fn add_disconnect(&self, d: &DisconnectRequest) -> Result<i64> {
@@ -159,18 +178,23 @@ impl Store for AnyStore {
     async fn prune_disconnects(&self, before: i64) -> Result<u64> {
         delegate!(self, s => s.prune_disconnects(before))
     }
-    async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>> {
+    async fn user_tags(&self, tenant_id: &TenantId) -> Result<Vec<(String, Vec<String>)>> {
         delegate!(self, s => s.user_tags(tenant_id))
     }
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
         delegate!(self, s => s.add_usage(deltas))
     }
-    async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>> {
+    async fn usage(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>> {
         delegate!(self, s => s.usage(tenant_id, from_hour, to_hour))
     }
     async fn usage_keys(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from_hour: i64,
         to_hour: i64,
         key: UsageKey,
@@ -181,7 +205,7 @@ impl Store for AnyStore {
     }
     async fn usage_of(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from_hour: i64,
         to_hour: i64,
         key: UsageKey,
@@ -194,7 +218,7 @@ impl Store for AnyStore {
     }
     async fn list_allocations(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from: i64,
         to: i64,
         limit: u32,
@@ -206,7 +230,7 @@ impl Store for AnyStore {
     }
     async fn list_audit(
         &self,
-        tenant_id: Option<&str>,
+        tenant_id: Option<&TenantId>,
         from: i64,
         to: i64,
         limit: u32,
@@ -216,28 +240,31 @@ impl Store for AnyStore {
     async fn put_quota(&self, q: &Quota) -> Result<()> {
         delegate!(self, s => s.put_quota(q))
     }
-    async fn delete_quota(&self, tenant_id: &str, scope: &QuotaScope) -> Result<()> {
+    async fn delete_quota(&self, tenant_id: &TenantId, scope: &QuotaScope) -> Result<()> {
         delegate!(self, s => s.delete_quota(tenant_id, scope))
     }
-    async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>> {
+    async fn list_quotas(&self, tenant_id: Option<&TenantId>) -> Result<Vec<Quota>> {
         delegate!(self, s => s.list_quotas(tenant_id))
     }
     async fn put_notifications(&self, n: &NotificationSettings) -> Result<()> {
         delegate!(self, s => s.put_notifications(n))
     }
-    async fn get_notifications(&self, tenant_id: &str) -> Result<Option<NotificationSettings>> {
+    async fn get_notifications(
+        &self,
+        tenant_id: &TenantId,
+    ) -> Result<Option<NotificationSettings>> {
         delegate!(self, s => s.get_notifications(tenant_id))
     }
     async fn record_alert(&self, e: &AlertEvent) -> Result<bool> {
         delegate!(self, s => s.record_alert(e))
     }
-    async fn put_setting(&self, tenant_id: &str, key: &str, value: &str) -> Result<()> {
+    async fn put_setting(&self, tenant_id: &TenantId, key: &str, value: &str) -> Result<()> {
         delegate!(self, s => s.put_setting(tenant_id, key, value))
     }
-    async fn get_setting(&self, tenant_id: &str, key: &str) -> Result<Option<String>> {
+    async fn get_setting(&self, tenant_id: &TenantId, key: &str) -> Result<Option<String>> {
         delegate!(self, s => s.get_setting(tenant_id, key))
     }
-    async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>> {
+    async fn list_alerts(&self, tenant_id: &TenantId) -> Result<Vec<AlertEvent>> {
         delegate!(self, s => s.list_alerts(tenant_id))
     }
     async fn add_denied_client(&self, d: &DeniedClient) -> Result<()> {
@@ -264,10 +291,14 @@ impl Store for AnyStore {
     async fn prune_changes(&self, before: i64) -> Result<u64> {
         delegate!(self, s => s.prune_changes(before))
     }
-    async fn credentials_by_ids(&self, ids: &[String]) -> Result<Vec<Credential>> {
+    async fn credentials_by_ids(&self, ids: &[CredentialId]) -> Result<Vec<Credential>> {
         delegate!(self, s => s.credentials_by_ids(ids))
     }
-    async fn live_tenant_secrets_of(&self, tenant_id: &str, now: i64) -> Result<Vec<TenantSecret>> {
+    async fn live_tenant_secrets_of(
+        &self,
+        tenant_id: &TenantId,
+        now: i64,
+    ) -> Result<Vec<TenantSecret>> {
         delegate!(self, s => s.live_tenant_secrets_of(tenant_id, now))
     }
 }

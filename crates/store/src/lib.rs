@@ -11,11 +11,13 @@
 #![forbid(unsafe_code)]
 
 mod any;
+mod ids;
 mod model;
 pub mod signal;
 mod sql;
 
 pub use any::AnyStore;
+pub use ids::{CredentialId, TenantId};
 pub use model::*;
 pub use sql::{ChangeListener, PgStore, SqliteStore};
 
@@ -60,71 +62,90 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub trait Store {
     // Tenants.
     async fn create_tenant(&self, name: &str, now: i64) -> Result<Tenant>;
-    async fn get_tenant(&self, id: &str) -> Result<Tenant>;
+    async fn get_tenant(&self, id: &TenantId) -> Result<Tenant>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
-    async fn delete_tenant(&self, id: &str) -> Result<()>;
+    async fn delete_tenant(&self, id: &TenantId) -> Result<()>;
     /// A project of `parent_id` (a tenant of its own); `Conflict` if the parent has a project
     /// of that name.
-    async fn create_child_tenant(&self, parent_id: &str, name: &str, now: i64) -> Result<Tenant>;
+    async fn create_child_tenant(
+        &self,
+        parent_id: &TenantId,
+        name: &str,
+        now: i64,
+    ) -> Result<Tenant>;
     /// The projects of `parent_id`, oldest first.
-    async fn child_tenants(&self, parent_id: &str) -> Result<Vec<Tenant>>;
+    async fn child_tenants(&self, parent_id: &TenantId) -> Result<Vec<Tenant>>;
     /// Renames a tenant; `Conflict` if a sibling project has that name.
-    async fn rename_tenant(&self, id: &str, name: &str) -> Result<()>;
+    async fn rename_tenant(&self, id: &TenantId, name: &str) -> Result<()>;
 
     // API keys, stored by hash.
     async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey>;
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKey>>;
-    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>>;
-    async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()>;
+    async fn list_api_keys(&self, tenant_id: &TenantId) -> Result<Vec<ApiKey>>;
+    async fn revoke_api_key(&self, tenant_id: Option<&TenantId>, id: &str) -> Result<()>;
     /// Whether any admin key was ever stored (so one is generated only at first start).
     async fn has_admin_key(&self) -> Result<bool>;
     /// Makes a tenant's live keys of `kind` lapse at `at` (rotation overlap); returns how many.
-    async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64>;
+    async fn expire_api_keys(&self, tenant_id: &TenantId, kind: KeyKind, at: i64) -> Result<u64>;
 
     // Stored credentials.
     async fn create_credential(&self, c: &NewCredential<'_>, now: i64) -> Result<Credential>;
-    async fn get_credential(&self, tenant_id: &str, id: &str) -> Result<Credential>;
+    async fn get_credential(&self, tenant_id: &TenantId, id: &CredentialId) -> Result<Credential>;
     /// A tenant's credential with `username` (usernames are unique per tenant, not globally).
     async fn credential_by_username(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         username: &str,
     ) -> Result<Option<Credential>>;
     async fn list_credentials(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         q: &ListQuery<'_>,
         now: i64,
     ) -> Result<Page<Credential>>;
     /// Every tenant's credentials with ids after `after`, in id order, at most `limit` (the
     /// relay's directory loads them page by page).
     async fn credentials_after(&self, after: &str, limit: u32) -> Result<Vec<Credential>>;
-    async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()>;
-    async fn delete_credential(&self, tenant_id: &str, id: &str) -> Result<()>;
+    async fn set_credential_enabled(
+        &self,
+        tenant_id: &TenantId,
+        id: &CredentialId,
+        enabled: bool,
+    ) -> Result<()>;
+    async fn delete_credential(&self, tenant_id: &TenantId, id: &CredentialId) -> Result<()>;
     /// Deletes a tenant's credentials with `label`; returns the deleted ones.
     async fn delete_credentials_by_label(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         label: &str,
     ) -> Result<Vec<Credential>>;
 
     // Shared secrets for ephemeral credentials.
     async fn add_tenant_secret(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         secret: &[u8],
         now: i64,
     ) -> Result<TenantSecret>;
     /// Makes a tenant's live secrets lapse at `at` (rotation overlap).
-    async fn expire_tenant_secrets(&self, tenant_id: &str, at: i64) -> Result<u64>;
+    async fn expire_tenant_secrets(&self, tenant_id: &TenantId, at: i64) -> Result<u64>;
     /// Secrets live at `now`, of all tenants, newest first.
     async fn live_tenant_secrets(&self, now: i64) -> Result<Vec<TenantSecret>>;
 
     // Revocations of ephemeral credentials.
     async fn add_revocation(&self, r: &Revocation) -> Result<()>;
     /// Live revocations (of one tenant, or all).
-    async fn live_revocations(&self, tenant_id: Option<&str>, now: i64) -> Result<Vec<Revocation>>;
-    async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()>;
+    async fn live_revocations(
+        &self,
+        tenant_id: Option<&TenantId>,
+        now: i64,
+    ) -> Result<Vec<Revocation>>;
+    async fn set_user_tags(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &str,
+        tags: &[String],
+    ) -> Result<()>;
 
     // Disconnect requests shared by the nodes of a cluster.
     /// Records one; returns its id.
@@ -133,18 +154,23 @@ pub trait Store {
     async fn recent_disconnects(&self, since: i64) -> Result<Vec<DisconnectRequest>>;
     /// Deletes requests made before `before`; returns how many.
     async fn prune_disconnects(&self, before: i64) -> Result<u64>;
-    async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>>;
+    async fn user_tags(&self, tenant_id: &TenantId) -> Result<Vec<(String, Vec<String>)>>;
 
     // Usage.
     /// Adds counters to their hourly buckets (exact: additions, never overwrites).
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()>;
     /// Usage of a tenant in `[from_hour, to_hour)`.
-    async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>>;
+    async fn usage(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>>;
     /// Up to `limit` distinct keys with usage in `[from_hour, to_hour)`, ascending, after
     /// `after` (from the first when `None`): one page of a report by user or credential.
     async fn usage_keys(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from_hour: i64,
         to_hour: i64,
         key: UsageKey,
@@ -154,7 +180,7 @@ pub trait Store {
     /// The hourly rows of these keys in `[from_hour, to_hour)`.
     async fn usage_of(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from_hour: i64,
         to_hour: i64,
         key: UsageKey,
@@ -167,7 +193,7 @@ pub trait Store {
     /// A tenant's allocations that started in `[from, to)`, oldest first.
     async fn list_allocations(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from: i64,
         to: i64,
         limit: u32,
@@ -176,7 +202,7 @@ pub trait Store {
     /// Audit entries of a tenant (or the operator's, `None`) in `[from, to)`, oldest first.
     async fn list_audit(
         &self,
-        tenant_id: Option<&str>,
+        tenant_id: Option<&TenantId>,
         from: i64,
         to: i64,
         limit: u32,
@@ -184,18 +210,19 @@ pub trait Store {
 
     // Quotas and alerts.
     async fn put_quota(&self, q: &Quota) -> Result<()>;
-    async fn delete_quota(&self, tenant_id: &str, scope: &QuotaScope) -> Result<()>;
+    async fn delete_quota(&self, tenant_id: &TenantId, scope: &QuotaScope) -> Result<()>;
     /// Quotas of one tenant, or all.
-    async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>>;
+    async fn list_quotas(&self, tenant_id: Option<&TenantId>) -> Result<Vec<Quota>>;
     async fn put_notifications(&self, n: &NotificationSettings) -> Result<()>;
-    async fn get_notifications(&self, tenant_id: &str) -> Result<Option<NotificationSettings>>;
+    async fn get_notifications(&self, tenant_id: &TenantId)
+        -> Result<Option<NotificationSettings>>;
     /// Records a fired threshold; false if it had already fired this period.
     async fn record_alert(&self, e: &AlertEvent) -> Result<bool>;
-    async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>>;
+    async fn list_alerts(&self, tenant_id: &TenantId) -> Result<Vec<AlertEvent>>;
 
     // Small per-tenant settings (e.g. the signalling Origin allow-list).
-    async fn put_setting(&self, tenant_id: &str, key: &str, value: &str) -> Result<()>;
-    async fn get_setting(&self, tenant_id: &str, key: &str) -> Result<Option<String>>;
+    async fn put_setting(&self, tenant_id: &TenantId, key: &str, value: &str) -> Result<()>;
+    async fn get_setting(&self, tenant_id: &TenantId, key: &str) -> Result<Option<String>>;
 
     // The client deny list (operator-managed; every node applies it at its next reload).
     /// Adds an entry; `Conflict` if the same CIDR is listed already.
@@ -218,9 +245,13 @@ pub trait Store {
     /// Drops changes recorded before `before` (unix seconds).
     async fn prune_changes(&self, before: i64) -> Result<u64>;
     /// The stored credentials with these ids (of any tenant; missing ones are left out).
-    async fn credentials_by_ids(&self, ids: &[String]) -> Result<Vec<Credential>>;
+    async fn credentials_by_ids(&self, ids: &[CredentialId]) -> Result<Vec<Credential>>;
     /// One tenant's live shared secrets, newest first.
-    async fn live_tenant_secrets_of(&self, tenant_id: &str, now: i64) -> Result<Vec<TenantSecret>>;
+    async fn live_tenant_secrets_of(
+        &self,
+        tenant_id: &TenantId,
+        now: i64,
+    ) -> Result<Vec<TenantSecret>>;
 }
 
 /// A random identifier with a readable prefix, e.g. `ten_4f0c…`.

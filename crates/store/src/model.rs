@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::{CredentialId, TenantId};
+
 /// A stored name this version does not know.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown {what} {name:?}")]
@@ -15,12 +17,12 @@ pub struct UnknownName {
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Tenant {
-    pub id: String,
+    pub id: TenantId,
     pub name: String,
     pub created_at: i64,
     /// The tenant this one is a project of (Metered's project API), if any. A project is a
     /// tenant of its own (credentials, keys, usage, quota); deleting the parent deletes it.
-    pub parent_id: Option<String>,
+    pub parent_id: Option<TenantId>,
 }
 
 /// What an API key may do.
@@ -71,10 +73,10 @@ impl TryFrom<String> for KeyKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub id: String,
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<TenantId>,
     pub kind: KeyKind,
     /// For publishable keys: the credential they belong to.
-    pub credential_id: Option<String>,
+    pub credential_id: Option<CredentialId>,
     /// For publishable keys: allowed `Origin` values; `*` allows any. Empty (as stored by
     /// earlier versions when none were given) allows none.
     pub allowed_origins: Vec<String>,
@@ -95,9 +97,9 @@ impl ApiKey {
 /// A key to store (by its hash).
 #[derive(Debug, Clone)]
 pub struct NewApiKey<'a> {
-    pub tenant_id: Option<&'a str>,
+    pub tenant_id: Option<&'a TenantId>,
     pub kind: KeyKind,
-    pub credential_id: Option<&'a str>,
+    pub credential_id: Option<&'a CredentialId>,
     pub allowed_origins: &'a [String],
     pub key_hash: &'a [u8],
     pub prefix: &'a str,
@@ -108,7 +110,7 @@ pub struct NewApiKey<'a> {
 /// is never stored).
 #[derive(Debug, Clone)]
 pub struct NewCredential<'a> {
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     pub username: &'a str,
     pub key_md5: &'a [u8],
     pub key_sha256: &'a [u8],
@@ -119,8 +121,8 @@ pub struct NewCredential<'a> {
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: CredentialId,
+    pub tenant_id: TenantId,
     pub username: String,
     pub key_md5: Vec<u8>,
     pub key_sha256: Vec<u8>,
@@ -172,7 +174,7 @@ pub struct Page<T> {
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TenantSecret {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub secret: Vec<u8>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
@@ -217,7 +219,7 @@ impl RevocationKind {
 /// A revoked ephemeral username or user id, until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub kind: RevocationKind,
     pub value: String,
     pub created_at: i64,
@@ -267,6 +269,8 @@ pub struct DisconnectRequest {
     /// The node that made the request (it has acted on it already).
     pub node: String,
     pub kind: DisconnectKind,
+    /// The tenant of a `User` request; empty for the other kinds (`value` names those, and a
+    /// tenant's id there is the value itself).
     pub tenant_id: String,
     pub value: String,
     pub at: i64,
@@ -310,7 +314,7 @@ impl Counters {
 /// Counters to add to one hour of one tenant / credential / user id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageDelta {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Empty for ephemeral credentials not tied to a stored one.
     pub credential_id: String,
     /// Empty when the credential carries no user id.
@@ -347,7 +351,7 @@ impl UsageKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AllocationRecord {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub credential_id: String,
     pub user_id: String,
     pub username: String,
@@ -367,7 +371,7 @@ pub struct AllocationRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEntry {
     pub id: String,
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<TenantId>,
     pub at: i64,
     /// Key id (or `admin`) that made the change.
     pub actor: String,
@@ -383,7 +387,7 @@ pub struct AuditEntry {
 pub enum QuotaScope {
     #[default]
     Tenant,
-    Credential(String),
+    Credential(CredentialId),
 }
 
 impl QuotaScope {
@@ -401,7 +405,7 @@ impl From<String> for QuotaScope {
         if s == "tenant" {
             Self::Tenant
         } else {
-            Self::Credential(s)
+            Self::Credential(CredentialId::from(s))
         }
     }
 }
@@ -457,7 +461,7 @@ impl TryFrom<String> for QuotaPeriod {
 /// A quota of a tenant or of one of its credentials.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Quota {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     #[sqlx(try_from = "String")]
     pub scope: QuotaScope,
     #[sqlx(try_from = "String")]
@@ -511,7 +515,7 @@ impl TryFrom<String> for WebhookFormat {
 /// Where a tenant's alerts go.
 #[derive(Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct NotificationSettings {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
     /// One address, or several separated by commas.
@@ -535,7 +539,7 @@ impl std::fmt::Debug for NotificationSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AlertEvent {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     #[sqlx(try_from = "String")]
     pub scope: QuotaScope,
     pub period_start: i64,

@@ -6,7 +6,7 @@ use turnpike_store::*;
 const NOW: i64 = 1_800_000_000;
 
 fn cred<'a>(
-    tenant: &'a str,
+    tenant: &'a TenantId,
     username: &'a str,
     label: Option<&'a str>,
     expires_at: Option<i64>,
@@ -23,7 +23,7 @@ fn cred<'a>(
 }
 
 fn key<'a>(
-    tenant: Option<&'a str>,
+    tenant: Option<&'a TenantId>,
     hash: &'a [u8],
     kind: KeyKind,
     exp: Option<i64>,
@@ -45,7 +45,7 @@ async fn suite(s: &impl Store) {
     let b = s.create_tenant("globex", NOW).await.unwrap();
     assert_eq!(s.get_tenant(&a.id).await.unwrap(), a);
     assert!(matches!(
-        s.get_tenant("ten_missing").await,
+        s.get_tenant(&"ten_missing".into()).await,
         Err(StoreError::NotFound)
     ));
     let all = s.list_tenants().await.unwrap();
@@ -711,7 +711,7 @@ async fn change_feed(s: &impl Store) {
         .unwrap()
         .is_empty());
 
-    let ours = |ch: &Change| ch.key == t.id || ch.key == c.id || ch.key == d.id;
+    let ours = |ch: &Change| ch.key == *t.id || ch.key == *c.id || ch.key == d.id;
     let all = s.changes_since(start, 10_000).await.unwrap();
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "ascending");
     let (before, after): (Vec<_>, Vec<_>) = all
@@ -726,22 +726,22 @@ async fn change_feed(s: &impl Store) {
     assert_eq!(
         kinds(&before),
         vec![
-            (ChangeEntity::Credential, c.id.clone()),
-            (ChangeEntity::Credential, c.id.clone()),
-            (ChangeEntity::TenantSecrets, t.id.clone()),
-            (ChangeEntity::Revocations, t.id.clone()),
-            (ChangeEntity::Quotas, t.id.clone()),
+            (ChangeEntity::Credential, c.id.to_string()),
+            (ChangeEntity::Credential, c.id.to_string()),
+            (ChangeEntity::TenantSecrets, t.id.to_string()),
+            (ChangeEntity::Revocations, t.id.to_string()),
+            (ChangeEntity::Quotas, t.id.to_string()),
             (ChangeEntity::DenyList, d.id.clone()),
             (ChangeEntity::DenyList, d.id.clone()),
         ]
     );
     let deleted = kinds(&after);
     for want in [
-        (ChangeEntity::Credential, c.id.clone()),
-        (ChangeEntity::TenantSecrets, t.id.clone()),
-        (ChangeEntity::Revocations, t.id.clone()),
-        (ChangeEntity::Quotas, t.id.clone()),
-        (ChangeEntity::Tenant, t.id.clone()),
+        (ChangeEntity::Credential, c.id.to_string()),
+        (ChangeEntity::TenantSecrets, t.id.to_string()),
+        (ChangeEntity::Revocations, t.id.to_string()),
+        (ChangeEntity::Quotas, t.id.to_string()),
+        (ChangeEntity::Tenant, t.id.to_string()),
     ] {
         assert!(deleted.contains(&want), "{want:?} missing from {deleted:?}");
     }
@@ -881,7 +881,10 @@ async fn sqlite_upgrade_keeps_credentials_and_their_keys() {
     assert_eq!(k.allowed_origins, vec!["https://a.example".to_string()]);
     assert!(s.api_key_by_hash(&[8]).await.unwrap().is_some());
     assert_eq!(
-        s.get_credential("ten_a", "cred_a").await.unwrap().username,
+        s.get_credential(&"ten_a".into(), &"cred_a".into())
+            .await
+            .unwrap()
+            .username,
         "alice"
     );
     // Usernames are now unique per tenant, and foreign keys still hold.
@@ -895,7 +898,7 @@ async fn sqlite_upgrade_keeps_credentials_and_their_keys() {
     )
     .await
     .unwrap();
-    s.delete_tenant("ten_a").await.unwrap();
+    s.delete_tenant(&"ten_a".into()).await.unwrap();
     assert!(s.api_key_by_hash(&[9]).await.unwrap().is_none());
 }
 
@@ -939,7 +942,7 @@ async fn kinds_read_back_typed_and_unknown_ones_are_skipped() {
         id: 0,
         node: "m".into(),
         kind: DisconnectKind::User,
-        tenant_id: t.id.clone(),
+        tenant_id: t.id.to_string(),
         value: "u".into(),
         at: NOW,
     };

@@ -1,6 +1,7 @@
 //! The audit log: which key changed what, through which endpoint. Never secrets. The API
 //! writes an entry per change it makes, with the parameters that matter for that endpoint.
 
+use turnpike_store::TenantId;
 use turnpike_store::{AuditEntry, Store};
 
 use crate::keys::random_hex;
@@ -11,14 +12,14 @@ use crate::state::AppState;
 pub async fn record(
     state: &AppState,
     actor: &str,
-    tenant_id: Option<&str>,
+    tenant_id: Option<&TenantId>,
     action: &str,
     target: &str,
     detail: serde_json::Value,
 ) {
     let e = AuditEntry {
         id: format!("aud_{}", random_hex(12)),
-        tenant_id: tenant_id.map(str::to_string),
+        tenant_id: tenant_id.cloned(),
         at: state.now(),
         actor: actor.to_string(),
         action: action.to_string(),

@@ -7,6 +7,7 @@ use turnpike_proto::Disconnect;
 use turnpike_store::{
     ApiKey, Credential, KeyKind, ListQuery, NewApiKey, NewCredential, Page, Store,
 };
+use turnpike_store::{CredentialId, TenantId};
 
 use super::error::{DomainError, DomainResult};
 use super::{sync, validate};
@@ -57,7 +58,7 @@ pub struct CredentialUpdate {
 /// Creates a credential; returns it and its password (shown only now).
 pub async fn create(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     spec: &CredentialSpec,
 ) -> DomainResult<(Credential, String)> {
     let now = state.now();
@@ -124,7 +125,7 @@ fn expiry(at: Option<i64>, within: Option<i64>, now: i64) -> DomainResult<Option
 /// One page of the tenant's credentials, by id.
 pub async fn list(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     filter: &ListFilter,
 ) -> DomainResult<Page<Credential>> {
     let limit = filter.limit.unwrap_or(100);
@@ -147,7 +148,7 @@ pub async fn list(
 /// (at most a million).
 pub async fn all(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     label: Option<&str>,
     include_expired: bool,
 ) -> DomainResult<Vec<Credential>> {
@@ -171,14 +172,18 @@ pub async fn all(
     Ok(out)
 }
 
-pub async fn get(state: &AppState, tenant_id: &str, id: &str) -> DomainResult<Credential> {
+pub async fn get(
+    state: &AppState,
+    tenant_id: &TenantId,
+    id: &CredentialId,
+) -> DomainResult<Credential> {
     Ok(state.store.get_credential(tenant_id, id).await?)
 }
 
 /// The tenant's credential with `username`.
 pub async fn by_username(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     username: &str,
 ) -> DomainResult<Credential> {
     state
@@ -191,8 +196,8 @@ pub async fn by_username(
 /// Applies `update`; returns the credential as it is now.
 pub async fn update(
     state: &AppState,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &CredentialId,
     update: &CredentialUpdate,
 ) -> DomainResult<Credential> {
     if update.label.is_some() {
@@ -210,8 +215,8 @@ pub async fn update(
 /// Enables or disables; with `disconnect`, disabling also closes live allocations.
 pub async fn set_enabled(
     state: &AppState,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &CredentialId,
     enabled: bool,
     disconnect: bool,
 ) -> DomainResult<()> {
@@ -229,8 +234,8 @@ pub async fn set_enabled(
 /// Deletes; with `disconnect`, closes live allocations too.
 pub async fn delete(
     state: &AppState,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &CredentialId,
     disconnect: bool,
 ) -> DomainResult<()> {
     state.store.delete_credential(tenant_id, id).await?;
@@ -244,7 +249,7 @@ pub async fn delete(
 /// Deletes the tenant's credentials with `label`; returns how many.
 pub async fn delete_by_label(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     label: &str,
     disconnect: bool,
 ) -> DomainResult<u64> {
@@ -256,7 +261,7 @@ pub async fn delete_by_label(
     sync::after_change(state).await;
     if disconnect {
         for c in &gone {
-            sync::disconnect(state, Disconnect::Credential(c.id.clone())).await;
+            sync::disconnect(state, Disconnect::Credential(c.id.to_string())).await;
         }
     }
     Ok(gone.len() as u64)
@@ -266,8 +271,8 @@ pub async fn delete_by_label(
 /// [`ANY_ORIGIN`] for any). Returns the key (shown only now) and what is stored of it.
 pub async fn publishable_key(
     state: &AppState,
-    tenant_id: &str,
-    credential_id: &str,
+    tenant_id: &TenantId,
+    credential_id: &CredentialId,
     origins: &[String],
 ) -> DomainResult<(String, ApiKey)> {
     check_origins(origins)?;

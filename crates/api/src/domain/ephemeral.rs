@@ -4,6 +4,7 @@
 //! entries lapse when the credentials would have expired).
 
 use turnpike_proto::{Credentials, Disconnect};
+use turnpike_store::{CredentialId, TenantId};
 use turnpike_store::{Revocation, RevocationKind, Store};
 
 use super::credentials::ANY_ORIGIN;
@@ -43,7 +44,7 @@ pub struct RevokeSpec {
 }
 
 /// The tenant's newest live shared secret: what new credentials and join tokens are signed with.
-pub async fn newest_secret(state: &AppState, tenant_id: &str) -> DomainResult<Vec<u8>> {
+pub async fn newest_secret(state: &AppState, tenant_id: &TenantId) -> DomainResult<Vec<u8>> {
     sync::tenant_secrets(state, tenant_id)
         .await
         .into_iter()
@@ -54,7 +55,7 @@ pub async fn newest_secret(state: &AppState, tenant_id: &str) -> DomainResult<Ve
 /// Mints for a tenant (`credential`: scoped to one of its stored credentials instead).
 pub async fn mint(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     credential: Option<&str>,
     spec: &MintSpec,
 ) -> DomainResult<Minted> {
@@ -99,8 +100,8 @@ pub fn origin_allowed(origins: &[String], origin: Option<&str>) -> bool {
 /// origin, and only while the credential is enabled and not expired.
 pub async fn mint_for_publishable(
     state: &AppState,
-    tenant_id: &str,
-    credential_id: &str,
+    tenant_id: &TenantId,
+    credential_id: &CredentialId,
     allowed_origins: &[String],
     origin: Option<&str>,
     spec: &MintSpec,
@@ -114,13 +115,13 @@ pub async fn mint_for_publishable(
             "the key's credential is disabled or expired",
         ));
     }
-    mint(state, tenant_id, Some(credential_id), spec).await
+    mint(state, tenant_id, Some(credential_id.as_str()), spec).await
 }
 
 /// Revokes an ephemeral username or user id of the tenant; returns what is stored.
 pub async fn revoke(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     spec: &RevokeSpec,
 ) -> DomainResult<Revocation> {
     let now = state.now();
@@ -131,9 +132,13 @@ pub async fn revoke(
                     "`username` is not an ephemeral username",
                 ));
             };
-            let owned = scope == tenant_id
+            let owned = scope == tenant_id.as_str()
                 || (scope.starts_with("cred_")
-                    && state.store.get_credential(tenant_id, scope).await.is_ok());
+                    && state
+                        .store
+                        .get_credential(tenant_id, &CredentialId::from(scope))
+                        .await
+                        .is_ok());
             if !owned {
                 return Err(DomainError::not_found("no such credential"));
             }
@@ -163,7 +168,7 @@ pub async fn revoke(
         }
     };
     let r = Revocation {
-        tenant_id: tenant_id.to_string(),
+        tenant_id: tenant_id.clone(),
         kind,
         value,
         created_at: now,
@@ -178,7 +183,10 @@ pub async fn revoke(
 }
 
 /// The tenant's revocations still in force.
-pub async fn live_revocations(state: &AppState, tenant_id: &str) -> DomainResult<Vec<Revocation>> {
+pub async fn live_revocations(
+    state: &AppState,
+    tenant_id: &TenantId,
+) -> DomainResult<Vec<Revocation>> {
     Ok(state
         .store
         .live_revocations(Some(tenant_id), state.now())

@@ -1,6 +1,7 @@
 //! Reading the audit log (every credential, key, quota and setting change) and the allocation
 //! log (every allocation: start, end, bytes per leg, peers, client address, credential).
 
+use turnpike_store::TenantId;
 use turnpike_store::{AllocationRecord, AuditEntry, Store};
 
 use super::error::{DomainError, DomainResult};
@@ -39,7 +40,7 @@ impl Range {
 /// Audit entries of a tenant, or the operator's (`None`), oldest first.
 pub async fn audit(
     state: &AppState,
-    tenant_id: Option<&str>,
+    tenant_id: Option<&TenantId>,
     r: Range,
 ) -> DomainResult<Vec<AuditEntry>> {
     Ok(state
@@ -51,7 +52,7 @@ pub async fn audit(
 /// A tenant's allocations that started in the range, oldest first.
 pub async fn allocations(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     r: Range,
 ) -> DomainResult<Vec<AllocationRecord>> {
     Ok(state

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use turnpike_proto::AccountingSink;
 use turnpike_proto::{Account, AccountingEvent, Usage};
-use turnpike_store::{AllocationRecord, Counters, Store, UsageDelta};
+use turnpike_store::{AllocationRecord, Counters, Store, TenantId, UsageDelta};
 
 use crate::state::AppState;
 
@@ -231,7 +231,7 @@ impl Meter {
                 } => {
                     let r = AllocationRecord {
                         id: format!("alc_{}{:02x}{:x}{:x}", self.node, worker, at_unix, serial),
-                        tenant_id: account.tenant_id.to_string(),
+                        tenant_id: TenantId::from(&*account.tenant_id),
                         credential_id: account.credential_id.as_deref().unwrap_or("").into(),
                         user_id: account.user_id.as_deref().unwrap_or("").into(),
                         username,
@@ -272,7 +272,7 @@ impl Meter {
                 .usage
                 .iter()
                 .map(|((t, c, u, h), counters)| UsageDelta {
-                    tenant_id: t.clone(),
+                    tenant_id: TenantId::from(t.as_str()),
                     credential_id: c.clone(),
                     user_id: u.clone(),
                     hour: *h,

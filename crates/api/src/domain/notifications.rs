@@ -2,6 +2,7 @@
 //! webhook's host must be public (see [`crate::webhook_target`]); the secret is made when a
 //! webhook is first set (or on request) and returned only then.
 
+use turnpike_store::TenantId;
 use turnpike_store::{NotificationSettings, Store, WebhookFormat};
 
 use super::error::{DomainError, DomainResult};
@@ -25,7 +26,7 @@ pub struct NotificationSpec {
 /// (then it is to be shown, this once).
 pub async fn put(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     spec: &NotificationSpec,
 ) -> DomainResult<(NotificationSettings, bool)> {
     if let Some(u) = &spec.webhook_url {
@@ -56,7 +57,7 @@ pub async fn put(
         (Some(_), _, _) => (Some(format!("whsec_{}", random_token(24))), true),
     };
     let n = NotificationSettings {
-        tenant_id: tenant_id.to_string(),
+        tenant_id: tenant_id.clone(),
         webhook_url: spec.webhook_url.clone(),
         webhook_secret: secret,
         email_to: spec.email_to.clone(),
@@ -67,7 +68,7 @@ pub async fn put(
 }
 
 /// The tenant's settings (none set: all empty).
-pub async fn get(state: &AppState, tenant_id: &str) -> DomainResult<NotificationSettings> {
+pub async fn get(state: &AppState, tenant_id: &TenantId) -> DomainResult<NotificationSettings> {
     Ok(state
         .store
         .get_notifications(tenant_id)

@@ -11,6 +11,7 @@
 //! webhook sending Metered's body ([`WebhookFormat::Metered`]).
 
 use turnpike_proto::Disconnect;
+use turnpike_store::TenantId;
 use turnpike_store::{
     KeyKind, NotificationSettings, QuotaScope, Store, StoreError, Tenant, WebhookFormat,
 };
@@ -174,7 +175,7 @@ async fn check(state: &AppState, spec: &ProjectSpec) -> DomainResult<Checked> {
 /// Creates a project of `parent_id` with its key.
 pub async fn create(
     state: &AppState,
-    parent_id: &str,
+    parent_id: &TenantId,
     spec: &ProjectSpec,
 ) -> DomainResult<Created> {
     let c = check(state, spec).await?;
@@ -203,8 +204,8 @@ pub async fn create(
 /// made now.
 pub async fn update(
     state: &AppState,
-    parent_id: &str,
-    id: &str,
+    parent_id: &TenantId,
+    id: &TenantId,
     spec: &ProjectSpec,
 ) -> DomainResult<(Project, Option<String>)> {
     let c = check(state, spec).await?;
@@ -276,7 +277,11 @@ async fn write(state: &AppState, p: &Project) -> DomainResult<Option<String>> {
 
 /// A new key for the project; its previous keys stop working at once. Returns the key (shown
 /// only now).
-pub async fn regenerate_key(state: &AppState, parent_id: &str, id: &str) -> DomainResult<String> {
+pub async fn regenerate_key(
+    state: &AppState,
+    parent_id: &TenantId,
+    id: &TenantId,
+) -> DomainResult<String> {
     get(state, parent_id, id).await?;
     state
         .store
@@ -285,7 +290,7 @@ pub async fn regenerate_key(state: &AppState, parent_id: &str, id: &str) -> Doma
     new_project_key(state, id).await
 }
 
-async fn new_project_key(state: &AppState, tenant_id: &str) -> DomainResult<String> {
+async fn new_project_key(state: &AppState, tenant_id: &TenantId) -> DomainResult<String> {
     let (key, _) = tenants::new_tenant_key(state, tenant_id, KeyKind::Project).await?;
     Ok(key)
 }
@@ -296,20 +301,20 @@ fn not_found() -> DomainError {
 
 /// The project `id` of `parent_id` (not found for anything else, another tenant's project
 /// included).
-pub async fn get(state: &AppState, parent_id: &str, id: &str) -> DomainResult<Project> {
+pub async fn get(state: &AppState, parent_id: &TenantId, id: &TenantId) -> DomainResult<Project> {
     let t = match state.store.get_tenant(id).await {
         Ok(t) => t,
         Err(StoreError::NotFound) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
-    if t.parent_id.as_deref() != Some(parent_id) {
+    if t.parent_id.as_ref() != Some(parent_id) {
         return Err(not_found());
     }
     read(state, t).await
 }
 
 /// The projects of `parent_id`, oldest first.
-pub async fn list(state: &AppState, parent_id: &str) -> DomainResult<Vec<Project>> {
+pub async fn list(state: &AppState, parent_id: &TenantId) -> DomainResult<Vec<Project>> {
     let mut out = Vec::new();
     for t in state.store.child_tenants(parent_id).await? {
         out.push(read(state, t).await?);
@@ -348,7 +353,7 @@ async fn read(state: &AppState, tenant: Tenant) -> DomainResult<Project> {
 }
 
 /// Deletes a project with its credentials and keys, and closes its live allocations.
-pub async fn delete(state: &AppState, parent_id: &str, id: &str) -> DomainResult<()> {
+pub async fn delete(state: &AppState, parent_id: &TenantId, id: &TenantId) -> DomainResult<()> {
     get(state, parent_id, id).await?;
     state.store.delete_tenant(id).await?;
     sync::disconnect(state, Disconnect::Tenant(id.to_string())).await;

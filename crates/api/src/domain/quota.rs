@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use turnpike_proto::Disconnect;
 use turnpike_store::{AlertEvent, Quota, QuotaPeriod, QuotaScope, Store, StoreError};
+use turnpike_store::{CredentialId, TenantId};
 
 use super::error::{DomainError, DomainResult};
 use super::quota_state::{scope_key, QuotaState};
@@ -70,7 +71,7 @@ pub struct QuotaSpec {
 
 impl QuotaSpec {
     /// The stored quota of `scope` of `tenant_id`, if the values are acceptable.
-    fn to_quota(&self, tenant_id: &str, scope: QuotaScope) -> DomainResult<Quota> {
+    fn to_quota(&self, tenant_id: &TenantId, scope: QuotaScope) -> DomainResult<Quota> {
         let period = QuotaPeriod::parse(self.period.as_deref().unwrap_or("month"))
             .ok_or_else(|| DomainError::invalid("`period` must be `month` or `day`"))?;
         for (name, v) in [
@@ -100,7 +101,7 @@ impl QuotaSpec {
             return Err(DomainError::invalid("`thresholds` need `bytes_per_period`"));
         }
         Ok(Quota {
-            tenant_id: tenant_id.to_string(),
+            tenant_id: tenant_id.clone(),
             scope,
             period,
             bytes_per_period: self.bytes_per_period,
@@ -120,7 +121,7 @@ pub fn thresholds(q: &Quota) -> Vec<Threshold> {
 /// Sets the tenant-wide quota; it applies at once.
 pub async fn put_tenant(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     spec: &QuotaSpec,
 ) -> DomainResult<Quota> {
     put(state, tenant_id, QuotaScope::Tenant, spec).await
@@ -129,18 +130,18 @@ pub async fn put_tenant(
 /// Sets the quota of one of the tenant's credentials (404 for another tenant's).
 pub async fn put_credential(
     state: &AppState,
-    tenant_id: &str,
-    credential_id: &str,
+    tenant_id: &TenantId,
+    credential_id: &CredentialId,
     spec: &QuotaSpec,
 ) -> DomainResult<Quota> {
     state.store.get_credential(tenant_id, credential_id).await?;
-    let scope = QuotaScope::Credential(credential_id.to_string());
+    let scope = QuotaScope::Credential(credential_id.clone());
     put(state, tenant_id, scope, spec).await
 }
 
 async fn put(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     scope: QuotaScope,
     spec: &QuotaSpec,
 ) -> DomainResult<Quota> {
@@ -152,7 +153,11 @@ async fn put(
 }
 
 /// Removes a quota; what it applied lifts at once.
-pub async fn delete(state: &AppState, tenant_id: &str, scope: &QuotaScope) -> DomainResult<()> {
+pub async fn delete(
+    state: &AppState,
+    tenant_id: &TenantId,
+    scope: &QuotaScope,
+) -> DomainResult<()> {
     state.store.delete_quota(tenant_id, scope).await?;
     evaluate(state, None).await;
     sync::after_change(state).await;
@@ -160,12 +165,12 @@ pub async fn delete(state: &AppState, tenant_id: &str, scope: &QuotaScope) -> Do
 }
 
 /// The tenant's quotas.
-pub async fn list(state: &AppState, tenant_id: &str) -> DomainResult<Vec<Quota>> {
+pub async fn list(state: &AppState, tenant_id: &TenantId) -> DomainResult<Vec<Quota>> {
     Ok(state.store.list_quotas(Some(tenant_id)).await?)
 }
 
 /// The tenant's fired thresholds, oldest first.
-pub async fn alerts(state: &AppState, tenant_id: &str) -> DomainResult<Vec<AlertEvent>> {
+pub async fn alerts(state: &AppState, tenant_id: &TenantId) -> DomainResult<Vec<AlertEvent>> {
     Ok(state.store.list_alerts(tenant_id).await?)
 }
 
@@ -180,7 +185,7 @@ pub async fn used_bytes(state: &AppState, q: &Quota, now: i64) -> Result<i64, St
         .iter()
         .filter(|r| match &q.scope {
             QuotaScope::Tenant => true,
-            QuotaScope::Credential(id) => r.credential_id == *id,
+            QuotaScope::Credential(id) => r.credential_id == id.as_str(),
         })
         .map(|r| r.counters.total_bytes())
         .sum())
@@ -224,7 +229,7 @@ async fn evaluate_at(
     next.throttled.retain(|k, _| live.contains(k));
     let mut disconnect = Vec::new();
     for q in &quotas {
-        if tenants.is_some_and(|t| !t.contains(&q.tenant_id)) {
+        if tenants.is_some_and(|t| !t.contains(q.tenant_id.as_str())) {
             continue;
         }
         let key = scope_key(&q.tenant_id, &q.scope);
@@ -306,8 +311,8 @@ async fn publish(state: &AppState, next: QuotaState, disconnect: &[Quota]) {
     }
     for q in disconnect {
         let d = match &q.scope {
-            QuotaScope::Tenant => Disconnect::Tenant(q.tenant_id.clone()),
-            QuotaScope::Credential(id) => Disconnect::Credential(id.clone()),
+            QuotaScope::Tenant => Disconnect::Tenant(q.tenant_id.to_string()),
+            QuotaScope::Credential(id) => Disconnect::Credential(id.to_string()),
         };
         sync::disconnect(state, d).await;
     }
@@ -344,7 +349,7 @@ mod tests {
             ..Default::default()
         };
         let q = ok
-            .to_quota("ten_1", QuotaScope::Tenant)
+            .to_quota(&"ten_1".into(), QuotaScope::Tenant)
             .expect("a valid spec");
         assert_eq!(q.period, QuotaPeriod::Month);
         assert_eq!(thresholds(&q), vec![t(80, Action::Notify)]);
@@ -373,7 +378,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    bad.to_quota("ten_1", QuotaScope::Tenant),
+                    bad.to_quota(&"ten_1".into(), QuotaScope::Tenant),
                     Err(DomainError::Invalid(_))
                 ),
                 "{bad:?}"

@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use turnpike_proto::{CredentialRecord, CredentialTable, Disconnect, Limits, Snapshot};
 use turnpike_store::{
-    Change, ChangeEntity, ChangeListener, Credential, DisconnectKind, DisconnectRequest,
-    RevocationKind, Store, StoreError,
+    Change, ChangeEntity, ChangeListener, Credential, CredentialId, DisconnectKind,
+    DisconnectRequest, RevocationKind, Store, StoreError, TenantId,
 };
 
 use super::feed::FeedCursor;
@@ -97,7 +97,7 @@ async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
             }
         }
         match page.last() {
-            Some(last) if page.len() == LOAD_PAGE as usize => after.clone_from(&last.id),
+            Some(last) if page.len() == LOAD_PAGE as usize => after = last.id.to_string(),
             _ => break,
         }
     }
@@ -107,7 +107,7 @@ async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
     set_denied_clients(&mut s, state).await?;
     for sec in state.store.live_tenant_secrets(now).await? {
         s.tenant_secrets
-            .entry(sec.tenant_id)
+            .entry(sec.tenant_id.into_string())
             .or_default()
             .push(sec.secret);
     }
@@ -116,7 +116,10 @@ async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
     }
     sync.quotas.clear();
     for q in state.store.list_quotas(None).await? {
-        sync.quotas.entry(q.tenant_id.clone()).or_default().push(q);
+        sync.quotas
+            .entry(q.tenant_id.to_string())
+            .or_default()
+            .push(q);
     }
     sync.applied = current_quota_state(state);
     set_limits(&mut s, sync);
@@ -196,7 +199,7 @@ async fn apply(
     }
     let ids: Vec<&str> = credentials.into_iter().collect();
     for chunk in ids.chunks(FEED_PAGE as usize) {
-        let wanted: Vec<String> = chunk.iter().map(|s| (*s).to_string()).collect();
+        let wanted: Vec<CredentialId> = chunk.iter().map(|s| CredentialId::from(*s)).collect();
         let found = state.store.credentials_by_ids(&wanted).await?;
         let upserts: Vec<CredentialRecord<'_>> = found.iter().filter_map(record).collect();
         let present: BTreeSet<&str> = found.iter().map(|c| c.id.as_str()).collect();
@@ -220,7 +223,7 @@ async fn apply(
     for t in secrets {
         let list: Vec<Vec<u8>> = state
             .store
-            .live_tenant_secrets_of(t, now)
+            .live_tenant_secrets_of(&TenantId::from(t), now)
             .await?
             .into_iter()
             .map(|x| x.secret)
@@ -233,12 +236,16 @@ async fn apply(
     }
     for t in revocations {
         s.revoked_users.retain(|(tenant, _), _| tenant != t);
-        for r in state.store.live_revocations(Some(t), now).await? {
+        for r in state
+            .store
+            .live_revocations(Some(&TenantId::from(t)), now)
+            .await?
+        {
             add_revocation(&mut s, r);
         }
     }
     for t in quotas {
-        let rows = state.store.list_quotas(Some(t)).await?;
+        let rows = state.store.list_quotas(Some(&TenantId::from(t))).await?;
         if rows.is_empty() {
             sync.quotas.remove(t);
         } else {
@@ -314,7 +321,8 @@ fn add_revocation(s: &mut Snapshot, r: turnpike_store::Revocation) {
             s.revoked_usernames.insert(r.value, until);
         }
         RevocationKind::User => {
-            s.revoked_users.insert((r.tenant_id, r.value), until);
+            s.revoked_users
+                .insert((r.tenant_id.into_string(), r.value), until);
         }
     }
 }

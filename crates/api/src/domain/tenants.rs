@@ -3,6 +3,7 @@
 //! only their hashes (keys) or the secrets the relay needs are stored.
 
 use turnpike_proto::Disconnect;
+use turnpike_store::TenantId;
 use turnpike_store::{ApiKey, KeyKind, NewApiKey, Store, StoreError, Tenant};
 
 use super::error::{DomainError, DomainResult};
@@ -71,7 +72,7 @@ pub async fn create(state: &AppState, name: &TenantName) -> DomainResult<Created
     })
 }
 
-pub async fn get(state: &AppState, id: &str) -> DomainResult<Tenant> {
+pub async fn get(state: &AppState, id: &TenantId) -> DomainResult<Tenant> {
     Ok(state.store.get_tenant(id).await?)
 }
 
@@ -81,12 +82,12 @@ pub async fn list(state: &AppState) -> DomainResult<Vec<Tenant>> {
 
 /// Deletes a tenant with everything it has (its projects too), and closes its live
 /// allocations and its projects'.
-pub async fn delete(state: &AppState, id: &str) -> DomainResult<()> {
+pub async fn delete(state: &AppState, id: &TenantId) -> DomainResult<()> {
     let projects = state.store.child_tenants(id).await?;
     state.store.delete_tenant(id).await?;
     sync::disconnect(state, Disconnect::Tenant(id.to_string())).await;
     for p in projects {
-        sync::disconnect(state, Disconnect::Tenant(p.id)).await;
+        sync::disconnect(state, Disconnect::Tenant(p.id.into_string())).await;
     }
     sync::after_change(state).await;
     Ok(())
@@ -97,7 +98,7 @@ pub async fn delete(state: &AppState, id: &str) -> DomainResult<()> {
 /// [`super::projects`]). A project cannot have projects.
 pub async fn create_child(
     state: &AppState,
-    parent_id: &str,
+    parent_id: &TenantId,
     name: &TenantName,
 ) -> DomainResult<Tenant> {
     let parent = state.store.get_tenant(parent_id).await?;
@@ -114,14 +115,14 @@ pub async fn create_child(
 }
 
 /// Renames a tenant (a project's name is unique within its parent).
-pub async fn rename(state: &AppState, id: &str, name: &TenantName) -> DomainResult<()> {
+pub async fn rename(state: &AppState, id: &TenantId, name: &TenantName) -> DomainResult<()> {
     Ok(state.store.rename_tenant(id, &name.0).await?)
 }
 
 /// A new secret key for the tenant; its other secret keys lapse after `overlap`.
 pub async fn rotate_key(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     overlap: Overlap,
 ) -> DomainResult<(String, ApiKey)> {
     state.store.get_tenant(tenant_id).await?;
@@ -133,19 +134,19 @@ pub async fn rotate_key(
 }
 
 /// The tenant's keys (secret and publishable), without the keys themselves.
-pub async fn list_keys(state: &AppState, tenant_id: &str) -> DomainResult<Vec<ApiKey>> {
+pub async fn list_keys(state: &AppState, tenant_id: &TenantId) -> DomainResult<Vec<ApiKey>> {
     Ok(state.store.list_api_keys(tenant_id).await?)
 }
 
 /// Revokes one of the tenant's keys (404 for another tenant's).
-pub async fn revoke_key(state: &AppState, tenant_id: &str, id: &str) -> DomainResult<()> {
+pub async fn revoke_key(state: &AppState, tenant_id: &TenantId, id: &str) -> DomainResult<()> {
     Ok(state.store.revoke_api_key(Some(tenant_id), id).await?)
 }
 
 /// A new shared secret for the tenant; the previous ones lapse after `overlap`.
 pub async fn rotate_shared_secret(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     overlap: Overlap,
 ) -> DomainResult<RotatedSecret> {
     let until = state.now() + overlap.0;
@@ -184,7 +185,7 @@ pub async fn new_admin_key(state: &AppState) -> Result<String, StoreError> {
 /// (shown only now) and what is stored of it (its hash and prefix).
 pub(super) async fn new_tenant_key(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     kind: KeyKind,
 ) -> DomainResult<(String, ApiKey)> {
     let key = new_key(kind);
@@ -206,7 +207,10 @@ pub(super) async fn new_tenant_key(
     Ok((key, info))
 }
 
-async fn new_shared_secret(state: &AppState, tenant_id: &str) -> DomainResult<(String, String)> {
+async fn new_shared_secret(
+    state: &AppState,
+    tenant_id: &TenantId,
+) -> DomainResult<(String, String)> {
     let secret = random_token(32);
     let s = state
         .store

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use turnpike_store::TenantId;
 use turnpike_store::{Counters, ListQuery, QuotaPeriod, QuotaScope, Store, UsageKey, UsageRow};
 
 use super::error::{DomainError, DomainResult};
@@ -141,7 +142,11 @@ pub struct Current {
 }
 
 /// The tenant's usage over a range.
-pub async fn report(state: &AppState, tenant_id: &str, q: &UsageQuery) -> DomainResult<Report> {
+pub async fn report(
+    state: &AppState,
+    tenant_id: &TenantId,
+    q: &UsageQuery,
+) -> DomainResult<Report> {
     let to = q.to.unwrap_or_else(|| state.now());
     let from = q.from.unwrap_or(to - 30 * 86_400);
     if from < 0 || to <= from || to - from > 400 * 86_400 {
@@ -209,7 +214,10 @@ pub async fn report(state: &AppState, tenant_id: &str, q: &UsageQuery) -> Domain
 }
 
 /// Tags by user id, and stored credentials' own tags by `cred:<id>`.
-async fn tags(state: &AppState, tenant_id: &str) -> DomainResult<HashMap<String, Vec<String>>> {
+async fn tags(
+    state: &AppState,
+    tenant_id: &TenantId,
+) -> DomainResult<HashMap<String, Vec<String>>> {
     let mut m: HashMap<String, Vec<String>> = state
         .store
         .user_tags(tenant_id)
@@ -282,7 +290,7 @@ pub fn group(
 }
 
 /// The tenant's usage in its current billing period.
-pub async fn current(state: &AppState, tenant_id: &str) -> DomainResult<Current> {
+pub async fn current(state: &AppState, tenant_id: &TenantId) -> DomainResult<Current> {
     let q = state
         .store
         .list_quotas(Some(tenant_id))
@@ -315,7 +323,7 @@ pub async fn current(state: &AppState, tenant_id: &str) -> DomainResult<Current>
 /// The tenant's hourly rows in `[from_hour, to_hour)`.
 pub async fn rows(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     from_hour: i64,
     to_hour: i64,
 ) -> DomainResult<Vec<UsageRow>> {

@@ -16,6 +16,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
+use turnpike_store::{CredentialId, TenantId};
 use turnpike_store::{KeyKind, Store};
 
 use super::error::{ApiError, ApiResult};
@@ -29,19 +30,19 @@ pub enum Principal {
         key_id: String,
     },
     Tenant {
-        tenant_id: String,
+        tenant_id: TenantId,
         key_id: String,
     },
     Publishable {
-        tenant_id: String,
-        credential_id: String,
+        tenant_id: TenantId,
+        credential_id: CredentialId,
         key_id: String,
         allowed_origins: Vec<String>,
     },
     /// A project's key (Metered's `projectApiKey`): the project endpoints of the
     /// Metered-compatible API, for that project (a child tenant) only.
     Project {
-        tenant_id: String,
+        tenant_id: TenantId,
         key_id: String,
     },
 }
@@ -57,7 +58,7 @@ impl Principal {
     }
 
     /// The tenant of a tenant key; 403 for anything else.
-    pub fn tenant(&self) -> ApiResult<&str> {
+    pub fn tenant(&self) -> ApiResult<&TenantId> {
         match self {
             Self::Tenant { tenant_id, .. } => Ok(tenant_id),
             Self::Admin { .. } => Err(ApiError::forbidden(
@@ -225,7 +226,7 @@ pub struct AdminCaller {
 
 /// A tenant's secret key; 403 for the admin key and publishable keys.
 pub struct TenantCaller<K = BearerKey> {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub key_id: String,
     source: PhantomData<K>,
 }
@@ -240,7 +241,7 @@ impl AdminCaller {
 impl<K> TenantCaller<K> {
     /// Records a change in the tenant's audit log.
     pub async fn audit(&self, state: &AppState, action: &str, target: &str, detail: Value) {
-        let tenant = Some(self.tenant_id.as_str());
+        let tenant = Some(&self.tenant_id);
         audit::record(state, &self.key_id, tenant, action, target, detail).await;
     }
 }
@@ -274,7 +275,7 @@ impl<K: KeySource> FromRequestParts<Shared> for TenantCaller<K> {
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
         let who = Caller::<K>::from_request_parts(parts, state).await?;
-        let tenant_id = who.principal.tenant()?.to_string();
+        let tenant_id = who.principal.tenant()?.clone();
         Ok(Self {
             tenant_id,
             key_id: who.principal.key_id().to_string(),

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use turnpike_store::Credential;
+use turnpike_store::{Credential, CredentialId};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::TenantCaller;
@@ -57,7 +57,7 @@ impl CredentialOut {
     pub fn new(c: Credential, now: i64) -> Self {
         Self {
             expired: c.is_expired(now),
-            id: c.id,
+            id: c.id.into_string(),
             username: c.username,
             label: c.label,
             tags: c.tags,
@@ -218,7 +218,7 @@ pub async fn list_credentials(
     security(("bearer" = [])))]
 pub async fn get_credential(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    Path(id): Path<CredentialId>,
     who: TenantCaller,
 ) -> ApiResult<Json<CredentialOut>> {
     let c = credentials::get(&state, &who.tenant_id, &id).await?;
@@ -231,7 +231,7 @@ pub async fn get_credential(
     security(("bearer" = [])))]
 pub async fn update_credential(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    Path(id): Path<CredentialId>,
     who: TenantCaller,
     Body(req): Body<UpdateCredential>,
 ) -> ApiResult<Json<CredentialOut>> {
@@ -257,7 +257,7 @@ pub async fn update_credential(
     security(("bearer" = [])))]
 pub async fn delete_credential(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    Path(id): Path<CredentialId>,
     Query(p): Query<DisconnectParams>,
     who: TenantCaller,
 ) -> ApiResult<StatusCode> {
@@ -292,7 +292,7 @@ pub async fn delete_by_label(
 pub async fn create_publishable_key(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<CredentialId>,
     who: TenantCaller,
     Body(req): Body<CreatePublishableKey>,
 ) -> Response {

@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use turnpike_store::TenantId;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{BearerOrApiKey, Caller, Principal, TenantCaller};
@@ -73,7 +74,7 @@ impl From<ephemeral::Minted> for Minted {
 /// request body (signalling mints this way for the ICE servers of a join).
 pub async fn mint(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     credential: Option<&str>,
     req: &MintRequest,
 ) -> ApiResult<Minted> {

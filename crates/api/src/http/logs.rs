@@ -122,10 +122,10 @@ pub async fn audit_log(
     // The operator reads its own log; a tenant its own.
     let tenant = match &who.principal {
         Principal::Admin { .. } => None,
-        _ => Some(who.principal.tenant()?.to_string()),
+        _ => Some(who.principal.tenant()?.clone()),
     };
     let (r, csv) = range(&state, &p)?;
-    let entries = logs::audit(&state, tenant.as_deref(), r).await?;
+    let entries = logs::audit(&state, tenant.as_ref(), r).await?;
     let out: Vec<AuditOut> = entries
         .into_iter()
         .map(|e| AuditOut {

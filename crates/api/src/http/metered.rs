@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use turnpike_store::Credential;
+use turnpike_store::TenantId;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{authenticate, Principal};
@@ -497,7 +498,7 @@ pub async fn current_usage(
 /// `(date, bytes)` of each day of `tenant_id`'s current billing period up to today.
 pub async fn current_by_date(
     state: &AppState,
-    tenant_id: &str,
+    tenant_id: &TenantId,
 ) -> MeteredResult<Vec<(String, i64)>> {
     let c = usage::current(state, tenant_id).await?;
     let rows = usage::rows(state, tenant_id, c.period_start / 3600, c.period_end / 3600).await?;
@@ -544,12 +545,12 @@ pub struct UserBytes {
 /// Credential id -> (username, label) of a tenant, for naming usage rows.
 pub async fn names(
     state: &AppState,
-    t: &str,
+    t: &TenantId,
 ) -> MeteredResult<HashMap<String, (String, Option<String>)>> {
     Ok(credentials::all(state, t, None, true)
         .await?
         .into_iter()
-        .map(|c| (c.id, (c.username, c.label)))
+        .map(|c| (c.id.into_string(), (c.username, c.label)))
         .collect())
 }
 
@@ -583,7 +584,10 @@ pub fn by_user(
 }
 
 /// Usage by user of `tenant_id`'s current billing period.
-pub async fn current_by_user(state: &AppState, tenant_id: &str) -> MeteredResult<Vec<UserBytes>> {
+pub async fn current_by_user(
+    state: &AppState,
+    tenant_id: &TenantId,
+) -> MeteredResult<Vec<UserBytes>> {
     let c = usage::current(state, tenant_id).await?;
     let rows = usage::rows(state, tenant_id, c.period_start / 3600, c.period_end / 3600).await?;
     Ok(by_user(&rows, &names(state, tenant_id).await?))

@@ -8,6 +8,7 @@ use axum::routing;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use turnpike_store::TenantId;
 use utoipa::ToSchema;
 
 use super::metered::{
@@ -137,7 +138,7 @@ fn iso8601(t: i64) -> String {
 impl From<Project> for ProjectOut {
     fn from(p: Project) -> Self {
         Self {
-            id: p.tenant.id,
+            id: p.tenant.id.into_string(),
             project_name: p.tenant.name,
             quota_in_bytes: p.quota_bytes,
             webhook_url: p.webhook_url,
@@ -190,7 +191,7 @@ pub async fn list_projects(
     responses((status = 200, body = ProjectOut), (status = "4XX", body = MeteredMessage)))]
 pub async fn update_project(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     keys: Keys,
     MBody(b): MBody<ProjectBody>,
 ) -> MeteredResult<Json<ProjectOut>> {
@@ -213,7 +214,7 @@ pub struct Success {
     responses((status = 200, body = Success), (status = "4XX", body = MeteredMessage)))]
 pub async fn delete_project(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     keys: Keys,
 ) -> MeteredResult<Json<Success>> {
     let (app, _) = keys.owned_project(&state, &id).await?;
@@ -234,7 +235,7 @@ pub struct NewApiKey {
     responses((status = 200, body = NewApiKey), (status = "4XX", body = MeteredMessage)))]
 pub async fn regenerate_api_key(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     keys: Keys,
 ) -> MeteredResult<Json<NewApiKey>> {
     let (app, _) = keys.owned_project(&state, &id).await?;
@@ -257,7 +258,7 @@ pub async fn regenerate_api_key(
     responses((status = 200, body = MeteredCreated), (status = "4XX", body = MeteredMessage)))]
 pub async fn create_credential(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     keys: Keys,
     MBody(b): MBody<MeteredCreate>,
 ) -> MeteredResult<Json<MeteredCreated>> {
@@ -291,7 +292,7 @@ const USERS_PER_PAGE: usize = 25;
     responses((status = 200, body = ProjectCredentials), (status = "4XX", body = MeteredMessage)))]
 pub async fn list_credentials(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     MQuery(q): MQuery<KeyParams>,
     keys: Keys,
 ) -> MeteredResult<Json<ProjectCredentials>> {
@@ -305,8 +306,8 @@ pub async fn list_credentials(
         .skip((page - 1) * CREDENTIALS_PER_PAGE)
         .take(CREDENTIALS_PER_PAGE)
         .map(|c| ProjectCredential {
-            id: c.id.clone(),
-            project: id.clone(),
+            id: c.id.to_string(),
+            project: id.to_string(),
             username: c.username.clone(),
             label: c.label.clone(),
             expiry_in_seconds: seconds_left(c, now),
@@ -325,7 +326,7 @@ pub async fn list_credentials(
     responses((status = 200, body = Removed), (status = "4XX", body = MeteredMessage)))]
 pub async fn delete_credential(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     MQuery(q): MQuery<KeyParams>,
     keys: Keys,
     MBody(b): MBody<UsernameBody>,
@@ -340,7 +341,7 @@ pub async fn delete_credential(
     responses((status = 200, body = DeletedCount), (status = "4XX", body = MeteredMessage)))]
 pub async fn delete_credentials_by_label(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     MQuery(q): MQuery<KeyParams>,
     keys: Keys,
     MBody(b): MBody<LabelBody>,
@@ -363,7 +364,7 @@ pub struct ProjectUsage {
     responses((status = 200, body = ProjectUsage), (status = "4XX", body = MeteredMessage)))]
 pub async fn current_usage(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     keys: Keys,
 ) -> MeteredResult<Json<ProjectUsage>> {
     let (who, _) = keys.project(&state, &id).await?;
@@ -388,7 +389,7 @@ pub struct DateUsageBytes {
     responses((status = 200, body = Vec<DateUsageBytes>), (status = "4XX", body = MeteredMessage)))]
 pub async fn current_usage_by_date(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     keys: Keys,
 ) -> MeteredResult<Json<Vec<DateUsageBytes>>> {
     let (who, _) = keys.project(&state, &id).await?;
@@ -421,7 +422,7 @@ pub struct ProjectUsageByUser {
     responses((status = 200, body = ProjectUsageByUser), (status = "4XX", body = MeteredMessage)))]
 pub async fn current_usage_by_user(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     MQuery(q): MQuery<KeyParams>,
     keys: Keys,
 ) -> MeteredResult<Json<ProjectUsageByUser>> {
@@ -455,7 +456,7 @@ pub struct ForUser {
     responses((status = 200, body = ForUser), (status = "4XX", body = MeteredMessage)))]
 pub async fn current_usage_for_user(
     State(state): State<Shared>,
-    MPath(id): MPath<String>,
+    MPath(id): MPath<TenantId>,
     MQuery(q): MQuery<KeyParams>,
     keys: Keys,
 ) -> MeteredResult<Json<ForUser>> {

@@ -10,6 +10,8 @@
 
 use std::net::IpAddr;
 
+use turnpike_store::TenantId;
+
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -246,7 +248,7 @@ pub const PROJECT: Flavor = Flavor {
 /// Who called: the tenant (an app, or a project) and the key used, for the audit log.
 #[derive(Debug, Clone)]
 pub struct Who {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub key_id: String,
 }
 
@@ -259,7 +261,7 @@ impl Who {
         target: &str,
         detail: serde_json::Value,
     ) {
-        let t = Some(self.tenant_id.as_str());
+        let t = Some(&self.tenant_id);
         audit::record(state, &self.key_id, t, action, target, detail).await;
     }
 }
@@ -291,7 +293,7 @@ impl Keys {
     }
 
     /// Project `id` of the caller: its parent's `secretKey`, or its own `projectApiKey`.
-    pub async fn project(&self, state: &AppState, id: &str) -> MeteredResult<(Who, Project)> {
+    pub async fn project(&self, state: &AppState, id: &TenantId) -> MeteredResult<(Who, Project)> {
         check_project_id(id)?;
         if let Some(key) = self.project.as_deref() {
             let invalid = (StatusCode::UNAUTHORIZED, "Invalid projectApiKey");
@@ -299,7 +301,7 @@ impl Keys {
                 .await
                 .map_err(|e| refused(e, invalid))?
             {
-                Principal::Project { tenant_id, key_id } if tenant_id == id => {
+                Principal::Project { tenant_id, key_id } if tenant_id == *id => {
                     let t = tenant(state, &tenant_id).await?;
                     let parent = t.parent_id.clone().unwrap_or_default();
                     let p = projects::get(state, &parent, id).await?;
@@ -320,7 +322,11 @@ impl Keys {
     }
 
     /// A project the app (`secretKey` only) manages.
-    pub async fn owned_project(&self, state: &AppState, id: &str) -> MeteredResult<(Who, Project)> {
+    pub async fn owned_project(
+        &self,
+        state: &AppState,
+        id: &TenantId,
+    ) -> MeteredResult<(Who, Project)> {
         check_project_id(id)?;
         let app = self.app(state, &PROJECT).await?;
         let p = projects::get(state, &app.tenant_id, id).await?;
@@ -341,7 +347,7 @@ pub fn check_project_id(id: &str) -> MeteredResult<()> {
     }
 }
 
-async fn tenant(state: &AppState, id: &str) -> MeteredResult<turnpike_store::Tenant> {
+async fn tenant(state: &AppState, id: &TenantId) -> MeteredResult<turnpike_store::Tenant> {
     use turnpike_store::Store;
     match state.store.get_tenant(id).await {
         Ok(t) => Ok(t),

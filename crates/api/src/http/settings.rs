@@ -8,7 +8,7 @@ use axum::routing;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use turnpike_store::{AlertEvent, Quota, QuotaScope};
+use turnpike_store::{AlertEvent, CredentialId, Quota, QuotaScope};
 use utoipa::ToSchema;
 
 use super::auth::TenantCaller;
@@ -161,7 +161,7 @@ pub async fn put_tenant_quota(
     security(("bearer" = [])))]
 pub async fn put_credential_quota(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    Path(id): Path<CredentialId>,
     who: TenantCaller,
     Body(b): Body<QuotaBody>,
 ) -> ApiResult<Json<QuotaOut>> {

@@ -8,6 +8,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use turnpike_store::TenantId;
 use turnpike_store::{ApiKey, Tenant};
 use utoipa::ToSchema;
 
@@ -45,10 +46,10 @@ pub struct TenantOut {
 impl From<Tenant> for TenantOut {
     fn from(t: Tenant) -> Self {
         Self {
-            id: t.id,
+            id: t.id.into_string(),
             name: t.name,
             created_at: t.created_at,
-            parent_id: t.parent_id,
+            parent_id: t.parent_id.map(String::from),
         }
     }
 }
@@ -89,7 +90,7 @@ impl From<ApiKey> for KeyOut {
             id: k.id,
             kind: k.kind.as_str().into(),
             prefix: k.prefix,
-            credential_id: k.credential_id,
+            credential_id: k.credential_id.map(String::from),
             allowed_origins: k.allowed_origins,
             created_at: k.created_at,
             expires_at: k.expires_at,
@@ -164,7 +165,7 @@ pub async fn list_tenants(
     security(("bearer" = [])))]
 pub async fn get_tenant(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    Path(id): Path<TenantId>,
     who: Caller,
 ) -> ApiResult<Json<TenantOut>> {
     // A tenant may read itself; the admin any tenant.
@@ -184,7 +185,7 @@ pub async fn get_tenant(
     security(("bearer" = [])))]
 pub async fn delete_tenant(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    Path(id): Path<TenantId>,
     who: AdminCaller,
 ) -> ApiResult<StatusCode> {
     tenants::delete(&state, &id).await?;
@@ -196,7 +197,7 @@ pub async fn delete_tenant(
 async fn rotate_key(
     state: &Shared,
     actor: &str,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     r: &Rotate,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let overlap = Overlap::parse(r.overlap_seconds)?;
@@ -221,7 +222,7 @@ async fn rotate_key(
     security(("bearer" = [])))]
 pub async fn admin_rotate_key(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    Path(id): Path<TenantId>,
     who: AdminCaller,
     Body(r): Body<Rotate>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
@@ -256,7 +257,7 @@ pub async fn list_keys(
     security(("bearer" = [])))]
 pub async fn revoke_key(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    Path(id): Path<TenantId>,
     who: TenantCaller,
 ) -> ApiResult<StatusCode> {
     tenants::revoke_key(&state, &who.tenant_id, &id).await?;

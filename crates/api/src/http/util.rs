@@ -6,6 +6,7 @@ use super::auth::Principal;
 use super::error::ApiResult;
 use crate::domain::{audit, validate};
 use crate::state::AppState;
+use turnpike_store::TenantId;
 
 /// Printable, no control characters, at most `max` characters.
 pub fn check_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
@@ -26,7 +27,7 @@ pub fn check_tags(tags: &[String]) -> ApiResult<()> {
 pub async fn audit(
     state: &AppState,
     who: &Principal,
-    tenant_id: Option<&str>,
+    tenant_id: Option<&TenantId>,
     action: &str,
     target: &str,
     detail: serde_json::Value,

@@ -3,8 +3,8 @@
 //! item per line, and kinds stored by name.
 
 use crate::{
-    ApiKey, Change, ChangeEntity, Credential, DisconnectKind, DisconnectRequest, KeyKind, Page,
-    Revocation, RevocationKind, StoreError,
+    ApiKey, Change, ChangeEntity, Credential, CredentialId, DisconnectKind, DisconnectRequest,
+    KeyKind, Page, Revocation, RevocationKind, StoreError, TenantId,
 };
 
 /// Lists are stored one item per line (items are validated to hold no newline).
@@ -25,9 +25,9 @@ fn split_lines(s: Option<String>) -> Vec<String> {
 #[derive(sqlx::FromRow)]
 pub(super) struct ApiKeyRow {
     id: String,
-    tenant_id: Option<String>,
+    tenant_id: Option<TenantId>,
     kind: String,
-    credential_id: Option<String>,
+    credential_id: Option<CredentialId>,
     allowed_origins: Option<String>,
     prefix: String,
     created_at: i64,
@@ -55,8 +55,8 @@ impl TryFrom<ApiKeyRow> for ApiKey {
 
 #[derive(sqlx::FromRow)]
 pub(super) struct CredentialRow {
-    id: String,
-    tenant_id: String,
+    id: CredentialId,
+    tenant_id: TenantId,
     username: String,
     key_md5: Vec<u8>,
     key_sha256: Vec<u8>,
@@ -90,7 +90,7 @@ pub(super) fn page(rows: Vec<CredentialRow>, limit: usize) -> Page<Credential> {
     let mut items: Vec<Credential> = rows.into_iter().map(Into::into).collect();
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|c| c.id.clone())
+        items.last().map(|c| c.id.to_string())
     } else {
         None
     };
@@ -99,7 +99,7 @@ pub(super) fn page(rows: Vec<CredentialRow>, limit: usize) -> Page<Credential> {
 
 #[derive(sqlx::FromRow)]
 pub(super) struct RevocationRow {
-    tenant_id: String,
+    tenant_id: TenantId,
     kind: String,
     value: String,
     created_at: i64,

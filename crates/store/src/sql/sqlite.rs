@@ -9,10 +9,10 @@ use super::rows::{
     UserTagsRow,
 };
 use crate::{
-    AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, DeniedClient,
-    DisconnectRequest, KeyKind, ListQuery, NewApiKey, NewCredential, NotificationSettings, Page,
-    Quota, QuotaScope, Result, Revocation, Store, StoreError, Tenant, TenantSecret, UsageDelta,
-    UsageKey, UsageRow,
+    AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, CredentialId,
+    DeniedClient, DisconnectRequest, KeyKind, ListQuery, NewApiKey, NewCredential,
+    NotificationSettings, Page, Quota, QuotaScope, Result, Revocation, Store, StoreError, Tenant,
+    TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow,
 };
 
 /// The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner.
@@ -65,7 +65,7 @@ impl Store for SqliteStore {
     async fn create_tenant(&self, name: &str, now: i64) -> Result<Tenant> {
         self.writable()?;
         let t = Tenant {
-            id: crate::new_id("ten"),
+            id: TenantId::from(crate::new_id("ten")),
             name: name.to_string(),
             created_at: now,
             parent_id: None,
@@ -80,13 +80,18 @@ impl Store for SqliteStore {
         Ok(t)
     }
 
-    async fn create_child_tenant(&self, parent_id: &str, name: &str, now: i64) -> Result<Tenant> {
+    async fn create_child_tenant(
+        &self,
+        parent_id: &TenantId,
+        name: &str,
+        now: i64,
+    ) -> Result<Tenant> {
         self.writable()?;
         let t = Tenant {
-            id: crate::new_id("ten"),
+            id: TenantId::from(crate::new_id("ten")),
             name: name.to_string(),
             created_at: now,
-            parent_id: Some(parent_id.to_string()),
+            parent_id: Some(parent_id.clone()),
         };
         sqlx::query(q::INSERT_TENANT)
             .bind(&t.id)
@@ -99,14 +104,14 @@ impl Store for SqliteStore {
         Ok(t)
     }
 
-    async fn child_tenants(&self, parent_id: &str) -> Result<Vec<Tenant>> {
+    async fn child_tenants(&self, parent_id: &TenantId) -> Result<Vec<Tenant>> {
         Ok(sqlx::query_as(q::CHILD_TENANTS)
             .bind(parent_id)
             .fetch_all(&self.pool)
             .await?)
     }
 
-    async fn rename_tenant(&self, id: &str, name: &str) -> Result<()> {
+    async fn rename_tenant(&self, id: &TenantId, name: &str) -> Result<()> {
         self.writable()?;
         let r = sqlx::query(q::RENAME_TENANT)
             .bind(name)
@@ -117,7 +122,7 @@ impl Store for SqliteStore {
         found(r.rows_affected())
     }
 
-    async fn get_tenant(&self, id: &str) -> Result<Tenant> {
+    async fn get_tenant(&self, id: &TenantId) -> Result<Tenant> {
         sqlx::query_as(q::TENANT_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -129,7 +134,7 @@ impl Store for SqliteStore {
         Ok(sqlx::query_as(q::ALL_TENANTS).fetch_all(&self.pool).await?)
     }
 
-    async fn delete_tenant(&self, id: &str) -> Result<()> {
+    async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
         self.writable()?;
         let r = sqlx::query(q::DELETE_TENANT)
             .bind(id)
@@ -142,9 +147,9 @@ impl Store for SqliteStore {
         self.writable()?;
         let key = ApiKey {
             id: crate::new_id("key"),
-            tenant_id: k.tenant_id.map(str::to_string),
+            tenant_id: k.tenant_id.cloned(),
             kind: k.kind,
-            credential_id: k.credential_id.map(str::to_string),
+            credential_id: k.credential_id.cloned(),
             allowed_origins: k.allowed_origins.to_vec(),
             prefix: k.prefix.to_string(),
             created_at: now,
@@ -176,7 +181,7 @@ impl Store for SqliteStore {
         row.map(ApiKey::try_from).transpose()
     }
 
-    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
+    async fn list_api_keys(&self, tenant_id: &TenantId) -> Result<Vec<ApiKey>> {
         let rows: Vec<ApiKeyRow> = sqlx::query_as(q::API_KEYS_OF_TENANT)
             .bind(tenant_id)
             .fetch_all(&self.pool)
@@ -184,7 +189,7 @@ impl Store for SqliteStore {
         rows.into_iter().map(ApiKey::try_from).collect()
     }
 
-    async fn revoke_api_key(&self, tenant_id: Option<&str>, id: &str) -> Result<()> {
+    async fn revoke_api_key(&self, tenant_id: Option<&TenantId>, id: &str) -> Result<()> {
         self.writable()?;
         let r = sqlx::query(q::REVOKE_API_KEY)
             .bind(true)
@@ -203,7 +208,7 @@ impl Store for SqliteStore {
         Ok(id.is_some())
     }
 
-    async fn expire_api_keys(&self, tenant_id: &str, kind: KeyKind, at: i64) -> Result<u64> {
+    async fn expire_api_keys(&self, tenant_id: &TenantId, kind: KeyKind, at: i64) -> Result<u64> {
         self.writable()?;
         let r = sqlx::query(q::EXPIRE_API_KEYS)
             .bind(at)
@@ -218,8 +223,8 @@ impl Store for SqliteStore {
     async fn create_credential(&self, c: &NewCredential<'_>, now: i64) -> Result<Credential> {
         self.writable()?;
         let cred = Credential {
-            id: crate::new_id("cred"),
-            tenant_id: c.tenant_id.to_string(),
+            id: CredentialId::from(crate::new_id("cred")),
+            tenant_id: c.tenant_id.clone(),
             username: c.username.to_string(),
             key_md5: c.key_md5.to_vec(),
             key_sha256: c.key_sha256.to_vec(),
@@ -255,7 +260,7 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn get_credential(&self, tenant_id: &str, id: &str) -> Result<Credential> {
+    async fn get_credential(&self, tenant_id: &TenantId, id: &CredentialId) -> Result<Credential> {
         let row: Option<CredentialRow> = sqlx::query_as(q::CREDENTIAL_BY_ID)
             .bind(id)
             .bind(tenant_id)
@@ -266,7 +271,7 @@ impl Store for SqliteStore {
 
     async fn credential_by_username(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         username: &str,
     ) -> Result<Option<Credential>> {
         let row: Option<CredentialRow> = sqlx::query_as(q::CREDENTIAL_BY_USERNAME)
@@ -279,7 +284,7 @@ impl Store for SqliteStore {
 
     async fn list_credentials(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         lq: &ListQuery<'_>,
         now: i64,
     ) -> Result<Page<Credential>> {
@@ -305,7 +310,12 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn set_credential_enabled(&self, tenant_id: &str, id: &str, enabled: bool) -> Result<()> {
+    async fn set_credential_enabled(
+        &self,
+        tenant_id: &TenantId,
+        id: &CredentialId,
+        enabled: bool,
+    ) -> Result<()> {
         self.writable()?;
         let r = sqlx::query(q::SET_CREDENTIAL_ENABLED)
             .bind(enabled)
@@ -316,7 +326,7 @@ impl Store for SqliteStore {
         found(r.rows_affected())
     }
 
-    async fn delete_credential(&self, tenant_id: &str, id: &str) -> Result<()> {
+    async fn delete_credential(&self, tenant_id: &TenantId, id: &CredentialId) -> Result<()> {
         self.writable()?;
         let r = sqlx::query(q::DELETE_CREDENTIAL)
             .bind(id)
@@ -328,7 +338,7 @@ impl Store for SqliteStore {
 
     async fn delete_credentials_by_label(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         label: &str,
     ) -> Result<Vec<Credential>> {
         self.writable()?;
@@ -342,14 +352,14 @@ impl Store for SqliteStore {
 
     async fn add_tenant_secret(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         secret: &[u8],
         now: i64,
     ) -> Result<TenantSecret> {
         self.writable()?;
         let s = TenantSecret {
             id: crate::new_id("sec"),
-            tenant_id: tenant_id.to_string(),
+            tenant_id: tenant_id.clone(),
             secret: secret.to_vec(),
             created_at: now,
             expires_at: None,
@@ -365,7 +375,7 @@ impl Store for SqliteStore {
         Ok(s)
     }
 
-    async fn expire_tenant_secrets(&self, tenant_id: &str, at: i64) -> Result<u64> {
+    async fn expire_tenant_secrets(&self, tenant_id: &TenantId, at: i64) -> Result<u64> {
         self.writable()?;
         let r = sqlx::query(q::EXPIRE_TENANT_SECRETS)
             .bind(at)
@@ -395,7 +405,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn live_revocations(&self, tenant_id: Option<&str>, now: i64) -> Result<Vec<Revocation>> {
+    async fn live_revocations(
+        &self,
+        tenant_id: Option<&TenantId>,
+        now: i64,
+    ) -> Result<Vec<Revocation>> {
         let rows: Vec<RevocationRow> = sqlx::query_as(q::LIVE_REVOCATIONS)
             .bind(now)
             .bind(tenant_id)
@@ -404,7 +418,12 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().filter_map(RevocationRow::known).collect())
     }
 
-    async fn set_user_tags(&self, tenant_id: &str, user_id: &str, tags: &[String]) -> Result<()> {
+    async fn set_user_tags(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &str,
+        tags: &[String],
+    ) -> Result<()> {
         self.writable()?;
         sqlx::query(q::UPSERT_USER_TAGS)
             .bind(tenant_id)
@@ -444,7 +463,7 @@ impl Store for SqliteStore {
         Ok(r.rows_affected())
     }
 
-    async fn user_tags(&self, tenant_id: &str) -> Result<Vec<(String, Vec<String>)>> {
+    async fn user_tags(&self, tenant_id: &TenantId) -> Result<Vec<(String, Vec<String>)>> {
         let rows: Vec<UserTagsRow> = sqlx::query_as(q::USER_TAGS)
             .bind(tenant_id)
             .fetch_all(&self.pool)
@@ -479,7 +498,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn usage(&self, tenant_id: &str, from_hour: i64, to_hour: i64) -> Result<Vec<UsageRow>> {
+    async fn usage(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>> {
         Ok(sqlx::query_as(q::USAGE)
             .bind(tenant_id)
             .bind(from_hour)
@@ -490,7 +514,7 @@ impl Store for SqliteStore {
 
     async fn usage_keys(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from_hour: i64,
         to_hour: i64,
         key: UsageKey,
@@ -512,7 +536,7 @@ impl Store for SqliteStore {
 
     async fn usage_of(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from_hour: i64,
         to_hour: i64,
         key: UsageKey,
@@ -553,7 +577,7 @@ impl Store for SqliteStore {
 
     async fn list_allocations(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         from: i64,
         to: i64,
         limit: u32,
@@ -584,7 +608,7 @@ impl Store for SqliteStore {
 
     async fn list_audit(
         &self,
-        tenant_id: Option<&str>,
+        tenant_id: Option<&TenantId>,
         from: i64,
         to: i64,
         limit: u32,
@@ -614,7 +638,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn delete_quota(&self, tenant_id: &str, scope: &QuotaScope) -> Result<()> {
+    async fn delete_quota(&self, tenant_id: &TenantId, scope: &QuotaScope) -> Result<()> {
         self.writable()?;
         let r = sqlx::query(q::DELETE_QUOTA)
             .bind(tenant_id)
@@ -624,7 +648,7 @@ impl Store for SqliteStore {
         found(r.rows_affected())
     }
 
-    async fn list_quotas(&self, tenant_id: Option<&str>) -> Result<Vec<Quota>> {
+    async fn list_quotas(&self, tenant_id: Option<&TenantId>) -> Result<Vec<Quota>> {
         Ok(sqlx::query_as(q::QUOTAS)
             .bind(tenant_id)
             .fetch_all(&self.pool)
@@ -644,7 +668,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn get_notifications(&self, tenant_id: &str) -> Result<Option<NotificationSettings>> {
+    async fn get_notifications(
+        &self,
+        tenant_id: &TenantId,
+    ) -> Result<Option<NotificationSettings>> {
         Ok(sqlx::query_as(q::NOTIFICATIONS)
             .bind(tenant_id)
             .fetch_optional(&self.pool)
@@ -668,14 +695,14 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn list_alerts(&self, tenant_id: &str) -> Result<Vec<AlertEvent>> {
+    async fn list_alerts(&self, tenant_id: &TenantId) -> Result<Vec<AlertEvent>> {
         Ok(sqlx::query_as(q::ALERTS)
             .bind(tenant_id)
             .fetch_all(&self.pool)
             .await?)
     }
 
-    async fn put_setting(&self, tenant_id: &str, key: &str, value: &str) -> Result<()> {
+    async fn put_setting(&self, tenant_id: &TenantId, key: &str, value: &str) -> Result<()> {
         self.writable()?;
         sqlx::query(q::UPSERT_SETTING)
             .bind(tenant_id)
@@ -686,7 +713,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn get_setting(&self, tenant_id: &str, key: &str) -> Result<Option<String>> {
+    async fn get_setting(&self, tenant_id: &TenantId, key: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(q::SETTING)
             .bind(tenant_id)
             .bind(key)
@@ -760,7 +787,11 @@ impl Store for SqliteStore {
         Ok(r.rows_affected())
     }
 
-    async fn live_tenant_secrets_of(&self, tenant_id: &str, now: i64) -> Result<Vec<TenantSecret>> {
+    async fn live_tenant_secrets_of(
+        &self,
+        tenant_id: &TenantId,
+        now: i64,
+    ) -> Result<Vec<TenantSecret>> {
         Ok(sqlx::query_as(q::LIVE_TENANT_SECRETS_OF)
             .bind(tenant_id)
             .bind(now)
@@ -768,7 +799,7 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn credentials_by_ids(&self, ids: &[String]) -> Result<Vec<Credential>> {
+    async fn credentials_by_ids(&self, ids: &[CredentialId]) -> Result<Vec<Credential>> {
         // SQLite has no array parameter: the ids travel as one JSON array.
         let list = serde_json::to_string(ids).expect("a list of strings serializes");
         let rows: Vec<CredentialRow> = sqlx::query_as(CREDENTIALS_BY_IDS)
