@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth_failures;
-pub mod calendar;
+pub use turnpike_store::calendar;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -192,6 +192,24 @@ impl Store for AnyStore {
     ) -> Result<Vec<UsageRow>> {
         delegate!(self, s => s.usage(tenant_id, from_hour, to_hour))
     }
+    async fn usage_by_hour(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>> {
+        delegate!(self, s => s.usage_by_hour(tenant_id, from_hour, to_hour))
+    }
+
+    async fn usage_by_key(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<KeyTotal>> {
+        delegate!(self, s => s.usage_by_key(tenant_id, from_hour, to_hour))
+    }
+
     async fn usage_keys(
         &self,
         tenant_id: &TenantId,

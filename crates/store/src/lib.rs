@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod any;
+pub mod calendar;
 mod ids;
 mod model;
 pub mod signal;
@@ -166,6 +167,22 @@ pub trait Store {
         from_hour: i64,
         to_hour: i64,
     ) -> Result<Vec<UsageRow>>;
+    /// The tenant's totals per hour in `[from_hour, to_hour)` (rows with empty credential and
+    /// user), from the rollup kept beside the hourly rows: at most one row an hour.
+    async fn usage_by_hour(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>>;
+    /// The tenant's totals per credential and user in `[from_hour, to_hour)`: from the monthly
+    /// rollup when the range is whole UTC months, else summed from the hourly rows.
+    async fn usage_by_key(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<KeyTotal>>;
     /// Up to `limit` distinct keys with usage in `[from_hour, to_hour)`, ascending, after
     /// `after` (from the first when `None`): one page of a report by user or credential.
     async fn usage_keys(

@@ -328,6 +328,20 @@ pub struct UsageDelta {
 /// One stored hour of usage.
 pub type UsageRow = UsageDelta;
 
+/// A credential's or user's usage over a range (summed in the database), with the stored
+/// credential's username and label when `credential_id` names one that still exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyTotal {
+    /// Empty for ephemeral credentials not tied to a stored one.
+    pub credential_id: String,
+    /// Empty when the credential carries no user id.
+    pub user_id: String,
+    pub username: Option<String>,
+    pub label: Option<String>,
+    #[sqlx(flatten)]
+    pub counters: Counters,
+}
+
 /// What a paged usage report is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageKey {

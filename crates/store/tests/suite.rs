@@ -367,6 +367,73 @@ async fn suite(s: &impl Store) {
             .c2s_bytes,
         1 << 41
     );
+    // Rollups agree with the hourly rows: the tenant's hours, and totals by key over whole
+    // months (the monthly rollup) and over part of a month (summed from the hourly rows),
+    // with the stored credential's username and label.
+    let hours = s.usage_by_hour(&a.id, hour, hour + 2).await.unwrap();
+    assert_eq!(hours.len(), 2);
+    for h in [hour, hour + 1] {
+        let mut want = Counters::default();
+        for r in s.usage(&a.id, h, h + 1).await.unwrap() {
+            want.add(&r.counters);
+        }
+        let got = hours.iter().find(|r| r.hour == h).unwrap();
+        assert_eq!((got.counters, got.credential_id.as_str()), (want, ""));
+    }
+    assert!(s
+        .usage_by_hour(&b.id, hour, hour + 2)
+        .await
+        .unwrap()
+        .is_empty());
+    let named = s
+        .create_credential(&cred(&a.id, "rollup", Some("team"), None), NOW)
+        .await
+        .unwrap();
+    let month = calendar::month_start(hour);
+    let next = calendar::month_start(month + 24 * 32);
+    let after_next = calendar::month_start(next + 24 * 32);
+    s.add_usage(&[
+        UsageDelta {
+            user_id: "u1".into(),
+            ..d(&named.id, hour, 3)
+        },
+        d("c1", next + 5, 1000),
+    ])
+    .await
+    .unwrap();
+    let whole = s.usage_by_key(&a.id, month, next).await.unwrap();
+    assert_eq!(whole, s.usage_by_key(&a.id, hour, hour + 2).await.unwrap());
+    let keys: Vec<(&str, &str, i64)> = whole
+        .iter()
+        .map(|k| {
+            (
+                k.credential_id.as_str(),
+                k.user_id.as_str(),
+                k.counters.c2s_bytes,
+            )
+        })
+        .collect();
+    let mut want = vec![
+        ("big", "", 2 << 40),
+        ("c1", "", 130),
+        ("c2", "", 5),
+        (named.id.as_str(), "u1", 3),
+    ];
+    want.sort();
+    assert_eq!(keys, want);
+    let n = whole.iter().find(|k| k.credential_id == *named.id).unwrap();
+    assert_eq!(
+        (n.username.as_deref(), n.label.as_deref()),
+        (Some("rollup"), Some("team"))
+    );
+    assert_eq!(whole[1].username, None, "c1 is not a stored credential");
+    // Two months: the second month's usage adds in; a range inside one month matches.
+    let two = s.usage_by_key(&a.id, month, after_next).await.unwrap();
+    let c1 = two.iter().find(|k| k.credential_id == "c1").unwrap();
+    assert_eq!(c1.counters.c2s_bytes, 1130);
+    let later = s.usage_by_key(&a.id, next, next + 6).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].counters.c2s_bytes, 1000);
 
     // Tenant secrets: rotation with overlap.
     s.add_tenant_secret(&a.id, b"one", NOW).await.unwrap();
@@ -900,6 +967,58 @@ async fn sqlite_upgrade_keeps_credentials_and_their_keys() {
     .unwrap();
     s.delete_tenant(&"ten_a".into()).await.unwrap();
     assert!(s.api_key_by_hash(&[9]).await.unwrap().is_none());
+}
+
+/// Usage recorded before the rollups existed is rolled up when the database is upgraded.
+#[tokio::test]
+async fn sqlite_upgrade_rolls_up_earlier_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("turnpike.db").display());
+    let hour = NOW / 3600;
+    let next = calendar::month_start(calendar::month_start(hour) + 24 * 32);
+    {
+        let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let mut old = sqlx::migrate!("migrations/sqlite");
+        old.migrations = old.migrations[..8].to_vec().into();
+        old.run(&pool).await.unwrap();
+        for (cred, h, bytes) in [
+            ("c1", hour, 10),
+            ("c1", hour + 1, 20),
+            ("c2", hour, 5),
+            ("c1", next, 7),
+        ] {
+            sqlx::query(
+                "INSERT INTO usage_hourly (tenant_id, credential_id, user_id, hour, c2s_bytes) \
+                 VALUES ('ten_a', $1, '', $2, $3)",
+            )
+            .bind(cred)
+            .bind(h)
+            .bind(bytes)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let s = SqliteStore::connect(&url).await.unwrap();
+    let t = TenantId::from("ten_a");
+    let hours = s.usage_by_hour(&t, hour, next + 1).await.unwrap();
+    let got: Vec<(i64, i64)> = hours
+        .iter()
+        .map(|r| (r.hour, r.counters.c2s_bytes))
+        .collect();
+    assert_eq!(got, [(hour, 15), (hour + 1, 20), (next, 7)]);
+    let month = calendar::month_start(hour);
+    let keys = s.usage_by_key(&t, month, next).await.unwrap();
+    let got: Vec<(&str, i64)> = keys
+        .iter()
+        .map(|k| (k.credential_id.as_str(), k.counters.c2s_bytes))
+        .collect();
+    assert_eq!(got, [("c1", 30), ("c2", 5)]);
 }
 
 /// Kinds are typed: what this version wrote reads back as the same enum, and a revocation or

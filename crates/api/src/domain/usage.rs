@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use turnpike_store::TenantId;
-use turnpike_store::{Counters, ListQuery, QuotaPeriod, QuotaScope, Store, UsageKey, UsageRow};
+use turnpike_store::{
+    Counters, KeyTotal, ListQuery, QuotaPeriod, QuotaScope, Store, UsageKey, UsageRow,
+};
 
 use super::error::{DomainError, DomainResult};
 use crate::calendar::{civil_from_days, days_from_civil, period_bounds};
@@ -299,10 +301,7 @@ pub async fn current(state: &AppState, tenant_id: &TenantId) -> DomainResult<Cur
         .find(|q| q.scope == QuotaScope::Tenant);
     let period = q.as_ref().map_or(QuotaPeriod::Month, |q| q.period);
     let (start, end) = period_bounds(period, state.now());
-    let rows = state
-        .store
-        .usage(tenant_id, start / 3600, end / 3600)
-        .await?;
+    let rows = hours(state, tenant_id, start / 3600, end / 3600).await?;
     let mut c = Counters::default();
     for r in &rows {
         c.add(&r.counters);
@@ -320,14 +319,32 @@ pub async fn current(state: &AppState, tenant_id: &TenantId) -> DomainResult<Cur
     })
 }
 
-/// The tenant's hourly rows in `[from_hour, to_hour)`.
-pub async fn rows(
+/// The tenant's totals per hour in `[from_hour, to_hour)` (rows with empty credential and
+/// user): at most one row an hour, whatever the number of users.
+pub async fn hours(
     state: &AppState,
     tenant_id: &TenantId,
     from_hour: i64,
     to_hour: i64,
 ) -> DomainResult<Vec<UsageRow>> {
-    Ok(state.store.usage(tenant_id, from_hour, to_hour).await?)
+    Ok(state
+        .store
+        .usage_by_hour(tenant_id, from_hour, to_hour)
+        .await?)
+}
+
+/// The tenant's totals per credential and user in `[from_hour, to_hour)`, named (summed in
+/// the database; whole months from the monthly rollup).
+pub async fn by_key(
+    state: &AppState,
+    tenant_id: &TenantId,
+    from_hour: i64,
+    to_hour: i64,
+) -> DomainResult<Vec<KeyTotal>> {
+    Ok(state
+        .store
+        .usage_by_key(tenant_id, from_hour, to_hour)
+        .await?)
 }
 
 /// Bytes per UTC day of `rows`, for every day from the one containing `from` through the one

@@ -21,8 +21,7 @@ use axum::routing;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use turnpike_store::Credential;
-use turnpike_store::TenantId;
+use turnpike_store::{Credential, KeyTotal, TenantId};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{authenticate, Principal};
@@ -501,7 +500,7 @@ pub async fn current_by_date(
     tenant_id: &TenantId,
 ) -> MeteredResult<Vec<(String, i64)>> {
     let c = usage::current(state, tenant_id).await?;
-    let rows = usage::rows(state, tenant_id, c.period_start / 3600, c.period_end / 3600).await?;
+    let rows = usage::hours(state, tenant_id, c.period_start / 3600, c.period_end / 3600).await?;
     let today = state.now().min(c.period_end - 1);
     Ok(usage::daily_bytes(&rows, c.period_start, today)
         .into_iter()
@@ -542,34 +541,18 @@ pub struct UserBytes {
     pub bytes: i64,
 }
 
-/// Credential id -> (username, label) of a tenant, for naming usage rows.
-pub async fn names(
-    state: &AppState,
-    t: &TenantId,
-) -> MeteredResult<HashMap<String, (String, Option<String>)>> {
-    Ok(credentials::all(state, t, None, true)
-        .await?
-        .into_iter()
-        .map(|c| (c.id.into_string(), (c.username, c.label)))
-        .collect())
-}
-
-/// Usage by user, most first.
-pub fn by_user(
-    rows: &[turnpike_store::UsageRow],
-    names: &HashMap<String, (String, Option<String>)>,
-) -> Vec<UserBytes> {
+/// Usage by user, most first: a stored credential's username and label, else the user id
+/// (`ephemeral` when there is none); totals of the same name add up.
+pub fn by_user(totals: Vec<KeyTotal>) -> Vec<UserBytes> {
     let mut m: HashMap<(String, Option<String>), i64> = HashMap::new();
-    for r in rows {
-        let key = names.get(&r.credential_id).cloned().unwrap_or_else(|| {
-            let u = if r.user_id.is_empty() {
-                "ephemeral".to_string()
-            } else {
-                r.user_id.clone()
-            };
-            (u, None)
-        });
-        *m.entry(key).or_default() += r.counters.total_bytes();
+    for t in totals {
+        let bytes = t.counters.total_bytes();
+        let key = match t.username {
+            Some(u) => (u, t.label),
+            None if t.user_id.is_empty() => ("ephemeral".to_string(), None),
+            None => (t.user_id, None),
+        };
+        *m.entry(key).or_default() += bytes;
     }
     let mut v: Vec<UserBytes> = m
         .into_iter()
@@ -589,8 +572,9 @@ pub async fn current_by_user(
     tenant_id: &TenantId,
 ) -> MeteredResult<Vec<UserBytes>> {
     let c = usage::current(state, tenant_id).await?;
-    let rows = usage::rows(state, tenant_id, c.period_start / 3600, c.period_end / 3600).await?;
-    Ok(by_user(&rows, &names(state, tenant_id).await?))
+    let totals =
+        usage::by_key(state, tenant_id, c.period_start / 3600, c.period_end / 3600).await?;
+    Ok(by_user(totals))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -722,28 +706,13 @@ pub async fn usage_daily_by_user(
     let page = q.page() as i64;
     let page_start = start + (page - 1) * 7 * 86_400;
     let page_end = (page_start + 7 * 86_400).min(end + 86_400);
-    let rows = usage::rows(
-        &state,
-        &t,
-        page_start / 3600,
-        page_end.max(page_start) / 3600,
-    )
-    .await?;
-    let names = names(&state, &t).await?;
     let mut data = Vec::new();
     let mut day = page_start;
     while day < page_end {
-        let day_rows: Vec<_> = rows
-            .iter()
-            .filter(|r| r.hour * 3600 >= day && r.hour * 3600 < day + 86_400)
-            .cloned()
-            .collect();
+        let totals = usage::by_key(&state, &t, day / 3600, (day + 86_400) / 3600).await?;
         data.push(DayUsage {
             date: date_string(day),
-            usage: by_user(&day_rows, &names)
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+            usage: by_user(totals).into_iter().map(Into::into).collect(),
         });
         day += 86_400;
     }

@@ -12,15 +12,16 @@ use turnpike_store::TenantId;
 use utoipa::ToSchema;
 
 use super::metered::{
-    create_in, current_by_date, current_by_user, delete_by_label_in, delete_in, names,
-    seconds_left, DeletedCount, KeyParams, LabelBody, MeteredCreate, MeteredCreated, Pagination,
-    Removed, UsernameBody,
+    create_in, current_by_date, current_by_user, delete_by_label_in, delete_in, seconds_left,
+    DeletedCount, KeyParams, LabelBody, MeteredCreate, MeteredCreated, Pagination, Removed,
+    UsernameBody,
 };
 use super::metered_wire::{
     Keys, MBody, MPath, MQuery, MeteredError, MeteredMessage, MeteredResult, PROJECT,
 };
 use crate::calendar::date_string;
 use crate::domain::credentials;
+use crate::domain::error::DomainError;
 use crate::domain::projects::{self, Project, ProjectSpec};
 use crate::domain::usage;
 use crate::state::Shared;
@@ -466,11 +467,11 @@ pub async fn current_usage_for_user(
         .as_deref()
         .filter(|u| !u.is_empty())
         .ok_or_else(|| MeteredError::bad("please pass the username query parameter"))?;
-    let label = names(&state, &who.tenant_id)
-        .await?
-        .into_values()
-        .find(|(u, _)| u == username)
-        .and_then(|(_, l)| l);
+    let label = match credentials::by_username(&state, &who.tenant_id, username).await {
+        Ok(c) => c.label,
+        Err(DomainError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     let bytes = current_by_user(&state, &who.tenant_id)
         .await?
         .into_iter()

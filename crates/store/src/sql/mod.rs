@@ -9,6 +9,7 @@ mod postgres;
 mod queries;
 mod rows;
 mod sqlite;
+mod usage;
 
 pub use listen::ChangeListener;
 pub use postgres::PgStore;

@@ -6,9 +6,13 @@ use super::rows::{
     join_lines, page, ApiKeyRow, ChangeRow, CredentialRow, DisconnectRow, RevocationRow,
     UserTagsRow,
 };
+use super::usage::{
+    bind_counters, key_totals_query, Rollups, ADD_HOURLY, ADD_MONTHLY, ADD_TENANT_HOURLY,
+    TENANT_HOURS,
+};
 use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, CredentialId,
-    DeniedClient, DisconnectRequest, KeyKind, ListQuery, NewApiKey, NewCredential,
+    DeniedClient, DisconnectRequest, KeyKind, KeyTotal, ListQuery, NewApiKey, NewCredential,
     NotificationSettings, Page, Quota, QuotaScope, Result, Revocation, Store, StoreError, Tenant,
     TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow,
 };
@@ -452,26 +456,27 @@ impl Store for PgStore {
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
         self.writable()?;
+        let rollups = Rollups::of(deltas);
         let mut tx = self.pool.begin().await?;
         for d in deltas {
-            let c = &d.counters;
-            sqlx::query(q::ADD_USAGE)
+            let q = sqlx::query(&ADD_HOURLY)
                 .bind(&d.tenant_id)
                 .bind(&d.credential_id)
                 .bind(&d.user_id)
-                .bind(d.hour)
-                .bind(c.c2s_bytes)
-                .bind(c.c2s_packets)
-                .bind(c.s2p_bytes)
-                .bind(c.s2p_packets)
-                .bind(c.p2s_bytes)
-                .bind(c.p2s_packets)
-                .bind(c.s2c_bytes)
-                .bind(c.s2c_packets)
-                .bind(c.allocations)
-                .bind(c.allocation_seconds)
-                .execute(&mut *tx)
-                .await?;
+                .bind(d.hour);
+            bind_counters(q, &d.counters).execute(&mut *tx).await?;
+        }
+        for ((tenant, hour), c) in &rollups.tenant_hours {
+            let q = sqlx::query(&ADD_TENANT_HOURLY).bind(tenant).bind(hour);
+            bind_counters(q, c).execute(&mut *tx).await?;
+        }
+        for ((tenant, month, credential, user), c) in &rollups.months {
+            let q = sqlx::query(&ADD_MONTHLY)
+                .bind(tenant)
+                .bind(month)
+                .bind(credential)
+                .bind(user);
+            bind_counters(q, c).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -487,6 +492,35 @@ impl Store for PgStore {
             .bind(tenant_id)
             .bind(from_hour)
             .bind(to_hour)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn usage_by_hour(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>> {
+        Ok(sqlx::query_as(&TENANT_HOURS)
+            .bind(tenant_id)
+            .bind(from_hour)
+            .bind(to_hour)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn usage_by_key(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<KeyTotal>> {
+        let (sql, from, to) = key_totals_query(from_hour, to_hour);
+        Ok(sqlx::query_as(sql)
+            .bind(tenant_id)
+            .bind(from)
+            .bind(to)
             .fetch_all(&self.pool)
             .await?)
     }

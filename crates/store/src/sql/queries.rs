@@ -162,26 +162,6 @@ pub(super) const PRUNE_DISCONNECTS: &str = "
 
 // Usage and the allocation log.
 
-/// Adds to the hour's counters (never overwrites): `tenant, credential, user, hour`, then the
-/// ten counters in the order of [`crate::Counters`].
-pub(super) const ADD_USAGE: &str = "
-    INSERT INTO usage_hourly
-        (tenant_id, credential_id, user_id, hour, c2s_bytes, c2s_packets, s2p_bytes,
-         s2p_packets, p2s_bytes, p2s_packets, s2c_bytes, s2c_packets, allocations,
-         allocation_seconds)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-    ON CONFLICT (tenant_id, credential_id, user_id, hour) DO UPDATE SET
-        c2s_bytes = usage_hourly.c2s_bytes + excluded.c2s_bytes,
-        c2s_packets = usage_hourly.c2s_packets + excluded.c2s_packets,
-        s2p_bytes = usage_hourly.s2p_bytes + excluded.s2p_bytes,
-        s2p_packets = usage_hourly.s2p_packets + excluded.s2p_packets,
-        p2s_bytes = usage_hourly.p2s_bytes + excluded.p2s_bytes,
-        p2s_packets = usage_hourly.p2s_packets + excluded.p2s_packets,
-        s2c_bytes = usage_hourly.s2c_bytes + excluded.s2c_bytes,
-        s2c_packets = usage_hourly.s2c_packets + excluded.s2c_packets,
-        allocations = usage_hourly.allocations + excluded.allocations,
-        allocation_seconds = usage_hourly.allocation_seconds + excluded.allocation_seconds";
-
 /// `tenant, from hour, to hour (exclusive)`.
 pub(super) const USAGE: &str = "
     SELECT tenant_id, credential_id, user_id, hour, c2s_bytes, c2s_packets, s2p_bytes,

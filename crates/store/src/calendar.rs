@@ -1,7 +1,7 @@
 //! UTC calendar arithmetic for quota periods and usage reports: days since 1970 to dates and
 //! back, the bounds of a day or month, `YYYY-MM-DD` text.
 
-use turnpike_store::QuotaPeriod;
+use crate::QuotaPeriod;
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -38,6 +38,12 @@ pub fn period_bounds(period: QuotaPeriod, now: i64) -> (i64, i64) {
     let start = days_from_civil(y, m, 1);
     let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
     (start * 86_400, days_from_civil(ny, nm, 1) * 86_400)
+}
+
+/// The first hour (unix time / 3600) of the UTC month containing `hour`.
+pub fn month_start(hour: i64) -> i64 {
+    let (y, m, _) = civil_from_days((hour * 3600).div_euclid(86_400));
+    days_from_civil(y, m, 1) * 24
 }
 
 /// `YYYY-MM-DD` of a unix time.

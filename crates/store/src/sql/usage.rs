@@ -1,0 +1,231 @@
+//! Usage counters and their rollups, shared by both backends: the upserts (hourly rows, the
+//! tenant's hours, the months by credential and user), the ten counters bound in one place, and
+//! how a batch of deltas folds into rollup rows.
+//!
+//! Rollups are written in the same transaction as the hourly rows (never rebuilt), so they are
+//! as exact as the rows: reports over a billing period read them instead of every hourly row.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use sqlx::query::Query;
+use sqlx::{Database, Encode, Type};
+
+use crate::calendar::month_start;
+use crate::{Counters, UsageDelta};
+
+/// The counter columns, in the order of [`Counters`] (and of [`bind_counters`]).
+pub(super) const COUNTER_COLUMNS: [&str; 10] = [
+    "c2s_bytes",
+    "c2s_packets",
+    "s2p_bytes",
+    "s2p_packets",
+    "p2s_bytes",
+    "p2s_packets",
+    "s2c_bytes",
+    "s2c_packets",
+    "allocations",
+    "allocation_seconds",
+];
+
+/// `INSERT INTO table (keys.., counters..) VALUES .. ON CONFLICT (keys) DO UPDATE` adding the
+/// counters (never overwriting): the keys bind first, then [`bind_counters`].
+fn add_counters(table: &str, keys: &[&str]) -> String {
+    let columns: Vec<&str> = keys.iter().chain(COUNTER_COLUMNS.iter()).copied().collect();
+    let values: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+    let sums: Vec<String> = COUNTER_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        columns.join(", "),
+        values.join(", "),
+        keys.join(", "),
+        sums.join(", ")
+    )
+}
+
+/// `tenant, credential, user, hour`, then the counters.
+pub(super) static ADD_HOURLY: LazyLock<String> = LazyLock::new(|| {
+    add_counters(
+        "usage_hourly",
+        &["tenant_id", "credential_id", "user_id", "hour"],
+    )
+});
+
+/// `tenant, hour`, then the counters.
+pub(super) static ADD_TENANT_HOURLY: LazyLock<String> =
+    LazyLock::new(|| add_counters("usage_tenant_hourly", &["tenant_id", "hour"]));
+
+/// `tenant, month, credential, user`, then the counters.
+pub(super) static ADD_MONTHLY: LazyLock<String> = LazyLock::new(|| {
+    add_counters(
+        "usage_monthly",
+        &["tenant_id", "month", "credential_id", "user_id"],
+    )
+});
+
+/// `tenant, from hour, to hour (exclusive)`: the tenant's totals per hour, as usage rows with
+/// empty credential and user.
+pub(super) static TENANT_HOURS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT tenant_id, '' AS credential_id, '' AS user_id, hour, {}
+         FROM usage_tenant_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3
+         ORDER BY hour",
+        COUNTER_COLUMNS.join(", ")
+    )
+});
+
+/// `tenant, first month, last month (inclusive)`: totals per credential and user over whole
+/// months, with the stored credential's username and label when there is one.
+pub(super) static KEY_TOTALS_MONTHS: LazyLock<String> =
+    LazyLock::new(|| key_totals("usage_monthly", "month"));
+
+/// `tenant, from hour, to hour (exclusive)`: the same from the hourly rows (part months).
+pub(super) static KEY_TOTALS_HOURS: LazyLock<String> =
+    LazyLock::new(|| key_totals("usage_hourly", "hour"));
+
+/// The query for totals by key over `[from_hour, to_hour)` and its two bounds: whole UTC
+/// months read the monthly rollup (bounds: the first and the last month), anything else the
+/// hourly rows.
+pub(super) fn key_totals_query(from_hour: i64, to_hour: i64) -> (&'static str, i64, i64) {
+    let whole_months = from_hour < to_hour
+        && month_start(from_hour) == from_hour
+        && month_start(to_hour) == to_hour;
+    if whole_months {
+        (&KEY_TOTALS_MONTHS, from_hour, month_start(to_hour - 1))
+    } else {
+        (&KEY_TOTALS_HOURS, from_hour, to_hour)
+    }
+}
+
+fn key_totals(table: &str, time: &str) -> String {
+    let sums: Vec<String> = COUNTER_COLUMNS
+        .iter()
+        .map(|c| format!("CAST(SUM(u.{c}) AS BIGINT) AS {c}"))
+        .collect();
+    let upper = if time == "month" { "<=" } else { "<" };
+    format!(
+        "SELECT u.credential_id, u.user_id, c.username, c.label, {}
+         FROM {table} u LEFT JOIN credentials c ON c.id = u.credential_id
+         WHERE u.tenant_id = $1 AND u.{time} >= $2 AND u.{time} {upper} $3
+         GROUP BY u.credential_id, u.user_id, c.username, c.label
+         ORDER BY u.credential_id, u.user_id",
+        sums.join(", ")
+    )
+}
+
+/// Binds the ten counters in [`COUNTER_COLUMNS`] order.
+pub(super) fn bind_counters<'q, DB>(
+    q: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    c: &Counters,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    q.bind(c.c2s_bytes)
+        .bind(c.c2s_packets)
+        .bind(c.s2p_bytes)
+        .bind(c.s2p_packets)
+        .bind(c.p2s_bytes)
+        .bind(c.p2s_packets)
+        .bind(c.s2c_bytes)
+        .bind(c.s2c_packets)
+        .bind(c.allocations)
+        .bind(c.allocation_seconds)
+}
+
+/// A batch of deltas folded into rollup rows, in key order (so that concurrent writers lock
+/// rows in the same order).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Rollups<'a> {
+    /// `(tenant, hour)`.
+    pub(super) tenant_hours: BTreeMap<(&'a str, i64), Counters>,
+    /// `(tenant, month, credential, user)`.
+    pub(super) months: BTreeMap<(&'a str, i64, &'a str, &'a str), Counters>,
+}
+
+impl<'a> Rollups<'a> {
+    pub(super) fn of(deltas: &'a [UsageDelta]) -> Self {
+        let mut r = Self::default();
+        for d in deltas {
+            let t = d.tenant_id.as_str();
+            r.tenant_hours
+                .entry((t, d.hour))
+                .or_default()
+                .add(&d.counters);
+            r.months
+                .entry((t, month_start(d.hour), &d.credential_id, &d.user_id))
+                .or_default()
+                .add(&d.counters);
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(t: &str, c: &str, u: &str, hour: i64, bytes: i64) -> UsageDelta {
+        UsageDelta {
+            tenant_id: t.into(),
+            credential_id: c.into(),
+            user_id: u.into(),
+            hour,
+            counters: Counters {
+                c2s_bytes: bytes,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn deltas_fold_into_tenant_hours_and_months() {
+        // 2026-01-31 23:00 and 2026-02-01 00:00 UTC: one hour apart, in two months.
+        let jan_last = 1_769_900_400 / 3600;
+        let deltas = [
+            delta("t1", "c1", "", jan_last, 1),
+            delta("t1", "c2", "u", jan_last, 2),
+            delta("t1", "c1", "", jan_last + 1, 4),
+            delta("t2", "c1", "", jan_last, 8),
+        ];
+        let r = Rollups::of(&deltas);
+        let bytes = |c: &Counters| c.c2s_bytes;
+        let hours: Vec<_> = r.tenant_hours.iter().map(|(k, c)| (*k, bytes(c))).collect();
+        assert_eq!(
+            hours,
+            vec![
+                (("t1", jan_last), 3),
+                (("t1", jan_last + 1), 4),
+                (("t2", jan_last), 8)
+            ]
+        );
+        let jan = month_start(jan_last);
+        let feb = jan_last + 1;
+        assert_eq!(month_start(feb), feb, "Feb 1st 00:00 starts a month");
+        let months: Vec<_> = r.months.iter().map(|(k, c)| (*k, bytes(c))).collect();
+        assert_eq!(
+            months,
+            vec![
+                (("t1", jan, "c1", ""), 1),
+                (("t1", jan, "c2", "u"), 2),
+                (("t1", feb, "c1", ""), 4),
+                (("t2", jan, "c1", ""), 8)
+            ]
+        );
+    }
+
+    #[test]
+    fn upserts_add_and_never_overwrite() {
+        let s = add_counters("usage_tenant_hourly", &["tenant_id", "hour"]);
+        assert!(s.starts_with(
+            "INSERT INTO usage_tenant_hourly (tenant_id, hour, c2s_bytes, c2s_packets, "
+        ));
+        assert!(s.contains("VALUES ($1, $2, $3,"));
+        assert!(s.contains("$12) ON CONFLICT (tenant_id, hour) DO UPDATE SET"));
+        assert!(s.contains("allocations = usage_tenant_hourly.allocations + excluded.allocations"));
+    }
+}
