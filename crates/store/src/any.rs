@@ -231,8 +231,8 @@ impl Store for AnyStore {
     ) -> Result<Vec<UsageRow>> {
         delegate!(self, s => s.usage_of(tenant_id, from_hour, to_hour, key, keys))
     }
-    async fn upsert_allocation(&self, r: &AllocationRecord) -> Result<()> {
-        delegate!(self, s => s.upsert_allocation(r))
+    async fn upsert_allocations(&self, records: &[AllocationRecord]) -> Result<()> {
+        delegate!(self, s => s.upsert_allocations(records))
     }
     async fn list_allocations(
         &self,

@@ -205,8 +205,8 @@ pub trait Store {
     ) -> Result<Vec<UsageRow>>;
 
     // Logs.
-    /// Inserts or completes an allocation record.
-    async fn upsert_allocation(&self, r: &AllocationRecord) -> Result<()>;
+    /// Inserts or completes allocation records, in one transaction (all or none).
+    async fn upsert_allocations(&self, records: &[AllocationRecord]) -> Result<()>;
     /// A tenant's allocations that started in `[from, to)`, oldest first.
     async fn list_allocations(
         &self,

@@ -491,11 +491,15 @@ async fn suite(s: &impl Store) {
         started_at: NOW,
         ..Default::default()
     };
-    s.upsert_allocation(&rec).await.unwrap();
+    s.upsert_allocations(std::slice::from_ref(&rec))
+        .await
+        .unwrap();
     rec.ended_at = Some(NOW + 9);
     rec.s2p_bytes = 1234;
     rec.peers = 2;
-    s.upsert_allocation(&rec).await.unwrap();
+    s.upsert_allocations(std::slice::from_ref(&rec))
+        .await
+        .unwrap();
     assert_eq!(
         s.list_allocations(&a.id, NOW, NOW + 1, 10).await.unwrap(),
         vec![rec]

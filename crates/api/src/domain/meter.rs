@@ -287,11 +287,17 @@ impl Meter {
                 }
             }
         }
-        let records: Vec<_> = p.allocations.drain().map(|(_, r)| r).collect();
-        for r in records {
-            if let Err(e) = state.store.upsert_allocation(&r).await {
-                tracing::error!(error = %e, "allocation log write failed; kept for the next try");
-                p.allocations.insert(r.id.clone(), r);
+        if !p.allocations.is_empty() {
+            let records: Vec<_> = p.allocations.values().cloned().collect();
+            match state.store.upsert_allocations(&records).await {
+                Ok(()) => p.allocations.clear(),
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        records = records.len(),
+                        "allocation log write failed; kept for the next try"
+                    );
+                }
             }
         }
         std::mem::take(&mut p.tenants)

@@ -7,8 +7,8 @@ use super::rows::{
     UserTagsRow,
 };
 use super::usage::{
-    bind_counters, key_totals_query, Rollups, ADD_HOURLY, ADD_MONTHLY, ADD_TENANT_HOURLY,
-    TENANT_HOURS,
+    bind_allocation, bind_counters, key_totals_query, Rollups, ADD_HOURLY, ADD_MONTHLY,
+    ADD_TENANT_HOURLY, TENANT_HOURS,
 };
 use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, CredentialId,
@@ -565,26 +565,15 @@ impl Store for PgStore {
             .await?)
     }
 
-    async fn upsert_allocation(&self, r: &AllocationRecord) -> Result<()> {
+    async fn upsert_allocations(&self, records: &[AllocationRecord]) -> Result<()> {
         self.writable()?;
-        sqlx::query(q::UPSERT_ALLOCATION)
-            .bind(&r.id)
-            .bind(&r.tenant_id)
-            .bind(&r.credential_id)
-            .bind(&r.user_id)
-            .bind(&r.username)
-            .bind(&r.client)
-            .bind(&r.transport)
-            .bind(&r.relay)
-            .bind(r.started_at)
-            .bind(r.ended_at)
-            .bind(r.c2s_bytes)
-            .bind(r.s2p_bytes)
-            .bind(r.p2s_bytes)
-            .bind(r.s2c_bytes)
-            .bind(r.peers)
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            bind_allocation(sqlx::query(q::UPSERT_ALLOCATION), r)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

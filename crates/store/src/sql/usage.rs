@@ -1,6 +1,7 @@
-//! Usage counters and their rollups, shared by both backends: the upserts (hourly rows, the
-//! tenant's hours, the months by credential and user), the ten counters bound in one place, and
-//! how a batch of deltas folds into rollup rows.
+//! What the meter writes, shared by both backends: usage counters and their rollups (the
+//! upserts of hourly rows, the tenant's hours, the months by credential and user; the ten
+//! counters bound in one place; how a batch of deltas folds into rollup rows) and the rows of
+//! the allocation log.
 //!
 //! Rollups are written in the same transaction as the hourly rows (never rebuilt), so they are
 //! as exact as the rows: reports over a billing period read them instead of every hourly row.
@@ -12,7 +13,7 @@ use sqlx::query::Query;
 use sqlx::{Database, Encode, Type};
 
 use crate::calendar::month_start;
-use crate::{Counters, UsageDelta};
+use crate::{AllocationRecord, Counters, UsageDelta};
 
 /// The counter columns, in the order of [`Counters`] (and of [`bind_counters`]).
 pub(super) const COUNTER_COLUMNS: [&str; 10] = [
@@ -135,6 +136,34 @@ where
         .bind(c.s2c_packets)
         .bind(c.allocations)
         .bind(c.allocation_seconds)
+}
+
+/// Binds an allocation record in the order of `queries::UPSERT_ALLOCATION`.
+pub(super) fn bind_allocation<'q, DB>(
+    q: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    r: &'q AllocationRecord,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+{
+    q.bind(r.id.as_str())
+        .bind(r.tenant_id.as_str())
+        .bind(r.credential_id.as_str())
+        .bind(r.user_id.as_str())
+        .bind(r.username.as_str())
+        .bind(r.client.as_str())
+        .bind(r.transport.as_str())
+        .bind(r.relay.as_str())
+        .bind(r.started_at)
+        .bind(r.ended_at)
+        .bind(r.c2s_bytes)
+        .bind(r.s2p_bytes)
+        .bind(r.p2s_bytes)
+        .bind(r.s2c_bytes)
+        .bind(r.peers)
 }
 
 /// A batch of deltas folded into rollup rows, in key order (so that concurrent writers lock
