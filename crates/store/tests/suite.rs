@@ -509,6 +509,27 @@ async fn suite(s: &impl Store) {
         .await
         .unwrap()
         .is_empty());
+    // A batch: many records in one write (more than one statement's worth), and a record
+    // started and ended within one batch (the last of an id counts).
+    let many: Vec<AllocationRecord> = (0..2500)
+        .map(|i| AllocationRecord {
+            id: format!("batch-{suffix}-{i:05}"),
+            tenant_id: b.id.clone(),
+            started_at: NOW + 100,
+            ..Default::default()
+        })
+        .collect();
+    let mut ended = many[7].clone();
+    ended.ended_at = Some(NOW + 160);
+    s.upsert_allocations(&[many.clone(), vec![ended.clone()]].concat())
+        .await
+        .unwrap();
+    let logged = s
+        .list_allocations(&b.id, NOW + 100, NOW + 101, 5000)
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 2500);
+    assert_eq!(logged.iter().find(|r| r.id == ended.id), Some(&ended));
 
     // Audit log, per tenant and the operator's own.
     let e = AuditEntry {

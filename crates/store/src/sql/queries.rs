@@ -214,18 +214,6 @@ pub(super) fn usage_of(column: &str, keys_in: &str) -> String {
     )
 }
 
-/// Inserts a record, or completes it (end, bytes, peers).
-pub(super) const UPSERT_ALLOCATION: &str = "
-    INSERT INTO allocation_log
-        (id, tenant_id, credential_id, user_id, username, client, transport, relay,
-         started_at, ended_at, c2s_bytes, s2p_bytes, p2s_bytes, s2c_bytes, peers)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-    ON CONFLICT (id) DO UPDATE SET
-        ended_at = excluded.ended_at,
-        c2s_bytes = excluded.c2s_bytes, s2p_bytes = excluded.s2p_bytes,
-        p2s_bytes = excluded.p2s_bytes, s2c_bytes = excluded.s2c_bytes,
-        peers = excluded.peers";
-
 /// `tenant, from, to, limit`.
 pub(super) const ALLOCATIONS: &str = "
     SELECT id, tenant_id, credential_id, user_id, username, client, transport, relay,

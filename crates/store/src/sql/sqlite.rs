@@ -8,10 +8,7 @@ use super::rows::{
     join_lines, page, ApiKeyRow, ChangeRow, CredentialRow, DisconnectRow, RevocationRow,
     UserTagsRow,
 };
-use super::usage::{
-    bind_allocation, bind_counters, key_totals_query, Rollups, ADD_HOURLY, ADD_MONTHLY,
-    ADD_TENANT_HOURLY, TENANT_HOURS,
-};
+use super::usage::{key_totals_query, write_allocations, write_usage, Placeholder, TENANT_HOURS};
 use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, CredentialId,
     DeniedClient, DisconnectRequest, KeyKind, KeyTotal, ListQuery, NewApiKey, NewCredential,
@@ -477,28 +474,8 @@ impl Store for SqliteStore {
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
         self.writable()?;
-        let rollups = Rollups::of(deltas);
         let mut tx = self.pool.begin().await?;
-        for d in deltas {
-            let q = sqlx::query(&ADD_HOURLY)
-                .bind(&d.tenant_id)
-                .bind(&d.credential_id)
-                .bind(&d.user_id)
-                .bind(d.hour);
-            bind_counters(q, &d.counters).execute(&mut *tx).await?;
-        }
-        for ((tenant, hour), c) in &rollups.tenant_hours {
-            let q = sqlx::query(&ADD_TENANT_HOURLY).bind(tenant).bind(hour);
-            bind_counters(q, c).execute(&mut *tx).await?;
-        }
-        for ((tenant, month, credential, user), c) in &rollups.months {
-            let q = sqlx::query(&ADD_MONTHLY)
-                .bind(tenant)
-                .bind(month)
-                .bind(credential)
-                .bind(user);
-            bind_counters(q, c).execute(&mut *tx).await?;
-        }
+        write_usage::<sqlx::Sqlite>(&mut *tx, deltas, Placeholder::Anonymous).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -589,11 +566,7 @@ impl Store for SqliteStore {
     async fn upsert_allocations(&self, records: &[AllocationRecord]) -> Result<()> {
         self.writable()?;
         let mut tx = self.pool.begin().await?;
-        for r in records {
-            bind_allocation(sqlx::query(q::UPSERT_ALLOCATION), r)
-                .execute(&mut *tx)
-                .await?;
-        }
+        write_allocations::<sqlx::Sqlite>(&mut *tx, records, Placeholder::Anonymous).await?;
         tx.commit().await?;
         Ok(())
     }

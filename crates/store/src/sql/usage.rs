@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use sqlx::query::Query;
-use sqlx::{Database, Encode, Type};
+use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
 use crate::calendar::month_start;
 use crate::{AllocationRecord, Counters, UsageDelta};
@@ -29,43 +29,201 @@ pub(super) const COUNTER_COLUMNS: [&str; 10] = [
     "allocation_seconds",
 ];
 
-/// `INSERT INTO table (keys.., counters..) VALUES .. ON CONFLICT (keys) DO UPDATE` adding the
-/// counters (never overwriting): the keys bind first, then [`bind_counters`].
-fn add_counters(table: &str, keys: &[&str]) -> String {
+/// Rows per multi-row statement: at 15 parameters a row, far below SQLite's 32,766 and
+/// PostgreSQL's 65,535. One statement per row cost a round trip each (a flush of 20,000
+/// allocations took 2.7 s on SQLite and 4.4 s on PostgreSQL, more than the 2 s interval).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// How a backend takes the parameters of the long multi-row statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placeholder {
+    /// `$1, $2, ..` (PostgreSQL).
+    Numbered,
+    /// `?, ?, ..` in order (SQLite): the driver asks SQLite each parameter's name, which SQLite
+    /// finds by a linear scan, so numbered parameters cost the square of their number: a
+    /// flush of 20,000 rows took 9.9 s with `$N` in statements of 1,000 rows, 0.15 s with `?`.
+    Anonymous,
+}
+
+/// Placeholders of `rows` rows of `width` values: `($1, $2), ($3, $4)` or `(?, ?), (?, ?)`.
+fn placeholders(rows: usize, width: usize, style: Placeholder) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=width)
+                .map(|i| match style {
+                    Placeholder::Numbered => format!("${}", r * width + i),
+                    Placeholder::Anonymous => "?".to_string(),
+                })
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `INSERT INTO table (keys.., counters..) VALUES (..), .. ON CONFLICT (keys) DO UPDATE`
+/// adding the counters (never overwriting), for `rows` rows: each row binds its keys, then
+/// [`bind_counters`]. A key may appear once per statement (callers fold first).
+fn add_counters(table: &str, keys: &[&str], rows: usize, style: Placeholder) -> String {
     let columns: Vec<&str> = keys.iter().chain(COUNTER_COLUMNS.iter()).copied().collect();
-    let values: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
     let sums: Vec<String> = COUNTER_COLUMNS
         .iter()
         .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
         columns.join(", "),
-        values.join(", "),
+        placeholders(rows, columns.len(), style),
         keys.join(", "),
         sums.join(", ")
     )
 }
 
-/// `tenant, credential, user, hour`, then the counters.
-pub(super) static ADD_HOURLY: LazyLock<String> = LazyLock::new(|| {
-    add_counters(
-        "usage_hourly",
-        &["tenant_id", "credential_id", "user_id", "hour"],
-    )
-});
+/// One key value of a row.
+#[derive(Debug, Clone, Copy)]
+enum Key<'a> {
+    Text(&'a str),
+    Int(i64),
+}
 
-/// `tenant, hour`, then the counters.
-pub(super) static ADD_TENANT_HOURLY: LazyLock<String> =
-    LazyLock::new(|| add_counters("usage_tenant_hourly", &["tenant_id", "hour"]));
+/// Adds `rows` (keys, counters) to `table`, [`ROWS_PER_STATEMENT`] at a time.
+async fn add_rows<DB>(
+    conn: &mut DB::Connection,
+    table: &str,
+    keys: &[&str],
+    rows: &[(Vec<Key<'_>>, Counters)],
+    style: Placeholder,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = add_counters(table, keys, chunk.len(), style);
+        let mut q = sqlx::query::<DB>(&sql);
+        for (row_keys, c) in chunk {
+            for k in row_keys {
+                q = match *k {
+                    Key::Text(s) => q.bind(s),
+                    Key::Int(i) => q.bind(i),
+                };
+            }
+            q = bind_counters(q, c);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 
-/// `tenant, month, credential, user`, then the counters.
-pub(super) static ADD_MONTHLY: LazyLock<String> = LazyLock::new(|| {
-    add_counters(
-        "usage_monthly",
-        &["tenant_id", "month", "credential_id", "user_id"],
+/// Writes a batch of usage deltas: the hourly rows and both rollups, folded by key first
+/// (deltas of one key add up), in key order (concurrent writers lock rows in one order).
+/// Run inside the caller's transaction.
+pub(super) async fn write_usage<DB>(
+    conn: &mut DB::Connection,
+    deltas: &[UsageDelta],
+    style: Placeholder,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    let f = Folded::of(deltas);
+    let hours: Vec<_> = f
+        .hours
+        .iter()
+        .map(|((t, c, u, h), n)| {
+            let k = vec![Key::Text(t), Key::Text(c), Key::Text(u), Key::Int(*h)];
+            (k, *n)
+        })
+        .collect();
+    let keys = ["tenant_id", "credential_id", "user_id", "hour"];
+    add_rows(conn, "usage_hourly", &keys, &hours, style).await?;
+    let tenant_hours: Vec<_> = f
+        .tenant_hours
+        .iter()
+        .map(|((t, h), n)| (vec![Key::Text(t), Key::Int(*h)], *n))
+        .collect();
+    add_rows(
+        conn,
+        "usage_tenant_hourly",
+        &["tenant_id", "hour"],
+        &tenant_hours,
+        style,
     )
-});
+    .await?;
+    let months: Vec<_> = f
+        .months
+        .iter()
+        .map(|((t, m, c, u), n)| {
+            let k = vec![Key::Text(t), Key::Int(*m), Key::Text(c), Key::Text(u)];
+            (k, *n)
+        })
+        .collect();
+    let keys = ["tenant_id", "month", "credential_id", "user_id"];
+    add_rows(conn, "usage_monthly", &keys, &months, style).await
+}
+
+/// The allocation log's columns, in [`bind_allocation`] order.
+const ALLOCATION_COLUMNS: [&str; 15] = [
+    "id",
+    "tenant_id",
+    "credential_id",
+    "user_id",
+    "username",
+    "client",
+    "transport",
+    "relay",
+    "started_at",
+    "ended_at",
+    "c2s_bytes",
+    "s2p_bytes",
+    "p2s_bytes",
+    "s2c_bytes",
+    "peers",
+];
+
+/// Inserts allocation records or completes them (end, bytes, peers), [`ROWS_PER_STATEMENT`]
+/// at a time; of records with one id, the last counts. Run inside the caller's transaction.
+pub(super) async fn write_allocations<DB>(
+    conn: &mut DB::Connection,
+    records: &[AllocationRecord],
+    style: Placeholder,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    let by_id: BTreeMap<&str, &AllocationRecord> =
+        records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let records: Vec<&AllocationRecord> = by_id.into_values().collect();
+    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO allocation_log ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET
+                 ended_at = excluded.ended_at,
+                 c2s_bytes = excluded.c2s_bytes, s2p_bytes = excluded.s2p_bytes,
+                 p2s_bytes = excluded.p2s_bytes, s2c_bytes = excluded.s2c_bytes,
+                 peers = excluded.peers",
+            ALLOCATION_COLUMNS.join(", "),
+            placeholders(chunk.len(), ALLOCATION_COLUMNS.len(), style)
+        );
+        let mut q = sqlx::query::<DB>(&sql);
+        for r in chunk {
+            q = bind_allocation(q, r);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 
 /// `tenant, from hour, to hour (exclusive)`: the tenant's totals per hour, as usage rows with
 /// empty credential and user.
@@ -166,21 +324,27 @@ where
         .bind(r.peers)
 }
 
-/// A batch of deltas folded into rollup rows, in key order (so that concurrent writers lock
-/// rows in the same order).
+/// A batch of deltas folded by key into hourly and rollup rows, in key order (so that
+/// concurrent writers lock rows in the same order).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Rollups<'a> {
+struct Folded<'a> {
+    /// `(tenant, credential, user, hour)`.
+    hours: BTreeMap<(&'a str, &'a str, &'a str, i64), Counters>,
     /// `(tenant, hour)`.
-    pub(super) tenant_hours: BTreeMap<(&'a str, i64), Counters>,
+    tenant_hours: BTreeMap<(&'a str, i64), Counters>,
     /// `(tenant, month, credential, user)`.
-    pub(super) months: BTreeMap<(&'a str, i64, &'a str, &'a str), Counters>,
+    months: BTreeMap<(&'a str, i64, &'a str, &'a str), Counters>,
 }
 
-impl<'a> Rollups<'a> {
-    pub(super) fn of(deltas: &'a [UsageDelta]) -> Self {
+impl<'a> Folded<'a> {
+    fn of(deltas: &'a [UsageDelta]) -> Self {
         let mut r = Self::default();
         for d in deltas {
             let t = d.tenant_id.as_str();
+            r.hours
+                .entry((t, &d.credential_id, &d.user_id, d.hour))
+                .or_default()
+                .add(&d.counters);
             r.tenant_hours
                 .entry((t, d.hour))
                 .or_default()
@@ -220,16 +384,28 @@ mod tests {
             delta("t1", "c2", "u", jan_last, 2),
             delta("t1", "c1", "", jan_last + 1, 4),
             delta("t2", "c1", "", jan_last, 8),
+            delta("t2", "c1", "", jan_last, 16),
         ];
-        let r = Rollups::of(&deltas);
+        let r = Folded::of(&deltas);
         let bytes = |c: &Counters| c.c2s_bytes;
+        let rows: Vec<_> = r.hours.iter().map(|(k, c)| (*k, bytes(c))).collect();
+        assert_eq!(
+            rows,
+            vec![
+                (("t1", "c1", "", jan_last), 1),
+                (("t1", "c1", "", jan_last + 1), 4),
+                (("t1", "c2", "u", jan_last), 2),
+                (("t2", "c1", "", jan_last), 24)
+            ],
+            "one row per key: a statement may not touch a row twice"
+        );
         let hours: Vec<_> = r.tenant_hours.iter().map(|(k, c)| (*k, bytes(c))).collect();
         assert_eq!(
             hours,
             vec![
                 (("t1", jan_last), 3),
                 (("t1", jan_last + 1), 4),
-                (("t2", jan_last), 8)
+                (("t2", jan_last), 24)
             ]
         );
         let jan = month_start(jan_last);
@@ -242,19 +418,33 @@ mod tests {
                 (("t1", jan, "c1", ""), 1),
                 (("t1", jan, "c2", "u"), 2),
                 (("t1", feb, "c1", ""), 4),
-                (("t2", jan, "c1", ""), 8)
+                (("t2", jan, "c1", ""), 24)
             ]
         );
     }
 
     #[test]
     fn upserts_add_and_never_overwrite() {
-        let s = add_counters("usage_tenant_hourly", &["tenant_id", "hour"]);
+        let s = add_counters(
+            "usage_tenant_hourly",
+            &["tenant_id", "hour"],
+            2,
+            Placeholder::Numbered,
+        );
         assert!(s.starts_with(
             "INSERT INTO usage_tenant_hourly (tenant_id, hour, c2s_bytes, c2s_packets, "
         ));
         assert!(s.contains("VALUES ($1, $2, $3,"));
-        assert!(s.contains("$12) ON CONFLICT (tenant_id, hour) DO UPDATE SET"));
+        assert!(s.contains("$12), ($13, $14,"));
+        assert!(s.contains("$24) ON CONFLICT (tenant_id, hour) DO UPDATE SET"));
         assert!(s.contains("allocations = usage_tenant_hourly.allocations + excluded.allocations"));
+        let q = add_counters(
+            "usage_tenant_hourly",
+            &["tenant_id", "hour"],
+            2,
+            Placeholder::Anonymous,
+        );
+        assert!(q.contains("VALUES (?, ?, ?,"));
+        assert_eq!(q.matches('?').count(), 24);
     }
 }
