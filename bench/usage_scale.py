@@ -10,7 +10,8 @@ timed (median of 3, after one warm-up):
 - `GET /v1/usage` for the last 30 days grouped by month and by user, paged 100 users at a time:
   the first page, a page in the middle, and the last page;
 - the same report unpaged (every user at once), for comparison;
-- Metered's `current_usage_by_user` (v1 and v2) and `current_usage_by_date`.
+- Metered's `current_usage_by_user` (v1 and v2), `current_usage_by_date` and `current_usage`,
+  with every user active in the current billing period (a row in its first hour).
 
 Bounded: fixed sizes, 120 s timeouts; the PostgreSQL cluster and the node are stopped at the
 end. Traffic stays on 127.0.0.1.
@@ -19,6 +20,7 @@ Usage: bench/usage_scale.py [--quick] [--users N] [--stores sqlite,postgres]
 """
 
 import argparse
+import datetime
 import os
 import pathlib
 import statistics
@@ -34,15 +36,26 @@ HOURS_PER_WEEK = 2
 PAGE = 100
 
 
+def month_start_hour(now):
+    d = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+    return int(datetime.datetime(d.year, d.month, 1, tzinfo=datetime.timezone.utc).timestamp()) // 3600
+
+
 def rows(tenant, users, now):
-    """(tenant, credential, user, hour, c2s_bytes, s2c_bytes) for the fill."""
+    """(tenant, credential, user, hour, c2s_bytes, s2c_bytes) for the fill. Every user also has
+    usage in the first hour of the current month, so that the current billing period holds all
+    of them (the end-of-month worst case for the Metered reports, whatever today's date)."""
     last = now // 3600
+    first = month_start_hour(now)
     for u in range(users):
+        hours = set()
         for week in range(52):
             for k in range(HOURS_PER_WEEK):
                 # Spread over the week, different per user.
-                hour = last - week * 168 - (u * 7 + k * 61) % 168
-                yield (tenant, f"cred_u{u:08d}", f"user-{u:08d}", hour, 1000 + u % 100, 2000)
+                hours.add(last - week * 168 - (u * 7 + k * 61) % 168)
+        hours.add(first)
+        for hour in sorted(hours):
+            yield (tenant, f"cred_u{u:08d}", f"user-{u:08d}", hour, 1000 + u % 100, 2000)
 
 
 def rollup_backfill(dialect):
@@ -112,7 +125,7 @@ def measure(store, users, work, pg_url):
         c = cp.Client(node.api_port, t["secret_key"])
         c.conn.timeout = 120
         rng = f"from={now - 30 * 86400}&to={now}&group_by=month&by=user"
-        result = {"store": store, "users": users, "rows": users * 52 * HOURS_PER_WEEK, "fill_s": fill_s}
+        result = {"store": store, "users": users, "rows": sum(1 for _ in rows("", users, now)), "fill_s": fill_s}
         s, first = timed(c, f"/v1/usage?{rng}&limit={PAGE}")
         assert len({g["key"] for g in first["groups"]}) == PAGE and first.get("next_after"), first.get("next_after")
         result["page_first_s"] = s
@@ -127,6 +140,9 @@ def measure(store, users, work, pg_url):
         s, body = timed(c, f"/v1/usage?{rng}", repeat=1)
         result["unpaged_s"] = s
         result["unpaged_groups"] = len({g["key"] for g in body["groups"]})
+        s, body = timed(c, f"/api/v2/turn/current_usage_by_user?secretKey={t['secret_key']}", repeat=1)
+        # A page of 100 (Metered's page size), the heaviest users first; every user is in the period.
+        assert len(body["data"]) == min(100, users) and body["has_more"] == (users > 100), body["has_more"]
         for name, path in [("metered_current", "/api/v1/turn/current_usage"),
                            ("metered_by_user_v1", "/api/v1/turn/current_usage_by_user"),
                            ("metered_by_user_v2", "/api/v2/turn/current_usage_by_user"),

@@ -328,7 +328,7 @@ pub struct UsageDelta {
 /// One stored hour of usage.
 pub type UsageRow = UsageDelta;
 
-/// A credential's or user's usage over a range (summed in the database), with the stored
+/// A credential's or user's bytes over a range (summed in the database), with the stored
 /// credential's username and label when `credential_id` names one that still exists.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyTotal {
@@ -338,8 +338,8 @@ pub struct KeyTotal {
     pub user_id: String,
     pub username: Option<String>,
     pub label: Option<String>,
-    #[sqlx(flatten)]
-    pub counters: Counters,
+    /// All bytes of the four legs (the billed total, [`Counters::total_bytes`]).
+    pub bytes: i64,
 }
 
 /// What a paged usage report is keyed by.

@@ -405,19 +405,13 @@ async fn suite(s: &impl Store) {
     assert_eq!(whole, s.usage_by_key(&a.id, hour, hour + 2).await.unwrap());
     let keys: Vec<(&str, &str, i64)> = whole
         .iter()
-        .map(|k| {
-            (
-                k.credential_id.as_str(),
-                k.user_id.as_str(),
-                k.counters.c2s_bytes,
-            )
-        })
+        .map(|k| (k.credential_id.as_str(), k.user_id.as_str(), k.bytes))
         .collect();
     let mut want = vec![
-        ("big", "", 2 << 40),
-        ("c1", "", 130),
-        ("c2", "", 5),
-        (named.id.as_str(), "u1", 3),
+        ("big", "", 3 * (2 << 40)),
+        ("c1", "", 3 * 130),
+        ("c2", "", 3 * 5),
+        (named.id.as_str(), "u1", 3 * 3),
     ];
     want.sort();
     assert_eq!(keys, want);
@@ -430,10 +424,10 @@ async fn suite(s: &impl Store) {
     // Two months: the second month's usage adds in; a range inside one month matches.
     let two = s.usage_by_key(&a.id, month, after_next).await.unwrap();
     let c1 = two.iter().find(|k| k.credential_id == "c1").unwrap();
-    assert_eq!(c1.counters.c2s_bytes, 1130);
+    assert_eq!(c1.bytes, 3 * 1130);
     let later = s.usage_by_key(&a.id, next, next + 6).await.unwrap();
     assert_eq!(later.len(), 1);
-    assert_eq!(later[0].counters.c2s_bytes, 1000);
+    assert_eq!(later[0].bytes, 3 * 1000);
 
     // Tenant secrets: rotation with overlap.
     s.add_tenant_secret(&a.id, b"one", NOW).await.unwrap();
@@ -1041,7 +1035,7 @@ async fn sqlite_upgrade_rolls_up_earlier_usage() {
     let keys = s.usage_by_key(&t, month, next).await.unwrap();
     let got: Vec<(&str, i64)> = keys
         .iter()
-        .map(|k| (k.credential_id.as_str(), k.counters.c2s_bytes))
+        .map(|k| (k.credential_id.as_str(), k.bytes))
         .collect();
     assert_eq!(got, [("c1", 30), ("c2", 5)]);
 }

@@ -546,7 +546,7 @@ pub struct UserBytes {
 pub fn by_user(totals: Vec<KeyTotal>) -> Vec<UserBytes> {
     let mut m: HashMap<(String, Option<String>), i64> = HashMap::new();
     for t in totals {
-        let bytes = t.counters.total_bytes();
+        let bytes = t.bytes;
         let key = match t.username {
             Some(u) => (u, t.label),
             None if t.user_id.is_empty() => ("ephemeral".to_string(), None),

@@ -260,18 +260,19 @@ pub(super) fn key_totals_query(from_hour: i64, to_hour: i64) -> (&'static str, i
 }
 
 fn key_totals(table: &str, time: &str) -> String {
-    let sums: Vec<String> = COUNTER_COLUMNS
-        .iter()
-        .map(|c| format!("CAST(SUM(u.{c}) AS BIGINT) AS {c}"))
-        .collect();
     let upper = if time == "month" { "<=" } else { "<" };
+    // Summed first (in the order of the table's key), named after: the join does not widen
+    // the grouping. Only the billed total comes back: decoding is most of the cost here
+    // (100,000 rows of ten counters took 0.83 s through the driver, their SQL 0.13 s).
     format!(
-        "SELECT u.credential_id, u.user_id, c.username, c.label, {}
-         FROM {table} u LEFT JOIN credentials c ON c.id = u.credential_id
-         WHERE u.tenant_id = $1 AND u.{time} >= $2 AND u.{time} {upper} $3
-         GROUP BY u.credential_id, u.user_id, c.username, c.label
-         ORDER BY u.credential_id, u.user_id",
-        sums.join(", ")
+        "SELECT t.credential_id, t.user_id, c.username, c.label, t.bytes
+         FROM (SELECT credential_id, user_id,
+                      CAST(SUM(c2s_bytes + s2p_bytes + p2s_bytes + s2c_bytes) AS BIGINT) AS bytes
+               FROM {table}
+               WHERE tenant_id = $1 AND {time} >= $2 AND {time} {upper} $3
+               GROUP BY credential_id, user_id) t
+         LEFT JOIN credentials c ON c.id = t.credential_id
+         ORDER BY t.credential_id, t.user_id"
     )
 }
 
