@@ -116,6 +116,15 @@ impl Store for AnyStore {
     ) -> Result<Page<Credential>> {
         delegate!(self, s => s.list_credentials(tenant_id, q, now))
     }
+    async fn count_credentials(
+        &self,
+        tenant_id: &TenantId,
+        q: &ListQuery<'_>,
+        now: i64,
+    ) -> Result<u64> {
+        delegate!(self, s => s.count_credentials(tenant_id, q, now))
+    }
+
     async fn credentials_after(&self, after: &str, limit: u32) -> Result<Vec<Credential>> {
         delegate!(self, s => s.credentials_after(after, limit))
     }

@@ -104,6 +104,14 @@ pub trait Store {
         q: &ListQuery<'_>,
         now: i64,
     ) -> Result<Page<Credential>>;
+    /// How many credentials `list_credentials` would show with this label and expiry filter
+    /// (cursor, offset and limit aside).
+    async fn count_credentials(
+        &self,
+        tenant_id: &TenantId,
+        q: &ListQuery<'_>,
+        now: i64,
+    ) -> Result<u64>;
     /// Every tenant's credentials with ids after `after`, in id order, at most `limit` (the
     /// relay's directory loads them page by page).
     async fn credentials_after(&self, after: &str, limit: u32) -> Result<Vec<Credential>>;

@@ -160,6 +160,8 @@ pub struct ListQuery<'a> {
     pub include_expired: bool,
     /// Return items with ids after this one.
     pub cursor: Option<&'a str>,
+    /// Skip this many items first (page-numbered listings; a cursor costs less on deep pages).
+    pub offset: u32,
     pub limit: u32,
 }
 

@@ -205,6 +205,7 @@ async fn suite(s: &impl Store) {
             label: Some("bulk"),
             include_expired: false,
             cursor: cursor.as_deref(),
+            offset: 0,
             limit: 2,
         };
         let page = s.list_credentials(&a.id, &q, NOW).await.unwrap();
@@ -224,6 +225,7 @@ async fn suite(s: &impl Store) {
                 label: Some("bulk"),
                 include_expired: true,
                 cursor: None,
+                offset: 0,
                 limit: 100,
             },
             NOW,
@@ -231,6 +233,46 @@ async fn suite(s: &impl Store) {
         .await
         .unwrap();
     assert_eq!(with_expired.items.len(), 6);
+    // Numbered pages: a count with the same filters, and an offset.
+    let bulk = |include_expired, offset, limit| ListQuery {
+        label: Some("bulk"),
+        include_expired,
+        cursor: None,
+        offset,
+        limit,
+    };
+    assert_eq!(
+        s.count_credentials(&a.id, &bulk(false, 0, 1), NOW)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        s.count_credentials(&a.id, &bulk(true, 0, 1), NOW)
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(
+        s.count_credentials(&b.id, &bulk(true, 0, 1), NOW)
+            .await
+            .unwrap(),
+        0
+    );
+    let third: Vec<String> = s
+        .list_credentials(&a.id, &bulk(true, 2, 2), NOW)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.id.into_string())
+        .collect();
+    let ids: Vec<String> = with_expired
+        .items
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(third, ids[2..4]);
     let everything = s
         .list_credentials(
             &a.id,

@@ -136,12 +136,46 @@ pub async fn list(
         label: filter.label.as_deref(),
         include_expired: filter.include_expired,
         cursor: filter.cursor.as_deref(),
+        offset: 0,
         limit,
     };
     Ok(state
         .store
         .list_credentials(tenant_id, &q, state.now())
         .await?)
+}
+
+/// Page `page` (from 1) of `per_page` of the tenant's credentials in id order, and how many
+/// there are in all (Metered's page-numbered lists): counted and paged in SQL, so a page costs
+/// the same whatever the number of credentials (but the count).
+pub async fn numbered_page(
+    state: &AppState,
+    tenant_id: &TenantId,
+    label: Option<&str>,
+    include_expired: bool,
+    page: usize,
+    per_page: usize,
+) -> DomainResult<(Vec<Credential>, usize)> {
+    let now = state.now();
+    let offset = page.saturating_sub(1).saturating_mul(per_page);
+    let q = ListQuery {
+        label,
+        include_expired,
+        cursor: None,
+        offset: u32::try_from(offset).unwrap_or(u32::MAX),
+        limit: u32::try_from(per_page).unwrap_or(1000),
+    };
+    let total = state.store.count_credentials(tenant_id, &q, now).await?;
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    if offset >= total {
+        return Ok((Vec::new(), total));
+    }
+    let items = state
+        .store
+        .list_credentials(tenant_id, &q, now)
+        .await?
+        .items;
+    Ok((items, total))
 }
 
 /// Every credential of the tenant (with `label`, and expired ones if asked), page after page
@@ -160,6 +194,7 @@ pub async fn all(
             label,
             include_expired,
             cursor: cursor.as_deref(),
+            offset: 0,
             limit: 1000,
         };
         let page = state.store.list_credentials(tenant_id, &q, now).await?;

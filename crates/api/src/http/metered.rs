@@ -276,12 +276,18 @@ pub async fn list(
     let who = keys.app(&state, &SECRET).await?;
     let now = state.now();
     let label = q.label.as_deref();
-    let all = credentials::all(&state, &who.tenant_id, label, q.include_expired()).await?;
     let page = q.page();
-    let data = all
+    let (items, total) = credentials::numbered_page(
+        &state,
+        &who.tenant_id,
+        label,
+        q.include_expired(),
+        page,
+        PER_PAGE,
+    )
+    .await?;
+    let data = items
         .iter()
-        .skip((page - 1) * PER_PAGE)
-        .take(PER_PAGE)
         .map(|c| MeteredCredential {
             username: c.username.clone(),
             label: c.label.clone(),
@@ -292,7 +298,7 @@ pub async fn list(
         .collect();
     Ok(Json(MeteredList {
         data,
-        pagination: Pagination::of(all.len(), page, PER_PAGE),
+        pagination: Pagination::of(total, page, PER_PAGE),
     }))
 }
 

@@ -300,12 +300,18 @@ pub async fn list_credentials(
     let (who, _) = keys.project(&state, &id).await?;
     let now = state.now();
     let label = q.label.as_deref();
-    let all = credentials::all(&state, &who.tenant_id, label, q.include_expired()).await?;
     let page = q.page();
-    let data = all
+    let (items, total) = credentials::numbered_page(
+        &state,
+        &who.tenant_id,
+        label,
+        q.include_expired(),
+        page,
+        CREDENTIALS_PER_PAGE,
+    )
+    .await?;
+    let data = items
         .iter()
-        .skip((page - 1) * CREDENTIALS_PER_PAGE)
-        .take(CREDENTIALS_PER_PAGE)
         .map(|c| ProjectCredential {
             id: c.id.to_string(),
             project: id.to_string(),
@@ -318,7 +324,7 @@ pub async fn list_credentials(
         .collect();
     Ok(Json(ProjectCredentials {
         data,
-        pagination: Pagination::of(all.len(), page, CREDENTIALS_PER_PAGE),
+        pagination: Pagination::of(total, page, CREDENTIALS_PER_PAGE),
     }))
 }
 

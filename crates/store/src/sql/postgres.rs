@@ -276,9 +276,26 @@ impl Store for PgStore {
             .bind(now)
             .bind(lq.cursor)
             .bind(i64::from(limit) + 1)
+            .bind(i64::from(lq.offset))
             .fetch_all(&self.pool)
             .await?;
         Ok(page(rows, limit as usize))
+    }
+
+    async fn count_credentials(
+        &self,
+        tenant_id: &TenantId,
+        lq: &ListQuery<'_>,
+        now: i64,
+    ) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(q::CREDENTIALS_COUNT)
+            .bind(tenant_id)
+            .bind(lq.label)
+            .bind(lq.include_expired)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn credentials_after(&self, after: &str, limit: u32) -> Result<Vec<Credential>> {

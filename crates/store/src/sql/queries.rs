@@ -88,7 +88,14 @@ pub(super) const CREDENTIALS_PAGE: &str = "
       AND ($2 IS NULL OR label = $2)
       AND ($3 OR expires_at IS NULL OR expires_at > $4)
       AND ($5 IS NULL OR id > $5)
-    ORDER BY id LIMIT $6";
+    ORDER BY id LIMIT $6 OFFSET $7";
+
+/// `tenant, label, include expired, now`: how many credentials a listing would show.
+pub(super) const CREDENTIALS_COUNT: &str = "
+    SELECT COUNT(*) FROM credentials
+    WHERE tenant_id = $1
+      AND ($2 IS NULL OR label = $2)
+      AND ($3 OR expires_at IS NULL OR expires_at > $4)";
 
 /// `after id, limit`: every tenant's credentials in id order, one page (keyset pagination, so
 /// a million rows load in constant memory per page).
