@@ -148,11 +148,13 @@ fn builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
 /// the TURN side applies), with HTTP upgrades: signalling WebSockets work on 443 too
 /// (`wss://host/v1/signal`), served by the worker thread that accepted the connection.
 pub(crate) fn service(router: Router, header_timeout: Duration) -> HttpService {
-    Arc::new(move |io, peer: SocketAddr, _tls: bool| {
-        // Handlers that need the client address (per-IP limits) read it as `ConnectInfo`.
+    Arc::new(move |io, peer: SocketAddr, tls: bool| {
+        // Handlers that need the client address (per-IP limits) read it as `ConnectInfo`; the
+        // console marks its session cookie `Secure` on TLS connections.
         let router = router
             .clone()
-            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)))
+            .layer(axum::Extension(turnpike_api::http::console::OverTls(tls)));
         Box::pin(async move {
             let io = hyper_util::rt::TokioIo::new(io);
             let svc = hyper_util::service::TowerToHyperService::new(router);

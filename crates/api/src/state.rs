@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::config::ApiConfig;
 use crate::domain::alerts::Notifier;
 use crate::domain::quota_state::QuotaState;
+use crate::domain::sessions::Sessions;
 use crate::domain::sync_state::SyncState;
 use crate::keys;
 
@@ -58,6 +59,8 @@ pub struct AppState {
     pub last_miss_reload: Mutex<Option<Instant>>,
     /// Failed API keys per client address.
     pub auth_failures: AuthFailures,
+    /// Console sessions, by the SHA-256 of the key each was signed in with.
+    pub sessions: Mutex<Sessions<[u8; 32]>>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -85,6 +88,7 @@ impl AppState {
             seen_disconnects: Mutex::default(),
             last_miss_reload: Mutex::default(),
             auth_failures: AuthFailures::default(),
+            sessions: Mutex::default(),
         }
     }
 

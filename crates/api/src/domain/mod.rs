@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod projects;
 pub mod quota;
 pub mod quota_state;
+pub mod sessions;
 pub mod sync;
 pub mod sync_state;
 pub mod tenants;

@@ -16,70 +16,14 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
-use turnpike_store::{CredentialId, TenantId};
-use turnpike_store::{KeyKind, Store};
+use turnpike_store::TenantId;
 
 use super::error::{ApiError, ApiResult};
+use super::principal::identify;
+pub use super::principal::Principal;
+use super::session_auth::session_principal;
 use crate::domain::audit;
-use crate::keys::{constant_time_eq, hash_key};
 use crate::state::{AppState, Shared};
-
-#[derive(Debug, Clone)]
-pub enum Principal {
-    Admin {
-        key_id: String,
-    },
-    Tenant {
-        tenant_id: TenantId,
-        key_id: String,
-    },
-    Publishable {
-        tenant_id: TenantId,
-        credential_id: CredentialId,
-        key_id: String,
-        allowed_origins: Vec<String>,
-    },
-    /// A project's key (Metered's `projectApiKey`): the project endpoints of the
-    /// Metered-compatible API, for that project (a child tenant) only.
-    Project {
-        tenant_id: TenantId,
-        key_id: String,
-    },
-}
-
-impl Principal {
-    pub fn key_id(&self) -> &str {
-        match self {
-            Self::Admin { key_id }
-            | Self::Tenant { key_id, .. }
-            | Self::Publishable { key_id, .. }
-            | Self::Project { key_id, .. } => key_id,
-        }
-    }
-
-    /// The tenant of a tenant key; 403 for anything else.
-    pub fn tenant(&self) -> ApiResult<&TenantId> {
-        match self {
-            Self::Tenant { tenant_id, .. } => Ok(tenant_id),
-            Self::Admin { .. } => Err(ApiError::forbidden(
-                "this endpoint needs a tenant's secret key, not the admin key",
-            )),
-            Self::Publishable { .. } => Err(ApiError::forbidden(
-                "a publishable key may only fetch ICE servers",
-            )),
-            Self::Project { .. } => Err(ApiError::forbidden(
-                "a project key may only use the project endpoints of the Metered-compatible API",
-            )),
-        }
-    }
-
-    pub fn admin(&self) -> ApiResult<()> {
-        match self {
-            Self::Admin { .. } => Ok(()),
-            _ => Err(ApiError::forbidden("this endpoint needs the admin key")),
-        }
-    }
-}
 
 /// The key in `Authorization: Bearer`.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -124,47 +68,6 @@ pub async fn authenticate(state: &AppState, key: Option<&str>) -> ApiResult<Prin
     Ok(principal)
 }
 
-/// Who holds `key`: 401 if nobody (or a revoked or expired key).
-async fn identify(state: &AppState, key: &str) -> ApiResult<Principal> {
-    if key.len() > 256 {
-        return Err(ApiError::unauthorized("invalid API key"));
-    }
-    let h = hash_key(key);
-    if state
-        .cfg
-        .admin_key_hash
-        .is_some_and(|a| constant_time_eq(&a, &h))
-    {
-        return Ok(Principal::Admin {
-            key_id: "admin".into(),
-        });
-    }
-    let k = state
-        .store
-        .api_key_by_hash(&h)
-        .await?
-        .filter(|k| k.is_live(state.now()))
-        .ok_or_else(|| ApiError::unauthorized("invalid, expired or revoked API key"))?;
-    Ok(match (k.kind, k.tenant_id) {
-        (KeyKind::Admin, _) => Principal::Admin { key_id: k.id },
-        (KeyKind::Secret, Some(t)) => Principal::Tenant {
-            tenant_id: t,
-            key_id: k.id,
-        },
-        (KeyKind::Publishable, Some(t)) => Principal::Publishable {
-            tenant_id: t,
-            credential_id: k.credential_id.unwrap_or_default(),
-            key_id: k.id,
-            allowed_origins: k.allowed_origins,
-        },
-        (KeyKind::Project, Some(t)) => Principal::Project {
-            tenant_id: t,
-            key_id: k.id,
-        },
-        _ => return Err(ApiError::unauthorized("invalid API key")),
-    })
-}
-
 /// The caller of a `/v1` endpoint (bearer key).
 pub async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
     authenticate(state, bearer(headers)).await
@@ -172,6 +75,8 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Principa
 
 /// Where a request's API key is read from.
 pub trait KeySource {
+    /// Whether a console session cookie may stand in for the key (the `/v1` API).
+    const SESSION: bool = false;
     /// The key the request carries, if any.
     fn key(parts: &Parts) -> Option<String>;
 }
@@ -187,6 +92,8 @@ pub struct BearerOrApiKey;
 pub struct MeteredKey;
 
 impl KeySource for BearerKey {
+    const SESSION: bool = true;
+
     fn key(parts: &Parts) -> Option<String> {
         bearer(&parts.headers).map(str::to_string)
     }
@@ -250,7 +157,16 @@ impl<K: KeySource> FromRequestParts<Shared> for Caller<K> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
-        let principal = authenticate(state, K::key(parts).as_deref()).await?;
+        let key = K::key(parts);
+        if key.is_none() && K::SESSION {
+            if let Some(principal) = session_principal(state, parts).await? {
+                return Ok(Self {
+                    principal,
+                    source: PhantomData,
+                });
+            }
+        }
+        let principal = authenticate(state, key.as_deref()).await?;
         Ok(Self {
             principal,
             source: PhantomData,

@@ -6,6 +6,7 @@
 //! format.
 
 pub mod auth;
+pub mod console;
 pub mod credentials;
 pub mod denylist;
 pub mod ephemeral;
@@ -18,6 +19,8 @@ pub mod metered;
 pub mod metered_projects;
 pub mod metered_wire;
 pub mod openapi;
+pub mod principal;
+pub mod session_auth;
 pub mod settings;
 pub mod tenants;
 pub mod usage;
@@ -43,6 +46,7 @@ pub fn router(state: Shared) -> Router {
         .merge(metered::routes())
         .merge(metered_projects::routes())
         .merge(openapi::routes())
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone());
     guard::guarded(state, routes)
