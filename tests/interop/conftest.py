@@ -76,10 +76,16 @@ def stun_binding(port, host="127.0.0.1", timeout=0.5):
             return None
 
 
+# Relay ports above the kernel's ephemeral range (32768-60999 by default), where free_port()'s
+# listener ports, echo peers and client sockets live: a relay port equal to one of those made
+# the server refuse a peer as its own endpoint (403) or a client reach the wrong socket.
+RELAY_RANGE = (61000, 65000)
+
+
 class Turnpike:
     """One running turnpike process with its own config file, ports and data dir."""
 
-    def __init__(self, tmp_path, extra_toml="", args=(), env=None, relay_range=(40000, 60000),
+    def __init__(self, tmp_path, extra_toml="", args=(), env=None, relay_range=RELAY_RANGE,
                  preexec_fn=None):
         self.port = free_port()
         self.metrics_port = free_port()

@@ -110,7 +110,7 @@ def start_turnpike(tmp_path, extra):
         f'listen_udp = ["127.0.0.1:{port}"]\nlisten_tcp = []\nlisten_tls = []\nlisten_dtls = []\n'
         f'listen_mux = ["127.0.0.1:{tls_port}"]\nlisten_mux_plain = ["127.0.0.1:{http_port}"]\n'
         f'metrics_listen = "127.0.0.1:{metrics}"\ndata_dir = "{tmp_path / "data"}"\n'
-        'relay_port_min = 40000\nrelay_port_max = 60000\n' + extra)
+        'relay_port_min = 61000\nrelay_port_max = 65000\n' + extra)
     return cfg, port, http_port, tls_port
 
 

@@ -82,7 +82,7 @@ def test_probe_turnpike_every_transport(turnpike):
     assert by[(f"turns:127.0.0.1:{t.tls_port}?transport=udp", "dtls")]["relay_rtt_ms"] > 0
     for r in report["results"]:
         if r["relayed"] and r["relayed"].startswith("127.0.0.1:"):
-            assert 40000 <= int(r["relayed"].rsplit(":", 1)[1]) <= 60000, r
+            assert 61000 <= int(r["relayed"].rsplit(":", 1)[1]) <= 65000, r
     # Two allocations per TURN row, all deleted by the probe's Refresh (lifetime 0).
     assert allocations_gone(t) == 2 * 7
     # The table: a header and one "ok" row per URL and transport; the warning of --insecure.
