@@ -32,6 +32,11 @@ def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, host="127.0.0.1"):
             try:
                 with socket.socket(family, socket.SOCK_STREAM) as t:
                     t.bind((host, port))
+                # Servers listen on ::1 with the same number too: free there as well.
+                if host == "127.0.0.1" and socket.has_ipv6:
+                    for k in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                        with socket.socket(socket.AF_INET6, k) as s6:
+                            s6.bind(("::1", port))
             except OSError:
                 continue
             _HANDED_OUT.add(port)
