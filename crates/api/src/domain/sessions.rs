@@ -53,7 +53,8 @@ pub enum SessionRefused {
 #[derive(Debug)]
 pub struct Sessions<P> {
     by_hash: HashMap<[u8; 32], Session<P>>,
-    /// Sessions dropped to stay within the caps (for the metric).
+    /// Sessions dropped to stay within the caps (the metric
+    /// `turnpike_console_sessions_evicted_total`).
     pub evicted: u64,
 }
 
@@ -226,6 +227,7 @@ mod tests {
         assert_eq!(t.len(), MAX_PER_KEY);
         t.create("tenant", "k1", 100);
         assert_eq!(t.len(), MAX_PER_KEY, "the oldest of the key gave way");
+        assert_eq!(t.evicted, 1);
         assert!(t.check(&first.token, None, false, 100).is_err());
         t.create("tenant", "k2", 100);
         assert_eq!(t.len(), MAX_PER_KEY + 1);

@@ -155,6 +155,7 @@ async fn sign_in(
             .expect("the session table lock is never poisoned");
         let s = t.create(hash_key(b.key.trim()), principal.key_id(), now);
         metrics::gauge!("turnpike_console_sessions").set(t.len() as f64);
+        metrics::counter!("turnpike_console_sessions_evicted_total").absolute(t.evicted);
         s
     };
     let tls = tls.is_some_and(|Extension(t)| t.0);
