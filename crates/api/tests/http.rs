@@ -1818,3 +1818,220 @@ async fn usage_pages_by_user_and_by_credential() {
             .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
     }
 }
+
+async fn use_user_bytes(
+    state: &AppState,
+    tenant_id: &str,
+    user: &str,
+    bytes: i64,
+    secs: i64,
+    at: i64,
+) {
+    let delta = UsageDelta {
+        tenant_id: tenant_id.into(),
+        credential_id: format!("cred-{user}"),
+        user_id: user.into(),
+        hour: at / 3600,
+        counters: Counters {
+            c2s_bytes: bytes,
+            allocations: 1,
+            allocation_seconds: secs,
+            ..Counters::default()
+        },
+    };
+    state.store.add_usage(&[delta]).await.expect("usage added");
+}
+
+#[tokio::test]
+async fn billing_statements_close_once_and_bill_late_usage_next() {
+    use turnpike_api::domain::billing::{close_due, CLOSE_AFTER};
+    let api = start(ApiConfig::default()).await;
+    let (tid, tenant) = api.tenant("acme").await;
+    let (_, other) = api.tenant("other").await;
+    let plan_path = format!("/v1/tenants/{tid}/plan");
+    let plan = json!({"currency": "eur", "price_per_gb": "0.40", "price_per_allocation_hour": 0.01,
+                      "included_bytes": 1_000_000_000, "billing_day": 1, "first_month": "2026-11"});
+    // Only the operator sets plans; bad input names the field.
+    api.send(
+        call(Method::PUT, &plan_path)
+            .key(&tenant)
+            .json(plan.clone()),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "forbidden");
+    let mut bad = plan.clone();
+    bad["billing_day"] = json!(31);
+    let m = api
+        .send(call(Method::PUT, &plan_path).key(ADMIN).json(bad))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert!(m.contains("billing_day"), "{m}");
+    let mut bad = plan.clone();
+    bad["price_per_gb"] = json!("0.1234567");
+    let m = api
+        .send(call(Method::PUT, &plan_path).key(ADMIN).json(bad))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert!(m.contains("price_per_gb"), "{m}");
+    let set = api
+        .send(call(Method::PUT, &plan_path).key(ADMIN).json(plan))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(set["currency"], "EUR");
+    assert_eq!(set["price_per_gb"], "0.40");
+    assert_eq!(set["price_per_allocation_hour"], "0.01");
+    let mine = api
+        .send(call(Method::GET, "/v1/billing/plan").key(&tenant))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(mine, set);
+
+    // November: 3 GB and two hours by u1, 0.5 GB by u2.
+    use_user_bytes(&api.state, &tid, "u1", 3_000_000_000, 7200, NOW - 5 * 3600).await;
+    use_user_bytes(&api.state, &tid, "u2", 500_000_000, 0, NOW).await;
+    fn nov(key: &str) -> Call<'_> {
+        call(Method::GET, "/v1/billing/statements?month=2026-11").key(key)
+    }
+    let open = api.send(nov(&tenant)).await.ok(StatusCode::OK);
+    assert_eq!(open["status"], "open");
+    assert_eq!(open["period_start"], NOVEMBER);
+    assert_eq!(open["period_end"], DECEMBER);
+    assert_eq!(open["bytes_in_period"], 3_500_000_000_i64);
+    assert_eq!(open["chargeable_bytes"], 2_500_000_000_i64);
+    // 2.5 GB x 0.40 = 1.00; 2 h x 0.01 = 0.02.
+    assert_eq!(open["data_minor"], 100);
+    assert_eq!(open["allocation_minor"], 2);
+    assert_eq!(open["total_minor"], 102);
+    assert_eq!(open["total"], "1.02");
+    assert_eq!(open["users"][0]["user_id"], "u1");
+    assert_eq!(open["users"][0]["data_minor"], 120);
+    assert_eq!(open["users"][1]["bytes"], 500_000_000);
+    // The operator sees the same by acting in the tenant; another tenant has nothing.
+    let acting = api
+        .send(nov(ADMIN).header("x-turnpike-tenant", &tid))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(acting, open);
+    api.send(nov(ADMIN).header("x-turnpike-tenant", "ten_nobody"))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.send(nov(&other))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.send(call(Method::GET, "/v1/billing/statements?month=2026-10").key(&tenant))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.send(call(Method::GET, "/v1/billing/statements?month=2026-1").key(&tenant))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+
+    // Not closed until CLOSE_AFTER past the period's end; then once.
+    api.clock.set(DECEMBER + CLOSE_AFTER - 1);
+    assert_eq!(close_due(&api.state).await.unwrap(), 0);
+    api.clock.set(DECEMBER + CLOSE_AFTER);
+    assert_eq!(close_due(&api.state).await.unwrap(), 1);
+    assert_eq!(close_due(&api.state).await.unwrap(), 0);
+    let closed = api.send(nov(&tenant)).await.ok(StatusCode::OK);
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["closed_at"], DECEMBER + CLOSE_AFTER);
+    assert_eq!(closed["total_minor"], 102);
+
+    // Late November usage and a price change: November stays as closed; December bills it.
+    use_user_bytes(&api.state, &tid, "u1", 700_000_000, 3600, NOW).await;
+    use_user_bytes(&api.state, &tid, "u1", 800_000_000, 0, DECEMBER + 3600).await;
+    let mut cheaper = api
+        .send(call(Method::GET, &plan_path).key(ADMIN))
+        .await
+        .ok(StatusCode::OK);
+    cheaper["price_per_gb"] = json!("0.20");
+    for k in ["tenant_id", "updated_at"] {
+        cheaper.as_object_mut().unwrap().remove(k);
+    }
+    api.send(call(Method::PUT, &plan_path).key(ADMIN).json(cheaper))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(api.send(nov(&tenant)).await.ok(StatusCode::OK), closed);
+    let dec = call(Method::GET, "/v1/billing/statements?month=2026-12").key(&tenant);
+    let d = api.send(dec).await.ok(StatusCode::OK);
+    assert_eq!(d["status"], "open");
+    assert_eq!(d["bytes_in_period"], 800_000_000);
+    assert_eq!(d["late_bytes"], 700_000_000);
+    assert_eq!(d["late_allocation_seconds"], 3600);
+    assert_eq!(d["billable_bytes"], 1_500_000_000);
+    // 0.5 GB over the included volume at 0.20 = 0.10; 1 h at 0.01.
+    assert_eq!(
+        (d["data_minor"].as_i64(), d["allocation_minor"].as_i64()),
+        (Some(10), Some(1))
+    );
+
+    // January closes December with the late usage; the list shows all three.
+    const JANUARY: i64 = 1_798_761_600; // 2027-01-01T00:00:00Z
+    api.clock.set(JANUARY + CLOSE_AFTER);
+    assert_eq!(close_due(&api.state).await.unwrap(), 1);
+    let list = api
+        .send(call(Method::GET, "/v1/billing/statements").key(&tenant))
+        .await
+        .ok(StatusCode::OK);
+    let items: Vec<(String, String, i64)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["month"].as_str().unwrap().into(),
+                i["status"].as_str().unwrap().into(),
+                i["total_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        vec![
+            ("2027-01".into(), "open".into(), 0),
+            ("2026-12".into(), "closed".into(), 11),
+            ("2026-11".into(), "closed".into(), 102),
+        ]
+    );
+
+    // CSV and the printable page.
+    let csv = api
+        .send(
+            call(
+                Method::GET,
+                "/v1/billing/statements?month=2026-11&format=csv",
+            )
+            .key(&tenant),
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let text = csv.body.as_str().unwrap().to_string();
+    assert!(
+        text.contains("2026-11,closed,total,,3500000000,7200,102,1.02,EUR"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2026-11,closed,user,u2,500000000,0,20,0.20,EUR"),
+        "{text}"
+    );
+    let page = api
+        .send(
+            call(
+                Method::GET,
+                "/v1/billing/statements?month=2026-11&format=html",
+            )
+            .key(&tenant),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"));
+    let html = page.body.as_str().unwrap();
+    assert!(
+        html.contains("1.02 EUR") && html.contains("Closed: final."),
+        "{html}"
+    );
+}

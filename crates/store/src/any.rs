@@ -240,6 +240,54 @@ impl Store for AnyStore {
     ) -> Result<Vec<UsageRow>> {
         delegate!(self, s => s.usage_of(tenant_id, from_hour, to_hour, key, keys))
     }
+    async fn put_price_plan(&self, p: &PricePlan) -> Result<()> {
+        delegate!(self, s => s.put_price_plan(p))
+    }
+    async fn get_price_plan(&self, tenant_id: &TenantId) -> Result<Option<PricePlan>> {
+        delegate!(self, s => s.get_price_plan(tenant_id))
+    }
+    async fn delete_price_plan(&self, tenant_id: &TenantId) -> Result<()> {
+        delegate!(self, s => s.delete_price_plan(tenant_id))
+    }
+    async fn price_plans(&self) -> Result<Vec<PlanWithLastStatement>> {
+        delegate!(self, s => s.price_plans())
+    }
+    async fn billing_usage(
+        &self,
+        tenant_id: &TenantId,
+        split_hour: i64,
+        end_hour: i64,
+    ) -> Result<BillingUsage> {
+        delegate!(self, s => s.billing_usage(tenant_id, split_hour, end_hour))
+    }
+    async fn usage_by_user(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UserUsage>> {
+        delegate!(self, s => s.usage_by_user(tenant_id, from_hour, to_hour))
+    }
+    async fn insert_statement(&self, st: &StoredStatement) -> Result<bool> {
+        delegate!(self, s => s.insert_statement(st))
+    }
+    async fn get_statement(
+        &self,
+        tenant_id: &TenantId,
+        month: &str,
+    ) -> Result<Option<StoredStatement>> {
+        delegate!(self, s => s.get_statement(tenant_id, month))
+    }
+    async fn list_statements(&self, tenant_id: &TenantId) -> Result<Vec<StatementSummary>> {
+        delegate!(self, s => s.list_statements(tenant_id))
+    }
+    async fn statement_before(
+        &self,
+        tenant_id: &TenantId,
+        month: &str,
+    ) -> Result<Option<StoredStatement>> {
+        delegate!(self, s => s.statement_before(tenant_id, month))
+    }
     async fn upsert_allocations(&self, records: &[AllocationRecord]) -> Result<()> {
         delegate!(self, s => s.upsert_allocations(records))
     }

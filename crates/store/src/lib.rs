@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod any;
+mod billing;
 pub mod calendar;
 mod ids;
 mod model;
@@ -18,6 +19,7 @@ pub mod signal;
 mod sql;
 
 pub use any::AnyStore;
+pub use billing::*;
 pub use ids::{CredentialId, TenantId};
 pub use model::*;
 pub use sql::{ChangeListener, PgStore, SqliteStore};
@@ -211,6 +213,45 @@ pub trait Store {
         key: UsageKey,
         keys: &[String],
     ) -> Result<Vec<UsageRow>>;
+
+    // Billing.
+    /// Sets (inserts or replaces) a tenant's price plan.
+    async fn put_price_plan(&self, p: &PricePlan) -> Result<()>;
+    async fn get_price_plan(&self, tenant_id: &TenantId) -> Result<Option<PricePlan>>;
+    /// `NotFound` when the tenant has none. Stored statements stay.
+    async fn delete_price_plan(&self, tenant_id: &TenantId) -> Result<()>;
+    /// Every plan, with the month of its tenant's newest stored statement.
+    async fn price_plans(&self) -> Result<Vec<PlanWithLastStatement>>;
+    /// The tenant's usage of all hours before `end_hour`, split at `split_hour`.
+    async fn billing_usage(
+        &self,
+        tenant_id: &TenantId,
+        split_hour: i64,
+        end_hour: i64,
+    ) -> Result<BillingUsage>;
+    /// The tenant's usage per user in `[from_hour, to_hour)`, by user id.
+    async fn usage_by_user(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UserUsage>>;
+    /// Stores a closed statement; `false` (and nothing changes) when the tenant has one for
+    /// that month already (another node closed it first).
+    async fn insert_statement(&self, s: &StoredStatement) -> Result<bool>;
+    async fn get_statement(
+        &self,
+        tenant_id: &TenantId,
+        month: &str,
+    ) -> Result<Option<StoredStatement>>;
+    /// The tenant's closed statements, newest first.
+    async fn list_statements(&self, tenant_id: &TenantId) -> Result<Vec<StatementSummary>>;
+    /// The newest closed statement of a month before `month`.
+    async fn statement_before(
+        &self,
+        tenant_id: &TenantId,
+        month: &str,
+    ) -> Result<Option<StoredStatement>>;
 
     // Logs.
     /// Inserts or completes allocation records, in one transaction (all or none).

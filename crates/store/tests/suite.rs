@@ -772,6 +772,141 @@ async fn suite(s: &impl Store) {
         Err(StoreError::NotFound)
     ));
     change_feed(s).await;
+    billing(s).await;
+}
+
+/// Price plans and closed statements: upsert, the closer's view, insert-only statements, and
+/// the usage figures a statement is computed from.
+async fn billing(s: &impl Store) {
+    let t = s.create_tenant("billing", NOW).await.unwrap();
+    assert_eq!(s.get_price_plan(&t.id).await.unwrap(), None);
+    let mut plan = PricePlan {
+        tenant_id: t.id.clone(),
+        currency: "EUR".into(),
+        per_gb_micros: 400_000,
+        per_allocation_hour_micros: 1_000,
+        included_bytes: 1_000_000_000,
+        billing_day: 1,
+        first_month: "2027-01".into(),
+        updated_at: NOW,
+    };
+    s.put_price_plan(&plan).await.unwrap();
+    plan.per_gb_micros = 350_000;
+    s.put_price_plan(&plan).await.unwrap();
+    assert_eq!(s.get_price_plan(&t.id).await.unwrap(), Some(plan.clone()));
+    let due = s.price_plans().await.unwrap();
+    let mine = due.iter().find(|p| p.plan.tenant_id == t.id).unwrap();
+    assert_eq!((&mine.plan, mine.last_month.as_deref()), (&plan, None));
+
+    // Usage: user u1 in hours 10 and 20, u2 in hour 20; the split at hour 15.
+    let base = NOW / 3600;
+    let d = |user: &str, h: i64, bytes: i64, secs: i64| UsageDelta {
+        tenant_id: t.id.clone(),
+        credential_id: format!("cred-{user}"),
+        user_id: user.to_string(),
+        hour: base + h,
+        counters: Counters {
+            c2s_bytes: bytes,
+            s2p_bytes: bytes,
+            allocations: 1,
+            allocation_seconds: secs,
+            ..Default::default()
+        },
+    };
+    s.add_usage(&[
+        d("u1", 10, 100, 60),
+        d("u1", 20, 7, 30),
+        d("u2", 20, 1 << 40, 5),
+    ])
+    .await
+    .unwrap();
+    let u = s.billing_usage(&t.id, base + 15, base + 21).await.unwrap();
+    assert_eq!(
+        u,
+        BillingUsage {
+            bytes_before: 200,
+            allocation_seconds_before: 60,
+            bytes_within: 14 + (2 << 40),
+            allocation_seconds_within: 35,
+            allocations_within: 2,
+        }
+    );
+    // Hours at or after the end do not count.
+    let u = s.billing_usage(&t.id, base + 15, base + 20).await.unwrap();
+    assert_eq!((u.bytes_before, u.bytes_within), (200, 0));
+    let users = s.usage_by_user(&t.id, base, base + 21).await.unwrap();
+    assert_eq!(
+        users,
+        vec![
+            UserUsage {
+                user_id: "u1".into(),
+                bytes: 214,
+                allocation_seconds: 90
+            },
+            UserUsage {
+                user_id: "u2".into(),
+                bytes: 2 << 40,
+                allocation_seconds: 5
+            },
+        ]
+    );
+    // Whole months read the monthly rollup: the same figures.
+    let month = calendar::month_start(base);
+    let next = calendar::month_start(base + 24 * 32);
+    let whole = s.usage_by_user(&t.id, month, next).await.unwrap();
+    assert_eq!(whole, users);
+
+    let st = |month: &str, total: i64, body: &str| StoredStatement {
+        summary: StatementSummary {
+            tenant_id: t.id.clone(),
+            month: month.into(),
+            period_start: NOW,
+            period_end: NOW + 10,
+            currency: "EUR".into(),
+            total_minor: total,
+            closed_at: NOW + 20,
+        },
+        cumulative_bytes: 5,
+        cumulative_allocation_seconds: 6,
+        body: body.into(),
+    };
+    assert!(s.insert_statement(&st("2027-01", 12, "{}")).await.unwrap());
+    // A second close of the same month (another node) changes nothing.
+    assert!(!s
+        .insert_statement(&st("2027-01", 99, "other"))
+        .await
+        .unwrap());
+    assert!(s
+        .insert_statement(&st("2027-03", 34, "{\"m\":3}"))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.get_statement(&t.id, "2027-01").await.unwrap(),
+        Some(st("2027-01", 12, "{}"))
+    );
+    assert_eq!(s.get_statement(&t.id, "2027-02").await.unwrap(), None);
+    let before = s.statement_before(&t.id, "2027-03").await.unwrap().unwrap();
+    assert_eq!(before.summary.month, "2027-01");
+    assert_eq!(s.statement_before(&t.id, "2027-01").await.unwrap(), None);
+    let list = s.list_statements(&t.id).await.unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|x| (x.month.as_str(), x.total_minor))
+            .collect::<Vec<_>>(),
+        vec![("2027-03", 34), ("2027-01", 12)]
+    );
+    let due = s.price_plans().await.unwrap();
+    let mine = due.iter().find(|p| p.plan.tenant_id == t.id).unwrap();
+    assert_eq!(mine.last_month.as_deref(), Some("2027-03"));
+
+    s.delete_price_plan(&t.id).await.unwrap();
+    assert!(matches!(
+        s.delete_price_plan(&t.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.list_statements(&t.id).await.unwrap().len(), 2);
+    s.delete_tenant(&t.id).await.unwrap();
+    assert!(s.list_statements(&t.id).await.unwrap().is_empty());
 }
 
 /// The change feed: every write to what the relay holds is recorded by trigger, in order, with

@@ -187,7 +187,12 @@ impl Meter {
                         crate::domain::quota::evaluate(&state, Some(&touched)).await;
                     }
                 }
-                _ = full_eval.tick() => crate::domain::quota::evaluate(&state, None).await,
+                _ = full_eval.tick() => {
+                    crate::domain::quota::evaluate(&state, None).await;
+                    if let Err(e) = crate::domain::billing::close_due(&state).await {
+                        tracing::warn!(error = %e, "billing statements could not be closed; retrying in 30 s");
+                    }
+                }
                 r = stop.changed() => {
                     if r.is_err() || *stop.borrow() {
                         break;

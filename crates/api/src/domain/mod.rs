@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod billing;
 pub mod credentials;
 pub mod denylist;
 pub mod ephemeral;

@@ -16,7 +16,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
-use turnpike_store::TenantId;
+use turnpike_store::{Store, TenantId};
 
 use super::error::{ApiError, ApiResult};
 use super::principal::identify;
@@ -71,6 +71,15 @@ pub async fn authenticate(state: &AppState, key: Option<&str>) -> ApiResult<Prin
 /// The caller of a `/v1` endpoint (bearer key).
 pub async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
     authenticate(state, bearer(headers)).await
+}
+
+/// The header with which the admin key acts in one tenant: every endpoint that takes a
+/// tenant's secret key then answers for that tenant.
+pub const ACT_AS: &str = "x-turnpike-tenant";
+
+fn acting_for(parts: &Parts) -> Option<String> {
+    let v = parts.headers.get(ACT_AS)?.to_str().ok()?.trim();
+    (!v.is_empty() && v.len() <= 64).then(|| v.to_string())
 }
 
 /// Where a request's API key is read from.
@@ -190,11 +199,28 @@ impl<K: KeySource> FromRequestParts<Shared> for TenantCaller<K> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> ApiResult<Self> {
-        let who = Caller::<K>::from_request_parts(parts, state).await?;
-        let tenant_id = who.principal.tenant()?.clone();
+        let principal = Caller::<K>::from_request_parts(parts, state)
+            .await?
+            .principal;
+        if let (Principal::Admin { key_id }, Some(t)) = (&principal, acting_for(parts)) {
+            // The operator acting in a tenant (the console's "switch into"): the tenant must
+            // exist; its audit log names the admin key.
+            let tenant_id = TenantId::from(t);
+            state
+                .store
+                .get_tenant(&tenant_id)
+                .await
+                .map_err(|_| ApiError::not_found(format!("no tenant `{tenant_id}` ({ACT_AS})")))?;
+            return Ok(Self {
+                tenant_id,
+                key_id: key_id.clone(),
+                source: PhantomData,
+            });
+        }
+        let tenant_id = principal.tenant()?.clone();
         Ok(Self {
             tenant_id,
-            key_id: who.principal.key_id().to_string(),
+            key_id: principal.key_id().to_string(),
             source: PhantomData,
         })
     }

@@ -78,7 +78,7 @@ fn range(state: &AppState, p: &LogParams) -> ApiResult<(Range, bool)> {
 }
 
 /// One CSV field (RFC 4180 quoting), with a leading `'` against spreadsheet formula injection.
-fn field(s: &str) -> String {
+pub(super) fn field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")
     } else {
@@ -91,7 +91,7 @@ fn field(s: &str) -> String {
     }
 }
 
-fn csv_response(name: &str, header_row: &str, rows: Vec<Vec<String>>) -> Response {
+pub(super) fn csv_response(name: &str, header_row: &str, rows: Vec<Vec<String>>) -> Response {
     let mut out = String::from(header_row);
     out.push_str("\r\n");
     for r in rows {

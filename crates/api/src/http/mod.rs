@@ -6,6 +6,7 @@
 //! format.
 
 pub mod auth;
+pub mod billing;
 pub mod console;
 pub mod credentials;
 pub mod denylist;
@@ -40,6 +41,7 @@ pub fn router(state: Shared) -> Router {
         .merge(credentials::routes())
         .merge(ephemeral::routes())
         .merge(usage::routes())
+        .merge(billing::routes())
         .merge(settings::routes())
         .merge(logs::routes())
         .merge(denylist::routes())

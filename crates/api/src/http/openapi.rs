@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    credentials, denylist, ephemeral, error, logs, metered, metered_projects, settings, tenants,
-    usage,
+    billing, credentials, denylist, ephemeral, error, logs, metered, metered_projects, settings,
+    tenants, usage,
 };
 use crate::state::Shared;
 
@@ -41,6 +41,8 @@ impl Modify for Bearer {
         credentials::create_publishable_key,
         ephemeral::create_ephemeral, ephemeral::revoke, ephemeral::list_revocations, ephemeral::ice_servers,
         usage::get_usage, usage::get_current,
+        billing::put_plan, billing::get_tenant_plan, billing::delete_plan, billing::get_plan,
+        billing::statements,
         settings::put_tenant_quota, settings::put_credential_quota, settings::list_quotas, settings::delete_quota,
         settings::put_notifications, settings::get_notifications, settings::list_alerts,
         logs::audit_log, logs::allocation_log,
@@ -64,6 +66,7 @@ impl Modify for Bearer {
         (name = "ephemeral", description = "Short-lived credentials, revocation, ICE servers"),
         (name = "usage", description = "Metered usage"),
         (name = "quotas", description = "Quotas, notifications, alerts"),
+        (name = "billing", description = "Price plans (admin key) and monthly statements"),
         (name = "logs", description = "Audit and allocation logs"),
         (name = "deny-list", description = "Operator: client addresses refused on every listener (admin key)"),
         (name = "metered", description = "Compatibility with Metered's TURN REST API"),

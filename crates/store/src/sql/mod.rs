@@ -2,6 +2,7 @@
 //! query text ([`queries`]) and the same row mappers ([`rows`], and `sqlx::FromRow` on the model
 //! types), each on its own pool type.
 
+mod billing;
 mod db_file;
 mod errors;
 mod listen;

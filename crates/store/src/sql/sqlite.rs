@@ -1,6 +1,7 @@
 //! The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner,
 //! whose writes stop once the file is removed or replaced under the running server.
 
+use super::billing;
 use super::db_file::DbFile;
 use super::errors::{conflict, credential_conflict, found, is_unique_violation};
 use super::queries as q;
@@ -10,10 +11,11 @@ use super::rows::{
 };
 use super::usage::{key_totals_query, write_allocations, write_usage, Placeholder, TENANT_HOURS};
 use crate::{
-    AlertEvent, AllocationRecord, ApiKey, AuditEntry, Change, Credential, CredentialId,
-    DeniedClient, DisconnectRequest, KeyKind, KeyTotal, ListQuery, NewApiKey, NewCredential,
-    NotificationSettings, Page, Quota, QuotaScope, Result, Revocation, Store, StoreError, Tenant,
-    TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow,
+    AlertEvent, AllocationRecord, ApiKey, AuditEntry, BillingUsage, Change, Credential,
+    CredentialId, DeniedClient, DisconnectRequest, KeyKind, KeyTotal, ListQuery, NewApiKey,
+    NewCredential, NotificationSettings, Page, PlanWithLastStatement, PricePlan, Quota, QuotaScope,
+    Result, Revocation, StatementSummary, Store, StoreError, StoredStatement, Tenant, TenantId,
+    TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
 };
 
 /// The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner.
@@ -578,6 +580,70 @@ impl Store for SqliteStore {
             .bind(serde_json::to_string(keys).expect("a list of strings serializes"))
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn put_price_plan(&self, p: &PricePlan) -> Result<()> {
+        self.writable()?;
+        Ok(billing::put_plan(&self.pool, p).await?)
+    }
+
+    async fn get_price_plan(&self, tenant_id: &TenantId) -> Result<Option<PricePlan>> {
+        Ok(billing::get_plan(&self.pool, tenant_id).await?)
+    }
+
+    async fn delete_price_plan(&self, tenant_id: &TenantId) -> Result<()> {
+        self.writable()?;
+        match billing::delete_plan(&self.pool, tenant_id).await? {
+            true => Ok(()),
+            false => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn price_plans(&self) -> Result<Vec<PlanWithLastStatement>> {
+        Ok(billing::plans(&self.pool).await?)
+    }
+
+    async fn billing_usage(
+        &self,
+        tenant_id: &TenantId,
+        split_hour: i64,
+        end_hour: i64,
+    ) -> Result<BillingUsage> {
+        Ok(billing::billing_usage(&self.pool, tenant_id, split_hour, end_hour).await?)
+    }
+
+    async fn usage_by_user(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UserUsage>> {
+        Ok(billing::usage_by_user(&self.pool, tenant_id, from_hour, to_hour).await?)
+    }
+
+    async fn insert_statement(&self, s: &StoredStatement) -> Result<bool> {
+        self.writable()?;
+        Ok(billing::insert_statement(&self.pool, s).await?)
+    }
+
+    async fn get_statement(
+        &self,
+        tenant_id: &TenantId,
+        month: &str,
+    ) -> Result<Option<StoredStatement>> {
+        Ok(billing::get_statement(&self.pool, tenant_id, month, false).await?)
+    }
+
+    async fn list_statements(&self, tenant_id: &TenantId) -> Result<Vec<StatementSummary>> {
+        Ok(billing::list_statements(&self.pool, tenant_id).await?)
+    }
+
+    async fn statement_before(
+        &self,
+        tenant_id: &TenantId,
+        month: &str,
+    ) -> Result<Option<StoredStatement>> {
+        Ok(billing::get_statement(&self.pool, tenant_id, month, true).await?)
     }
 
     async fn upsert_allocations(&self, records: &[AllocationRecord]) -> Result<()> {
