@@ -2035,3 +2035,59 @@ async fn billing_statements_close_once_and_bill_late_usage_next() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn top_users_and_live_allocations() {
+    let api = start(ApiConfig::default()).await;
+    let (tid, tenant) = api.tenant("acme").await;
+    use_user_bytes(&api.state, &tid, "small", 5, 1, NOW).await;
+    use_user_bytes(&api.state, &tid, "big", 900, 60, NOW - 3600).await;
+    use_user_bytes(&api.state, &tid, "mid", 50, 0, NOW).await;
+    // Last month's usage is not in this period.
+    use_user_bytes(&api.state, &tid, "old", 10_000, 0, NOVEMBER - 3600).await;
+    let top = api
+        .send(call(Method::GET, "/v1/usage/top-users?limit=2").key(&tenant))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(top["period_start"], NOVEMBER);
+    let users: Vec<(&str, i64)> = top["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["user_id"].as_str().unwrap(),
+                u["total_bytes"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(users, vec![("big", 900), ("mid", 50)]);
+    api.send(call(Method::GET, "/v1/usage/top-users?limit=0").key(&tenant))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+
+    let rec = |id: &str, ended: Option<i64>| turnpike_store::AllocationRecord {
+        id: id.into(),
+        tenant_id: tid.as_str().into(),
+        username: "alice".into(),
+        started_at: NOW - 60,
+        ended_at: ended,
+        ..Default::default()
+    };
+    api.state
+        .store
+        .upsert_allocations(&[rec("a1", None), rec("a2", Some(NOW)), rec("a3", None)])
+        .await
+        .unwrap();
+    let live = api
+        .send(call(Method::GET, "/v1/allocations/live").key(&tenant))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(live["count"], 2);
+    let (_, other) = api.tenant("other").await;
+    let none = api
+        .send(call(Method::GET, "/v1/allocations/live").key(&other))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(none["count"], 0);
+}

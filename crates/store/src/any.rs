@@ -300,6 +300,13 @@ impl Store for AnyStore {
     ) -> Result<Vec<AllocationRecord>> {
         delegate!(self, s => s.list_allocations(tenant_id, from, to, limit))
     }
+    async fn live_allocations(
+        &self,
+        tenant_id: &TenantId,
+        limit: u32,
+    ) -> Result<Vec<AllocationRecord>> {
+        delegate!(self, s => s.live_allocations(tenant_id, limit))
+    }
     async fn add_audit(&self, e: &AuditEntry) -> Result<()> {
         delegate!(self, s => s.add_audit(e))
     }

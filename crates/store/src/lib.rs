@@ -264,6 +264,13 @@ pub trait Store {
         to: i64,
         limit: u32,
     ) -> Result<Vec<AllocationRecord>>;
+    /// The tenant's allocations with no end recorded (live, or of a node that stopped without
+    /// recording it), newest first, at most `limit` (1 to 100000).
+    async fn live_allocations(
+        &self,
+        tenant_id: &TenantId,
+        limit: u32,
+    ) -> Result<Vec<AllocationRecord>>;
     async fn add_audit(&self, e: &AuditEntry) -> Result<()>;
     /// Audit entries of a tenant (or the operator's, `None`) in `[from, to)`, oldest first.
     async fn list_audit(

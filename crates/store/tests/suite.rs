@@ -530,6 +530,10 @@ async fn suite(s: &impl Store) {
     s.upsert_allocations(std::slice::from_ref(&rec))
         .await
         .unwrap();
+    assert_eq!(
+        s.live_allocations(&a.id, 10).await.unwrap(),
+        vec![rec.clone()]
+    );
     rec.ended_at = Some(NOW + 9);
     rec.s2p_bytes = 1234;
     rec.peers = 2;
@@ -566,6 +570,12 @@ async fn suite(s: &impl Store) {
         .unwrap();
     assert_eq!(logged.len(), 2500);
     assert_eq!(logged.iter().find(|r| r.id == ended.id), Some(&ended));
+    // Live: the 2,499 without an end, at most the limit.
+    assert!(s.live_allocations(&a.id, 10).await.unwrap().is_empty());
+    let live = s.live_allocations(&b.id, 100_000).await.unwrap();
+    assert_eq!(live.len(), 2499);
+    assert!(live.iter().all(|r| r.ended_at.is_none()));
+    assert_eq!(s.live_allocations(&b.id, 3).await.unwrap().len(), 3);
 
     // Audit log, per tenant and the operator's own.
     let e = AuditEntry {

@@ -60,3 +60,12 @@ pub async fn allocations(
         .list_allocations(tenant_id, r.from, r.to, r.limit)
         .await?)
 }
+
+/// A tenant's allocations with no end recorded, newest first.
+pub async fn live_allocations(
+    state: &AppState,
+    tenant_id: &TenantId,
+    limit: u32,
+) -> DomainResult<Vec<AllocationRecord>> {
+    Ok(state.store.live_allocations(tenant_id, limit).await?)
+}

@@ -319,6 +319,34 @@ pub async fn current(state: &AppState, tenant_id: &TenantId) -> DomainResult<Cur
     })
 }
 
+/// The `limit` users with the most bytes in the tenant's current period (its quota's day or
+/// month, else the UTC month), most first; ties by user id.
+pub async fn top_users(
+    state: &AppState,
+    tenant_id: &TenantId,
+    limit: usize,
+) -> DomainResult<(i64, i64, Vec<turnpike_store::UserUsage>)> {
+    let period = state
+        .store
+        .list_quotas(Some(tenant_id))
+        .await?
+        .into_iter()
+        .find(|q| q.scope == QuotaScope::Tenant)
+        .map_or(QuotaPeriod::Month, |q| q.period);
+    let (start, end) = period_bounds(period, state.now());
+    let mut users = state
+        .store
+        .usage_by_user(tenant_id, start / 3600, end / 3600)
+        .await?;
+    users.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then_with(|| a.user_id.cmp(&b.user_id))
+    });
+    users.truncate(limit);
+    Ok((start, end, users))
+}
+
 /// The tenant's totals per hour in `[from_hour, to_hour)` (rows with empty credential and
 /// user): at most one row an hour, whatever the number of users.
 pub async fn hours(

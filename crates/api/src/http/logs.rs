@@ -21,6 +21,7 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/audit", get(audit_log))
         .route("/v1/allocations", get(allocation_log))
+        .route("/v1/allocations/live", get(live_allocations))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -170,25 +171,7 @@ pub async fn allocation_log(
 ) -> Result<Response, ApiError> {
     let (r, csv) = range(&state, &p)?;
     let recs = logs::allocations(&state, &who.tenant_id, r).await?;
-    let out: Vec<AllocationOut> = recs
-        .into_iter()
-        .map(|a| AllocationOut {
-            id: a.id,
-            credential_id: a.credential_id,
-            user_id: a.user_id,
-            username: a.username,
-            client: a.client,
-            transport: a.transport,
-            relay: a.relay,
-            started_at: a.started_at,
-            ended_at: a.ended_at,
-            client_to_server_bytes: a.c2s_bytes,
-            server_to_peer_bytes: a.s2p_bytes,
-            peer_to_server_bytes: a.p2s_bytes,
-            server_to_client_bytes: a.s2c_bytes,
-            peers: a.peers,
-        })
-        .collect();
+    let out: Vec<AllocationOut> = recs.into_iter().map(AllocationOut::from).collect();
     if csv {
         let rows = out
             .iter()
@@ -218,6 +201,62 @@ pub async fn allocation_log(
         ));
     }
     Ok(Json(out).into_response())
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LiveParams {
+    /// At most this many, 1 to 10000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// The allocations open now (as of the last flush of each node, every `usage_flush_interval`).
+#[derive(Serialize, ToSchema)]
+pub struct LiveOut {
+    /// How many are listed (at most `limit`; newest first).
+    pub count: usize,
+    pub items: Vec<AllocationOut>,
+}
+
+#[utoipa::path(get, path = "/v1/allocations/live", tag = "logs", params(LiveParams),
+    responses((status = 200, body = LiveOut), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn live_allocations(
+    State(state): State<Shared>,
+    Query(p): Query<LiveParams>,
+    who: TenantCaller,
+) -> ApiResult<Json<LiveOut>> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("`limit` must be 1 to 10000"));
+    }
+    let recs = logs::live_allocations(&state, &who.tenant_id, limit).await?;
+    let items: Vec<AllocationOut> = recs.into_iter().map(AllocationOut::from).collect();
+    Ok(Json(LiveOut {
+        count: items.len(),
+        items,
+    }))
+}
+
+impl From<turnpike_store::AllocationRecord> for AllocationOut {
+    fn from(a: turnpike_store::AllocationRecord) -> Self {
+        Self {
+            id: a.id,
+            credential_id: a.credential_id,
+            user_id: a.user_id,
+            username: a.username,
+            client: a.client,
+            transport: a.transport,
+            relay: a.relay,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            client_to_server_bytes: a.c2s_bytes,
+            server_to_peer_bytes: a.s2p_bytes,
+            peer_to_server_bytes: a.p2s_bytes,
+            server_to_client_bytes: a.s2c_bytes,
+            peers: a.peers,
+        }
+    }
 }
 
 #[cfg(test)]

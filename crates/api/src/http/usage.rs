@@ -10,7 +10,7 @@ use turnpike_store::Counters;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::TenantCaller;
-use super::error::{ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::Query;
 use crate::domain::usage::{self, UsageQuery};
 use crate::state::Shared;
@@ -20,6 +20,7 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/usage", get(get_usage))
         .route("/v1/usage/current", get(get_current))
+        .route("/v1/usage/top-users", get(get_top_users))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -175,4 +176,53 @@ pub async fn get_current(
     who: TenantCaller,
 ) -> ApiResult<Json<CurrentUsage>> {
     Ok(Json(usage::current(&state, &who.tenant_id).await?.into()))
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TopParams {
+    /// How many users, 1 to 100 (default 10).
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TopUser {
+    /// Empty for credentials without a user id.
+    pub user_id: String,
+    pub total_bytes: i64,
+    pub allocation_seconds: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TopUsers {
+    pub period_start: i64,
+    pub period_end: i64,
+    pub items: Vec<TopUser>,
+}
+
+#[utoipa::path(get, path = "/v1/usage/top-users", tag = "usage", params(TopParams),
+    responses((status = 200, body = TopUsers), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_top_users(
+    State(state): State<Shared>,
+    Query(p): Query<TopParams>,
+    who: TenantCaller,
+) -> ApiResult<Json<TopUsers>> {
+    let limit = p.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("`limit` must be 1 to 100"));
+    }
+    let (start, end, users) = usage::top_users(&state, &who.tenant_id, limit).await?;
+    Ok(Json(TopUsers {
+        period_start: start,
+        period_end: end,
+        items: users
+            .into_iter()
+            .map(|u| TopUser {
+                user_id: u.user_id,
+                total_bytes: u.bytes,
+                allocation_seconds: u.allocation_seconds,
+            })
+            .collect(),
+    }))
 }

@@ -8,6 +8,7 @@ mod errors;
 mod listen;
 mod postgres;
 mod queries;
+mod reads;
 mod rows;
 mod sqlite;
 mod usage;

@@ -670,6 +670,14 @@ impl Store for SqliteStore {
             .await?)
     }
 
+    async fn live_allocations(
+        &self,
+        tenant_id: &TenantId,
+        limit: u32,
+    ) -> Result<Vec<AllocationRecord>> {
+        Ok(super::reads::live_allocations(&self.pool, tenant_id, limit).await?)
+    }
+
     async fn add_audit(&self, e: &AuditEntry) -> Result<()> {
         self.writable()?;
         sqlx::query(q::INSERT_AUDIT)
