@@ -4,13 +4,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use turnpike_api::auth::caller;
+use turnpike_api::auth::{BearerKey, Principal, TenantCaller};
 use turnpike_api::error::{ApiError, ApiResult};
 use turnpike_api::extract::{Body, Path};
 use turnpike_api::util::{audit, check_ident, check_text};
@@ -22,6 +24,29 @@ use crate::token::{self, Claims};
 use crate::{grant, ws, Signal};
 
 type S = State<Arc<Signal>>;
+
+/// The tenant calling a signalling endpoint, by the API's rules for tenant endpoints: its
+/// secret key, or a console session (with its CSRF token for changes), or the admin key acting
+/// in a tenant.
+struct Tenant {
+    id: TenantId,
+    who: Principal,
+}
+
+impl FromRequestParts<Arc<Signal>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, sig: &Arc<Signal>) -> ApiResult<Self> {
+        let c = TenantCaller::<BearerKey>::from_request_parts(parts, &sig.api).await?;
+        Ok(Self {
+            who: Principal::Tenant {
+                tenant_id: c.tenant_id.clone(),
+                key_id: c.key_id,
+            },
+            id: c.tenant_id,
+        })
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,12 +97,10 @@ async fn mint(sig: &Signal, tenant: &TenantId, req: &TokenRequest) -> ApiResult<
 
 async fn create_token(
     State(sig): S,
-    headers: HeaderMap,
+    who: Tenant,
     Body(req): Body<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
-    let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?.clone();
-    Ok((StatusCode::CREATED, Json(mint(&sig, &t, &req).await?)))
+    Ok((StatusCode::CREATED, Json(mint(&sig, &who.id, &req).await?)))
 }
 
 #[derive(Serialize)]
@@ -86,9 +109,8 @@ struct RoomOut {
     participants: usize,
 }
 
-async fn list_rooms(State(sig): S, headers: HeaderMap) -> ApiResult<Json<Vec<RoomOut>>> {
-    let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?;
+async fn list_rooms(State(sig): S, who: Tenant) -> ApiResult<Json<Vec<RoomOut>>> {
+    let t = &who.id;
     let prefix = room_key(t, "");
     let rooms = sig.hub.bus.rooms(&prefix).await?;
     Ok(Json(
@@ -104,11 +126,10 @@ async fn list_rooms(State(sig): S, headers: HeaderMap) -> ApiResult<Json<Vec<Roo
 
 async fn room(
     State(sig): S,
-    headers: HeaderMap,
     Path(room): Path<String>,
+    who: Tenant,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?;
+    let t = &who.id;
     check_room(&room)?;
     let members = sig.hub.bus.members(&room_key(t, &room)).await?;
     if members.is_empty() {
@@ -127,12 +148,11 @@ struct Kick {
 
 async fn kick(
     State(sig): S,
-    headers: HeaderMap,
     Path(room): Path<String>,
+    who: Tenant,
     Body(k): Body<Kick>,
 ) -> ApiResult<StatusCode> {
-    let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?.clone();
+    let t = who.id.clone();
     check_room(&room)?;
     let key = room_key(&t, &room);
     let members = sig.hub.bus.members(&key).await?;
@@ -148,7 +168,7 @@ async fn kick(
         .await?;
     audit(
         &sig.api,
-        &who,
+        &who.who,
         Some(&t),
         "signal.kick",
         &k.peer_id,
@@ -158,13 +178,8 @@ async fn kick(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn close_room(
-    State(sig): S,
-    headers: HeaderMap,
-    Path(room): Path<String>,
-) -> ApiResult<StatusCode> {
-    let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?.clone();
+async fn close_room(State(sig): S, Path(room): Path<String>, who: Tenant) -> ApiResult<StatusCode> {
+    let t = who.id.clone();
     check_room(&room)?;
     let key = room_key(&t, &room);
     if sig.hub.bus.members(&key).await?.is_empty() {
@@ -173,7 +188,7 @@ async fn close_room(
     sig.hub.bus.publish(&BusEvent::Close { room: key }).await?;
     audit(
         &sig.api,
-        &who,
+        &who.who,
         Some(&t),
         "signal.close_room",
         &room,
@@ -193,11 +208,10 @@ struct Settings {
 
 async fn put_settings(
     State(sig): S,
-    headers: HeaderMap,
+    who: Tenant,
     Body(s): Body<Settings>,
 ) -> ApiResult<Json<Settings>> {
-    let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?.clone();
+    let t = who.id.clone();
     if s.allowed_origins.len() > 32 {
         return Err(ApiError::invalid("at most 32 `allowed_origins`"));
     }
@@ -216,7 +230,7 @@ async fn put_settings(
         .await?;
     audit(
         &sig.api,
-        &who,
+        &who.who,
         Some(&t),
         "signal.settings",
         "tenant",
@@ -226,9 +240,8 @@ async fn put_settings(
     Ok(Json(s))
 }
 
-async fn get_settings(State(sig): S, headers: HeaderMap) -> ApiResult<Json<Settings>> {
-    let who = caller(&sig.api, &headers).await?;
-    let t = who.tenant()?;
+async fn get_settings(State(sig): S, who: Tenant) -> ApiResult<Json<Settings>> {
+    let t = &who.id;
     let allowed_origins = match sig
         .api
         .store

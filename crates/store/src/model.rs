@@ -163,6 +163,64 @@ pub struct ListQuery<'a> {
     /// Skip this many items first (page-numbered listings; a cursor costs less on deep pages).
     pub offset: u32,
     pub limit: u32,
+    /// Only credentials with this tag (case-insensitive).
+    pub tag: Option<&'a str>,
+    /// Only credentials in this state.
+    pub state: Option<CredentialState>,
+    /// Only credentials whose username or label contains this text (case-insensitive).
+    pub search: Option<&'a str>,
+}
+
+/// What a credential listing may be narrowed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialState {
+    /// Enabled and not expired.
+    Enabled,
+    Disabled,
+    Expired,
+}
+
+impl CredentialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "enabled" => Self::Enabled,
+            "disabled" => Self::Disabled,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// `text` for `LIKE ... ESCAPE '\'`, lower case, its `\`, `%` and `_` escaped.
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl ListQuery<'_> {
+    /// The stored tags are joined by newlines: a whole tag is `\n<tag>\n` in
+    /// `\n || tags || \n`.
+    pub(crate) fn tag_pattern(&self) -> Option<String> {
+        self.tag.map(|t| format!("%\n{}\n%", like_escaped(t)))
+    }
+
+    pub(crate) fn search_pattern(&self) -> Option<String> {
+        self.search.map(|t| format!("%{}%", like_escaped(t)))
+    }
 }
 
 /// One page and the cursor of the next.

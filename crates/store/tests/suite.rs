@@ -207,6 +207,7 @@ async fn suite(s: &impl Store) {
             cursor: cursor.as_deref(),
             offset: 0,
             limit: 2,
+            ..Default::default()
         };
         let page = s.list_credentials(&a.id, &q, NOW).await.unwrap();
         assert!(page.items.len() <= 2);
@@ -227,6 +228,7 @@ async fn suite(s: &impl Store) {
                 cursor: None,
                 offset: 0,
                 limit: 100,
+                ..Default::default()
             },
             NOW,
         )
@@ -240,6 +242,7 @@ async fn suite(s: &impl Store) {
         cursor: None,
         offset,
         limit,
+        ..Default::default()
     };
     assert_eq!(
         s.count_credentials(&a.id, &bulk(false, 0, 1), NOW)
@@ -285,6 +288,113 @@ async fn suite(s: &impl Store) {
         .await
         .unwrap();
     assert_eq!(everything.items.len(), 6, "expired are hidden by default");
+    // Filters: tag (whole tags, case-insensitive, LIKE characters literal), state, search.
+    let f = s.create_tenant("filters", NOW).await.unwrap();
+    let tags_a = ["Video".to_string(), "eu_west".to_string()];
+    let tags_b = ["video-2".to_string(), "100%".to_string()];
+    for (u, label, tags, exp) in [
+        ("Alice-1", Some("Room A"), &tags_a[..], None),
+        ("bob", Some("lobby"), &tags_b[..], None),
+        ("carol", None, &[][..], Some(NOW - 1)),
+    ] {
+        s.create_credential(
+            &NewCredential {
+                tags,
+                ..cred(&f.id, u, label, exp)
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    }
+    let bob = s
+        .credential_by_username(&f.id, "bob")
+        .await
+        .unwrap()
+        .unwrap();
+    s.set_credential_enabled(&f.id, &bob.id, false)
+        .await
+        .unwrap();
+    let names = |q: ListQuery<'static>| {
+        let f = f.id.clone();
+        async move {
+            let q = ListQuery { limit: 100, ..q };
+            let mut v: Vec<String> = s
+                .list_credentials(&f, &q, NOW)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|c| c.username)
+                .collect();
+            v.sort();
+            let n = s.count_credentials(&f, &q, NOW).await.unwrap();
+            assert_eq!(n as usize, v.len());
+            v
+        }
+    };
+    assert_eq!(
+        names(ListQuery {
+            tag: Some("video"),
+            ..Default::default()
+        })
+        .await,
+        ["Alice-1"]
+    );
+    assert!(names(ListQuery {
+        tag: Some("vid"),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(names(ListQuery {
+        tag: Some("eu%"),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(names(ListQuery {
+        tag: Some("eu-west"),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert_eq!(
+        names(ListQuery {
+            tag: Some("EU_WEST"),
+            ..Default::default()
+        })
+        .await,
+        ["Alice-1"]
+    );
+    assert_eq!(
+        names(ListQuery {
+            tag: Some("100%"),
+            ..Default::default()
+        })
+        .await,
+        ["bob"]
+    );
+    let st = |state| ListQuery {
+        state: Some(state),
+        include_expired: true,
+        ..Default::default()
+    };
+    assert_eq!(names(st(CredentialState::Enabled)).await, ["Alice-1"]);
+    assert_eq!(names(st(CredentialState::Disabled)).await, ["bob"]);
+    assert_eq!(names(st(CredentialState::Expired)).await, ["carol"]);
+    let search = |t| ListQuery {
+        search: Some(t),
+        include_expired: true,
+        ..Default::default()
+    };
+    assert_eq!(names(search("ALICE")).await, ["Alice-1"]);
+    assert_eq!(names(search("lob")).await, ["bob"]);
+    assert_eq!(names(search("o")).await, ["Alice-1", "bob", "carol"]);
+    assert!(names(search("_")).await.is_empty());
+    assert_eq!(names(search("-")).await, ["Alice-1"]);
+    s.delete_tenant(&f.id).await.unwrap();
+
     assert!(s
         .list_credentials(
             &b.id,

@@ -7,7 +7,7 @@ use turnpike_proto::Disconnect;
 use turnpike_store::{
     ApiKey, Credential, KeyKind, ListQuery, NewApiKey, NewCredential, Page, Store,
 };
-use turnpike_store::{CredentialId, TenantId};
+use turnpike_store::{CredentialId, CredentialState, TenantId};
 
 use super::error::{DomainError, DomainResult};
 use super::{sync, validate};
@@ -44,6 +44,12 @@ pub struct ListFilter {
     pub cursor: Option<String>,
     /// 1 to 1000; 100 when not given.
     pub limit: Option<u32>,
+    /// Only credentials with this tag (case-insensitive).
+    pub tag: Option<String>,
+    /// `enabled` (and not expired), `disabled` or `expired`.
+    pub state: Option<String>,
+    /// Only credentials whose username or label contains this text (case-insensitive).
+    pub search: Option<String>,
 }
 
 /// A change to a credential: only `enabled` may change (with `disconnect`, disabling also
@@ -132,12 +138,25 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(DomainError::invalid("`limit` must be 1 to 1000"));
     }
+    let state_filter = match filter.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(CredentialState::parse(s).ok_or_else(|| {
+            DomainError::invalid("`state` must be `enabled`, `disabled` or `expired`")
+        })?),
+    };
+    fn non_empty(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|t| !t.is_empty())
+    }
     let q = ListQuery {
         label: filter.label.as_deref(),
-        include_expired: filter.include_expired,
+        // Asking for expired credentials lists them.
+        include_expired: filter.include_expired || state_filter == Some(CredentialState::Expired),
         cursor: filter.cursor.as_deref(),
         offset: 0,
         limit,
+        tag: non_empty(&filter.tag),
+        state: state_filter,
+        search: non_empty(&filter.search),
     };
     Ok(state
         .store
@@ -164,6 +183,7 @@ pub async fn numbered_page(
         cursor: None,
         offset: u32::try_from(offset).unwrap_or(u32::MAX),
         limit: u32::try_from(per_page).unwrap_or(1000),
+        ..Default::default()
     };
     let total = state.store.count_credentials(tenant_id, &q, now).await?;
     let total = usize::try_from(total).unwrap_or(usize::MAX);
@@ -194,8 +214,8 @@ pub async fn all(
             label,
             include_expired,
             cursor: cursor.as_deref(),
-            offset: 0,
             limit: 1000,
+            ..Default::default()
         };
         let page = state.store.list_credentials(tenant_id, &q, now).await?;
         out.extend(page.items);

@@ -104,6 +104,12 @@ pub struct ListParams {
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<u32>,
+    /// Only credentials with this tag (case-insensitive).
+    pub tag: Option<String>,
+    /// `enabled` (and not expired), `disabled` or `expired` (which lists expired ones).
+    pub state: Option<String>,
+    /// Only credentials whose username or label contains this text (case-insensitive).
+    pub search: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -199,6 +205,9 @@ pub async fn list_credentials(
         include_expired: p.include_expired.unwrap_or(false),
         cursor: p.cursor,
         limit: p.limit,
+        tag: p.tag,
+        state: p.state,
+        search: p.search,
     };
     let page = credentials::list(&state, &who.tenant_id, &filter).await?;
     let now = state.now();

@@ -80,22 +80,50 @@ pub(super) const CREDENTIAL_BY_USERNAME: &str = "
 
 /// `tenant, label or NULL, include expired, now, cursor or NULL, limit`: by id, after the
 /// cursor.
-pub(super) const CREDENTIALS_PAGE: &str = "
-    SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
-           created_at
-    FROM credentials
-    WHERE tenant_id = $1
-      AND ($2 IS NULL OR label = $2)
-      AND ($3 OR expires_at IS NULL OR expires_at > $4)
-      AND ($5 IS NULL OR id > $5)
-    ORDER BY id LIMIT $6 OFFSET $7";
+pub(super) static CREDENTIALS_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT id, tenant_id, username, key_md5, key_sha256, label, tags, enabled, expires_at,
+                created_at
+         FROM credentials
+         WHERE tenant_id = $1
+           AND ($2 IS NULL OR label = $2)
+           AND ($3 OR expires_at IS NULL OR expires_at > $4)
+           AND ($5 IS NULL OR id > $5)
+           {}
+         ORDER BY id LIMIT $6 OFFSET $7",
+        credential_filters(8)
+    )
+});
 
-/// `tenant, label, include expired, now`: how many credentials a listing would show.
-pub(super) const CREDENTIALS_COUNT: &str = "
-    SELECT COUNT(*) FROM credentials
-    WHERE tenant_id = $1
-      AND ($2 IS NULL OR label = $2)
-      AND ($3 OR expires_at IS NULL OR expires_at > $4)";
+/// `tenant, label, include expired, now, tag pattern, newline, state, search pattern`: how
+/// many credentials a listing would show.
+pub(super) static CREDENTIALS_COUNT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT COUNT(*) FROM credentials
+             WHERE tenant_id = $1
+               AND ($2 IS NULL OR label = $2)
+               AND ($3 OR expires_at IS NULL OR expires_at > $4)
+               {}",
+        credential_filters(5)
+    )
+});
+
+/// The tag, state and search filters of a credential listing, their parameters numbered from
+/// `n`: a tag pattern (`%\n<tag>\n%`, lower case, `LIKE`-escaped) and the newline the stored
+/// tags are joined with; `enabled`, `disabled` or `expired` (`$4` is now); a search pattern
+/// (`%<text>%`, lower case, escaped) over username and label. Each is off when NULL.
+fn credential_filters(n: usize) -> String {
+    let (tag, nl, state, search) = (n, n + 1, n + 2, n + 3);
+    format!(
+        "AND (${tag} IS NULL OR LOWER(${nl} || tags || ${nl}) LIKE ${tag} ESCAPE '\\')
+         AND (${state} IS NULL
+              OR (${state} = 'enabled' AND enabled AND (expires_at IS NULL OR expires_at > $4))
+              OR (${state} = 'disabled' AND NOT enabled)
+              OR (${state} = 'expired' AND expires_at IS NOT NULL AND expires_at <= $4))
+         AND (${search} IS NULL OR LOWER(username) LIKE ${search} ESCAPE '\\'
+              OR LOWER(COALESCE(label, '')) LIKE ${search} ESCAPE '\\')"
+    )
+}
 
 /// `after id, limit`: every tenant's credentials in id order, one page (keyset pagination, so
 /// a million rows load in constant memory per page).

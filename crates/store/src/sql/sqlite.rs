@@ -12,10 +12,10 @@ use super::rows::{
 use super::usage::{key_totals_query, write_allocations, write_usage, Placeholder, TENANT_HOURS};
 use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, BillingUsage, Change, Credential,
-    CredentialId, DeniedClient, DisconnectRequest, KeyKind, KeyTotal, ListQuery, NewApiKey,
-    NewCredential, NotificationSettings, Page, PlanWithLastStatement, PricePlan, Quota, QuotaScope,
-    Result, Revocation, StatementSummary, Store, StoreError, StoredStatement, Tenant, TenantId,
-    TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
+    CredentialId, CredentialState, DeniedClient, DisconnectRequest, KeyKind, KeyTotal, ListQuery,
+    NewApiKey, NewCredential, NotificationSettings, Page, PlanWithLastStatement, PricePlan, Quota,
+    QuotaScope, Result, Revocation, StatementSummary, Store, StoreError, StoredStatement, Tenant,
+    TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
 };
 
 /// The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner.
@@ -292,7 +292,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Page<Credential>> {
         let limit = lq.limit.clamp(1, 1000);
-        let rows: Vec<CredentialRow> = sqlx::query_as(q::CREDENTIALS_PAGE)
+        let rows: Vec<CredentialRow> = sqlx::query_as(&q::CREDENTIALS_PAGE)
             .bind(tenant_id)
             .bind(lq.label)
             .bind(lq.include_expired)
@@ -300,6 +300,10 @@ impl Store for SqliteStore {
             .bind(lq.cursor)
             .bind(i64::from(limit) + 1)
             .bind(i64::from(lq.offset))
+            .bind(lq.tag_pattern())
+            .bind("\n")
+            .bind(lq.state.map(CredentialState::as_str))
+            .bind(lq.search_pattern())
             .fetch_all(&self.pool)
             .await?;
         Ok(page(rows, limit as usize))
@@ -311,11 +315,15 @@ impl Store for SqliteStore {
         lq: &ListQuery<'_>,
         now: i64,
     ) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(q::CREDENTIALS_COUNT)
+        let n: i64 = sqlx::query_scalar(&q::CREDENTIALS_COUNT)
             .bind(tenant_id)
             .bind(lq.label)
             .bind(lq.include_expired)
             .bind(now)
+            .bind(lq.tag_pattern())
+            .bind("\n")
+            .bind(lq.state.map(CredentialState::as_str))
+            .bind(lq.search_pattern())
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
