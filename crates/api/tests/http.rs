@@ -2091,3 +2091,137 @@ async fn top_users_and_live_allocations() {
         .ok(StatusCode::OK);
     assert_eq!(none["count"], 0);
 }
+
+/// A webhook receiver on 127.0.0.1 answering each request with the next status of `statuses`
+/// (then 200); returns its URL and the bodies received.
+async fn receiver(statuses: Vec<u16>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        let mut statuses = statuses.into_iter();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then Content-Length bytes of body.
+            loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        seen.lock().unwrap().push(text[end + 4..].to_string());
+                        break;
+                    }
+                }
+            }
+            let status = statuses.next().unwrap_or(200);
+            let resp =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    (url, got)
+}
+
+#[tokio::test]
+async fn test_events_and_the_delivery_log() {
+    let api = start(ApiConfig {
+        danger_allow_webhook_ranges: vec!["127.0.0.0/8".parse().unwrap()],
+        webhook_attempts: 2,
+        webhook_first_retry: std::time::Duration::from_millis(10),
+        ..ApiConfig::default()
+    })
+    .await;
+    let (_, tenant) = api.tenant("acme").await;
+    // Nothing to send to yet.
+    api.send(call(Method::POST, "/v1/notifications/test").key(&tenant))
+        .await
+        .error(StatusCode::CONFLICT, "conflict");
+    // The receiver fails twice (both tries), then accepts.
+    let (url, got) = receiver(vec![500, 503]).await;
+    api.send(
+        call(Method::PUT, "/v1/notifications")
+            .key(&tenant)
+            .json(json!({"webhook_url": url})),
+    )
+    .await
+    .ok(StatusCode::OK);
+    let sent = api
+        .send(call(Method::POST, "/v1/notifications/test").key(&tenant))
+        .await
+        .ok(StatusCode::ACCEPTED);
+    let event = sent["event_id"].as_str().unwrap().to_string();
+    async fn log(api: &Api, key: &str) -> Value {
+        api.send(call(Method::GET, "/v1/notifications/deliveries").key(key))
+            .await
+            .ok(StatusCode::OK)
+    }
+    let mut entries = Value::Null;
+    for _ in 0..200 {
+        entries = log(&api, &tenant).await;
+        if entries.as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let e = entries.as_array().unwrap();
+    assert_eq!(e.len(), 2, "{entries}");
+    assert_eq!(
+        (e[0]["attempt"].as_i64(), e[0]["status"].as_i64()),
+        (Some(2), Some(503))
+    );
+    assert_eq!(
+        (e[1]["attempt"].as_i64(), e[1]["status"].as_i64()),
+        (Some(1), Some(500))
+    );
+    assert!(e
+        .iter()
+        .all(|x| x["outcome"] == "failed" && x["event_id"] == event.as_str()));
+    assert_eq!(e[0]["target"], "127.0.0.1");
+    assert_eq!(e[0]["kind"], "test");
+    // Retry sends the same event again: delivered.
+    let retry = format!("/v1/notifications/deliveries/{event}/retry");
+    api.send(call(Method::POST, &retry).key(&tenant))
+        .await
+        .ok(StatusCode::ACCEPTED);
+    for _ in 0..200 {
+        entries = log(&api, &tenant).await;
+        if entries.as_array().unwrap().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(entries[0]["outcome"], "delivered", "{entries}");
+    assert_eq!(entries[0]["status"], 200);
+    let bodies = got.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 3);
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0]),
+        "the same event each time"
+    );
+    let body: Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(
+        (body["type"].as_str(), body["id"].as_str()),
+        (Some("test"), Some(event.as_str()))
+    );
+    // Another tenant cannot see or retry it.
+    let (_, other) = api.tenant("other").await;
+    api.send(call(Method::POST, &retry).key(&other))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(log(&api, &tenant).await.as_array().unwrap().len(), 3);
+}

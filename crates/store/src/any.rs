@@ -3,7 +3,8 @@
 use crate::sql::{PgStore, SqliteStore};
 use crate::*;
 
-/// SQLite or PostgreSQL, by the scheme of the configured URL.
+/// SQLite or PostgreSQL, by the scheme of the configured URL. Clones share the pool.
+#[derive(Clone)]
 pub enum AnyStore {
     Sqlite(SqliteStore),
     Postgres(PgStore),
@@ -299,6 +300,18 @@ impl Store for AnyStore {
         limit: u32,
     ) -> Result<Vec<AllocationRecord>> {
         delegate!(self, s => s.list_allocations(tenant_id, from, to, limit))
+    }
+    async fn add_delivery(&self, d: &Delivery) -> Result<()> {
+        delegate!(self, s => s.add_delivery(d))
+    }
+    async fn list_deliveries(&self, tenant_id: &TenantId, limit: u32) -> Result<Vec<Delivery>> {
+        delegate!(self, s => s.list_deliveries(tenant_id, limit))
+    }
+    async fn delivery_of(&self, tenant_id: &TenantId, event_id: &str) -> Result<Option<Delivery>> {
+        delegate!(self, s => s.delivery_of(tenant_id, event_id))
+    }
+    async fn prune_deliveries(&self, before: i64, keep: u32) -> Result<u64> {
+        delegate!(self, s => s.prune_deliveries(before, keep))
     }
     async fn live_allocations(
         &self,

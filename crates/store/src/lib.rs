@@ -13,6 +13,7 @@
 mod any;
 mod billing;
 pub mod calendar;
+mod deliveries;
 mod ids;
 mod model;
 pub mod signal;
@@ -20,6 +21,7 @@ mod sql;
 
 pub use any::AnyStore;
 pub use billing::*;
+pub use deliveries::Delivery;
 pub use ids::{CredentialId, TenantId};
 pub use model::*;
 pub use sql::{ChangeListener, PgStore, SqliteStore};
@@ -252,6 +254,15 @@ pub trait Store {
         tenant_id: &TenantId,
         month: &str,
     ) -> Result<Option<StoredStatement>>;
+
+    // Notification delivery log.
+    async fn add_delivery(&self, d: &Delivery) -> Result<()>;
+    /// The tenant's newest `limit` attempts, newest first.
+    async fn list_deliveries(&self, tenant_id: &TenantId, limit: u32) -> Result<Vec<Delivery>>;
+    /// The newest attempt for an event of the tenant.
+    async fn delivery_of(&self, tenant_id: &TenantId, event_id: &str) -> Result<Option<Delivery>>;
+    /// Drops attempts before `before`, and beyond the newest `keep` of each tenant.
+    async fn prune_deliveries(&self, before: i64, keep: u32) -> Result<u64>;
 
     // Logs.
     /// Inserts or completes allocation records, in one transaction (all or none).

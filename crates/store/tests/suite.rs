@@ -893,6 +893,55 @@ async fn suite(s: &impl Store) {
     ));
     change_feed(s).await;
     billing(s).await;
+    deliveries(s).await;
+}
+
+/// The notification delivery log: newest first, per tenant, one event's latest attempt,
+/// pruned by age and per-tenant count.
+async fn deliveries(s: &impl Store) {
+    let t = s.create_tenant("deliveries", NOW).await.unwrap();
+    let u = s.create_tenant("deliveries-2", NOW).await.unwrap();
+    let d = |tenant: &TenantId, id: &str, event: &str, at: i64, attempt: i64| Delivery {
+        id: id.into(),
+        tenant_id: tenant.clone(),
+        event_id: event.into(),
+        kind: "test".into(),
+        channel: "webhook".into(),
+        target: "hooks.example.com".into(),
+        at,
+        attempt,
+        outcome: if attempt == 1 { "failed" } else { "delivered" }.into(),
+        status: Some(if attempt == 1 { 500 } else { 200 }),
+        error: None,
+        body: "{}".into(),
+    };
+    s.add_delivery(&d(&t.id, "d1", "evt_a", NOW - 100, 1))
+        .await
+        .unwrap();
+    s.add_delivery(&d(&t.id, "d2", "evt_a", NOW - 99, 2))
+        .await
+        .unwrap();
+    s.add_delivery(&d(&t.id, "d3", "evt_b", NOW - 50, 1))
+        .await
+        .unwrap();
+    s.add_delivery(&d(&u.id, "d4", "evt_c", NOW, 1))
+        .await
+        .unwrap();
+    let ids = |v: Vec<Delivery>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list_deliveries(&t.id, 10).await.unwrap()),
+        ["d3", "d2", "d1"]
+    );
+    assert_eq!(ids(s.list_deliveries(&t.id, 1).await.unwrap()), ["d3"]);
+    let latest = s.delivery_of(&t.id, "evt_a").await.unwrap().unwrap();
+    assert_eq!(latest, d(&t.id, "d2", "evt_a", NOW - 99, 2));
+    assert_eq!(s.delivery_of(&u.id, "evt_a").await.unwrap(), None);
+    // Older than NOW - 99 goes; then at most two per tenant... one here.
+    assert_eq!(s.prune_deliveries(NOW - 99, 1).await.unwrap(), 2);
+    assert_eq!(ids(s.list_deliveries(&t.id, 10).await.unwrap()), ["d3"]);
+    assert_eq!(ids(s.list_deliveries(&u.id, 10).await.unwrap()), ["d4"]);
+    s.delete_tenant(&t.id).await.unwrap();
+    s.delete_tenant(&u.id).await.unwrap();
 }
 
 /// Price plans and closed statements: upsert, the closer's view, insert-only statements, and

@@ -20,8 +20,11 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use ipnet::IpNet;
 use sha2::Sha256;
-use turnpike_store::{AlertEvent, AnyStore, Store, WebhookFormat};
+use turnpike_store::{
+    AlertEvent, AnyStore, Delivery, NotificationSettings, Store, TenantId, WebhookFormat,
+};
 
+use super::error::{DomainError, DomainResult};
 use crate::clock::unix_now;
 use crate::config::{ApiConfig, SmtpConfig};
 use crate::webhook_target::{self, GuardedResolver};
@@ -89,40 +92,177 @@ impl Notifier {
                 (p["event"].as_str().unwrap_or_default().to_string(), p)
             }
         };
-        let body = body.to_string();
+        let subject = format!(
+            "Turnpike: {}% of the {} quota used ({})",
+            event.percent, event.scope, event.action
+        );
+        let out = Outgoing {
+            tenant_id: event.tenant_id.clone(),
+            event_id: event.id.clone(),
+            kind,
+            body: body.to_string(),
+        };
+        self.dispatch(store, settings, out, Some(subject));
+    }
+
+    /// Sends a `test` event to the tenant's webhook and email now (in the background; the
+    /// delivery log shows the outcome). Returns its id; 409 when neither is set.
+    pub async fn send_test(&self, store: &AnyStore, tenant_id: &TenantId) -> DomainResult<String> {
+        let settings = store
+            .get_notifications(tenant_id)
+            .await?
+            .filter(|s| s.webhook_url.is_some() || s.email_to.is_some())
+            .ok_or_else(|| {
+                DomainError::Conflict(
+                    "no webhook_url or email_to set: PUT /v1/notifications first".into(),
+                )
+            })?;
+        let id = format!("evt_test_{}", crate::keys::random_hex(8));
+        let body = serde_json::json!({
+            "id": id, "type": "test", "created_at": unix_now(), "tenant_id": tenant_id,
+            "message": "A test event: your endpoint receives Turnpike's alerts.",
+        });
+        let out = Outgoing {
+            tenant_id: tenant_id.clone(),
+            event_id: id.clone(),
+            kind: "test".into(),
+            body: body.to_string(),
+        };
+        self.dispatch(store, settings, out, Some("Turnpike: test alert".into()));
+        Ok(id)
+    }
+
+    /// Sends a logged event again to the tenant's current webhook (same id and body: receivers
+    /// that saw it drop it by its idempotency key). 404 when the log has no such event.
+    pub async fn resend(
+        &self,
+        store: &AnyStore,
+        tenant_id: &TenantId,
+        event_id: &str,
+    ) -> DomainResult<()> {
+        let d = store
+            .delivery_of(tenant_id, event_id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("no such event in the delivery log"))?;
+        let settings = store
+            .get_notifications(tenant_id)
+            .await?
+            .filter(|s| s.webhook_url.is_some())
+            .ok_or_else(|| {
+                DomainError::Conflict("no webhook_url set: PUT /v1/notifications first".into())
+            })?;
+        let settings = NotificationSettings {
+            email_to: None,
+            ..settings
+        };
+        let out = Outgoing {
+            tenant_id: tenant_id.clone(),
+            event_id: d.event_id,
+            kind: d.kind,
+            body: d.body,
+        };
+        self.dispatch(store, settings, out, None);
+        Ok(())
+    }
+
+    /// Starts the webhook and email deliveries of `out` that `settings` ask for (email only
+    /// with a `subject`), each attempt recorded in the delivery log.
+    fn dispatch(
+        &self,
+        store: &AnyStore,
+        settings: NotificationSettings,
+        out: Outgoing,
+        subject: Option<String>,
+    ) {
+        let out = Arc::new(out);
         if let (Some(url), Some(secret), Some(http)) = (
             settings.webhook_url,
             settings.webhook_secret,
             self.http.clone(),
         ) {
             let (attempts, first) = (self.attempts, self.first_retry);
-            let body = body.clone();
-            let id = event.id.clone();
             let danger = self.danger.clone();
+            let log = Log {
+                store: store.clone(),
+                out: out.clone(),
+            };
             tokio::spawn(async move {
                 let target = Target {
                     url: &url,
                     danger: &danger,
                 };
-                let delivery = Delivery {
-                    secret: &secret,
-                    id: &id,
-                    kind: &kind,
-                    body: &body,
-                };
-                deliver_webhook(&http, target, delivery, attempts, first).await;
+                deliver_webhook(&http, target, &secret, &log, attempts, first).await;
             });
         }
-        if let (Some(to), Some(smtp)) = (settings.email_to, self.smtp.clone()) {
-            let subject = format!(
-                "Turnpike: {}% of the {} quota used ({})",
-                event.percent, event.scope, event.action
-            );
+        if let (Some(to), Some(smtp), Some(subject)) =
+            (settings.email_to, self.smtp.clone(), subject)
+        {
+            let log = Log {
+                store: store.clone(),
+                out,
+            };
             tokio::spawn(async move {
-                if let Err(e) = send_email(&smtp, &to, &subject, &body).await {
+                let r = send_email(&smtp, &to, &subject, &log.out.body).await;
+                if let Err(e) = &r {
                     tracing::warn!(error = %e, "alert email not sent");
                 }
+                let (outcome, error) = match r {
+                    Ok(()) => ("delivered", None),
+                    Err(e) => ("failed", Some(e)),
+                };
+                log.record("email", &to, 1, outcome, None, error).await;
             });
+        }
+    }
+}
+
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// An event on its way: its tenant, id, kind and body.
+struct Outgoing {
+    tenant_id: TenantId,
+    event_id: String,
+    kind: String,
+    body: String,
+}
+
+/// Where attempts at delivering one event are recorded.
+struct Log {
+    store: AnyStore,
+    out: Arc<Outgoing>,
+}
+
+impl Log {
+    async fn record(
+        &self,
+        channel: &str,
+        target: &str,
+        attempt: u32,
+        outcome: &str,
+        status: Option<u16>,
+        error: Option<String>,
+    ) {
+        let d = Delivery {
+            // Time-ordered (the log lists newest first, attempts of one second included).
+            id: format!("dlv_{:013}_{}", unix_millis(), crate::keys::random_hex(4)),
+            tenant_id: self.out.tenant_id.clone(),
+            event_id: self.out.event_id.clone(),
+            kind: self.out.kind.clone(),
+            channel: channel.into(),
+            target: target.into(),
+            at: unix_now(),
+            attempt: i64::from(attempt),
+            outcome: outcome.into(),
+            status: status.map(i64::from),
+            error,
+            body: self.out.body.clone(),
+        };
+        if let Err(e) = self.store.add_delivery(&d).await {
+            tracing::warn!(error = %e, "notification delivery not logged");
         }
     }
 }
@@ -202,41 +342,45 @@ struct Target<'a> {
     danger: &'a [IpNet],
 }
 
+const REFUSED_SHORT: &str = "the target's address is internal (not allowed); not retried";
+
 const REFUSED_LOG: &str = "webhook target refused: its address is loopback, private, link-local \
     or otherwise internal (open a range with danger_allow_webhook_ranges); not retried";
-
-/// One event to deliver: the signing secret, the event id (the idempotency key), its kind
-/// (the `Turnpike-Event` header) and the body.
-struct Delivery<'a> {
-    secret: &'a str,
-    id: &'a str,
-    kind: &'a str,
-    body: &'a str,
-}
 
 async fn deliver_webhook(
     http: &reqwest::Client,
     target: Target<'_>,
-    d: Delivery<'_>,
+    secret: &str,
+    log: &Log,
     attempts: u32,
     first_retry: Duration,
 ) {
-    let Delivery {
-        secret,
-        id,
-        kind,
-        body,
-    } = d;
+    let (id, kind, body) = (&log.out.event_id, &log.out.kind, &log.out.body);
     let Ok(url) = reqwest::Url::parse(target.url) else {
         tracing::warn!(event = id, "webhook URL unparsable; not sent");
+        log.record(
+            "webhook",
+            "",
+            1,
+            "refused",
+            None,
+            Some("unparsable URL".into()),
+        )
+        .await;
         return;
     };
+    let host = url.host_str().unwrap_or("").to_string();
     if webhook_target::literal_refused(&url, target.danger) {
-        tracing::warn!(
-            event = id,
-            host = url.host_str().unwrap_or(""),
-            "{REFUSED_LOG}"
-        );
+        tracing::warn!(event = id, host, "{REFUSED_LOG}");
+        log.record(
+            "webhook",
+            &host,
+            1,
+            "refused",
+            None,
+            Some(REFUSED_SHORT.into()),
+        )
+        .await;
         return;
     }
     let mut delay = first_retry;
@@ -245,8 +389,8 @@ async fn deliver_webhook(
         let r = http
             .post(url.clone())
             .header("content-type", "application/json")
-            .header("turnpike-event", kind)
-            .header("idempotency-key", id)
+            .header("turnpike-event", kind.as_str())
+            .header("idempotency-key", id.as_str())
             .header("turnpike-signature", signature(secret, t, body))
             .body(body.to_string())
             .send()
@@ -254,21 +398,42 @@ async fn deliver_webhook(
         match r {
             Ok(resp) if resp.status().is_success() => {
                 tracing::info!(event = id, attempt, "webhook delivered");
+                let status = Some(resp.status().as_u16());
+                log.record("webhook", &host, attempt, "delivered", status, None)
+                    .await;
                 return;
             }
             Ok(resp) => {
                 tracing::warn!(event = id, attempt, status = %resp.status(), "webhook refused");
+                let status = Some(resp.status().as_u16());
+                log.record("webhook", &host, attempt, "failed", status, None)
+                    .await;
             }
             Err(e) if webhook_target::is_refused(&e) => {
-                tracing::warn!(
-                    event = id,
-                    host = url.host_str().unwrap_or(""),
-                    "{REFUSED_LOG}"
-                );
+                tracing::warn!(event = id, host, "{REFUSED_LOG}");
+                log.record(
+                    "webhook",
+                    &host,
+                    attempt,
+                    "refused",
+                    None,
+                    Some(REFUSED_SHORT.into()),
+                )
+                .await;
                 return;
             }
             Err(e) => {
-                tracing::warn!(event = id, attempt, error = %e.without_url(), "webhook failed");
+                let e = e.without_url();
+                tracing::warn!(event = id, attempt, error = %e, "webhook failed");
+                log.record(
+                    "webhook",
+                    &host,
+                    attempt,
+                    "failed",
+                    None,
+                    Some(e.to_string()),
+                )
+                .await;
             }
         }
         if attempt < attempts {

@@ -106,6 +106,9 @@ impl Pending {
 /// closes with its allocation, so its last report comes within a second or two).
 const ENDED_KEPT: usize = 10_000;
 
+/// Notification delivery attempts kept per tenant (and at most 30 days).
+const DELIVERIES_KEPT: u32 = 1000;
+
 fn add_bytes(r: &mut AllocationRecord, c: &Counters) {
     r.c2s_bytes += c.c2s_bytes;
     r.s2p_bytes += c.s2p_bytes;
@@ -191,6 +194,10 @@ impl Meter {
                     crate::domain::quota::evaluate(&state, None).await;
                     if let Err(e) = crate::domain::billing::close_due(&state).await {
                         tracing::warn!(error = %e, "billing statements could not be closed; retrying in 30 s");
+                    }
+                    let month_ago = state.now() - 30 * 86_400;
+                    if let Err(e) = state.store.prune_deliveries(month_ago, DELIVERIES_KEPT).await {
+                        tracing::warn!(error = %e, "the notification delivery log could not be pruned");
                     }
                 }
                 r = stop.changed() => {

@@ -45,6 +45,7 @@ impl Modify for Bearer {
         billing::statements,
         settings::put_tenant_quota, settings::put_credential_quota, settings::list_quotas, settings::delete_quota,
         settings::put_notifications, settings::get_notifications, settings::list_alerts,
+        settings::send_test, settings::list_deliveries, settings::retry_delivery,
         logs::audit_log, logs::allocation_log, logs::live_allocations,
         denylist::list_denied, denylist::add_denied, denylist::delete_denied,
         metered::create, metered::ice_servers, metered::list, metered::enable, metered::disable,

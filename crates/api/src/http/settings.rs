@@ -8,12 +8,13 @@ use axum::routing;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use turnpike_store::Store;
 use turnpike_store::{AlertEvent, CredentialId, Quota, QuotaScope};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::TenantCaller;
-use super::error::{ApiResult, ErrorBody};
-use super::extract::{Body, Path};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Body, Path, Query};
 use crate::domain::notifications::{self, NotificationSpec};
 use crate::domain::quota::{self, QuotaSpec};
 use crate::state::Shared;
@@ -33,6 +34,15 @@ pub fn routes() -> Router<Shared> {
             routing::put(put_notifications).get(get_notifications),
         )
         .route("/v1/alerts", routing::get(list_alerts))
+        .route("/v1/notifications/test", routing::post(send_test))
+        .route(
+            "/v1/notifications/deliveries",
+            routing::get(list_deliveries),
+        )
+        .route(
+            "/v1/notifications/deliveries/{event_id}/retry",
+            routing::post(retry_delivery),
+        )
 }
 
 // What a threshold does once usage reaches it (see `crate::domain::quota`; no doc comment:
@@ -307,4 +317,99 @@ pub async fn list_alerts(
 ) -> ApiResult<Json<Vec<AlertOut>>> {
     let all = quota::alerts(&state, &who.tenant_id).await?;
     Ok(Json(all.into_iter().map(Into::into).collect()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventSent {
+    /// The event's id (its `Idempotency-Key`); its attempts appear in the delivery log.
+    pub event_id: String,
+}
+
+#[utoipa::path(post, path = "/v1/notifications/test", tag = "quotas",
+    responses((status = 202, body = EventSent), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn send_test(
+    State(state): State<Shared>,
+    who: TenantCaller,
+) -> ApiResult<(StatusCode, Json<EventSent>)> {
+    let event_id = state
+        .notifier
+        .send_test(&state.store, &who.tenant_id)
+        .await?;
+    who.audit(&state, "notifications.test", &event_id, json!({}))
+        .await;
+    Ok((StatusCode::ACCEPTED, Json(EventSent { event_id })))
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryParams {
+    /// At most this many attempts, newest first, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryOut {
+    pub id: String,
+    pub event_id: String,
+    pub kind: String,
+    /// `webhook` or `email`.
+    pub channel: String,
+    /// The webhook URL's host, or the email addresses.
+    pub target: String,
+    pub at: i64,
+    pub attempt: i64,
+    /// `delivered`, `failed` or `refused` (internal address; not retried).
+    pub outcome: String,
+    pub status: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/notifications/deliveries", tag = "quotas", params(DeliveryParams),
+    responses((status = 200, body = Vec<DeliveryOut>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_deliveries(
+    State(state): State<Shared>,
+    Query(p): Query<DeliveryParams>,
+    who: TenantCaller,
+) -> ApiResult<Json<Vec<DeliveryOut>>> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("`limit` must be 1 to 1000"));
+    }
+    let all = state.store.list_deliveries(&who.tenant_id, limit).await?;
+    Ok(Json(
+        all.into_iter()
+            .map(|d| DeliveryOut {
+                id: d.id,
+                event_id: d.event_id,
+                kind: d.kind,
+                channel: d.channel,
+                target: d.target,
+                at: d.at,
+                attempt: d.attempt,
+                outcome: d.outcome,
+                status: d.status,
+                error: d.error,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/notifications/deliveries/{event_id}/retry", tag = "quotas",
+    params(("event_id" = String, Path, description = "The event's id")),
+    responses((status = 202), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn retry_delivery(
+    State(state): State<Shared>,
+    Path(event_id): Path<String>,
+    who: TenantCaller,
+) -> ApiResult<StatusCode> {
+    state
+        .notifier
+        .resend(&state.store, &who.tenant_id, &event_id)
+        .await?;
+    who.audit(&state, "notifications.retry", &event_id, json!({}))
+        .await;
+    Ok(StatusCode::ACCEPTED)
 }

@@ -10,13 +10,14 @@ use super::rows::{
 use super::usage::{key_totals_query, write_allocations, write_usage, Placeholder, TENANT_HOURS};
 use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, BillingUsage, Change, Credential,
-    CredentialId, CredentialState, DeniedClient, DisconnectRequest, KeyKind, KeyTotal, ListQuery,
-    NewApiKey, NewCredential, NotificationSettings, Page, PlanWithLastStatement, PricePlan, Quota,
-    QuotaScope, Result, Revocation, StatementSummary, Store, StoreError, StoredStatement, Tenant,
-    TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
+    CredentialId, CredentialState, Delivery, DeniedClient, DisconnectRequest, KeyKind, KeyTotal,
+    ListQuery, NewApiKey, NewCredential, NotificationSettings, Page, PlanWithLastStatement,
+    PricePlan, Quota, QuotaScope, Result, Revocation, StatementSummary, Store, StoreError,
+    StoredStatement, Tenant, TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
 };
 
-/// PostgreSQL, shared by many nodes.
+/// PostgreSQL, shared by many nodes. Clones share the pool.
+#[derive(Clone)]
 pub struct PgStore {
     pool: sqlx::PgPool,
 }
@@ -655,6 +656,25 @@ impl Store for PgStore {
             .bind(i64::from(limit.clamp(1, 100_000)))
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn add_delivery(&self, d: &Delivery) -> Result<()> {
+        self.writable()?;
+        Ok(super::reads::add_delivery(&self.pool, d).await?)
+    }
+
+    async fn list_deliveries(&self, tenant_id: &TenantId, limit: u32) -> Result<Vec<Delivery>> {
+        Ok(super::reads::deliveries(&self.pool, tenant_id, None, limit).await?)
+    }
+
+    async fn delivery_of(&self, tenant_id: &TenantId, event_id: &str) -> Result<Option<Delivery>> {
+        let mut v = super::reads::deliveries(&self.pool, tenant_id, Some(event_id), 1).await?;
+        Ok(v.pop())
+    }
+
+    async fn prune_deliveries(&self, before: i64, keep: u32) -> Result<u64> {
+        self.writable()?;
+        Ok(super::reads::prune_deliveries(&self.pool, before, keep).await?)
     }
 
     async fn live_allocations(

@@ -2,7 +2,7 @@
 
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
-use crate::{AllocationRecord, TenantId};
+use crate::{AllocationRecord, Delivery, TenantId};
 
 /// The tenant's allocations with no end recorded, newest first, at most `limit`.
 pub(super) async fn live_allocations<DB>(
@@ -28,4 +28,113 @@ where
     .bind(i64::from(limit.clamp(1, 100_000)))
     .fetch_all(pool)
     .await
+}
+
+const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, kind, channel, target, at, attempt, \
+     outcome, status, error, body";
+
+pub(super) async fn add_delivery<DB>(pool: &Pool<DB>, d: &Delivery) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    let sql = format!(
+        "INSERT INTO notification_deliveries ({DELIVERY_COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    );
+    sqlx::query::<DB>(&sql)
+        .bind(d.id.as_str())
+        .bind(d.tenant_id.as_str())
+        .bind(d.event_id.as_str())
+        .bind(d.kind.as_str())
+        .bind(d.channel.as_str())
+        .bind(d.target.as_str())
+        .bind(d.at)
+        .bind(d.attempt)
+        .bind(d.outcome.as_str())
+        .bind(d.status)
+        .bind(d.error.as_deref())
+        .bind(d.body.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The tenant's newest attempts (all, or of one event), newest first.
+pub(super) async fn deliveries<DB>(
+    pool: &Pool<DB>,
+    tenant_id: &TenantId,
+    event_id: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Delivery>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> Delivery: FromRow<'r, DB::Row>,
+{
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries
+         WHERE tenant_id = $1 AND ($2 IS NULL OR event_id = $2)
+         ORDER BY at DESC, id DESC LIMIT $3"
+    );
+    sqlx::query_as::<DB, Delivery>(&sql)
+        .bind(tenant_id.as_str())
+        .bind(event_id)
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(pool)
+        .await
+}
+
+/// Deletes attempts before `before` and, per tenant, beyond the newest `keep`; returns how
+/// many went.
+pub(super) async fn prune_deliveries<DB>(
+    pool: &Pool<DB>,
+    before: i64,
+    keep: u32,
+) -> Result<u64, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let old: Vec<String> = sqlx::query_scalar::<DB, String>(
+        "DELETE FROM notification_deliveries WHERE at < $1 RETURNING id",
+    )
+    .bind(before)
+    .fetch_all(pool)
+    .await?;
+    let mut gone = old.len() as u64;
+    let crowded: Vec<String> = sqlx::query_scalar::<DB, String>(
+        "SELECT tenant_id FROM notification_deliveries GROUP BY tenant_id HAVING COUNT(*) > $1",
+    )
+    .bind(i64::from(keep))
+    .fetch_all(pool)
+    .await?;
+    for t in crowded {
+        let removed: Vec<String> = sqlx::query_scalar::<DB, String>(
+            "DELETE FROM notification_deliveries WHERE tenant_id = $1 AND id NOT IN
+               (SELECT id FROM notification_deliveries WHERE tenant_id = $1
+                ORDER BY at DESC, id DESC LIMIT $2)
+             RETURNING id",
+        )
+        .bind(t.as_str())
+        .bind(i64::from(keep))
+        .fetch_all(pool)
+        .await?;
+        gone += removed.len() as u64;
+    }
+    Ok(gone)
 }

@@ -12,17 +12,19 @@ use super::rows::{
 use super::usage::{key_totals_query, write_allocations, write_usage, Placeholder, TENANT_HOURS};
 use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, BillingUsage, Change, Credential,
-    CredentialId, CredentialState, DeniedClient, DisconnectRequest, KeyKind, KeyTotal, ListQuery,
-    NewApiKey, NewCredential, NotificationSettings, Page, PlanWithLastStatement, PricePlan, Quota,
-    QuotaScope, Result, Revocation, StatementSummary, Store, StoreError, StoredStatement, Tenant,
-    TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
+    CredentialId, CredentialState, Delivery, DeniedClient, DisconnectRequest, KeyKind, KeyTotal,
+    ListQuery, NewApiKey, NewCredential, NotificationSettings, Page, PlanWithLastStatement,
+    PricePlan, Quota, QuotaScope, Result, Revocation, StatementSummary, Store, StoreError,
+    StoredStatement, Tenant, TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
 };
 
 /// The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner.
+/// Clones share the pool and the file's state.
+#[derive(Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     /// The file as opened (none for an in-memory database).
-    file: Option<DbFile>,
+    file: Option<std::sync::Arc<DbFile>>,
 }
 
 impl SqliteStore {
@@ -40,7 +42,9 @@ impl SqliteStore {
         let file = if in_memory {
             None
         } else {
-            Some(DbFile::prepare(opts.get_filename()).map_err(StoreError::File)?)
+            Some(std::sync::Arc::new(
+                DbFile::prepare(opts.get_filename()).map_err(StoreError::File)?,
+            ))
         };
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(4)
@@ -52,7 +56,7 @@ impl SqliteStore {
 
     /// False once the file was removed or replaced since it was opened.
     pub fn database_ok(&self) -> bool {
-        self.file.as_ref().is_none_or(DbFile::still_there)
+        self.file.as_deref().is_none_or(DbFile::still_there)
     }
 
     fn writable(&self) -> Result<()> {
@@ -676,6 +680,25 @@ impl Store for SqliteStore {
             .bind(i64::from(limit.clamp(1, 100_000)))
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn add_delivery(&self, d: &Delivery) -> Result<()> {
+        self.writable()?;
+        Ok(super::reads::add_delivery(&self.pool, d).await?)
+    }
+
+    async fn list_deliveries(&self, tenant_id: &TenantId, limit: u32) -> Result<Vec<Delivery>> {
+        Ok(super::reads::deliveries(&self.pool, tenant_id, None, limit).await?)
+    }
+
+    async fn delivery_of(&self, tenant_id: &TenantId, event_id: &str) -> Result<Option<Delivery>> {
+        let mut v = super::reads::deliveries(&self.pool, tenant_id, Some(event_id), 1).await?;
+        Ok(v.pop())
+    }
+
+    async fn prune_deliveries(&self, before: i64, keep: u32) -> Result<u64> {
+        self.writable()?;
+        Ok(super::reads::prune_deliveries(&self.pool, before, keep).await?)
     }
 
     async fn live_allocations(
