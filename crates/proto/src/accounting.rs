@@ -84,6 +84,18 @@ pub enum AccountingEvent {
         total: Usage,
         peers: usize,
     },
+    /// A request with MESSAGE-INTEGRITY was refused (wrong password, unknown or expired
+    /// credential, wrong realm), for the tenants the username belongs to: the tenant named in
+    /// an ephemeral username, or every tenant with a stored credential of that name. As rate
+    /// limited as the log line.
+    AuthFailed {
+        tenants: Vec<Arc<str>>,
+        username: String,
+        client: SocketAddr,
+        transport: Transport,
+        reason: &'static str,
+        at_unix: u64,
+    },
 }
 
 /// Where a driver hands each worker's metering events (worker index, events), about once a

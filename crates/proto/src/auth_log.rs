@@ -35,7 +35,8 @@ impl Default for AuthLog {
 }
 
 impl AuthLog {
-    /// Logs one failure, unless over the rate.
+    /// Logs one failure, unless over the rate; whether it was logged (the same rate limits
+    /// what the control plane records).
     pub(crate) fn failed(
         &mut self,
         now: Instant,
@@ -43,7 +44,7 @@ impl AuthLog {
         username: Option<&[u8]>,
         reason: &str,
         transport: Transport,
-    ) {
+    ) -> bool {
         let elapsed = self
             .last
             .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
@@ -51,7 +52,7 @@ impl AuthLog {
         self.tokens = (self.tokens + elapsed * LINES_PER_SEC).min(LINES_PER_SEC);
         if self.tokens < 1.0 {
             self.suppressed += 1;
-            return;
+            return false;
         }
         self.tokens -= 1.0;
         // Debug formatting quotes and escapes the name, so a crafted username cannot forge
@@ -67,5 +68,6 @@ impl AuthLog {
             suppressed,
             "TURN authentication failed"
         );
+        true
     }
 }

@@ -1404,8 +1404,10 @@ fn stored_credentials_are_metered_disabled_and_disconnected() {
     s.handle_timeout(t0 + Duration::from_secs(1));
     assert_eq!(s.allocation_count(), 0);
     let ev = s.poll_accounting(t0 + Duration::from_secs(2));
+    // The refused Refresh is reported for the credential's tenant, then the end.
     assert!(
-        matches!(&ev[..], [AccountingEvent::Ended { total, peers: 1, .. }] if total.bytes[1] == 5),
+        matches!(&ev[..], [AccountingEvent::AuthFailed { tenants, .. }, AccountingEvent::Ended { total, peers: 1, .. }]
+            if total.bytes[1] == 5 && tenants.len() == 1),
         "{ev:?}"
     );
 
@@ -1479,6 +1481,15 @@ fn ephemeral_credentials_and_revocation() {
     assert_eq!(
         error_code(&exchange(&mut s, t0, &bad, &req).unwrap()),
         Some(401)
+    );
+    // The refusal is reported for the tenant the name carries (the first 401, the challenge
+    // without MESSAGE-INTEGRITY, is not a failure).
+    let ev = s.poll_accounting(t0);
+    assert!(
+        matches!(&ev[..], [AccountingEvent::AuthFailed { tenants, username, client, .. }]
+            if tenants.len() == 1 && &*tenants[0] == "ten_1" && *username == user
+                && client.to_string() == "203.0.113.6:4001"),
+        "{ev:?}"
     );
     // Revoking the user id refuses its next request.
     let mut snap = directory_snapshot(true, Limits::default());

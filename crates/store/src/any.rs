@@ -310,8 +310,20 @@ impl Store for AnyStore {
     async fn delivery_of(&self, tenant_id: &TenantId, event_id: &str) -> Result<Option<Delivery>> {
         delegate!(self, s => s.delivery_of(tenant_id, event_id))
     }
-    async fn prune_deliveries(&self, before: i64, keep: u32) -> Result<u64> {
-        delegate!(self, s => s.prune_deliveries(before, keep))
+    async fn add_auth_failures(&self, rows: &[AuthFailure]) -> Result<()> {
+        delegate!(self, s => s.add_auth_failures(rows))
+    }
+    async fn list_auth_failures(
+        &self,
+        tenant_id: &TenantId,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AuthFailure>> {
+        delegate!(self, s => s.list_auth_failures(tenant_id, from, to, limit))
+    }
+    async fn prune_tenant_logs(&self, before: i64, keep: u32) -> Result<u64> {
+        delegate!(self, s => s.prune_tenant_logs(before, keep))
     }
     async fn live_allocations(
         &self,

@@ -1,5 +1,5 @@
-//! The notification delivery log: one row per attempt to deliver an alert or test event by
-//! webhook or email.
+//! Two per-tenant logs kept 30 days and 1,000 rows: the notification delivery log (one row per
+//! attempt to deliver an alert or test event by webhook or email) and refused TURN requests.
 
 use crate::TenantId;
 
@@ -27,4 +27,18 @@ pub struct Delivery {
     pub error: Option<String>,
     /// The event as sent (JSON), to send it again.
     pub body: String,
+}
+
+/// A refused TURN request for one of the tenant's usernames.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuthFailure {
+    /// Ordered by time within a second.
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub at: i64,
+    pub username: String,
+    /// `ip:port` of the client.
+    pub client: String,
+    pub transport: String,
+    pub reason: String,
 }

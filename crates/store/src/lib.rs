@@ -21,7 +21,7 @@ mod sql;
 
 pub use any::AnyStore;
 pub use billing::*;
-pub use deliveries::Delivery;
+pub use deliveries::{AuthFailure, Delivery};
 pub use ids::{CredentialId, TenantId};
 pub use model::*;
 pub use sql::{ChangeListener, PgStore, SqliteStore};
@@ -261,8 +261,19 @@ pub trait Store {
     async fn list_deliveries(&self, tenant_id: &TenantId, limit: u32) -> Result<Vec<Delivery>>;
     /// The newest attempt for an event of the tenant.
     async fn delivery_of(&self, tenant_id: &TenantId, event_id: &str) -> Result<Option<Delivery>>;
-    /// Drops attempts before `before`, and beyond the newest `keep` of each tenant.
-    async fn prune_deliveries(&self, before: i64, keep: u32) -> Result<u64>;
+    /// Refused TURN requests, for tenants that exist (others are skipped).
+    async fn add_auth_failures(&self, rows: &[AuthFailure]) -> Result<()>;
+    /// The tenant's refused requests in `[from, to)`, newest first.
+    async fn list_auth_failures(
+        &self,
+        tenant_id: &TenantId,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AuthFailure>>;
+    /// Drops delivery attempts and refused requests before `before`, and beyond the newest
+    /// `keep` of each tenant in each log.
+    async fn prune_tenant_logs(&self, before: i64, keep: u32) -> Result<u64>;
 
     // Logs.
     /// Inserts or completes allocation records, in one transaction (all or none).

@@ -937,9 +937,34 @@ async fn deliveries(s: &impl Store) {
     assert_eq!(latest, d(&t.id, "d2", "evt_a", NOW - 99, 2));
     assert_eq!(s.delivery_of(&u.id, "evt_a").await.unwrap(), None);
     // Older than NOW - 99 goes; then at most two per tenant... one here.
-    assert_eq!(s.prune_deliveries(NOW - 99, 1).await.unwrap(), 2);
+    assert_eq!(s.prune_tenant_logs(NOW - 99, 1).await.unwrap(), 2);
     assert_eq!(ids(s.list_deliveries(&t.id, 10).await.unwrap()), ["d3"]);
     assert_eq!(ids(s.list_deliveries(&u.id, 10).await.unwrap()), ["d4"]);
+
+    // Refused TURN requests: rows of unknown tenants are skipped; newest first in a range.
+    let f = |tenant: &str, id: &str, at: i64| AuthFailure {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        at,
+        username: "alice".into(),
+        client: "192.0.2.1:5000".into(),
+        transport: "udp".into(),
+        reason: "wrong password".into(),
+    };
+    s.add_auth_failures(&[
+        f(&t.id, "f1", NOW - 10),
+        f("ten_nobody", "f2", NOW - 5),
+        f(&t.id, "f3", NOW - 1),
+    ])
+    .await
+    .unwrap();
+    let got = s.list_auth_failures(&t.id, NOW - 100, NOW, 10).await.unwrap();
+    assert_eq!(got, vec![f(&t.id, "f3", NOW - 1), f(&t.id, "f1", NOW - 10)]);
+    assert_eq!(s.list_auth_failures(&t.id, NOW - 5, NOW, 10).await.unwrap().len(), 1);
+    assert!(s.list_auth_failures(&u.id, 0, NOW, 10).await.unwrap().is_empty());
+    // Pruned with the delivery log: beyond the newest one per tenant.
+    assert_eq!(s.prune_tenant_logs(0, 1).await.unwrap(), 1);
+    assert_eq!(s.list_auth_failures(&t.id, 0, NOW, 10).await.unwrap().len(), 1);
     s.delete_tenant(&t.id).await.unwrap();
     s.delete_tenant(&u.id).await.unwrap();
 }

@@ -69,3 +69,15 @@ pub async fn live_allocations(
 ) -> DomainResult<Vec<AllocationRecord>> {
     Ok(state.store.live_allocations(tenant_id, limit).await?)
 }
+
+/// The tenant's refused TURN requests in the range, newest first.
+pub async fn auth_failures(
+    state: &AppState,
+    tenant_id: &TenantId,
+    r: Range,
+) -> DomainResult<Vec<turnpike_store::AuthFailure>> {
+    Ok(state
+        .store
+        .list_auth_failures(tenant_id, r.from, r.to, r.limit)
+        .await?)
+}

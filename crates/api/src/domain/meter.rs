@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use turnpike_proto::AccountingSink;
 use turnpike_proto::{Account, AccountingEvent, Usage};
-use turnpike_store::{AllocationRecord, Counters, Store, TenantId, UsageDelta};
+use turnpike_store::{AllocationRecord, AuthFailure, Counters, Store, TenantId, UsageDelta};
 
 use crate::state::AppState;
 
@@ -39,6 +39,10 @@ struct Pending {
     /// Allocations ended lately, for data-connection bytes reported after the end.
     ended: HashMap<u64, AllocationRecord>,
     tenants: HashSet<String>,
+    /// Refused TURN requests to record (at most [`AUTH_FAILURES_PENDING`]).
+    auth_failures: Vec<AuthFailure>,
+    /// Numbers refused requests (ids unique per node).
+    seq: u64,
 }
 
 impl Pending {
@@ -106,8 +110,12 @@ impl Pending {
 /// closes with its allocation, so its last report comes within a second or two).
 const ENDED_KEPT: usize = 10_000;
 
-/// Notification delivery attempts kept per tenant (and at most 30 days).
-const DELIVERIES_KEPT: u32 = 1000;
+/// Refused requests held for the next flush at most (the relay's log rate keeps far below it;
+/// beyond, while the database is unreachable, they are dropped and counted).
+const AUTH_FAILURES_PENDING: usize = 10_000;
+
+/// Notification delivery attempts and refused requests kept per tenant (and at most 30 days).
+const LOG_ROWS_KEPT: u32 = 1000;
 
 fn add_bytes(r: &mut AllocationRecord, c: &Counters) {
     r.c2s_bytes += c.c2s_bytes;
@@ -196,8 +204,8 @@ impl Meter {
                         tracing::warn!(error = %e, "billing statements could not be closed; retrying in 30 s");
                     }
                     let month_ago = state.now() - 30 * 86_400;
-                    if let Err(e) = state.store.prune_deliveries(month_ago, DELIVERIES_KEPT).await {
-                        tracing::warn!(error = %e, "the notification delivery log could not be pruned");
+                    if let Err(e) = state.store.prune_tenant_logs(month_ago, LOG_ROWS_KEPT).await {
+                        tracing::warn!(error = %e, "the delivery log and refused requests could not be pruned");
                     }
                 }
                 r = stop.changed() => {
@@ -273,6 +281,31 @@ impl Meter {
                     let total = counters(&total);
                     p.ended(serial, &account, at_unix, seconds, &total, peers as i64);
                 }
+                AccountingEvent::AuthFailed {
+                    tenants,
+                    username,
+                    client,
+                    transport,
+                    reason,
+                    at_unix,
+                } => {
+                    for t in tenants {
+                        if p.auth_failures.len() >= AUTH_FAILURES_PENDING {
+                            metrics::counter!("turnpike_auth_failures_dropped_total").increment(1);
+                            continue;
+                        }
+                        p.seq += 1;
+                        p.auth_failures.push(AuthFailure {
+                            id: format!("af_{at_unix:x}_{}{:x}", self.node, p.seq),
+                            tenant_id: TenantId::from(&*t),
+                            at: at_unix as i64,
+                            username: username.clone(),
+                            client: client.to_string(),
+                            transport: transport.as_str().into(),
+                            reason: reason.into(),
+                        });
+                    }
+                }
             }
         }
     }
@@ -309,6 +342,14 @@ impl Meter {
                         records = records.len(),
                         "allocation log write failed; kept for the next try"
                     );
+                }
+            }
+        }
+        if !p.auth_failures.is_empty() {
+            match state.store.add_auth_failures(&p.auth_failures).await {
+                Ok(()) => p.auth_failures.clear(),
+                Err(e) => {
+                    tracing::error!(error = %e, "refused requests not recorded; kept for the next try");
                 }
             }
         }

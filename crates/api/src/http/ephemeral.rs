@@ -26,6 +26,7 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/ephemeral-credentials", post(create_ephemeral))
         .route("/v1/revocations", post(revoke).get(list_revocations))
         .route("/v1/ice-servers", get(ice_servers).options(ice_preflight))
+        .route("/v1/ice-servers/urls", get(ice_urls))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -333,4 +334,28 @@ pub async fn ice_preflight(headers: HeaderMap) -> Response {
         HeaderValue::from_static("600"),
     );
     with_cors(r, origin)
+}
+
+/// The node's STUN and TURN URLs, without credentials (for snippets that carry a stored
+/// credential's own username and password).
+#[derive(Serialize, ToSchema)]
+pub struct IceUrls {
+    /// One entry per server kind: `stun:` URLs, then `turn:`/`turns:` URLs.
+    pub ice_servers: Vec<Vec<String>>,
+}
+
+#[utoipa::path(get, path = "/v1/ice-servers/urls", tag = "ephemeral",
+    responses((status = 200, body = IceUrls), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn ice_urls(State(state): State<Shared>, _who: TenantCaller) -> Json<IceUrls> {
+    let list = crate::ice::ice_servers(
+        state.cfg.public_host.as_deref(),
+        &state.cfg.listeners,
+        "",
+        "",
+        false,
+    );
+    Json(IceUrls {
+        ice_servers: list.into_iter().map(|s| s.urls).collect(),
+    })
 }

@@ -22,6 +22,7 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/audit", get(audit_log))
         .route("/v1/allocations", get(allocation_log))
         .route("/v1/allocations/live", get(live_allocations))
+        .route("/v1/auth-failures", get(auth_failures))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -257,6 +258,60 @@ impl From<turnpike_store::AllocationRecord> for AllocationOut {
             peers: a.peers,
         }
     }
+}
+
+/// A refused TURN request for one of the tenant's usernames.
+#[derive(Serialize, ToSchema)]
+pub struct AuthFailureOut {
+    pub at: i64,
+    pub username: String,
+    /// `ip:port`.
+    pub client: String,
+    pub transport: String,
+    /// e.g. `wrong password`, `unknown user`, `credential expired`.
+    pub reason: String,
+}
+
+#[utoipa::path(get, path = "/v1/auth-failures", tag = "logs", params(LogParams),
+    responses((status = 200, body = Vec<AuthFailureOut>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn auth_failures(
+    State(state): State<Shared>,
+    Query(p): Query<LogParams>,
+    who: TenantCaller,
+) -> Result<Response, ApiError> {
+    let (r, csv) = range(&state, &p)?;
+    let rows = logs::auth_failures(&state, &who.tenant_id, r).await?;
+    let out: Vec<AuthFailureOut> = rows
+        .into_iter()
+        .map(|f| AuthFailureOut {
+            at: f.at,
+            username: f.username,
+            client: f.client,
+            transport: f.transport,
+            reason: f.reason,
+        })
+        .collect();
+    if csv {
+        let rows = out
+            .iter()
+            .map(|f| {
+                vec![
+                    f.at.to_string(),
+                    f.username.clone(),
+                    f.client.clone(),
+                    f.transport.clone(),
+                    f.reason.clone(),
+                ]
+            })
+            .collect();
+        return Ok(csv_response(
+            "auth-failures",
+            "at,username,client,transport,reason",
+            rows,
+        ));
+    }
+    Ok(Json(out).into_response())
 }
 
 #[cfg(test)]

@@ -415,10 +415,50 @@ impl Server {
             let username = msg
                 .get(ATTR_USERNAME)
                 .or_else(|| msg.get(ATTR_USERHASH).map(|_| &b"<userhash>"[..]));
-            self.auth_log
+            let logged = self
+                .auth_log
                 .failed(now, ft.client.ip(), username, reason, ft.transport);
+            if logged {
+                self.record_auth_failure(msg, &ft, reason, unix);
+            }
         }
         result
+    }
+
+    /// Tells the control plane of a refused request, for the tenants its username belongs to.
+    fn record_auth_failure(
+        &mut self,
+        msg: &Message<'_>,
+        ft: &FiveTuple,
+        reason: &'static str,
+        unix: u64,
+    ) {
+        let Some(name) = msg.get(ATTR_USERNAME).and_then(|u| std::str::from_utf8(u).ok()) else {
+            return;
+        };
+        let mut tenants: Vec<Arc<str>> = match crate::directory::parse_ephemeral(name) {
+            Some((_, tenant, _)) => vec![Arc::from(tenant)],
+            None => self
+                .rt
+                .directory
+                .stored_users(name)
+                .into_iter()
+                .map(|u| u.account.tenant_id.clone())
+                .collect(),
+        };
+        tenants.sort();
+        tenants.dedup();
+        if tenants.is_empty() {
+            return;
+        }
+        self.metering.push(AccountingEvent::AuthFailed {
+            tenants,
+            username: name.chars().take(256).collect(),
+            client: ft.client,
+            transport: ft.transport,
+            reason,
+            at_unix: unix,
+        });
     }
 
     /// An expired credential may still act on what it created, within `credential_grace`:

@@ -10,7 +10,7 @@ use super::rows::{
 use super::usage::{key_totals_query, write_allocations, write_usage, Placeholder, TENANT_HOURS};
 use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, BillingUsage, Change, Credential,
-    CredentialId, CredentialState, Delivery, DeniedClient, DisconnectRequest, KeyKind, KeyTotal,
+    AuthFailure, CredentialId, CredentialState, Delivery, DeniedClient, DisconnectRequest, KeyKind, KeyTotal,
     ListQuery, NewApiKey, NewCredential, NotificationSettings, Page, PlanWithLastStatement,
     PricePlan, Quota, QuotaScope, Result, Revocation, StatementSummary, Store, StoreError,
     StoredStatement, Tenant, TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
@@ -672,9 +672,28 @@ impl Store for PgStore {
         Ok(v.pop())
     }
 
-    async fn prune_deliveries(&self, before: i64, keep: u32) -> Result<u64> {
+    async fn add_auth_failures(&self, rows: &[AuthFailure]) -> Result<()> {
         self.writable()?;
-        Ok(super::reads::prune_deliveries(&self.pool, before, keep).await?)
+        Ok(super::reads::add_auth_failures(&self.pool, rows).await?)
+    }
+
+    async fn list_auth_failures(
+        &self,
+        tenant_id: &TenantId,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<AuthFailure>> {
+        Ok(super::reads::auth_failures(&self.pool, tenant_id, from, to, limit).await?)
+    }
+
+    async fn prune_tenant_logs(&self, before: i64, keep: u32) -> Result<u64> {
+        self.writable()?;
+        let mut n = 0;
+        for table in ["notification_deliveries", "auth_failures"] {
+            n += super::reads::prune_log(&self.pool, table, before, keep).await?;
+        }
+        Ok(n)
     }
 
     async fn live_allocations(

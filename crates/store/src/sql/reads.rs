@@ -2,7 +2,7 @@
 
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
-use crate::{AllocationRecord, Delivery, TenantId};
+use crate::{AllocationRecord, AuthFailure, Delivery, TenantId};
 
 /// The tenant's allocations with no end recorded, newest first, at most `limit`.
 pub(super) async fn live_allocations<DB>(
@@ -94,10 +94,12 @@ where
         .await
 }
 
-/// Deletes attempts before `before` and, per tenant, beyond the newest `keep`; returns how
+/// Deletes rows of a per-tenant log (`notification_deliveries`, `auth_failures`: an `id` ordered
+/// by time within `at`) before `before` and, per tenant, beyond the newest `keep`; returns how
 /// many went.
-pub(super) async fn prune_deliveries<DB>(
+pub(super) async fn prune_log<DB>(
     pool: &Pool<DB>,
+    table: &str,
     before: i64,
     keep: u32,
 ) -> Result<u64, sqlx::Error>
@@ -110,26 +112,26 @@ where
     for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
     usize: sqlx::ColumnIndex<DB::Row>,
 {
-    let old: Vec<String> = sqlx::query_scalar::<DB, String>(
-        "DELETE FROM notification_deliveries WHERE at < $1 RETURNING id",
-    )
+    let old: Vec<String> = sqlx::query_scalar::<DB, String>(&format!(
+        "DELETE FROM {table} WHERE at < $1 RETURNING id"
+    ))
     .bind(before)
     .fetch_all(pool)
     .await?;
     let mut gone = old.len() as u64;
-    let crowded: Vec<String> = sqlx::query_scalar::<DB, String>(
-        "SELECT tenant_id FROM notification_deliveries GROUP BY tenant_id HAVING COUNT(*) > $1",
-    )
+    let crowded: Vec<String> = sqlx::query_scalar::<DB, String>(&format!(
+        "SELECT tenant_id FROM {table} GROUP BY tenant_id HAVING COUNT(*) > $1"
+    ))
     .bind(i64::from(keep))
     .fetch_all(pool)
     .await?;
     for t in crowded {
-        let removed: Vec<String> = sqlx::query_scalar::<DB, String>(
-            "DELETE FROM notification_deliveries WHERE tenant_id = $1 AND id NOT IN
-               (SELECT id FROM notification_deliveries WHERE tenant_id = $1
+        let removed: Vec<String> = sqlx::query_scalar::<DB, String>(&format!(
+            "DELETE FROM {table} WHERE tenant_id = $1 AND id NOT IN
+               (SELECT id FROM {table} WHERE tenant_id = $1
                 ORDER BY at DESC, id DESC LIMIT $2)
-             RETURNING id",
-        )
+             RETURNING id"
+        ))
         .bind(t.as_str())
         .bind(i64::from(keep))
         .fetch_all(pool)
@@ -137,4 +139,62 @@ where
         gone += removed.len() as u64;
     }
     Ok(gone)
+}
+
+/// Inserts refused requests, one statement each (at most the relay's log rate), skipping rows
+/// of tenants that do not exist (an ephemeral username may name any tenant).
+pub(super) async fn add_auth_failures<DB>(
+    pool: &Pool<DB>,
+    rows: &[AuthFailure],
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    for r in rows {
+        sqlx::query::<DB>(
+            "INSERT INTO auth_failures (id, tenant_id, at, username, client, transport, reason)
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)",
+        )
+        .bind(r.id.as_str())
+        .bind(r.tenant_id.as_str())
+        .bind(r.at)
+        .bind(r.username.as_str())
+        .bind(r.client.as_str())
+        .bind(r.transport.as_str())
+        .bind(r.reason.as_str())
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn auth_failures<DB>(
+    pool: &Pool<DB>,
+    tenant_id: &TenantId,
+    from: i64,
+    to: i64,
+    limit: u32,
+) -> Result<Vec<AuthFailure>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> AuthFailure: FromRow<'r, DB::Row>,
+{
+    sqlx::query_as::<DB, AuthFailure>(
+        "SELECT id, tenant_id, at, username, client, transport, reason FROM auth_failures
+         WHERE tenant_id = $1 AND at >= $2 AND at < $3 ORDER BY at DESC, id DESC LIMIT $4",
+    )
+    .bind(tenant_id.as_str())
+    .bind(from)
+    .bind(to)
+    .bind(i64::from(limit.clamp(1, 100_000)))
+    .fetch_all(pool)
+    .await
 }
