@@ -9,14 +9,17 @@ Content-Security-Policy. Also the alerts page (a quota with thresholds, alert ad
 keys page (rotation with overlap)."""
 
 import http.client
+import http.server
 import json
 import pathlib
+import threading
+import time
 
 import pytest
 
 import uclient
 from api import ADMIN_KEY, Api, control_toml, new_tenant, ok, usage_totals, wait_for
-from conftest import LOOPBACK_OK, chromium
+from conftest import LOOPBACK_OK, chromium, free_port
 
 
 @pytest.fixture(scope="module")
@@ -238,4 +241,196 @@ def test_console_pages_in_chromium(turnpike, browser, tmp_path, peer):
         page.get_by_role("cell", name="beta", exact=True).wait_for()
     finally:
         ctx.close()
+    assert not errors, errors
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: records bodies, answers 200."""
+
+    bodies = []
+
+    def do_POST(self):
+        Hook.bodies.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_path, peer):
+    """The operator sets a price plan and opens the tenant; in it: a credential made with tags
+    and a quota passes the console's own relay test (a real RTCPeerConnection in Chromium), a
+    wrong password appears among failed authentications, a relay through coturn's uclient
+    appears in the allocation log and on the billing statement whose bytes equal the metered
+    usage to the byte (page, API, CSV, printable page); a webhook test event is delivered and
+    logged; a live signalling room is listed and closed; the node page shows the relay's
+    figures."""
+    Hook.bodies = []
+    hook_port = free_port()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    extra = LOOPBACK_OK + 'danger_allow_webhook_ranges = ["127.0.0.0/8"]\n'
+    t = turnpike(control_toml(f"sqlite://{tmp_path / 'c.db'}", extra))
+    base = f"http://127.0.0.1:{t.metrics_port}"
+    admin = Api(t.metrics_port, ADMIN_KEY)
+    tid, api, _ = new_tenant(admin, "acme")
+    errors = []
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text)
+            if m.type == "error" and "status of 401" not in m.text
+            and "status of 404" not in m.text else None)
+    page.on("dialog", lambda d: d.accept())
+    month = time.strftime("%Y-%m", time.gmtime())
+    try:
+        page.goto(f"{base}/console")
+        page.get_by_label("Secret key (a tenant's) or admin key").fill(ADMIN_KEY)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Tenants").wait_for()
+
+        # A price plan for acme.
+        page.get_by_role("button", name="Price plan of acme").click()
+        page.get_by_label("Currency (ISO 4217)").fill("EUR")
+        page.get_by_label("Price per GB").fill("0.40")
+        page.get_by_label("Price per allocation hour").fill("0.01")
+        page.get_by_label("Included per period (GB)").fill("0")
+        page.get_by_label("First month").fill(month)
+        page.get_by_role("button", name="Save the plan").click()
+        page.get_by_text("Saved: 0.40 EUR per GB").wait_for()
+        plan = ok(admin.get(f"/v1/tenants/{tid}/plan"))
+        assert (plan["currency"], plan["price_per_gb"], plan["first_month"]) == ("EUR", "0.40", month)
+
+        # Into the tenant.
+        page.get_by_role("button", name="Open acme").click()
+        page.get_by_text("acting in tenant").wait_for()
+        page.get_by_role("heading", name="Overview").wait_for()
+        page.get_by_text("No open allocations.").wait_for()
+
+        # A credential with tags and a quota; the console's relay test passes with it.
+        page.get_by_role("link", name="Credentials").click()
+        page.get_by_label("Label", exact=True).fill("team-b")
+        page.get_by_label("Tags (comma-separated)").fill("video, eu")
+        page.get_by_label("Quota (GB per month, empty: none)").fill("5")
+        page.get_by_role("button", name="Create credential").click()
+        page.get_by_text("Copy the password now").wait_for()
+        username = page.locator("#created-username").inner_text()
+        password = page.locator("#created-password").inner_text()
+        cred = ok(api.get("/v1/credentials"))["items"][0]
+        assert cred["tags"] == ["video", "eu"] and cred["label"] == "team-b"
+        quotas = {q["scope"]: q for q in ok(api.get("/v1/quotas"))}
+        assert quotas[cred['id']]["bytes_per_period"] == 5_000_000_000
+        page.get_by_role("button", name="Run the test").click()
+        page.get_by_text("Works: the server gave the relay address").wait_for(timeout=20000)
+        # Filters: by tag and by state.
+        page.get_by_label("Tag", exact=True).fill("EU")
+        page.get_by_role("button", name="Filter").click()
+        page.get_by_text("1 credential shown").wait_for()
+        page.get_by_label("Tag", exact=True).fill("")
+        page.get_by_label("State").select_option("disabled")
+        page.get_by_role("button", name="Filter").click()
+        page.get_by_text("No credentials match.").wait_for()
+        page.get_by_label("State").select_option("")
+        page.get_by_role("button", name="Filter").click()
+        page.get_by_text("1 credential shown").wait_for()
+        # A publishable key for it, with its origin, goes into the snippets.
+        page.get_by_role("button", name=f"Snippet for {username}").click()
+        page.get_by_label("Allowed origins").fill("https://app.example.com")
+        page.get_by_role("button", name="Make a publishable key").click()
+        page.get_by_text("made for https://app.example.com").wait_for()
+        assert "tpp_" in page.locator("#snippet-fetch").inner_text()
+        assert f'"{username}"' in page.locator("#snippet-js").inner_text()
+
+        # A wrong password, then a real relay.
+        bad = uclient.run(t.port, ["-u", username, "-w", "not-the-password", "-e", "127.0.0.1",
+                                   "-r", str(peer), "-m", "1", "-c", "-n", "2", "-l", "100"], timeout=30)
+        assert bad.rc != 0
+        length, count = 120, 30
+        run = uclient.run(t.port, ["-u", username, "-w", password, "-e", "127.0.0.1", "-r", str(peer),
+                                   "-m", "1", "-c", "-n", str(count), "-l", str(length)])
+        assert run.rc == 0 and run.received == count, run.output
+        # uclient's allocation ends with its bytes logged; the console test's relayed nothing.
+        def relayed():
+            done = [a for a in ok(api.get("/v1/allocations")) if a["ended_at"]]
+            return sum(a["client_to_server_bytes"] + a["server_to_peer_bytes"] + a["peer_to_server_bytes"]
+                       + a["server_to_client_bytes"] for a in done)
+        wait_for(lambda: relayed() >= 4 * count * length, timeout=30, what="uclient's allocation logged")
+        metered = relayed()
+        wait_for(lambda: usage_totals(api)["totals"]["total_bytes"] == metered, what="metered usage")
+
+        page.get_by_role("link", name="Logs").click()
+        page.get_by_role("button", name="Show logs").click()
+        page.locator("#authfail-table").get_by_role("cell", name="wrong password").first.wait_for()
+        page.locator("#allocation-table").get_by_role("cell", name=username).first.wait_for()
+        page.locator("#audit-table").get_by_role("cell", name="credential.create").wait_for()
+        fails = ok(api.get("/v1/auth-failures"))
+        assert fails and all(f["username"] == username for f in fails)
+        with page.expect_download() as dl:
+            page.get_by_role("button", name="Download allocations CSV").click()
+        rows = pathlib.Path(dl.value.path()).read_text().splitlines()
+        assert rows[0].startswith("id,credential_id,user_id,username") and len(rows) >= 3
+
+        # Billing: the open statement's bytes are the metered bytes, to the byte.
+        page.get_by_role("link", name="Billing").click()
+        page.get_by_text("Plan: 0.40 EUR per GB").wait_for()
+        page.get_by_role("heading", name=f"Statement {month}").wait_for()
+        s = ok(api.get(f"/v1/billing/statements?month={month}"))
+        assert s["status"] == "open" and s["bytes_in_period"] == metered == s["billable_bytes"]
+        assert s["users"][0]["bytes"] == metered
+        cell_title = page.locator("#statement-lines tbody tr").first.locator("td").nth(1).get_attribute("title")
+        assert cell_title == f"{metered} bytes"
+        with page.expect_download() as dl:
+            page.get_by_role("button", name="Download statement CSV").click()
+        csv = pathlib.Path(dl.value.path()).read_text()
+        assert f"{month},open,total,,{metered}," in csv
+        with ctx.expect_page() as popup:
+            page.get_by_role("button", name="Printable page").click()
+        printable = popup.value
+        printable.get_by_role("heading", name=f"Statement {month}").wait_for()
+        assert f"{metered} bytes" in printable.content()
+        printable.close()
+
+        # Alerts: a webhook, a test event, its delivery in the log.
+        page.get_by_role("link", name="Alerts").click()
+        page.locator("#alerts[aria-busy=false]").wait_for()
+        page.get_by_label("Webhook URL (https)").fill(f"http://127.0.0.1:{hook_port}/hook")
+        page.get_by_role("button", name="Save", exact=True).click()
+        page.get_by_text("Saved.").wait_for()
+        page.get_by_role("button", name="Send a test event").click()
+        page.locator("#delivery-table").get_by_text("delivered (HTTP 200)").wait_for(timeout=15000)
+        assert Hook.bodies and json.loads(Hook.bodies[0])["type"] == "test"
+
+        # Signalling: a participant joins from another tab; the room is listed and closed.
+        token = ok(api.post("/v1/signal/tokens", {"room": "standup", "identity": "alice"}), 201)["token"]
+        other = ctx.new_page()
+        other.goto(f"{base}/console")
+        other.evaluate("""token => new Promise((ok, fail) => {
+            const ws = new WebSocket(`ws://${location.host}/v1/signal`);
+            window.sigClosed = false;
+            ws.onopen = () => ws.send(JSON.stringify({ v: 1, type: "join", token }));
+            ws.onmessage = (m) => { if (JSON.parse(m.data).type === "joined") ok(); };
+            ws.onclose = () => { window.sigClosed = true; };
+            ws.onerror = () => fail("socket error");
+        })""", token)
+        page.get_by_role("link", name="Signalling").click()
+        page.get_by_role("cell", name="standup", exact=True).wait_for()
+        page.get_by_role("button", name="Participants of standup").click()
+        page.get_by_role("cell", name="alice", exact=True).wait_for()
+        page.get_by_role("button", name="Close standup").click()
+        wait_for(lambda: other.evaluate("() => window.sigClosed"), what="the participant disconnected")
+        page.get_by_text("No live rooms.").wait_for()
+
+        # Back to the operator: the node's figures.
+        page.get_by_role("button", name="Back to the operator's pages").click()
+        page.get_by_role("heading", name="Tenants").wait_for()
+        page.get_by_role("link", name="Node").click()
+        page.locator("#node[aria-busy=false]").wait_for()
+        figure = lambda name: page.locator("#node-figures div").filter(  # noqa: E731
+            has=page.get_by_text(name, exact=True)).locator("dd").inner_text()
+        assert figure("Ready") == "yes"
+        assert figure("Bytes relayed") != "0 B"
+    finally:
+        ctx.close()
+        httpd.shutdown()
     assert not errors, errors

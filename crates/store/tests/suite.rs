@@ -958,13 +958,29 @@ async fn deliveries(s: &impl Store) {
     ])
     .await
     .unwrap();
-    let got = s.list_auth_failures(&t.id, NOW - 100, NOW, 10).await.unwrap();
+    let got = s
+        .list_auth_failures(&t.id, NOW - 100, NOW, 10)
+        .await
+        .unwrap();
     assert_eq!(got, vec![f(&t.id, "f3", NOW - 1), f(&t.id, "f1", NOW - 10)]);
-    assert_eq!(s.list_auth_failures(&t.id, NOW - 5, NOW, 10).await.unwrap().len(), 1);
-    assert!(s.list_auth_failures(&u.id, 0, NOW, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_auth_failures(&t.id, NOW - 5, NOW, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s
+        .list_auth_failures(&u.id, 0, NOW, 10)
+        .await
+        .unwrap()
+        .is_empty());
     // Pruned with the delivery log: beyond the newest one per tenant.
     assert_eq!(s.prune_tenant_logs(0, 1).await.unwrap(), 1);
-    assert_eq!(s.list_auth_failures(&t.id, 0, NOW, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.list_auth_failures(&t.id, 0, NOW, 10).await.unwrap().len(),
+        1
+    );
     s.delete_tenant(&t.id).await.unwrap();
     s.delete_tenant(&u.id).await.unwrap();
 }

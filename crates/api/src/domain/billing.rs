@@ -296,6 +296,17 @@ pub async fn plan(state: &AppState, tenant_id: &TenantId) -> DomainResult<PriceP
     })
 }
 
+/// Every tenant's plan.
+pub async fn plans(state: &AppState) -> DomainResult<Vec<PricePlan>> {
+    Ok(state
+        .store
+        .price_plans()
+        .await?
+        .into_iter()
+        .map(|p| p.plan)
+        .collect())
+}
+
 /// Removes the tenant's plan: no more statements are made; stored ones stay.
 pub async fn delete_plan(state: &AppState, tenant_id: &TenantId) -> DomainResult<()> {
     state

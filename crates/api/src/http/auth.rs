@@ -78,8 +78,31 @@ pub async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Principa
 pub const ACT_AS: &str = "x-turnpike-tenant";
 
 fn acting_for(parts: &Parts) -> Option<String> {
-    let v = parts.headers.get(ACT_AS)?.to_str().ok()?.trim();
+    acting_header(&parts.headers)
+}
+
+fn acting_header(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(ACT_AS)?.to_str().ok()?.trim();
     (!v.is_empty() && v.len() <= 64).then(|| v.to_string())
+}
+
+/// For endpoints that answer the operator and tenants differently: the tenant the admin key
+/// acts in ([`ACT_AS`]), checked to exist; `None` without the header or for other keys.
+pub async fn acting_tenant(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> ApiResult<Option<TenantId>> {
+    let (Principal::Admin { .. }, Some(t)) = (principal, acting_header(headers)) else {
+        return Ok(None);
+    };
+    let tenant_id = TenantId::from(t);
+    state
+        .store
+        .get_tenant(&tenant_id)
+        .await
+        .map_err(|_| ApiError::not_found(format!("no tenant `{tenant_id}` ({ACT_AS})")))?;
+    Ok(Some(tenant_id))
 }
 
 /// Where a request's API key is read from.
@@ -202,15 +225,12 @@ impl<K: KeySource> FromRequestParts<Shared> for TenantCaller<K> {
         let principal = Caller::<K>::from_request_parts(parts, state)
             .await?
             .principal;
-        if let (Principal::Admin { key_id }, Some(t)) = (&principal, acting_for(parts)) {
-            // The operator acting in a tenant (the console's "switch into"): the tenant must
-            // exist; its audit log names the admin key.
-            let tenant_id = TenantId::from(t);
-            state
-                .store
-                .get_tenant(&tenant_id)
-                .await
-                .map_err(|_| ApiError::not_found(format!("no tenant `{tenant_id}` ({ACT_AS})")))?;
+        // The operator acting in a tenant (the console's "switch into"): the tenant must exist;
+        // its audit log names the admin key.
+        if let (Principal::Admin { key_id }, Some(_)) = (&principal, acting_for(parts)) {
+            let tenant_id = acting_tenant(state, &principal, &parts.headers)
+                .await?
+                .expect("the admin key with the header acts in a tenant");
             return Ok(Self {
                 tenant_id,
                 key_id: key_id.clone(),

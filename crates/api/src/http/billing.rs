@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use turnpike_store::{StatementSummary, TenantId};
+use turnpike_store::{StatementSummary, Store, TenantId};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{AdminCaller, TenantCaller};
@@ -26,6 +26,7 @@ pub fn routes() -> Router<Shared> {
             get(get_tenant_plan).put(put_plan).delete(delete_plan),
         )
         .route("/v1/billing/plan", get(get_plan))
+        .route("/v1/billing/plans", get(list_plans))
         .route("/v1/billing/statements", get(statements))
 }
 
@@ -150,7 +151,20 @@ pub struct StatementItem {
 
 #[derive(Serialize, ToSchema)]
 pub struct StatementList {
+    /// The tenant's plan, if it has one.
+    pub plan: Option<PlanView>,
     pub items: Vec<StatementItem>,
+}
+
+#[utoipa::path(get, path = "/v1/billing/plans", tag = "billing",
+    responses((status = 200, body = Vec<PlanView>), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_plans(
+    State(state): State<Shared>,
+    _who: AdminCaller,
+) -> ApiResult<Json<Vec<PlanView>>> {
+    let plans = billing::plans(&state).await?;
+    Ok(Json(plans.iter().map(PlanView::from).collect()))
 }
 
 impl From<StatementSummary> for StatementItem {
@@ -186,7 +200,9 @@ pub async fn statements(
         }
         let items = billing::list(&state, &who.tenant_id).await?;
         let items = items.into_iter().map(StatementItem::from).collect();
-        return Ok(Json(StatementList { items }).into_response());
+        let plan = state.store.get_price_plan(&who.tenant_id).await?;
+        let plan = plan.as_ref().map(PlanView::from);
+        return Ok(Json(StatementList { plan, items }).into_response());
     };
     let s = billing::statement(&state, &who.tenant_id, &month).await?;
     match p.format.as_deref().unwrap_or("json") {

@@ -3,14 +3,14 @@
 //! CSV (`format=csv`).
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{Caller, Principal, TenantCaller};
+use super::auth::{acting_tenant, Caller, Principal, TenantCaller};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::Query;
 use crate::domain::logs::{self, Range};
@@ -118,12 +118,13 @@ pub(super) fn csv_response(name: &str, header_row: &str, rows: Vec<Vec<String>>)
     security(("bearer" = [])))]
 pub async fn audit_log(
     State(state): State<Shared>,
+    headers: HeaderMap,
     Query(p): Query<LogParams>,
     who: Caller,
 ) -> Result<Response, ApiError> {
-    // The operator reads its own log; a tenant its own.
+    // The operator reads its own log (or a tenant's, acting in it); a tenant its own.
     let tenant = match &who.principal {
-        Principal::Admin { .. } => None,
+        Principal::Admin { .. } => acting_tenant(&state, &who.principal, &headers).await?,
         _ => Some(who.principal.tenant()?.clone()),
     };
     let (r, csv) = range(&state, &p)?;

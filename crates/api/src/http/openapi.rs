@@ -41,7 +41,7 @@ impl Modify for Bearer {
         credentials::create_publishable_key,
         ephemeral::create_ephemeral, ephemeral::revoke, ephemeral::list_revocations, ephemeral::ice_servers, ephemeral::ice_urls,
         usage::get_usage, usage::get_current, usage::get_top_users,
-        billing::put_plan, billing::get_tenant_plan, billing::delete_plan, billing::get_plan,
+        billing::put_plan, billing::get_tenant_plan, billing::delete_plan, billing::get_plan, billing::list_plans,
         billing::statements,
         settings::put_tenant_quota, settings::put_credential_quota, settings::list_quotas, settings::delete_quota,
         settings::put_notifications, settings::get_notifications, settings::list_alerts,

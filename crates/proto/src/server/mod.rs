@@ -433,7 +433,10 @@ impl Server {
         reason: &'static str,
         unix: u64,
     ) {
-        let Some(name) = msg.get(ATTR_USERNAME).and_then(|u| std::str::from_utf8(u).ok()) else {
+        let Some(name) = msg
+            .get(ATTR_USERNAME)
+            .and_then(|u| std::str::from_utf8(u).ok())
+        else {
             return;
         };
         let mut tenants: Vec<Arc<str>> = match crate::directory::parse_ephemeral(name) {

@@ -11,11 +11,12 @@ use super::rows::{
 };
 use super::usage::{key_totals_query, write_allocations, write_usage, Placeholder, TENANT_HOURS};
 use crate::{
-    AlertEvent, AllocationRecord, ApiKey, AuditEntry, BillingUsage, Change, Credential,
-    AuthFailure, CredentialId, CredentialState, Delivery, DeniedClient, DisconnectRequest, KeyKind, KeyTotal,
-    ListQuery, NewApiKey, NewCredential, NotificationSettings, Page, PlanWithLastStatement,
-    PricePlan, Quota, QuotaScope, Result, Revocation, StatementSummary, Store, StoreError,
-    StoredStatement, Tenant, TenantId, TenantSecret, UsageDelta, UsageKey, UsageRow, UserUsage,
+    AlertEvent, AllocationRecord, ApiKey, AuditEntry, AuthFailure, BillingUsage, Change,
+    Credential, CredentialId, CredentialState, Delivery, DeniedClient, DisconnectRequest, KeyKind,
+    KeyTotal, ListQuery, NewApiKey, NewCredential, NotificationSettings, Page,
+    PlanWithLastStatement, PricePlan, Quota, QuotaScope, Result, Revocation, StatementSummary,
+    Store, StoreError, StoredStatement, Tenant, TenantId, TenantSecret, UsageDelta, UsageKey,
+    UsageRow, UserUsage,
 };
 
 /// The embedded default: one SQLite file (WAL mode, foreign keys on), private to its owner.
