@@ -11,6 +11,7 @@ keys page (rotation with overlap)."""
 import http.client
 import http.server
 import json
+import os
 import pathlib
 import threading
 import time
@@ -20,6 +21,15 @@ import pytest
 import uclient
 from api import ADMIN_KEY, Api, control_toml, new_tenant, ok, usage_totals, wait_for
 from conftest import LOOPBACK_OK, chromium, free_port
+
+
+def shot(page, name):
+    """With TURNPIKE_CONSOLE_SHOTS=<dir>, saves the page as <dir>/<name>.png (the screenshots
+    of docs/console.md are made so: see docs/console.md)."""
+    out = os.environ.get("TURNPIKE_CONSOLE_SHOTS")
+    if out:
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(pathlib.Path(out) / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +158,14 @@ def test_console_pages_in_chromium(turnpike, browser, tmp_path, peer):
     page.on("dialog", lambda d: d.accept())
     try:
         page.goto(f"{base}/console")
+        page.get_by_role("heading", name="Sign in").wait_for()
+        shot(page, "sign-in")
         page.get_by_label("Secret key (a tenant's) or admin key").fill(api.key)
         page.get_by_role("button", name="Sign in").click()
         page.get_by_role("heading", name="Overview").wait_for()
         page.get_by_text("Relayed this period").wait_for()
+        # The operator's "acting in" bar is not a tenant's (it showed while `hidden`, once).
+        assert not page.locator("#acting").is_visible()
         # The key is not kept anywhere the page's scripts can read.
         stored = page.evaluate("() => JSON.stringify([document.cookie, {...localStorage}, {...sessionStorage}])")
         assert api.key not in stored and "turnpike_session" not in stored
@@ -181,6 +195,7 @@ def test_console_pages_in_chromium(turnpike, browser, tmp_path, peer):
         page.get_by_role("button", name="Show").click()
         page.get_by_text(f"({want} bytes)").wait_for()
         page.locator("#usage-chart canvas").first.wait_for()
+        shot(page, "usage")
         with page.expect_download() as dl:
             page.get_by_role("button", name="Download CSV").click()
         csv = pathlib.Path(dl.value.path()).read_text().splitlines()
@@ -210,6 +225,7 @@ def test_console_pages_in_chromium(turnpike, browser, tmp_path, peer):
         page.get_by_role("button", name="Rotate the secret key").click()
         page.get_by_text("New secret key.").wait_for()
         new_key = page.locator("#rotated-key").inner_text()
+        shot(page, "keys")
         assert new_key != api.key
         ok(Api(t.metrics_port, new_key).get("/v1/credentials"))
         ok(api.get("/v1/credentials"))
@@ -288,7 +304,7 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
         page.goto(f"{base}/console")
         page.get_by_label("Secret key (a tenant's) or admin key").fill(ADMIN_KEY)
         page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("heading", name="Tenants").wait_for()
+        page.get_by_role("heading", name="Tenants", exact=True).wait_for()
 
         # A price plan for acme.
         page.get_by_role("button", name="Price plan of acme").click()
@@ -299,6 +315,7 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
         page.get_by_label("First month").fill(month)
         page.get_by_role("button", name="Save the plan").click()
         page.get_by_text("Saved: 0.40 EUR per GB").wait_for()
+        shot(page, "tenants")
         plan = ok(admin.get(f"/v1/tenants/{tid}/plan"))
         assert (plan["currency"], plan["price_per_gb"], plan["first_month"]) == ("EUR", "0.40", month)
 
@@ -323,6 +340,7 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
         assert quotas[cred['id']]["bytes_per_period"] == 5_000_000_000
         page.get_by_role("button", name="Run the test").click()
         page.get_by_text("Works: the server gave the relay address").wait_for(timeout=20000)
+        shot(page, "credentials")
         # Filters: by tag and by state.
         page.get_by_label("Tag", exact=True).fill("EU")
         page.get_by_role("button", name="Filter").click()
@@ -364,12 +382,17 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
         page.locator("#authfail-table").get_by_role("cell", name="wrong password").first.wait_for()
         page.locator("#allocation-table").get_by_role("cell", name=username).first.wait_for()
         page.locator("#audit-table").get_by_role("cell", name="credential.create").wait_for()
+        shot(page, "logs")
         fails = ok(api.get("/v1/auth-failures"))
         assert fails and all(f["username"] == username for f in fails)
         with page.expect_download() as dl:
             page.get_by_role("button", name="Download allocations CSV").click()
         rows = pathlib.Path(dl.value.path()).read_text().splitlines()
         assert rows[0].startswith("id,credential_id,user_id,username") and len(rows) >= 3
+
+        page.get_by_role("link", name="Overview").click()
+        page.locator("#overview[aria-busy=false]").wait_for()
+        shot(page, "overview")
 
         # Billing: the open statement's bytes are the metered bytes, to the byte.
         page.get_by_role("link", name="Billing").click()
@@ -383,11 +406,14 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
         with page.expect_download() as dl:
             page.get_by_role("button", name="Download statement CSV").click()
         csv = pathlib.Path(dl.value.path()).read_text()
-        assert f"{month},open,total,,{metered}," in csv
+        assert f"{month},open,total,,,,{metered}," in csv
+        assert f"{month},open,user,,{cred['id']},{username},{metered}," in csv
+        shot(page, "billing")
         with ctx.expect_page() as popup:
             page.get_by_role("button", name="Printable page").click()
         printable = popup.value
         printable.get_by_role("heading", name=f"Statement {month}").wait_for()
+        shot(printable, "statement")
         assert f"{metered} bytes" in printable.content()
         printable.close()
 
@@ -399,6 +425,7 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
         page.get_by_text("Saved.").wait_for()
         page.get_by_role("button", name="Send a test event").click()
         page.locator("#delivery-table").get_by_text("delivered (HTTP 200)").wait_for(timeout=15000)
+        shot(page, "alerts")
         assert Hook.bodies and json.loads(Hook.bodies[0])["type"] == "test"
 
         # Signalling: a participant joins from another tab; the room is listed and closed.
@@ -417,6 +444,7 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
         page.get_by_role("cell", name="standup", exact=True).wait_for()
         page.get_by_role("button", name="Participants of standup").click()
         page.get_by_role("cell", name="alice", exact=True).wait_for()
+        shot(page, "signalling")
         page.get_by_role("button", name="Close standup").click()
         wait_for(lambda: other.evaluate("() => window.sigClosed"), what="the participant disconnected")
         page.get_by_text("No live rooms.").wait_for()
@@ -430,6 +458,7 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
             has=page.get_by_text(name, exact=True)).locator("dd").inner_text()
         assert figure("Ready") == "yes"
         assert figure("Bytes relayed") != "0 B"
+        shot(page, "node")
     finally:
         ctx.close()
         httpd.shutdown()

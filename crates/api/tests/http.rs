@@ -2010,11 +2010,11 @@ async fn billing_statements_close_once_and_bill_late_usage_next() {
         .starts_with("text/csv"));
     let text = csv.body.as_str().unwrap().to_string();
     assert!(
-        text.contains("2026-11,closed,total,,3500000000,7200,102,1.02,EUR"),
+        text.contains("2026-11,closed,total,,,,3500000000,7200,102,1.02,EUR"),
         "{text}"
     );
     assert!(
-        text.contains("2026-11,closed,user,u2,500000000,0,20,0.20,EUR"),
+        text.contains("2026-11,closed,user,u2,,,500000000,0,20,0.20,EUR"),
         "{text}"
     );
     let page = api

@@ -70,10 +70,14 @@ pub struct BillingUsage {
     pub allocations_within: i64,
 }
 
-/// One user's usage in a period (user id empty for credentials without one).
+/// One user's usage in a period: by user id, and for credentials without one, by stored
+/// credential (`credential_id`, with its username while it exists; both empty for ephemeral
+/// credentials without a user id).
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserUsage {
     pub user_id: String,
+    pub credential_id: String,
+    pub username: Option<String>,
     pub bytes: i64,
     pub allocation_seconds: i64,
 }

@@ -1045,26 +1045,46 @@ async fn billing(s: &impl Store) {
     let u = s.billing_usage(&t.id, base + 15, base + 20).await.unwrap();
     assert_eq!((u.bytes_before, u.bytes_within), (200, 0));
     let users = s.usage_by_user(&t.id, base, base + 21).await.unwrap();
-    assert_eq!(
-        users,
-        vec![
-            UserUsage {
-                user_id: "u1".into(),
-                bytes: 214,
-                allocation_seconds: 90
-            },
-            UserUsage {
-                user_id: "u2".into(),
-                bytes: 2 << 40,
-                allocation_seconds: 5
-            },
-        ]
-    );
+    let user = |id: &str, bytes, allocation_seconds| UserUsage {
+        user_id: id.into(),
+        bytes,
+        allocation_seconds,
+        ..UserUsage::default()
+    };
+    assert_eq!(users, vec![user("u1", 214, 90), user("u2", 2 << 40, 5)]);
+    // Without a user id: one line per stored credential, with its username while it exists.
+    let c = s
+        .create_credential(&cred(&t.id, "bill-user", None, None), NOW)
+        .await
+        .unwrap();
+    let anon = |cred: &str, bytes| UsageDelta {
+        user_id: String::new(),
+        credential_id: cred.to_string(),
+        ..d("", 12, bytes, 0)
+    };
+    s.add_usage(&[anon(&c.id, 40), anon("cred_gone", 2)])
+        .await
+        .unwrap();
+    let all = s.usage_by_user(&t.id, base, base + 21).await.unwrap();
+    let mut anon_lines: Vec<_> = all
+        .iter()
+        .filter(|u| u.user_id.is_empty())
+        .map(|u| (u.credential_id.as_str(), u.username.as_deref(), u.bytes))
+        .collect();
+    anon_lines.sort();
+    let mut want = vec![
+        ("cred_gone", None, 4),
+        (c.id.as_str(), Some("bill-user"), 80),
+    ];
+    want.sort();
+    assert_eq!(anon_lines, want);
+    assert_eq!(&all[2..], &users[..], "user ids sort after the empty one");
     // Whole months read the monthly rollup: the same figures.
     let month = calendar::month_start(base);
     let next = calendar::month_start(base + 24 * 32);
     let whole = s.usage_by_user(&t.id, month, next).await.unwrap();
-    assert_eq!(whole, users);
+    assert_eq!(whole.len(), users.len() + 2);
+    assert_eq!(&whole[2..], &users[..], "user ids sort after the empty one");
 
     let st = |month: &str, total: i64, body: &str| StoredStatement {
         summary: StatementSummary {

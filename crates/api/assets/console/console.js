@@ -149,10 +149,14 @@ async function route() {
     ? adminPages.concat(state.acting ? tenantPages : []) : tenantPages;
   if (!allowed.includes(page)) page = allowed[0];
   show(page);
-  // Busy until its data is in: assistive technology (and tests) wait for it.
-  $(page).setAttribute("aria-busy", "true");
+  // Busy until its data is in: assistive technology (and tests) wait for it. Laid out but
+  // invisible meanwhile, so the page appears whole instead of shifting as tables fill.
+  const el = $(page);
+  el.setAttribute("aria-busy", "true");
+  el.style.visibility = "hidden";
   try { await loaders[page](); } catch (e) { showError(e.message); }
-  $(page).setAttribute("aria-busy", "false");
+  el.style.visibility = "";
+  el.setAttribute("aria-busy", "false");
 }
 
 async function loadOverview() {
@@ -181,11 +185,13 @@ async function loadOverview() {
   const xs = [], ys = [];
   for (let t = from; t <= now; t += 3600) { xs.push(t); ys.push(byHour.get(t) || 0); }
   chart($("hours-chart"), xs, [{ label: "bytes", values: ys }]);
-  // Per day over the period (days in the browser's zone are approximated by UTC periods'
-  // days: the API groups by UTC day).
-  const days = await api("GET", `/v1/usage?from=${c.period_start}&to=${Math.min(c.period_end, now + 1)}&group_by=day`);
-  chart($("days-chart"), days.groups.map((g) => g.period_start),
-    [{ label: "bytes", values: days.groups.map((g) => g.total_bytes) }]);
+  // Per day over the period so far (UTC days, as the API groups them), empty days at zero.
+  const end = Math.min(c.period_end, now + 1);
+  const days = await api("GET", `/v1/usage?from=${c.period_start}&to=${end}&group_by=day`);
+  const byDay = new Map(days.groups.map((g) => [g.period_start, g.total_bytes]));
+  const dx = [], dy = [];
+  for (let t = c.period_start; t < end; t += 86400) { dx.push(t); dy.push(byDay.get(t) || 0); }
+  chart($("days-chart"), dx, [{ label: "bytes", values: dy }]);
   const live = await api("GET", "/v1/allocations/live?limit=20");
   $("live-count").textContent = live.count === 0 ? "No open allocations."
     : `${live.count}${live.count === 20 ? " or more" : ""} open allocation${live.count === 1 ? "" : "s"}.`;
@@ -893,7 +899,7 @@ async function showStatement(month) {
   ub.replaceChildren();
   for (const u of s.users) {
     const tr = document.createElement("tr");
-    cell(tr, u.user_id || "(no user id)");
+    cell(tr, u.user_id || (u.username ? `credential ${u.username}` : u.credential_id ? `credential ${u.credential_id}` : "(ephemeral, no user id)"));
     cell(tr, bytes(u.bytes)).title = `${u.bytes} bytes`;
     cell(tr, String(Math.round(u.allocation_seconds / 60)));
     cell(tr, money(u.data_minor + u.allocation_minor, s));

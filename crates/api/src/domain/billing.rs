@@ -319,16 +319,36 @@ pub async fn delete_plan(state: &AppState, tenant_id: &TenantId) -> DomainResult
         })
 }
 
-/// One user's line of a statement.
+/// One user's line of a statement: a user id, or (for credentials without one) a stored
+/// credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 pub struct UserLine {
     /// Empty for credentials without a user id.
     pub user_id: String,
+    /// Without a user id: the stored credential (empty for ephemeral credentials).
+    #[serde(default)]
+    pub credential_id: String,
+    /// The stored credential's username, when it still existed at the time of the statement.
+    #[serde(default)]
+    pub username: Option<String>,
     pub bytes: i64,
     pub allocation_seconds: i64,
     /// The user's bytes at the per-GB price (no included volume).
     pub data_minor: i64,
     pub allocation_minor: i64,
+}
+
+/// What a statement line is named by: the user id, else the credential's username (or id).
+pub fn line_name(u: &UserLine) -> String {
+    if !u.user_id.is_empty() {
+        u.user_id.clone()
+    } else if let Some(name) = &u.username {
+        format!("credential {name}")
+    } else if !u.credential_id.is_empty() {
+        format!("credential {}", u.credential_id)
+    } else {
+        "(ephemeral, no user id)".into()
+    }
 }
 
 /// A monthly statement: closed (stored, final) or open (the period runs or is about to be
@@ -422,6 +442,8 @@ pub fn compute(i: Inputs<'_>) -> Statement {
                 digits,
             ),
             user_id: x.user_id,
+            credential_id: x.credential_id,
+            username: x.username,
             bytes: x.bytes,
             allocation_seconds: x.allocation_seconds,
         })
@@ -702,6 +724,7 @@ mod tests {
             user_id: "u1".into(),
             bytes: 3_500_000_000,
             allocation_seconds: 7200,
+            ..UserUsage::default()
         }];
         let s = compute(Inputs {
             plan: &p,

@@ -16,7 +16,7 @@ use super::auth::{AdminCaller, TenantCaller};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Body, Path, Query};
 use super::logs::csv_response;
-use crate::domain::billing::{self, format_minor, PlanSpec, PlanView, Statement};
+use crate::domain::billing::{self, format_minor, PlanSpec, PlanView, Statement, UserLine};
 use crate::state::Shared;
 
 pub fn routes() -> Router<Shared> {
@@ -219,12 +219,15 @@ pub async fn statements(
 fn csv(s: &Statement) -> Response {
     let d = s.minor_digits;
     let money = |m: i64| format_minor(m, d);
-    let row = |kind: &str, user: &str, bytes: i64, secs: i64, minor: Option<i64>| {
+    // kind, the user line (user rows only), bytes, allocation seconds, amount.
+    let row = |kind: &str, u: Option<&UserLine>, bytes: i64, secs: i64, minor: Option<i64>| {
         vec![
             s.month.clone(),
             s.status.clone(),
             kind.to_string(),
-            user.to_string(),
+            u.map(|u| u.user_id.clone()).unwrap_or_default(),
+            u.map(|u| u.credential_id.clone()).unwrap_or_default(),
+            u.and_then(|u| u.username.clone()).unwrap_or_default(),
             bytes.to_string(),
             secs.to_string(),
             minor.map(|m| m.to_string()).unwrap_or_default(),
@@ -232,44 +235,28 @@ fn csv(s: &Statement) -> Response {
             s.currency.clone(),
         ]
     };
+    let (b, secs) = (s.billable_bytes, s.billable_allocation_seconds);
     let mut rows = vec![
         row(
             "period",
-            "",
+            None,
             s.bytes_in_period,
             s.allocation_seconds_in_period,
             None,
         ),
-        row("late", "", s.late_bytes, s.late_allocation_seconds, None),
-        row("included", "", s.included_bytes, 0, None),
-        row("data", "", s.chargeable_bytes, 0, Some(s.data_minor)),
-        row(
-            "allocation_time",
-            "",
-            0,
-            s.billable_allocation_seconds,
-            Some(s.allocation_minor),
-        ),
-        row(
-            "total",
-            "",
-            s.billable_bytes,
-            s.billable_allocation_seconds,
-            Some(s.total_minor),
-        ),
+        row("late", None, s.late_bytes, s.late_allocation_seconds, None),
+        row("included", None, s.included_bytes, 0, None),
+        row("data", None, s.chargeable_bytes, 0, Some(s.data_minor)),
+        row("allocation_time", None, 0, secs, Some(s.allocation_minor)),
+        row("total", None, b, secs, Some(s.total_minor)),
     ];
     for u in &s.users {
-        rows.push(row(
-            "user",
-            &u.user_id,
-            u.bytes,
-            u.allocation_seconds,
-            Some(u.data_minor + u.allocation_minor),
-        ));
+        let amount = Some(u.data_minor + u.allocation_minor);
+        rows.push(row("user", Some(u), u.bytes, u.allocation_seconds, amount));
     }
     csv_response(
         &format!("statement-{}", s.month),
-        "month,status,kind,user_id,bytes,allocation_seconds,amount_minor,amount,currency",
+        "month,status,kind,user_id,credential_id,username,bytes,allocation_seconds,amount_minor,amount,currency",
         rows,
     )
 }
@@ -291,11 +278,7 @@ fn html(s: &Statement) -> Response {
     let date = |t: i64| turnpike_store::calendar::date_string(t);
     let mut users = String::new();
     for u in &s.users {
-        let who = if u.user_id.is_empty() {
-            "(no user id)".to_string()
-        } else {
-            escape(&u.user_id)
-        };
+        let who = escape(&billing::line_name(u));
         users.push_str(&format!(
             "<tr><td>{who}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
             u.bytes,
@@ -334,8 +317,8 @@ fn html(s: &Statement) -> Response {
 <tfoot><tr><th scope="row" colspan="3">Total</th><td class="num"><strong>{total}</strong></td></tr></tfoot>
 </table>
 <table>
-<caption>By user (before the included volume)</caption>
-<thead><tr><th scope="col">User</th><th scope="col">Bytes</th><th scope="col">Allocation seconds</th><th scope="col">Amount</th></tr></thead>
+<caption>By user or credential (before the included volume)</caption>
+<thead><tr><th scope="col">User or credential</th><th scope="col">Bytes</th><th scope="col">Allocation seconds</th><th scope="col">Amount</th></tr></thead>
 <tbody>
 {users}</tbody>
 </table>

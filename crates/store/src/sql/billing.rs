@@ -147,7 +147,7 @@ where
         .await
 }
 
-/// Per user over `[from_hour, to_hour)`: the monthly rollup for whole UTC months (a billing
+/// Per user (or, without a user id, per stored credential) over `[from_hour, to_hour)`: the monthly rollup for whole UTC months (a billing
 /// day of 1), else the hourly rows.
 pub(super) async fn usage_by_user<DB>(
     pool: &Pool<DB>,
@@ -168,11 +168,15 @@ where
         _ => ("usage_hourly", "hour", "<", from_hour, to_hour),
     };
     let sql = format!(
-        "SELECT user_id,
-                CAST(SUM(c2s_bytes + s2p_bytes + p2s_bytes + s2c_bytes) AS BIGINT) AS bytes,
-                CAST(SUM(allocation_seconds) AS BIGINT) AS allocation_seconds
-         FROM {table} WHERE tenant_id = $1 AND {time} >= $2 AND {time} {upper} $3
-         GROUP BY user_id ORDER BY user_id"
+        "SELECT t.user_id, t.credential_id, c.username, t.bytes, t.allocation_seconds
+         FROM (SELECT user_id, CASE WHEN user_id = '' THEN credential_id ELSE '' END
+                        AS credential_id,
+                      CAST(SUM(c2s_bytes + s2p_bytes + p2s_bytes + s2c_bytes) AS BIGINT) AS bytes,
+                      CAST(SUM(allocation_seconds) AS BIGINT) AS allocation_seconds
+               FROM {table} WHERE tenant_id = $1 AND {time} >= $2 AND {time} {upper} $3
+               GROUP BY user_id, CASE WHEN user_id = '' THEN credential_id ELSE '' END) t
+         LEFT JOIN credentials c ON c.id = t.credential_id
+         ORDER BY t.user_id, t.credential_id"
     );
     sqlx::query_as::<DB, UserUsage>(&sql)
         .bind(tenant_id.as_str())
