@@ -71,6 +71,16 @@ function when(unix) {
   return unix ? new Date(unix * 1000).toLocaleString() : "never";
 }
 
+// One figure of a `<dl class="figures">`: its term, value and (on hover) exact value.
+function figure(dl, term, value, exact) {
+  const d = document.createElement("div");
+  const dt = document.createElement("dt"); dt.textContent = term;
+  const dd = document.createElement("dd"); dd.textContent = value;
+  if (exact !== undefined) dd.title = exact;
+  d.append(dt, dd);
+  dl.appendChild(d);
+}
+
 function cell(row, text) {
   const td = document.createElement("td");
   td.textContent = text;
@@ -163,14 +173,7 @@ async function loadOverview() {
   const c = await api("GET", "/v1/usage/current");
   const dl = $("current");
   dl.replaceChildren();
-  const add = (term, value, exact) => {
-    const d = document.createElement("div");
-    const dt = document.createElement("dt"); dt.textContent = term;
-    const dd = document.createElement("dd"); dd.textContent = value;
-    if (exact !== undefined) dd.title = exact;
-    d.append(dt, dd);
-    dl.appendChild(d);
-  };
+  const add = (term, value, exact) => figure(dl, term, value, exact);
   add("Period", `${when(c.period_start)} to ${when(c.period_end)}`);
   add("Relayed this period", bytes(c.usage.total_bytes), `${c.usage.total_bytes} bytes`);
   add("Quota", c.quota_bytes ? bytes(c.quota_bytes) : "none",
@@ -710,13 +713,7 @@ async function savePlan(ev) {
 async function loadNode() {
   const dl = $("node-figures");
   dl.replaceChildren();
-  const add = (term, value) => {
-    const d = document.createElement("div");
-    const dt = document.createElement("dt"); dt.textContent = term;
-    const dd = document.createElement("dd"); dd.textContent = value;
-    d.append(dt, dd);
-    dl.appendChild(d);
-  };
+  const add = (term, value) => figure(dl, term, value);
   const ready = await fetch("/readyz").then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({})) }));
   add("Ready", ready.ok ? "yes" : `no: ${(ready.body.error || {}).message || "unknown"}`);
   const r = await fetch("/metrics");
