@@ -84,7 +84,7 @@ def test_session_cookie_csrf_and_sign_out(turnpike, tmp_path):
     assert status == 401, body
 
     cookie_pair, csrf, cookie, who = sign_in(port, key)
-    assert who == {"kind": "tenant", "tenant_id": tid, "csrf": csrf}
+    assert who == {"kind": "tenant", "tenant_id": tid, "suspended": False, "csrf": csrf}
     attrs = [a.strip() for a in cookie.split(";")]
     assert "HttpOnly" in attrs and "SameSite=Strict" in attrs and "Path=/" in attrs
     assert "Secure" not in attrs  # plain HTTP on loopback; set over TLS
@@ -204,17 +204,31 @@ def test_console_pages_in_chromium(turnpike, browser, tmp_path, peer):
         page.get_by_role("link", name="Overview").click()
         page.locator("#hours-chart canvas").first.wait_for()
 
-        # Alerts: a quota with a notify threshold and a refusal at 100 %, and an alert address.
+        # Alerts: a quota below what was relayed, with a notify threshold and a refusal at
+        # 100 %: both fire at once and show in the fired alerts; the relay refuses the next
+        # allocation (486).
         page.get_by_role("link", name="Alerts").click()
         page.get_by_text("No quota: usage is unlimited.").wait_for()
-        page.get_by_label("Bytes per period (GB").fill("2")
+        page.get_by_label("Bytes per period (GB").fill("0.00002")
         page.get_by_label("Notify at (% of the quota)").fill("75")
         page.get_by_label("At 100 %").select_option("refuse")
         page.get_by_role("button", name="Save quota").click()
-        page.get_by_text("Now: 2.00 GB (2000000000 bytes) per month; thresholds 75 % notify, 100 % refuse").wait_for()
+        page.get_by_text("Now: 20.00 kB (20000 bytes) per month; thresholds 75 % notify, 100 % refuse").wait_for()
         quota = [q for q in ok(api.get("/v1/quotas")) if q["scope"] == "tenant"][0]
-        assert quota["bytes_per_period"] == 2_000_000_000
+        assert quota["bytes_per_period"] == 20_000
         assert [(x["percent"], x["action"]) for x in quota["thresholds"]] == [(75, "notify"), (100, "refuse")]
+        fired = page.locator("#alert-table tbody tr")
+        fired.filter(has_text="75 %").filter(has_text="notify").wait_for()
+        fired.filter(has_text="100 %").filter(has_text="refuse").wait_for()
+        assert fired.count() == 2
+        used = fired.first.locator("td").nth(4)
+        assert used.inner_text() == f"{want / 1000:.2f} kB of 20.00 kB"
+        assert used.get_attribute("title") == f"{want} of 20000 bytes"
+        assert sorted((a["percent"], a["action"]) for a in ok(api.get("/v1/alerts"))) == [(75, "notify"), (100, "refuse")]
+        shot(page, "alerts-fired")
+        refused = uclient.run(t.port, ["-u", username, "-w", password, "-e", "127.0.0.1", "-r", str(peer),
+                                       "-m", "1", "-c", "-n", "2", "-l", "100"], timeout=30)
+        assert refused.rc != 0 and "486" in refused.output, refused.output
         page.get_by_label("Email addresses (comma-separated)").fill("ops@example.com")
         page.get_by_role("button", name="Save", exact=True).click()
         page.get_by_text("Saved.").wait_for()
@@ -248,13 +262,15 @@ def test_console_pages_in_chromium(turnpike, browser, tmp_path, peer):
         page.get_by_label("Secret key (a tenant's) or admin key").fill(ADMIN_KEY)
         page.get_by_role("button", name="Sign in").click()
         page.get_by_role("heading", name="Tenants").wait_for()
-        page.get_by_role("cell", name="acme", exact=True).wait_for()
+        page.locator("#tenant-table").get_by_role("cell", name="acme", exact=True).wait_for()
         page.get_by_label("Name", exact=True).fill("beta")
         page.get_by_role("button", name="Create tenant").click()
         page.get_by_text("Copy its secret key now").wait_for()
         tenant_key = page.locator("#created-tenant-key").inner_text()
         assert ok(Api(t.metrics_port, tenant_key).get("/v1/credentials"))["items"] == []
-        page.get_by_role("cell", name="beta", exact=True).wait_for()
+        page.locator("#tenant-table").get_by_role("cell", name="beta", exact=True).wait_for()
+        # Every tenant's fired alerts, acme's among them.
+        page.locator("#all-alerts tbody tr").filter(has_text="acme").filter(has_text="100 %").wait_for()
     finally:
         ctx.close()
     assert not errors, errors
@@ -459,6 +475,43 @@ def test_console_operator_billing_logs_and_signalling(turnpike, browser, tmp_pat
         assert figure("Ready") == "yes"
         assert figure("Bytes relayed") != "0 B"
         shot(page, "node")
+
+        # Suspension: the operator suspends acme; the relay refuses its credential (reported
+        # among its failed authentications), its key may read but not change, and its own
+        # console says so; resumed, the same credential relays again.
+        page.get_by_role("link", name="Tenants").click()
+        page.get_by_role("button", name="Suspend acme").click()
+        page.get_by_role("row", name="acme").get_by_text("suspended since").wait_for()
+        assert ok(admin.get(f"/v1/tenants/{tid}"))["suspended_at"] > 0
+        refused = uclient.run(t.port, ["-u", username, "-w", password, "-e", "127.0.0.1", "-r", str(peer),
+                                       "-m", "1", "-c", "-n", "2", "-l", "100"], timeout=30)
+        assert refused.rc != 0, refused.output
+        wait_for(lambda: any(f["reason"] == "tenant suspended" for f in ok(api.get("/v1/auth-failures"))),
+                 what="the refusal logged for the tenant")
+        # Its live allocations (the console's relay test still holds one) are closed and
+        # logged as ended.
+        wait_for(lambda: ok(api.get("/v1/allocations/live"))["count"] == 0, timeout=30,
+                 what="the suspended tenant's live allocations closed")
+        r = api.post("/v1/credentials", {"label": "more"})
+        assert r.status == 403 and r.json["error"]["code"] == "tenant_suspended", r
+        ok(api.get("/v1/credentials"))
+        own = browser.new_context()
+        try:
+            tp = own.new_page()
+            tp.goto(f"{base}/console")
+            tp.get_by_label("Secret key (a tenant's) or admin key").fill(api.key)
+            tp.get_by_role("button", name="Sign in").click()
+            tp.get_by_role("heading", name="Overview").wait_for()
+            tp.get_by_text("This tenant is suspended").wait_for()
+            tp.get_by_text("No open allocations.").wait_for()
+            shot(tp, "suspended")
+        finally:
+            own.close()
+        page.get_by_role("button", name="Resume acme").click()
+        page.get_by_role("row", name="acme").get_by_text("active", exact=True).wait_for()
+        run = uclient.run(t.port, ["-u", username, "-w", password, "-e", "127.0.0.1", "-r", str(peer),
+                                   "-m", "1", "-c", "-n", "5", "-l", "100"])
+        assert run.rc == 0 and run.received == 5, run.output
     finally:
         ctx.close()
         httpd.shutdown()

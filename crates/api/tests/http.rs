@@ -2225,3 +2225,123 @@ async fn test_events_and_the_delivery_log() {
         .error(StatusCode::NOT_FOUND, "not_found");
     assert_eq!(log(&api, &tenant).await.as_array().unwrap().len(), 3);
 }
+
+/// A suspended tenant reads but changes and mints nothing (403 `tenant_suspended`, on `/v1`
+/// and the Metered-compatible paths), its publishable keys stop, the relay's directory names
+/// it; other tenants are untouched; only the operator suspends and resumes.
+#[tokio::test]
+async fn a_suspended_tenant_reads_but_changes_and_mints_nothing() {
+    let api = start(ApiConfig::default()).await;
+    let (a, ka) = api.tenant("a").await;
+    let (_, kb) = api.tenant("b").await;
+    let cred = api.credential(&ka, json!({"label": "web"})).await;
+    let cid = cred["id"].as_str().expect("an id");
+    let pk = api
+        .send(
+            call(
+                Method::POST,
+                &format!("/v1/credentials/{cid}/publishable-keys"),
+            )
+            .key(&ka)
+            .json(json!({"allowed_origins": ["*"]})),
+        )
+        .await
+        .ok(StatusCode::CREATED)["key"]
+        .as_str()
+        .expect("a key")
+        .to_string();
+    let suspend = format!("/v1/tenants/{a}/suspend");
+    api.send(call(Method::POST, &suspend).key(&kb))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    api.send(call(Method::POST, "/v1/tenants/ten_nobody/suspend").key(ADMIN))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let t = api
+        .send(call(Method::POST, &suspend).key(ADMIN))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(t["suspended_at"], NOW, "{t}");
+    assert!(api.state.directory.load().suspended_tenants.contains(&a));
+    // Reads work; changes and minting do not.
+    let list = api
+        .send(call(Method::GET, "/v1/credentials").key(&ka))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    let me = api
+        .send(call(Method::GET, &format!("/v1/tenants/{a}")).key(&ka))
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(me["suspended_at"], NOW);
+    let m = api
+        .send(
+            call(Method::POST, "/v1/credentials")
+                .key(&ka)
+                .json(json!({"label": "more"})),
+        )
+        .await
+        .error(StatusCode::FORBIDDEN, "tenant_suspended");
+    assert!(m.contains("suspended"), "{m}");
+    api.send(
+        call(Method::PATCH, &format!("/v1/credentials/{cid}"))
+            .key(&ka)
+            .json(json!({"enabled": false})),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "tenant_suspended");
+    api.send(call(Method::GET, "/v1/ice-servers").key(&ka))
+        .await
+        .error(StatusCode::FORBIDDEN, "tenant_suspended");
+    api.send(call(Method::GET, "/v1/ice-servers").key(&pk))
+        .await
+        .error(StatusCode::FORBIDDEN, "tenant_suspended");
+    let metered = with("/api/v1/turn/credential", "secretKey", &ka);
+    let r = api.send(call(Method::POST, &metered)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("suspended"));
+    let ice = with("/api/v1/turn/credentials", "apiKey", &ka);
+    assert_eq!(
+        api.send(call(Method::GET, &ice)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Another tenant is untouched.
+    api.credential(&kb, json!({"label": "fine"})).await;
+    api.send(call(Method::GET, "/v1/ice-servers").key(&kb))
+        .await
+        .ok(StatusCode::OK);
+    // The operator sees it and resumes it; everything works again.
+    let all = api
+        .send(call(Method::GET, "/v1/tenants").key(ADMIN))
+        .await
+        .ok(StatusCode::OK);
+    let listed: Vec<&Value> = all
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|t| t["suspended_at"] == NOW)
+        .collect();
+    assert_eq!(listed.len(), 1, "{all}");
+    let t = api
+        .send(call(Method::POST, &format!("/v1/tenants/{a}/resume")).key(ADMIN))
+        .await
+        .ok(StatusCode::OK);
+    assert!(t.get("suspended_at").is_none(), "{t}");
+    assert!(api.state.directory.load().suspended_tenants.is_empty());
+    api.credential(&ka, json!({"label": "more"})).await;
+    api.send(call(Method::GET, "/v1/ice-servers").key(&pk))
+        .await
+        .ok(StatusCode::OK);
+    let audit = api
+        .send(call(Method::GET, "/v1/audit").key(ADMIN))
+        .await
+        .ok(StatusCode::OK);
+    let s = audit.to_string();
+    assert!(
+        s.contains("tenant.suspend") && s.contains("tenant.resume"),
+        "{s}"
+    );
+}

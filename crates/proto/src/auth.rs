@@ -246,6 +246,9 @@ fn authenticate_directory(
         if !u.enabled {
             return Some(Err(TurnError::Unauthorized("credential disabled")));
         }
+        if dir.load().suspended_tenants.contains(&*u.account.tenant_id) {
+            return Some(Err(TurnError::Unauthorized("tenant suspended")));
+        }
         // A stored credential is valid before its `expires_at`.
         return Some(Ok(DirectoryAuth {
             key,
@@ -276,6 +279,9 @@ fn authenticate_directory(
             });
             if snap.is_revoked(&account, username, now_unix) {
                 return Some(Err(TurnError::Unauthorized("credential revoked")));
+            }
+            if snap.suspended_tenants.contains(&*account.tenant_id) {
+                return Some(Err(TurnError::Unauthorized("tenant suspended")));
             }
             // `expiry:scope:user` is valid through its expiry second.
             return Some(Ok(DirectoryAuth {

@@ -1503,6 +1503,61 @@ fn ephemeral_credentials_and_revocation() {
     );
 }
 
+/// A suspended tenant: its stored and ephemeral credentials are refused (401, reported as a
+/// refused request of the tenant) from the next request on; resumed, they work again.
+#[test]
+fn a_suspended_tenants_credentials_are_refused() {
+    let cfg = config(|_| {});
+    cfg.directory
+        .install(directory_snapshot(true, Limits::default()));
+    let (mut s, t0) = new_server(cfg.clone());
+    let user = format!("{}:ten_1:erin", UNIX0 + 60);
+    let pw = Credentials::shared_secret_password(b"tenant-secret", &user);
+    let mut eph = Client::new("203.0.113.7:4000", &user, &pw);
+    allocate(&mut s, t0, &mut eph);
+    let mut stored = Client::new("203.0.113.7:4001", "carol", "pw");
+    allocate(&mut s, t0, &mut stored);
+    s.poll_accounting(t0);
+
+    let mut d = directory_snapshot(true, Limits::default());
+    d.snap.suspended_tenants.insert("ten_1".into());
+    cfg.directory.install(d);
+    for c in [&mut eph, &mut stored] {
+        let req = c.request(METHOD_REFRESH, true, |_| {});
+        let resp = exchange(&mut s, t0, c, &req).unwrap();
+        assert_eq!(error_code(&resp), Some(401));
+    }
+    let mut fresh = Client::new("203.0.113.7:4002", "carol", "pw");
+    challenge(&mut s, t0, &mut fresh);
+    let req = fresh.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &fresh, &req).unwrap()),
+        Some(401)
+    );
+    let ev = s.poll_accounting(t0);
+    let reasons: Vec<&str> = ev
+        .iter()
+        .filter_map(|e| match e {
+            AccountingEvent::AuthFailed {
+                reason, tenants, ..
+            } if &*tenants[0] == "ten_1" => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["tenant suspended"; 3], "{ev:?}");
+
+    // Resumed: the same credentials work again.
+    cfg.directory
+        .install(directory_snapshot(true, Limits::default()));
+    let req = stored.request(METHOD_REFRESH, true, |_| {});
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &stored, &req).unwrap()),
+        None
+    );
+}
+
 /// RFC 6062 data connections are spliced by the driver, which hands the copied bytes back: they
 /// are reported as usage of the account, both legs of each way, summed per account and
 /// allocation serial, once.

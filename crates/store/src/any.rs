@@ -78,6 +78,12 @@ impl Store for AnyStore {
     async fn rename_tenant(&self, id: &TenantId, name: &str) -> Result<()> {
         delegate!(self, s => s.rename_tenant(id, name))
     }
+    async fn suspend_tenant(&self, id: &TenantId, at: Option<i64>) -> Result<()> {
+        delegate!(self, s => s.suspend_tenant(id, at))
+    }
+    async fn suspended_tenants(&self) -> Result<Vec<TenantId>> {
+        delegate!(self, s => s.suspended_tenants())
+    }
     async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey> {
         delegate!(self, s => s.create_api_key(k, now))
     }

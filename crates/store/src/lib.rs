@@ -82,6 +82,11 @@ pub trait Store {
     async fn child_tenants(&self, parent_id: &TenantId) -> Result<Vec<Tenant>>;
     /// Renames a tenant; `Conflict` if a sibling project has that name.
     async fn rename_tenant(&self, id: &TenantId, name: &str) -> Result<()>;
+    /// Suspends a tenant at `at` (unix seconds), or resumes it with `None`; `NotFound` if there
+    /// is no such tenant. Recorded in the change feed.
+    async fn suspend_tenant(&self, id: &TenantId, at: Option<i64>) -> Result<()>;
+    /// The tenants suspended now, themselves or through their parent.
+    async fn suspended_tenants(&self) -> Result<Vec<TenantId>>;
 
     // API keys, stored by hash.
     async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey>;

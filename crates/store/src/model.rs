@@ -23,6 +23,10 @@ pub struct Tenant {
     /// The tenant this one is a project of (Metered's project API), if any. A project is a
     /// tenant of its own (credentials, keys, usage, quota); deleting the parent deletes it.
     pub parent_id: Option<TenantId>,
+    /// When the operator suspended it (unix seconds): its relay credentials are refused, its
+    /// live allocations closed and its keys read-only until it is resumed. A project of a
+    /// suspended tenant is suspended with it.
+    pub suspended_at: Option<i64>,
 }
 
 /// What an API key may do.

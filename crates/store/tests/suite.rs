@@ -892,6 +892,7 @@ async fn suite(s: &impl Store) {
         Err(StoreError::NotFound)
     ));
     change_feed(s).await;
+    suspension(s).await;
     billing(s).await;
     deliveries(s).await;
 }
@@ -1260,6 +1261,48 @@ async fn change_feed(s: &impl Store) {
     assert!(s.prune_changes(i64::MAX).await.unwrap() > 0);
     assert_eq!(s.oldest_change().await.unwrap(), 0);
     assert_eq!(s.latest_change().await.unwrap(), latest);
+}
+
+/// Suspending a tenant suspends its projects, reads back, goes through the change feed, and
+/// resuming lifts it; an unknown tenant is `NotFound`.
+async fn suspension(s: &impl Store) {
+    let t = s.create_tenant("suspended", NOW).await.unwrap();
+    let p = s
+        .create_child_tenant(&t.id, "its project", NOW)
+        .await
+        .unwrap();
+    let other = s.create_tenant("active", NOW).await.unwrap();
+    assert_eq!(s.get_tenant(&t.id).await.unwrap().suspended_at, None);
+    let before = s.latest_change().await.unwrap();
+    s.suspend_tenant(&t.id, Some(NOW + 5)).await.unwrap();
+    assert_eq!(
+        s.get_tenant(&t.id).await.unwrap().suspended_at,
+        Some(NOW + 5)
+    );
+    let listed = s.list_tenants().await.unwrap();
+    assert!(listed
+        .iter()
+        .any(|x| x.id == t.id && x.suspended_at == Some(NOW + 5)));
+    let mut want = vec![t.id.clone(), p.id.clone()];
+    want.sort();
+    assert_eq!(s.suspended_tenants().await.unwrap(), want);
+    assert!(!s.suspended_tenants().await.unwrap().contains(&other.id));
+    let ch = s.changes_since(before, 100).await.unwrap();
+    assert!(
+        ch.iter()
+            .any(|c| c.entity == ChangeEntity::Tenant && c.key == t.id.as_str()),
+        "{ch:?}"
+    );
+    s.suspend_tenant(&t.id, None).await.unwrap();
+    assert!(s.suspended_tenants().await.unwrap().is_empty());
+    assert_eq!(s.get_tenant(&t.id).await.unwrap().suspended_at, None);
+    assert!(matches!(
+        s.suspend_tenant(&TenantId::from("ten_missing"), Some(NOW))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    s.delete_tenant(&t.id).await.unwrap();
+    s.delete_tenant(&other.id).await.unwrap();
 }
 
 #[tokio::test]

@@ -121,6 +121,7 @@ function signedOut() {
 
 function signedIn(s) {
   state.csrf = s.csrf; state.kind = s.kind; state.tenantId = s.tenant_id || null;
+  state.suspended = Boolean(s.suspended);
   $("nav").hidden = false;
   navFor();
   route();
@@ -134,11 +135,12 @@ function navFor() {
   for (const a of document.querySelectorAll("nav [data-admin]")) a.hidden = !admin;
   for (const a of document.querySelectorAll("nav [data-tenant]")) a.hidden = !tenantView;
   $("acting").hidden = !(admin && state.acting);
+  $("suspended").hidden = !(tenantView && (admin ? state.acting && state.acting.suspended : state.suspended));
   if (admin && state.acting) $("acting-name").textContent = `${state.acting.name} (${state.acting.id})`;
 }
 
 function actAs(t) {
-  state.acting = t ? { id: t.id, name: t.name } : null;
+  state.acting = t ? { id: t.id, name: t.name, suspended: Boolean(t.suspended_at) } : null;
   navFor();
   const target = t ? "#overview" : "#tenants";
   if (location.hash === target) route(); else location.hash = target;
@@ -639,8 +641,22 @@ async function loadTenants() {
     cell(tr, when(t.created_at));
     const p = plans.get(t.id);
     cell(tr, p ? `${p.price_per_gb} ${p.currency}/GB, ${p.price_per_allocation_hour} ${p.currency}/h` : "none");
+    const st = cell(tr, t.suspended_at ? `suspended since ${when(t.suspended_at)}` : "active");
+    st.className = t.suspended_at ? "state-disabled" : "state-enabled";
     const actions = cell(tr, "");
     actions.appendChild(button(`Open ${t.name}`, async () => actAs(t)));
+    if (t.suspended_at) {
+      actions.appendChild(button(`Resume ${t.name}`, async () => {
+        await api("POST", `/v1/tenants/${encodeURIComponent(t.id)}/resume`);
+        await loadTenants();
+      }, "secondary"));
+    } else {
+      actions.appendChild(button(`Suspend ${t.name}`, async () => {
+        if (!confirm(`Suspend ${t.name}? Its TURN credentials are refused and its live allocations closed until you resume it.`)) return;
+        await api("POST", `/v1/tenants/${encodeURIComponent(t.id)}/suspend`);
+        await loadTenants();
+      }, "secondary"));
+    }
     actions.appendChild(button(`Price plan of ${t.name}`, async () => editPlan(t), "secondary"));
     actions.appendChild(button(`Delete ${t.name}`, async () => {
       if (!confirm(`Delete the tenant ${t.name} with its credentials, keys and usage?`)) return;

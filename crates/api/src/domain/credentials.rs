@@ -67,6 +67,7 @@ pub async fn create(
     tenant_id: &TenantId,
     spec: &CredentialSpec,
 ) -> DomainResult<(Credential, String)> {
+    crate::domain::tenants::ensure_active(state, tenant_id)?;
     let now = state.now();
     let username = match &spec.username {
         Some(u) => {

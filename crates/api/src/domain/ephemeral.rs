@@ -59,6 +59,7 @@ pub async fn mint(
     credential: Option<&str>,
     spec: &MintSpec,
 ) -> DomainResult<Minted> {
+    crate::domain::tenants::ensure_active(state, tenant_id)?;
     let max = state.cfg.max_ttl as i64;
     let ttl = spec.ttl.unwrap_or(state.cfg.default_ttl as i64);
     if ttl < 1 || ttl > max {

@@ -21,6 +21,10 @@ pub enum DomainError {
     /// the state first or leave it.
     #[error("{0}")]
     Conflict(String),
+    /// The tenant is suspended by the operator: nothing may be changed or minted for it until
+    /// it is resumed. Ask the operator.
+    #[error("this tenant is suspended: it may read but not change anything or mint credentials until the operator resumes it")]
+    Suspended,
     /// The store failed or refused (taken name, lost database file, ...): see [`StoreError`].
     #[error(transparent)]
     Store(#[from] StoreError),

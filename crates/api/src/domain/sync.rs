@@ -114,6 +114,7 @@ async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
     for r in state.store.live_revocations(None, now).await? {
         add_revocation(&mut s, r);
     }
+    set_suspended(&mut s, state).await?;
     sync.quotas.clear();
     for q in state.store.list_quotas(None).await? {
         sync.quotas
@@ -253,9 +254,15 @@ async fn apply(
         }
     }
     for t in &deleted {
+        if state.store.get_tenant(&TenantId::from(*t)).await.is_ok() {
+            continue; // suspended or resumed, not deleted
+        }
         s.tenant_secrets.remove(*t);
         s.revoked_users.retain(|(tenant, _), _| tenant != t);
         sync.quotas.remove(*t);
+    }
+    if !deleted.is_empty() {
+        set_suspended(&mut s, state).await?;
     }
     if deny_list {
         set_denied_clients(&mut s, state).await?;
@@ -325,6 +332,18 @@ fn add_revocation(s: &mut Snapshot, r: turnpike_store::Revocation) {
                 .insert((r.tenant_id.into_string(), r.value), until);
         }
     }
+}
+
+/// The suspended tenants (few: the whole list is read again on any tenant change).
+async fn set_suspended(s: &mut Snapshot, state: &AppState) -> Result<(), StoreError> {
+    s.suspended_tenants = state
+        .store
+        .suspended_tenants()
+        .await?
+        .into_iter()
+        .map(TenantId::into_string)
+        .collect();
+    Ok(())
 }
 
 async fn set_denied_clients(s: &mut Snapshot, state: &AppState) -> Result<(), StoreError> {

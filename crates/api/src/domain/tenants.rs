@@ -93,6 +93,48 @@ pub async fn delete(state: &AppState, id: &TenantId) -> DomainResult<()> {
     Ok(())
 }
 
+/// Suspends a tenant (with its projects): the relay refuses its credentials from the next
+/// request on and its live allocations are closed on every node; its keys may still read
+/// (usage, statements) but change nothing and mint no credentials. Suspending twice keeps the
+/// first time. `resume` lifts it.
+pub async fn suspend(state: &AppState, id: &TenantId) -> DomainResult<Tenant> {
+    let t = state.store.get_tenant(id).await?;
+    if t.suspended_at.is_none() {
+        state.store.suspend_tenant(id, Some(state.now())).await?;
+    }
+    sync::after_change(state).await;
+    sync::disconnect(state, Disconnect::Tenant(id.to_string())).await;
+    for p in state.store.child_tenants(id).await? {
+        sync::disconnect(state, Disconnect::Tenant(p.id.into_string())).await;
+    }
+    Ok(state.store.get_tenant(id).await?)
+}
+
+/// Lifts a suspension.
+pub async fn resume(state: &AppState, id: &TenantId) -> DomainResult<Tenant> {
+    state.store.suspend_tenant(id, None).await?;
+    sync::after_change(state).await;
+    Ok(state.store.get_tenant(id).await?)
+}
+
+/// `Suspended` if the operator suspended `id` (or its parent).
+pub fn ensure_active(state: &AppState, id: &TenantId) -> DomainResult<()> {
+    if is_suspended(state, id) {
+        Err(DomainError::Suspended)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `id` is suspended (itself or through its parent), as the relay sees it now.
+pub fn is_suspended(state: &AppState, id: &TenantId) -> bool {
+    state
+        .directory
+        .load()
+        .suspended_tenants
+        .contains(id.as_str())
+}
+
 /// Creates a project of `parent_id` (a child tenant) with a shared secret, for minting the
 /// short-lived credentials its ICE servers carry; it gets no secret key (see
 /// [`super::projects`]). A project cannot have projects.

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use turnpike_store::{Store, TenantId};
 
@@ -181,6 +181,23 @@ impl<K> TenantCaller<K> {
     }
 }
 
+/// A suspended tenant's secret key (or console session) may only read (GET, HEAD); every
+/// change, and any use of its publishable or project keys, gets 403 `tenant_suspended`. The
+/// operator's admin key, acting in it or not, is never refused.
+fn refuse_suspended(state: &AppState, p: &Principal, method: &Method) -> ApiResult<()> {
+    let (tenant, may_read) = match p {
+        Principal::Admin { .. } => return Ok(()),
+        Principal::Tenant { tenant_id, .. } => (tenant_id, true),
+        Principal::Publishable { tenant_id, .. } | Principal::Project { tenant_id, .. } => {
+            (tenant_id, false)
+        }
+    };
+    if may_read && matches!(*method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    Ok(crate::domain::tenants::ensure_active(state, tenant)?)
+}
+
 impl<K: KeySource> FromRequestParts<Shared> for Caller<K> {
     type Rejection = ApiError;
 
@@ -188,6 +205,7 @@ impl<K: KeySource> FromRequestParts<Shared> for Caller<K> {
         let key = K::key(parts);
         if key.is_none() && K::SESSION {
             if let Some(principal) = session_principal(state, parts).await? {
+                refuse_suspended(state, &principal, &parts.method)?;
                 return Ok(Self {
                     principal,
                     source: PhantomData,
@@ -195,6 +213,7 @@ impl<K: KeySource> FromRequestParts<Shared> for Caller<K> {
             }
         }
         let principal = authenticate(state, key.as_deref()).await?;
+        refuse_suspended(state, &principal, &parts.method)?;
         Ok(Self {
             principal,
             source: PhantomData,

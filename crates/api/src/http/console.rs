@@ -25,7 +25,7 @@ use super::extract::Body;
 use super::principal::Principal;
 use super::session_auth::{checked, not_signed_in, token, COOKIE, CSRF_HEADER};
 use crate::keys::hash_key;
-use crate::state::Shared;
+use crate::state::{AppState, Shared};
 
 /// Whether the connection a request came on is TLS (set by the binary on the shared port), for
 /// the cookie's `Secure` attribute.
@@ -108,19 +108,23 @@ pub struct SessionOut {
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant_id: Option<String>,
+    /// The tenant is suspended by the operator: the console only reads.
+    suspended: bool,
     csrf: String,
 }
 
-fn describe(p: &Principal, csrf: String) -> SessionOut {
+fn describe(state: &AppState, p: &Principal, csrf: String) -> SessionOut {
     match p {
         Principal::Tenant { tenant_id, .. } => SessionOut {
             kind: "tenant",
             tenant_id: Some(tenant_id.to_string()),
+            suspended: crate::domain::tenants::is_suspended(state, tenant_id),
             csrf,
         },
         _ => SessionOut {
             kind: "admin",
             tenant_id: None,
+            suspended: false,
             csrf,
         },
     }
@@ -159,7 +163,11 @@ async fn sign_in(
         s
     };
     let tls = tls.is_some_and(|Extension(t)| t.0);
-    let mut resp = (StatusCode::CREATED, Json(describe(&principal, s.csrf))).into_response();
+    let mut resp = (
+        StatusCode::CREATED,
+        Json(describe(&state, &principal, s.csrf)),
+    )
+        .into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
         cookie(&s.token, crate::domain::sessions::ABSOLUTE, tls),
@@ -172,7 +180,7 @@ async fn sign_in(
 async fn current(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
     let t = token(&headers).ok_or_else(not_signed_in)?;
     let (principal, csrf) = checked(&state, t, None, false).await?;
-    let mut resp = Json(describe(&principal, csrf)).into_response();
+    let mut resp = Json(describe(&state, &principal, csrf)).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)

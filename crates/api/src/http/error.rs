@@ -93,6 +93,10 @@ impl ApiError {
             )
         }
     }
+    /// The caller's tenant is suspended by the operator.
+    pub fn suspended(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "tenant_suspended", m)
+    }
     /// The caller's address is on the client deny list.
     pub fn client_denied() -> Self {
         Self::new(
@@ -110,6 +114,7 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden(m) => Self::forbidden(m),
             DomainError::NotFound(m) => Self::not_found(m),
             DomainError::Conflict(m) => Self::conflict(m),
+            e @ DomainError::Suspended => Self::suspended(e.to_string()),
             DomainError::Store(e) => e.into(),
         }
     }
@@ -171,6 +176,7 @@ mod tests {
             (DomainError::Forbidden("no".into()), 403, "forbidden"),
             (DomainError::NotFound("none".into()), 404, "not_found"),
             (DomainError::Conflict("again".into()), 409, "conflict"),
+            (DomainError::Suspended, 403, "tenant_suspended"),
             (StoreError::NotFound.into(), 404, "not_found"),
             (
                 StoreError::Conflict("credential username").into(),

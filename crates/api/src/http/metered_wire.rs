@@ -14,7 +14,7 @@ use turnpike_store::TenantId;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -186,13 +186,18 @@ pub struct Keys {
     pub secret: Option<String>,
     pub api: Option<String>,
     pub project: Option<String>,
+    /// The request only reads (GET or HEAD): allowed for a suspended tenant.
+    pub reads: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Keys {
     type Rejection = MeteredError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let mut k = Self::default();
+        let mut k = Self {
+            reads: matches!(parts.method, Method::GET | Method::HEAD),
+            ..Self::default()
+        };
         if let Some(q) = parts.uri.query() {
             for (name, v) in url::form_urlencoded::parse(q.as_bytes()) {
                 let slot = match &*name {
@@ -287,7 +292,12 @@ impl Keys {
             .await
             .map_err(|e| refused(e, f.invalid))?
         {
-            Principal::Tenant { tenant_id, key_id } => Ok(Who { tenant_id, key_id }),
+            Principal::Tenant { tenant_id, key_id } => {
+                if !self.reads {
+                    crate::domain::tenants::ensure_active(state, &tenant_id)?;
+                }
+                Ok(Who { tenant_id, key_id })
+            }
             _ => Err(MeteredError::new(f.invalid.0, f.invalid.1)),
         }
     }
@@ -302,6 +312,7 @@ impl Keys {
                 .map_err(|e| refused(e, invalid))?
             {
                 Principal::Project { tenant_id, key_id } if tenant_id == *id => {
+                    crate::domain::tenants::ensure_active(state, &tenant_id)?;
                     let t = tenant(state, &tenant_id).await?;
                     let parent = t.parent_id.clone().unwrap_or_default();
                     let p = projects::get(state, &parent, id).await?;

@@ -25,6 +25,8 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/tenants/{id}", get(get_tenant).delete(delete_tenant))
+        .route("/v1/tenants/{id}/suspend", post(suspend_tenant))
+        .route("/v1/tenants/{id}/resume", post(resume_tenant))
         .route("/v1/tenants/{id}/keys/rotate", post(admin_rotate_key))
         .route("/v1/keys", get(list_keys))
         .route("/v1/keys/rotate", post(tenant_rotate_key))
@@ -41,6 +43,10 @@ pub struct TenantOut {
     /// to (deleted with it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    /// When the operator suspended it (unix seconds); absent while it is active. A suspended
+    /// tenant's TURN credentials are refused and its keys may only read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<i64>,
 }
 
 impl From<Tenant> for TenantOut {
@@ -50,6 +56,7 @@ impl From<Tenant> for TenantOut {
             name: t.name,
             created_at: t.created_at,
             parent_id: t.parent_id.map(String::from),
+            suspended_at: t.suspended_at,
         }
     }
 }
@@ -191,6 +198,37 @@ pub async fn delete_tenant(
     tenants::delete(&state, &id).await?;
     who.audit(&state, "tenant.delete", &id, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{id}/suspend", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantOut), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Suspends a tenant and its projects: the relay refuses their credentials and closes their
+/// live allocations on every node; their keys may only read until `resume`.
+pub async fn suspend_tenant(
+    State(state): State<Shared>,
+    Path(id): Path<TenantId>,
+    who: AdminCaller,
+) -> ApiResult<Json<TenantOut>> {
+    let t = tenants::suspend(&state, &id).await?;
+    who.audit(&state, "tenant.suspend", &id, json!({})).await;
+    Ok(Json(t.into()))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{id}/resume", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantOut), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Lifts a suspension.
+pub async fn resume_tenant(
+    State(state): State<Shared>,
+    Path(id): Path<TenantId>,
+    who: AdminCaller,
+) -> ApiResult<Json<TenantOut>> {
+    let t = tenants::resume(&state, &id).await?;
+    who.audit(&state, "tenant.resume", &id, json!({})).await;
+    Ok(Json(t.into()))
 }
 
 /// Rotates the secret key of `tenant_id` for the caller `actor` (audited in the tenant's log).

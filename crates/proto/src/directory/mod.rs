@@ -11,7 +11,7 @@
 
 mod credentials;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -79,6 +79,9 @@ pub struct Snapshot {
     pub tenant_limits: HashMap<String, Limits>,
     /// Limits per credential id.
     pub credential_limits: HashMap<String, Limits>,
+    /// Tenants the operator suspended (with their projects): every credential of theirs is
+    /// refused.
+    pub suspended_tenants: HashSet<String>,
 }
 
 impl Snapshot {

@@ -77,6 +77,7 @@ impl Store for SqliteStore {
             name: name.to_string(),
             created_at: now,
             parent_id: None,
+            suspended_at: None,
         };
         sqlx::query(q::INSERT_TENANT)
             .bind(&t.id)
@@ -100,6 +101,7 @@ impl Store for SqliteStore {
             name: name.to_string(),
             created_at: now,
             parent_id: Some(parent_id.clone()),
+            suspended_at: None,
         };
         sqlx::query(q::INSERT_TENANT)
             .bind(&t.id)
@@ -140,6 +142,23 @@ impl Store for SqliteStore {
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         Ok(sqlx::query_as(q::ALL_TENANTS).fetch_all(&self.pool).await?)
+    }
+
+    async fn suspend_tenant(&self, id: &TenantId, at: Option<i64>) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::SUSPEND_TENANT)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+
+    async fn suspended_tenants(&self) -> Result<Vec<TenantId>> {
+        let rows: Vec<(String,)> = sqlx::query_as(q::SUSPENDED_TENANTS)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| TenantId::from(id)).collect())
     }
 
     async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
