@@ -460,6 +460,26 @@ keys! {
     signal_idle_timeout: one Span = Span::secs(60);
     /// How long a new signalling socket has to send `join`.
     signal_handshake_timeout: one Span = Span::secs(10);
+    /// This node's name in the fleet's registry (`GET /v1/nodes`, `turnpike nodes`); default
+    /// the host name.
+    node_name: opt String = None;
+    /// This node's region (letters, digits, `-`, `_`), e.g. `eu-central`: ICE lists send each
+    /// client to the nearest healthy region (docs/fleet.md).
+    region: one String = "default".into();
+    /// Where the region is: `LAT,LON` in degrees or a city name (`frankfurt`, `new-york`, ...;
+    /// docs/fleet.md lists them). Without it the region is only chosen by name or as the
+    /// answering node's own.
+    region_location: opt String = None;
+    /// Regions an ICE list names after the nearest, as fallback (0: only the nearest).
+    fallback_regions: one usize = 0;
+    /// MaxMind DB files (GeoLite2/GeoIP2 City, or ip-location-db's city files) that place clients
+    /// for routing; several are tried in order (e.g. an IPv4 and an IPv6 file).
+    geoip_database: list PathBuf = vec![];
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the client for routing.
+    trusted_proxies: list IpNet = vec![];
+    /// How often the node writes its row in the fleet's registry; three missed and it is dead
+    /// for routing.
+    heartbeat_interval: one Span = Span::secs(2);
 }
 
 /// Command line: the subcommands and `--config`; every key's flag is added from [`keys!`].
@@ -514,6 +534,12 @@ pub(crate) enum Command {
         /// Write the table into this Markdown file between its markers instead of printing it.
         #[arg(long)]
         update: Option<PathBuf>,
+    },
+    /// List the fleet's nodes from the database (`database_url`): region, state, load.
+    Nodes {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Test any STUN/TURN server end to end: Binding, Allocate, a relay round trip, clean-up.
     /// Exits 1 when a probe failed.
@@ -823,6 +849,30 @@ impl Config {
         }
         if self.webhook_attempts == 0 {
             bail!("key `webhook_attempts` must be at least 1");
+        }
+        if self.region.is_empty()
+            || self.region.len() > 64
+            || !self
+                .region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("key `region` (`{}`) must be 1 to 64 letters, digits, `-` or `_`, e.g. `eu-central`", self.region);
+        }
+        if let Some(l) = &self.region_location {
+            turnpike_api::fleet::geo::Place::parse(l)
+                .map_err(|e| anyhow::anyhow!("key `region_location`: {e}"))?;
+        }
+        if self.heartbeat_interval < Span::millis(200) || self.heartbeat_interval > Span::secs(60) {
+            bail!(
+                "key `heartbeat_interval` ({}) must be between 200ms and 60s",
+                self.heartbeat_interval
+            );
+        }
+        for p in &self.geoip_database {
+            if !p.exists() {
+                bail!("key `geoip_database`: file {} does not exist", p.display());
+            }
         }
         if !self.metrics_listen.is_empty() {
             self.metrics_listen.parse::<SocketAddr>().with_context(|| {

@@ -76,7 +76,35 @@ pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
         webhook_first_retry: cfg.webhook_first_retry.get(),
         danger_allow_webhook_ranges: cfg.danger_allow_webhook_ranges.clone(),
         auth_failures_per_minute: cfg.api_auth_failures_per_minute,
+        fleet: turnpike_api::fleet::FleetConfig {
+            node_name: cfg.node_name.clone().unwrap_or_else(host_name),
+            region: cfg.region.clone(),
+            location: cfg
+                .region_location
+                .as_deref()
+                .and_then(|l| turnpike_api::fleet::geo::Place::parse(l).ok()),
+            fallback_regions: cfg.fallback_regions,
+            heartbeat: cfg.heartbeat_interval.get(),
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            geoip: None,
+            tls_domain: cfg.acme_domains.first().cloned().or_else(|| {
+                cfg.public_host
+                    .clone()
+                    .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+            }),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
     }
+}
+
+/// The machine's host name (`/etc/hostname`), else `turnpike`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "turnpike".into())
 }
 
 /// The file of a SQLite URL (`sqlite://PATH` or `sqlite:PATH`, options after `?` ignored).
@@ -144,10 +172,15 @@ pub(crate) async fn start(
             "smtp_security = none: alert emails and SMTP credentials travel in plain text"
         );
     }
-    let api = ApiConfig {
+    let mut api = ApiConfig {
         host_header_ips,
         ..api_config(cfg)
     };
+    if !cfg.geoip_database.is_empty() {
+        let g = turnpike_api::fleet::geoip::GeoIp::open(&cfg.geoip_database)
+            .map_err(|e| anyhow::anyhow!("key `geoip_database`: {e}"))?;
+        api.fleet.geoip = Some(Arc::new(g));
+    }
     let (cp, generated) = ControlPlane::start(store, directory, api)
         .await
         .context("cannot start the control plane (key `database_url`)")?;
@@ -259,4 +292,66 @@ async fn demo_tenant(state: &turnpike_api::AppState) -> Result<String> {
     };
     turnpike_api::sync::reload(state).await?;
     Ok(id.into_string())
+}
+
+/// `turnpike nodes`: the fleet's registry, read from the database.
+pub(crate) fn print_nodes(cfg: &Config, json: bool) -> Result<()> {
+    use turnpike_store::Store;
+    let url = database_url(cfg)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    let nodes = rt.block_on(async {
+        let store = AnyStore::connect(&url)
+            .await
+            .context("cannot open the database (key `database_url`)")?;
+        store
+            .list_nodes()
+            .await
+            .context("cannot read the node registry")
+    })?;
+    let now = turnpike_api::fleet::now_ms();
+    if json {
+        let list: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id, "name": n.name, "region": n.region, "version": n.version,
+                    "state": turnpike_api::http::nodes::node_state(n, now),
+                    "urls": n.urls, "allocations": n.allocations, "capacity": n.capacity,
+                    "relayed_bps": n.relayed_bps, "cpu_percent": n.cpu_percent,
+                    "heartbeat_age_ms": now - n.heartbeat_ms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<20} {:<16} {:<9} {:>11} {:>12} {:>6} {:>9}",
+        "ID", "NAME", "REGION", "STATE", "ALLOCATIONS", "RELAYED", "CPU %", "SEEN"
+    );
+    for n in &nodes {
+        let cap = if n.capacity > 0 {
+            format!("{}/{}", n.allocations, n.capacity)
+        } else {
+            n.allocations.to_string()
+        };
+        println!(
+            "{:<14} {:<20} {:<16} {:<9} {:>11} {:>10.1}Mb {:>6.1} {:>8.1}s",
+            n.id,
+            n.name,
+            n.region,
+            turnpike_api::http::nodes::node_state(n, now),
+            cap,
+            n.relayed_bps as f64 / 1e6,
+            n.cpu_percent,
+            (now - n.heartbeat_ms) as f64 / 1000.0,
+        );
+    }
+    if nodes.is_empty() {
+        println!("(no node registered: nodes register while they run)");
+    }
+    Ok(())
 }

@@ -82,6 +82,7 @@ fn run() -> Result<()> {
             return Ok(());
         }
         Some(Command::Probe(_)) => unreachable!("dispatched before the configuration is read"),
+        Some(Command::Nodes { json }) => return control::print_nodes(&cfg, json),
         Some(Command::ConfigReference { update }) => {
             match update {
                 Some(path) => crate::config::update_reference(&path)?,
@@ -388,6 +389,24 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
         let workers = driver.workers;
         let server = start_with_fallback(proto.clone(), relay.clone(), driver)?;
         health.set_listening();
+        if let Some(c) = &control {
+            let addrs = turnpike_api::fleet::NodeAddresses {
+                plain: server
+                    .udp_addrs
+                    .iter()
+                    .chain(&server.tcp_addrs)
+                    .chain(&server.mux_plain_addrs)
+                    .copied()
+                    .collect(),
+                tls: server
+                    .tls_addrs
+                    .iter()
+                    .chain(&server.mux_addrs)
+                    .copied()
+                    .collect(),
+            };
+            c.start_fleet(relay.clone(), addrs);
+        }
         tracing::info!(
             udp = ?server.udp_addrs,
             tcp = ?server.tcp_addrs,

@@ -47,6 +47,8 @@ pub struct ApiConfig {
     pub danger_allow_webhook_ranges: Vec<ipnet::IpNet>,
     /// Failed API key lookups allowed per client IP and minute (0: no limit).
     pub auth_failures_per_minute: u32,
+    /// This node's region, heartbeat and routing settings.
+    pub fleet: crate::fleet::settings::FleetConfig,
 }
 
 #[derive(Clone)]
@@ -81,6 +83,7 @@ impl Default for ApiConfig {
             webhook_first_retry: Duration::from_secs(1),
             danger_allow_webhook_ranges: Vec::new(),
             auth_failures_per_minute: 30,
+            fleet: crate::fleet::settings::FleetConfig::default(),
         }
     }
 }

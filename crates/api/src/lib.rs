@@ -16,6 +16,7 @@ pub use turnpike_store::calendar;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod fleet;
 pub mod http;
 pub mod ice;
 pub mod keys;
@@ -44,6 +45,7 @@ pub struct ControlPlane {
     stop: tokio::sync::watch::Sender<bool>,
     meter_task: tokio::task::JoinHandle<()>,
     sync_task: tokio::task::JoinHandle<()>,
+    fleet_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl ControlPlane {
@@ -89,6 +91,7 @@ impl ControlPlane {
                 stop,
                 meter_task,
                 sync_task,
+                fleet_task: std::sync::Mutex::new(None),
             },
             generated,
         ))
@@ -110,10 +113,30 @@ impl ControlPlane {
         router(self.state.clone())
     }
 
-    /// Stops the meter after a last flush. Call after the relay workers stopped, so their final
-    /// reports are in.
+    /// Registers this node in the fleet's registry and starts its heartbeat (see
+    /// [`fleet::run`]), once the relay's listeners are bound at `addrs`.
+    pub fn start_fleet(&self, relay: Arc<turnpike_proto::Runtime>, addrs: fleet::NodeAddresses) {
+        let task = tokio::spawn(fleet::run(
+            self.state.clone(),
+            relay,
+            addrs,
+            self.stop.subscribe(),
+        ));
+        *self.fleet_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+
+    /// Stops the meter after a last flush and removes this node from the fleet's registry.
+    /// Call after the relay workers stopped, so their final reports are in.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        let fleet = self
+            .fleet_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = fleet {
+            let _ = t.await;
+        }
         let _ = self.meter_task.await;
         self.sync_task.abort();
     }

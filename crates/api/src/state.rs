@@ -61,6 +61,8 @@ pub struct AppState {
     pub auth_failures: AuthFailures,
     /// Console sessions, by the SHA-256 of the key each was signed in with.
     pub sessions: Mutex<Sessions<[u8; 32]>>,
+    /// The last read of the fleet's node registry.
+    pub fleet: crate::fleet::view::Fleet,
 }
 
 pub type Shared = Arc<AppState>;
@@ -89,6 +91,7 @@ impl AppState {
             last_miss_reload: Mutex::default(),
             auth_failures: AuthFailures::default(),
             sessions: Mutex::default(),
+            fleet: crate::fleet::view::Fleet::default(),
         }
     }
 

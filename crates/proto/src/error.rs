@@ -87,6 +87,8 @@ pub enum TurnError {
     QuotaReached,
     ConnectionAlreadyExists,
     InsufficientCapacity(&'static str),
+    /// 300 with ALTERNATE-SERVER (and ALTERNATE-DOMAIN): this node drains or is full.
+    TryAlternate(crate::runtime::Redirect),
     ServerError(&'static str),
     /// No response at all.
     Drop(DropReason),
@@ -110,6 +112,7 @@ impl TurnError {
             Self::QuotaReached => ErrorCode::AllocationQuotaReached,
             Self::ConnectionAlreadyExists => ErrorCode::ConnectionAlreadyExists,
             Self::InsufficientCapacity(_) => ErrorCode::InsufficientCapacity,
+            Self::TryAlternate(_) => ErrorCode::TryAlternate,
             Self::ServerError(_) => ErrorCode::ServerError,
             Self::Drop(_) => return None,
         })

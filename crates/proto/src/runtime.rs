@@ -4,8 +4,11 @@
 //! [`crate::ServerConfig`]; the binary and the control plane keep a clone to act on it (enter
 //! drain mode, publish credentials).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::directory::Directory;
 use crate::quota::AllocationQuota;
@@ -22,6 +25,53 @@ pub struct Runtime {
     pub tcp_connections: TcpConnectionRegistry,
     /// Stored and ephemeral credentials of the control plane, limits, disconnects, deny list.
     pub directory: Arc<Directory>,
+    /// Where to send new clients while this node drains or is full (300 Try Alternate),
+    /// kept current by the fleet's registry; empty: no alternate (508 / 486 instead).
+    alternates: ArcSwap<Alternates>,
+    /// Bytes relayed in every direction since start (the workers add their counters once a
+    /// second), for the fleet's load figures.
+    pub relayed_bytes: AtomicU64,
+}
+
+/// Another node clients may be sent to (RFC 8489 §10: ALTERNATE-SERVER, ALTERNATE-DOMAIN).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alternates {
+    /// Its UDP and TCP TURN listeners (same ports serve both in the usual setup).
+    pub plain: Vec<SocketAddr>,
+    /// Its TLS listeners.
+    pub tls: Vec<SocketAddr>,
+    /// The domain its certificate names (ALTERNATE-DOMAIN for TLS clients).
+    pub tls_domain: Option<String>,
+}
+
+/// The ALTERNATE-SERVER values for one client: one of the client's address family (RFC 8489
+/// §10: MUST), then one of the other family if there is one (SHOULD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirect {
+    pub primary: SocketAddr,
+    pub secondary: Option<SocketAddr>,
+    /// Whether ALTERNATE-DOMAIN goes with it (a TLS client).
+    pub domain: bool,
+}
+
+impl Alternates {
+    /// Where to send a client at `client` over TLS (`tls`) or not; `None` when there is no
+    /// alternate of its family.
+    pub fn redirect(&self, client: IpAddr, tls: bool) -> Option<Redirect> {
+        let list = if tls && !self.tls.is_empty() {
+            &self.tls
+        } else {
+            &self.plain
+        };
+        let v4 = client.to_canonical().is_ipv4();
+        let primary = *list.iter().find(|a| a.is_ipv4() == v4)?;
+        let secondary = list.iter().find(|a| a.is_ipv4() != v4).copied();
+        Some(Redirect {
+            primary,
+            secondary,
+            domain: tls && self.tls_domain.is_some(),
+        })
+    }
 }
 
 impl Default for Runtime {
@@ -37,6 +87,8 @@ impl Runtime {
             draining: AtomicBool::new(false),
             tcp_connections: TcpConnectionRegistry::default(),
             directory,
+            alternates: ArcSwap::default(),
+            relayed_bytes: AtomicU64::new(0),
         }
     }
 
@@ -47,5 +99,23 @@ impl Runtime {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Sets where new clients go while this node drains or is full.
+    pub fn set_alternates(&self, a: Alternates) {
+        if **self.alternates.load() != a {
+            self.alternates.store(Arc::new(a));
+        }
+    }
+
+    pub fn alternates(&self) -> arc_swap::Guard<Arc<Alternates>> {
+        self.alternates.load()
+    }
+
+    /// Whether new allocations should go elsewhere: draining, or every allocation the node
+    /// takes is in use.
+    pub fn refuses_new(&self) -> bool {
+        self.is_draining()
+            || (self.quota.max_total != 0 && self.quota.total() >= self.quota.max_total)
     }
 }

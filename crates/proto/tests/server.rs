@@ -688,6 +688,114 @@ fn quotas_and_drain() {
     assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), None);
 }
 
+/// A draining node with an alternate (RFC 8489 §10): an unauthenticated Allocate gets 300 with
+/// ALTERNATE-SERVER of the client's family first (then the other family), unsigned; an
+/// authenticated one gets it signed; over TLS, ALTERNATE-DOMAIN and the TLS listener; without
+/// an alternate, 508 as before. A full node redirects the same way.
+#[test]
+fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
+    let env = config(|_| {});
+    env.set_alternates(Alternates {
+        plain: vec![
+            "[2001:db8::7]:3478".parse().unwrap(),
+            "192.0.2.7:3478".parse().unwrap(),
+        ],
+        tls: vec!["192.0.2.7:443".parse().unwrap()],
+        tls_domain: Some("turn-b.example.com".into()),
+    });
+    let rt = env.rt.clone();
+    let (mut s, t0) = new_server(env);
+    let mut live = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate(&mut s, t0, &mut live);
+    rt.start_draining();
+    let alternates = |resp: &[u8]| -> Vec<std::net::SocketAddr> {
+        let m = parse(resp);
+        m.get_all(ATTR_ALTERNATE_SERVER)
+            .map(|v| decode_address(v).unwrap())
+            .collect()
+    };
+    let mut c = Client::new("203.0.113.9:4001", "bob", "hunter2");
+    let req = c.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &c, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(300));
+    assert!(!parse(&resp).has_integrity());
+    assert_eq!(
+        alternates(&resp),
+        [
+            "192.0.2.7:3478".parse().unwrap(),
+            "[2001:db8::7]:3478".parse().unwrap()
+        ]
+    );
+    // Authenticated (the client had a nonce): signed.
+    let mut d = Client::new("203.0.113.9:4002", "bob", "hunter2");
+    rt.set_alternates(Alternates::default());
+    challenge(&mut s, t0, &mut d);
+    rt.set_alternates(Alternates {
+        plain: vec!["192.0.2.7:3478".parse().unwrap()],
+        tls: vec!["192.0.2.7:443".parse().unwrap()],
+        tls_domain: Some("turn-b.example.com".into()),
+    });
+    let req = d.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &d, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(300));
+    assert!(parse(&resp).has_integrity());
+    // TLS: the alternate's TLS listener and its domain.
+    let mut t = Client::new("203.0.113.9:4003", "bob", "hunter2");
+    t.ft.transport = Transport::Tls;
+    let req = t.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &t, &req).unwrap();
+    assert_eq!(alternates(&resp), ["192.0.2.7:443".parse().unwrap()]);
+    assert_eq!(
+        parse(&resp).get(ATTR_ALTERNATE_DOMAIN).unwrap(),
+        b"turn-b.example.com"
+    );
+    // The live allocation keeps working.
+    let req = live.request(METHOD_REFRESH, true, |_| {});
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &live, &req).unwrap()),
+        None
+    );
+    // No alternate of the client's family: no redirect (the challenge, then 508).
+    rt.set_alternates(Alternates {
+        plain: vec!["[2001:db8::7]:3478".parse().unwrap()],
+        ..Alternates::default()
+    });
+    let req = c.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &c, &req).unwrap()),
+        Some(401)
+    );
+}
+
+#[test]
+fn a_full_node_redirects_allocations_to_its_alternate() {
+    let env = Env {
+        rt: Arc::new(Runtime::new(AllocationQuota::new(1, 0), Arc::default())),
+        ..config(|_| {})
+    };
+    env.set_alternates(Alternates {
+        plain: vec!["192.0.2.7:3478".parse().unwrap()],
+        ..Alternates::default()
+    });
+    let (mut s, t0) = new_server(env);
+    let mut first = Client::new("203.0.113.9:4000", "alice", "secret");
+    allocate(&mut s, t0, &mut first);
+    let mut c = Client::new("203.0.113.9:4001", "bob", "hunter2");
+    let req = c.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &c, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(300));
+}
+
 #[test]
 fn shared_secret_credentials_and_expiry() {
     let (mut s, t0) = new_server(config(|_| {}));

@@ -56,8 +56,10 @@ fn delta(now: u64, before: u64) -> u64 {
     now.saturating_sub(before)
 }
 
-/// Pushes the change from `last` to `now` and remembers `now`.
-pub(crate) fn publish(last: &mut Stats, now: &Stats) {
+/// Pushes the change from `last` to `now` and remembers `now`; returns the bytes sent out by
+/// the relay since `last` (toward peers and toward clients).
+pub(crate) fn publish(last: &mut Stats, now: &Stats) -> u64 {
+    let mut sent = 0;
     for d in Direction::ALL {
         for t in Transport::ALL {
             let (di, ti) = (d as usize, t as usize);
@@ -65,6 +67,9 @@ pub(crate) fn publish(last: &mut Stats, now: &Stats) {
             if p > 0 {
                 counter!("turnpike_relay_packets_total", "direction" => d.as_str(), "transport" => t.as_str()).increment(p);
                 let b = delta(now.bytes[di][ti], last.bytes[di][ti]);
+                if matches!(d, Direction::ServerToPeer | Direction::ServerToClient) {
+                    sent += b;
+                }
                 counter!("turnpike_relay_bytes_total", "direction" => d.as_str(), "transport" => t.as_str()).increment(b);
             }
         }
@@ -125,4 +130,5 @@ pub(crate) fn publish(last: &mut Stats, now: &Stats) {
         gauge!(name).increment(n as f64 - l as f64);
     }
     *last = now.clone();
+    sent
 }

@@ -355,7 +355,11 @@ impl Worker {
             let State {
                 server, exported, ..
             } = st;
-            crate::export::publish(exported, &server.stats);
+            let sent = crate::export::publish(exported, &server.stats);
+            server
+                .runtime()
+                .relayed_bytes
+                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
         });
     }
 
@@ -368,7 +372,11 @@ impl Worker {
             let State {
                 server, exported, ..
             } = st;
-            crate::export::publish(exported, &server.stats);
+            let sent = crate::export::publish(exported, &server.stats);
+            server
+                .runtime()
+                .relayed_bytes
+                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
             st.streams.clear();
             for (_, r) in st.relays.drain() {
                 r.abort();

@@ -37,8 +37,14 @@ pub async fn allowed_origins(api: &AppState, tenant: &str) -> Vec<String> {
     }
 }
 
-/// ICE servers with a fresh ephemeral TURN credential for `identity` (none if minting fails).
-pub async fn ice_servers(api: &AppState, tenant: &str, identity: &str) -> serde_json::Value {
+/// ICE servers with a fresh ephemeral TURN credential for `identity`, naming the nodes
+/// nearest to `client` (none if minting fails).
+pub async fn ice_servers(
+    api: &AppState,
+    tenant: &str,
+    identity: &str,
+    client: Option<std::net::IpAddr>,
+) -> serde_json::Value {
     let req = turnpike_api::ephemeral::MintRequest {
         ttl: None,
         user_id: Some(identity.to_string()),
@@ -46,7 +52,10 @@ pub async fn ice_servers(api: &AppState, tenant: &str, identity: &str) -> serde_
     };
     match turnpike_api::ephemeral::mint(api, &TenantId::from(tenant), None, &req).await {
         Ok(m) => {
-            serde_json::to_value(turnpike_api::ephemeral::ice_list(api, &m)).unwrap_or_default()
+            let targets = turnpike_api::fleet::targets(api, client, None)
+                .unwrap_or_else(|_| vec![turnpike_api::fleet::Target::Local]);
+            serde_json::to_value(turnpike_api::ephemeral::ice_list(api, &m, &targets))
+                .unwrap_or_default()
         }
         Err(e) => {
             tracing::warn!(error = %e.message, "cannot mint TURN credentials for a join");

@@ -186,8 +186,9 @@ impl Hub {
                     room,
                     tenant,
                     identity,
+                    client,
                 } => {
-                    let info = self.fetch_room(&room, &tenant, &identity).await;
+                    let info = self.fetch_room(&room, &tenant, &identity, client).await;
                     self.apply(|r, now| r.handle_room(now, conn, info)).1
                 }
                 Output::JoinRoom {
@@ -236,10 +237,11 @@ impl Hub {
         room: &str,
         tenant: &str,
         identity: &str,
+        client: IpAddr,
     ) -> Result<RoomInfo, BusUnavailable> {
         let (members, ice_servers) = tokio::join!(
             self.bus.members(room),
-            grant::ice_servers(&self.api, tenant, identity)
+            grant::ice_servers(&self.api, tenant, identity, Some(client))
         );
         match members {
             Ok(m) => Ok(RoomInfo {

@@ -285,7 +285,7 @@ async fn demo_token(
         can_broadcast: None,
     };
     let tok = mint(&sig, &TenantId::from(t.as_str()), &r).await?;
-    let ice = grant::ice_servers(&sig.api, &t, &r.identity).await;
+    let ice = grant::ice_servers(&sig.api, &t, &r.identity, Some(peer.ip())).await;
     Ok(Json(serde_json::json!({
         "token": tok.token, "expires_at": tok.expires_at, "url": tok.url, "ice_servers": ice,
     })))

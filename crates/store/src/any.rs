@@ -316,6 +316,18 @@ impl Store for AnyStore {
     async fn delivery_of(&self, tenant_id: &TenantId, event_id: &str) -> Result<Option<Delivery>> {
         delegate!(self, s => s.delivery_of(tenant_id, event_id))
     }
+    async fn put_node(&self, n: &NodeRecord) -> Result<()> {
+        delegate!(self, s => s.put_node(n))
+    }
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        delegate!(self, s => s.list_nodes())
+    }
+    async fn delete_node(&self, id: &str) -> Result<bool> {
+        delegate!(self, s => s.delete_node(id))
+    }
+    async fn prune_nodes(&self, before_ms: i64) -> Result<u64> {
+        delegate!(self, s => s.prune_nodes(before_ms))
+    }
     async fn add_auth_failures(&self, rows: &[AuthFailure]) -> Result<()> {
         delegate!(self, s => s.add_auth_failures(rows))
     }

@@ -16,6 +16,7 @@ pub mod calendar;
 mod deliveries;
 mod ids;
 mod model;
+mod nodes;
 pub mod signal;
 mod sql;
 
@@ -24,6 +25,7 @@ pub use billing::*;
 pub use deliveries::{AuthFailure, Delivery};
 pub use ids::{CredentialId, TenantId};
 pub use model::*;
+pub use nodes::NodeRecord;
 pub use sql::{ChangeListener, PgStore, SqliteStore};
 
 /// Errors of the store, mapped by the API to status codes.
@@ -268,6 +270,16 @@ pub trait Store {
     async fn delivery_of(&self, tenant_id: &TenantId, event_id: &str) -> Result<Option<Delivery>>;
     /// Refused TURN requests, for tenants that exist (others are skipped).
     async fn add_auth_failures(&self, rows: &[AuthFailure]) -> Result<()>;
+
+    // The fleet's node registry.
+    /// Inserts or replaces a node's row (its heartbeat).
+    async fn put_node(&self, n: &NodeRecord) -> Result<()>;
+    /// Every registered node, by region then id.
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// Removes one node's row (a clean stop); true if it was there.
+    async fn delete_node(&self, id: &str) -> Result<bool>;
+    /// Removes the rows of nodes silent since `before_ms` (unix ms); returns how many.
+    async fn prune_nodes(&self, before_ms: i64) -> Result<u64>;
     /// The tenant's refused requests in `[from, to)`, newest first.
     async fn list_auth_failures(
         &self,

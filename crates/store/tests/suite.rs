@@ -893,6 +893,7 @@ async fn suite(s: &impl Store) {
     ));
     change_feed(s).await;
     suspension(s).await;
+    nodes(s).await;
     billing(s).await;
     deliveries(s).await;
 }
@@ -1303,6 +1304,60 @@ async fn suspension(s: &impl Store) {
     ));
     s.delete_tenant(&t.id).await.unwrap();
     s.delete_tenant(&other.id).await.unwrap();
+}
+
+fn node(id: &str, region: &str, heartbeat_ms: i64) -> NodeRecord {
+    NodeRecord {
+        id: id.into(),
+        name: format!("host-{id}"),
+        region: region.into(),
+        latitude: Some(50.11),
+        longitude: Some(-8.68),
+        version: "0.1.0".into(),
+        urls: vec![
+            "stun:192.0.2.1:3478".into(),
+            "turn:192.0.2.1:3478?transport=udp".into(),
+        ],
+        addresses: vec!["192.0.2.1:3478".into()],
+        tls_addresses: vec![],
+        tls_domain: None,
+        started_at: NOW,
+        heartbeat_ms,
+        interval_ms: 2000,
+        draining: false,
+        allocations: 3,
+        capacity: 0,
+        relayed_bps: 1_000_000_000_000,
+        cpu_percent: 12.5,
+    }
+}
+
+/// The node registry: a heartbeat inserts then replaces a node's row; rows read back exactly;
+/// one node's row is removed at its stop, silent ones by pruning.
+async fn nodes(s: &impl Store) {
+    assert!(s.list_nodes().await.unwrap().is_empty());
+    let a = node("n-a", "eu-central", 1_000);
+    let mut b = node("n-b", "ap-south", 1_000);
+    b.latitude = None;
+    b.longitude = None;
+    b.tls_domain = Some("turn.example.com".into());
+    b.tls_addresses = vec!["[2001:db8::1]:443".into()];
+    s.put_node(&a).await.unwrap();
+    s.put_node(&b).await.unwrap();
+    assert_eq!(s.list_nodes().await.unwrap(), [b.clone(), a.clone()]);
+    let mut a2 = a.clone();
+    a2.heartbeat_ms = 5_000;
+    a2.draining = true;
+    a2.allocations = 0;
+    a2.started_at = NOW + 99; // not changed by a heartbeat
+    s.put_node(&a2).await.unwrap();
+    a2.started_at = NOW;
+    assert_eq!(s.list_nodes().await.unwrap(), [b.clone(), a2.clone()]);
+    assert_eq!(s.prune_nodes(2_000).await.unwrap(), 1);
+    assert_eq!(s.list_nodes().await.unwrap(), [a2]);
+    assert!(s.delete_node("n-a").await.unwrap());
+    assert!(!s.delete_node("n-a").await.unwrap());
+    assert!(s.list_nodes().await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use super::extract::{Body, Query};
 use super::idempotency::idempotent;
 pub use crate::domain::ephemeral::newest_secret;
 use crate::domain::ephemeral::{self, MintSpec, RevokeSpec};
+use crate::fleet::Target;
 use crate::state::{AppState, Shared};
 
 /// Ephemeral credentials, revocations and ICE servers.
@@ -172,6 +173,9 @@ pub struct IceParams {
     /// A publishable key, for front-ends that cannot send headers (instead of `Authorization`).
     #[serde(rename = "apiKey")]
     pub api_key: Option<String>,
+    /// The region to name first (one with a registered node; default: the nearest to the
+    /// client, see docs/fleet.md).
+    pub region: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -203,22 +207,26 @@ pub struct TurnRestOut {
     pub uris: Vec<String>,
 }
 
-/// The node's ICE servers carrying `m`.
-pub fn ice_list(state: &AppState, m: &Minted) -> Vec<IceServerOut> {
-    crate::ice::ice_servers(
-        state.cfg.public_host.as_deref(),
-        &state.cfg.listeners,
-        &m.username,
-        &m.password,
-        false,
+/// The ICE servers of `targets` (see [`crate::fleet::targets`]) carrying `m`.
+pub fn ice_list(state: &AppState, m: &Minted, targets: &[Target]) -> Vec<IceServerOut> {
+    crate::fleet::ice_servers(state, targets, None, &m.username, &m.password)
+        .into_iter()
+        .map(|s| IceServerOut {
+            urls: s.urls,
+            username: s.username,
+            credential: s.credential,
+        })
+        .collect()
+}
+
+/// 400 naming the known regions.
+pub fn region_error(e: crate::fleet::RouteError) -> ApiError {
+    let crate::fleet::RouteError::UnknownRegion(known) = e;
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unknown_region",
+        format!("unknown `region`; known regions: {}", known.join(", ")),
     )
-    .into_iter()
-    .map(|s| IceServerOut {
-        urls: s.urls,
-        username: s.username,
-        credential: s.credential,
-    })
-    .collect()
 }
 
 /// The request's `Origin`, if any.
@@ -289,8 +297,11 @@ pub async fn ice_servers(
         user_id: p.user_id.clone(),
         tags: vec![],
     };
+    let client = crate::fleet::client_ip(&state, super::guard::client_ip(), &headers);
+    let targets =
+        crate::fleet::targets(&state, client, p.region.as_deref()).map_err(region_error)?;
     let (m, origin) = mint_for_caller(&state, &who.principal, &headers, &req).await?;
-    let list = ice_list(&state, &m);
+    let list = ice_list(&state, &m, &targets);
     let r = match p.format.as_deref().unwrap_or("w3c") {
         "w3c" => Json(IceServersOut {
             ice_servers: list,

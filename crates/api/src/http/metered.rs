@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{authenticate, Principal};
 use super::ephemeral::{mint_for_caller, with_cors, MintRequest};
 use super::metered_wire::{
-    check_region, host_from_request, ice_entries, IceEntry, Keys, MBody, MQuery, MeteredError,
+    host_from_request, ice_entries, metered_targets, IceEntry, Keys, MBody, MQuery, MeteredError,
     MeteredErrorText, MeteredMessage, MeteredResult, Who, APP_NOT_FOUND, BY_LABEL, SECRET,
 };
 use crate::calendar::{date_string, parse_date};
@@ -192,7 +192,8 @@ pub async fn ice_servers(
         .as_deref()
         .or(keys.secret.as_deref())
         .ok_or_else(|| err(MeteredError::bad("Please specify API Key")))?;
-    check_region(q.region.as_deref())?;
+    let client = crate::fleet::client_ip(&state, super::guard::client_ip(), &headers);
+    let targets = metered_targets(&state, client, q.region.as_deref())?;
     let who = authenticate(&state, Some(key)).await.map_err(|e| {
         if e.status == StatusCode::UNAUTHORIZED {
             err(MeteredError::new(
@@ -216,7 +217,7 @@ pub async fn ice_servers(
         .await
         .map_err(|e| err(e.into()))?;
     let host = host_from_request(&state, &headers);
-    let list = ice_entries(&state, host.as_deref(), &m.username, &m.password);
+    let list = ice_entries(&state, &targets, host.as_deref(), &m.username, &m.password);
     Ok(with_cors(Json(list).into_response(), origin))
 }
 

@@ -393,18 +393,28 @@ pub const REGIONS: &[&str] = &[
     "standard",
 ];
 
-/// Checks a `region`: one of Metered's names (all served by this node, the only region it
-/// has); anything else is 400.
-pub fn check_region(region: Option<&str>) -> MeteredResult<()> {
-    match region {
-        None => Ok(()),
-        Some(r) if REGIONS.contains(&r) => Ok(()),
-        Some(_) => Err(MeteredError::bad(format!(
+/// The nodes for Metered's `region`: a region of the fleet is routed to; one of Metered's own
+/// names that is not a fleet region means "the nearest" (as when absent); anything else is 400
+/// listing both.
+pub fn metered_targets(
+    state: &AppState,
+    client: Option<IpAddr>,
+    region: Option<&str>,
+) -> MeteredResult<Vec<crate::fleet::Target>> {
+    let asked = region.filter(|r| !REGIONS.contains(r) || fleet_knows(state, r));
+    crate::fleet::targets(state, client, asked).map_err(|e| {
+        let crate::fleet::RouteError::UnknownRegion(mut known) = e;
+        known.extend(REGIONS.iter().map(|r| r.to_string()));
+        MeteredError::bad(format!(
             "Invalid region. Valid regions: {}",
-            REGIONS.join(", ")
+            known.join(", ")
         ))
-        .as_error_field()),
-    }
+        .as_error_field()
+    })
+}
+
+fn fleet_knows(state: &AppState, region: &str) -> bool {
+    state.fleet.nodes().iter().any(|n| n.region == region)
 }
 
 /// The address ICE lists should name for this request instead of the detected public host:
@@ -441,16 +451,16 @@ pub struct IceEntry {
     pub credential: Option<String>,
 }
 
-/// The node's ICE servers carrying a username and password, as Metered's array: one entry per
-/// URL. `host`: the address to name instead of the configured or detected public host.
+/// The ICE servers of `targets` carrying a username and password, as Metered's array: one
+/// entry per URL. `host`: the address to name for this node instead of its public host.
 pub fn ice_entries(
     state: &AppState,
+    targets: &[crate::fleet::Target],
     host: Option<&str>,
     username: &str,
     password: &str,
 ) -> Vec<IceEntry> {
-    let public = host.or(state.cfg.public_host.as_deref());
-    crate::ice::ice_servers(public, &state.cfg.listeners, username, password, false)
+    crate::fleet::ice_servers(state, targets, host, username, password)
         .into_iter()
         .flat_map(|s| {
             s.urls.into_iter().map(move |u| IceEntry {
@@ -481,15 +491,6 @@ mod tests {
                 (StatusCode::BAD_REQUEST, "Invalid projectId")
             );
         }
-    }
-
-    #[test]
-    fn regions_are_metered_names() {
-        assert!(check_region(None).is_ok());
-        assert!(check_region(Some("global")).is_ok());
-        assert!(check_region(Some("europe_west")).is_ok());
-        let e = check_region(Some("mars")).expect_err("not a region");
-        assert_eq!((e.status, e.field), (StatusCode::BAD_REQUEST, "error"));
     }
 
     #[test]

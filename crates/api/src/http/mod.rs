@@ -19,6 +19,7 @@ pub mod logs;
 pub mod metered;
 pub mod metered_projects;
 pub mod metered_wire;
+pub mod nodes;
 pub mod openapi;
 pub mod principal;
 pub mod session_auth;
@@ -45,6 +46,7 @@ pub fn router(state: Shared) -> Router {
         .merge(settings::routes())
         .merge(logs::routes())
         .merge(denylist::routes())
+        .merge(nodes::routes())
         .merge(metered::routes())
         .merge(metered_projects::routes())
         .merge(openapi::routes())

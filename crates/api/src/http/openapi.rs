@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    billing, credentials, denylist, ephemeral, error, logs, metered, metered_projects, settings,
-    tenants, usage,
+    billing, credentials, denylist, ephemeral, error, logs, metered, metered_projects, nodes,
+    settings, tenants, usage,
 };
 use crate::state::Shared;
 
@@ -49,6 +49,7 @@ impl Modify for Bearer {
         settings::send_test, settings::list_deliveries, settings::retry_delivery,
         logs::audit_log, logs::allocation_log, logs::live_allocations, logs::auth_failures,
         denylist::list_denied, denylist::add_denied, denylist::delete_denied,
+        nodes::list_nodes,
         metered::create, metered::ice_servers, metered::list, metered::enable, metered::disable,
         metered::delete, metered::delete_by_label, metered::current_usage, metered::current_usage_by_user,
         metered::usage_daily_by_user, metered::current_usage_by_date, metered::current_usage_by_user_v1,

@@ -31,8 +31,13 @@ impl Server {
         // 3-7. REQUESTED-TRANSPORT, DONT-FRAGMENT, RESERVATION-TOKEN, EVEN-PORT, families.
         let req = req?;
         // 8. Capacity and quotas: drain mode, the account's limits, node, user and scopes.
-        if self.rt.is_draining() {
-            return Err(TurnError::InsufficientCapacity("draining"));
+        if self.rt.refuses_new() {
+            if let Some(r) = self.redirect(&cx.ft) {
+                return Err(TurnError::TryAlternate(r));
+            }
+            if self.rt.is_draining() {
+                return Err(TurnError::InsufficientCapacity("draining"));
+            }
         }
         let (lease, throttle) = self.admit(cx)?;
         // 9. Lifetime: the client's, clamped to [default, max] (RFC 8656 §7.2).

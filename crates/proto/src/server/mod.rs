@@ -311,6 +311,13 @@ impl Server {
         let result = if msg.method() == METHOD_BINDING {
             self.stats.binding_requests += 1;
             self.handle_binding(ft, msg, &resp)
+        } else if let Some(r) = self.redirect_unauthenticated(&ft, msg) {
+            // Sent before authentication, as coturn does and browsers expect: their first
+            // Allocate carries no credentials, and their retry at the alternate starts over
+            // with its challenge (a 300 after authentication would carry this node's nonce,
+            // which the alternate does not accept). RFC 8489 §14.8 asks for an authenticated
+            // 300; see docs/fleet.md.
+            Err(TurnError::TryAlternate(r))
         } else {
             match self.authenticate(now, ft, msg) {
                 Err(e) => Err(e),
@@ -356,6 +363,26 @@ impl Server {
             }
         }
         Some(n)
+    }
+
+    /// An Allocate without MESSAGE-INTEGRITY while this node refuses new allocations: where to
+    /// send it, if the fleet named an alternate.
+    fn redirect_unauthenticated(
+        &self,
+        ft: &FiveTuple,
+        msg: &Message<'_>,
+    ) -> Option<crate::runtime::Redirect> {
+        if msg.method() != METHOD_ALLOCATE || msg.has_integrity() || !self.rt.refuses_new() {
+            return None;
+        }
+        self.redirect(ft)
+    }
+
+    /// Where to send the client of `ft` instead of this node.
+    pub(super) fn redirect(&self, ft: &FiveTuple) -> Option<crate::runtime::Redirect> {
+        self.rt
+            .alternates()
+            .redirect(ft.client.ip(), ft.transport == Transport::Tls)
     }
 
     /// Hands a typed request to its method's handler.
@@ -554,6 +581,17 @@ impl Server {
             w.error_code(code)?;
             if let TurnError::UnknownAttributes(list, n) = e {
                 w.unknown_attributes(&list[..*n])?;
+            }
+            if let TurnError::TryAlternate(r) = e {
+                w.address(ATTR_ALTERNATE_SERVER, r.primary)?;
+                if let Some(s) = r.secondary {
+                    w.address(ATTR_ALTERNATE_SERVER, s)?;
+                }
+                if r.domain {
+                    if let Some(d) = &self.rt.alternates().tls_domain {
+                        w.attr(ATTR_ALTERNATE_DOMAIN, d.as_bytes())?;
+                    }
+                }
             }
             if let Some(nonce) = &nonce {
                 w.attr(ATTR_REALM, realm)?;

@@ -223,11 +223,16 @@ impl Rooms {
                         can_send: claims.send,
                         can_broadcast: claims.broadcast,
                     };
+                    let client = self
+                        .conns
+                        .get(&conn)
+                        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.ip);
                     self.out(Output::FetchRoom {
                         conn,
                         room: pending.room_key.clone(),
                         tenant: pending.tenant.clone(),
                         identity: pending.identity.clone(),
+                        client,
                     });
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.state = ConnState::Admitting(pending);

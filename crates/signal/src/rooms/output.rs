@@ -40,6 +40,8 @@ pub enum Output {
         room: String,
         tenant: String,
         identity: String,
+        /// The connection's address (the ICE list names the nodes nearest to it).
+        client: std::net::IpAddr,
     },
     /// Add the participant to the room's membership on the bus (which assigns its rank); answer
     /// with [`super::Rooms::handle_joined`].

@@ -6,6 +6,7 @@ mod billing;
 mod db_file;
 mod errors;
 mod listen;
+mod nodes;
 mod postgres;
 mod queries;
 mod reads;

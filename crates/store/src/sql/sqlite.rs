@@ -716,6 +716,18 @@ impl Store for SqliteStore {
         Ok(v.pop())
     }
 
+    async fn put_node(&self, n: &crate::NodeRecord) -> Result<()> {
+        Ok(super::nodes::put_node(&self.pool, n).await?)
+    }
+    async fn list_nodes(&self) -> Result<Vec<crate::NodeRecord>> {
+        Ok(super::nodes::list_nodes(&self.pool).await?)
+    }
+    async fn delete_node(&self, id: &str) -> Result<bool> {
+        Ok(super::nodes::delete_nodes(&self.pool, Some(id), 0).await? > 0)
+    }
+    async fn prune_nodes(&self, before_ms: i64) -> Result<u64> {
+        Ok(super::nodes::delete_nodes(&self.pool, None, before_ms).await?)
+    }
     async fn add_auth_failures(&self, rows: &[AuthFailure]) -> Result<()> {
         self.writable()?;
         Ok(super::reads::add_auth_failures(&self.pool, rows).await?)

@@ -1,0 +1,369 @@
+//! The fleet: nodes sharing one database, each registered with its region, addresses and load
+//! (its heartbeat, every `heartbeat` seconds), and clients sent to the nearest healthy one.
+//!
+//! What it does: keep this node's row current ([`run`]), keep a copy of every node's row for
+//! routing, answer which nodes an ICE list names ([`route`], [`ice_servers`]), tell the relay
+//! where to send clients while this node drains or is full ([`turnpike_proto::Alternates`]).
+//! What it does not do: move allocations between nodes (a client keeps its node until it asks
+//! again), or replace a load balancer for the API itself.
+
+pub mod geo;
+pub mod geoip;
+pub mod route;
+pub mod settings;
+pub mod view;
+
+pub use settings::FleetConfig;
+pub use view::Fleet;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use turnpike_proto::{Alternates, Runtime};
+use turnpike_store::{NodeRecord, Store};
+
+use crate::ice::IceServer;
+use crate::state::AppState;
+pub use route::RouteError;
+use route::Want;
+
+/// A node an ICE list names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// The answering node (its listeners, as it knows them best).
+    Local,
+    Remote(Box<NodeRecord>),
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the last address
+/// of `X-Forwarded-For` that is not a trusted proxy.
+pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = peer?.to_canonical();
+    let trusted = |ip: &IpAddr| {
+        state
+            .cfg
+            .fleet
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(ip))
+    };
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
+        .collect();
+    Some(
+        hops.iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
+/// The nodes an ICE list for a client at `client` names, best first: see [`route`]. With no
+/// registry (a node that has not written its first heartbeat) or no healthy node, this node.
+pub fn targets(
+    state: &AppState,
+    client: Option<IpAddr>,
+    region: Option<&str>,
+) -> Result<Vec<Target>, RouteError> {
+    let nodes = state.fleet.nodes();
+    if nodes.is_empty() {
+        return match region {
+            Some(r) if r != state.cfg.fleet.region => Err(RouteError::UnknownRegion(vec![state
+                .cfg
+                .fleet
+                .region
+                .clone()])),
+            _ => Ok(vec![Target::Local]),
+        };
+    }
+    let place = client
+        .zip(state.cfg.fleet.geoip.as_ref())
+        .and_then(|(ip, g)| g.locate(ip))
+        .map(|l| l.place);
+    let want = Want {
+        region,
+        allowed: None,
+        client: place,
+        home: &state.cfg.fleet.region,
+        fallbacks: state.cfg.fleet.fallback_regions,
+        this_node: Some(&state.node_id),
+    };
+    let chosen = route::choose(&nodes, now_ms(), &want)?;
+    if chosen.is_empty() {
+        return Ok(vec![Target::Local]);
+    }
+    Ok(chosen
+        .into_iter()
+        .map(|n| {
+            if n.id == state.node_id {
+                Target::Local
+            } else {
+                Target::Remote(Box::new(n.clone()))
+            }
+        })
+        .collect())
+}
+
+/// The ICE servers of `targets` carrying `username` and `credential`: per node a STUN entry
+/// and a TURN entry. `host`: the address to name for this node instead of its public host.
+pub fn ice_servers(
+    state: &AppState,
+    targets: &[Target],
+    host: Option<&str>,
+    username: &str,
+    credential: &str,
+) -> Vec<IceServer> {
+    let mut out = Vec::new();
+    for t in targets {
+        match t {
+            Target::Local => out.extend(crate::ice::ice_servers(
+                host.or(state.cfg.public_host.as_deref()),
+                &state.cfg.listeners,
+                username,
+                credential,
+                false,
+            )),
+            Target::Remote(n) => {
+                let (stun, turn): (Vec<String>, Vec<String>) =
+                    n.urls.iter().cloned().partition(|u| u.starts_with("stun:"));
+                if !stun.is_empty() {
+                    out.push(IceServer {
+                        urls: stun,
+                        username: None,
+                        credential: None,
+                    });
+                }
+                if !turn.is_empty() {
+                    out.push(IceServer {
+                        urls: turn,
+                        username: Some(username.into()),
+                        credential: Some(credential.into()),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The addresses this node's listeners are bound to (from the driver, after start).
+#[derive(Debug, Clone, Default)]
+pub struct NodeAddresses {
+    /// UDP and TCP TURN listeners.
+    pub plain: Vec<SocketAddr>,
+    /// TLS listeners (and the shared port).
+    pub tls: Vec<SocketAddr>,
+}
+
+/// Process CPU time (utime + stime) in seconds, from `/proc/self/stat` (Linux; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name; USER_HZ
+    // is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Listener addresses with a wildcard IP replaced by the public host when it is an IP
+/// literal (other wildcards cannot be named in ALTERNATE-SERVER and are left out).
+fn nameable(addrs: &[SocketAddr], public_host: Option<&str>) -> Vec<SocketAddr> {
+    let public: Option<IpAddr> = public_host.and_then(|h| h.parse().ok());
+    addrs
+        .iter()
+        .filter_map(|a| {
+            if a.ip().is_unspecified() {
+                public.map(|ip| SocketAddr::new(ip, a.port()))
+            } else {
+                Some(*a)
+            }
+        })
+        .collect()
+}
+
+/// Heartbeats: writes this node's row every `heartbeat` (and at once when it starts to
+/// drain), reads every node's row for routing, tells the relay its alternates, prunes rows
+/// silent for a day; at `stop`, removes its row.
+pub async fn run(
+    state: Arc<AppState>,
+    rt: Arc<Runtime>,
+    addrs: NodeAddresses,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let cfg = state.cfg.fleet.clone();
+    let urls: Vec<String> = crate::ice::ice_servers(
+        state.cfg.public_host.as_deref(),
+        &state.cfg.listeners,
+        "",
+        "",
+        false,
+    )
+    .into_iter()
+    .flat_map(|s| s.urls)
+    .collect();
+    let public = state.cfg.public_host.as_deref();
+    let started_at = state.now();
+    let mut me = NodeRecord {
+        id: state.node_id.clone(),
+        name: cfg.node_name.clone(),
+        region: cfg.region.clone(),
+        latitude: cfg.location.map(|p| p.lat),
+        longitude: cfg.location.map(|p| p.lon),
+        version: cfg.version.clone(),
+        urls,
+        addresses: nameable(&addrs.plain, public)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        tls_addresses: nameable(&addrs.tls, public)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        tls_domain: cfg.tls_domain.clone(),
+        started_at,
+        heartbeat_ms: 0,
+        interval_ms: cfg.heartbeat.as_millis() as i64,
+        draining: false,
+        allocations: 0,
+        capacity: rt.quota.max_total as i64,
+        relayed_bps: 0,
+        cpu_percent: 0.0,
+    };
+    let mut last = (
+        std::time::Instant::now(),
+        rt.relayed_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        cpu_seconds(),
+    );
+    let mut next_beat = tokio::time::Instant::now();
+    let mut last_prune = 0i64;
+    let mut failing = false;
+    loop {
+        let draining_now = rt.is_draining();
+        if tokio::time::Instant::now() >= next_beat || draining_now != me.draining {
+            next_beat = tokio::time::Instant::now() + cfg.heartbeat;
+            let now = std::time::Instant::now();
+            let bytes = rt.relayed_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            let cpu = cpu_seconds();
+            let dt = now.duration_since(last.0).as_secs_f64();
+            if dt > 0.2 {
+                me.relayed_bps = ((bytes.saturating_sub(last.1)) as f64 * 8.0 / dt) as i64;
+                me.cpu_percent = ((cpu - last.2) / dt * 100.0).max(0.0);
+                last = (now, bytes, cpu);
+            }
+            me.draining = draining_now;
+            me.allocations = rt.quota.total() as i64;
+            me.heartbeat_ms = now_ms();
+            match beat(&state, &me, &mut last_prune).await {
+                Ok(nodes) => {
+                    if failing {
+                        tracing::info!("node registry reachable again");
+                        failing = false;
+                    }
+                    publish(&state, &rt, &me, nodes);
+                }
+                Err(e) => {
+                    metrics::counter!("turnpike_fleet_heartbeat_failures_total").increment(1);
+                    if !failing {
+                        tracing::warn!(error = %e, "node heartbeat failed; routing uses the last read of the registry");
+                        failing = true;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    if let Err(e) = state.store.delete_node(&me.id).await {
+        tracing::warn!(error = %e, "could not remove this node from the registry");
+    }
+}
+
+/// One heartbeat: this node's row written, every row read, old rows pruned once a minute.
+async fn beat(
+    state: &AppState,
+    me: &NodeRecord,
+    last_prune: &mut i64,
+) -> Result<Vec<NodeRecord>, turnpike_store::StoreError> {
+    state.store.put_node(me).await?;
+    if me.heartbeat_ms - *last_prune > 60_000 {
+        *last_prune = me.heartbeat_ms;
+        let gone = state
+            .store
+            .prune_nodes(me.heartbeat_ms - 86_400_000)
+            .await?;
+        if gone > 0 {
+            tracing::info!(gone, "removed nodes silent for a day from the registry");
+        }
+    }
+    state.store.list_nodes().await
+}
+
+/// Keeps the registry's rows for routing, counts nodes by state, and names the relay's
+/// alternate: the best other healthy node for a client of this node's region.
+fn publish(state: &AppState, rt: &Runtime, me: &NodeRecord, nodes: Vec<NodeRecord>) {
+    let now = me.heartbeat_ms;
+    let (mut healthy, mut unavailable, mut dead) = (0u32, 0u32, 0u32);
+    for n in &nodes {
+        if route::healthy(n, now) {
+            healthy += 1;
+        } else if route::alive(n, now) {
+            unavailable += 1;
+        } else {
+            dead += 1;
+        }
+    }
+    metrics::gauge!("turnpike_fleet_nodes", "state" => "healthy").set(f64::from(healthy));
+    metrics::gauge!("turnpike_fleet_nodes", "state" => "unavailable").set(f64::from(unavailable));
+    metrics::gauge!("turnpike_fleet_nodes", "state" => "dead").set(f64::from(dead));
+    let others: Vec<NodeRecord> = nodes.iter().filter(|n| n.id != me.id).cloned().collect();
+    // The best node for a client standing where this node is: its region first, then the
+    // nearest.
+    let want = Want {
+        home: &me.region,
+        client: me
+            .latitude
+            .zip(me.longitude)
+            .map(|(lat, lon)| geo::Place { lat, lon }),
+        ..Want::default()
+    };
+    let alt = route::choose(&others, now, &want)
+        .ok()
+        .and_then(|v| v.first().map(|n| (*n).clone()));
+    let parse = |v: &[String]| v.iter().filter_map(|a| a.parse().ok()).collect::<Vec<_>>();
+    rt.set_alternates(match alt {
+        Some(n) => Alternates {
+            plain: parse(&n.addresses),
+            tls: parse(&n.tls_addresses),
+            tls_domain: n.tls_domain.clone(),
+        },
+        None => Alternates::default(),
+    });
+    state.fleet.set(nodes);
+}

@@ -1,0 +1,262 @@
+//! Which nodes a client is sent to: a pure function of the registry (as last read), the time,
+//! the client's place and what it asked for.
+//!
+//! A node is *healthy* while its heartbeat is at most three of its intervals old, it is not
+//! draining and it is below its capacity. Regions are ordered: an explicit region first (it
+//! must be known: one with a registered node); otherwise by distance from the client's place
+//! (GeoIP) to each region's place; without a client place, the answering node's region first,
+//! then by distance from it. A tenant's allowed regions, when set, filter the list. The first
+//! `1 + fallbacks` regions with a healthy node each give their least loaded node (allocations
+//! relative to capacity; ties by fewer allocations, then the answering node, then id).
+
+use std::collections::BTreeMap;
+
+use turnpike_store::NodeRecord;
+
+use super::geo::Place;
+
+/// Heartbeats a node may miss before it is dead for routing.
+pub const MISSED_HEARTBEATS: i64 = 3;
+
+/// Allocations a node without a configured capacity is taken to hold at full load (for the
+/// load ratio only; such a node is never full).
+const UNCAPPED: f64 = 1_000_000.0;
+
+/// What the client asked for, and where it is.
+#[derive(Debug, Clone, Default)]
+pub struct Want<'a> {
+    /// `region=`: this region first.
+    pub region: Option<&'a str>,
+    /// The tenant's allowed regions (`None`: any).
+    pub allowed: Option<&'a [String]>,
+    /// Where the client is (GeoIP), if known.
+    pub client: Option<Place>,
+    /// The answering node's region (the default when the client's place is unknown).
+    pub home: &'a str,
+    /// Regions to add after the first.
+    pub fallbacks: usize,
+    /// The answering node's id: preferred among equally loaded nodes of a region.
+    pub this_node: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// `region=` names no registered region (or one the tenant may not use): the known ones.
+    UnknownRegion(Vec<String>),
+}
+
+/// Whether `n` may be handed to clients at `now_ms`.
+pub fn healthy(n: &NodeRecord, now_ms: i64) -> bool {
+    alive(n, now_ms) && !n.draining && (n.capacity <= 0 || n.allocations < n.capacity)
+}
+
+/// Whether `n`'s heartbeat is recent enough (at most [`MISSED_HEARTBEATS`] intervals old).
+pub fn alive(n: &NodeRecord, now_ms: i64) -> bool {
+    now_ms - n.heartbeat_ms <= MISSED_HEARTBEATS * n.interval_ms.max(1)
+}
+
+fn load(n: &NodeRecord) -> f64 {
+    let cap = if n.capacity > 0 {
+        n.capacity as f64
+    } else {
+        UNCAPPED
+    };
+    n.allocations as f64 / cap
+}
+
+/// The nodes to name, best first (one per region, at most `1 + fallbacks`); empty when no
+/// node is healthy.
+pub fn choose<'n>(
+    nodes: &'n [NodeRecord],
+    now_ms: i64,
+    want: &Want<'_>,
+) -> Result<Vec<&'n NodeRecord>, RouteError> {
+    let mut regions: BTreeMap<&str, (Option<Place>, Vec<&NodeRecord>)> = BTreeMap::new();
+    for n in nodes.iter().filter(|n| alive(n, now_ms)) {
+        let allowed = want
+            .allowed
+            .is_none_or(|a| a.iter().any(|r| r == &n.region));
+        if !allowed {
+            continue;
+        }
+        let e = regions.entry(n.region.as_str()).or_default();
+        if e.0.is_none() {
+            e.0 = n
+                .latitude
+                .zip(n.longitude)
+                .map(|(lat, lon)| Place { lat, lon });
+        }
+        if healthy(n, now_ms) {
+            e.1.push(n);
+        }
+    }
+    if let Some(r) = want.region {
+        if !regions.contains_key(r) {
+            return Err(RouteError::UnknownRegion(
+                regions.keys().map(|k| k.to_string()).collect(),
+            ));
+        }
+    }
+    let origin = want.client.or_else(|| {
+        regions
+            .get(want.region.unwrap_or(want.home))
+            .and_then(|r| r.0)
+    });
+    let mut order: Vec<(&str, f64)> = regions
+        .iter()
+        .map(|(name, (place, _))| {
+            let d = match (origin, place) {
+                (Some(o), Some(p)) => o.km_to(*p),
+                _ => f64::INFINITY,
+            };
+            (*name, d)
+        })
+        .collect();
+    // First the asked region, else (without a client place) the home region; then nearest.
+    let first = want.region.or((want.client.is_none()).then_some(want.home));
+    order.sort_by(|a, b| {
+        (Some(b.0) == first)
+            .cmp(&(Some(a.0) == first))
+            .then(a.1.total_cmp(&b.1))
+            .then(a.0.cmp(b.0))
+    });
+    let mut out = Vec::new();
+    for (name, _) in order {
+        let Some((_, members)) = regions.get(name) else {
+            continue;
+        };
+        let best = members.iter().min_by(|a, b| {
+            let this = |n: &NodeRecord| Some(n.id.as_str()) != want.this_node;
+            load(a)
+                .total_cmp(&load(b))
+                .then(a.allocations.cmp(&b.allocations))
+                .then(this(a).cmp(&this(b)))
+                .then(a.id.cmp(&b.id))
+        });
+        if let Some(n) = best {
+            out.push(*n);
+            if out.len() > want.fallbacks {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, region: &str, place: &str, allocations: i64) -> NodeRecord {
+        let p = Place::parse(place).unwrap();
+        NodeRecord {
+            id: id.into(),
+            name: id.into(),
+            region: region.into(),
+            latitude: Some(p.lat),
+            longitude: Some(p.lon),
+            version: "t".into(),
+            urls: vec![],
+            addresses: vec![],
+            tls_addresses: vec![],
+            tls_domain: None,
+            started_at: 0,
+            heartbeat_ms: 10_000,
+            interval_ms: 2_000,
+            draining: false,
+            allocations,
+            capacity: 100,
+            relayed_bps: 0,
+            cpu_percent: 0.0,
+        }
+    }
+
+    fn ids(v: &[&NodeRecord]) -> Vec<String> {
+        v.iter().map(|n| n.id.clone()).collect()
+    }
+
+    #[test]
+    fn nearest_healthy_region_least_loaded_node() {
+        let mut nodes = vec![
+            node("fra-1", "eu", "frankfurt", 50),
+            node("fra-2", "eu", "frankfurt", 10),
+            node("nyc-1", "us", "new-york", 0),
+            node("sgp-1", "ap", "singapore", 0),
+        ];
+        let now = 10_500;
+        let paris = Place::parse("paris").ok();
+        let w = Want {
+            client: paris,
+            home: "us",
+            ..Want::default()
+        };
+        assert_eq!(ids(&choose(&nodes, now, &w).unwrap()), ["fra-2"]);
+        // Equal load: the answering node first.
+        let mine = Want {
+            this_node: Some("fra-2"),
+            ..w.clone()
+        };
+        nodes[0].allocations = 10;
+        assert_eq!(ids(&choose(&nodes, now, &mine).unwrap()), ["fra-2"]);
+        let theirs = Want {
+            this_node: Some("fra-1"),
+            ..w.clone()
+        };
+        assert_eq!(ids(&choose(&nodes, now, &theirs).unwrap()), ["fra-1"]);
+        nodes[0].allocations = 50;
+        // A fallback region: the next nearest.
+        let w2 = Want {
+            fallbacks: 1,
+            ..w.clone()
+        };
+        assert_eq!(ids(&choose(&nodes, now, &w2).unwrap()), ["fra-2", "nyc-1"]);
+        // No client place: the home region first, then nearest to it.
+        let home = Want {
+            home: "ap",
+            fallbacks: 2,
+            ..Want::default()
+        };
+        assert_eq!(
+            ids(&choose(&nodes, now, &home).unwrap()),
+            ["sgp-1", "fra-2", "nyc-1"]
+        );
+        // An explicit region wins over geography; an unknown one lists the known.
+        let asked = Want {
+            region: Some("ap"),
+            ..w.clone()
+        };
+        assert_eq!(ids(&choose(&nodes, now, &asked).unwrap()), ["sgp-1"]);
+        let bad = Want {
+            region: Some("mars"),
+            ..w.clone()
+        };
+        assert_eq!(
+            choose(&nodes, now, &bad),
+            Err(RouteError::UnknownRegion(vec![
+                "ap".into(),
+                "eu".into(),
+                "us".into()
+            ]))
+        );
+        // Allowed regions filter (and make the others unknown).
+        let allowed = vec!["us".to_string()];
+        let only = Want {
+            allowed: Some(&allowed),
+            ..w.clone()
+        };
+        assert_eq!(ids(&choose(&nodes, now, &only).unwrap()), ["nyc-1"]);
+        // Draining, full and dead nodes are never named.
+        nodes[1].draining = true;
+        assert_eq!(ids(&choose(&nodes, now, &w).unwrap()), ["fra-1"]);
+        nodes[0].allocations = 100;
+        assert_eq!(ids(&choose(&nodes, now, &w).unwrap()), ["nyc-1"]);
+        nodes[2].heartbeat_ms = now - 6_001;
+        assert_eq!(ids(&choose(&nodes, now, &w).unwrap()), ["sgp-1"]);
+        // A region whose nodes are all unavailable is still known, and skipped.
+        let eu = Want {
+            region: Some("eu"),
+            ..w.clone()
+        };
+        assert_eq!(ids(&choose(&nodes, now, &eu).unwrap()), ["sgp-1"]);
+    }
+}
