@@ -10,9 +10,13 @@ Frankfurt by the fixture), 127.0.0.20 (New York) and 127.0.0.30 (Singapore)."""
 
 import http.client
 import json
+import pathlib
+import shutil
 import signal
 import struct
 import subprocess
+import tempfile
+import threading
 import time
 
 from netaddr import IPSet
@@ -237,3 +241,61 @@ def test_the_real_geolite2_database_behind_a_trusted_proxy(turnpike, tmp_path):
     assert named("127.0.0.2", "89.160.20.128, 8.8.8.8, 127.0.0.2") == [us.port]
     # From an untrusted peer the header means nothing: the peer (unplaced) gets the home region.
     assert named("127.0.0.3", "8.8.8.8") == [eu.port]
+
+
+PG = str(ROOT / "scripts" / "pg-test-server")
+
+
+def test_relaying_survives_a_postgresql_restart(turnpike, tmp_path, peer):
+    """Chaos: while a client relays through a node, its PostgreSQL (a private server this test
+    starts) stops for three seconds and comes back. Relaying never stops, and the usage metered
+    across the outage is written once the database is back, to the byte: the tenant's usage
+    equals the relay's own byte counters."""
+    # Not under tmp_path: the postgres user must reach the directory.
+    pgdir = pathlib.Path(tempfile.mkdtemp(prefix="turnpike-chaos-pg-"))
+    url = subprocess.check_output([PG, "start", str(pgdir)], text=True).strip()
+    try:
+        t = turnpike(control_toml(url, LOOPBACK_OK))
+        _, api, _ = new_tenant(Api(t.metrics_port, ADMIN_KEY), "chaos")
+        user, pw = cred(api)
+        conn = tc.Conn(("127.0.0.1", t.port), "udp", timeout=0.5)
+        c = tc.TurnClient(conn, user, pw)
+        assert c.allocate().cls == tc.SUCCESS
+        assert c.create_permission("127.0.0.1", peer).cls == tc.SUCCESS
+        outage = {}
+
+        def chaos():
+            time.sleep(1.5)
+            subprocess.run([PG, "stop", str(pgdir)], check=True)
+            outage["down"] = time.time()
+            time.sleep(3)
+            outage["up"] = time.time()
+            subprocess.run([PG, "start-again", str(pgdir)], check=True)
+        th = threading.Thread(target=chaos)
+        th.start()
+        echoed_during, echoed, start = 0, 0, time.time()
+        while time.time() - start < 8:
+            c.send_indication("127.0.0.1", peer, b"x" * 500)
+            try:
+                m = tc.decode(conn.recv_frame())
+                if m.method == tc.DATA:
+                    echoed += 1
+                    if "down" in outage and "up" not in outage:
+                        echoed_during += 1
+            except (TimeoutError, OSError):
+                pass
+            time.sleep(0.02)
+        th.join()
+        assert echoed_during > 20, (echoed_during, echoed)
+        # End the allocation so its last usage is reported.
+        assert c.request(tc.REFRESH, [(tc.A_LIFETIME, (0).to_bytes(4, "big"))]).cls == tc.SUCCESS
+        conn.close()
+        time.sleep(1.5)  # relay counters are published once a second
+        relayed = t.metric("turnpike_relay_bytes_total")
+        assert relayed and relayed > 4 * 500 * echoed * 0.9, (relayed, echoed)
+        wait_for(lambda: ok(api.get("/v1/usage/current"))["usage"]["total_bytes"] == relayed, timeout=40,
+                 what="the usage metered through the outage written to the byte")
+        assert "panicked" not in t.logs()
+    finally:
+        subprocess.run([PG, "stop", str(pgdir)])
+        shutil.rmtree(pgdir, ignore_errors=True)
