@@ -38,6 +38,38 @@ pub use domain::sync;
 pub use http::{auth, ephemeral, error, extract, guard, router, util};
 pub use state::AppState;
 
+/// HELP lines of the control plane's metrics, and zero values for those alerts watch (so a
+/// rule sees 0, not an absent series, before the first event).
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "turnpike_quota_thresholds_fired_total",
+        "Quota thresholds reached, by action (each fires once per period and scope)"
+    );
+    metrics::describe_gauge!(
+        "turnpike_quota_refused_scopes",
+        "Tenants and credentials whose new allocations a quota refuses now"
+    );
+    metrics::describe_gauge!(
+        "turnpike_quota_throttled_scopes",
+        "Tenants and credentials a quota throttles now"
+    );
+    metrics::describe_gauge!(
+        "turnpike_fleet_nodes",
+        "Nodes of the fleet by state, as this node read the registry at its last heartbeat"
+    );
+    metrics::describe_counter!(
+        "turnpike_fleet_heartbeat_failures_total",
+        "Heartbeats that could not be written to or read from the node registry"
+    );
+    for action in ["notify", "throttle", "refuse", "disconnect"] {
+        metrics::counter!("turnpike_quota_thresholds_fired_total", "action" => action).increment(0);
+    }
+    metrics::gauge!("turnpike_quota_refused_scopes").set(0.0);
+    metrics::gauge!("turnpike_quota_throttled_scopes").set(0.0);
+    metrics::counter!("turnpike_fleet_heartbeat_failures_total").increment(0);
+    metrics::counter!("turnpike_api_auth_failures_total").increment(0);
+}
+
 /// The running control plane.
 pub struct ControlPlane {
     pub state: Arc<AppState>,
@@ -75,6 +107,7 @@ impl ControlPlane {
             "turnpike_api_auth_throttled_total",
             "API requests refused (429) because their address had too many failed keys"
         );
+        describe_metrics();
         sync::reload(&state).await?;
         let mut generated = None;
         if state.cfg.admin_key_hash.is_none() && !state.store.has_admin_key().await? {

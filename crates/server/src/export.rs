@@ -8,6 +8,10 @@ use turnpike_proto::{Direction, DropReason, Stats, Transport};
 /// Describes the metrics once, for the exporter's HELP lines.
 pub fn describe() {
     metrics::describe_gauge!("turnpike_allocations", "Live TURN allocations");
+    metrics::describe_gauge!(
+        "turnpike_tls_certificate_expiry_seconds",
+        "When the served TLS certificate expires (unix seconds)"
+    );
     metrics::describe_gauge!("turnpike_permissions", "Live permissions");
     metrics::describe_gauge!("turnpike_channels", "Live channel bindings");
     metrics::describe_counter!(

@@ -107,11 +107,23 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// The certificate chain and key as rustls serves them; the leaf's expiry goes to the gauge
+/// `turnpike_tls_certificate_expiry_seconds` (unix seconds), for alerts.
 fn certified(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<CertifiedKey, TlsError> {
-    CertifiedKey::from_der(certs, key, &provider()).map_err(|e| TlsError::Pair(e.to_string()))
+    let not_after = certs.first().and_then(|leaf| {
+        x509_parser::parse_x509_certificate(leaf)
+            .ok()
+            .map(|(_, c)| c.validity().not_after.timestamp())
+    });
+    let k = CertifiedKey::from_der(certs, key, &provider())
+        .map_err(|e| TlsError::Pair(e.to_string()))?;
+    if let Some(t) = not_after {
+        metrics::gauge!("turnpike_tls_certificate_expiry_seconds").set(t as f64);
+    }
+    Ok(k)
 }
 
 fn load(source: &CertSource) -> Result<Loaded, TlsError> {

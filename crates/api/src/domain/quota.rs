@@ -293,6 +293,8 @@ async fn fire(
         return Ok(false);
     }
     tracing::info!(tenant = %q.tenant_id, scope = %q.scope, percent = t.percent, action = t.action.as_str(), "quota threshold reached");
+    metrics::counter!("turnpike_quota_thresholds_fired_total", "action" => t.action.as_str())
+        .increment(1);
     state.notifier.send(&state.store, event).await;
     Ok(true)
 }
@@ -300,6 +302,8 @@ async fn fire(
 /// Installs the new quota state (republishing the directory if it changed) and closes the
 /// allocations of scopes whose `disconnect` threshold fired.
 async fn publish(state: &AppState, next: QuotaState, disconnect: &[Quota]) {
+    metrics::gauge!("turnpike_quota_refused_scopes").set(next.refused.len() as f64);
+    metrics::gauge!("turnpike_quota_throttled_scopes").set(next.throttled.len() as f64);
     let changed = {
         let mut cur = state.quota_state.lock().unwrap_or_else(|e| e.into_inner());
         let changed = *cur != next;
