@@ -103,7 +103,7 @@ def test_clients_go_to_the_nearest_healthy_region(turnpike, tmp_path):
     us = start_node(turnpike, geo, "us-east", "new-york")
     ap = start_node(turnpike, geo, "ap-south", "singapore")
     admin = Api(eu.metrics_port, ADMIN_KEY)
-    _, api, _ = new_tenant(admin, "fleet")
+    tid, api, _ = new_tenant(admin, "fleet")
     key = api.key
 
     # Every node sees the three (its view refreshes every heartbeat).
@@ -141,6 +141,21 @@ def test_clients_go_to_the_nearest_healthy_region(turnpike, tmp_path):
     r = c.getresponse()
     assert r.status == 400 and "eu-central" in json.loads(r.read())["error"]
     c.close()
+    # A tenant limited to some regions (data residency) is only sent there; other regions are
+    # unknown to it.
+    t = ok(admin.put(f"/v1/tenants/{tid}/regions", {"regions": ["us-east"]}))
+    assert t["allowed_regions"] == ["us-east"]
+    assert ports_named(ice(eu.metrics_port, key, FRANKFURT)[1]) == [us.port]
+    status, body = ice(eu.metrics_port, key, FRANKFURT, "?region=eu-central")
+    assert status == 400 and body["error"]["message"].endswith("known regions: us-east"), body
+    assert admin.put(f"/v1/tenants/{tid}/regions", {"regions": []}).status == 422
+    assert admin.put(f"/v1/tenants/{tid}/regions", {"regions": ["bad region"]}).status == 422
+    assert api.put(f"/v1/tenants/{tid}/regions", {"regions": None}).status == 403
+    ok(admin.put(f"/v1/tenants/{tid}/regions", {"regions": ["mars-north"]}))
+    status, body = ice(eu.metrics_port, key, FRANKFURT)
+    assert status == 503 and body["error"]["code"] == "region_unavailable", body
+    assert "allowed_regions" not in ok(admin.put(f"/v1/tenants/{tid}/regions", {"regions": None}))
+    assert ports_named(ice(eu.metrics_port, key, FRANKFURT)[1]) == [eu.port]
     # `turnpike nodes` reads the same registry.
     out = subprocess.run([BIN, "--config", str(eu.config), "nodes", "--json"], capture_output=True,
                          text=True, timeout=30)

@@ -850,13 +850,7 @@ impl Config {
         if self.webhook_attempts == 0 {
             bail!("key `webhook_attempts` must be at least 1");
         }
-        if self.region.is_empty()
-            || self.region.len() > 64
-            || !self
-                .region
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !turnpike_api::fleet::settings::region_name_ok(&self.region) {
             bail!("key `region` (`{}`) must be 1 to 64 letters, digits, `-` or `_`, e.g. `eu-central`", self.region);
         }
         if let Some(l) = &self.region_location {

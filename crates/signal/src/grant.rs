@@ -52,8 +52,19 @@ pub async fn ice_servers(
     };
     match turnpike_api::ephemeral::mint(api, &TenantId::from(tenant), None, &req).await {
         Ok(m) => {
-            let targets = turnpike_api::fleet::targets(api, client, None)
-                .unwrap_or_else(|_| vec![turnpike_api::fleet::Target::Local]);
+            let tid = TenantId::from(tenant);
+            let allowed = turnpike_api::fleet::allowed_regions(api, &tid)
+                .await
+                .ok()
+                .flatten();
+            let Ok(targets) = turnpike_api::fleet::targets(api, client, None, allowed.as_deref())
+            else {
+                tracing::warn!(
+                    tenant,
+                    "no healthy node in the tenant's allowed regions for a join"
+                );
+                return serde_json::Value::Array(vec![]);
+            };
             serde_json::to_value(turnpike_api::ephemeral::ice_list(api, &m, &targets))
                 .unwrap_or_default()
         }

@@ -81,6 +81,9 @@ impl Store for AnyStore {
     async fn suspend_tenant(&self, id: &TenantId, at: Option<i64>) -> Result<()> {
         delegate!(self, s => s.suspend_tenant(id, at))
     }
+    async fn set_tenant_regions(&self, id: &TenantId, regions: Option<&str>) -> Result<()> {
+        delegate!(self, s => s.set_tenant_regions(id, regions))
+    }
     async fn suspended_tenants(&self) -> Result<Vec<TenantId>> {
         delegate!(self, s => s.suspended_tenants())
     }

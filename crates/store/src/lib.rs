@@ -87,6 +87,9 @@ pub trait Store {
     /// Suspends a tenant at `at` (unix seconds), or resumes it with `None`; `NotFound` if there
     /// is no such tenant. Recorded in the change feed.
     async fn suspend_tenant(&self, id: &TenantId, at: Option<i64>) -> Result<()>;
+    /// Sets the regions a tenant's ICE lists may name (comma-separated; `None`: any);
+    /// `NotFound` if there is no such tenant.
+    async fn set_tenant_regions(&self, id: &TenantId, regions: Option<&str>) -> Result<()>;
     /// The tenants suspended now, themselves or through their parent.
     async fn suspended_tenants(&self) -> Result<Vec<TenantId>>;
 

@@ -27,6 +27,20 @@ pub struct Tenant {
     /// live allocations closed and its keys read-only until it is resumed. A project of a
     /// suspended tenant is suspended with it.
     pub suspended_at: Option<i64>,
+    /// The regions whose nodes its ICE lists may name (comma-separated), or any (`None`).
+    pub allowed_regions: Option<String>,
+}
+
+impl Tenant {
+    /// The allowed regions as a list (`None`: any region).
+    pub fn regions(&self) -> Option<Vec<String>> {
+        self.allowed_regions.as_deref().map(|r| {
+            r.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+    }
 }
 
 /// What an API key may do.

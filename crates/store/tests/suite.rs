@@ -1296,6 +1296,22 @@ async fn suspension(s: &impl Store) {
     );
     s.suspend_tenant(&t.id, None).await.unwrap();
     assert!(s.suspended_tenants().await.unwrap().is_empty());
+    // Allowed regions read back; none means any.
+    assert_eq!(s.get_tenant(&t.id).await.unwrap().regions(), None);
+    s.set_tenant_regions(&t.id, Some("eu-central,eu-west"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_tenant(&t.id).await.unwrap().regions(),
+        Some(vec!["eu-central".to_string(), "eu-west".to_string()])
+    );
+    s.set_tenant_regions(&t.id, None).await.unwrap();
+    assert_eq!(s.get_tenant(&t.id).await.unwrap().allowed_regions, None);
+    assert!(matches!(
+        s.set_tenant_regions(&TenantId::from("ten_missing"), None)
+            .await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.get_tenant(&t.id).await.unwrap().suspended_at, None);
     assert!(matches!(
         s.suspend_tenant(&TenantId::from("ten_missing"), Some(NOW))

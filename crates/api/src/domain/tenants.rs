@@ -126,6 +126,47 @@ pub fn ensure_active(state: &AppState, id: &TenantId) -> DomainResult<()> {
     }
 }
 
+/// Sets the regions `id`'s ICE lists may name (data residency): region names, or `None` for
+/// any. Regions need not have a node yet (one may be added later).
+pub async fn set_regions(
+    state: &AppState,
+    id: &TenantId,
+    regions: Option<&[String]>,
+) -> DomainResult<Tenant> {
+    let joined = match regions {
+        None => None,
+        Some([]) => {
+            return Err(DomainError::invalid(
+                "`regions` must name at least one region, or be null for any",
+            ))
+        }
+        Some(list) => {
+            if list.len() > 32 {
+                return Err(DomainError::invalid(
+                    "`regions` may name at most 32 regions",
+                ));
+            }
+            if let Some(bad) = list
+                .iter()
+                .find(|r| !crate::fleet::settings::region_name_ok(r))
+            {
+                return Err(DomainError::invalid(format!(
+                    "`regions`: `{bad}` is not a region name (1 to 64 letters, digits, `-`, `_`)"
+                )));
+            }
+            let mut v = list.to_vec();
+            v.sort();
+            v.dedup();
+            Some(v.join(","))
+        }
+    };
+    state
+        .store
+        .set_tenant_regions(id, joined.as_deref())
+        .await?;
+    Ok(state.store.get_tenant(id).await?)
+}
+
 /// Whether `id` is suspended (itself or through its parent), as the relay sees it now.
 pub fn is_suspended(state: &AppState, id: &TenantId) -> bool {
     state

@@ -78,21 +78,24 @@ pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) ->
 }
 
 /// The nodes an ICE list for a client at `client` names, best first: see [`route`]. With no
-/// registry (a node that has not written its first heartbeat) or no healthy node, this node.
+/// registry (a node that has not written its first heartbeat) or no healthy node, this node,
+/// unless the tenant's `allowed` regions exclude it (then [`RouteError::Unavailable`]).
 pub fn targets(
     state: &AppState,
     client: Option<IpAddr>,
     region: Option<&str>,
+    allowed: Option<&[String]>,
 ) -> Result<Vec<Target>, RouteError> {
+    let home = &state.cfg.fleet.region;
+    let fallback = || match allowed {
+        Some(a) if !a.contains(home) => Err(RouteError::Unavailable(a.to_vec())),
+        _ => Ok(vec![Target::Local]),
+    };
     let nodes = state.fleet.nodes();
     if nodes.is_empty() {
         return match region {
-            Some(r) if r != state.cfg.fleet.region => Err(RouteError::UnknownRegion(vec![state
-                .cfg
-                .fleet
-                .region
-                .clone()])),
-            _ => Ok(vec![Target::Local]),
+            Some(r) if r != home.as_str() => Err(RouteError::UnknownRegion(vec![home.clone()])),
+            _ => fallback(),
         };
     }
     let place = client
@@ -101,15 +104,15 @@ pub fn targets(
         .map(|l| l.place);
     let want = Want {
         region,
-        allowed: None,
+        allowed,
         client: place,
-        home: &state.cfg.fleet.region,
+        home,
         fallbacks: state.cfg.fleet.fallback_regions,
         this_node: Some(&state.node_id),
     };
     let chosen = route::choose(&nodes, now_ms(), &want)?;
     if chosen.is_empty() {
-        return Ok(vec![Target::Local]);
+        return fallback();
     }
     Ok(chosen
         .into_iter()
@@ -121,6 +124,14 @@ pub fn targets(
             }
         })
         .collect())
+}
+
+/// The regions `tenant`'s ICE lists may name (`None`: any).
+pub async fn allowed_regions(
+    state: &AppState,
+    tenant: &turnpike_store::TenantId,
+) -> Result<Option<Vec<String>>, turnpike_store::StoreError> {
+    Ok(state.store.get_tenant(tenant).await?.regions())
 }
 
 /// The ICE servers of `targets` carrying `username` and `credential`: per node a STUN entry

@@ -43,6 +43,8 @@ pub struct Want<'a> {
 pub enum RouteError {
     /// `region=` names no registered region (or one the tenant may not use): the known ones.
     UnknownRegion(Vec<String>),
+    /// The tenant may use only these regions and none has a healthy node.
+    Unavailable(Vec<String>),
 }
 
 /// Whether `n` may be handed to clients at `now_ms`.

@@ -45,3 +45,12 @@ impl Default for FleetConfig {
         }
     }
 }
+
+/// Whether `name` may name a region: 1 to 64 letters, digits, `-` or `_`.
+pub fn region_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}

@@ -219,14 +219,23 @@ pub fn ice_list(state: &AppState, m: &Minted, targets: &[Target]) -> Vec<IceServ
         .collect()
 }
 
-/// 400 naming the known regions.
+/// 400 naming the known regions, or 503 when the tenant's allowed regions have no healthy node.
 pub fn region_error(e: crate::fleet::RouteError) -> ApiError {
-    let crate::fleet::RouteError::UnknownRegion(known) = e;
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "unknown_region",
-        format!("unknown `region`; known regions: {}", known.join(", ")),
-    )
+    match e {
+        crate::fleet::RouteError::UnknownRegion(known) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_region",
+            format!("unknown `region`; known regions: {}", known.join(", ")),
+        ),
+        crate::fleet::RouteError::Unavailable(allowed) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "region_unavailable",
+            format!(
+                "no healthy node in the tenant's allowed regions ({})",
+                allowed.join(", ")
+            ),
+        ),
+    }
 }
 
 /// The request's `Origin`, if any.
@@ -298,8 +307,12 @@ pub async fn ice_servers(
         tags: vec![],
     };
     let client = crate::fleet::client_ip(&state, super::guard::client_ip(), &headers);
-    let targets =
-        crate::fleet::targets(&state, client, p.region.as_deref()).map_err(region_error)?;
+    let allowed = match who.principal.tenant_id() {
+        Some(t) => crate::fleet::allowed_regions(&state, t).await?,
+        None => None,
+    };
+    let targets = crate::fleet::targets(&state, client, p.region.as_deref(), allowed.as_deref())
+        .map_err(region_error)?;
     let (m, origin) = mint_for_caller(&state, &who.principal, &headers, &req).await?;
     let list = ice_list(&state, &m, &targets);
     let r = match p.format.as_deref().unwrap_or("w3c") {

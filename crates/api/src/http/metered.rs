@@ -192,8 +192,6 @@ pub async fn ice_servers(
         .as_deref()
         .or(keys.secret.as_deref())
         .ok_or_else(|| err(MeteredError::bad("Please specify API Key")))?;
-    let client = crate::fleet::client_ip(&state, super::guard::client_ip(), &headers);
-    let targets = metered_targets(&state, client, q.region.as_deref())?;
     let who = authenticate(&state, Some(key)).await.map_err(|e| {
         if e.status == StatusCode::UNAUTHORIZED {
             err(MeteredError::new(
@@ -213,6 +211,14 @@ pub async fn ice_servers(
             "Invalid API Key",
         )));
     }
+    let client = crate::fleet::client_ip(&state, super::guard::client_ip(), &headers);
+    let allowed = match who.tenant_id() {
+        Some(t) => crate::fleet::allowed_regions(&state, t)
+            .await
+            .map_err(|e| err(e.into()))?,
+        None => None,
+    };
+    let targets = metered_targets(&state, client, q.region.as_deref(), allowed.as_deref())?;
     let (m, origin) = mint_for_caller(&state, &who, &headers, &MintRequest::default())
         .await
         .map_err(|e| err(e.into()))?;

@@ -400,16 +400,21 @@ pub fn metered_targets(
     state: &AppState,
     client: Option<IpAddr>,
     region: Option<&str>,
+    allowed: Option<&[String]>,
 ) -> MeteredResult<Vec<crate::fleet::Target>> {
     let asked = region.filter(|r| !REGIONS.contains(r) || fleet_knows(state, r));
-    crate::fleet::targets(state, client, asked).map_err(|e| {
-        let crate::fleet::RouteError::UnknownRegion(mut known) = e;
-        known.extend(REGIONS.iter().map(|r| r.to_string()));
-        MeteredError::bad(format!(
-            "Invalid region. Valid regions: {}",
-            known.join(", ")
-        ))
-        .as_error_field()
+    crate::fleet::targets(state, client, asked, allowed).map_err(|e| match e {
+        crate::fleet::RouteError::UnknownRegion(mut known) => {
+            known.extend(REGIONS.iter().map(|r| r.to_string()));
+            MeteredError::bad(format!(
+                "Invalid region. Valid regions: {}",
+                known.join(", ")
+            ))
+            .as_error_field()
+        }
+        e @ crate::fleet::RouteError::Unavailable(_) => {
+            MeteredError::from(super::ephemeral::region_error(e)).as_error_field()
+        }
     })
 }
 

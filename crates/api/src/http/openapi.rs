@@ -34,7 +34,7 @@ impl Modify for Bearer {
     info(title = "Turnpike control plane", description = "Tenants, keys, TURN credentials, ICE servers, usage, quotas, alerts and logs. Errors: `{\"error\": {\"code\", \"message\"}}`."),
     paths(
         tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::delete_tenant,
-        tenants::suspend_tenant, tenants::resume_tenant,
+        tenants::suspend_tenant, tenants::resume_tenant, tenants::put_regions,
         tenants::admin_rotate_key, tenants::tenant_rotate_key, tenants::list_keys, tenants::revoke_key,
         tenants::rotate_shared_secret,
         credentials::create_credential, credentials::list_credentials, credentials::get_credential,

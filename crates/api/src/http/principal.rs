@@ -41,6 +41,16 @@ impl Principal {
         }
     }
 
+    /// The tenant a non-admin key belongs to.
+    pub fn tenant_id(&self) -> Option<&TenantId> {
+        match self {
+            Self::Admin { .. } => None,
+            Self::Tenant { tenant_id, .. }
+            | Self::Publishable { tenant_id, .. }
+            | Self::Project { tenant_id, .. } => Some(tenant_id),
+        }
+    }
+
     /// The tenant of a tenant key; 403 for anything else.
     pub fn tenant(&self) -> ApiResult<&TenantId> {
         match self {

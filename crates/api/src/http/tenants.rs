@@ -27,6 +27,7 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/tenants/{id}", get(get_tenant).delete(delete_tenant))
         .route("/v1/tenants/{id}/suspend", post(suspend_tenant))
         .route("/v1/tenants/{id}/resume", post(resume_tenant))
+        .route("/v1/tenants/{id}/regions", axum::routing::put(put_regions))
         .route("/v1/tenants/{id}/keys/rotate", post(admin_rotate_key))
         .route("/v1/keys", get(list_keys))
         .route("/v1/keys/rotate", post(tenant_rotate_key))
@@ -47,15 +48,27 @@ pub struct TenantOut {
     /// tenant's TURN credentials are refused and its keys may only read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspended_at: Option<i64>,
+    /// The regions its ICE lists may name (docs/fleet.md); absent: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_regions: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutRegions {
+    /// Region names, or null for any region.
+    pub regions: Option<Vec<String>>,
 }
 
 impl From<Tenant> for TenantOut {
     fn from(t: Tenant) -> Self {
+        let allowed_regions = t.regions();
         Self {
             id: t.id.into_string(),
             name: t.name,
             created_at: t.created_at,
             parent_id: t.parent_id.map(String::from),
+            allowed_regions,
             suspended_at: t.suspended_at,
         }
     }
@@ -228,6 +241,28 @@ pub async fn resume_tenant(
 ) -> ApiResult<Json<TenantOut>> {
     let t = tenants::resume(&state, &id).await?;
     who.audit(&state, "tenant.resume", &id, json!({})).await;
+    Ok(Json(t.into()))
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{id}/regions", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")), request_body = PutRegions,
+    responses((status = 200, body = TenantOut), (status = "4XX", body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Sets the regions a tenant's ICE lists may name (data residency); null: any.
+pub async fn put_regions(
+    State(state): State<Shared>,
+    Path(id): Path<TenantId>,
+    who: AdminCaller,
+    Body(req): Body<PutRegions>,
+) -> ApiResult<Json<TenantOut>> {
+    let t = tenants::set_regions(&state, &id, req.regions.as_deref()).await?;
+    who.audit(
+        &state,
+        "tenant.regions",
+        &id,
+        json!({"regions": req.regions}),
+    )
+    .await;
     Ok(Json(t.into()))
 }
 

@@ -54,6 +54,7 @@ impl Store for PgStore {
             created_at: now,
             parent_id: None,
             suspended_at: None,
+            allowed_regions: None,
         };
         sqlx::query(q::INSERT_TENANT)
             .bind(&t.id)
@@ -78,6 +79,7 @@ impl Store for PgStore {
             created_at: now,
             parent_id: Some(parent_id.clone()),
             suspended_at: None,
+            allowed_regions: None,
         };
         sqlx::query(q::INSERT_TENANT)
             .bind(&t.id)
@@ -124,6 +126,16 @@ impl Store for PgStore {
         self.writable()?;
         let r = sqlx::query(q::SUSPEND_TENANT)
             .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+
+    async fn set_tenant_regions(&self, id: &TenantId, regions: Option<&str>) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::SET_TENANT_REGIONS)
+            .bind(regions)
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -8,14 +8,14 @@ pub(super) const INSERT_TENANT: &str = "
     INSERT INTO tenants (id, name, created_at, parent_id) VALUES ($1, $2, $3, $4)";
 
 pub(super) const TENANT_BY_ID: &str = "
-    SELECT id, name, created_at, parent_id, suspended_at FROM tenants WHERE id = $1";
+    SELECT id, name, created_at, parent_id, suspended_at, allowed_regions FROM tenants WHERE id = $1";
 
 pub(super) const ALL_TENANTS: &str = "
-    SELECT id, name, created_at, parent_id, suspended_at FROM tenants ORDER BY id";
+    SELECT id, name, created_at, parent_id, suspended_at, allowed_regions FROM tenants ORDER BY id";
 
 /// A parent's projects, oldest first.
 pub(super) const CHILD_TENANTS: &str = "
-    SELECT id, name, created_at, parent_id, suspended_at FROM tenants WHERE parent_id = $1
+    SELECT id, name, created_at, parent_id, suspended_at, allowed_regions FROM tenants WHERE parent_id = $1
     ORDER BY created_at, id";
 
 /// `name, id`.
@@ -25,6 +25,10 @@ pub(super) const RENAME_TENANT: &str = "
 /// `suspended_at` (NULL: resumed), `id`.
 pub(super) const SUSPEND_TENANT: &str = "
     UPDATE tenants SET suspended_at = $1 WHERE id = $2";
+
+/// `allowed_regions` (comma-separated; NULL: any), `id`.
+pub(super) const SET_TENANT_REGIONS: &str = "
+    UPDATE tenants SET allowed_regions = $1 WHERE id = $2";
 
 /// Tenants suspended themselves or through their parent (a project of a suspended tenant).
 pub(super) const SUSPENDED_TENANTS: &str = "

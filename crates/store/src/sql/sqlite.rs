@@ -78,6 +78,7 @@ impl Store for SqliteStore {
             created_at: now,
             parent_id: None,
             suspended_at: None,
+            allowed_regions: None,
         };
         sqlx::query(q::INSERT_TENANT)
             .bind(&t.id)
@@ -102,6 +103,7 @@ impl Store for SqliteStore {
             created_at: now,
             parent_id: Some(parent_id.clone()),
             suspended_at: None,
+            allowed_regions: None,
         };
         sqlx::query(q::INSERT_TENANT)
             .bind(&t.id)
@@ -148,6 +150,16 @@ impl Store for SqliteStore {
         self.writable()?;
         let r = sqlx::query(q::SUSPEND_TENANT)
             .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(r.rows_affected())
+    }
+
+    async fn set_tenant_regions(&self, id: &TenantId, regions: Option<&str>) -> Result<()> {
+        self.writable()?;
+        let r = sqlx::query(q::SET_TENANT_REGIONS)
+            .bind(regions)
             .bind(id)
             .execute(&self.pool)
             .await?;
