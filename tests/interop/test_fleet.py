@@ -314,3 +314,35 @@ def test_relaying_survives_a_postgresql_restart(turnpike, tmp_path, peer):
     finally:
         subprocess.run([PG, "stop", str(pgdir)])
         shutil.rmtree(pgdir, ignore_errors=True)
+
+
+def test_a_stopping_node_sends_signalling_clients_to_another_node(turnpike, tmp_path):
+    """A node that stops tells its signalling participants to reconnect, naming the signalling
+    URL of the healthy node it sends clients to (that node's shared TLS port under its public
+    host)."""
+    import asyncio
+
+    import websockets
+
+    geo = geoip_fixture(tmp_path / "city.mmdb")
+    a = start_node(turnpike, geo, "eu-central", "frankfurt")
+    b = start_node(turnpike, geo, "eu-central", "frankfurt", 'public_host = "127.0.0.1"\n')
+    admin = Api(a.metrics_port, ADMIN_KEY)
+    _, api, _ = new_tenant(admin, "signal-fleet")
+    wait_for(lambda: [n["state"] for n in ok(admin.get("/v1/nodes")) if n["region"] == "eu-central"
+                      and n["state"] == "healthy"].count("healthy") >= 2, timeout=15, what="both nodes")
+    time.sleep(2.5)  # A reads B in the registry at its next heartbeat
+    token = ok(api.post("/v1/signal/tokens", {"room": "standup", "identity": "alice"}), 201)["token"]
+
+    async def session():
+        async with websockets.connect(f"ws://127.0.0.1:{a.metrics_port}/v1/signal") as ws:
+            await ws.send(json.dumps({"v": 1, "type": "join", "token": token}))
+            while json.loads(await ws.recv())["type"] != "joined":
+                pass
+            a.proc.send_signal(signal.SIGTERM)
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if m["type"] == "draining":
+                    return m
+    m = asyncio.run(session())
+    assert m["reconnect"] is True and m["url"] == f"wss://127.0.0.1:{b.mux_port}/v1/signal", m

@@ -92,9 +92,27 @@ pub(crate) fn api_config(cfg: &Config) -> ApiConfig {
                     .clone()
                     .filter(|h| h.parse::<std::net::IpAddr>().is_err())
             }),
+            signal_url: signal_url(cfg),
             version: env!("CARGO_PKG_VERSION").into(),
         },
     }
+}
+
+/// This node's public signalling endpoint: the shared TLS port (which serves the API and
+/// `/v1/signal` to clients) under the public host name, when both are configured.
+fn signal_url(cfg: &Config) -> Option<String> {
+    let host = cfg.public_host.as_deref()?;
+    let port = cfg.listen_mux.first()?.port();
+    let host = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Some(if port == 443 {
+        format!("wss://{host}/v1/signal")
+    } else {
+        format!("wss://{host}:{port}/v1/signal")
+    })
 }
 
 /// The machine's host name (`/etc/hostname`), else `turnpike`.

@@ -425,7 +425,11 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
         tracing::info!("shutting down");
         if let Some(s) = &signal {
             // Tell signalling clients to reconnect elsewhere before the sockets go.
-            s.hub.drain();
+            let elsewhere = control
+                .as_ref()
+                .and_then(|c| c.state.fleet.alternate())
+                .and_then(|n| n.signal_url);
+            s.hub.drain(elsewhere.as_deref());
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         tokio::task::spawn_blocking(move || server.shutdown())

@@ -313,8 +313,10 @@ impl Hub {
 
     /// Tells every client to reconnect elsewhere and closes their sockets; refuses new ones
     /// (SIGTERM).
-    pub fn drain(self: &Arc<Self>) {
-        self.apply_now(|r, now| r.handle_drain(now));
+    /// Tells every participant to reconnect (to `url`, another node's signalling endpoint,
+    /// when given) and closes their sockets.
+    pub fn drain(self: &Arc<Self>, url: Option<&str>) {
+        self.apply_now(|r, now| r.handle_drain(now, url));
     }
 
     pub fn is_draining(&self) -> bool {

@@ -234,6 +234,10 @@ pub enum ServerMessage {
     },
     Draining {
         reconnect: bool,
+        /// Where to reconnect: another healthy node's signalling URL, when the fleet knows one
+        /// (absent: reconnect to the same address, which a load balancer sends elsewhere).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
     Kicked,
     RoomClosed,

@@ -795,7 +795,7 @@ fn per_ip_connection_limit_and_draining_at_the_upgrade() {
         w.connect_from(ALICE_IP, None),
         Err(ConnectRefused::TooManyFromIp)
     );
-    w.rooms.handle_drain(w.now);
+    w.rooms.handle_drain(w.now, None);
     w.run();
     assert_eq!(
         w.connect_from("192.0.2.12", None),
@@ -1066,14 +1066,19 @@ fn drain_tells_everyone_to_reconnect_elsewhere() {
     let b = w.join("t1", "r", "b");
     let waiting = w.connect();
     w.all(a.conn);
-    w.rooms.handle_drain(w.now);
+    w.rooms
+        .handle_drain(w.now, Some("wss://b.example.com/v1/signal"));
     w.run();
     assert!(w.rooms.is_draining());
     for x in [&a, &b] {
         let d = w.next(x.conn);
         assert_eq!(
-            (d["type"].clone(), d["reconnect"].clone()),
-            (json!("draining"), json!(true))
+            (d["type"].clone(), d["reconnect"].clone(), d["url"].clone()),
+            (
+                json!("draining"),
+                json!(true),
+                json!("wss://b.example.com/v1/signal")
+            )
         );
         assert!(d.get("seq").is_none());
         assert_eq!(w.ended[&x.conn], End::Closed(CloseCode::Draining));

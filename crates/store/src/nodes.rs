@@ -20,6 +20,8 @@ pub struct NodeRecord {
     /// `ip:port` of its TLS listeners, with the domain its certificate names.
     pub tls_addresses: Vec<String>,
     pub tls_domain: Option<String>,
+    /// Its public signalling endpoint (`wss://host/v1/signal`), when it has one.
+    pub signal_url: Option<String>,
     /// Unix seconds.
     pub started_at: i64,
     /// Unix milliseconds of the last heartbeat.
@@ -49,6 +51,7 @@ pub(crate) struct NodeRow {
     pub addresses: String,
     pub tls_addresses: String,
     pub tls_domain: Option<String>,
+    pub signal_url: Option<String>,
     pub started_at: i64,
     pub heartbeat_ms: i64,
     pub interval_ms: i64,
@@ -73,6 +76,7 @@ impl From<NodeRow> for NodeRecord {
             longitude: r.longitude,
             version: r.version,
             tls_domain: r.tls_domain,
+            signal_url: r.signal_url,
             started_at: r.started_at,
             heartbeat_ms: r.heartbeat_ms,
             interval_ms: r.interval_ms,

@@ -1337,6 +1337,7 @@ fn node(id: &str, region: &str, heartbeat_ms: i64) -> NodeRecord {
         addresses: vec!["192.0.2.1:3478".into()],
         tls_addresses: vec![],
         tls_domain: None,
+        signal_url: Some("wss://192.0.2.1/v1/signal".into()),
         started_at: NOW,
         heartbeat_ms,
         interval_ms: 2000,

@@ -256,6 +256,7 @@ pub async fn run(
             .map(ToString::to_string)
             .collect(),
         tls_domain: cfg.tls_domain.clone(),
+        signal_url: cfg.signal_url.clone(),
         started_at,
         heartbeat_ms: 0,
         interval_ms: cfg.heartbeat.as_millis() as i64,
@@ -368,7 +369,7 @@ fn publish(state: &AppState, rt: &Runtime, me: &NodeRecord, nodes: Vec<NodeRecor
         .ok()
         .and_then(|v| v.first().map(|n| (*n).clone()));
     let parse = |v: &[String]| v.iter().filter_map(|a| a.parse().ok()).collect::<Vec<_>>();
-    rt.set_alternates(match alt {
+    rt.set_alternates(match &alt {
         Some(n) => Alternates {
             plain: parse(&n.addresses),
             tls: parse(&n.tls_addresses),
@@ -376,5 +377,5 @@ fn publish(state: &AppState, rt: &Runtime, me: &NodeRecord, nodes: Vec<NodeRecor
         },
         None => Alternates::default(),
     });
-    state.fleet.set(nodes);
+    state.fleet.set(nodes, alt);
 }

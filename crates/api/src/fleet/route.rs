@@ -162,6 +162,7 @@ mod tests {
             addresses: vec![],
             tls_addresses: vec![],
             tls_domain: None,
+            signal_url: None,
             started_at: 0,
             heartbeat_ms: 10_000,
             interval_ms: 2_000,

@@ -27,6 +27,8 @@ pub struct FleetConfig {
     pub geoip: Option<Arc<GeoIp>>,
     /// The domain of the node's TLS certificate, for ALTERNATE-DOMAIN.
     pub tls_domain: Option<String>,
+    /// The node's public signalling endpoint (`wss://host/v1/signal`), when it serves one.
+    pub signal_url: Option<String>,
     pub version: String,
 }
 
@@ -41,6 +43,7 @@ impl Default for FleetConfig {
             trusted_proxies: Vec::new(),
             geoip: None,
             tls_domain: None,
+            signal_url: None,
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }

@@ -8,6 +8,8 @@ use turnpike_store::NodeRecord;
 #[derive(Debug, Default)]
 pub struct Fleet {
     view: RwLock<Arc<Vec<NodeRecord>>>,
+    /// The node this one sends clients to while it drains or is full.
+    alternate: RwLock<Option<NodeRecord>>,
 }
 
 impl Fleet {
@@ -16,7 +18,16 @@ impl Fleet {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub(crate) fn set(&self, nodes: Vec<NodeRecord>) {
+    pub(crate) fn set(&self, nodes: Vec<NodeRecord>, alternate: Option<NodeRecord>) {
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(nodes);
+        *self.alternate.write().unwrap_or_else(|e| e.into_inner()) = alternate;
+    }
+
+    /// The best other healthy node for this node's clients, as of the last heartbeat.
+    pub fn alternate(&self) -> Option<NodeRecord> {
+        self.alternate
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

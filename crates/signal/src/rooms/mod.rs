@@ -176,11 +176,15 @@ impl Rooms {
 
     /// Tells every attached client to reconnect elsewhere and closes their sockets; refuses new
     /// connections from now on (SIGTERM).
-    pub fn handle_drain(&mut self, now: Instant) {
+    pub fn handle_drain(&mut self, now: Instant, url: Option<&str>) {
         self.draining = true;
         let conns: BTreeSet<ConnId> = self.sessions.values().filter_map(|s| s.conn).collect();
         for conn in conns {
-            self.send(conn, &ServerMessage::Draining { reconnect: true });
+            let msg = ServerMessage::Draining {
+                reconnect: true,
+                url: url.map(str::to_string),
+            };
+            self.send(conn, &msg);
             self.close(now, conn, CloseCode::Draining);
         }
         self.report_gauges();

@@ -6,7 +6,7 @@ use crate::nodes::{NodeRecord, NodeRow};
 
 const COLUMNS: &str = "id, name, region, latitude, longitude, version, urls, addresses, \
      tls_addresses, tls_domain, started_at, heartbeat_ms, interval_ms, draining, allocations, \
-     capacity, relayed_bps, cpu_percent";
+     capacity, relayed_bps, cpu_percent, signal_url";
 
 /// Inserts or replaces the node's row.
 pub(super) async fn put_node<DB>(pool: &Pool<DB>, n: &NodeRecord) -> Result<(), sqlx::Error>
@@ -25,7 +25,7 @@ where
     let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     let sql = format!(
         "INSERT INTO nodes ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
          ON CONFLICT (id) DO UPDATE SET
             name = excluded.name, region = excluded.region, latitude = excluded.latitude,
             longitude = excluded.longitude, version = excluded.version, urls = excluded.urls,
@@ -33,7 +33,8 @@ where
             tls_domain = excluded.tls_domain, heartbeat_ms = excluded.heartbeat_ms,
             interval_ms = excluded.interval_ms, draining = excluded.draining,
             allocations = excluded.allocations, capacity = excluded.capacity,
-            relayed_bps = excluded.relayed_bps, cpu_percent = excluded.cpu_percent"
+            relayed_bps = excluded.relayed_bps, cpu_percent = excluded.cpu_percent,
+            signal_url = excluded.signal_url"
     );
     sqlx::query::<DB>(&sql)
         .bind(n.id.as_str())
@@ -54,6 +55,7 @@ where
         .bind(n.capacity)
         .bind(n.relayed_bps)
         .bind(n.cpu_percent)
+        .bind(n.signal_url.as_deref())
         .execute(pool)
         .await?;
     Ok(())
