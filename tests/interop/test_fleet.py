@@ -220,6 +220,14 @@ def test_a_tenant_quota_counts_every_node(turnpike, tmp_path, peer):
     assert run.rc == 0 and run.received == count, run.output
     wait_for(lambda: [x["percent"] for x in ok(api.get("/v1/alerts"))] == [100], timeout=40,
              what="the quota tripped on the sum of both nodes")
+    # Usage reports split by the node that relayed it and by its region.
+    now = int(time.time())
+    total = ok(api.get("/v1/usage/current"))["usage"]["total_bytes"]
+    for by, want in (("region", {"eu-central", "us-east"}), ("node", None)):
+        rep = ok(api.get(f"/v1/usage?from={now - 7200}&to={now + 3600}&group_by=month&by={by}"))
+        keys = {g["key"] for g in rep["groups"]}
+        assert len(keys) == 2 and (want is None or keys == want), rep
+        assert sum(g["total_bytes"] for g in rep["groups"]) == total, rep
     for node in (a, b):
         wait_for(lambda n=node: tc.allocate_status(n.port, username, password) == 486, timeout=10,
                  what=f"node {node.port} refusing the tenant")

@@ -200,6 +200,17 @@ impl Store for AnyStore {
     async fn user_tags(&self, tenant_id: &TenantId) -> Result<Vec<(String, Vec<String>)>> {
         delegate!(self, s => s.user_tags(tenant_id))
     }
+    async fn add_usage_at(&self, deltas: &[UsageDelta], node: &str, region: &str) -> Result<()> {
+        delegate!(self, s => s.add_usage_at(deltas, node, region))
+    }
+    async fn node_usage(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>> {
+        delegate!(self, s => s.node_usage(tenant_id, from_hour, to_hour))
+    }
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
         delegate!(self, s => s.add_usage(deltas))
     }

@@ -182,6 +182,17 @@ pub trait Store {
     // Usage.
     /// Adds counters to their hourly buckets (exact: additions, never overwrites).
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()>;
+    /// [`Store::add_usage`], and the same deltas per tenant and hour as relayed by `node` of
+    /// `region` (the fleet's per-node and per-region reports), in one transaction.
+    async fn add_usage_at(&self, deltas: &[UsageDelta], node: &str, region: &str) -> Result<()>;
+    /// The tenant's usage per hour and node in `[from_hour, to_hour)`: rows whose
+    /// `credential_id` is the node id and `user_id` its region.
+    async fn node_usage(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>>;
     /// Usage of a tenant in `[from_hour, to_hour)`.
     async fn usage(
         &self,

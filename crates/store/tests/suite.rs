@@ -1372,6 +1372,40 @@ async fn nodes(s: &impl Store) {
     assert_eq!(s.list_nodes().await.unwrap(), [b.clone(), a2.clone()]);
     assert_eq!(s.prune_nodes(2_000).await.unwrap(), 1);
     assert_eq!(s.list_nodes().await.unwrap(), [a2]);
+    // Usage as relayed by a node: the usual tables, and per node and region.
+    let t = s.create_tenant("node-usage", NOW).await.unwrap();
+    let d = |bytes: i64| UsageDelta {
+        tenant_id: t.id.clone(),
+        credential_id: String::new(),
+        user_id: "u".into(),
+        hour: NOW / 3600,
+        counters: Counters {
+            c2s_bytes: bytes,
+            ..Default::default()
+        },
+    };
+    s.add_usage_at(&[d(10), d(5)], "n-a", "eu-central")
+        .await
+        .unwrap();
+    s.add_usage_at(&[d(7)], "n-b", "ap-south").await.unwrap();
+    let rows = s
+        .node_usage(&t.id, NOW / 3600, NOW / 3600 + 1)
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.credential_id.as_str(),
+                r.user_id.as_str(),
+                r.counters.c2s_bytes,
+            )
+        })
+        .collect();
+    assert_eq!(got, [("n-a", "eu-central", 15), ("n-b", "ap-south", 7)]);
+    let all = s.usage(&t.id, NOW / 3600, NOW / 3600 + 1).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.counters.c2s_bytes).sum::<i64>(), 22);
+    s.delete_tenant(&t.id).await.unwrap();
     assert!(s.delete_node("n-a").await.unwrap());
     assert!(!s.delete_node("n-a").await.unwrap());
     assert!(s.list_nodes().await.unwrap().is_empty());

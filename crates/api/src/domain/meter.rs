@@ -324,7 +324,8 @@ impl Meter {
                     counters: *counters,
                 })
                 .collect();
-            match state.store.add_usage(&deltas).await {
+            let (node, region) = (&state.node_id, &state.cfg.fleet.region);
+            match state.store.add_usage_at(&deltas, node, region).await {
                 Ok(()) => p.usage.clear(),
                 Err(e) => {
                     tracing::error!(error = %e, "usage flush failed; kept for the next try");

@@ -64,6 +64,10 @@ pub enum By {
     Credential,
     User,
     Tag,
+    /// The fleet node that relayed it.
+    Node,
+    /// The region of that node.
+    Region,
 }
 
 impl By {
@@ -73,6 +77,8 @@ impl By {
             "credential" => Some(Self::Credential),
             "user" => Some(Self::User),
             "tag" => Some(Self::Tag),
+            "node" => Some(Self::Node),
+            "region" => Some(Self::Region),
             _ => None,
         }
     }
@@ -83,6 +89,8 @@ impl By {
             Self::Credential => "credential",
             Self::User => "user",
             Self::Tag => "tag",
+            Self::Node => "node",
+            Self::Region => "region",
         }
     }
 }
@@ -96,7 +104,7 @@ pub struct UsageQuery {
     pub to: Option<i64>,
     /// `hour`, `day` (default) or `month`.
     pub group_by: Option<String>,
-    /// `none` (default), `credential`, `user` or `tag`.
+    /// `none` (default), `credential`, `user`, `tag`, `node` or `region`.
     pub by: Option<String>,
     /// Page by key (with `by` = `user` or `credential`): at most this many keys (1 to
     /// [`MAX_PAGE`]), in ascending order.
@@ -159,17 +167,24 @@ pub async fn report(
     let group_by = GroupBy::parse(q.group_by.as_deref().unwrap_or("day"))
         .ok_or_else(|| DomainError::invalid("`group_by` must be `hour`, `day` or `month`"))?;
     let by = By::parse(q.by.as_deref().unwrap_or("none")).ok_or_else(|| {
-        DomainError::invalid("`by` must be `none`, `credential`, `user` or `tag`")
+        DomainError::invalid("`by` must be `none`, `credential`, `user`, `tag`, `node` or `region`")
     })?;
     let (from_hour, to_hour) = (from.div_euclid(3600), (to + 3599).div_euclid(3600));
     let mut next_after = None;
     let rows = match q.limit {
+        // Per node rows: the node id as the credential, its region as the user.
+        None if matches!(by, By::Node | By::Region) => {
+            state
+                .store
+                .node_usage(tenant_id, from_hour, to_hour)
+                .await?
+        }
         None => state.store.usage(tenant_id, from_hour, to_hour).await?,
         Some(limit) => {
             let key = match by {
                 By::User => UsageKey::User,
                 By::Credential => UsageKey::Credential,
-                By::None | By::Tag => {
+                By::None | By::Tag | By::Node | By::Region => {
                     return Err(DomainError::invalid(
                         "`limit` pages by key: use it with `by` = `user` or `credential`",
                     ))
@@ -245,8 +260,8 @@ async fn tags(
 fn keys(by: By, tags: &HashMap<String, Vec<String>>, r: &UsageRow) -> Vec<Option<String>> {
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     match by {
-        By::Credential => vec![nonempty(&r.credential_id)],
-        By::User => vec![nonempty(&r.user_id)],
+        By::Credential | By::Node => vec![nonempty(&r.credential_id)],
+        By::User | By::Region => vec![nonempty(&r.user_id)],
         By::Tag => {
             let mut t: Vec<Option<String>> = Vec::new();
             if let Some(v) = tags.get(&r.user_id) {

@@ -32,7 +32,7 @@ pub struct UsageParams {
     pub to: Option<i64>,
     /// `hour`, `day` (default) or `month`.
     pub group_by: Option<String>,
-    /// `none` (default), `credential`, `user` or `tag`.
+    /// `none` (default), `credential`, `user`, `tag`, `node` or `region` (the fleet node that relayed it).
     pub by: Option<String>,
     /// Page by key, with `by` = `user` or `credential`: at most this many keys (1 to 1000),
     /// ascending; the report holds their groups and totals, and `next_after` when there may be

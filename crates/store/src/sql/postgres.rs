@@ -7,7 +7,7 @@ use super::rows::{
     join_lines, page, ApiKeyRow, ChangeRow, CredentialRow, DisconnectRow, RevocationRow,
     UserTagsRow,
 };
-use super::usage::{key_totals_query, write_allocations, write_usage, Placeholder, TENANT_HOURS};
+use super::usage::{key_totals_query, write_allocations, Placeholder, TENANT_HOURS};
 use crate::{
     AlertEvent, AllocationRecord, ApiKey, AuditEntry, AuthFailure, BillingUsage, Change,
     Credential, CredentialId, CredentialState, Delivery, DeniedClient, DisconnectRequest, KeyKind,
@@ -513,10 +513,23 @@ impl Store for PgStore {
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
         self.writable()?;
-        let mut tx = self.pool.begin().await?;
-        write_usage::<sqlx::Postgres>(&mut *tx, deltas, Placeholder::Numbered).await?;
-        tx.commit().await?;
-        Ok(())
+        let style = Placeholder::Numbered;
+        Ok(super::usage::add_usage_tx(&self.pool, deltas, None, style).await?)
+    }
+
+    async fn add_usage_at(&self, deltas: &[UsageDelta], node: &str, region: &str) -> Result<()> {
+        self.writable()?;
+        let (at, style) = (Some((node, region)), Placeholder::Numbered);
+        Ok(super::usage::add_usage_tx(&self.pool, deltas, at, style).await?)
+    }
+
+    async fn node_usage(
+        &self,
+        tenant_id: &TenantId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<UsageRow>> {
+        Ok(super::usage::node_usage(&self.pool, tenant_id, from_hour, to_hour).await?)
     }
 
     async fn usage(

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use sqlx::query::Query;
-use sqlx::{Database, Encode, Executor, IntoArguments, Type};
+use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 
 use crate::calendar::month_start;
-use crate::{AllocationRecord, Counters, UsageDelta};
+use crate::{AllocationRecord, Counters, TenantId, UsageDelta, UsageRow};
 
 /// The counter columns, in the order of [`Counters`] (and of [`bind_counters`]).
 pub(super) const COUNTER_COLUMNS: [&str; 10] = [
@@ -118,12 +118,14 @@ where
     Ok(())
 }
 
-/// Writes a batch of usage deltas: the hourly rows and both rollups, folded by key first
-/// (deltas of one key add up), in key order (concurrent writers lock rows in one order).
-/// Run inside the caller's transaction.
-pub(super) async fn write_usage<DB>(
+/// Writes a batch of usage deltas: the hourly rows and both rollups, and with `at` (node id,
+/// region) the per-node rows of the fleet's reports; folded by key first (deltas of one key add
+/// up), in key order (concurrent writers lock rows in one order). Run inside the caller's
+/// transaction.
+async fn write_usage<DB>(
     conn: &mut DB::Connection,
     deltas: &[UsageDelta],
+    at: Option<(&str, &str)>,
     style: Placeholder,
 ) -> Result<(), sqlx::Error>
 where
@@ -144,7 +146,7 @@ where
         .collect();
     let keys = ["tenant_id", "credential_id", "user_id", "hour"];
     add_rows(conn, "usage_hourly", &keys, &hours, style).await?;
-    let tenant_hours: Vec<_> = f
+    let rows: Vec<_> = f
         .tenant_hours
         .iter()
         .map(|((t, h), n)| (vec![Key::Text(t), Key::Int(*h)], *n))
@@ -153,7 +155,7 @@ where
         conn,
         "usage_tenant_hourly",
         &["tenant_id", "hour"],
-        &tenant_hours,
+        &rows,
         style,
     )
     .await?;
@@ -166,8 +168,82 @@ where
         })
         .collect();
     let keys = ["tenant_id", "month", "credential_id", "user_id"];
-    add_rows(conn, "usage_monthly", &keys, &months, style).await
+    add_rows(conn, "usage_monthly", &keys, &months, style).await?;
+    if let Some((node, region)) = at {
+        let rows: Vec<_> = f
+            .tenant_hours
+            .iter()
+            .map(|((t, h), n)| {
+                (
+                    vec![
+                        Key::Text(t),
+                        Key::Int(*h),
+                        Key::Text(node),
+                        Key::Text(region),
+                    ],
+                    *n,
+                )
+            })
+            .collect();
+        let keys = ["tenant_id", "hour", "node_id", "region"];
+        add_rows(conn, "usage_node_hourly", &keys, &rows, style).await?;
+    }
+    Ok(())
 }
+
+/// Writes usage deltas in one transaction: the hourly rows and rollups, and, with `at` (node
+/// id, region), the per-node rows.
+pub(super) async fn add_usage_tx<DB>(
+    pool: &Pool<DB>,
+    deltas: &[UsageDelta],
+    at: Option<(&str, &str)>,
+    style: Placeholder,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    let mut tx = pool.begin().await?;
+    write_usage::<DB>(&mut *tx, deltas, at, style).await?;
+    tx.commit().await
+}
+
+/// The tenant's usage per hour and node in `[from_hour, to_hour)` (see [`NODE_HOURS`]).
+pub(super) async fn node_usage<DB>(
+    pool: &Pool<DB>,
+    tenant_id: &TenantId,
+    from_hour: i64,
+    to_hour: i64,
+) -> Result<Vec<UsageRow>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> UsageRow: sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query_as::<DB, UsageRow>(&NODE_HOURS)
+        .bind(tenant_id.as_str())
+        .bind(from_hour)
+        .bind(to_hour)
+        .fetch_all(pool)
+        .await
+}
+
+/// `tenant, from hour, to hour (exclusive)`: usage per hour and node, as usage rows whose
+/// credential is the node id and whose user is its region.
+pub(super) static NODE_HOURS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT tenant_id, node_id AS credential_id, region AS user_id, hour, {}
+         FROM usage_node_hourly WHERE tenant_id = $1 AND hour >= $2 AND hour < $3
+         ORDER BY hour, node_id",
+        COUNTER_COLUMNS.join(", ")
+    )
+});
 
 /// The allocation log's columns, in [`bind_allocation`] order.
 const ALLOCATION_COLUMNS: [&str; 15] = [
