@@ -23,11 +23,18 @@ _HANDED_OUT = set()
 def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, host="127.0.0.1"):
     """A port free for both UDP and TCP on host (so one number serves both listeners), never
     one handed out before in this run."""
-    for _ in range(100):
+    import random
+
+    for _ in range(500):
+        # Below the kernel's ephemeral range (32768 and up by default), so a client socket
+        # opened meanwhile cannot take the port before the server binds it.
+        port = random.randrange(10000, 32000)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket(family, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = u.getsockname()[1]
-            if port in _HANDED_OUT:
+            try:
+                u.bind((host, port))
+            except OSError:
                 continue
             try:
                 with socket.socket(family, socket.SOCK_STREAM) as t:

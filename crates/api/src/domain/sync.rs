@@ -254,8 +254,10 @@ async fn apply(
         }
     }
     for t in &deleted {
-        if state.store.get_tenant(&TenantId::from(*t)).await.is_ok() {
-            continue; // suspended or resumed, not deleted
+        match state.store.get_tenant(&TenantId::from(*t)).await {
+            Ok(_) => continue, // suspended or resumed, not deleted
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e),
         }
         s.tenant_secrets.remove(*t);
         s.revoked_users.retain(|(tenant, _), _| tenant != t);

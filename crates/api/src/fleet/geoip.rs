@@ -63,11 +63,13 @@ impl GeoIp {
         // An IPv6 address in an IPv4-only file is an error: not found there.
         let found = r.lookup(ip).ok()?;
         if let Ok(Some(c)) = found.decode::<geoip2::City<'_>>() {
-            let (lat, lon) = (c.location.latitude?, c.location.longitude?);
-            return Some(Located {
-                place: Place { lat, lon },
-                city: c.city.names.english.map(str::to_string),
-            });
+            // A flat record also decodes as a City with every field absent: fall through.
+            if let (Some(lat), Some(lon)) = (c.location.latitude, c.location.longitude) {
+                return Some(Located {
+                    place: Place { lat, lon },
+                    city: c.city.names.english.map(str::to_string),
+                });
+            }
         }
         let f = found.decode::<Flat<'_>>().ok()??;
         Some(Located {
