@@ -46,6 +46,15 @@ fn push_unique(v: &mut Vec<String>, s: String) {
     }
 }
 
+/// The node's URLs without credentials, one list per server kind (`stun:` URLs, then
+/// `turn:`/`turns:` URLs), as [`ice_servers`] names them.
+pub fn urls(public_host: Option<&str>, l: &Listeners) -> Vec<Vec<String>> {
+    ice_servers(public_host, l, "", "", false)
+        .into_iter()
+        .map(|s| s.urls)
+        .collect()
+}
+
 /// Builds the list: one STUN entry (no credentials) and one TURN entry carrying `username` and
 /// `credential`. Wildcard listeners without a public host name are skipped (there is no address a
 /// client could use). With `include_dtls`, DTLS listeners appear as `turns:…?transport=udp`

@@ -227,16 +227,8 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let cfg = state.cfg.fleet.clone();
-    let urls: Vec<String> = crate::ice::ice_servers(
-        state.cfg.public_host.as_deref(),
-        &state.cfg.listeners,
-        "",
-        "",
-        false,
-    )
-    .into_iter()
-    .flat_map(|s| s.urls)
-    .collect();
+    let urls: Vec<String> =
+        crate::ice::urls(state.cfg.public_host.as_deref(), &state.cfg.listeners).concat();
     let public = state.cfg.public_host.as_deref();
     let started_at = state.now();
     let mut me = NodeRecord {

@@ -372,14 +372,7 @@ pub struct IceUrls {
     responses((status = 200, body = IceUrls), (status = "4XX", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn ice_urls(State(state): State<Shared>, _who: TenantCaller) -> Json<IceUrls> {
-    let list = crate::ice::ice_servers(
-        state.cfg.public_host.as_deref(),
-        &state.cfg.listeners,
-        "",
-        "",
-        false,
-    );
     Json(IceUrls {
-        ice_servers: list.into_iter().map(|s| s.urls).collect(),
+        ice_servers: crate::ice::urls(state.cfg.public_host.as_deref(), &state.cfg.listeners),
     })
 }
