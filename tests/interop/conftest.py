@@ -27,8 +27,10 @@ def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, host="127.0.0.1"):
 
     for _ in range(500):
         # Below the kernel's ephemeral range (32768 and up by default), so a client socket
-        # opened meanwhile cannot take the port before the server binds it.
-        port = random.randrange(10000, 32000)
+        # opened meanwhile cannot take the port before the server binds it; and below
+        # free_port_range()'s span, so single ports scattered over a run cannot leave no
+        # room for a run of consecutive ones.
+        port = random.randrange(10000, 20000)
         if port in _HANDED_OUT:
             continue
         with socket.socket(family, socket.SOCK_DGRAM) as u:
@@ -51,8 +53,9 @@ def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, host="127.0.0.1"):
     raise RuntimeError("no free port")
 
 
-def free_port_range(n, lo=20000, hi=29990):
-    """`n` consecutive ports free for UDP and TCP on 127.0.0.1, none handed out before."""
+def free_port_range(n, lo=20000, hi=32000):
+    """`n` consecutive ports free for UDP and TCP on 127.0.0.1, none handed out before (from a
+    span free_port() never uses)."""
     import random
 
     for _ in range(200):
