@@ -162,19 +162,48 @@ def test_clients_go_to_the_nearest_healthy_region(turnpike, tmp_path):
     listed = {n["region"]: n["state"] for n in json.loads(out.stdout) if n["state"] == "healthy"}
     assert listed == {"eu-central": "healthy", "us-east": "healthy", "ap-south": "healthy"}, out
 
-    # Draining: the node says so at once, leaves the ICE lists, and answers an Allocate with
-    # 300 Try Alternate naming the healthy node nearest to it (UDP and TCP).
+    # Draining: the node says so at once, leaves the ICE lists, and answers an authenticated
+    # Allocate with 300 Try Alternate naming the healthy node nearest to it (UDP and TCP).
+    # Before authentication the tenant (and so where it may go) is unknown: eu-central has no
+    # other node, so an unauthenticated Allocate is challenged instead of sent abroad.
     eu.proc.send_signal(signal.SIGUSR1)
     wait_for(lambda: any(n["region"] == "eu-central" and n["state"] == "draining"
                          for n in ok(admin.get("/v1/nodes"))), timeout=3, what="draining in the registry")
     wait_for(lambda: ports_named(ice(us.metrics_port, key, FRANKFURT)[1]) == [us.port], timeout=5,
              what="Frankfurt's clients sent to the next nearest region")
+    user, pw = cred(api)
     for transport in ("udp", "tcp"):
-        code, alts = wait_for(lambda t=transport: (lambda r: r if r[0] == 300 else None)(alternate(eu.port, t)),
-                              timeout=5, what="300 from the draining node")
+        assert alternate(eu.port, transport)[0] == 401
+        conn = tc.Conn(("127.0.0.1", eu.port), transport)
+        try:
+            m = wait_for(lambda: (lambda m: m if m.error == 300 else None)(
+                tc.TurnClient(conn, user, pw).allocate()), timeout=5, what="300 from the draining node")
+        finally:
+            conn.close()
+        alts = [(".".join(str(b) for b in v[4:8]), struct.unpack("!H", v[2:4])[0])
+                for t, v in m.attrs if t == A_ALTERNATE_SERVER and v[1] == 1]
         assert alts and alts[0] == ("127.0.0.1", us.port), alts
-    # A client that follows the redirect relays through the alternate.
-    assert tc.allocate_status(us.port, *cred(api)) is None
+        # The signed 300 carries a nonce the alternate accepts (the fleet shares the nonce
+        # key): a client that takes it, as libwebrtc does, allocates there without another
+        # challenge.
+        assert m.get(tc.A_NONCE) and m.get(tc.A_REALM), m
+        conn = tc.Conn(("127.0.0.1", us.port), transport)
+        try:
+            c = tc.TurnClient(conn, user, pw)
+            c._learn(m)
+            got = c.allocate()
+            assert got.cls == tc.SUCCESS and c.challenges == [m], (got, c.challenges)
+            c.request(tc.REFRESH, [(tc.A_LIFETIME, (0).to_bytes(4, "big"))])
+        finally:
+            conn.close()
+    # Data residency: a tenant limited to eu-central is never sent to us-east; with no other
+    # node of its regions it gets 508.
+    ok(admin.put(f"/v1/tenants/{tid}/regions", {"regions": ["eu-central"]}))
+    wait_for(lambda: tc.allocate_status(eu.port, user, pw) == 508, timeout=5,
+             what="508 for a tenant whose regions have no other node")
+    ok(admin.put(f"/v1/tenants/{tid}/regions", {"regions": None}))
+    # An ICE list from the draining node itself names the other node, never itself.
+    assert ports_named(ice(eu.metrics_port, key, FRANKFURT)[1]) == [us.port]
 
     # kill -9: within 10 s no ICE list names the dead node, and its region is gone.
     ap.proc.kill()

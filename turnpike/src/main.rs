@@ -335,7 +335,7 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
         cfg.workers
     };
     let caps = descriptor_caps(&cfg, workers);
-    let proto = Arc::new(proto_config(&cfg, &caps)?);
+    let mut proto = proto_config(&cfg, &caps)?;
     // What the workers share while running: quotas, the drain switch, the directory.
     let relay = Arc::new(Runtime::new(
         AllocationQuota::new(caps.allocations, caps.allocations_per_user),
@@ -361,6 +361,15 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
         } else {
             None
         };
+        // The fleet's shared nonce key: a nonce one node issued (a challenge, a signed 300
+        // Try Alternate) is accepted by every other node of the same database.
+        if let Some(c) = &control {
+            proto.nonce_secret = c
+                .fleet_nonce_key(proto.nonce_secret)
+                .await
+                .context("cannot read the fleet's nonce key from the database")?;
+        }
+        let proto = Arc::new(proto);
         let signal = match &control {
             Some(c) => Some(control::start_signal(&cfg, c).await?),
             None => None,
@@ -391,10 +400,10 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
         health.set_listening();
         if let Some(c) = &control {
             let addrs = turnpike_api::fleet::NodeAddresses {
-                plain: server
-                    .udp_addrs
+                udp: server.udp_addrs.clone(),
+                tcp: server
+                    .tcp_addrs
                     .iter()
-                    .chain(&server.tcp_addrs)
                     .chain(&server.mux_plain_addrs)
                     .copied()
                     .collect(),
@@ -403,6 +412,11 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
                     .iter()
                     .chain(&server.mux_addrs)
                     .copied()
+                    .collect(),
+                dtls: server.dtls_addrs.clone(),
+                external: [cfg.external_ipv4, cfg.external_ipv6]
+                    .into_iter()
+                    .flatten()
                     .collect(),
             };
             c.start_fleet(relay.clone(), addrs);
@@ -423,6 +437,13 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
         }
         wait_for_stop(&relay, cfg.drain_exit, certs, dtls, reload).await?;
         tracing::info!("shutting down");
+        // Draining from here on: an Allocate in the last moments gets 300 to another node,
+        // and the heartbeat (every 250 ms it looks) tells the registry at once, before the
+        // row is removed at the fleet's stop.
+        relay.start_draining();
+        if control.is_some() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         if let Some(s) = &signal {
             // Tell signalling clients to reconnect elsewhere before the sockets go.
             let elsewhere = control

@@ -81,6 +81,17 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// The STUN nonce key every node of this database shares: the stored one, or `fresh`
+    /// stored now by the first node to ask.
+    pub async fn fleet_nonce_key(&self, fresh: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        let key = self
+            .state
+            .store
+            .fleet_key("stun_nonce", &fresh, self.state.now())
+            .await?;
+        <[u8; 32]>::try_from(key.as_slice()).map_err(|_| StoreError::Corrupt("fleet_keys"))
+    }
+
     /// Loads the directory, makes an admin key at first start (returned, to print once) and
     /// starts the meter and the periodic directory sync.
     pub async fn start(

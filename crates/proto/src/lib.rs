@@ -57,7 +57,7 @@ pub use output::{
 };
 pub use policy::{OwnEndpoints, PeerPolicy};
 pub use quota::{AllocationQuota, QuotaLease, QuotaRefusal};
-pub use runtime::{Alternates, Redirect, Runtime};
+pub use runtime::{AlternateNode, Alternates, Redirect, RegionScope, Runtime};
 pub use server::Server;
 pub use stats::{Direction, Stats};
 pub use tcp_registry::CONNECTION_BIND_TIMEOUT;

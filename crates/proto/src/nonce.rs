@@ -29,14 +29,33 @@ pub fn feature_chars(password_algorithms: bool, username_anonymity: bool) -> [u8
     ]
 }
 
-fn mac(secret: &[u8; 32], features: &[u8], minted: u32, ip: IpAddr) -> [u8; 8] {
+/// Whom a nonce is good for.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// The client address it was minted for.
+    Client(IpAddr),
+    /// Any address, for [`PORTABLE_LIFETIME_SECS`]: the nonce of a signed 300 Try Alternate,
+    /// which the client takes to another node of the fleet, where its address may differ
+    /// (another interface, another NAT mapping).
+    Anywhere,
+}
+
+/// How long a portable nonce (see [`mint_portable`]) is good for: long enough to follow a
+/// redirect; later requests get a bound nonce with the next 438.
+pub const PORTABLE_LIFETIME_SECS: u64 = 60;
+
+fn mac(secret: &[u8; 32], features: &[u8], minted: u32, bound: Bound) -> [u8; 8] {
     let mut m =
         <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     m.update(features);
     m.update(&minted.to_be_bytes());
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => m.update(&v4.octets()),
-        IpAddr::V6(v6) => m.update(&v6.octets()),
+    match bound {
+        Bound::Client(ip) => match ip.to_canonical() {
+            IpAddr::V4(v4) => m.update(&v4.octets()),
+            IpAddr::V6(v6) => m.update(&v6.octets()),
+        },
+        // No address is 3 bytes long: this input cannot collide with a bound one.
+        Bound::Anywhere => m.update(b"any"),
     }
     let out = m.finalize().into_bytes();
     let mut r = [0u8; 8];
@@ -49,6 +68,15 @@ pub const NONCE_LEN: usize = 9 + 4 + 8 + 16;
 
 /// Mints a nonce for `ip` at unix time `now_unix`.
 pub fn mint(secret: &[u8; 32], features: [u8; 4], now_unix: u64, ip: IpAddr) -> [u8; NONCE_LEN] {
+    mint_for(secret, features, now_unix, Bound::Client(ip))
+}
+
+/// Mints a nonce good from any address for [`PORTABLE_LIFETIME_SECS`] (see [`Bound::Anywhere`]).
+pub fn mint_portable(secret: &[u8; 32], features: [u8; 4], now_unix: u64) -> [u8; NONCE_LEN] {
+    mint_for(secret, features, now_unix, Bound::Anywhere)
+}
+
+fn mint_for(secret: &[u8; 32], features: [u8; 4], now_unix: u64, bound: Bound) -> [u8; NONCE_LEN] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; NONCE_LEN];
     out[..9].copy_from_slice(NONCE_COOKIE.as_bytes());
@@ -58,7 +86,7 @@ pub fn mint(secret: &[u8; 32], features: [u8; 4], now_unix: u64, ip: IpAddr) -> 
         out[13 + 2 * i] = HEX[(b >> 4) as usize];
         out[14 + 2 * i] = HEX[(b & 15) as usize];
     }
-    for (i, b) in mac(secret, &features, minted, ip).iter().enumerate() {
+    for (i, b) in mac(secret, &features, minted, bound).iter().enumerate() {
         out[21 + 2 * i] = HEX[(b >> 4) as usize];
         out[22 + 2 * i] = HEX[(b & 15) as usize];
     }
@@ -77,13 +105,32 @@ fn unhex(s: &[u8], out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-/// Whether `nonce` was minted here for `ip` and is younger than `lifetime_secs`.
+/// Whether `nonce` was minted with `secret` (here, or by another node of the fleet) for `ip`
+/// and is younger than `lifetime_secs`, or minted portable and younger than both
+/// `lifetime_secs` and [`PORTABLE_LIFETIME_SECS`].
 pub fn verify(
     secret: &[u8; 32],
     nonce: &[u8],
     now_unix: u64,
     lifetime_secs: u64,
     ip: IpAddr,
+) -> bool {
+    verify_for(secret, nonce, now_unix, lifetime_secs, Bound::Client(ip))
+        || verify_for(
+            secret,
+            nonce,
+            now_unix,
+            lifetime_secs.min(PORTABLE_LIFETIME_SECS),
+            Bound::Anywhere,
+        )
+}
+
+fn verify_for(
+    secret: &[u8; 32],
+    nonce: &[u8],
+    now_unix: u64,
+    lifetime_secs: u64,
+    bound: Bound,
 ) -> bool {
     if nonce.len() != NONCE_LEN || !nonce.starts_with(NONCE_COOKIE.as_bytes()) {
         return false;
@@ -94,7 +141,7 @@ pub fn verify(
         return false;
     }
     let minted = u32::from_be_bytes(ts);
-    let want = mac(secret, &nonce[9..13], minted, ip);
+    let want = mac(secret, &nonce[9..13], minted, bound);
     let mut d = 0u8;
     for (a, b) in want.iter().zip(&got) {
         d |= a ^ b;
@@ -137,5 +184,31 @@ mod tests {
         downgraded[9..13].copy_from_slice(&feature_chars(false, false));
         assert!(!verify(&s, &downgraded, 1_000_000, 600, ip));
         assert!(!verify(&s, b"short", 1_000_000, 600, ip));
+    }
+
+    /// A portable nonce is good from any address, for a minute at most; a bound one is not
+    /// portable.
+    #[test]
+    fn portable_nonces_work_from_anywhere_for_a_minute() {
+        let s = [9u8; 32];
+        let n = mint_portable(&s, feature_chars(true, false), 1_000_000);
+        for ip in ["192.0.2.7", "198.51.100.1", "2001:db8::1"] {
+            assert!(verify(&s, &n, 1_000_059, 600, ip.parse().unwrap()));
+        }
+        assert!(!verify(
+            &s,
+            &n,
+            1_000_060,
+            600,
+            "192.0.2.7".parse().unwrap()
+        ));
+        assert!(!verify(&s, &n, 1_000_010, 5, "192.0.2.7".parse().unwrap()));
+        assert!(!verify(
+            &[8u8; 32],
+            &n,
+            1_000_000,
+            600,
+            "192.0.2.7".parse().unwrap()
+        ));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::directory::Directory;
+use crate::five_tuple::Transport;
 use crate::quota::AllocationQuota;
 use crate::tcp_registry::TcpConnectionRegistry;
 
@@ -33,44 +34,76 @@ pub struct Runtime {
     pub relayed_bytes: AtomicU64,
 }
 
-/// Another node clients may be sent to (RFC 8489 §10: ALTERNATE-SERVER, ALTERNATE-DOMAIN).
+/// Other nodes clients may be sent to (RFC 8489 §10: ALTERNATE-SERVER, ALTERNATE-DOMAIN), best
+/// first for a client of this node's region.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Alternates {
-    /// Its UDP and TCP TURN listeners (same ports serve both in the usual setup).
-    pub plain: Vec<SocketAddr>,
-    /// Its TLS listeners.
-    pub tls: Vec<SocketAddr>,
-    /// The domain its certificate names (ALTERNATE-DOMAIN for TLS clients).
-    pub tls_domain: Option<String>,
+    /// This node's region: a client not yet authenticated (whose tenant, and so whose allowed
+    /// regions, are unknown) is only sent to a node of this region.
+    pub region: String,
+    pub nodes: Vec<AlternateNode>,
+}
+
+/// One other node, with its listeners per transport.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlternateNode {
+    pub region: String,
+    /// Its listeners, indexed by [`Transport`] (`Transport::Tcp as usize`, ...): a client is
+    /// only named a listener of the transport it uses.
+    pub listeners: [Vec<SocketAddr>; 4],
+    /// The domain its certificate names (ALTERNATE-DOMAIN for TLS and DTLS clients).
+    pub tls_domain: Option<Arc<str>>,
+}
+
+/// Which regions a redirect may name.
+#[derive(Debug, Clone, Copy)]
+pub enum RegionScope<'a> {
+    /// This node's own region (an unauthenticated client).
+    Home,
+    /// The tenant's allowed regions.
+    Only(&'a [String]),
+    /// Any region.
+    Any,
 }
 
 /// The ALTERNATE-SERVER values for one client: one of the client's address family (RFC 8489
-/// §10: MUST), then one of the other family if there is one (SHOULD).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// §10: MUST), then one of the other family if there is one (SHOULD), with ALTERNATE-DOMAIN
+/// for a TLS or DTLS client when the node has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
     pub primary: SocketAddr,
     pub secondary: Option<SocketAddr>,
-    /// Whether ALTERNATE-DOMAIN goes with it (a TLS client).
-    pub domain: bool,
+    pub domain: Option<Arc<str>>,
 }
 
 impl Alternates {
-    /// Where to send a client at `client` over TLS (`tls`) or not; `None` when there is no
-    /// alternate of its family.
-    pub fn redirect(&self, client: IpAddr, tls: bool) -> Option<Redirect> {
-        let list = if tls && !self.tls.is_empty() {
-            &self.tls
-        } else {
-            &self.plain
-        };
+    /// Where to send a client at `client` using `transport`: the first node in `scope` with a
+    /// listener of that transport and of the client's family; `None` when there is none.
+    pub fn redirect(
+        &self,
+        client: IpAddr,
+        transport: Transport,
+        scope: RegionScope<'_>,
+    ) -> Option<Redirect> {
         let v4 = client.to_canonical().is_ipv4();
-        let primary = *list.iter().find(|a| a.is_ipv4() == v4)?;
-        let secondary = list.iter().find(|a| a.is_ipv4() != v4).copied();
-        Some(Redirect {
-            primary,
-            secondary,
-            domain: tls && self.tls_domain.is_some(),
-        })
+        self.nodes
+            .iter()
+            .filter(|n| match scope {
+                RegionScope::Home => n.region == self.region,
+                RegionScope::Only(allowed) => allowed.contains(&n.region),
+                RegionScope::Any => true,
+            })
+            .find_map(|n| {
+                let list = &n.listeners[transport as usize];
+                let primary = *list.iter().find(|a| a.is_ipv4() == v4)?;
+                Some(Redirect {
+                    primary,
+                    secondary: list.iter().find(|a| a.is_ipv4() != v4).copied(),
+                    domain: matches!(transport, Transport::Tls | Transport::Dtls)
+                        .then(|| n.tls_domain.clone())
+                        .flatten(),
+                })
+            })
     }
 }
 

@@ -688,32 +688,49 @@ fn quotas_and_drain() {
     assert_eq!(error_code(&exchange(&mut s, t0, &c2, &req).unwrap()), None);
 }
 
+/// An alternate node of `region` with the usual listeners: UDP and TCP on 3478, TLS on 443,
+/// DTLS on 5349, each on `ips`.
+fn alt_node(region: &str, ips: &[&str], domain: Option<&str>) -> AlternateNode {
+    let on = |port: u16| -> Vec<std::net::SocketAddr> {
+        ips.iter()
+            .map(|ip| std::net::SocketAddr::new(ip.parse().unwrap(), port))
+            .collect()
+    };
+    AlternateNode {
+        region: region.into(),
+        listeners: [on(3478), on(3478), on(443), on(5349)],
+        tls_domain: domain.map(Into::into),
+    }
+}
+
+fn alternates_of(resp: &[u8]) -> Vec<std::net::SocketAddr> {
+    let m = parse(resp);
+    m.get_all(ATTR_ALTERNATE_SERVER)
+        .map(|v| decode_address(v).unwrap())
+        .collect()
+}
+
 /// A draining node with an alternate (RFC 8489 §10): an unauthenticated Allocate gets 300 with
 /// ALTERNATE-SERVER of the client's family first (then the other family), unsigned; an
-/// authenticated one gets it signed; over TLS, ALTERNATE-DOMAIN and the TLS listener; without
-/// an alternate, 508 as before. A full node redirects the same way.
+/// authenticated one gets it signed, with a fresh nonce for the alternate; over TLS,
+/// ALTERNATE-DOMAIN and the TLS listener; without an alternate, 508 as before.
 #[test]
 fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
     let env = config(|_| {});
-    env.set_alternates(Alternates {
-        plain: vec![
-            "[2001:db8::7]:3478".parse().unwrap(),
-            "192.0.2.7:3478".parse().unwrap(),
-        ],
-        tls: vec!["192.0.2.7:443".parse().unwrap()],
-        tls_domain: Some("turn-b.example.com".into()),
-    });
+    let b = || Alternates {
+        region: "eu".into(),
+        nodes: vec![alt_node(
+            "eu",
+            &["2001:db8::7", "192.0.2.7"],
+            Some("turn-b.example.com"),
+        )],
+    };
+    env.set_alternates(b());
     let rt = env.rt.clone();
     let (mut s, t0) = new_server(env);
     let mut live = Client::new("203.0.113.9:4000", "alice", "secret");
     allocate(&mut s, t0, &mut live);
     rt.start_draining();
-    let alternates = |resp: &[u8]| -> Vec<std::net::SocketAddr> {
-        let m = parse(resp);
-        m.get_all(ATTR_ALTERNATE_SERVER)
-            .map(|v| decode_address(v).unwrap())
-            .collect()
-    };
     let mut c = Client::new("203.0.113.9:4001", "bob", "hunter2");
     let req = c.request(METHOD_ALLOCATE, false, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
@@ -721,28 +738,46 @@ fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
     let resp = exchange(&mut s, t0, &c, &req).unwrap();
     assert_eq!(error_code(&resp), Some(300));
     assert!(!parse(&resp).has_integrity());
+    assert!(parse(&resp).get(ATTR_NONCE).is_none());
     assert_eq!(
-        alternates(&resp),
+        alternates_of(&resp),
         [
             "192.0.2.7:3478".parse().unwrap(),
             "[2001:db8::7]:3478".parse().unwrap()
         ]
     );
-    // Authenticated (the client had a nonce): signed.
+    // Authenticated (the client had a nonce): signed, with a nonce to go on with.
     let mut d = Client::new("203.0.113.9:4002", "bob", "hunter2");
     rt.set_alternates(Alternates::default());
     challenge(&mut s, t0, &mut d);
-    rt.set_alternates(Alternates {
-        plain: vec!["192.0.2.7:3478".parse().unwrap()],
-        tls: vec!["192.0.2.7:443".parse().unwrap()],
-        tls_domain: Some("turn-b.example.com".into()),
-    });
+    rt.set_alternates(b());
     let req = d.request(METHOD_ALLOCATE, true, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     });
     let resp = exchange(&mut s, t0, &d, &req).unwrap();
     assert_eq!(error_code(&resp), Some(300));
     assert!(parse(&resp).has_integrity());
+    assert_eq!(parse(&resp).get(ATTR_REALM).unwrap(), REALM.as_bytes());
+    // Its nonce is portable: good from another address (the client's address at the
+    // alternate, a node with the same nonce key, may differ), where a bound one is stale.
+    let mut elsewhere = Client::new("198.51.100.77:5000", "bob", "hunter2");
+    elsewhere.nonce = d.nonce.clone();
+    let req = elsewhere.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &elsewhere, &req).unwrap()),
+        Some(438)
+    );
+    elsewhere.nonce = parse(&resp).get(ATTR_NONCE).unwrap().to_vec();
+    let req = elsewhere.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &elsewhere, &req).unwrap()),
+        Some(300),
+        "authenticated with the portable nonce (and redirected, the node still drains)"
+    );
     // TLS: the alternate's TLS listener and its domain.
     let mut t = Client::new("203.0.113.9:4003", "bob", "hunter2");
     t.ft.transport = Transport::Tls;
@@ -750,7 +785,13 @@ fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
     });
     let resp = exchange(&mut s, t0, &t, &req).unwrap();
-    assert_eq!(alternates(&resp), ["192.0.2.7:443".parse().unwrap()]);
+    assert_eq!(
+        alternates_of(&resp),
+        [
+            "192.0.2.7:443".parse().unwrap(),
+            "[2001:db8::7]:443".parse().unwrap()
+        ]
+    );
     assert_eq!(
         parse(&resp).get(ATTR_ALTERNATE_DOMAIN).unwrap(),
         b"turn-b.example.com"
@@ -763,8 +804,8 @@ fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
     );
     // No alternate of the client's family: no redirect (the challenge, then 508).
     rt.set_alternates(Alternates {
-        plain: vec!["[2001:db8::7]:3478".parse().unwrap()],
-        ..Alternates::default()
+        region: "eu".into(),
+        nodes: vec![alt_node("eu", &["2001:db8::7"], None)],
     });
     let req = c.request(METHOD_ALLOCATE, false, |w| {
         w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
@@ -775,6 +816,129 @@ fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
     );
 }
 
+/// A client is only named a listener of the transport it uses: a TCP client is not sent to a
+/// node that listens for TCP nowhere (UDP only), a DTLS client gets the DTLS listener; a TLS
+/// client is never named a plain port.
+#[test]
+fn a_redirect_names_a_listener_of_the_clients_transport() {
+    let env = config(|_| {});
+    let mut udp_only = alt_node("eu", &["192.0.2.8"], None);
+    udp_only.listeners[Transport::Tcp as usize].clear();
+    udp_only.listeners[Transport::Tls as usize].clear();
+    let full = alt_node("eu", &["192.0.2.9"], Some("turn-c.example.com"));
+    env.set_alternates(Alternates {
+        region: "eu".into(),
+        nodes: vec![udp_only.clone(), full],
+    });
+    env.start_draining();
+    let (mut s, t0) = new_server(env);
+    let cases = [
+        (Transport::Udp, "192.0.2.8:3478", None),
+        (Transport::Tcp, "192.0.2.9:3478", None),
+        (
+            Transport::Tls,
+            "192.0.2.9:443",
+            Some(&b"turn-c.example.com"[..]),
+        ),
+        (
+            Transport::Dtls,
+            "192.0.2.8:5349",
+            None, // the first node has DTLS but no domain
+        ),
+    ];
+    for (i, (transport, want, domain)) in cases.into_iter().enumerate() {
+        let mut c = Client::new(&format!("203.0.113.9:{}", 4100 + i), "bob", "hunter2");
+        c.ft.transport = transport;
+        let req = c.request(METHOD_ALLOCATE, false, |w| {
+            w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+        });
+        let resp = exchange(&mut s, t0, &c, &req).unwrap();
+        assert_eq!(error_code(&resp), Some(300), "{transport:?}");
+        assert_eq!(
+            alternates_of(&resp),
+            [want.parse::<std::net::SocketAddr>().unwrap()],
+            "{transport:?}"
+        );
+        assert_eq!(
+            parse(&resp).get(ATTR_ALTERNATE_DOMAIN),
+            domain,
+            "{transport:?}"
+        );
+    }
+}
+
+/// Data residency: before authentication the tenant is unknown, so a client is only sent to a
+/// node of this node's region (otherwise it is challenged); after authentication, only to a
+/// region its tenant may use, and with none, 508 rather than a node elsewhere. Static users
+/// and unrestricted tenants may go anywhere.
+#[test]
+fn a_redirect_never_leaves_the_tenants_allowed_regions() {
+    let env = config(|_| {});
+    let mut d = directory_snapshot(true, Limits::default());
+    d.snap
+        .tenant_regions
+        .insert("ten_1".into(), vec!["eu".into()]);
+    env.directory.install(d);
+    // This node is in "eu"; the only other node is in "us".
+    env.set_alternates(Alternates {
+        region: "eu".into(),
+        nodes: vec![alt_node("us", &["198.51.100.1"], None)],
+    });
+    env.start_draining();
+    let rt = env.rt.clone();
+    let (mut s, t0) = new_server(env);
+    // Unauthenticated: no node of "eu" to send it to, so the challenge.
+    let mut carol = Client::new("203.0.113.9:4200", "carol", "pw");
+    challenge(&mut s, t0, &mut carol);
+    // Authenticated, the tenant allows only "eu": 508, not the "us" node.
+    let req = carol.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &carol, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(508));
+    assert!(alternates_of(&resp).is_empty());
+    // A static user may go to "us" (signed 300).
+    let mut bob = Client::new("203.0.113.9:4201", "bob", "hunter2");
+    challenge(&mut s, t0, &mut bob);
+    let req = bob.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &bob, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(300));
+    assert_eq!(
+        alternates_of(&resp),
+        ["198.51.100.1:3478".parse::<std::net::SocketAddr>().unwrap()]
+    );
+    // With an "eu" node after the "us" one: the tenant goes to "eu", an unauthenticated
+    // client is redirected to "eu" at once.
+    rt.set_alternates(Alternates {
+        region: "eu".into(),
+        nodes: vec![
+            alt_node("us", &["198.51.100.1"], None),
+            alt_node("eu", &["192.0.2.7"], None),
+        ],
+    });
+    let req = carol.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &carol, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(300));
+    assert_eq!(
+        alternates_of(&resp),
+        ["192.0.2.7:3478".parse::<std::net::SocketAddr>().unwrap()]
+    );
+    let mut fresh = Client::new("203.0.113.9:4202", "carol", "pw");
+    let req = fresh.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &fresh, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(300));
+    assert_eq!(
+        alternates_of(&resp),
+        ["192.0.2.7:3478".parse::<std::net::SocketAddr>().unwrap()]
+    );
+}
+
 #[test]
 fn a_full_node_redirects_allocations_to_its_alternate() {
     let env = Env {
@@ -782,8 +946,8 @@ fn a_full_node_redirects_allocations_to_its_alternate() {
         ..config(|_| {})
     };
     env.set_alternates(Alternates {
-        plain: vec!["192.0.2.7:3478".parse().unwrap()],
-        ..Alternates::default()
+        region: "eu".into(),
+        nodes: vec![alt_node("eu", &["192.0.2.7"], None)],
     });
     let (mut s, t0) = new_server(env);
     let mut first = Client::new("203.0.113.9:4000", "alice", "secret");

@@ -53,10 +53,7 @@ pub async fn ice_servers(
     match turnpike_api::ephemeral::mint(api, &TenantId::from(tenant), None, &req).await {
         Ok(m) => {
             let tid = TenantId::from(tenant);
-            let allowed = turnpike_api::fleet::allowed_regions(api, &tid)
-                .await
-                .ok()
-                .flatten();
+            let allowed = turnpike_api::fleet::allowed_regions(api, &tid);
             let Ok(targets) = turnpike_api::fleet::targets(api, client, None, allowed.as_deref())
             else {
                 tracing::warn!(

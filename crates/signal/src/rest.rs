@@ -269,13 +269,16 @@ struct DemoTokenRequest {
 async fn demo_token(
     State(sig): S,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Body(req): Body<DemoTokenRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let Some(t) = sig.demo_tenant.clone() else {
         return Err(ApiError::not_found("the demo is disabled"));
     };
+    let client = turnpike_api::fleet::client_ip(&sig.api, Some(peer.ip()), &headers)
+        .unwrap_or_else(|| peer.ip().to_canonical());
     sig.api
-        .take_token(&format!("demo:{}", peer.ip()))
+        .take_token(&format!("demo:{client}"))
         .map_err(ApiError::rate_limited)?;
     let r = TokenRequest {
         room: req.room,
@@ -285,7 +288,7 @@ async fn demo_token(
         can_broadcast: None,
     };
     let tok = mint(&sig, &TenantId::from(t.as_str()), &r).await?;
-    let ice = grant::ice_servers(&sig.api, &t, &r.identity, Some(peer.ip())).await;
+    let ice = grant::ice_servers(&sig.api, &t, &r.identity, Some(client)).await;
     Ok(Json(serde_json::json!({
         "token": tok.token, "expires_at": tok.expires_at, "url": tok.url, "ice_servers": ice,
     })))

@@ -32,7 +32,10 @@ pub async fn handshake(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let ip = peer.ip().to_canonical();
+    // The client's address (through `trusted_proxies`' X-Forwarded-For): its per-address cap,
+    // and where the ICE lists of its joins send it.
+    let ip = turnpike_api::fleet::client_ip(&sig.api, Some(peer.ip()), &headers)
+        .unwrap_or_else(|| peer.ip().to_canonical());
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())

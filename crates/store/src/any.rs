@@ -87,6 +87,10 @@ impl Store for AnyStore {
     async fn suspended_tenants(&self) -> Result<Vec<TenantId>> {
         delegate!(self, s => s.suspended_tenants())
     }
+
+    async fn tenant_regions(&self) -> Result<Vec<(TenantId, Vec<String>)>> {
+        delegate!(self, s => s.tenant_regions())
+    }
     async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey> {
         delegate!(self, s => s.create_api_key(k, now))
     }
@@ -338,6 +342,10 @@ impl Store for AnyStore {
     }
     async fn delete_node(&self, id: &str) -> Result<bool> {
         delegate!(self, s => s.delete_node(id))
+    }
+
+    async fn fleet_key(&self, name: &str, fresh: &[u8], now: i64) -> Result<Vec<u8>> {
+        delegate!(self, s => s.fleet_key(name, fresh, now))
     }
     async fn prune_nodes(&self, before_ms: i64) -> Result<u64> {
         delegate!(self, s => s.prune_nodes(before_ms))

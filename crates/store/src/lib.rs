@@ -92,6 +92,9 @@ pub trait Store {
     async fn set_tenant_regions(&self, id: &TenantId, regions: Option<&str>) -> Result<()>;
     /// The tenants suspended now, themselves or through their parent.
     async fn suspended_tenants(&self) -> Result<Vec<TenantId>>;
+    /// The tenants limited to some regions, with them (a project's list narrowed by its
+    /// tenant's; an empty list: no region left).
+    async fn tenant_regions(&self) -> Result<Vec<(TenantId, Vec<String>)>>;
 
     // API keys, stored by hash.
     async fn create_api_key(&self, k: &NewApiKey<'_>, now: i64) -> Result<ApiKey>;
@@ -292,6 +295,9 @@ pub trait Store {
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
     /// Removes one node's row (a clean stop); true if it was there.
     async fn delete_node(&self, id: &str) -> Result<bool>;
+    /// The fleet's shared key `name` (e.g. the STUN nonce key): the stored one, or `fresh`
+    /// stored at `now` when there is none yet.
+    async fn fleet_key(&self, name: &str, fresh: &[u8], now: i64) -> Result<Vec<u8>>;
     /// Removes the rows of nodes silent since `before_ms` (unix ms); returns how many.
     async fn prune_nodes(&self, before_ms: i64) -> Result<u64>;
     /// The tenant's refused requests in `[from, to)`, newest first.

@@ -894,6 +894,7 @@ async fn suite(s: &impl Store) {
     change_feed(s).await;
     suspension(s).await;
     nodes(s).await;
+    fleet_keys(s).await;
     billing(s).await;
     deliveries(s).await;
 }
@@ -1305,8 +1306,43 @@ async fn suspension(s: &impl Store) {
         s.get_tenant(&t.id).await.unwrap().regions(),
         Some(vec!["eu-central".to_string(), "eu-west".to_string()])
     );
+    // The relay's list: the tenant's own, its project's inherited, and a project's own list
+    // narrowed by its tenant's; a change goes through the feed.
+    let before = s.latest_change().await.unwrap();
+    s.set_tenant_regions(&p.id, Some("eu-west,us-east"))
+        .await
+        .unwrap();
+    let ch = s.changes_since(before, 100).await.unwrap();
+    assert!(
+        ch.iter()
+            .any(|c| c.entity == ChangeEntity::Tenant && c.key == p.id.as_str()),
+        "{ch:?}"
+    );
+    let mut want = vec![
+        (
+            t.id.clone(),
+            vec!["eu-central".to_string(), "eu-west".into()],
+        ),
+        (p.id.clone(), vec!["eu-west".to_string()]),
+    ];
+    want.sort();
+    assert_eq!(s.tenant_regions().await.unwrap(), want);
+    s.set_tenant_regions(&p.id, None).await.unwrap();
+    let mut want = vec![
+        (
+            t.id.clone(),
+            vec!["eu-central".to_string(), "eu-west".into()],
+        ),
+        (
+            p.id.clone(),
+            vec!["eu-central".to_string(), "eu-west".into()],
+        ),
+    ];
+    want.sort();
+    assert_eq!(s.tenant_regions().await.unwrap(), want);
     s.set_tenant_regions(&t.id, None).await.unwrap();
     assert_eq!(s.get_tenant(&t.id).await.unwrap().allowed_regions, None);
+    assert!(s.tenant_regions().await.unwrap().is_empty());
     assert!(matches!(
         s.set_tenant_regions(&TenantId::from("ten_missing"), None)
             .await,
@@ -1664,4 +1700,14 @@ async fn unsupported_url() {
         AnyStore::connect("mysql://x").await,
         Err(StoreError::UnsupportedUrl)
     ));
+}
+
+/// The first node to ask for a fleet key stores its bytes; every later one gets the same.
+async fn fleet_keys(s: &impl Store) {
+    let first = s.fleet_key("nonce", &[7u8; 32], NOW).await.unwrap();
+    assert_eq!(first, vec![7u8; 32]);
+    let again = s.fleet_key("nonce", &[9u8; 32], NOW + 1).await.unwrap();
+    assert_eq!(again, vec![7u8; 32]);
+    let other = s.fleet_key("other", &[1u8; 16], NOW).await.unwrap();
+    assert_eq!(other, vec![1u8; 16]);
 }

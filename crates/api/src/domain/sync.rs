@@ -114,7 +114,7 @@ async fn full_load(state: &AppState, sync: &mut SyncState) -> Result<(), StoreEr
     for r in state.store.live_revocations(None, now).await? {
         add_revocation(&mut s, r);
     }
-    set_suspended(&mut s, state).await?;
+    set_tenant_states(&mut s, state).await?;
     sync.quotas.clear();
     for q in state.store.list_quotas(None).await? {
         sync.quotas
@@ -264,7 +264,7 @@ async fn apply(
         sync.quotas.remove(*t);
     }
     if !deleted.is_empty() {
-        set_suspended(&mut s, state).await?;
+        set_tenant_states(&mut s, state).await?;
     }
     if deny_list {
         set_denied_clients(&mut s, state).await?;
@@ -336,14 +336,22 @@ fn add_revocation(s: &mut Snapshot, r: turnpike_store::Revocation) {
     }
 }
 
-/// The suspended tenants (few: the whole list is read again on any tenant change).
-async fn set_suspended(s: &mut Snapshot, state: &AppState) -> Result<(), StoreError> {
+/// The suspended tenants and the tenants limited to some regions (few: both lists are read
+/// again on any tenant change).
+async fn set_tenant_states(s: &mut Snapshot, state: &AppState) -> Result<(), StoreError> {
     s.suspended_tenants = state
         .store
         .suspended_tenants()
         .await?
         .into_iter()
         .map(TenantId::into_string)
+        .collect();
+    s.tenant_regions = state
+        .store
+        .tenant_regions()
+        .await?
+        .into_iter()
+        .map(|(t, regions)| (t.into_string(), regions))
         .collect();
     Ok(())
 }

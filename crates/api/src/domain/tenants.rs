@@ -164,6 +164,8 @@ pub async fn set_regions(
         .store
         .set_tenant_regions(id, joined.as_deref())
         .await?;
+    // The relay reads them too (a 300 Try Alternate never leaves them).
+    sync::after_change(state).await;
     Ok(state.store.get_tenant(id).await?)
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
-use turnpike_proto::{Alternates, Runtime};
+use turnpike_proto::{AlternateNode, Alternates, Runtime};
 use turnpike_store::{NodeRecord, Store};
 
 use crate::ice::IceServer;
@@ -112,6 +112,19 @@ pub fn targets(
     };
     let chosen = route::choose(&nodes, now_ms(), &want)?;
     if chosen.is_empty() {
+        // No healthy node: this one, unless it refuses allocations itself (draining or full:
+        // naming it would only get the client a 508). Its row may merely be stale while the
+        // database is unreachable; then it still serves.
+        let refuses = nodes
+            .iter()
+            .find(|n| n.id == state.node_id)
+            .is_some_and(|n| {
+                route::alive(n, now_ms())
+                    && (n.draining || (n.capacity > 0 && n.allocations >= n.capacity))
+            });
+        if refuses {
+            return Err(RouteError::NoHealthyNode);
+        }
         return fallback();
     }
     Ok(chosen
@@ -126,12 +139,15 @@ pub fn targets(
         .collect())
 }
 
-/// The regions `tenant`'s ICE lists may name (`None`: any).
-pub async fn allowed_regions(
-    state: &AppState,
-    tenant: &turnpike_store::TenantId,
-) -> Result<Option<Vec<String>>, turnpike_store::StoreError> {
-    Ok(state.store.get_tenant(tenant).await?.regions())
+/// The regions `tenant`'s ICE lists may name (`None`: any), as the relay knows them (the
+/// directory: the tenant's own list narrowed by its parent's, current through the change feed).
+pub fn allowed_regions(state: &AppState, tenant: &turnpike_store::TenantId) -> Option<Vec<String>> {
+    state
+        .directory
+        .load()
+        .tenant_regions
+        .get(tenant.as_str())
+        .cloned()
 }
 
 /// The ICE servers of `targets` carrying `username` and `credential`: per node a STUN entry
@@ -176,13 +192,67 @@ pub fn ice_servers(
     out
 }
 
-/// The addresses this node's listeners are bound to (from the driver, after start).
+/// The addresses this node's listeners are bound to (from the driver, after start), per
+/// transport, and what stands in for a wildcard address in ALTERNATE-SERVER.
 #[derive(Debug, Clone, Default)]
 pub struct NodeAddresses {
-    /// UDP and TCP TURN listeners.
-    pub plain: Vec<SocketAddr>,
+    pub udp: Vec<SocketAddr>,
+    /// TCP listeners (and the shared port's plain STUN/TURN).
+    pub tcp: Vec<SocketAddr>,
     /// TLS listeners (and the shared port).
     pub tls: Vec<SocketAddr>,
+    pub dtls: Vec<SocketAddr>,
+    /// The node's external addresses (`external_ipv4`, `external_ipv6`, or discovered): they
+    /// name a wildcard listener. The public host is resolved in addition when it is a name.
+    pub external: Vec<IpAddr>,
+}
+
+/// How a node's listener addresses are written in its registry row: `transport:ip:port` in
+/// `addresses` (`udp:`, `tcp:`, `dtls:`), `ip:port` in `tls_addresses`. A bare `ip:port` in
+/// `addresses` (a row written before transports were told apart) serves UDP and TCP.
+fn listener_entries(addrs: &NodeAddresses, external: &[IpAddr]) -> (Vec<String>, Vec<String>) {
+    let mut plain = Vec::new();
+    for (kind, list) in [
+        ("udp", &addrs.udp),
+        ("tcp", &addrs.tcp),
+        ("dtls", &addrs.dtls),
+    ] {
+        plain.extend(
+            nameable(list, external)
+                .iter()
+                .map(|a| format!("{kind}:{a}")),
+        );
+    }
+    let tls = nameable(&addrs.tls, external)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    (plain, tls)
+}
+
+/// A registry row's listeners per transport (indexed by `Transport as usize`).
+pub fn listeners_of(n: &NodeRecord) -> [Vec<SocketAddr>; 4] {
+    use turnpike_proto::Transport;
+    let mut out: [Vec<SocketAddr>; 4] = Default::default();
+    for entry in &n.addresses {
+        let (kinds, addr): (&[Transport], &str) = match entry.split_once(':') {
+            Some(("udp", a)) => (&[Transport::Udp], a),
+            Some(("tcp", a)) => (&[Transport::Tcp], a),
+            Some(("dtls", a)) => (&[Transport::Dtls], a),
+            _ => (&[Transport::Udp, Transport::Tcp], entry.as_str()),
+        };
+        if let Ok(a) = addr.parse::<SocketAddr>() {
+            for k in kinds {
+                out[*k as usize].push(a);
+            }
+        }
+    }
+    out[Transport::Tls as usize] = n
+        .tls_addresses
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    out
 }
 
 /// Process CPU time (utime + stime) in seconds, from `/proc/self/stat` (Linux; 0 elsewhere).
@@ -201,25 +271,69 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Listener addresses with a wildcard IP replaced by the public host when it is an IP
-/// literal (other wildcards cannot be named in ALTERNATE-SERVER and are left out).
-fn nameable(addrs: &[SocketAddr], public_host: Option<&str>) -> Vec<SocketAddr> {
-    let public: Option<IpAddr> = public_host.and_then(|h| h.parse().ok());
-    addrs
-        .iter()
-        .filter_map(|a| {
-            if a.ip().is_unspecified() {
-                public.map(|ip| SocketAddr::new(ip, a.port()))
-            } else {
-                Some(*a)
-            }
-        })
-        .collect()
+/// Listener addresses with a wildcard IP replaced by the node's external addresses of its
+/// family (a wildcard with none cannot be named in ALTERNATE-SERVER and is left out; `run`
+/// warns about it).
+fn nameable(addrs: &[SocketAddr], external: &[IpAddr]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for a in addrs {
+        if a.ip().is_unspecified() {
+            out.extend(
+                external
+                    .iter()
+                    .filter(|ip| ip.is_ipv4() == a.is_ipv4())
+                    .map(|ip| SocketAddr::new(*ip, a.port())),
+            );
+        } else {
+            out.push(*a);
+        }
+    }
+    out.dedup();
+    out
 }
+
+/// The addresses standing in for this node's wildcard listeners: the configured or discovered
+/// external addresses, the public host when it is an IP literal, else what it resolves to
+/// (bounded by a timeout: the heartbeat must start without DNS).
+async fn external_addresses(addrs: &NodeAddresses, public_host: Option<&str>) -> Vec<IpAddr> {
+    let mut out = addrs.external.clone();
+    if let Some(h) = public_host {
+        match h.parse::<IpAddr>() {
+            Ok(ip) => out.push(ip),
+            Err(_) => {
+                let lookup = tokio::net::lookup_host((h, 0));
+                match tokio::time::timeout(Duration::from_secs(5), lookup).await {
+                    Ok(Ok(found)) => out.extend(found.map(|a| a.ip())),
+                    Ok(Err(e)) => {
+                        tracing::warn!(public_host = h, error = %e, "cannot resolve public_host for the node registry");
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            public_host = h,
+                            "resolving public_host for the node registry timed out"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|ip| !ip.is_unspecified());
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// How long a dead node's row stays listed (and `turnpike_fleet_nodes{state="dead"}` counts
+/// it, so the dead-node alert fires) before the registry forgets it.
+pub const DEAD_ROW_RETENTION: Duration = Duration::from_secs(3600);
+
+/// The longest a heartbeat's database round trip may take before it counts as failed (a hung
+/// connection must not stop routing updates or the node's shutdown).
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Heartbeats: writes this node's row every `heartbeat` (and at once when it starts to
 /// drain), reads every node's row for routing, tells the relay its alternates, prunes rows
-/// silent for a day; at `stop`, removes its row.
+/// silent for [`DEAD_ROW_RETENTION`]; at `stop`, removes its row.
 pub async fn run(
     state: Arc<AppState>,
     rt: Arc<Runtime>,
@@ -229,7 +343,22 @@ pub async fn run(
     let cfg = state.cfg.fleet.clone();
     let urls: Vec<String> =
         crate::ice::urls(state.cfg.public_host.as_deref(), &state.cfg.listeners).concat();
-    let public = state.cfg.public_host.as_deref();
+    let external = external_addresses(&addrs, state.cfg.public_host.as_deref()).await;
+    let wildcards: Vec<SocketAddr> = [&addrs.udp, &addrs.tcp, &addrs.tls, &addrs.dtls]
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            a.ip().is_unspecified() && !external.iter().any(|ip| ip.is_ipv4() == a.is_ipv4())
+        })
+        .copied()
+        .collect();
+    if !wildcards.is_empty() {
+        tracing::warn!(
+            listeners = ?wildcards,
+            "wildcard listeners with no external address of their family: other nodes cannot send clients to them with 300 Try Alternate (set external_ipv4 / external_ipv6, or an IP or resolvable public_host)"
+        );
+    }
+    let (addresses, tls_addresses) = listener_entries(&addrs, &external);
     let started_at = state.now();
     let mut me = NodeRecord {
         id: state.node_id.clone(),
@@ -239,14 +368,8 @@ pub async fn run(
         longitude: cfg.location.map(|p| p.lon),
         version: cfg.version.clone(),
         urls,
-        addresses: nameable(&addrs.plain, public)
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        tls_addresses: nameable(&addrs.tls, public)
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        addresses,
+        tls_addresses,
         tls_domain: cfg.tls_domain.clone(),
         signal_url: cfg.signal_url.clone(),
         started_at,
@@ -266,6 +389,7 @@ pub async fn run(
     let mut next_beat = tokio::time::Instant::now();
     let mut last_prune = 0i64;
     let mut failing = false;
+    let mut observed = route::Observed::default();
     loop {
         let draining_now = rt.is_draining();
         if tokio::time::Instant::now() >= next_beat || draining_now != me.draining {
@@ -282,12 +406,16 @@ pub async fn run(
             me.draining = draining_now;
             me.allocations = rt.quota.total() as i64;
             me.heartbeat_ms = now_ms();
-            match beat(&state, &me, &mut last_prune).await {
+            let result = tokio::time::timeout(STORE_TIMEOUT, beat(&state, &me, &mut last_prune))
+                .await
+                .unwrap_or_else(|_| Err("no answer from the database within 5 s".to_string()));
+            match result {
                 Ok(nodes) => {
                     if failing {
                         tracing::info!("node registry reachable again");
                         failing = false;
                     }
+                    let nodes = observed.apply(nodes, now_ms());
                     publish(&state, &rt, &me, nodes);
                 }
                 Err(e) => {
@@ -304,8 +432,10 @@ pub async fn run(
             _ = stop.changed() => break,
         }
     }
-    if let Err(e) = state.store.delete_node(&me.id).await {
-        tracing::warn!(error = %e, "could not remove this node from the registry");
+    match tokio::time::timeout(STORE_TIMEOUT, state.store.delete_node(&me.id)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not remove this node from the registry"),
+        Err(_) => tracing::warn!("could not remove this node from the registry: no answer within 5 s (other nodes see it dead after three heartbeats)"),
     }
 }
 
@@ -314,19 +444,20 @@ async fn beat(
     state: &AppState,
     me: &NodeRecord,
     last_prune: &mut i64,
-) -> Result<Vec<NodeRecord>, turnpike_store::StoreError> {
-    state.store.put_node(me).await?;
+) -> Result<Vec<NodeRecord>, String> {
+    state.store.put_node(me).await.map_err(|e| e.to_string())?;
     if me.heartbeat_ms - *last_prune > 60_000 {
         *last_prune = me.heartbeat_ms;
         let gone = state
             .store
-            .prune_nodes(me.heartbeat_ms - 86_400_000)
-            .await?;
+            .prune_nodes(me.heartbeat_ms - DEAD_ROW_RETENTION.as_millis() as i64)
+            .await
+            .map_err(|e| e.to_string())?;
         if gone > 0 {
-            tracing::info!(gone, "removed nodes silent for a day from the registry");
+            tracing::info!(gone, "removed nodes silent for an hour from the registry");
         }
     }
-    state.store.list_nodes().await
+    state.store.list_nodes().await.map_err(|e| e.to_string())
 }
 
 /// Keeps the registry's rows for routing, counts nodes by state, and names the relay's
@@ -349,25 +480,29 @@ fn publish(state: &AppState, rt: &Runtime, me: &NodeRecord, nodes: Vec<NodeRecor
     let others: Vec<NodeRecord> = nodes.iter().filter(|n| n.id != me.id).cloned().collect();
     // The best node for a client standing where this node is: its region first, then the
     // nearest.
+    // Every region's best node, nearest first: the relay picks the first its client may use
+    // (its tenant's allowed regions; this region only before authentication).
     let want = Want {
         home: &me.region,
         client: me
             .latitude
             .zip(me.longitude)
             .map(|(lat, lon)| geo::Place { lat, lon }),
+        fallbacks: usize::MAX,
         ..Want::default()
     };
-    let alt = route::choose(&others, now, &want)
-        .ok()
-        .and_then(|v| v.first().map(|n| (*n).clone()));
-    let parse = |v: &[String]| v.iter().filter_map(|a| a.parse().ok()).collect::<Vec<_>>();
-    rt.set_alternates(match &alt {
-        Some(n) => Alternates {
-            plain: parse(&n.addresses),
-            tls: parse(&n.tls_addresses),
-            tls_domain: n.tls_domain.clone(),
-        },
-        None => Alternates::default(),
+    let ranked = route::choose(&others, now, &want).unwrap_or_default();
+    let alt = ranked.first().map(|n| (*n).clone());
+    rt.set_alternates(Alternates {
+        region: me.region.clone(),
+        nodes: ranked
+            .iter()
+            .map(|n| AlternateNode {
+                region: n.region.clone(),
+                listeners: listeners_of(n),
+                tls_domain: n.tls_domain.as_deref().map(Into::into),
+            })
+            .collect(),
     });
     state.fleet.set(nodes, alt);
 }

@@ -45,6 +45,8 @@ pub enum RouteError {
     UnknownRegion(Vec<String>),
     /// The tenant may use only these regions and none has a healthy node.
     Unavailable(Vec<String>),
+    /// No node is healthy, and this one refuses allocations (draining or full).
+    NoHealthyNode,
 }
 
 /// Whether `n` may be handed to clients at `now_ms`.
@@ -55,6 +57,35 @@ pub fn healthy(n: &NodeRecord, now_ms: i64) -> bool {
 /// Whether `n`'s heartbeat is recent enough (at most [`MISSED_HEARTBEATS`] intervals old).
 pub fn alive(n: &NodeRecord, now_ms: i64) -> bool {
     now_ms - n.heartbeat_ms <= MISSED_HEARTBEATS * n.interval_ms.max(1)
+}
+
+/// When each node's heartbeat was last seen to change, on this node's clock: liveness is
+/// judged by it, so a node whose clock runs ahead or behind is neither kept alive nor taken
+/// for dead by the skew (a row's `heartbeat_ms` is written on its own node's clock).
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Node id: (its last heartbeat value, when we saw it change).
+    seen: std::collections::HashMap<String, (i64, i64)>,
+}
+
+impl Observed {
+    /// `nodes` with `heartbeat_ms` replaced by when this node saw it change (`now_ms`, on this
+    /// node's clock). A row seen for the first time keeps its own time, if not in the future:
+    /// a dead row read at start must not look fresh.
+    pub fn apply(&mut self, mut nodes: Vec<NodeRecord>, now_ms: i64) -> Vec<NodeRecord> {
+        let mut next = std::collections::HashMap::with_capacity(nodes.len());
+        for n in &mut nodes {
+            let at = match self.seen.get(&n.id) {
+                Some(&(hb, at)) if hb == n.heartbeat_ms => at,
+                Some(_) => now_ms,
+                None => n.heartbeat_ms.min(now_ms),
+            };
+            next.insert(n.id.clone(), (n.heartbeat_ms, at));
+            n.heartbeat_ms = at;
+        }
+        self.seen = next;
+        nodes
+    }
 }
 
 fn load(n: &NodeRecord) -> f64 {
@@ -176,6 +207,34 @@ mod tests {
 
     fn ids(v: &[&NodeRecord]) -> Vec<String> {
         v.iter().map(|n| n.id.clone()).collect()
+    }
+
+    /// A node whose clock runs 10 minutes behind stays alive while its heartbeat changes, and
+    /// one whose clock runs ahead goes dead when its heartbeat stops changing.
+    #[test]
+    fn liveness_follows_this_nodes_clock_not_the_rows() {
+        let mut o = Observed::default();
+        let mut behind = node("behind", "eu", "frankfurt", 0);
+        let mut ahead = node("ahead", "eu", "frankfurt", 0);
+        let t0 = 1_000_000_000;
+        behind.heartbeat_ms = t0 - 600_000;
+        ahead.heartbeat_ms = t0 + 600_000;
+        let v = o.apply(vec![behind.clone(), ahead.clone()], t0);
+        // First sight: the slow row looks old (its own time), the fast one is clamped to now.
+        assert!(!alive(&v[0], t0));
+        assert!(alive(&v[1], t0));
+        // Both beat again 2 s later: alive by our clock.
+        behind.heartbeat_ms += 2000;
+        ahead.heartbeat_ms += 2000;
+        let v = o.apply(vec![behind.clone(), ahead.clone()], t0 + 2000);
+        assert!(alive(&v[0], t0 + 2000) && alive(&v[1], t0 + 2000));
+        // "ahead" stops; "behind" keeps beating: after four intervals only "behind" is alive,
+        // although the stopped row's own time is still ten minutes in our future.
+        let t = t0 + 2000 + 4 * 2000;
+        behind.heartbeat_ms += 8000;
+        let v = o.apply(vec![behind, ahead], t);
+        assert!(alive(&v[0], t));
+        assert!(!alive(&v[1], t));
     }
 
     #[test]

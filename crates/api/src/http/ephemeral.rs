@@ -235,6 +235,11 @@ pub fn region_error(e: crate::fleet::RouteError) -> ApiError {
                 allowed.join(", ")
             ),
         ),
+        crate::fleet::RouteError::NoHealthyNode => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_healthy_node",
+            "no node takes new allocations now (this one is draining or full, and no other is healthy)",
+        ),
     }
 }
 
@@ -308,7 +313,7 @@ pub async fn ice_servers(
     };
     let client = crate::fleet::client_ip(&state, super::guard::client_ip(), &headers);
     let allowed = match who.principal.tenant_id() {
-        Some(t) => crate::fleet::allowed_regions(&state, t).await?,
+        Some(t) => crate::fleet::allowed_regions(&state, t),
         None => None,
     };
     let targets = crate::fleet::targets(&state, client, p.region.as_deref(), allowed.as_deref())

@@ -213,9 +213,7 @@ pub async fn ice_servers(
     }
     let client = crate::fleet::client_ip(&state, super::guard::client_ip(), &headers);
     let allowed = match who.tenant_id() {
-        Some(t) => crate::fleet::allowed_regions(&state, t)
-            .await
-            .map_err(|e| err(e.into()))?,
+        Some(t) => crate::fleet::allowed_regions(&state, t),
         None => None,
     };
     let targets = metered_targets(&state, client, q.region.as_deref(), allowed.as_deref())?;

@@ -412,7 +412,8 @@ pub fn metered_targets(
             ))
             .as_error_field()
         }
-        e @ crate::fleet::RouteError::Unavailable(_) => {
+        e
+        @ (crate::fleet::RouteError::Unavailable(_) | crate::fleet::RouteError::NoHealthyNode) => {
             MeteredError::from(super::ephemeral::region_error(e)).as_error_field()
         }
     })

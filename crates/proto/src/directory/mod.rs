@@ -82,6 +82,9 @@ pub struct Snapshot {
     /// Tenants the operator suspended (with their projects): every credential of theirs is
     /// refused.
     pub suspended_tenants: HashSet<String>,
+    /// The regions a tenant (or its projects) may be served from, for tenants the operator
+    /// restricted (data residency): a redirect (300) never names a node outside them.
+    pub tenant_regions: HashMap<String, Vec<String>>,
 }
 
 impl Snapshot {

@@ -16,6 +16,7 @@ use crate::error::TurnError;
 use crate::output::{AllocationId, Output, RelayError, RelayRequest, RelayResult};
 use crate::quota::QuotaLease;
 use crate::request::{self, Parsed};
+use crate::runtime::RegionScope;
 
 impl Server {
     pub(super) fn handle_allocate(
@@ -32,7 +33,19 @@ impl Server {
         let req = req?;
         // 8. Capacity and quotas: drain mode, the account's limits, node, user and scopes.
         if self.rt.refuses_new() {
-            if let Some(r) = self.redirect(&cx.ft) {
+            // Only to a region the tenant may use (data residency); any for static users and
+            // tenants without a restriction.
+            let dir = self.rt.directory.load();
+            let allowed = cx
+                .auth
+                .account
+                .as_ref()
+                .and_then(|a| dir.tenant_regions.get(&*a.tenant_id));
+            let scope = match allowed {
+                Some(regions) => RegionScope::Only(regions),
+                None => RegionScope::Any,
+            };
+            if let Some(r) = self.redirect(&cx.ft, scope) {
                 return Err(TurnError::TryAlternate(r));
             }
             if self.rt.is_draining() {

@@ -375,14 +375,18 @@ impl Server {
         if msg.method() != METHOD_ALLOCATE || msg.has_integrity() || !self.rt.refuses_new() {
             return None;
         }
-        self.redirect(ft)
+        self.redirect(ft, crate::runtime::RegionScope::Home)
     }
 
-    /// Where to send the client of `ft` instead of this node.
-    pub(super) fn redirect(&self, ft: &FiveTuple) -> Option<crate::runtime::Redirect> {
+    /// Where to send the client of `ft` instead of this node, within `scope`.
+    pub(super) fn redirect(
+        &self,
+        ft: &FiveTuple,
+        scope: crate::runtime::RegionScope<'_>,
+    ) -> Option<crate::runtime::Redirect> {
         self.rt
             .alternates()
-            .redirect(ft.client.ip(), ft.transport == Transport::Tls)
+            .redirect(ft.client.ip(), ft.transport, scope)
     }
 
     /// Hands a typed request to its method's handler.
@@ -559,14 +563,29 @@ impl Server {
             // Challenges are not signed: the client has no valid key yet (or its nonce is stale).
             ctx.key = None;
         }
-        let nonce = challenge.then(|| {
-            nonce::mint(
+        // A signed 300 (RFC 8489 §10) carries a fresh nonce as well: the fleet's nodes share
+        // the nonce key, so a client that takes it (libwebrtc does) goes on at the alternate
+        // without another challenge (a nonce the alternate refused would end libwebrtc's
+        // allocation: it does not retry an Allocate after 438).
+        // It is portable (good from any address for a minute): the client's address at the
+        // alternate may differ from the one this node sees.
+        let signed_redirect = matches!(e, TurnError::TryAlternate(_)) && ctx.key.is_some();
+        let nonce = if signed_redirect {
+            Some(nonce::mint_portable(
                 &self.cfg.nonce_secret,
                 self.features,
                 self.unix_now(now),
-                ft.client.ip(),
-            )
-        });
+            ))
+        } else {
+            challenge.then(|| {
+                nonce::mint(
+                    &self.cfg.nonce_secret,
+                    self.features,
+                    self.unix_now(now),
+                    ft.client.ip(),
+                )
+            })
+        };
         // Unauthenticated answers carry no SOFTWARE: keep them as small as possible.
         let software = if ctx.key.is_some() {
             self.cfg.software.as_str()
@@ -587,10 +606,8 @@ impl Server {
                 if let Some(s) = r.secondary {
                     w.address(ATTR_ALTERNATE_SERVER, s)?;
                 }
-                if r.domain {
-                    if let Some(d) = &self.rt.alternates().tls_domain {
-                        w.attr(ATTR_ALTERNATE_DOMAIN, d.as_bytes())?;
-                    }
+                if let Some(d) = &r.domain {
+                    w.attr(ATTR_ALTERNATE_DOMAIN, d.as_bytes())?;
                 }
             }
             if let Some(nonce) = &nonce {

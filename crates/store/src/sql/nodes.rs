@@ -108,3 +108,36 @@ where
     };
     Ok(gone.len() as u64)
 }
+
+/// The fleet's shared key `name`: the stored one, or `fresh`, stored now, when there is none
+/// (the first node to ask creates it; every later one reads the same bytes).
+pub(super) async fn fleet_key<DB>(
+    pool: &Pool<DB>,
+    name: &str,
+    fresh: &[u8],
+    now: i64,
+) -> Result<Vec<u8>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    sqlx::query::<DB>(
+        "INSERT INTO fleet_keys (name, key, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(fresh)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    sqlx::query_scalar::<DB, Vec<u8>>("SELECT key FROM fleet_keys WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+}

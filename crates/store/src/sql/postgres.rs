@@ -149,6 +149,10 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(|(id,)| TenantId::from(id)).collect())
     }
 
+    async fn tenant_regions(&self) -> Result<Vec<(TenantId, Vec<String>)>> {
+        Ok(super::reads::tenant_regions(&self.pool).await?)
+    }
+
     async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
         self.writable()?;
         let r = sqlx::query(q::DELETE_TENANT)
@@ -725,6 +729,9 @@ impl Store for PgStore {
     }
     async fn delete_node(&self, id: &str) -> Result<bool> {
         Ok(super::nodes::delete_nodes(&self.pool, Some(id), 0).await? > 0)
+    }
+    async fn fleet_key(&self, name: &str, fresh: &[u8], now: i64) -> Result<Vec<u8>> {
+        Ok(super::nodes::fleet_key(&self.pool, name, fresh, now).await?)
     }
     async fn prune_nodes(&self, before_ms: i64) -> Result<u64> {
         Ok(super::nodes::delete_nodes(&self.pool, None, before_ms).await?)

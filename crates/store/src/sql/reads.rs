@@ -198,3 +198,43 @@ where
     .fetch_all(pool)
     .await
 }
+
+/// Tenants whose ICE lists and redirects are limited to some regions (data residency), with
+/// those regions: a tenant's own list, narrowed by its parent's (a project of a restricted
+/// tenant can never reach further than its tenant).
+pub(super) async fn tenant_regions<DB>(
+    pool: &Pool<DB>,
+) -> Result<Vec<(TenantId, Vec<String>)>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> (String, Option<String>, Option<String>): FromRow<'r, DB::Row>,
+{
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as::<DB, _>(
+        "SELECT t.id, t.allowed_regions, p.allowed_regions
+         FROM tenants t LEFT JOIN tenants p ON p.id = t.parent_id
+         WHERE t.allowed_regions IS NOT NULL OR p.allowed_regions IS NOT NULL
+         ORDER BY t.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(id, own, parent)| {
+            let regions = match (own.as_deref().map(split), parent.as_deref().map(split)) {
+                (Some(o), Some(p)) => o.into_iter().filter(|r| p.contains(r)).collect(),
+                (Some(o), None) => o,
+                (None, Some(p)) => p,
+                (None, None) => Vec::new(),
+            };
+            (TenantId::from(id), regions)
+        })
+        .collect())
+}
