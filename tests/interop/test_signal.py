@@ -435,3 +435,41 @@ def test_signalling_over_the_shared_tls_port(sig):
         await b.close()
 
     asyncio.run(go())
+
+
+def test_a_suspended_tenant_is_cut_off_from_signalling(sig):
+    """Suspending a tenant reaches signalling: its participants are told and disconnected (the
+    room hears them kicked), a token minted before cannot join, and no new tokens are minted;
+    another tenant's room is untouched; after resuming, the same token joins again."""
+    t, admin = sig()
+    tid, api, _ = new_tenant(admin, "suspended-sig")
+    _, other, _ = new_tenant(admin, "other-sig")
+
+    async def go():
+        a = await connect(t, token(api, "r", "alice"))
+        await recv(a, "joined")
+        b = await connect(t, token(api, "r", "bob"))
+        await recv(b, "joined")
+        o = await connect(t, token(other, "r", "olga"))
+        await recv(o, "joined")
+        later = token(api, "r", "carol")
+        ok(admin.post(f"/v1/tenants/{tid}/suspend", {}))
+        e = await recv(a, "error", timeout=5)
+        assert e["code"] == "forbidden" and "suspended" in e["message"], e
+        assert await closed_with(a) == 4001
+        assert await closed_with(b) == 4001
+        # The minted token no longer joins; no new token is minted.
+        w = await connect(t, later)
+        assert (await recv(w, "error"))["code"] == "forbidden"
+        assert await closed_with(w) == 4003
+        error(api.post("/v1/signal/tokens", {"room": "r", "identity": "dan"}), 403, "tenant_suspended")
+        # The other tenant's participant is still there.
+        await o.send(json.dumps({"v": 1, "type": "ping", "id": 3}))
+        assert (await recv(o, "pong"))["id"] == 3
+        ok(admin.post(f"/v1/tenants/{tid}/resume", {}))
+        c = await connect(t, later)
+        assert (await recv(c, "joined"))["peer"]["identity"] == "carol"
+        await c.close()
+        await o.close()
+
+    asyncio.run(go())

@@ -18,6 +18,9 @@ pub async fn authorize(api: &AppState, t: &str) -> Result<JoinRequest, TokenRefu
             TokenError::Expired => TokenRefused::Expired,
             _ => TokenRefused::Invalid,
         })?;
+    if turnpike_api::domain::tenants::is_suspended(api, &TenantId::from(claims.tid.as_str())) {
+        return Err(TokenRefused::Suspended);
+    }
     let allowed_origins = allowed_origins(api, &claims.tid).await;
     Ok(JoinRequest {
         claims,

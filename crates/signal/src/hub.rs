@@ -9,10 +9,10 @@
 //! carries it out in order and feeds the answers back. A timer task sleeps until
 //! [`Rooms::poll_timeout`]; a delivery task feeds bus events.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, Notify};
 use turnpike_api::AppState;
@@ -108,6 +108,7 @@ impl Hub {
         hub.apply_now(|_, _| ());
         tokio::spawn(timer_task(hub.clone()));
         tokio::spawn(deliver_task(hub.clone()));
+        tokio::spawn(suspension_task(hub.clone()));
         hub
     }
 
@@ -368,6 +369,22 @@ async fn timer_task(hub: Arc<Hub>) {
         }
         let work = hub.apply(|r, now| r.handle_timeout(now)).1;
         hub.carry_out(work).await;
+    }
+}
+
+/// Watches the relay's directory (current on every node through the change feed) for
+/// tenants the operator suspends, once a second, and ends their participants here.
+async fn suspension_task(hub: Arc<Hub>) {
+    let mut known: HashSet<String> = hub.api.directory.load().suspended_tenants.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now_suspended = hub.api.directory.load().suspended_tenants.clone();
+        let new: HashSet<String> = now_suspended.difference(&known).cloned().collect();
+        known = now_suspended;
+        if !new.is_empty() {
+            hub.apply_now(|r, now| r.handle_suspended(now, &new));
+        }
     }
 }
 

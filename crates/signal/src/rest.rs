@@ -72,6 +72,8 @@ fn check_room(room: &str) -> ApiResult<()> {
 }
 
 async fn mint(sig: &Signal, tenant: &TenantId, req: &TokenRequest) -> ApiResult<TokenResponse> {
+    // A suspended tenant (or the demo tenant, suspended) gets no join tokens: 403.
+    turnpike_api::domain::tenants::ensure_active(&sig.api, tenant)?;
     check_room(&req.room)?;
     check_ident("identity", &req.identity, 64)?;
     let ttl = req.ttl.unwrap_or(600);

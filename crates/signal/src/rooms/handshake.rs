@@ -191,6 +191,9 @@ impl Rooms {
                     TokenRefused::Expired => {
                         (ErrorCode::TokenExpired, "the join token has expired")
                     }
+                    TokenRefused::Suspended => {
+                        (ErrorCode::Forbidden, "the token's tenant is suspended")
+                    }
                 };
                 self.error(conn, code, message);
                 self.close(now, conn, CloseCode::BadToken);

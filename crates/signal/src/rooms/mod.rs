@@ -29,7 +29,7 @@ mod output;
 mod rate;
 mod session;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -186,6 +186,26 @@ impl Rooms {
             };
             self.send(conn, &msg);
             self.close(now, conn, CloseCode::Draining);
+        }
+        self.report_gauges();
+    }
+
+    /// The operator suspended `tenants`: each of their participants on this node gets an
+    /// error (`forbidden`), its socket is closed (4001) and it leaves its room (the others hear
+    /// `kicked`); a detached session ends too, so it cannot resume.
+    pub fn handle_suspended(&mut self, now: Instant, tenants: &HashSet<String>) {
+        let ended: Vec<(String, Option<ConnId>)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| tenants.contains(&s.tenant))
+            .map(|(id, s)| (id.clone(), s.conn))
+            .collect();
+        for (session, conn) in ended {
+            if let Some(conn) = conn {
+                self.error(conn, ErrorCode::Forbidden, "the tenant is suspended");
+                self.close(now, conn, CloseCode::Kicked);
+            }
+            self.end_session(&session, LeaveReason::Kicked);
         }
         self.report_gauges();
     }

@@ -121,6 +121,8 @@ pub enum TokenRefused {
     /// A bad signature (or no live secret of that tenant signed it).
     Invalid,
     Expired,
+    /// The operator suspended the token's tenant.
+    Suspended,
 }
 
 /// The room as [`Output::FetchRoom`] found it.
