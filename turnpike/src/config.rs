@@ -544,6 +544,9 @@ pub(crate) enum Command {
     /// Test any STUN/TURN server end to end: Binding, Allocate, a relay round trip, clean-up.
     /// Exits 1 when a probe failed.
     Probe(crate::probe::ProbeArgs),
+    /// RFC 5780 NAT behaviour discovery against a STUN server with OTHER-ADDRESS: mapping,
+    /// filtering, hairpinning, binding lifetime (`--lifetime`) and the NAT's common name.
+    NatCheck(crate::nat_check::NatCheckArgs),
 }
 
 /// The command line as parsed: the subcommand, the file, and the keys given by flag or variable.

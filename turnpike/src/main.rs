@@ -10,6 +10,7 @@ mod health;
 mod http;
 mod instance;
 mod limits;
+mod nat_check;
 mod probe;
 mod secret;
 
@@ -40,6 +41,10 @@ fn run() -> Result<()> {
             std::process::exit(1);
         }
         return Ok(());
+    }
+    if let Some(Command::NatCheck(args)) = &inv.cli.command {
+        // A client too: reads no configuration.
+        return nat_check::run(args);
     }
     let cfg = inv.load()?;
     match inv.cli.command {
@@ -82,6 +87,7 @@ fn run() -> Result<()> {
             return Ok(());
         }
         Some(Command::Probe(_)) => unreachable!("dispatched before the configuration is read"),
+        Some(Command::NatCheck(_)) => unreachable!("dispatched before the configuration is read"),
         Some(Command::Nodes { json }) => return control::print_nodes(&cfg, json),
         Some(Command::ConfigReference { update }) => {
             match update {
