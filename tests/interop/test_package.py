@@ -19,7 +19,7 @@ import pytest
 from conftest import BIN, ROOT
 from netns import namespace
 
-UNIT = pathlib.Path("/lib/systemd/system/turnpike.service")
+UNIT = pathlib.Path("/usr/lib/systemd/system/turnpike.service")
 
 
 def installed():
@@ -55,9 +55,24 @@ def test_debian_package_installs_verifies_and_serves(tmp_path):
     info = subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True, text=True).stdout
     assert "Package: turnpike" in info and "Depends:" in info, info
     listing = subprocess.run(["dpkg-deb", "--contents", str(deb)], capture_output=True, text=True).stdout
-    for path in ("./usr/bin/turnpike", "./etc/turnpike/turnpike.toml", "./lib/systemd/system/turnpike.service",
+    for path in ("./usr/bin/turnpike", "./etc/turnpike/turnpike.toml", "./usr/lib/systemd/system/turnpike.service",
                  "./usr/share/turnpike/prometheus/turnpike-rules.yml", "./usr/share/doc/turnpike/fleet.md"):
         assert path in listing, listing
+    # The maintainer scripts manage the unit the Debian way (deb-systemd-helper and
+    # deb-systemd-invoke, as dh_installsystemd writes them): not enabled or started on install
+    # (the operator edits the configuration first), restarted on upgrade if it runs, stopped on
+    # removal, its enablement state purged on purge. This machine runs no systemd, so they are
+    # checked as written; the install, the upgrade and the purge below run them.
+    control = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(control)], check=True)
+    prerm = (control / "prerm").read_text()
+    postinst = (control / "postinst").read_text()
+    postrm = (control / "postrm").read_text()
+    assert "deb-systemd-invoke stop turnpike.service" in prerm and '"$1" = remove' in prerm, prerm
+    assert "deb-systemd-invoke try-restart turnpike.service" in postinst, postinst
+    assert "deb-systemd-invoke start" not in postinst, postinst
+    assert "deb-systemd-helper update-state turnpike.service" in postinst, postinst
+    assert "deb-systemd-helper purge turnpike.service" in postrm, postrm
     r = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True, timeout=300)
     try:
         assert r.returncode == 0, r.stdout + r.stderr
@@ -104,6 +119,12 @@ def test_debian_package_installs_verifies_and_serves(tmp_path):
             proc.wait(timeout=30)
             logs = (tmp_path / "service.log").read_text()
             assert "drained" in logs, logs
+        # An upgrade (the same package again) after the operator deleted the configuration
+        # file: the postinst copes (dpkg keeps a deleted conffile deleted).
+        conf.unlink()
+        r = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not conf.exists()
     finally:
         subprocess.run(["dpkg", "--purge", "turnpike"], capture_output=True, timeout=300)
     assert not installed()
