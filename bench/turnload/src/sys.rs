@@ -1,0 +1,255 @@
+//! Thin wrappers over the Linux calls the hot loop needs: epoll, recvmmsg/sendmmsg, UDP GSO and
+//! socket buffer sizes. Every buffer is made once; nothing here allocates per packet.
+
+use std::io;
+use std::mem;
+use std::os::fd::RawFd;
+
+/// Bytes reserved per datagram slot (a 1200 B payload plus STUN/ChannelData framing fits).
+pub(crate) const SLOT: usize = 2048;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Sets SO_RCVBUF/SO_SNDBUF, past `net.core.*mem_max` when running as root (the *FORCE options).
+pub(crate) fn set_buffers(fd: RawFd, bytes: usize) {
+    let v = bytes as libc::c_int;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        for opt in [force, plain] {
+            // SAFETY: setsockopt with a valid pointer to a c_int and its size.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&v as *const libc::c_int).cast(),
+                    mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// A level-triggered epoll set; tokens are the caller's indices.
+pub(crate) struct Epoll {
+    fd: RawFd,
+}
+
+impl Epoll {
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Self { fd })
+    }
+
+    pub(crate) fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        cvt(unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` and returns how many of `events` were filled.
+    pub(crate) fn wait(
+        &self,
+        events: &mut [libc::epoll_event],
+        timeout_ms: i32,
+    ) -> io::Result<usize> {
+        // SAFETY: the kernel writes at most `events.len()` entries into `events`.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd,
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                timeout_ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        Ok(n as usize)
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// A batch of datagram slots with their iovecs, source addresses and mmsghdrs, for recvmmsg and
+/// sendmmsg. The heap buffers are never resized, so the raw pointers stay valid.
+pub(crate) struct Batch {
+    bufs: Vec<u8>,
+    iovs: Vec<libc::iovec>,
+    names: Vec<libc::sockaddr_storage>,
+    hdrs: Vec<libc::mmsghdr>,
+    /// Second header set for echoing received datagrams back to their sources.
+    echo_hdrs: Vec<libc::mmsghdr>,
+    echo_iovs: Vec<libc::iovec>,
+}
+
+impl Batch {
+    pub(crate) fn new(n: usize) -> Self {
+        let mut b = Self {
+            bufs: vec![0u8; n * SLOT],
+            // SAFETY (the three zeroed vectors): iovec, sockaddr_storage and mmsghdr are plain C
+            // structs for which all-zero is a valid value.
+            iovs: vec![unsafe { mem::zeroed() }; n],
+            names: vec![unsafe { mem::zeroed() }; n],
+            hdrs: vec![unsafe { mem::zeroed() }; n],
+            echo_hdrs: vec![unsafe { mem::zeroed() }; n],
+            echo_iovs: vec![unsafe { mem::zeroed() }; n],
+        };
+        let base = b.bufs.as_mut_ptr();
+        for i in 0..n {
+            // SAFETY: i * SLOT is within `bufs`.
+            b.iovs[i].iov_base = unsafe { base.add(i * SLOT) }.cast();
+            b.iovs[i].iov_len = SLOT;
+            b.hdrs[i].msg_hdr.msg_iov = &mut b.iovs[i];
+            b.hdrs[i].msg_hdr.msg_iovlen = 1;
+            b.echo_iovs[i].iov_base = b.iovs[i].iov_base;
+            b.echo_hdrs[i].msg_hdr.msg_iov = &mut b.echo_iovs[i];
+            b.echo_hdrs[i].msg_hdr.msg_iovlen = 1;
+            b.echo_hdrs[i].msg_hdr.msg_name =
+                (&mut b.names[i] as *mut libc::sockaddr_storage).cast();
+        }
+        b
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Slot `i` for writing a datagram to send.
+    pub(crate) fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.bufs[i * SLOT..(i + 1) * SLOT]
+    }
+
+    /// The first `len` bytes of slot `i` (after a receive).
+    pub(crate) fn received(&self, i: usize) -> &[u8] {
+        let len = (self.hdrs[i].msg_len as usize).min(SLOT);
+        &self.bufs[i * SLOT..i * SLOT + len]
+    }
+
+    /// Receives up to `n` datagrams without blocking; Ok(0) when none are waiting.
+    pub(crate) fn recv(&mut self, fd: RawFd, n: usize, with_names: bool) -> io::Result<usize> {
+        let n = n.min(self.len());
+        for i in 0..n {
+            let h = &mut self.hdrs[i].msg_hdr;
+            self.iovs[i].iov_len = SLOT;
+            if with_names {
+                h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            } else {
+                h.msg_name = std::ptr::null_mut();
+                h.msg_namelen = 0;
+            }
+        }
+        // SAFETY: every header points at live iovecs/buffers/names owned by `self`.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        Ok(r as usize)
+    }
+
+    /// Sends back the first `n` received datagrams to their sources (one sendmmsg); returns how
+    /// many the kernel took.
+    pub(crate) fn echo(&mut self, fd: RawFd, n: usize) -> usize {
+        for i in 0..n {
+            self.echo_iovs[i].iov_len = self.hdrs[i].msg_len as usize;
+            self.echo_hdrs[i].msg_hdr.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
+        }
+        // SAFETY: as in `recv`.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.echo_hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        r.max(0) as usize
+    }
+
+    /// Sends slots 0..n, each `len` bytes, on a connected socket (one sendmmsg).
+    pub(crate) fn send(&mut self, fd: RawFd, n: usize, len: usize) -> usize {
+        for i in 0..n {
+            self.iovs[i].iov_len = len;
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = std::ptr::null_mut();
+            h.msg_namelen = 0;
+        }
+        // SAFETY: as in `recv`.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        r.max(0) as usize
+    }
+}
+
+/// Sends `buf` as datagrams of `seg` bytes each with one sendmsg and UDP_SEGMENT (GSO) on a
+/// connected socket. Returns false when the kernel refused it.
+pub(crate) fn send_gso(fd: RawFd, buf: &[u8], seg: u16) -> bool {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for one cmsg carrying a u16, aligned as cmsghdr requires.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as usize;
+    // SAFETY: msg_control points at `control`, large enough for one cmsg of a u16.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), seg);
+    }
+    // SAFETY: `msg` and what it points at are valid for the call.
+    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
+    r >= 0
+}
