@@ -50,6 +50,7 @@ async fn main() {
         p2s_bytes: 1_000_000,
         s2c_bytes: 1_000_000,
         peers: 1,
+        node_id: "bench-node".into(),
     };
     let mut usage_ms = Vec::new();
     let mut log_ms = Vec::new();

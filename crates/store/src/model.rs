@@ -457,6 +457,9 @@ pub struct AllocationRecord {
     pub p2s_bytes: i64,
     pub s2c_bytes: i64,
     pub peers: i64,
+    /// The node that relayed it (empty in rows written before nodes were recorded): when that
+    /// node is pruned from the registry, its rows still open are ended.
+    pub node_id: String,
 }
 
 /// One audit log entry.

@@ -1406,8 +1406,38 @@ async fn nodes(s: &impl Store) {
     s.put_node(&a2).await.unwrap();
     a2.started_at = NOW;
     assert_eq!(s.list_nodes().await.unwrap(), [b.clone(), a2.clone()]);
+    // Allocations of a node that goes silent stay open until it is pruned; then they end at
+    // its last heartbeat (n-b's, 1 s), others stay open.
+    let owner = s.create_tenant("node-allocs", NOW).await.unwrap();
+    let open = |id: &str, node: &str| AllocationRecord {
+        id: id.into(),
+        tenant_id: owner.id.clone(),
+        username: "u".into(),
+        started_at: 0,
+        node_id: node.into(),
+        ..Default::default()
+    };
+    s.upsert_allocations(&[
+        open("alc-b", "n-b"),
+        open("alc-a", "n-a"),
+        open("alc-old", ""),
+    ])
+    .await
+    .unwrap();
     assert_eq!(s.prune_nodes(2_000).await.unwrap(), 1);
     assert_eq!(s.list_nodes().await.unwrap(), [a2]);
+    let live: Vec<String> = s
+        .live_allocations(&owner.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert!(live.contains(&"alc-a".to_string()) && live.contains(&"alc-old".to_string()));
+    let ended = s.list_allocations(&owner.id, 0, NOW, 10).await.unwrap();
+    let b_row = ended.iter().find(|r| r.id == "alc-b").unwrap();
+    assert_eq!((b_row.ended_at, b_row.node_id.as_str()), (Some(1), "n-b"));
     // Usage as relayed by a node: the usual tables, and per node and region.
     let t = s.create_tenant("node-usage", NOW).await.unwrap();
     let d = |bytes: i64| UsageDelta {

@@ -334,7 +334,14 @@ impl Meter {
             }
         }
         if !p.allocations.is_empty() {
-            let records: Vec<_> = p.allocations.values().cloned().collect();
+            let records: Vec<_> = p
+                .allocations
+                .values()
+                .map(|r| AllocationRecord {
+                    node_id: state.node_id.clone(),
+                    ..r.clone()
+                })
+                .collect();
             match state.store.upsert_allocations(&records).await {
                 Ok(()) => p.allocations.clear(),
                 Err(e) => {

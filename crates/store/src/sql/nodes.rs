@@ -87,6 +87,7 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> String: sqlx::Decode<'r, DB> + Type<DB>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
     usize: sqlx::ColumnIndex<DB::Row>,
 {
@@ -98,12 +99,26 @@ where
                 .await?
         }
         None => {
-            sqlx::query_scalar::<DB, String>(
-                "DELETE FROM nodes WHERE heartbeat_ms < $1 RETURNING id",
+            let gone: Vec<(String, i64)> = sqlx::query_as::<DB, (String, i64)>(
+                "DELETE FROM nodes WHERE heartbeat_ms < $1 RETURNING id, heartbeat_ms",
             )
             .bind(before_ms)
             .fetch_all(pool)
-            .await?
+            .await?;
+            // A node pruned silent never reported the end of its allocations (it crashed):
+            // they ended by its last heartbeat at the latest.
+            for (node, heartbeat_ms) in &gone {
+                sqlx::query::<DB>(
+                    "UPDATE allocation_log
+                     SET ended_at = CASE WHEN started_at > $1 THEN started_at ELSE $1 END
+                     WHERE node_id = $2 AND ended_at IS NULL",
+                )
+                .bind(heartbeat_ms / 1000)
+                .bind(node.as_str())
+                .execute(pool)
+                .await?;
+            }
+            gone.into_iter().map(|(id, _)| id).collect()
         }
     };
     Ok(gone.len() as u64)

@@ -265,7 +265,7 @@ pub(super) fn usage_of(column: &str, keys_in: &str) -> String {
 /// `tenant, from, to, limit`.
 pub(super) const ALLOCATIONS: &str = "
     SELECT id, tenant_id, credential_id, user_id, username, client, transport, relay,
-           started_at, ended_at, c2s_bytes, s2p_bytes, p2s_bytes, s2c_bytes, peers
+           started_at, ended_at, c2s_bytes, s2p_bytes, p2s_bytes, s2c_bytes, peers, node_id
     FROM allocation_log
     WHERE tenant_id = $1 AND started_at >= $2 AND started_at < $3
     ORDER BY started_at, id LIMIT $4";

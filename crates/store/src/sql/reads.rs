@@ -20,7 +20,7 @@ where
 {
     sqlx::query_as::<DB, AllocationRecord>(
         "SELECT id, tenant_id, credential_id, user_id, username, client, transport, relay,
-                started_at, ended_at, c2s_bytes, s2p_bytes, p2s_bytes, s2c_bytes, peers
+                started_at, ended_at, c2s_bytes, s2p_bytes, p2s_bytes, s2c_bytes, peers, node_id
          FROM allocation_log WHERE tenant_id = $1 AND ended_at IS NULL
          ORDER BY started_at DESC, id LIMIT $2",
     )

@@ -246,7 +246,7 @@ pub(super) static NODE_HOURS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The allocation log's columns, in [`bind_allocation`] order.
-const ALLOCATION_COLUMNS: [&str; 15] = [
+const ALLOCATION_COLUMNS: [&str; 16] = [
     "id",
     "tenant_id",
     "credential_id",
@@ -262,6 +262,7 @@ const ALLOCATION_COLUMNS: [&str; 15] = [
     "p2s_bytes",
     "s2c_bytes",
     "peers",
+    "node_id",
 ];
 
 /// Inserts allocation records or completes them (end, bytes, peers), [`ROWS_PER_STATEMENT`]
@@ -399,6 +400,7 @@ where
         .bind(r.p2s_bytes)
         .bind(r.s2c_bytes)
         .bind(r.peers)
+        .bind(r.node_id.as_str())
 }
 
 /// A batch of deltas folded by key into hourly and rollup rows, in key order (so that
