@@ -1340,6 +1340,26 @@ async fn suspension(s: &impl Store) {
     ];
     want.sort();
     assert_eq!(s.tenant_regions().await.unwrap(), want);
+    // A project created under a restricted tenant goes through the feed too, so every relay
+    // re-reads the restricted (and suspended) lists with it in them.
+    let before = s.latest_change().await.unwrap();
+    let p2 = s
+        .create_child_tenant(&t.id, "a later project", NOW)
+        .await
+        .unwrap();
+    let ch = s.changes_since(before, 100).await.unwrap();
+    assert!(
+        ch.iter()
+            .any(|c| c.entity == ChangeEntity::Tenant && c.key == p2.id.as_str()),
+        "{ch:?}"
+    );
+    assert!(s
+        .tenant_regions()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(id, r)| id == &p2.id && r.len() == 2));
+    s.delete_tenant(&p2.id).await.unwrap();
     s.set_tenant_regions(&t.id, None).await.unwrap();
     assert_eq!(s.get_tenant(&t.id).await.unwrap().allowed_regions, None);
     assert!(s.tenant_regions().await.unwrap().is_empty());
