@@ -77,13 +77,15 @@ def test_nat_check_and_natdiscovery_classify_each_nat(lab, net):
         (mapping, filtering, hairpin, name), r
     # The independent tool, in the same network.
     d = subprocess.run(["ip", "netns", "exec", lab.client(net), "turnutils_natdiscovery", "-m", "-f",
-                        netlab.SERVER], capture_output=True, text=True, timeout=90)
+                        "-H", netlab.SERVER], capture_output=True, text=True, timeout=90)
     out = d.stdout + d.stderr
     assert f"NAT with {NATDISCOVERY[mapping]} Mapping!" in out, out
     assert f"NAT with {NATDISCOVERY[filtering]} Filtering!" in out, out
-    # The text report names the same.
-    t = nat_check(lab, net, "--bind", lab.client_addr(net))
+    assert ("maybe a successful hairpinning" in out) == hairpin, out
+    # The text report, from a port given with --bind, names the same.
+    t = nat_check(lab, net, "--bind", f"{lab.client_addr(net)}:{40000 + NETS.index(net)}")
     assert t.returncode == 0 and f"NAT type         {name}" in t.stdout, t.stdout + t.stderr
+    assert f"local address    {lab.client_addr(net)}:{40000 + NETS.index(net)}" in t.stdout, t.stdout
 
 
 def test_nat_check_reports_blocked_udp(lab):

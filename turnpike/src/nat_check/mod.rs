@@ -177,7 +177,7 @@ async fn check(args: &NatCheckArgs) -> Result<Report> {
         limit: Duration::from_secs_f64(args.timeout),
     };
 
-    // §4.3 mapping, test I: the mapped address and the server's other address.
+    // Test I (RFC 5780 §4.3 and §4.4): the mapped address and the server's other address.
     let s = ctx.socket().await?;
     let local = local_addr(&s, server).await?;
     let one = ctx.ask(&s, server, Change::None).await?.with_context(|| {
@@ -193,7 +193,17 @@ async fn check(args: &NatCheckArgs) -> Result<Report> {
         bail!("{server}'s OTHER-ADDRESS {other} does not differ in both address and port");
     }
     let nat = one.mapped != local;
-    // Test II: the other address, the same port. Test III: the other address and port.
+    // §4.4 filtering first, on the binding test I made: it has sent to the primary address
+    // only (the mapping tests below open it to the other address, which an address-dependent
+    // filter would then let in). One socket for every test, so `--bind IP:PORT` works too.
+    let ip_and_port = ctx.ask(&s, server, Change::IpAndPort).await?;
+    let port_only = if ip_and_port.is_some() {
+        None
+    } else {
+        ctx.ask(&s, server, Change::Port).await?
+    };
+    let filtering = classify::filtering(ip_and_port.is_some(), port_only.is_some());
+    // §4.3 test II: the other address, the same port. Test III: the other address and port.
     let two = ctx
         .ask(&s, SocketAddr::new(other.ip(), server.port()), Change::None)
         .await?
@@ -209,20 +219,6 @@ async fn check(args: &NatCheckArgs) -> Result<Report> {
     };
     // §4.5 hairpinning: a request to our own mapped address comes back to us.
     let hairpinning = stun::hairpin(&s, one.mapped, ctx.limit).await?;
-    drop(s);
-
-    // §4.4 filtering on a fresh binding (the mapping tests opened it to the other address).
-    let s = ctx.socket().await?;
-    ctx.ask(&s, server, Change::None)
-        .await?
-        .with_context(|| format!("no answer from {server}"))?;
-    let ip_and_port = ctx.ask(&s, server, Change::IpAndPort).await?;
-    let port_only = if ip_and_port.is_some() {
-        None
-    } else {
-        ctx.ask(&s, server, Change::Port).await?
-    };
-    let filtering = classify::filtering(ip_and_port.is_some(), port_only.is_some());
     drop(s);
 
     let lifetime = if args.lifetime {
