@@ -135,6 +135,7 @@ def test_lab_command_up_and_down_leave_nothing(tmp_path):
                                   capture_output=True, text=True, timeout=120)
             assert down.returncode == 0, down.stderr
     assert not [n for n in netlab.leftovers() if n.startswith(f"{netlab.PREFIX}{desc['id']}-")]
+    assert not list(pathlib.Path("/etc").glob(f"netns/{netlab.PREFIX}{desc['id']}-*"))
     deadline = time.time() + 10
     while time.time() < deadline and any(pathlib.Path(f"/proc/{p}").exists() for p in pids):
         time.sleep(0.1)

@@ -88,15 +88,21 @@ def call(browser_a, browser_b, ice_servers, policy, limit=25.0):
 
 
 def describe_side(s):
-    """`relay/udp`, `srflx/udp`, `host/udp`, `relay/tls`..."""
+    """One side's selected pair: `local/protocol→remote`, the local protocol for a relay
+    candidate being the one between the browser and Turnpike (`relay/tls→relay`, `srflx/udp→prflx`)."""
     if not s or not s.get("localType"):
         return "?"
-    if s["localType"] == "relay":
-        return f"relay/{s.get('relayProtocol') or '?'}"
-    return f"{s['localType']}/{s.get('localProtocol') or '?'}"
+    proto = s.get("relayProtocol") if s["localType"] == "relay" else s.get("localProtocol")
+    return f"{s['localType']}/{proto or '?'}→{s.get('remoteType') or '?'}"
+
+
+def relayed(r):
+    return any(side and "relay" in (side.get("localType"), side.get("remoteType")) for side in (r["a"], r["b"]))
 
 
 def describe(r):
+    """A matrix cell: TURN or direct, then the caller's and the callee's selected pairs."""
     if not r["connected"]:
         return "FAILED"
-    return f"{describe_side(r['a'])} ↔ {describe_side(r['b'])}"
+    how = "TURN" if relayed(r) else "direct"
+    return f"{how}: {describe_side(r['a'])}, {describe_side(r['b'])}"

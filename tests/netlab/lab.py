@@ -26,6 +26,7 @@ namespaces with the `tpnl-` prefix that a crashed run left without a state file.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -221,6 +222,11 @@ class Lab:
         self._state().write_text(json.dumps(self.describe(), indent=2))
 
     def _add_ns(self, name):
+        # `ip netns exec` mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf: programs in
+        # the lab (Chromium) ask a resolver on the namespace's own loopback, not the host's.
+        etc = pathlib.Path("/etc/netns") / name
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
         _run(["ip", "netns", "add", name])
         self.namespaces.append(name)
         self._save()
@@ -388,6 +394,10 @@ def teardown(run_id=None, namespaces=()):
         _kill_ns_pids(ns)
     for ns in doomed:
         _run(["ip", "netns", "del", ns], check=False)
+    for etc in pathlib.Path("/etc/netns").glob(f"{prefix}*") if pathlib.Path("/etc/netns").exists() else []:
+        shutil.rmtree(etc, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        pathlib.Path("/etc/netns").rmdir()  # only when empty
     if STATE_DIR.exists():
         for f in STATE_DIR.glob("*.json"):
             if run_id is None or f.stem == run_id:
