@@ -36,6 +36,8 @@ METERED = ("metered-user", "metered-password-1")
 SERVERS = ["coturn", "turnpike", "turnpike+meter"]
 SERVER_CPU = "1"
 CLIENT_CPU = "0"
+# Put before the server's command (bench/relay.py sets `nice -n -19` for server and client alike).
+SERVER_PREFIX = []
 
 
 def udp_in_datagrams():
@@ -82,7 +84,7 @@ def make_cert(tmp):
 def start_coturn(tmp):
     log = tmp / "coturn.log"
     cert, key = make_cert(tmp)
-    cmd = ["taskset", "-c", SERVER_CPU, "turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+    cmd = [*SERVER_PREFIX, "taskset", "-c", SERVER_CPU, "turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
            f"--listening-port={PORT}", f"--tls-listening-port={TLS_PORT}", f"--cert={cert}", f"--pkey={key}",
            "--lt-cred-mech", "--user=u:p", "--realm=test", "--no-dtls",
            "--allow-loopback-peers", "--no-cli", f"--log-file={log}", "--simple-log", f"--pidfile={tmp}/coturn.pid",
@@ -93,7 +95,7 @@ def start_coturn(tmp):
 def start_turnpike(tmp, metered):
     cert, key = make_cert(tmp)
     data = tempfile.mkdtemp(dir=tmp)  # a fresh database per run
-    cmd = ["taskset", "-c", SERVER_CPU, str(TURNPIKE), "--listen-udp", f"127.0.0.1:{PORT}",
+    cmd = [*SERVER_PREFIX, "taskset", "-c", SERVER_CPU, str(TURNPIKE), "--listen-udp", f"127.0.0.1:{PORT}",
            "--listen-tcp", f"127.0.0.1:{PORT}", "--listen-tls", f"127.0.0.1:{TLS_PORT}", "--listen-dtls", f"127.0.0.1:{TLS_PORT}",
            "--tls-cert", str(cert), "--tls-key", str(key), "--users", "u:p", "--realm", "test", "--workers", "1",
            "--danger-allow-peer-ranges", "127.0.0.0/8", "--relay-port-min", "40000", "--relay-port-max", "60000",

@@ -41,6 +41,10 @@ import compare  # noqa: E402  (start_coturn/start_turnpike/make_metered_credenti
 
 ROOT = compare.ROOT
 SECRET = "bench-rest-secret-0123456789"
+# Server and generator both run at nice -19, so builds or tests running on the machine at the
+# same time take little of their cores (a CFS weight of about 70:1 against nice 0).
+NICE = ["nice", "-n", "-19"]
+compare.SERVER_PREFIX = NICE
 LOSS_OK = 0.1  # per cent
 
 
@@ -57,7 +61,7 @@ def start_server(server, tmp, rest):
     if server == "coturn":
         if not rest:
             return compare.start_coturn(tmp), None
-        cmd = ["taskset", "-c", compare.SERVER_CPU, "turnserver", "-n", "--listening-ip=127.0.0.1",
+        cmd = [*NICE, "taskset", "-c", compare.SERVER_CPU, "turnserver", "-n", "--listening-ip=127.0.0.1",
                "--relay-ip=127.0.0.1", f"--listening-port={compare.PORT}", "--no-tls", "--no-dtls",
                "--use-auth-secret", f"--static-auth-secret={SECRET}", "--realm=test",
                "--allow-loopback-peers", "--no-cli", f"--log-file={tmp}/coturn-rest.log", "--simple-log",
@@ -70,7 +74,7 @@ def start_server(server, tmp, rest):
 
 def start_turnpike_rest(tmp):
     data = tempfile.mkdtemp(dir=tmp)
-    cmd = ["taskset", "-c", compare.SERVER_CPU, str(compare.TURNPIKE), "--listen-udp", f"127.0.0.1:{compare.PORT}",
+    cmd = [*NICE, "taskset", "-c", compare.SERVER_CPU, str(compare.TURNPIKE), "--listen-udp", f"127.0.0.1:{compare.PORT}",
            "--listen-tcp", f"127.0.0.1:{compare.PORT}", "--shared-secrets", SECRET, "--realm", "test",
            "--workers", "1", "--danger-allow-peer-ranges", "127.0.0.0/8", "--relay-port-min", "40000",
            "--relay-port-max", "60000", "--log-level", "warn", "--data-dir", data]
@@ -129,7 +133,7 @@ def run_turnload(tl, server, proc, args, tmp, name, timeout):
         auth = ["--user", compare.METERED[0], "--password", compare.METERED[1]]
     if "--secret" in args:
         auth = ["--user", "bench"]
-    cmd = ["taskset", "-c", compare.CLIENT_CPU, str(tl), "--server-pid", str(proc.pid), "--label", server,
+    cmd = [*NICE, "taskset", "-c", compare.CLIENT_CPU, str(tl), "--server-pid", str(proc.pid), "--label", server,
            "--json", str(out), *auth, *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     sys.stdout.write(r.stdout)
@@ -182,7 +186,26 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+def own_autogroup():
+    """With autogroup scheduling (kernel.sched_autogroup_enabled), nice only ranks processes
+    within one session, and every session gets an equal share of a core: a build in another
+    session would take half of the server's or the generator's core. So this run takes a
+    session of its own (re-executing itself under setsid) and gives that session's autogroup
+    nice -19; server and generator inherit it. Best effort: without the rights it just runs."""
+    if os.environ.get("TURNPIKE_BENCH_SESSION") != "1":
+        try:
+            os.setsid()
+        except OSError:
+            env = dict(os.environ, TURNPIKE_BENCH_SESSION="1")
+            os.execvpe("setsid", ["setsid", "-w", sys.executable, *sys.argv], env)
+    try:
+        pathlib.Path("/proc/self/autogroup").write_text("-19\n")
+    except OSError as e:
+        print(f"(could not raise this session's autogroup priority: {e})", flush=True)
+
+
 def main():
+    own_autogroup()
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="short steps and few allocations (smoke test, < 3 min)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "relay.md"))
@@ -192,11 +215,11 @@ def main():
         sys.exit(f"{compare.TURNPIKE} missing: build it first (bench/run does)")
     tl = turnload_bin()
     q = a.quick
-    step = "1" if q else "3"
+    step = "1" if q else "2"
     allocs = "50" if q else "200"
-    ramp2 = "20000:40000:100000" if q else "20000:20000:200000"   # round trips/s offered
-    ramp1 = "40000:80000:200000" if q else "40000:40000:400000"   # packets/s offered (one way)
-    nset = "200" if q else "2000"
+    ramp2 = "20000:40000:100000" if q else "10000:10000:120000"   # round trips/s offered
+    ramp1 = "40000:80000:200000" if q else "20000:20000:240000"   # packets/s offered (one way)
+    nset = "200" if q else "1000"
     all3 = ["coturn", "turnpike", "turnpike+meter"]
     two = ["coturn", "turnpike"]
     cases = [

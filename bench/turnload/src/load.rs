@@ -267,6 +267,7 @@ pub(crate) fn run(
                 &mut st,
                 epoch,
                 cfg.two_way,
+                cfg.gso,
             )?;
             if n_pending > 0 {
                 n_pending = flush_all(&mut clients, &mut st.counters);
@@ -324,6 +325,7 @@ pub(crate) fn run(
             &mut st,
             epoch,
             cfg.two_way,
+            cfg.gso,
         )?;
         if n_pending > 0 {
             n_pending = flush_all(&mut clients, &mut st.counters);
@@ -495,6 +497,7 @@ fn poll(
     st: &mut Stats,
     epoch: Instant,
     two_way: bool,
+    gso: bool,
 ) -> Result<(), String> {
     let n = ep
         .wait(events, timeout)
@@ -517,7 +520,11 @@ fn poll(
                     st.arrived(px.received(i), now, true, two_way, n_alloc);
                 }
                 if two_way {
-                    let echoed = px.echo(fd, got);
+                    let echoed = if gso {
+                        px.echo_gso(fd, got)
+                    } else {
+                        px.echo(fd, got)
+                    };
                     st.counters.peer_echo_refused += (got - echoed) as u64;
                 }
                 if got < px.len() {

@@ -108,7 +108,8 @@ struct Args {
     /// Frames per sendmmsg (per socket) in one go.
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Send a batch to one UDP socket as one GSO send (UDP_SEGMENT) instead of sendmmsg.
+    /// UDP GSO (UDP_SEGMENT): a batch to one socket as one send, and the peers echo each run of
+    /// datagrams from one relay address as one segmented message.
     #[arg(long)]
     gso: bool,
     /// Threads making allocations at once.
@@ -117,6 +118,11 @@ struct Args {
     /// After the last step, how long to wait for late packets, seconds.
     #[arg(long, default_value_t = 0.5)]
     drain_secs: f64,
+    /// Spread UDP clients over this many loopback source addresses (127.1.0.1, 127.1.0.2, ...), as
+    /// real clients come from many: a server's per-source limits (Turnpike's byte budget for
+    /// unauthenticated answers) then see many sources. 0: every client on 127.0.0.1.
+    #[arg(long, default_value_t = 64)]
+    source_ips: usize,
     /// Socket buffer size for client and peer sockets, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     sock_buf: usize,
@@ -318,6 +324,7 @@ fn run(args: &Args) -> Result<(), String> {
         send_indications: args.send,
         peers: peer_addrs,
         sock_buf: args.sock_buf,
+        source_ips: args.source_ips.min(60_000),
     };
     let pid = args.server_pid;
     let rss0 = pid.and_then(procfs::rss_kb);

@@ -3,7 +3,7 @@
 //! Several threads with blocking sockets and timeouts; every wait is bounded.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,6 +99,8 @@ pub(crate) struct Plan {
     pub(crate) send_indications: bool,
     pub(crate) peers: Vec<SocketAddr>,
     pub(crate) sock_buf: usize,
+    /// UDP clients bind to 127.1.0.1 + (i mod source_ips); 0: all on 127.0.0.1.
+    pub(crate) source_ips: usize,
 }
 
 /// Makes `n` allocations with `threads` threads; the first failure stops the others and is
@@ -151,10 +153,15 @@ fn tid(thread: u32, counter: &mut u32, i: usize) -> TransactionId {
     t
 }
 
-fn connect(plan: &Plan) -> Result<Conn, String> {
+fn connect(plan: &Plan, i: usize) -> Result<Conn, String> {
     match plan.transport {
         Transport::Udp => {
-            let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+            let ip = if plan.source_ips == 0 {
+                Ipv4Addr::LOCALHOST
+            } else {
+                Ipv4Addr::from(0x7f01_0001 + (i % plan.source_ips) as u32)
+            };
+            let s = UdpSocket::bind((ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
             s.connect(plan.server)
                 .map_err(|e| format!("connect: {e}"))?;
             sys::set_buffers(s.as_raw_fd(), plan.sock_buf);
@@ -256,7 +263,7 @@ fn stream_transact<S: Read + Write>(
 
 /// Allocate with the 401 dance, then a channel or a permission towards this allocation's peer.
 fn make_one(plan: &Plan, i: usize, thread: u32, counter: &mut u32) -> Result<Alloc, String> {
-    let mut conn = connect(plan)?;
+    let mut conn = connect(plan, i)?;
     let mut rbuf = Vec::new();
     let mut buf = [0u8; 1024];
     let (user, password) = plan.creds.for_alloc(i);

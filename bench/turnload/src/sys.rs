@@ -106,6 +106,11 @@ pub(crate) struct Batch {
     /// Second header set for echoing received datagrams back to their sources.
     echo_hdrs: Vec<libc::mmsghdr>,
     echo_iovs: Vec<libc::iovec>,
+    /// GSO echo: one header per run of same-source, same-length datagrams, its control message
+    /// and how many datagrams it carries.
+    gso_hdrs: Vec<libc::mmsghdr>,
+    gso_ctl: Vec<[u64; 4]>,
+    gso_count: Vec<usize>,
 }
 
 impl Batch {
@@ -119,6 +124,9 @@ impl Batch {
             hdrs: vec![unsafe { mem::zeroed() }; n],
             echo_hdrs: vec![unsafe { mem::zeroed() }; n],
             echo_iovs: vec![unsafe { mem::zeroed() }; n],
+            gso_hdrs: vec![unsafe { mem::zeroed() }; n],
+            gso_ctl: vec![[0u64; 4]; n],
+            gso_count: vec![0; n],
         };
         let base = b.bufs.as_mut_ptr();
         for i in 0..n {
@@ -202,6 +210,76 @@ impl Batch {
             )
         };
         r.max(0) as usize
+    }
+
+    /// Like `echo`, but each run of consecutive datagrams from one source with one length goes
+    /// back as one UDP_SEGMENT (GSO) message, all runs in one sendmmsg. Returns how many
+    /// datagrams the kernel took.
+    pub(crate) fn echo_gso(&mut self, fd: RawFd, n: usize) -> usize {
+        let same = |a: &libc::sockaddr_storage, b: &libc::sockaddr_storage| {
+            // SAFETY: both hold what recvmmsg wrote: sockaddr_in for our IPv4 peers (family
+            // checked), and sockaddr_storage is large and aligned enough for it.
+            let (a, b) = unsafe {
+                (
+                    &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
+                    &*(b as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
+                )
+            };
+            a.sin_family == libc::AF_INET as libc::sa_family_t
+                && a.sin_family == b.sin_family
+                && a.sin_port == b.sin_port
+                && a.sin_addr.s_addr == b.sin_addr.s_addr
+        };
+        let mut groups = 0;
+        let mut i = 0;
+        while i < n {
+            let len = self.hdrs[i].msg_len as usize;
+            let mut j = i + 1;
+            while j < n
+                && j - i < 64
+                && self.hdrs[j].msg_len as usize == len
+                && same(&self.names[i], &self.names[j])
+            {
+                j += 1;
+            }
+            for k in i..j {
+                self.echo_iovs[k].iov_len = self.hdrs[k].msg_len as usize;
+            }
+            let h = &mut self.gso_hdrs[groups].msg_hdr;
+            h.msg_iov = &mut self.echo_iovs[i];
+            h.msg_iovlen = j - i;
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
+            if j - i > 1 {
+                h.msg_control = self.gso_ctl[groups].as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE is a size computation; the control buffer (32 bytes) holds
+                // one cmsghdr with a u16, and CMSG_FIRSTHDR points into it.
+                unsafe {
+                    h.msg_controllen = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as usize;
+                    let cmsg = libc::CMSG_FIRSTHDR(h);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as usize;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), len as u16);
+                }
+            } else {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+            self.gso_count[groups] = j - i;
+            groups += 1;
+            i = j;
+        }
+        // SAFETY: every header points at live iovecs, names and control buffers of `self`.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.gso_hdrs.as_mut_ptr(),
+                groups as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        self.gso_count[..(r.max(0) as usize)].iter().sum()
     }
 
     /// Sends slots 0..n, each `len` bytes, on a connected socket (one sendmmsg).
