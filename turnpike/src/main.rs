@@ -451,12 +451,16 @@ fn serve(mut cfg: Config, reload: Reload) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         if let Some(s) = &signal {
-            // Tell signalling clients to reconnect elsewhere before the sockets go.
-            let elsewhere = control
-                .as_ref()
-                .and_then(|c| c.state.fleet.alternate())
-                .and_then(|n| n.signal_url);
-            s.hub.drain(elsewhere.as_deref());
+            // Tell signalling clients to reconnect elsewhere before the sockets go: to a node
+            // in a region their tenant may use.
+            match &control {
+                Some(c) => {
+                    let state = c.state.clone();
+                    s.hub
+                        .drain(&move |tenant| turnpike_api::fleet::signal_url_for(&state, tenant));
+                }
+                None => s.hub.drain(&|_| None),
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         tokio::task::spawn_blocking(move || server.shutdown())

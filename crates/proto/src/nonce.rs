@@ -106,23 +106,27 @@ fn unhex(s: &[u8], out: &mut [u8]) -> Option<()> {
 }
 
 /// Whether `nonce` was minted with `secret` (here, or by another node of the fleet) for `ip`
-/// and is younger than `lifetime_secs`, or minted portable and younger than both
-/// `lifetime_secs` and [`PORTABLE_LIFETIME_SECS`].
+/// and is younger than `lifetime_secs`; with `portable_ok` (an Allocate: what a client sends
+/// first after a redirect), also one minted portable and younger than both `lifetime_secs`
+/// and [`PORTABLE_LIFETIME_SECS`]. Any other request with a portable nonce gets 438 and a
+/// bound nonce, so a replay of a client's later requests from elsewhere fails as before.
 pub fn verify(
     secret: &[u8; 32],
     nonce: &[u8],
     now_unix: u64,
     lifetime_secs: u64,
     ip: IpAddr,
+    portable_ok: bool,
 ) -> bool {
     verify_for(secret, nonce, now_unix, lifetime_secs, Bound::Client(ip))
-        || verify_for(
-            secret,
-            nonce,
-            now_unix,
-            lifetime_secs.min(PORTABLE_LIFETIME_SECS),
-            Bound::Anywhere,
-        )
+        || (portable_ok
+            && verify_for(
+                secret,
+                nonce,
+                now_unix,
+                lifetime_secs.min(PORTABLE_LIFETIME_SECS),
+                Bound::Anywhere,
+            ))
 }
 
 fn verify_for(
@@ -164,26 +168,27 @@ mod tests {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let n = mint(&s, feature_chars(true, false), 1_000_000, ip);
         assert!(n.starts_with(b"obMatJos2gAAA"));
-        assert!(verify(&s, &n, 1_000_000, 600, ip));
-        assert!(verify(&s, &n, 1_000_599, 600, ip));
-        assert!(!verify(&s, &n, 1_000_600, 600, ip));
+        assert!(verify(&s, &n, 1_000_000, 600, ip, true));
+        assert!(verify(&s, &n, 1_000_599, 600, ip, true));
+        assert!(!verify(&s, &n, 1_000_600, 600, ip, true));
         assert!(!verify(
             &s,
             &n,
             1_000_000,
             600,
-            "192.0.2.8".parse().unwrap()
+            "192.0.2.8".parse().unwrap(),
+            true
         ));
-        assert!(!verify(&[8u8; 32], &n, 1_000_000, 600, ip));
+        assert!(!verify(&[8u8; 32], &n, 1_000_000, 600, ip, true));
         let mut bad = n;
         bad[30] = b'z';
-        assert!(!verify(&s, &bad, 1_000_000, 600, ip));
+        assert!(!verify(&s, &bad, 1_000_000, 600, ip, true));
         // The feature bits are under the MAC: clearing "password algorithms" (a bid-down to
         // MD5) makes the nonce invalid.
         let mut downgraded = n;
         downgraded[9..13].copy_from_slice(&feature_chars(false, false));
-        assert!(!verify(&s, &downgraded, 1_000_000, 600, ip));
-        assert!(!verify(&s, b"short", 1_000_000, 600, ip));
+        assert!(!verify(&s, &downgraded, 1_000_000, 600, ip, true));
+        assert!(!verify(&s, b"short", 1_000_000, 600, ip, true));
     }
 
     /// A portable nonce is good from any address, for a minute at most; a bound one is not
@@ -193,22 +198,40 @@ mod tests {
         let s = [9u8; 32];
         let n = mint_portable(&s, feature_chars(true, false), 1_000_000);
         for ip in ["192.0.2.7", "198.51.100.1", "2001:db8::1"] {
-            assert!(verify(&s, &n, 1_000_059, 600, ip.parse().unwrap()));
+            assert!(verify(&s, &n, 1_000_059, 600, ip.parse().unwrap(), true));
         }
         assert!(!verify(
             &s,
             &n,
             1_000_060,
             600,
-            "192.0.2.7".parse().unwrap()
+            "192.0.2.7".parse().unwrap(),
+            true
         ));
-        assert!(!verify(&s, &n, 1_000_010, 5, "192.0.2.7".parse().unwrap()));
+        assert!(!verify(
+            &s,
+            &n,
+            1_000_010,
+            5,
+            "192.0.2.7".parse().unwrap(),
+            true
+        ));
+        // Only where the caller allows it (an Allocate).
+        assert!(!verify(
+            &s,
+            &n,
+            1_000_001,
+            600,
+            "192.0.2.7".parse().unwrap(),
+            false
+        ));
         assert!(!verify(
             &[8u8; 32],
             &n,
             1_000_000,
             600,
-            "192.0.2.7".parse().unwrap()
+            "192.0.2.7".parse().unwrap(),
+            true
         ));
     }
 }

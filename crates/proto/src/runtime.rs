@@ -41,6 +41,10 @@ pub struct Alternates {
     /// This node's region: a client not yet authenticated (whose tenant, and so whose allowed
     /// regions, are unknown) is only sent to a node of this region.
     pub region: String,
+    /// The domain this node's certificate names: before authentication a TLS or DTLS client
+    /// is only sent to a node whose certificate names the same (an unsigned 300's
+    /// ALTERNATE-DOMAIN is not to be trusted, so the client checks the original name).
+    pub tls_domain: Option<Arc<str>>,
     pub nodes: Vec<AlternateNode>,
 }
 
@@ -86,6 +90,10 @@ impl Alternates {
         scope: RegionScope<'_>,
     ) -> Option<Redirect> {
         let v4 = client.to_canonical().is_ipv4();
+        let secure = matches!(transport, Transport::Tls | Transport::Dtls);
+        // Before authentication (`Home`) the 300 is unsigned: no ALTERNATE-DOMAIN, and only a
+        // node with this node's certificate name for a TLS or DTLS client.
+        let unsigned = matches!(scope, RegionScope::Home);
         self.nodes
             .iter()
             .filter(|n| match scope {
@@ -93,13 +101,14 @@ impl Alternates {
                 RegionScope::Only(allowed) => allowed.contains(&n.region),
                 RegionScope::Any => true,
             })
+            .filter(|n| !(unsigned && secure) || n.tls_domain == self.tls_domain)
             .find_map(|n| {
                 let list = &n.listeners[transport as usize];
                 let primary = *list.iter().find(|a| a.is_ipv4() == v4)?;
                 Some(Redirect {
                     primary,
                     secondary: list.iter().find(|a| a.is_ipv4() != v4).copied(),
-                    domain: matches!(transport, Transport::Tls | Transport::Dtls)
+                    domain: (secure && !unsigned)
                         .then(|| n.tls_domain.clone())
                         .flatten(),
                 })

@@ -719,6 +719,7 @@ fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
     let env = config(|_| {});
     let b = || Alternates {
         region: "eu".into(),
+        tls_domain: Some("turn-b.example.com".into()),
         nodes: vec![alt_node(
             "eu",
             &["2001:db8::7", "192.0.2.7"],
@@ -778,7 +779,17 @@ fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
         Some(300),
         "authenticated with the portable nonce (and redirected, the node still drains)"
     );
-    // TLS: the alternate's TLS listener and its domain.
+    // Portable only for an Allocate: a Refresh with it (a replay from elsewhere of a
+    // client's later request) is stale.
+    let bound = std::mem::replace(&mut live.nonce, elsewhere.nonce.clone());
+    let req = live.request(METHOD_REFRESH, true, |_| {});
+    assert_eq!(
+        error_code(&exchange(&mut s, t0, &live, &req).unwrap()),
+        Some(438)
+    );
+    live.nonce = bound;
+    // TLS before authentication: the alternate's TLS listener, only because its certificate
+    // names this node's domain; no ALTERNATE-DOMAIN in an unsigned 300.
     let mut t = Client::new("203.0.113.9:4003", "bob", "hunter2");
     t.ft.transport = Transport::Tls;
     let req = t.request(METHOD_ALLOCATE, false, |w| {
@@ -792,6 +803,25 @@ fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
             "[2001:db8::7]:443".parse().unwrap()
         ]
     );
+    assert_eq!(parse(&resp).get(ATTR_ALTERNATE_DOMAIN), None);
+    // Another certificate name: not before authentication (challenged); after it, a signed
+    // 300 with ALTERNATE-DOMAIN.
+    rt.set_alternates(Alternates {
+        tls_domain: Some("turn-a.example.com".into()),
+        ..b()
+    });
+    let req = t.request(METHOD_ALLOCATE, false, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &t, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(401));
+    t.nonce = parse(&resp).get(ATTR_NONCE).unwrap().to_vec();
+    let req = t.request(METHOD_ALLOCATE, true, |w| {
+        w.attr(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]).unwrap();
+    });
+    let resp = exchange(&mut s, t0, &t, &req).unwrap();
+    assert_eq!(error_code(&resp), Some(300));
+    assert!(parse(&resp).has_integrity());
     assert_eq!(
         parse(&resp).get(ATTR_ALTERNATE_DOMAIN).unwrap(),
         b"turn-b.example.com"
@@ -805,6 +835,7 @@ fn a_draining_or_full_node_redirects_allocations_to_its_alternate() {
     // No alternate of the client's family: no redirect (the challenge, then 508).
     rt.set_alternates(Alternates {
         region: "eu".into(),
+        tls_domain: None,
         nodes: vec![alt_node("eu", &["2001:db8::7"], None)],
     });
     let req = c.request(METHOD_ALLOCATE, false, |w| {
@@ -828,23 +859,18 @@ fn a_redirect_names_a_listener_of_the_clients_transport() {
     let full = alt_node("eu", &["192.0.2.9"], Some("turn-c.example.com"));
     env.set_alternates(Alternates {
         region: "eu".into(),
+        tls_domain: Some("turn-c.example.com".into()),
         nodes: vec![udp_only.clone(), full],
     });
     env.start_draining();
     let (mut s, t0) = new_server(env);
+    // Before authentication a TLS or DTLS client only goes to a node whose certificate names
+    // this node's domain (the second), and the unsigned 300 carries no ALTERNATE-DOMAIN.
     let cases = [
         (Transport::Udp, "192.0.2.8:3478", None),
         (Transport::Tcp, "192.0.2.9:3478", None),
-        (
-            Transport::Tls,
-            "192.0.2.9:443",
-            Some(&b"turn-c.example.com"[..]),
-        ),
-        (
-            Transport::Dtls,
-            "192.0.2.8:5349",
-            None, // the first node has DTLS but no domain
-        ),
+        (Transport::Tls, "192.0.2.9:443", None),
+        (Transport::Dtls, "192.0.2.9:5349", None),
     ];
     for (i, (transport, want, domain)) in cases.into_iter().enumerate() {
         let mut c = Client::new(&format!("203.0.113.9:{}", 4100 + i), "bob", "hunter2");
@@ -882,6 +908,7 @@ fn a_redirect_never_leaves_the_tenants_allowed_regions() {
     // This node is in "eu"; the only other node is in "us".
     env.set_alternates(Alternates {
         region: "eu".into(),
+        tls_domain: None,
         nodes: vec![alt_node("us", &["198.51.100.1"], None)],
     });
     env.start_draining();
@@ -913,6 +940,7 @@ fn a_redirect_never_leaves_the_tenants_allowed_regions() {
     // client is redirected to "eu" at once.
     rt.set_alternates(Alternates {
         region: "eu".into(),
+        tls_domain: None,
         nodes: vec![
             alt_node("us", &["198.51.100.1"], None),
             alt_node("eu", &["192.0.2.7"], None),
@@ -947,6 +975,7 @@ fn a_full_node_redirects_allocations_to_its_alternate() {
     };
     env.set_alternates(Alternates {
         region: "eu".into(),
+        tls_domain: None,
         nodes: vec![alt_node("eu", &["192.0.2.7"], None)],
     });
     let (mut s, t0) = new_server(env);

@@ -314,10 +314,10 @@ impl Hub {
 
     /// Tells every client to reconnect elsewhere and closes their sockets; refuses new ones
     /// (SIGTERM).
-    /// Tells every participant to reconnect (to `url`, another node's signalling endpoint,
-    /// when given) and closes their sockets.
-    pub fn drain(self: &Arc<Self>, url: Option<&str>) {
-        self.apply_now(|r, now| r.handle_drain(now, url));
+    /// Tells every participant to reconnect (to `url_for` its tenant: another node's
+    /// signalling endpoint, when there is one the tenant may use) and closes their sockets.
+    pub fn drain(self: &Arc<Self>, url_for: &dyn Fn(&str) -> Option<String>) {
+        self.apply_now(|r, now| r.handle_drain(now, url_for));
     }
 
     pub fn is_draining(&self) -> bool {
@@ -372,18 +372,16 @@ async fn timer_task(hub: Arc<Hub>) {
     }
 }
 
-/// Watches the relay's directory (current on every node through the change feed) for
-/// tenants the operator suspends, once a second, and ends their participants here.
+/// Reads the relay's directory (current on every node through the change feed) once a
+/// second and ends the participants here of every suspended tenant: also one whose join was
+/// authorized just before the suspension and completed after it.
 async fn suspension_task(hub: Arc<Hub>) {
-    let mut known: HashSet<String> = hub.api.directory.load().suspended_tenants.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let now_suspended = hub.api.directory.load().suspended_tenants.clone();
-        let new: HashSet<String> = now_suspended.difference(&known).cloned().collect();
-        known = now_suspended;
-        if !new.is_empty() {
-            hub.apply_now(|r, now| r.handle_suspended(now, &new));
+        let suspended: HashSet<String> = hub.api.directory.load().suspended_tenants.clone();
+        if !suspended.is_empty() {
+            hub.apply_now(|r, now| r.handle_suspended(now, &suspended));
         }
     }
 }

@@ -795,7 +795,7 @@ fn per_ip_connection_limit_and_draining_at_the_upgrade() {
         w.connect_from(ALICE_IP, None),
         Err(ConnectRefused::TooManyFromIp)
     );
-    w.rooms.handle_drain(w.now, None);
+    w.rooms.handle_drain(w.now, &|_| None);
     w.run();
     assert_eq!(
         w.connect_from("192.0.2.12", None),
@@ -1064,11 +1064,21 @@ fn drain_tells_everyone_to_reconnect_elsewhere() {
     let grace = w.cfg().resume_grace;
     let a = w.join("t1", "r", "a");
     let b = w.join("t1", "r", "b");
+    // A tenant limited to regions with no other node: told to reconnect, without a URL.
+    let eu = w.join("t-eu", "r", "e");
     let waiting = w.connect();
     w.all(a.conn);
-    w.rooms
-        .handle_drain(w.now, Some("wss://b.example.com/v1/signal"));
+    w.all(eu.conn);
+    w.rooms.handle_drain(w.now, &|tenant| {
+        (tenant != "t-eu").then(|| "wss://b.example.com/v1/signal".to_string())
+    });
     w.run();
+    let d = w.next(eu.conn);
+    assert_eq!(
+        (d["type"].clone(), d.get("url")),
+        (json!("draining"), None),
+        "{d}"
+    );
     assert!(w.rooms.is_draining());
     for x in [&a, &b] {
         let d = w.next(x.conn);
@@ -1090,13 +1100,14 @@ fn drain_tells_everyone_to_reconnect_elsewhere() {
         w.connect_from("192.0.2.99", None),
         Err(ConnectRefused::Draining)
     );
-    assert_eq!(w.rooms.local_counts(), (0, 1));
+    assert_eq!(w.rooms.local_counts(), (0, 2));
     // Sessions wait for their resume (on another node); then they are gone.
     w.disconnect(a.conn);
     w.disconnect(b.conn);
+    w.disconnect(eu.conn);
     w.advance(grace);
     assert_eq!(w.rooms.local_counts(), (0, 0));
-    assert_eq!(w.left_rooms.len(), 2);
+    assert_eq!(w.left_rooms.len(), 3);
 }
 
 #[test]

@@ -157,6 +157,18 @@ pub async fn set_regions(
             let mut v = list.to_vec();
             v.sort();
             v.dedup();
+            // A project can only narrow its tenant's regions.
+            let tenant = state.store.get_tenant(id).await?;
+            if let Some(parent) = &tenant.parent_id {
+                if let Some(outer) = state.store.get_tenant(parent).await?.regions() {
+                    if !v.iter().any(|r| outer.contains(r)) {
+                        return Err(DomainError::invalid(format!(
+                            "`regions`: a project may only use its tenant's regions ({})",
+                            outer.join(", ")
+                        )));
+                    }
+                }
+            }
             Some(v.join(","))
         }
     };

@@ -115,6 +115,7 @@ pub fn targets(
         // No healthy node: this one, unless it refuses allocations itself (draining or full:
         // naming it would only get the client a 508). Its row may merely be stale while the
         // database is unreachable; then it still serves.
+        let local = fallback()?;
         let refuses = nodes
             .iter()
             .find(|n| n.id == state.node_id)
@@ -125,7 +126,7 @@ pub fn targets(
         if refuses {
             return Err(RouteError::NoHealthyNode);
         }
-        return fallback();
+        return Ok(local);
     }
     Ok(chosen
         .into_iter()
@@ -148,6 +149,32 @@ pub fn allowed_regions(state: &AppState, tenant: &turnpike_store::TenantId) -> O
         .tenant_regions
         .get(tenant.as_str())
         .cloned()
+}
+
+/// Where a stopping node's signalling participants of `tenant` reconnect: the signalling URL
+/// of the best other healthy node in a region the tenant may use (`None`: there is none; they
+/// are told to reconnect without a URL).
+pub fn signal_url_for(state: &AppState, tenant: &str) -> Option<String> {
+    let allowed = allowed_regions(state, &turnpike_store::TenantId::from(tenant));
+    let Some(allowed) = allowed else {
+        return state.fleet.alternate().and_then(|n| n.signal_url);
+    };
+    let others: Vec<NodeRecord> = state
+        .fleet
+        .nodes()
+        .iter()
+        .filter(|n| n.id != state.node_id)
+        .cloned()
+        .collect();
+    let want = Want {
+        home: &state.cfg.fleet.region,
+        client: state.cfg.fleet.location,
+        allowed: Some(&allowed),
+        ..Want::default()
+    };
+    route::rank_all(&others, now_ms(), &want)
+        .into_iter()
+        .find_map(|n| n.signal_url.clone())
 }
 
 /// The ICE servers of `targets` carrying `username` and `credential`: per node a STUN entry
@@ -415,7 +442,7 @@ pub async fn run(
                         tracing::info!("node registry reachable again");
                         failing = false;
                     }
-                    let nodes = observed.apply(nodes, now_ms());
+                    let nodes = observed.apply(nodes, now_ms(), cfg.heartbeat.as_millis() as i64);
                     publish(&state, &rt, &me, nodes);
                 }
                 Err(e) => {
@@ -478,23 +505,22 @@ fn publish(state: &AppState, rt: &Runtime, me: &NodeRecord, nodes: Vec<NodeRecor
     metrics::gauge!("turnpike_fleet_nodes", "state" => "unavailable").set(f64::from(unavailable));
     metrics::gauge!("turnpike_fleet_nodes", "state" => "dead").set(f64::from(dead));
     let others: Vec<NodeRecord> = nodes.iter().filter(|n| n.id != me.id).cloned().collect();
-    // The best node for a client standing where this node is: its region first, then the
-    // nearest.
-    // Every region's best node, nearest first: the relay picks the first its client may use
-    // (its tenant's allowed regions; this region only before authentication).
+    // Every healthy node for a client standing where this node is: its region first, then the
+    // nearest, least loaded first within a region. The relay picks the first its client may
+    // use (its tenant's allowed regions; this region only before authentication).
     let want = Want {
         home: &me.region,
         client: me
             .latitude
             .zip(me.longitude)
             .map(|(lat, lon)| geo::Place { lat, lon }),
-        fallbacks: usize::MAX,
         ..Want::default()
     };
-    let ranked = route::choose(&others, now, &want).unwrap_or_default();
+    let ranked = route::rank_all(&others, now, &want);
     let alt = ranked.first().map(|n| (*n).clone());
     rt.set_alternates(Alternates {
         region: me.region.clone(),
+        tls_domain: me.tls_domain.as_deref().map(Into::into),
         nodes: ranked
             .iter()
             .map(|n| AlternateNode {

@@ -59,6 +59,36 @@ pub fn alive(n: &NodeRecord, now_ms: i64) -> bool {
     now_ms - n.heartbeat_ms <= MISSED_HEARTBEATS * n.interval_ms.max(1)
 }
 
+/// Every healthy node, best first: regions in [`choose`]'s order, and within a region its
+/// least loaded node first, then the others by load (so a redirect can still name a node of a
+/// region whose best node lacks the client's transport or address family).
+pub fn rank_all<'n>(nodes: &'n [NodeRecord], now_ms: i64, want: &Want<'_>) -> Vec<&'n NodeRecord> {
+    let want = Want {
+        fallbacks: usize::MAX,
+        ..want.clone()
+    };
+    let Ok(best) = choose(nodes, now_ms, &want) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for b in best {
+        out.push(b);
+        let mut rest: Vec<&NodeRecord> = nodes
+            .iter()
+            .filter(|n| n.region == b.region && n.id != b.id && healthy(n, now_ms))
+            .filter(|n| want.allowed.is_none_or(|a| a.contains(&n.region)))
+            .collect();
+        rest.sort_by(|x, y| {
+            load(x)
+                .total_cmp(&load(y))
+                .then(x.allocations.cmp(&y.allocations))
+                .then(x.id.cmp(&y.id))
+        });
+        out.extend(rest);
+    }
+    out
+}
+
 /// When each node's heartbeat was last seen to change, on this node's clock: liveness is
 /// judged by it, so a node whose clock runs ahead or behind is neither kept alive nor taken
 /// for dead by the skew (a row's `heartbeat_ms` is written on its own node's clock).
@@ -71,8 +101,15 @@ pub struct Observed {
 impl Observed {
     /// `nodes` with `heartbeat_ms` replaced by when this node saw it change (`now_ms`, on this
     /// node's clock). A row seen for the first time keeps its own time, if not in the future:
-    /// a dead row read at start must not look fresh.
-    pub fn apply(&mut self, mut nodes: Vec<NodeRecord>, now_ms: i64) -> Vec<NodeRecord> {
+    /// a dead row read at start must not look fresh. A change is only seen at this node's
+    /// reads, every `read_interval_ms`: a row's interval counts as at least that long, or a
+    /// node beating faster than this one reads would look dead between reads.
+    pub fn apply(
+        &mut self,
+        mut nodes: Vec<NodeRecord>,
+        now_ms: i64,
+        read_interval_ms: i64,
+    ) -> Vec<NodeRecord> {
         let mut next = std::collections::HashMap::with_capacity(nodes.len());
         for n in &mut nodes {
             let at = match self.seen.get(&n.id) {
@@ -82,6 +119,7 @@ impl Observed {
             };
             next.insert(n.id.clone(), (n.heartbeat_ms, at));
             n.heartbeat_ms = at;
+            n.interval_ms = n.interval_ms.max(read_interval_ms);
         }
         self.seen = next;
         nodes
@@ -219,20 +257,20 @@ mod tests {
         let t0 = 1_000_000_000;
         behind.heartbeat_ms = t0 - 600_000;
         ahead.heartbeat_ms = t0 + 600_000;
-        let v = o.apply(vec![behind.clone(), ahead.clone()], t0);
+        let v = o.apply(vec![behind.clone(), ahead.clone()], t0, 1000);
         // First sight: the slow row looks old (its own time), the fast one is clamped to now.
         assert!(!alive(&v[0], t0));
         assert!(alive(&v[1], t0));
         // Both beat again 2 s later: alive by our clock.
         behind.heartbeat_ms += 2000;
         ahead.heartbeat_ms += 2000;
-        let v = o.apply(vec![behind.clone(), ahead.clone()], t0 + 2000);
+        let v = o.apply(vec![behind.clone(), ahead.clone()], t0 + 2000, 1000);
         assert!(alive(&v[0], t0 + 2000) && alive(&v[1], t0 + 2000));
         // "ahead" stops; "behind" keeps beating: after four intervals only "behind" is alive,
         // although the stopped row's own time is still ten minutes in our future.
         let t = t0 + 2000 + 4 * 2000;
         behind.heartbeat_ms += 8000;
-        let v = o.apply(vec![behind, ahead], t);
+        let v = o.apply(vec![behind, ahead], t, 1000);
         assert!(alive(&v[0], t));
         assert!(!alive(&v[1], t));
     }

@@ -419,13 +419,20 @@ impl Server {
         }
         let unix = self.unix_now(now);
         let lifetime = self.cfg.nonce_lifetime.as_secs();
-        if !nonce::verify(
-            &self.cfg.nonce_secret,
-            nonce,
-            unix,
-            lifetime,
-            ft.client.ip(),
-        ) {
+        // A nonce of the fleet's key minted with other security features (another node's
+        // configuration) is stale here: its bits must be this server's (RFC 8489 §9.2 bid-down
+        // protection). A portable nonce is good for an Allocate only.
+        let features_match = nonce.get(9..13) == Some(&self.features[..]);
+        if !features_match
+            || !nonce::verify(
+                &self.cfg.nonce_secret,
+                nonce,
+                unix,
+                lifetime,
+                ft.client.ip(),
+                msg.method() == METHOD_ALLOCATE,
+            )
+        {
             self.stats.stale_nonces += 1;
             return Err(TurnError::StaleNonce);
         }

@@ -174,15 +174,20 @@ impl Rooms {
         self.report_gauges();
     }
 
-    /// Tells every attached client to reconnect elsewhere and closes their sockets; refuses new
-    /// connections from now on (SIGTERM).
-    pub fn handle_drain(&mut self, now: Instant, url: Option<&str>) {
+    /// Tells every attached client to reconnect elsewhere (to `url_for` its tenant: another
+    /// node's signalling endpoint the tenant may use, if any) and closes their sockets;
+    /// refuses new connections from now on (SIGTERM).
+    pub fn handle_drain(&mut self, now: Instant, url_for: &dyn Fn(&str) -> Option<String>) {
         self.draining = true;
-        let conns: BTreeSet<ConnId> = self.sessions.values().filter_map(|s| s.conn).collect();
-        for conn in conns {
+        let conns: BTreeMap<ConnId, String> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.conn.map(|c| (c, s.tenant.clone())))
+            .collect();
+        for (conn, tenant) in conns {
             let msg = ServerMessage::Draining {
                 reconnect: true,
-                url: url.map(str::to_string),
+                url: url_for(&tenant),
             };
             self.send(conn, &msg);
             self.close(now, conn, CloseCode::Draining);

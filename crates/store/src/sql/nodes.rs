@@ -87,7 +87,6 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> String: sqlx::Decode<'r, DB> + Type<DB>,
-    for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
     usize: sqlx::ColumnIndex<DB::Row>,
 {
@@ -99,26 +98,28 @@ where
                 .await?
         }
         None => {
-            let gone: Vec<(String, i64)> = sqlx::query_as::<DB, (String, i64)>(
-                "DELETE FROM nodes WHERE heartbeat_ms < $1 RETURNING id, heartbeat_ms",
+            // A node pruned silent never reported the end of its allocations (it crashed):
+            // they ended by its last heartbeat at the latest. Ended first, then the rows
+            // removed: interrupted between the two, the next prune ends nothing twice and
+            // still removes them.
+            sqlx::query::<DB>(
+                "UPDATE allocation_log
+                 SET ended_at = (SELECT CASE WHEN allocation_log.started_at > n.heartbeat_ms / 1000
+                                        THEN allocation_log.started_at
+                                        ELSE n.heartbeat_ms / 1000 END
+                                 FROM nodes n WHERE n.id = allocation_log.node_id)
+                 WHERE ended_at IS NULL
+                   AND node_id IN (SELECT id FROM nodes WHERE heartbeat_ms < $1)",
+            )
+            .bind(before_ms)
+            .execute(pool)
+            .await?;
+            sqlx::query_scalar::<DB, String>(
+                "DELETE FROM nodes WHERE heartbeat_ms < $1 RETURNING id",
             )
             .bind(before_ms)
             .fetch_all(pool)
-            .await?;
-            // A node pruned silent never reported the end of its allocations (it crashed):
-            // they ended by its last heartbeat at the latest.
-            for (node, heartbeat_ms) in &gone {
-                sqlx::query::<DB>(
-                    "UPDATE allocation_log
-                     SET ended_at = CASE WHEN started_at > $1 THEN started_at ELSE $1 END
-                     WHERE node_id = $2 AND ended_at IS NULL",
-                )
-                .bind(heartbeat_ms / 1000)
-                .bind(node.as_str())
-                .execute(pool)
-                .await?;
-            }
-            gone.into_iter().map(|(id, _)| id).collect()
+            .await?
         }
     };
     Ok(gone.len() as u64)
