@@ -456,3 +456,16 @@ fn print_table(r: &Report<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ramps() {
+        assert_eq!(super::parse_ramp("10:10:40").unwrap(), vec![10, 20, 30, 40]);
+        assert_eq!(super::parse_ramp("10:15:40").unwrap(), vec![10, 25, 40]);
+        assert!(super::parse_ramp("10:0:40").is_err());
+        assert!(super::parse_ramp("40:10:10").is_err());
+        assert!(super::parse_ramp("1:1:1000").is_err()); // more than 100 steps
+        assert!(super::parse_ramp("a:b").is_err());
+    }
+}

@@ -225,3 +225,56 @@ pub(crate) fn relayed_payload(frame: &[u8]) -> Option<&[u8]> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_round_trip_and_foreign_payloads() {
+        let mut p = [0u8; 100];
+        stamp(&mut p, 7, 3, 123_456_789);
+        assert_eq!(read_stamp(&p), Some((7, 3, 123_456_789)));
+        assert_eq!(read_stamp(&p[..20]), None);
+        p[0] ^= 1;
+        assert_eq!(read_stamp(&p), None);
+    }
+
+    #[test]
+    fn channel_frame_and_padding() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let f = Frame::new(false, 0x4001, peer, 101, 9, true).unwrap();
+        assert_eq!(f.bytes.len(), 108); // 4 + 101 padded to 4 (stream)
+        assert_eq!(&f.bytes[..4], &[0x40, 0x01, 0, 101]);
+        let p = relayed_payload(&f.bytes).unwrap();
+        assert_eq!(p.len(), 101);
+        assert_eq!(read_stamp(p).map(|s| s.0), Some(9));
+        let udp = Frame::new(false, 0x4001, peer, 101, 9, false).unwrap();
+        assert_eq!(udp.bytes.len(), 105);
+    }
+
+    #[test]
+    fn send_indication_carries_the_payload() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let f = Frame::new(true, 0, peer, 100, 4, false).unwrap();
+        let msg = Message::parse(&f.bytes).unwrap();
+        assert_eq!(msg.class(), Class::Indication);
+        assert_eq!(msg.method(), METHOD_SEND);
+        let data = msg.get(ATTR_DATA).unwrap();
+        assert_eq!(data.len(), 100);
+        assert_eq!(&f.bytes[f.payload_at..f.payload_at + 100], data);
+        assert_eq!(
+            relayed_payload(&f.bytes).map(read_stamp),
+            Some(Some((4, 0, 0)))
+        );
+    }
+
+    #[test]
+    fn malformed_frames_are_not_payloads() {
+        assert!(relayed_payload(&[]).is_none());
+        assert!(relayed_payload(&[0x40, 0x00, 0x00]).is_none());
+        assert!(relayed_payload(&[0x40, 0x00, 0x00, 0x10, 1, 2]).is_none()); // truncated
+        assert!(relayed_payload(&[0x00, 0x01, 0x00, 0x00]).is_none()); // short STUN
+        assert!(relayed_payload(&[0xff; 40]).is_none());
+    }
+}

@@ -331,3 +331,15 @@ fn make_one(plan: &Plan, i: usize, thread: u32, counter: &mut u32) -> Result<All
         channel,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rest_password_is_base64_hmac_sha1_of_the_username() {
+        // Computed independently: base64(HMAC-SHA1("north", "1700000000:someuser")).
+        assert_eq!(
+            super::rest_password("north", "1700000000:someuser"),
+            "Qt6U2ka+4lekSY363Ibwtyau5VY="
+        );
+    }
+}
