@@ -22,7 +22,10 @@ What is compared (ratios Turnpike / coturn):
 
 Usage: bench/relay.py [--quick] [--out bench/out/relay.md] [--json bench/out/relay.json]
 Every turnload run is bounded by its own step times and a subprocess timeout; every server
-started here is stopped here (try/finally), by its own process handle.
+started here is stopped here (try/finally), by its own process handle. The work runs in a child
+process in a session of its own (for its autogroup priority, see own_autogroup); this process
+forwards SIGINT/SIGTERM to it and, when it ends, ends whatever is left of the child's process
+group, so an interrupted run (Ctrl-C, a CI job killed) leaves no server or turnload behind.
 """
 
 import argparse
@@ -146,34 +149,45 @@ def run_turnload(tl, server, proc, args, tmp, name, timeout):
 def run_case(tl, case, servers, tmp):
     res = {}
     for server in servers:
-        proc, metered = start_server(server, tmp, case.get("rest", False))
+        proc = None
         try:
+            proc, metered = start_server(server, tmp, case.get("rest", False))
             wait_ready(proc, server, metered)
             res[server] = run_turnload(tl, server, proc, case["args"], tmp, case["name"], case["timeout"])
         finally:
-            stop(proc)
+            if proc is not None:
+                stop(proc)
     return res
 
 
-def ok_steps(rep):
-    return [s for s in rep["steps"] if s["loss_pct"] <= LOSS_OK]
+def counted_steps(rep):
+    """The ramp's steps up to (not including) its first step with more than 0.1 % loss, and that
+    first lossy step (None when every step was within 0.1 %). A step after the first lossy one
+    does not count, even when it lost nothing: a server that drops packets at 50k/s has not
+    shown it carries 80k/s because one later step happened to be clean."""
+    for i, s in enumerate(rep["steps"]):
+        if s["loss_pct"] > LOSS_OK:
+            return rep["steps"][:i], s
+    return list(rep["steps"]), None
 
 
 def throughput(rep):
-    """Highest delivered rate of a step with loss <= 0.1 %, and whether a later step was lossy
-    (saturated) or the ramp ended first (then the figure is a lower bound)."""
-    good = ok_steps(rep)
-    best = max((s["delivered_pps"] for s in good), default=0.0)
-    saturated = any(s["loss_pct"] > LOSS_OK for s in rep["steps"])
-    gen_limited = any(s["sent_pps"] < 0.98 * s["offered_pps"] for s in rep["steps"])
-    return best, saturated, gen_limited
+    """The delivered rate of the last step before the first step with > 0.1 % loss, whether
+    there was such a step (saturated; otherwise the ramp ended first and the figure is a lower
+    bound), and whether the generator fell behind in one of the steps that decided it."""
+    good, first_lossy = counted_steps(rep)
+    best = good[-1]["delivered_pps"] if good else 0.0
+    decided = good + ([first_lossy] if first_lossy else [])
+    gen_limited = any(s["sent_pps"] < 0.98 * s["offered_pps"] for s in decided)
+    return best, first_lossy is not None, gen_limited
 
 
 def cpu_at_common_rate(reps):
-    """CPU µs per datagram at the highest offered rate every server carried with <= 0.1 % loss."""
+    """CPU µs per datagram at the highest offered rate below every server's first lossy step
+    (> 0.1 % loss), i.e. a rate each server carried with every step up to it within 0.1 %."""
     common = None
     for rep in reps.values():
-        rates = {s["offered_pps"] for s in ok_steps(rep)}
+        rates = {s["offered_pps"] for s in counted_steps(rep)[0]}
         common = rates if common is None else common & rates
     if not common:
         return None, {}
@@ -186,18 +200,118 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+class Interrupted(Exception):
+    """SIGTERM in the worker: unwinds through every try/finally that stops a server."""
+
+
+def worker_signals():
+    """In the worker: SIGTERM or SIGINT unwinds the stack once (Interrupted), so each `finally` stops the server or turnload it started; a second
+    signal during that cleanup is ignored rather than cutting it short. Also asks the kernel
+    for SIGTERM should the parent die without forwarding one (SIGKILL)."""
+    state = {"raised": False}
+
+    def on_signal(sig, _frame):
+        if state["raised"]:
+            return
+        state["raised"] = True
+        raise Interrupted(f"signal {sig}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        parent = os.environ.get("TURNPIKE_BENCH_PARENT")
+        if parent and os.getppid() != int(parent):
+            raise Interrupted("parent already gone")
+    except (OSError, AttributeError):
+        pass
+
+
+def group_alive(pgid):
+    """Whether a process other than a zombie is still in process group `pgid` (from /proc)."""
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def end_group(pgid, grace=15.0):
+    """SIGTERM to the worker's process group (the worker, its servers, turnload, cargo), up to
+    `grace` seconds for them to exit, then SIGKILL. Called while the worker is not yet reaped, so
+    the group id cannot have been reused: only processes the worker started are in it."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_worker(max_secs=4 * 3600, grace=30.0):
+    """Runs this script again as the worker, in a session (and so an autogroup) of its own, and
+    waits for it. SIGINT/SIGTERM sent to this process (Ctrl-C, a CI job's group kill) are
+    forwarded to the worker, which stops its servers; whatever is left of the worker's group
+    is then ended here (SIGTERM, SIGKILL after a bounded wait). The worker gets `grace` seconds
+    after a signal to stop its servers itself. Returns the worker's exit code."""
+    env = dict(os.environ, TURNPIKE_BENCH_WORKER="1", TURNPIKE_BENCH_PARENT=str(os.getpid()))
+    child = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).resolve()), *sys.argv[1:]],
+                             env=env, start_new_session=True)
+    got = []
+
+    def forward(sig, _frame):
+        got.append((sig, time.monotonic()))
+        try:
+            os.kill(child.pid, sig)  # not reaped until below, so the pid is still the worker's
+        except ProcessLookupError:
+            pass
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        deadline = time.monotonic() + max_secs
+        while time.monotonic() < deadline:
+            # WNOWAIT: notice the exit without reaping, so the group id stays reserved.
+            if os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+            if got and time.monotonic() - got[0][1] > grace:
+                print(f"relay.py: the worker did not stop within {grace} s of the signal", file=sys.stderr,
+                      flush=True)
+                break
+            time.sleep(0.2)
+        else:
+            print(f"relay.py: the run took more than {max_secs} s; stopping it", file=sys.stderr, flush=True)
+    finally:
+        end_group(child.pid)
+        rc = child.wait()
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    if got:
+        print(f"relay.py: stopped by signal {got[0][0]}; its servers and turnload were stopped",
+              file=sys.stderr, flush=True)
+        return 128 + got[0][0]
+    return rc
+
+
 def own_autogroup():
     """With autogroup scheduling (kernel.sched_autogroup_enabled), nice only ranks processes
     within one session, and every session gets an equal share of a core: a build in another
-    session would take half of the server's or the generator's core. So this run takes a
-    session of its own (re-executing itself under setsid) and gives that session's autogroup
-    nice -19; server and generator inherit it. Best effort: without the rights it just runs."""
-    if os.environ.get("TURNPIKE_BENCH_SESSION") != "1":
-        try:
-            os.setsid()
-        except OSError:
-            env = dict(os.environ, TURNPIKE_BENCH_SESSION="1")
-            os.execvpe("setsid", ["setsid", "-w", sys.executable, *sys.argv], env)
+    session would take half of the server's or the generator's core. The worker runs in a
+    session of its own (run_worker) and gives that session's autogroup nice -19; server and
+    generator inherit it. Best effort: without the rights it just runs."""
     try:
         pathlib.Path("/proc/self/autogroup").write_text("-19\n")
     except OSError as e:
@@ -205,12 +319,15 @@ def own_autogroup():
 
 
 def main():
-    own_autogroup()
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="short steps and few allocations (smoke test, < 3 min)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "relay.md"))
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "relay.json"))
     a = ap.parse_args()
+    if os.environ.get("TURNPIKE_BENCH_WORKER") != "1":
+        sys.exit(run_worker())
+    worker_signals()
+    own_autogroup()
     if not compare.TURNPIKE.exists():
         sys.exit(f"{compare.TURNPIKE} missing: build it first (bench/run does)")
     tl = turnload_bin()
@@ -333,4 +450,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (Interrupted, KeyboardInterrupt) as e:
+        sys.exit(f"relay.py worker: interrupted ({e or 'SIGINT'}); its servers were stopped")

@@ -8,6 +8,19 @@ use std::os::fd::RawFd;
 /// Bytes reserved per datagram slot (a 1200 B payload plus STUN/ChannelData framing fits).
 pub(crate) const SLOT: usize = 2048;
 
+/// The most UDP payload bytes one send may carry over IPv4 (65535 - 20 IP - 8 UDP header): a
+/// GSO send is one datagram to the kernel until it is segmented, so all its segments together
+/// must fit, or the kernel refuses it with EMSGSIZE.
+const UDP_MAX_PAYLOAD: usize = 65_507;
+/// The most segments the kernel accepts in one UDP_SEGMENT send (UDP_MAX_SEGMENTS).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// How many datagrams of `len` bytes one GSO send may carry: at most 64, and no more than fit in
+/// 65507 bytes (54 of 1200 B); at least 1, so a run always makes progress.
+pub(crate) fn gso_max_segments(len: usize) -> usize {
+    (UDP_MAX_PAYLOAD / len.max(1)).clamp(1, GSO_MAX_SEGMENTS)
+}
+
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -213,7 +226,8 @@ impl Batch {
     }
 
     /// Like `echo`, but each run of consecutive datagrams from one source with one length goes
-    /// back as one UDP_SEGMENT (GSO) message, all runs in one sendmmsg. Returns how many
+    /// back as one UDP_SEGMENT (GSO) message (at most `gso_max_segments(len)` datagrams, so the
+    /// message stays within the UDP size limit), all runs in one sendmmsg. Returns how many
     /// datagrams the kernel took.
     pub(crate) fn echo_gso(&mut self, fd: RawFd, n: usize) -> usize {
         let same = |a: &libc::sockaddr_storage, b: &libc::sockaddr_storage| {
@@ -234,9 +248,10 @@ impl Batch {
         let mut i = 0;
         while i < n {
             let len = self.hdrs[i].msg_len as usize;
+            let cap = gso_max_segments(len);
             let mut j = i + 1;
             while j < n
-                && j - i < 64
+                && j - i < cap
                 && self.hdrs[j].msg_len as usize == len
                 && same(&self.names[i], &self.names[j])
             {
@@ -304,7 +319,8 @@ impl Batch {
 }
 
 /// Sends `buf` as datagrams of `seg` bytes each with one sendmsg and UDP_SEGMENT (GSO) on a
-/// connected socket. Returns false when the kernel refused it.
+/// connected socket. Returns false when the kernel refused it. `buf` must hold at most
+/// `gso_max_segments(seg)` segments (callers split longer batches).
 pub(crate) fn send_gso(fd: RawFd, buf: &[u8], seg: u16) -> bool {
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr() as *mut libc::c_void,
@@ -330,4 +346,60 @@ pub(crate) fn send_gso(fd: RawFd, buf: &[u8], seg: u16) -> bool {
     // SAFETY: `msg` and what it points at are valid for the call.
     let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
     r >= 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    #[test]
+    fn gso_runs_fit_in_one_udp_datagram() {
+        assert_eq!(gso_max_segments(100), 64);
+        assert_eq!(gso_max_segments(1023), 64); // 64 × 1023 = 65472 still fits
+        assert_eq!(gso_max_segments(1024), 63); // 64 × 1024 = 65536 would not
+        assert_eq!(gso_max_segments(1200), 54);
+        assert_eq!(gso_max_segments(1204), 54);
+        assert_eq!(gso_max_segments(65_507), 1);
+        assert_eq!(gso_max_segments(0), 64);
+        assert_eq!(gso_max_segments(70_000), 1);
+        for len in 1..=SLOT {
+            let n = gso_max_segments(len);
+            assert!(
+                (1..=64).contains(&n) && n * len <= 65_507,
+                "{len} B: {n} segments"
+            );
+        }
+    }
+
+    /// 64 datagrams of 1200 B from one source, echoed with GSO: before the cap they went back as
+    /// one 76.8 kB message, which the kernel refused (all 64 counted as refused echoes).
+    #[test]
+    fn echo_gso_of_64_large_datagrams_is_taken_whole() {
+        let src = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_buffers(src.as_raw_fd(), 1 << 20);
+        set_buffers(peer.as_raw_fd(), 1 << 20);
+        let payload = [0x5au8; 1200];
+        for _ in 0..64 {
+            src.send_to(&payload, peer.local_addr().unwrap()).unwrap();
+        }
+        // Loopback delivers in the sender's softirq, normally before send_to returns; the pause
+        // covers a deferral to ksoftirqd. One recvmmsg then takes all 64.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut px = Batch::new(64);
+        let got = px.recv(peer.as_raw_fd(), 64, true).unwrap();
+        assert_eq!(got, 64, "all 64 datagrams reach the peer socket");
+        assert_eq!(px.echo_gso(peer.as_raw_fd(), got), 64);
+        src.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        for i in 0..64 {
+            let n = src
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("echo {i}: {e}"));
+            assert_eq!(&buf[..n], &payload[..]);
+        }
+    }
 }
