@@ -1761,3 +1761,36 @@ async fn fleet_keys(s: &impl Store) {
     let other = s.fleet_key("other", &[1u8; 16], NOW).await.unwrap();
     assert_eq!(other, vec![1u8; 16]);
 }
+
+/// The file removed under a running store: reads keep answering from the file as opened (its
+/// connections stay open), even many at once, and no connection creates a new, empty
+/// database at the path (which "no such table" errors and the next start would take for the
+/// real one); writes are refused.
+#[tokio::test]
+async fn a_removed_sqlite_file_is_not_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("turnpike.db");
+    let s = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    s.create_tenant("t", NOW).await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let (a, b, c, d, e, f, g, h) = tokio::join!(
+        s.list_tenants(),
+        s.list_tenants(),
+        s.list_tenants(),
+        s.list_tenants(),
+        s.list_tenants(),
+        s.list_tenants(),
+        s.list_tenants(),
+        s.list_tenants()
+    );
+    for r in [a, b, c, d, e, f, g, h] {
+        assert_eq!(r.unwrap().len(), 1);
+    }
+    assert!(!path.exists(), "a connection made a new database file");
+    assert!(matches!(
+        s.create_tenant("u", NOW).await,
+        Err(StoreError::DatabaseLost)
+    ));
+}

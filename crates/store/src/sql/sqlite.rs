@@ -47,11 +47,27 @@ impl SqliteStore {
                 DbFile::prepare(opts.get_filename()).map_err(StoreError::File)?,
             ))
         };
+        // The file exists now (DbFile::prepare made it): no connection may create one. A
+        // connection opened after the file was removed would otherwise make a new, empty
+        // database at the path ("no such table" errors, and an empty database at the next
+        // start); it fails instead, and writes are refused with DatabaseLost. The connections
+        // are kept open for the process's life (none recycled), so reads keep answering from
+        // the file as opened.
+        let opts = opts.create_if_missing(in_memory);
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(4)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        if !in_memory {
+            // Open all of them now, one after the other (not beside the migration).
+            let mut held = Vec::with_capacity(4);
+            for _ in 0..4 {
+                held.push(pool.acquire().await?);
+            }
+        }
         Ok(Self { pool, file })
     }
 
