@@ -43,44 +43,76 @@ def browsers(lab, networks, workdir):
                     pass
 
 
-def call(browser_a, browser_b, ice_servers, policy, limit=25.0):
+def _evaluate(page, fn, arg, until):
+    """`page.evaluate` of the function `fn` (JavaScript source) on `arg`, bounded: Playwright's
+    evaluate has no timeout of its own, and a promise in the page that never settles (an
+    addIceCandidate, a getStats) would hang the test. Fails after `until` (time.time())."""
+    ms = max(1000, int((until - time.time()) * 1000))
+    return page.evaluate(
+        "([arg, ms]) => new Promise((resolve, reject) => {"
+        " const t = setTimeout(() => reject(new Error(`no result from the page within ${ms} ms`)), ms);"
+        f" Promise.resolve().then(() => ({fn})(arg)).then("
+        " (v) => { clearTimeout(t); resolve(v); }, (e) => { clearTimeout(t); reject(e); }); })",
+        [arg, ms])
+
+
+def call(browser_a, browser_b, ice_servers, policy, limit=25.0, setup_limit=30.0):
     """One call from a page of `browser_a` to one of `browser_b`. Returns a dict: connected,
-    seconds, the selected pair seen from each side (`a`, `b`), and `error`."""
-    pa, pb = browser_a.new_page(), browser_b.new_page()
+    seconds, the selected pair seen from each side (`a`, `b`), and `error`.
+
+    Bounded: page loads and the offer/answer exchange get `setup_limit` seconds, then ICE and
+    the data channel get `limit` seconds of their own; every step in the pages is bounded by
+    the call's overall deadline."""
     t0 = time.time()
     result = {"connected": False, "error": None}
+    setup_end = t0 + setup_limit
+    hard = setup_end + limit + 10  # no step of this call runs past this
+    pages = []
+    sa = sb = None
     try:
-        pa.goto(PAGE)
-        pb.goto(PAGE)
-        pa.evaluate("([s, p]) => start(s, p, true)", [ice_servers, policy])
-        pb.evaluate("([s, p]) => start(s, p, false)", [ice_servers, policy])
-        o = pa.evaluate("offer()")
-        ans = pb.evaluate("(o) => answer(o)", o)
-        pa.evaluate("(a) => accept(a)", ans)
-        deadline = t0 + limit
+        pa = browser_a.new_page()
+        pages.append(pa)
+        pb = browser_b.new_page()
+        pages.append(pb)
+        for p in pages:
+            p.set_default_timeout(setup_limit * 1000)
+            p.goto(PAGE, timeout=max(1.0, setup_end - time.time()) * 1000)
+        _evaluate(pa, "([s, p]) => start(s, p, true)", [ice_servers, policy], setup_end)
+        _evaluate(pb, "([s, p]) => start(s, p, false)", [ice_servers, policy], setup_end)
+        o = _evaluate(pa, "() => offer()", None, setup_end)
+        ans = _evaluate(pb, "(o) => answer(o)", o, setup_end)
+        _evaluate(pa, "(a) => accept(a)", ans, setup_end)
+        setup = time.time() - t0
+        deadline = time.time() + limit
         while time.time() < deadline:
-            ca, cb = pa.evaluate("take()"), pb.evaluate("take()")
+            ca, cb = _evaluate(pa, "() => take()", None, hard), _evaluate(pb, "() => take()", None, hard)
             if ca:
-                pb.evaluate("(c) => add(c)", ca)
+                _evaluate(pb, "(c) => add(c)", ca, hard)
             if cb:
-                pa.evaluate("(c) => add(c)", cb)
-            sa, sb = pa.evaluate("state()"), pb.evaluate("state()")
+                _evaluate(pa, "(c) => add(c)", cb, hard)
+            sa, sb = _evaluate(pa, "() => state()", None, hard), _evaluate(pb, "() => state()", None, hard)
             if sa["done"] and sb["done"]:
                 result["connected"] = sa["got"] == "pong:ping" and sb["got"] == "ping"
                 break
             time.sleep(0.15)
         else:
-            result["error"] = f"no call within {limit:.0f} s (ICE {sa['ice']} / {sb['ice']})"
+            ice = f"ICE {sa['ice']} / {sb['ice']}" if sa and sb else "ICE state never read"
+            result["error"] = (f"no call within {limit:.0f} s after {setup:.1f} s of page loads and "
+                               f"offer/answer ({ice})")
         result["seconds"] = round(time.time() - t0, 1)
         if result["connected"]:
-            result["a"] = pa.evaluate("pair()")
-            result["b"] = pb.evaluate("pair()")
+            result["a"] = _evaluate(pa, "() => pair()", None, hard)
+            result["b"] = _evaluate(pb, "() => pair()", None, hard)
     except Exception as e:  # noqa: BLE001 - a failed cell is reported, not raised
         result["error"] = f"{type(e).__name__}: {e}"
+        result["seconds"] = round(time.time() - t0, 1)
     finally:
-        for p in (pa, pb):
+        for p in pages:
             try:
-                p.evaluate("stop()")
+                _evaluate(p, "() => stop()", None, time.time() + 5)
+            except Exception:  # noqa: BLE001
+                pass
+            try:
                 p.close()
             except Exception:  # noqa: BLE001
                 pass

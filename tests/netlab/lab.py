@@ -2,9 +2,9 @@
 """The hostile-networks lab (issue 15): network namespaces joined by veth pairs, NATs of each
 RFC 4787 kind made with nftables, and Turnpike on two public addresses (RFC 5780).
 
-    python3 tests/netlab/lab.py up [--networks a,b,...]   # prints the lab as JSON, leaves it up
+    python3 tests/netlab/lab.py up [--networks a,b,...] [--id ID]  # prints the lab as JSON, leaves it up
     python3 tests/netlab/lab.py status
-    python3 tests/netlab/lab.py down                      # removes every lab run's leftovers
+    python3 tests/netlab/lab.py down [--id ID]             # removes every lab run's leftovers (or ID's)
 
 From Python (pytest): `with Lab(tmpdir) as lab: ...` (or `Lab(...).up()` / `.down()`).
 
@@ -18,11 +18,14 @@ Topology (documentation addresses only):
 
 Nothing routes 192.0.2.0/24 between networks: a client reaches the outside through its NAT only.
 
-Every namespace's name starts with `tpnl-RUNID-`; processes are started in the lab's namespaces
-only, so `down` stops a run's processes by asking the kernel which pids live in its namespaces
+Every namespace's name is `tpnl-RUNID-ROLE` (RUNID: 8 hex digits, drawn again while any
+namespace, /etc/netns entry or state file of that id exists; the state file is created
+exclusively, so two runs never share an id). Processes are started in the lab's namespaces only,
+so `down` stops a run's processes by asking the kernel which pids live in its namespaces
 (`ip netns pids`), then deletes the namespaces, which takes their veths and nft tables along.
 A state file per run (/run/turnpike-netlab/RUNID.json) names what `up` made; `down` also removes
-namespaces with the `tpnl-` prefix that a crashed run left without a state file.
+namespaces of the lab's name format that a crashed run left without a state file. A run that
+fails to come up removes only the namespaces it made itself.
 """
 
 import argparse
@@ -30,6 +33,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -41,6 +45,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TURNPIKE_BIN", str(ROOT / "target" / "debug" / "turnpike"))
 STATE_DIR = pathlib.Path(os.environ.get("TURNPIKE_NETLAB_STATE", "/run/turnpike-netlab"))
 PREFIX = "tpnl-"
+ID_RE = re.compile(r"[0-9a-f]{8}")
 
 SERVER = "203.0.113.10"
 SERVER_ALT = "203.0.113.11"
@@ -55,11 +60,55 @@ NETWORKS = {
     "restricted": (2, "endpoint-independent mapping, address-dependent filtering (restricted cone)"),
     "portrestricted": (3, "endpoint-independent mapping, address-and-port-dependent filtering (port restricted cone)"),
     "symmetric": (4, "address-and-port-dependent mapping and filtering (symmetric, snat fully-random)"),
+    # A second symmetric NAT: a call between two clients behind two different symmetric NATs
+    # (the matrix's diagonal puts both peers behind the same NAT).
+    "symmetric2": (8, "a second symmetric NAT, for calls between two different symmetric NATs"),
     "udpblocked": (5, "port restricted cone NAT that drops all UDP"),
     "tcp443": (6, "NAT that forwards only TCP to port 443"),
     "proxy": (7, "no route out: only an HTTP CONNECT proxy (tinyproxy, port 443 only) in the NAT router"),
 }
 NAT_TYPES = ["fullcone", "restricted", "portrestricted", "symmetric"]
+# A lab namespace's whole name: tpnl-RUNID-ROLE.
+NAME_RE = re.compile(r"tpnl-([0-9a-f]{8})-(core|srv|(?:nat|cli)-(?:"
+                     + "|".join(map(re.escape, NETWORKS)) + r"))")
+
+
+def is_lab_name(name, run_id=None):
+    """Whether `name` is a lab namespace (of run `run_id` when given)."""
+    m = NAME_RE.fullmatch(name)
+    return bool(m) and (run_id is None or m.group(1) == run_id)
+
+
+def check_id(run_id):
+    if not isinstance(run_id, str) or not ID_RE.fullmatch(run_id):
+        raise ValueError(f"bad run id {run_id!r}: 8 lowercase hex digits")
+    return run_id
+
+
+def _netns_names():
+    listed = _run(["ip", "netns", "list"], check=False).stdout.split("\n")
+    return [line.split()[0] for line in listed if line.strip()]
+
+
+def _etc_names():
+    etc = pathlib.Path("/etc/netns")
+    return [p.name for p in etc.iterdir()] if etc.is_dir() else []
+
+
+def id_in_use(run_id):
+    """Whether any namespace, /etc/netns entry or state file of run `run_id` exists."""
+    prefix = f"{PREFIX}{run_id}-"
+    return (any(n.startswith(prefix) for n in _netns_names() + _etc_names())
+            or (STATE_DIR / f"{run_id}.json").exists())
+
+
+def new_id():
+    """A run id nothing on this machine uses yet (4 random bytes, drawn again on a clash)."""
+    for _ in range(100):
+        run_id = os.urandom(4).hex()
+        if not id_in_use(run_id):
+            return run_id
+    raise RuntimeError("no free lab run id after 100 draws")
 
 
 def wan(k):
@@ -90,7 +139,7 @@ def nft_rules(name, k):
     pub = wan(k)[1]
     router, client = lan(k)
     snat = f'oifname "wan" snat to {pub}'
-    if name == "symmetric":
+    if name.startswith("symmetric"):
         # A new random port for every new conntrack entry: every destination (address and
         # port) sees another mapping (RFC 4787 address-and-port-dependent mapping).
         snat += " fully-random"
@@ -169,7 +218,9 @@ class Lab:
     def __init__(self, workdir=None, networks=None, run_id=None, turnpike=True):
         if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None:
             raise RuntimeError("the lab needs root, iproute2 (ip) and nftables (nft)")
-        self.id = run_id or os.urandom(2).hex()
+        # A given id must be free when `up` claims it; a drawn one is drawn again then if taken.
+        self.fixed_id = run_id is not None
+        self.id = check_id(run_id) if run_id is not None else new_id()
         self.networks = list(networks or NETWORKS)
         for n in self.networks:
             if n not in NETWORKS:
@@ -179,6 +230,10 @@ class Lab:
         self.with_turnpike = turnpike
         self.namespaces = []
         self.procs = {}
+        # Whether this run holds its state file (claimed in `up`), and whether it created
+        # /etc/netns itself (then `down` removes it when it is left empty).
+        self.claimed = False
+        self.etc_netns_created = False
 
     # names
     def ns(self, role):
@@ -218,18 +273,41 @@ class Lab:
         return STATE_DIR / f"{self.id}.json"
 
     def _save(self):
+        if self.claimed:
+            self._state().write_text(json.dumps(self.describe(), indent=2))
+
+    def _claim(self):
+        """Makes this run's state file, exclusively: the run id is this run's from here on."""
         STATE_DIR.mkdir(parents=True, exist_ok=True)
-        self._state().write_text(json.dumps(self.describe(), indent=2))
+        for _ in range(100):
+            if not id_in_use(self.id):
+                try:
+                    with open(self._state(), "x") as f:
+                        f.write(json.dumps(self.describe(), indent=2))
+                    self.claimed = True
+                    return
+                except FileExistsError:
+                    pass
+            if self.fixed_id:
+                raise RuntimeError(f"lab run id {self.id} is in use (python3 tests/netlab/lab.py status)")
+            self.id = new_id()
+        raise RuntimeError("no free lab run id after 100 draws")
 
     def _add_ns(self, name):
-        # `ip netns exec` mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf: programs in
-        # the lab (Chromium) ask a resolver on the namespace's own loopback, not the host's.
-        etc = pathlib.Path("/etc/netns") / name
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+        # `ip netns add` fails on a name that exists: nothing of another run is touched.
         _run(["ip", "netns", "add", name])
         self.namespaces.append(name)
         self._save()
+        # `ip netns exec` mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf: programs in
+        # the lab (Chromium) ask a resolver on the namespace's own loopback, not the host's.
+        etc_root = pathlib.Path("/etc/netns")
+        if not etc_root.exists():
+            etc_root.mkdir(parents=True)
+            self.etc_netns_created = True
+            self._save()
+        etc = etc_root / name
+        etc.mkdir()
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
         ns_sh(name, "ip link set lo up")
 
     def _link(self, a, a_if, a_addr, b, b_if, b_addr):
@@ -238,9 +316,11 @@ class Lab:
         ns_sh(b, f"ip addr add {b_addr} dev {b_if} && ip link set {b_if} up")
 
     def up(self):
+        self._claim()
         try:
             self._build()
         except BaseException:
+            # Only what this run made: its processes, its namespaces, its state file.
             self.down()
             raise
         return self
@@ -325,6 +405,7 @@ class Lab:
     def describe(self):
         return {
             "id": self.id, "dir": str(self.dir), "namespaces": self.namespaces,
+            "etc_netns_created": self.etc_netns_created,
             "pids": {k: p.pid for k, p in self.procs.items()},
             "server": {"primary": f"{SERVER}:{PORT}", "alternate": f"{SERVER_ALT}:{ALT_PORT}",
                        "tls": f"{SERVER}:{TLS_PORT}"},
@@ -334,10 +415,14 @@ class Lab:
         }
 
     def down(self):
-        """Stops this run's processes and deletes its namespaces; safe to call twice."""
+        """Stops this run's processes and deletes the namespaces it made (and nothing else);
+        safe to call twice."""
         for p in self.procs.values():
             _stop(p)
-        teardown(self.id, self.namespaces)
+        _remove(self.namespaces, self.etc_netns_created)
+        if self.claimed:
+            self._state().unlink(missing_ok=True)
+            self.claimed = False
         self.procs = {}
         self.namespaces = []
 
@@ -383,31 +468,50 @@ def _kill_ns_pids(ns):
             time.sleep(0.1)
 
 
-def teardown(run_id=None, namespaces=()):
-    """Removes a run's namespaces (and what runs in them), or every lab run's when `run_id` is
-    None; the state files go with them."""
-    listed = _run(["ip", "netns", "list"], check=False).stdout.split("\n")
-    existing = {line.split()[0] for line in listed if line.strip()}
-    prefix = PREFIX if run_id is None else f"{PREFIX}{run_id}-"
-    doomed = sorted({n for n in existing if n.startswith(prefix)} | (set(namespaces) & existing))
+def _remove(namespaces, etc_netns_created=False):
+    """Stops what runs in the lab namespaces `namespaces`, deletes them and their /etc/netns
+    entries; /etc/netns itself too when the lab created it and it is left empty."""
+    existing = set(_netns_names())
+    doomed = sorted(n for n in set(namespaces) if is_lab_name(n))
     for ns in doomed:
-        _kill_ns_pids(ns)
+        if ns in existing:
+            _kill_ns_pids(ns)
     for ns in doomed:
-        _run(["ip", "netns", "del", ns], check=False)
-    for etc in pathlib.Path("/etc/netns").glob(f"{prefix}*") if pathlib.Path("/etc/netns").exists() else []:
-        shutil.rmtree(etc, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        pathlib.Path("/etc/netns").rmdir()  # only when empty
+        if ns in existing:
+            _run(["ip", "netns", "del", ns], check=False)
+        shutil.rmtree(pathlib.Path("/etc/netns") / ns, ignore_errors=True)
+    if etc_netns_created:
+        with contextlib.suppress(OSError):
+            pathlib.Path("/etc/netns").rmdir()  # only when empty
+    return [n for n in doomed if n in existing]
+
+
+def teardown(run_id=None):
+    """Removes run `run_id`'s namespaces (and what runs in them), or every lab run's when
+    `run_id` is None; their state files go with them. Only names of the lab's own format
+    (tpnl-RUNID-ROLE) are touched."""
+    if run_id is not None:
+        check_id(run_id)
+    states = []
     if STATE_DIR.exists():
         for f in STATE_DIR.glob("*.json"):
-            if run_id is None or f.stem == run_id:
-                f.unlink(missing_ok=True)
-    return doomed
+            if ID_RE.fullmatch(f.stem) and (run_id is None or f.stem == run_id):
+                try:
+                    states.append((f, json.loads(f.read_text())))
+                except (OSError, ValueError):
+                    states.append((f, {}))
+    names = {n for n in _netns_names() + _etc_names() if is_lab_name(n, run_id)}
+    for _, st in states:
+        names |= {n for n in st.get("namespaces", []) if is_lab_name(n, run_id)}
+    gone = _remove(names, any(st.get("etc_netns_created") for _, st in states))
+    for f, _ in states:
+        f.unlink(missing_ok=True)
+    return gone
 
 
-def leftovers():
-    listed = _run(["ip", "netns", "list"], check=False).stdout.split("\n")
-    return sorted(line.split()[0] for line in listed if line.startswith(PREFIX))
+def leftovers(run_id=None):
+    """Lab namespaces present (of run `run_id` when given)."""
+    return sorted(n for n in _netns_names() if is_lab_name(n, run_id))
 
 
 def main(argv=None):
@@ -416,23 +520,30 @@ def main(argv=None):
     u = sub.add_parser("up", help="bring a lab up and leave it running (prints it as JSON)")
     u.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated: " + ",".join(NETWORKS))
     u.add_argument("--dir", help="work directory (configs, logs); default: a new temporary one")
+    u.add_argument("--id", help="the run id (8 hex digits; must be free); default: a new one")
     sub.add_parser("status", help="list lab runs and leftover namespaces")
     d = sub.add_parser("down", help="tear down every lab run (or --id one)")
     d.add_argument("--id")
     a = ap.parse_args(argv)
     if a.cmd == "up":
-        lab = Lab(a.dir, [n for n in a.networks.split(",") if n]).up()
+        if a.id is not None and not ID_RE.fullmatch(a.id):
+            print(f"bad --id {a.id!r}: 8 lowercase hex digits", file=sys.stderr)
+            return 2
+        lab = Lab(a.dir, [n for n in a.networks.split(",") if n], run_id=a.id).up()
         print(json.dumps(lab.describe(), indent=2))
         print(f"# run a command behind a NAT: ip netns exec {lab.client('symmetric') if 'symmetric' in lab.networks else lab.client(lab.networks[0])} "
               f"{BIN} nat-check stun:{SERVER}:{PORT}", file=sys.stderr)
-        print("# tear down: python3 tests/netlab/lab.py down", file=sys.stderr)
+        print(f"# tear down: python3 tests/netlab/lab.py down --id {lab.id}", file=sys.stderr)
     elif a.cmd == "status":
         runs = [json.loads(f.read_text()) for f in sorted(STATE_DIR.glob("*.json"))] if STATE_DIR.exists() else []
         print(json.dumps({"runs": runs, "namespaces": leftovers()}, indent=2))
     else:
+        if a.id is not None and not ID_RE.fullmatch(a.id):
+            print(f"bad --id {a.id!r}: 8 lowercase hex digits", file=sys.stderr)
+            return 2
         gone = teardown(a.id)
         print(f"removed {len(gone)} namespaces" + (": " + " ".join(gone) if gone else ""))
-        left = leftovers() if a.id is None else [n for n in leftovers() if n.startswith(f"{PREFIX}{a.id}-")]
+        left = leftovers(a.id)
         if left:
             print("still present: " + " ".join(left), file=sys.stderr)
             return 1

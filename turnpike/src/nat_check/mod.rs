@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use tokio::net::UdpSocket;
 
 pub(crate) use self::classify::{Filtering, Mapping};
-use self::stun::{Answer, Change};
+use self::stun::{Answer, Change, Reply, Silence};
 
 /// `turnpike nat-check`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -152,8 +152,34 @@ impl Ctx {
             .with_context(|| format!("cannot bind {}", self.bind))
     }
 
-    async fn ask(&self, s: &UdpSocket, to: SocketAddr, change: Change) -> Result<Option<Answer>> {
-        stun::binding(s, to, change, None, self.limit).await
+    /// A Binding request to `to` with `change`; only an answer from where RFC 5780 says it
+    /// must come from counts (`other`: the server's OTHER-ADDRESS, for a CHANGE-REQUEST).
+    async fn reply(
+        &self,
+        s: &UdpSocket,
+        to: SocketAddr,
+        change: Change,
+        other: Option<SocketAddr>,
+    ) -> Result<Reply<Answer>> {
+        let from = change.source(to, other)?;
+        stun::binding(s, to, from, change, self.limit).await
+    }
+
+    async fn ask(
+        &self,
+        s: &UdpSocket,
+        to: SocketAddr,
+        change: Change,
+        other: Option<SocketAddr>,
+    ) -> Result<Option<Answer>> {
+        Ok(self.reply(s, to, change, other).await?.ok())
+    }
+
+    /// A Binding request that must be answered: the error says why not.
+    async fn must(&self, s: &UdpSocket, to: SocketAddr) -> Result<Answer> {
+        self.reply(s, to, Change::None, None)
+            .await?
+            .map_err(|why| no_answer(to, &why))
     }
 }
 
@@ -180,9 +206,7 @@ async fn check(args: &NatCheckArgs) -> Result<Report> {
     // Test I (RFC 5780 §4.3 and §4.4): the mapped address and the server's other address.
     let s = ctx.socket().await?;
     let local = local_addr(&s, server).await?;
-    let one = ctx.ask(&s, server, Change::None).await?.with_context(|| {
-        format!("no answer from {server} (UDP blocked, or no STUN server there)")
-    })?;
+    let one = ctx.must(&s, server).await?;
     let other = one.other.with_context(|| {
         format!(
             "{server} answered without OTHER-ADDRESS: it does not support RFC 5780 NAT behaviour \
@@ -196,25 +220,21 @@ async fn check(args: &NatCheckArgs) -> Result<Report> {
     // §4.4 filtering first, on the binding test I made: it has sent to the primary address
     // only (the mapping tests below open it to the other address, which an address-dependent
     // filter would then let in). One socket for every test, so `--bind IP:PORT` works too.
-    let ip_and_port = ctx.ask(&s, server, Change::IpAndPort).await?;
+    let ip_and_port = ctx.ask(&s, server, Change::IpAndPort, Some(other)).await?;
     let port_only = if ip_and_port.is_some() {
         None
     } else {
-        ctx.ask(&s, server, Change::Port).await?
+        ctx.ask(&s, server, Change::Port, Some(other)).await?
     };
     let filtering = classify::filtering(ip_and_port.is_some(), port_only.is_some());
     // §4.3 test II: the other address, the same port. Test III: the other address and port.
     let two = ctx
-        .ask(&s, SocketAddr::new(other.ip(), server.port()), Change::None)
-        .await?
-        .with_context(|| format!("no answer from {}:{}", other.ip(), server.port()))?;
+        .must(&s, SocketAddr::new(other.ip(), server.port()))
+        .await?;
     let mapping = if two.mapped == one.mapped {
         Mapping::EndpointIndependent
     } else {
-        let three = ctx
-            .ask(&s, other, Change::None)
-            .await?
-            .with_context(|| format!("no answer from {other}"))?;
+        let three = ctx.must(&s, other).await?;
         classify::mapping(one.mapped, two.mapped, three.mapped)
     };
     // §4.5 hairpinning: a request to our own mapped address comes back to us.
@@ -240,6 +260,19 @@ async fn check(args: &NatCheckArgs) -> Result<Report> {
     })
 }
 
+/// The error for a transaction that had to be answered and was not.
+fn no_answer(to: SocketAddr, why: &Silence) -> anyhow::Error {
+    match why {
+        Silence::NoAnswer => {
+            anyhow::anyhow!("no answer from {to} (UDP blocked, or no STUN server there)")
+        }
+        Silence::NoRoute(e) => anyhow::anyhow!(
+            "no answer from {to}: no route to it ({e}): this network sends no UDP there \
+             (only a proxy, or no way out)"
+        ),
+    }
+}
+
 /// The local address the kernel uses towards `server` (the socket's own when it is bound to one).
 async fn local_addr(s: &UdpSocket, server: SocketAddr) -> Result<SocketAddr> {
     let mine = s.local_addr()?;
@@ -247,7 +280,15 @@ async fn local_addr(s: &UdpSocket, server: SocketAddr) -> Result<SocketAddr> {
         return Ok(mine);
     }
     let probe = UdpSocket::bind(SocketAddr::new(mine.ip(), 0)).await?;
-    probe.connect(server).await?;
+    if let Err(e) = probe.connect(server).await {
+        // No route at all (a network with only a proxy): the same as test I's no answer.
+        return Err(match e.kind() {
+            std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable => {
+                no_answer(server, &Silence::NoRoute(e))
+            }
+            _ => anyhow::Error::new(e).context(format!("no local address towards {server}")),
+        });
+    }
     Ok(SocketAddr::new(probe.local_addr()?.ip(), mine.port()))
 }
 
@@ -292,10 +333,7 @@ async fn lifetime(ctx: &Ctx, max: u64) -> Result<Lifetime> {
 
 async fn alive(ctx: &Ctx, idle: u64) -> Result<bool> {
     let x = ctx.socket().await?;
-    let first = ctx
-        .ask(&x, ctx.server, Change::None)
-        .await?
-        .with_context(|| format!("no answer from {}", ctx.server))?;
+    let first = ctx.must(&x, ctx.server).await?;
     tokio::time::sleep(Duration::from_secs(idle)).await;
     let y = ctx.socket().await?;
     stun::binding_elsewhere(&y, &x, ctx.server, first.mapped.port(), ctx.limit).await

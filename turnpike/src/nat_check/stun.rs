@@ -1,5 +1,8 @@
 //! The Binding transactions of RFC 5780 over an unconnected UDP socket (answers may come from
 //! the server's other address), with RFC 8489 §6.2.1 retransmissions bounded by a time limit.
+//! An answer counts only when it comes from the address the request asked it to come from
+//! (RFC 5780 §4.4): a server that ignores CHANGE-REQUEST and answers from its primary address
+//! must not look like an open filter.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,6 +28,33 @@ pub(crate) enum Change {
     Port,
     IpAndPort,
 }
+
+impl Change {
+    /// Where the answer to a request sent to `to` with this CHANGE-REQUEST must come from,
+    /// given the server's OTHER-ADDRESS `other` (RFC 5780 §4.4, §7.2): `to` itself; the same
+    /// IP and the other port; the other IP and port.
+    pub(crate) fn source(self, to: SocketAddr, other: Option<SocketAddr>) -> Result<SocketAddr> {
+        Ok(match (self, other) {
+            (Self::None, _) => to,
+            (Self::Port, Some(o)) => SocketAddr::new(to.ip(), o.port()),
+            (Self::IpAndPort, Some(o)) => o,
+            (_, None) => anyhow::bail!("a CHANGE-REQUEST test needs the server's OTHER-ADDRESS"),
+        })
+    }
+}
+
+/// Why a transaction got no answer.
+#[derive(Debug)]
+pub(crate) enum Silence {
+    /// Nothing came back within the time limit.
+    NoAnswer,
+    /// The request could not even be sent: no route to the server (ENETUNREACH,
+    /// EHOSTUNREACH): to the caller the same as no answer.
+    NoRoute(std::io::Error),
+}
+
+/// A transaction's outcome: the accepted answer, or why there is none.
+pub(crate) type Reply<T> = std::result::Result<T, Silence>;
 
 /// A Binding success response.
 #[derive(Debug, Clone)]
@@ -81,28 +111,44 @@ fn answer(m: &Message<'_>) -> Result<Answer> {
     })
 }
 
+/// Whether a failed send means the same as no answer: an ICMP error from an earlier datagram
+/// (refused), or no route to the destination (a network without UDP, or without any route).
+fn silent_send_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | NetworkUnreachable | HostUnreachable
+    )
+}
+
 /// Sends `req` to `to` from `send` (retransmitting per RFC 8489) and waits on `recv` for a
-/// message `accept` takes, until `limit` passes.
+/// message that `accept` takes, until `limit` passes. With `from`, datagrams from any other
+/// address are ignored.
 async fn transact<T>(
     send: &UdpSocket,
     recv: &UdpSocket,
     to: SocketAddr,
+    from: Option<SocketAddr>,
     req: &[u8],
     limit: Duration,
     mut accept: impl FnMut(&[u8]) -> Option<Result<T>>,
-) -> Result<Option<T>> {
+) -> Result<Reply<T>> {
     let deadline = Instant::now() + limit;
     let mut rto = RTO;
     let mut buf = vec![0u8; 2048];
+    let mut no_route = None;
     for _ in 0..MAX_SENDS {
         if Instant::now() >= deadline {
             break;
         }
-        // A refused send (no route: UDP blocked) is the same as no answer.
-        if let Err(e) = send.send_to(req, to).await {
-            if e.kind() != std::io::ErrorKind::ConnectionRefused {
-                return Err(e).with_context(|| format!("cannot send to {to}"));
+        match send.send_to(req, to).await {
+            Ok(_) => no_route = None,
+            Err(e) if silent_send_error(&e) => {
+                if e.kind() != std::io::ErrorKind::ConnectionRefused {
+                    no_route = Some(e);
+                }
             }
+            Err(e) => return Err(e).with_context(|| format!("cannot send to {to}")),
         }
         let resend_at = (Instant::now() + rto).min(deadline);
         rto *= 2;
@@ -111,50 +157,76 @@ async fn transact<T>(
                 Err(_) => break,
                 // An ICMP error from an earlier datagram: keep waiting.
                 Ok(Err(_)) => continue,
-                Ok(Ok((n, _from))) => {
+                Ok(Ok((n, src))) => {
+                    if from.is_some_and(|f| !same_endpoint(src, f)) {
+                        continue;
+                    }
                     if let Some(r) = accept(&buf[..n]) {
-                        return r.map(Some);
+                        return r.map(Ok);
                     }
                 }
             }
         }
     }
-    Ok(None)
+    Ok(Err(no_route.map_or(Silence::NoAnswer, Silence::NoRoute)))
 }
 
-/// One Binding transaction from `s` to `to`; `None` when no answer came within `limit`.
+/// `a` and `b` are one endpoint (an IPv4-mapped IPv6 address equals its IPv4 address).
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
+}
+
+/// One Binding transaction from `s` to `to`, answered from `from` (see [`Change::source`]);
+/// `Err(Silence)` when no answer from there came within `limit`.
 pub(crate) async fn binding(
     s: &UdpSocket,
     to: SocketAddr,
+    from: SocketAddr,
     change: Change,
-    response_port: Option<u16>,
     limit: Duration,
-) -> Result<Option<Answer>> {
+) -> Result<Reply<Answer>> {
     let tid: TransactionId = rand::random();
-    let req = request(tid, change, response_port)?;
-    transact(s, s, to, &req, limit, |raw| match Message::parse(raw) {
-        Ok(m)
-            if m.transaction_id() == tid
-                && m.method() == METHOD_BINDING
-                && matches!(m.class(), Class::Success | Class::Error) =>
-        {
-            Some(answer(&m))
-        }
-        _ => None,
-    })
+    let req = request(tid, change, None)?;
+    transact(
+        s,
+        s,
+        to,
+        Some(from),
+        &req,
+        limit,
+        |raw| match Message::parse(raw) {
+            Ok(m)
+                if m.transaction_id() == tid
+                    && m.method() == METHOD_BINDING
+                    && matches!(m.class(), Class::Success | Class::Error) =>
+            {
+                Some(answer(&m))
+            }
+            _ => None,
+        },
+    )
     .await
 }
 
-/// RFC 5780 §4.5: a Binding request to our own mapped address; whether it came back.
+/// RFC 5780 §4.5: a Binding request to our own mapped address; whether it came back (from
+/// any address: our own random transaction id identifies it).
 pub(crate) async fn hairpin(s: &UdpSocket, mapped: SocketAddr, limit: Duration) -> Result<bool> {
     let tid: TransactionId = rand::random();
     let req = request(tid, Change::None, None)?;
-    let got = transact(s, s, mapped, &req, limit, |raw| match Message::parse(raw) {
-        Ok(m) if m.transaction_id() == tid && m.class() == Class::Request => Some(Ok(())),
-        _ => None,
-    })
+    let got = transact(
+        s,
+        s,
+        mapped,
+        None,
+        &req,
+        limit,
+        |raw| match Message::parse(raw) {
+            Ok(m) if m.transaction_id() == tid && m.class() == Class::Request => Some(Ok(())),
+            _ => None,
+        },
+    )
     .await?;
-    Ok(got.is_some())
+    Ok(got.is_ok())
 }
 
 /// RFC 5780 §4.6: from `y`, a Binding request to `server` with RESPONSE-PORT `port` (x's mapped
@@ -168,12 +240,20 @@ pub(crate) async fn binding_elsewhere(
 ) -> Result<bool> {
     let tid: TransactionId = rand::random();
     let req = request(tid, Change::None, Some(port))?;
-    let got = transact(y, x, server, &req, limit, |raw| match Message::parse(raw) {
-        Ok(m) if m.transaction_id() == tid && m.class() == Class::Success => Some(Ok(())),
-        _ => None,
-    })
+    let got = transact(
+        y,
+        x,
+        server,
+        Some(server),
+        &req,
+        limit,
+        |raw| match Message::parse(raw) {
+            Ok(m) if m.transaction_id() == tid && m.class() == Class::Success => Some(Ok(())),
+            _ => None,
+        },
+    )
     .await?;
-    Ok(got.is_some())
+    Ok(got.is_ok())
 }
 
 #[cfg(test)]
@@ -222,5 +302,86 @@ mod tests {
         let a = answer(&Message::parse(&buf[..n]).unwrap()).unwrap();
         assert_eq!(a.mapped, "198.51.100.6:40000".parse().unwrap());
         assert_eq!(a.other, Some("203.0.113.11:3479".parse().unwrap()));
+    }
+
+    #[test]
+    fn answers_must_come_from_where_the_change_request_says() {
+        let to: SocketAddr = "203.0.113.10:3478".parse().unwrap();
+        let other: SocketAddr = "203.0.113.11:3479".parse().unwrap();
+        assert_eq!(Change::None.source(to, None).unwrap(), to);
+        assert_eq!(
+            Change::Port.source(to, Some(other)).unwrap(),
+            "203.0.113.10:3479".parse().unwrap()
+        );
+        assert_eq!(Change::IpAndPort.source(to, Some(other)).unwrap(), other);
+        assert!(Change::Port.source(to, None).is_err());
+        assert!(same_endpoint(
+            "[::ffff:203.0.113.10]:3478".parse().unwrap(),
+            to
+        ));
+    }
+
+    /// A success response to the request in `raw`, mapping `mapped`.
+    fn success_to(raw: &[u8], mapped: SocketAddr) -> Vec<u8> {
+        let tid = Message::parse(raw).unwrap().transaction_id();
+        let mut buf = vec![0u8; 256];
+        let mut w = MessageWriter::new(
+            &mut buf,
+            MessageType::new(METHOD_BINDING, Class::Success),
+            tid,
+        )
+        .unwrap();
+        w.xor_address(ATTR_XOR_MAPPED_ADDRESS, mapped).unwrap();
+        let n = w.finish();
+        buf.truncate(n);
+        buf
+    }
+
+    /// RFC 5780 §4.4: a server that ignores CHANGE-REQUEST "change port" and answers from the
+    /// port the request went to is not an answer (else every filter would look open); the
+    /// answer from the other port is.
+    #[tokio::test]
+    async fn an_answer_from_the_wrong_source_is_ignored() {
+        use std::sync::Arc;
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let primary = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let alternate = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let to = primary.local_addr().unwrap();
+        let from = Change::Port
+            .source(to, Some(alternate.local_addr().unwrap()))
+            .unwrap();
+        let me = client.local_addr().unwrap();
+        // Answers each request (a bounded number) from `answer_from`.
+        let serve = |answer_from: Arc<UdpSocket>| {
+            let primary = primary.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                for _ in 0..MAX_SENDS {
+                    let Ok((n, peer)) = primary.recv_from(&mut buf).await else {
+                        break;
+                    };
+                    let _ = answer_from
+                        .send_to(&success_to(&buf[..n], peer), peer)
+                        .await;
+                }
+            })
+        };
+        // A server that ignores "change port": its answers come from the primary port.
+        let server = serve(primary.clone());
+        let got = binding(&client, to, from, Change::Port, Duration::from_millis(1200))
+            .await
+            .unwrap();
+        assert!(matches!(got, Err(Silence::NoAnswer)), "{got:?}");
+        server.abort();
+        let _ = server.await;
+
+        // One that honours it.
+        let server = serve(alternate.clone());
+        let got = binding(&client, to, from, Change::Port, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .expect("the answer from the other port");
+        assert_eq!(got.mapped, me);
+        server.abort();
     }
 }
