@@ -368,7 +368,9 @@ def test_sigterm_mid_relay_loses_no_counted_byte(turnpike, db):
             if stop_at is None and loop.time() - start_at > 0.8:
                 t.proc.send_signal(signal.SIGTERM)
                 stop_at = loop.time()
-            if stop_at is not None and loop.time() - stop_at > 0.5 or loop.time() - start_at > 5:
+            # Sending goes on well past the stop (a stopping node drains first, relaying for a
+            # moment), so the shutdown always falls mid-stream.
+            if stop_at is not None and loop.time() - stop_at > 1.5 or loop.time() - start_at > 5:
                 break
         await asyncio.sleep(0.5)
         peer_t.close()
