@@ -78,12 +78,7 @@ pub fn rank_all<'n>(nodes: &'n [NodeRecord], now_ms: i64, want: &Want<'_>) -> Ve
             .filter(|n| n.region == b.region && n.id != b.id && healthy(n, now_ms))
             .filter(|n| want.allowed.is_none_or(|a| a.contains(&n.region)))
             .collect();
-        rest.sort_by(|x, y| {
-            load(x)
-                .total_cmp(&load(y))
-                .then(x.allocations.cmp(&y.allocations))
-                .then(x.id.cmp(&y.id))
-        });
+        rest.sort_by(|x, y| by_load(x, y, want.this_node));
         out.extend(rest);
     }
     out
@@ -124,6 +119,17 @@ impl Observed {
         self.seen = next;
         nodes
     }
+}
+
+/// Within a region, the less loaded node first (allocations relative to capacity; equal load:
+/// fewer allocations, then the answering node, then id).
+fn by_load(a: &NodeRecord, b: &NodeRecord, this_node: Option<&str>) -> std::cmp::Ordering {
+    let other = |n: &NodeRecord| Some(n.id.as_str()) != this_node;
+    load(a)
+        .total_cmp(&load(b))
+        .then(a.allocations.cmp(&b.allocations))
+        .then(other(a).cmp(&other(b)))
+        .then(a.id.cmp(&b.id))
 }
 
 fn load(n: &NodeRecord) -> f64 {
@@ -196,14 +202,7 @@ pub fn choose<'n>(
         let Some((_, members)) = regions.get(name) else {
             continue;
         };
-        let best = members.iter().min_by(|a, b| {
-            let this = |n: &NodeRecord| Some(n.id.as_str()) != want.this_node;
-            load(a)
-                .total_cmp(&load(b))
-                .then(a.allocations.cmp(&b.allocations))
-                .then(this(a).cmp(&this(b)))
-                .then(a.id.cmp(&b.id))
-        });
+        let best = members.iter().min_by(|a, b| by_load(a, b, want.this_node));
         if let Some(n) = best {
             out.push(*n);
             if out.len() > want.fallbacks {
