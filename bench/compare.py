@@ -127,6 +127,17 @@ def metered_bytes(key):
     return api("GET", f"/v1/usage?from={now - 3600}&to={now + 3600}", key)["totals"]["server_to_peer_bytes"]
 
 
+def stop(proc):
+    """Stops a server this script started: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run_case(server, case, tmp):
     metered = server == "turnpike+meter"
     proc = start_coturn(tmp) if server == "coturn" else start_turnpike(tmp, metered)
@@ -158,12 +169,7 @@ def run_case(server, case, tmp):
                 break
             last = metered_s2p
             time.sleep(2.5)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop(proc)
     m = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", out, re.M)
     sent, recv = map(int, m[-1]) if m else (0, 0)
     lost = re.search(r"Total lost packets (\d+) \(([\d.]+)%\)", out)

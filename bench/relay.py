@@ -84,16 +84,6 @@ def start_turnpike_rest(tmp):
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def stun_answers(port):
     """True when a STUN Binding request to 127.0.0.1:port is answered within 0.2 s."""
     import socket
@@ -156,7 +146,7 @@ def run_case(tl, case, servers, tmp):
             res[server] = run_turnload(tl, server, proc, case["args"], tmp, case["name"], case["timeout"])
         finally:
             if proc is not None:
-                stop(proc)
+                compare.stop(proc)
     return res
 
 
