@@ -57,11 +57,11 @@ pub struct Allocation {
     /// Generation, so timer entries of a reused slot are recognised as stale.
     pub generation: u64,
     /// Permissions by peer IP (port is ignored, RFC 8656 §9).
-    pub permissions: HashMap<IpAddr, Instant>,
+    pub permissions: crate::FastMap<IpAddr, Instant>,
     /// Channels by number, including ones cooling down after expiry.
-    pub channels: HashMap<u16, ChannelBinding>,
+    pub channels: crate::FastMap<u16, ChannelBinding>,
     /// Peer address -> channel number (active or cooling down).
-    pub peer_channels: HashMap<SocketAddr, u16>,
+    pub peer_channels: crate::FastMap<SocketAddr, u16>,
     /// The last response sent, for answering a retransmitted request identically.
     pub last_response: Option<(TransactionId, Vec<u8>)>,
     /// UDP relay, or an RFC 6062 TCP allocation.

@@ -27,6 +27,7 @@ mod auth_log;
 pub mod config;
 pub mod directory;
 pub mod error;
+mod fast_map;
 pub mod five_tuple;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -50,6 +51,7 @@ pub use directory::{
     Account, CredentialRecord, CredentialTable, Directory, Disconnect, Limits, Snapshot, StoredUser,
 };
 pub use error::{DropReason, TurnError};
+pub use fast_map::FastMap;
 pub use five_tuple::{FiveTuple, Transport};
 pub use output::{
     AllocationId, ConnectionId, Dest, Families, Output, RelayError, RelayRequest, RelayResult,

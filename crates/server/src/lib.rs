@@ -2,9 +2,11 @@
 //!
 //! What it does: binds the client-facing listeners (UDP, TCP), runs one worker thread per core
 //! (each a single-threaded tokio runtime with its own `SO_REUSEPORT` sockets and its own
-//! `turnpike_proto::Server`, so no lock sits on the packet path), receives in batches with
-//! `quinn-udp` (recvmmsg), binds relay sockets on request, feeds time to the state machine, and
-//! exports its counters to the `metrics` facade once a second.
+//! `turnpike_proto::Server`, so no lock sits on the packet path), receives in batches
+//! (`recvmmsg`, through `quinn-udp` on listeners), sends relayed datagrams to UDP clients in
+//! batches (`sendmmsg`), watches all of a worker's relay sockets with one readiness set,
+//! binds relay sockets on request, feeds time to the state machine, and exports its counters
+//! to the `metrics` facade once a second.
 //!
 //! What it does not do: decide anything about STUN/TURN (that is `turnpike-proto`), parse
 //! configuration files, or serve HTTP.
@@ -15,12 +17,15 @@ pub mod conn_limit;
 pub mod dtls;
 mod export;
 mod listeners;
+mod mmsg;
 pub mod mux;
 mod outbox;
 mod peer_streams;
 mod receive;
 mod relay;
+mod relay_poll;
 mod relay_ports;
+mod relay_set;
 mod run;
 mod sock;
 mod tcp;

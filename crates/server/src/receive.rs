@@ -1,10 +1,11 @@
 //! The receive loops of a worker's UDP sockets: its listeners (batched recvmmsg through
 //! `quinn-udp`, GRO segments split by stride, DTLS told apart by first byte) and its relay
-//! sockets.
+//! sockets (all in one readiness set, see `relay_poll.rs`).
 //!
 //! Batch bounds: a listener reads up to [`BATCH`] datagrams per `recvmmsg` and at most
-//! [`BATCHES_PER_WAKE`] batches before yielding; a relay socket reads at most 64 datagrams per
-//! wake-up (`Worker::relay_readable`). Under the benchmark's saturating load (BENCHMARKS.md)
+//! [`BATCHES_PER_WAKE`] batches before yielding; a pass over the relay sockets reads up to 64
+//! ready sockets, 16 datagrams each (`Worker::relays_ready`), and at most
+//! [`RELAY_PASSES_PER_WAKE`] passes run before yielding. Under the benchmark's saturating load (BENCHMARKS.md)
 //! a `recvmmsg` returned about 13 datagrams on average, so a wake-up rarely reaches the bound;
 //! the bound exists so one flooded socket cannot starve the worker's other sockets and timers
 //! (a yield follows a full budget).
@@ -87,14 +88,29 @@ pub(crate) async fn listener_task(w: Rc<Worker>, idx: usize) {
     }
 }
 
-/// Receives peer datagrams on one relay socket until aborted.
-pub(crate) async fn relay_task(w: Rc<Worker>, sock: Rc<tokio::net::UdpSocket>, relay: SocketAddr) {
+/// Relay passes per wake-up before yielding to the worker's other tasks.
+const RELAY_PASSES_PER_WAKE: usize = 8;
+
+/// Receives peer datagrams on all of the worker's relay sockets until the runtime stops: waits
+/// for the readiness set, then passes over the ready sockets until they are empty (a bounded
+/// number of passes per wake-up).
+pub(crate) async fn relay_poll_task(w: Rc<Worker>) {
     loop {
-        if sock.readable().await.is_err() {
+        let Ok(mut guard) = w.relay_poll.readable().await else {
             return;
-        }
-        if !w.relay_readable(&sock, relay) {
-            tokio::task::yield_now().await;
+        };
+        let mut passes = 0;
+        loop {
+            if w.relays_ready() {
+                guard.clear_ready();
+                break;
+            }
+            passes += 1;
+            if passes == RELAY_PASSES_PER_WAKE {
+                drop(guard);
+                tokio::task::yield_now().await;
+                break;
+            }
         }
     }
 }

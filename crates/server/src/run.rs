@@ -41,7 +41,6 @@ pub(crate) struct WorkerInit {
 
 /// The tasks a worker starts itself.
 const TASKS: Tasks = Tasks {
-    relay: |w, sock, addr| tokio::task::spawn_local(crate::receive::relay_task(w, sock, addr)),
     tcp_relay: |w, l, addr| tokio::task::spawn_local(crate::tcp_relay::accept_peers(w, l, addr)),
     connect_peer: |w, cid, relay, peer| {
         tokio::task::spawn_local(crate::tcp_relay::connect_peer(w, cid, relay, peer));
@@ -82,10 +81,18 @@ pub(crate) fn run(init: WorkerInit) {
                 Err(e) => tracing::error!(error = %e, "cannot register UDP listener"),
             }
         }
+        let relay_poll = match crate::relay_poll::RelayPoll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the relay readiness set");
+                return;
+            }
+        };
         let w = Worker::new(Parts {
             server: Server::new(init.proto.clone(), init.rt.clone(), now, unix),
             cfg: init.cfg.clone(),
             udp,
+            relay_poll,
             peer_streams: init.peer_streams,
             reservations: init.reservations,
             relay_ports: init.relay_ports,
@@ -103,6 +110,7 @@ pub(crate) fn run(init: WorkerInit) {
                 Err(e) => tracing::error!(error = %e, "cannot register TCP listener"),
             }
         }
+        tokio::task::spawn_local(crate::receive::relay_poll_task(w.clone()));
         tokio::task::spawn_local(timer_task(w.clone()));
         if let Some(ctx) = init.cfg.dtls.clone() {
             tokio::task::spawn_local(dtls_task(w.clone(), ctx.idle_timeout));

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,31 +24,23 @@ use turnpike_proto::{
     PEER_TAILROOM,
 };
 
+use crate::mmsg::Outgoing;
 use crate::outbox::Outbox;
 use crate::peer_streams::PeerStreams;
 use crate::relay::{bind_relay, LeasedSocket, Reservations};
+use crate::relay_poll::RelayPoll;
 use crate::relay_ports::{PortLease, RelayPorts};
+use crate::relay_set::RelaySet;
 use crate::udp::UdpListener;
 use crate::DriverConfig;
 
 /// The tasks a worker starts on its own, given by the runner.
 #[derive(Clone, Copy)]
 pub(crate) struct Tasks {
-    /// Receives peer datagrams on a relay socket until aborted.
-    pub relay: fn(Rc<Worker>, Rc<tokio::net::UdpSocket>, SocketAddr) -> JoinHandle<()>,
     /// Accepts peer connections on a relayed TCP listener until aborted.
     pub tcp_relay: fn(Rc<Worker>, tokio::net::TcpListener, SocketAddr) -> JoinHandle<()>,
     /// Connects from a relayed address to a peer (RFC 6062 Connect).
     pub connect_peer: fn(Rc<Worker>, ConnectionId, SocketAddr, SocketAddr),
-}
-
-/// A UDP relay socket and its receive task.
-struct RelayEntry {
-    sock: Rc<tokio::net::UdpSocket>,
-    /// Set right after the state's borrow ends (see [`Worker::with`]).
-    task: Option<JoinHandle<()>>,
-    /// Holds the address reserved until the entry goes.
-    _lease: PortLease,
 }
 
 /// A relayed TCP listener: its accept task and its address reservation.
@@ -69,7 +62,6 @@ pub(crate) struct Splice {
 
 /// A task the state asked for; started once the state is no longer borrowed.
 enum Spawn {
-    Relay(Rc<tokio::net::UdpSocket>, SocketAddr),
     TcpRelay(tokio::net::TcpListener, SocketAddr),
     ConnectPeer(ConnectionId, SocketAddr, SocketAddr),
 }
@@ -77,7 +69,7 @@ enum Spawn {
 /// Everything of a worker that changes.
 pub(crate) struct State {
     pub server: Server,
-    relays: HashMap<SocketAddr, RelayEntry>,
+    relays: RelaySet,
     tcp_relays: HashMap<SocketAddr, TcpRelayEntry>,
     /// Stream connections' outbound queues.
     streams: HashMap<FiveTuple, Rc<Outbox>>,
@@ -85,18 +77,44 @@ pub(crate) struct State {
     dtls: crate::dtls::Sessions,
     /// Peer connections ready to be spliced with the data connection on this 5-tuple.
     splices: HashMap<FiveTuple, Splice>,
-    /// Receive buffer for relay sockets (one is read at a time on this thread).
-    relay_buf: Vec<u8>,
+    /// Receive buffers for relay sockets: [`RX_BATCH`] slots of [`RX_STRIDE`] bytes, each a
+    /// datagram with the state machine's head- and tailroom around it.
+    relay_rx: Vec<u8>,
+    /// Length and source of each datagram of the last relay read.
+    relay_rx_meta: Vec<(usize, SocketAddr)>,
+    /// Tokens of the relay sockets found ready.
+    ready: Vec<u64>,
+    /// Datagrams to clients waiting for the end of a relay pass, sent then in batches.
+    to_clients: ClientBatch,
     /// The counters as last exported.
     exported: Stats,
     /// Tasks to start after this borrow.
     spawns: Vec<Spawn>,
 }
 
+/// Datagrams relayed to UDP clients during one pass over the ready relay sockets, per
+/// listener; sent together at the end of the pass (`sendmmsg`).
+#[derive(Default)]
+struct ClientBatch {
+    arena: Vec<u8>,
+    /// Per listener: the datagrams and the relay each came through (for send-failure
+    /// accounting).
+    per_listener: Vec<(Vec<Outgoing>, Vec<SocketAddr>)>,
+}
+
+/// Datagrams read from one relay socket per `recvmmsg`.
+const RX_BATCH: usize = 16;
+/// Bytes per relay receive slot: a maximal datagram and the state machine's head- and tailroom.
+const RX_STRIDE: usize = PEER_HEADROOM + RX_MAX + PEER_TAILROOM;
+/// The largest peer datagram read whole.
+const RX_MAX: usize = 65_536;
+
 /// A worker: its immutable parts and its [`State`].
 pub(crate) struct Worker {
     pub cfg: Arc<DriverConfig>,
     pub udp: Vec<UdpListener>,
+    /// Readiness of this worker's UDP relay sockets.
+    pub relay_poll: RelayPoll,
     /// RFC 6062 peer connections, shared by all workers.
     pub peer_streams: Arc<PeerStreams>,
     reservations: Arc<Reservations>,
@@ -113,6 +131,7 @@ pub(crate) struct Parts {
     pub server: Server,
     pub cfg: Arc<DriverConfig>,
     pub udp: Vec<UdpListener>,
+    pub relay_poll: RelayPoll,
     pub peer_streams: Arc<PeerStreams>,
     pub reservations: Arc<Reservations>,
     pub relay_ports: Arc<RelayPorts>,
@@ -125,6 +144,7 @@ impl Worker {
         Rc::new(Self {
             cfg: p.cfg,
             udp: p.udp,
+            relay_poll: p.relay_poll,
             peer_streams: p.peer_streams,
             reservations: p.reservations,
             relay_ports: p.relay_ports,
@@ -132,12 +152,15 @@ impl Worker {
             index: p.index,
             state: std::cell::RefCell::new(State {
                 server: p.server,
-                relays: HashMap::new(),
+                relays: RelaySet::default(),
                 tcp_relays: HashMap::new(),
                 streams: HashMap::new(),
                 dtls: crate::dtls::Sessions::default(),
                 splices: HashMap::new(),
-                relay_buf: vec![0u8; PEER_HEADROOM + 65_536 + PEER_TAILROOM],
+                relay_rx: vec![0u8; RX_BATCH * RX_STRIDE],
+                relay_rx_meta: vec![(0, SocketAddr::from(([0, 0, 0, 0], 0))); RX_BATCH],
+                ready: Vec::with_capacity(crate::relay_poll::MAX_READY),
+                to_clients: ClientBatch::default(),
                 exported: Stats::default(),
                 spawns: Vec::new(),
             }),
@@ -159,14 +182,6 @@ impl Worker {
 
     fn spawn(self: &Rc<Self>, s: Spawn) {
         match s {
-            Spawn::Relay(sock, addr) => {
-                let task = (self.tasks.relay)(self.clone(), sock, addr);
-                if let Some(e) = self.state.borrow_mut().relays.get_mut(&addr) {
-                    e.task = Some(task);
-                } else {
-                    task.abort();
-                }
-            }
             Spawn::TcpRelay(listener, addr) => {
                 let task = (self.tasks.tcp_relay)(self.clone(), listener, addr);
                 if let Some(e) = self.state.borrow_mut().tcp_relays.get_mut(&addr) {
@@ -221,24 +236,25 @@ impl Worker {
         });
     }
 
-    /// Reads what is queued on a relay socket (at most a bounded batch); true when drained.
-    pub(crate) fn relay_readable(
-        self: &Rc<Self>,
-        sock: &tokio::net::UdpSocket,
-        relay: SocketAddr,
-    ) -> bool {
+    /// One pass over the relay sockets with datagrams queued: reads each (one `recvmmsg`),
+    /// relays what it read, and sends what goes to UDP clients in batches. True when every
+    /// ready socket was emptied (the pass can wait for the next readiness).
+    pub(crate) fn relays_ready(self: &Rc<Self>) -> bool {
         self.with(|w, st| {
-            // 64 datagrams per wake-up: enough to empty a busy relay's queue in one go without
-            // starving the worker's other sockets (a yield follows a full budget).
-            for _ in 0..64 {
-                let end = st.relay_buf.len() - PEER_TAILROOM;
-                match sock.try_recv_from(&mut st.relay_buf[PEER_HEADROOM..end]) {
-                    Ok((n, peer)) => st.on_peer_packet(w, Instant::now(), relay, peer, n),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-                    Err(e) => tracing::trace!(error = %e, %relay, "relay receive error"),
-                }
+            let mut ready = std::mem::take(&mut st.ready);
+            if let Err(e) = w.relay_poll.ready(&mut ready) {
+                tracing::debug!(error = %e, "relay readiness error");
+                st.ready = ready;
+                return true;
             }
-            false
+            let mut drained = ready.len() < crate::relay_poll::MAX_READY;
+            let now = Instant::now();
+            for &token in &ready {
+                drained &= st.read_relay(w, now, token as usize);
+            }
+            st.flush_to_clients(w);
+            st.ready = ready;
+            drained
         })
     }
 
@@ -378,9 +394,7 @@ impl Worker {
                 .relayed_bytes
                 .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
             st.streams.clear();
-            for (_, r) in st.relays.drain() {
-                r.abort();
-            }
+            st.relays.clear();
             for (_, t) in st.tcp_relays.drain() {
                 t.abort();
             }
@@ -436,31 +450,97 @@ impl State {
         self.drain_outputs(w, now);
     }
 
-    /// A datagram from a peer in `relay_buf[PEER_HEADROOM..][..len]`.
+    /// Reads what is queued on the relay socket in `slot` (one `recvmmsg`) and relays it;
+    /// true when the socket is now empty.
+    fn read_relay(&mut self, w: &Worker, now: Instant, slot: usize) -> bool {
+        let Some(e) = self.relays.by_slot(slot) else {
+            return true;
+        };
+        let (fd, relay) = (e.sock.as_raw_fd(), e.addr);
+        let n = match crate::mmsg::recv_batch(
+            fd,
+            &mut self.relay_rx,
+            RX_STRIDE,
+            PEER_HEADROOM,
+            RX_MAX,
+            &mut self.relay_rx_meta,
+        ) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) => {
+                tracing::trace!(error = %e, %relay, "relay receive error");
+                return true;
+            }
+        };
+        for i in 0..n {
+            let (len, peer) = self.relay_rx_meta[i];
+            if len == usize::MAX {
+                self.server.stats.drop(DropReason::Malformed);
+                continue;
+            }
+            self.on_peer_packet(w, now, relay, peer, i, len);
+        }
+        n < RX_BATCH
+    }
+
+    /// A datagram from a peer in receive slot `i`, `len` bytes after its headroom.
     fn on_peer_packet(
         &mut self,
         w: &Worker,
         now: Instant,
         relay: SocketAddr,
         peer: SocketAddr,
+        i: usize,
         len: usize,
     ) {
-        let failed =
-            match self
-                .server
-                .handle_peer_packet(now, relay, peer, &mut self.relay_buf, len)
-            {
-                Some(t) => {
-                    let n = t.data.len();
-                    (!transmit(w, &self.relays, &self.streams, &mut self.dtls, t)).then_some(n)
-                }
-                None => None,
-            };
+        let buf = &mut self.relay_rx[i * RX_STRIDE..(i + 1) * RX_STRIDE];
+        let failed = match self.server.handle_peer_packet(now, relay, peer, buf, len) {
+            Some(t) => {
+                let n = t.data.len();
+                let sent = match t.dest {
+                    Dest::Client(ft) if ft.transport == Transport::Udp => {
+                        self.to_clients.push(w, &ft, t.data, relay)
+                    }
+                    _ => transmit(w, &self.relays, &self.streams, &mut self.dtls, t),
+                };
+                (!sent).then_some(n)
+            }
+            None => None,
+        };
         if let Some(n) = failed {
             self.server.stats.drop(DropReason::SendFailed);
             self.server
                 .handle_relay_send_failed(relay, Direction::ServerToClient, n);
         }
+    }
+
+    /// Sends the datagrams the last relay pass queued for UDP clients; each one a socket
+    /// refuses is counted and taken out of its allocation's usage, as an immediate send's.
+    fn flush_to_clients(&mut self, w: &Worker) {
+        let ClientBatch {
+            arena,
+            per_listener,
+        } = &mut self.to_clients;
+        for (idx, (items, relays)) in per_listener.iter_mut().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let Some(l) = w.udp.get(idx) else {
+                continue;
+            };
+            let server = &mut self.server;
+            crate::mmsg::send_batch(l.sock.as_raw_fd(), arena, items, |i| {
+                server.stats.drop(DropReason::SendFailed);
+                server.handle_relay_send_failed(
+                    relays[i],
+                    Direction::ServerToClient,
+                    items[i].bytes.len(),
+                );
+            });
+            items.clear();
+            relays.clear();
+        }
+        arena.clear();
     }
 
     /// Hands the state machine's metering events to the sink, if metering is on.
@@ -486,9 +566,7 @@ impl State {
                         .handle_relay_created(now, req.allocation, req.generation, res);
                 }
                 Output::ReleaseRelay(addr) => {
-                    if let Some(r) = self.relays.remove(&addr) {
-                        r.abort();
-                    }
+                    self.relays.remove(&addr);
                     if let Some(t) = self.tcp_relays.remove(&addr) {
                         t.abort();
                     }
@@ -574,7 +652,8 @@ impl State {
                     s
                 }
             };
-            self.register_relay(sock).map_err(|_| RelayError::Exhausted)
+            self.register_relay(w, sock)
+                .map_err(|_| RelayError::Exhausted)
         };
         let ipv4 = req.families.ipv4.then(|| one(false, &mut token));
         let ipv6 = req.families.ipv6.then(|| one(true, &mut token));
@@ -614,27 +693,46 @@ impl State {
         Ok(addr)
     }
 
-    fn register_relay(&mut self, (sock, lease): LeasedSocket) -> std::io::Result<SocketAddr> {
+    fn register_relay(
+        &mut self,
+        w: &Worker,
+        (sock, lease): LeasedSocket,
+    ) -> std::io::Result<SocketAddr> {
         let addr = sock.local_addr()?;
-        let sock = Rc::new(tokio::net::UdpSocket::from_std(sock)?);
-        self.relays.insert(
-            addr,
-            RelayEntry {
-                sock: sock.clone(),
-                task: None,
-                _lease: lease,
-            },
-        );
-        self.spawns.push(Spawn::Relay(sock, addr));
+        let fd = sock.as_raw_fd();
+        let slot = self.relays.insert(sock, addr, lease);
+        if let Err(e) = w.relay_poll.add(fd, slot as u64) {
+            self.relays.remove(&addr);
+            return Err(e);
+        }
         Ok(addr)
     }
 }
 
-impl RelayEntry {
-    fn abort(self) {
-        if let Some(t) = self.task {
-            t.abort();
+impl ClientBatch {
+    /// Queues a datagram for a UDP client, to go from the listener it used; false when no
+    /// listener serves its address.
+    fn push(&mut self, w: &Worker, ft: &FiveTuple, data: &[u8], relay: SocketAddr) -> bool {
+        let Some(idx) = w.udp.iter().position(|l| l.serves(&ft.server)) else {
+            return false;
+        };
+        if self.per_listener.len() < w.udp.len() {
+            self.per_listener.resize_with(w.udp.len(), Default::default);
         }
+        let start = self.arena.len();
+        self.arena.extend_from_slice(data);
+        let (items, relays) = &mut self.per_listener[idx];
+        items.push(Outgoing {
+            to: ft.client,
+            src_ip: w.udp[idx]
+                .bound
+                .ip()
+                .is_unspecified()
+                .then_some(ft.server.ip()),
+            bytes: start..self.arena.len(),
+        });
+        relays.push(relay);
+        true
     }
 }
 
@@ -649,14 +747,14 @@ impl TcpRelayEntry {
 /// Sends one transmit; false if the socket refused it.
 fn transmit(
     w: &Worker,
-    relays: &HashMap<SocketAddr, RelayEntry>,
+    relays: &RelaySet,
     streams: &HashMap<FiveTuple, Rc<Outbox>>,
     dtls: &mut crate::dtls::Sessions,
     t: Transmit<'_>,
 ) -> bool {
     match t.dest {
         Dest::Peer { relay, peer } => match relays.get(&relay) {
-            Some(r) => crate::udp::send_now(&r.sock, t.data, peer).is_ok(),
+            Some(r) => r.sock.send_to(t.data, peer).is_ok(),
             None => false,
         },
         Dest::Client(ft) => send_to_client(w, streams, dtls, &ft, t.data),

@@ -2,12 +2,12 @@
 //! transport address (peer data). The one place that keeps them in step: an allocation enters
 //! and leaves both indexes through these methods only.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use slab::Slab;
 
 use crate::allocation::Allocation;
+use crate::fast_map::FastMap;
 use crate::five_tuple::FiveTuple;
 use crate::output::{AllocationId, RelayTransport};
 
@@ -15,10 +15,10 @@ use crate::output::{AllocationId, RelayTransport};
 #[derive(Debug, Default)]
 pub(crate) struct Allocations {
     slab: Slab<Allocation>,
-    by_five_tuple: HashMap<FiveTuple, AllocationId>,
+    by_five_tuple: FastMap<FiveTuple, AllocationId>,
     /// Keyed by transport too: a UDP and a TCP relay are different endpoints even on one IP
     /// and port (the driver never hands one out twice, but the table must not confuse them).
-    by_relay: HashMap<(RelayTransport, SocketAddr), AllocationId>,
+    by_relay: FastMap<(RelayTransport, SocketAddr), AllocationId>,
 }
 
 impl Allocations {
