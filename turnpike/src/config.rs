@@ -20,6 +20,7 @@ use turnpike_proto::config::defaults as PROTO;
 use turnpike_server::defaults as DRIVER;
 
 use crate::duration::Span;
+use crate::ip_list::IpList;
 
 /// The Rust type of a key's value: `one T`, `list T` (`Vec<T>`, comma-separated on the command
 /// line) or `opt T` (`Option<T>`: unset unless given).
@@ -271,14 +272,17 @@ keys! {
     acme_renew_after: opt Span = None;
     /// How long a TLS or DTLS handshake (or the first bytes on a shared port) may take.
     tls_handshake_timeout: one Span = Span::from_duration(DRIVER::TLS_HANDSHAKE_TIMEOUT);
-    /// IPv4 address relay sockets bind to; default: the address the client reached, or for a client
-    /// that came over IPv6 (and gets an IPv4 relay by default, RFC 8656), the first specific IPv4
-    /// listener address.
-    relay_ipv4: opt IpAddr = None;
-    /// IPv6 address relay sockets bind to; default: the address the client reached, or for a client
-    /// that came over IPv4 and asked for IPv6, the first specific IPv6 listener address. Set it
-    /// when the listeners are wildcards (`[::]`).
-    relay_ipv6: opt IpAddr = None;
+    /// IPv4 address(es) relay sockets bind to: one (`"192.0.2.1"`) or a list
+    /// (`["192.0.2.1", "192.0.2.2"]`; on the command line comma-separated). With several,
+    /// allocations are spread over them in turn, and one whose ports are all taken passes to the
+    /// next, so the relay port range is available once per address. Default: the address the
+    /// client reached, or for a client that came over IPv6 (and gets an IPv4 relay by default,
+    /// RFC 8656), the first specific IPv4 listener address.
+    relay_ipv4: one IpList = IpList::default();
+    /// IPv6 address(es) relay sockets bind to, one or a list as for `relay_ipv4`. Default: the
+    /// address the client reached, or for a client that came over IPv4 and asked for IPv6, the
+    /// first specific IPv6 listener address. Set it when the listeners are wildcards (`[::]`).
+    relay_ipv6: one IpList = IpList::default();
     /// Public IPv4 address advertised in XOR-RELAYED-ADDRESS when behind 1:1 NAT.
     external_ipv4: opt IpAddr = None;
     /// Public IPv6 address advertised in XOR-RELAYED-ADDRESS when behind 1:1 NAT.
@@ -744,6 +748,27 @@ impl Config {
                 self.relay_port_min,
                 self.relay_port_max
             );
+        }
+        for (key, list, v6, external) in [
+            ("relay_ipv4", &self.relay_ipv4, false, self.external_ipv4),
+            ("relay_ipv6", &self.relay_ipv6, true, self.external_ipv6),
+        ] {
+            if let Some(ip) = list.0.iter().find(|ip| ip.is_ipv6() != v6) {
+                let other = if v6 { "relay_ipv4" } else { "relay_ipv6" };
+                bail!("key `{key}` holds {ip}, of the other family: move it to `{other}`");
+            }
+            if let Some(ip) = list.0.iter().find(|ip| ip.is_unspecified()) {
+                bail!("key `{key}` holds {ip}: give the specific address(es) relays bind to");
+            }
+            if list.0.len() > 1 && external.is_some() {
+                let ext = if v6 { "external_ipv6" } else { "external_ipv4" };
+                bail!(
+                    "key `{key}` lists {} addresses but `{ext}` names one public address for \
+                     all of them (two relays on the same port would be advertised alike): give \
+                     `{key}` one address, or leave `{ext}` unset when the relay addresses are public",
+                    list.0.len()
+                );
+            }
         }
         if self.relay_port_min < 1024 {
             bail!(

@@ -9,6 +9,7 @@ mod duration;
 mod health;
 mod http;
 mod instance;
+mod ip_list;
 mod limits;
 mod nat_check;
 mod probe;
@@ -548,8 +549,8 @@ fn driver_config(
         mux_tls: certs.map(|c| c.server_config_with_alpn(&[turnpike_server::mux::ALPN_HTTP11])),
         http: Some(http::service(public_router, header_timeout)),
         dtls,
-        relay_ipv4: cfg.relay_ipv4,
-        relay_ipv6: cfg.relay_ipv6,
+        relay_ipv4: cfg.relay_ipv4.0.clone(),
+        relay_ipv6: cfg.relay_ipv6.0.clone(),
         relay_port_min: cfg.relay_port_min,
         relay_port_max: cfg.relay_port_max,
         workers,

@@ -45,12 +45,14 @@ pub struct DriverConfig {
     pub http_plain: Option<crate::mux::HttpService>,
     /// DTLS settings for the DTLS listeners.
     pub dtls: Option<std::sync::Arc<crate::dtls::DtlsContext>>,
-    /// IPv4 address relay sockets bind to. `None`: the address the client reached us on, or
-    /// for a client that reached us over IPv6, the first specific IPv4 listener address.
-    pub relay_ipv4: Option<IpAddr>,
-    /// IPv6 address relay sockets bind to. `None`: the address the client reached us on, or
-    /// for a client that reached us over IPv4, the first specific IPv6 listener address.
-    pub relay_ipv6: Option<IpAddr>,
+    /// IPv4 addresses relay sockets bind to, taken in turn (one whose ports are all taken
+    /// passes to the next). Empty: the address the client reached us on, or for a client that
+    /// reached us over IPv6, the first specific IPv4 listener address.
+    pub relay_ipv4: Vec<IpAddr>,
+    /// IPv6 addresses relay sockets bind to, as `relay_ipv4`. Empty: the address the client
+    /// reached us on, or for a client that reached us over IPv4, the first specific IPv6
+    /// listener address.
+    pub relay_ipv6: Vec<IpAddr>,
     /// Relay port range (inclusive).
     pub relay_port_min: u16,
     pub relay_port_max: u16,
@@ -87,8 +89,8 @@ impl Default for DriverConfig {
             mux_plain_listen: vec![],
             http_plain: None,
             dtls: None,
-            relay_ipv4: None,
-            relay_ipv6: None,
+            relay_ipv4: Vec::new(),
+            relay_ipv6: Vec::new(),
             relay_port_min: defaults::RELAY_PORT_MIN,
             relay_port_max: defaults::RELAY_PORT_MAX,
             workers: std::thread::available_parallelism()

@@ -7,7 +7,7 @@
 //! relayed address next to its listener), which would otherwise let two allocations share a
 //! listener and split each other's peer connections.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +20,35 @@ const BIND_ATTEMPTS: usize = 64;
 /// Reserved relay addresses, shared by all workers.
 #[derive(Debug, Default)]
 pub struct RelayPorts {
-    taken: Mutex<HashSet<(IpAddr, u16)>>,
+    taken: Mutex<Taken>,
+}
+
+/// The reserved addresses, and how many of them each IP has.
+#[derive(Debug, Default)]
+struct Taken {
+    set: HashSet<(IpAddr, u16)>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Taken {
+    fn insert(&mut self, key: (IpAddr, u16)) -> bool {
+        let new = self.set.insert(key);
+        if new {
+            *self.per_ip.entry(key.0).or_default() += 1;
+        }
+        new
+    }
+
+    fn remove(&mut self, key: &(IpAddr, u16)) {
+        if self.set.remove(key) {
+            if let Some(n) = self.per_ip.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_ip.remove(&key.0);
+                }
+            }
+        }
+    }
 }
 
 /// One reserved relay address; dropping it gives the address back.
@@ -43,14 +71,23 @@ impl Drop for PortLease {
 }
 
 impl RelayPorts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(IpAddr, u16)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Taken> {
         // Poisoning only means a worker panicked while holding it; the set is still consistent.
         self.taken.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Addresses currently reserved.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().set.len()
+    }
+
+    /// `ips` ordered by how many addresses each has reserved, fewest first (ties keep their
+    /// order): where the next relay should go so allocations spread evenly over them.
+    pub(crate) fn least_used_first(&self, ips: &[IpAddr]) -> Vec<IpAddr> {
+        let taken = self.lock();
+        let mut v = ips.to_vec();
+        v.sort_by_key(|ip| taken.per_ip.get(ip).copied().unwrap_or(0));
+        v
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,5 +191,23 @@ mod tests {
         assert!(ports.reserve(ip, 6000, 6009, true, Some).is_none());
         let exact: SocketAddr = "192.0.2.1:6001".parse().unwrap();
         assert!(ports.reserve_exact(exact, || Some(())).is_some());
+    }
+
+    #[test]
+    fn the_address_with_fewest_relays_comes_first() {
+        let ports = Arc::new(RelayPorts::default());
+        let ips: Vec<IpAddr> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(ports.least_used_first(&ips), ips);
+        let a = ports.reserve(ips[0], 5000, 5009, false, Some).unwrap();
+        let b = ports.reserve(ips[1], 5000, 5009, false, Some).unwrap();
+        let c = ports.reserve(ips[1], 5000, 5009, false, Some).unwrap();
+        assert_eq!(ports.least_used_first(&ips), vec![ips[2], ips[0], ips[1]]);
+        drop((b, c));
+        assert_eq!(ports.least_used_first(&ips), vec![ips[1], ips[2], ips[0]]);
+        drop(a);
+        assert_eq!(ports.len(), 0);
     }
 }

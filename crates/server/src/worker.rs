@@ -409,24 +409,42 @@ impl Worker {
         }
     }
 
-    /// The IP a relay of the given family binds to for a client that reached us on `server`.
-    fn relay_ip(&self, ipv6: bool, server: &SocketAddr) -> Option<IpAddr> {
+    /// The IPs a relay of the given family may bind to for a client that reached us on
+    /// `server`, in the order to try them: the configured ones, those with the fewest relays
+    /// first (so allocations spread evenly over them, whichever worker makes them), else the
+    /// one the client's address implies.
+    fn relay_ips(&self, ipv6: bool, server: &SocketAddr) -> Vec<IpAddr> {
         let configured = if ipv6 {
-            self.cfg.relay_ipv6
+            &self.cfg.relay_ipv6
         } else {
-            self.cfg.relay_ipv4
+            &self.cfg.relay_ipv4
         };
-        configured
-            .or_else(|| {
-                let ip = server.ip().to_canonical();
-                (ip.is_ipv6() == ipv6 && !ip.is_unspecified()).then_some(ip)
-            })
-            .or_else(|| {
-                let reached = server.ip().to_canonical();
-                (reached.is_ipv6() != ipv6)
-                    .then(|| self.cfg.listener_ip(ipv6))
-                    .flatten()
-            })
+        if !configured.is_empty() {
+            return self.relay_ports.least_used_first(configured);
+        }
+        let reached = server.ip().to_canonical();
+        let implied = if reached.is_ipv6() == ipv6 {
+            (!reached.is_unspecified()).then_some(reached)
+        } else {
+            self.cfg.listener_ip(ipv6)
+        };
+        implied.into_iter().collect()
+    }
+
+    /// Binds with `bind` on the first of `ips` that has a free port; `FamilyUnsupported` when
+    /// there is no address to try.
+    fn on_relay_ip<T>(
+        ips: &[IpAddr],
+        mut bind: impl FnMut(IpAddr) -> Result<T, RelayError>,
+    ) -> Result<T, RelayError> {
+        let mut last = RelayError::FamilyUnsupported;
+        for &ip in ips {
+            match bind(ip) {
+                Err(RelayError::Exhausted) => last = RelayError::Exhausted,
+                r => return r,
+            }
+        }
+        Err(last)
     }
 }
 
@@ -631,21 +649,21 @@ impl State {
             let sock = match req.reservation_token {
                 Some(t) if primary => w.reservations.take(t, now).ok_or(RelayError::BadToken)?,
                 _ => {
-                    let ip = w
-                        .relay_ip(ipv6, &req.five_tuple.server)
-                        .ok_or(RelayError::FamilyUnsupported)?;
+                    let ips = w.relay_ips(ipv6, &req.five_tuple.server);
                     let even = req.even_port.is_some() && primary;
                     let reserve = req.even_port == Some(true) && primary;
-                    let (s, next) = bind_relay(
-                        &w.relay_ports,
-                        ip,
-                        w.cfg.relay_port_min,
-                        w.cfg.relay_port_max,
-                        even,
-                        reserve,
-                        req.dont_fragment,
-                        w.cfg.socket_buffer,
-                    )?;
+                    let (s, next) = Worker::on_relay_ip(&ips, |ip| {
+                        bind_relay(
+                            &w.relay_ports,
+                            ip,
+                            w.cfg.relay_port_min,
+                            w.cfg.relay_port_max,
+                            even,
+                            reserve,
+                            req.dont_fragment,
+                            w.cfg.socket_buffer,
+                        )
+                    })?;
                     if let Some(n) = next {
                         *token = Some(w.reservations.put(n, now));
                     }
@@ -670,16 +688,17 @@ impl State {
         ipv6: bool,
         req: &RelayRequest,
     ) -> Result<SocketAddr, RelayError> {
-        let ip = w
-            .relay_ip(ipv6, &req.five_tuple.server)
-            .ok_or(RelayError::FamilyUnsupported)?;
-        let (lease, l) = crate::peer_streams::bind_listener(
-            &w.relay_ports,
-            ip,
-            w.cfg.relay_port_min,
-            w.cfg.relay_port_max,
-        )
-        .ok_or(RelayError::Exhausted)?;
+        let ips = w.relay_ips(ipv6, &req.five_tuple.server);
+        let (ip, lease, l) = Worker::on_relay_ip(&ips, |ip| {
+            crate::peer_streams::bind_listener(
+                &w.relay_ports,
+                ip,
+                w.cfg.relay_port_min,
+                w.cfg.relay_port_max,
+            )
+            .map(|(lease, l)| (ip, lease, l))
+            .ok_or(RelayError::Exhausted)
+        })?;
         let addr = SocketAddr::new(ip, lease.port());
         let l = tokio::net::TcpListener::from_std(l).map_err(|_| RelayError::Exhausted)?;
         self.tcp_relays.insert(
