@@ -92,7 +92,7 @@ def start_coturn(tmp):
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_turnpike(tmp, metered):
+def start_turnpike(tmp, metered, extra=()):
     cert, key = make_cert(tmp)
     data = tempfile.mkdtemp(dir=tmp)  # a fresh database per run
     cmd = [*SERVER_PREFIX, "taskset", "-c", SERVER_CPU, str(TURNPIKE), "--listen-udp", f"127.0.0.1:{PORT}",
@@ -100,7 +100,7 @@ def start_turnpike(tmp, metered):
            "--tls-cert", str(cert), "--tls-key", str(key), "--users", "u:p", "--realm", "test", "--workers", "1",
            "--danger-allow-peer-ranges", "127.0.0.0/8", "--relay-port-min", "40000", "--relay-port-max", "60000",
            "--metrics-listen", f"127.0.0.1:{API_PORT}" if metered else "", "--log-level", "warn", "--data-dir", data,
-           "--admin-key", ADMIN_KEY]
+           "--admin-key", ADMIN_KEY, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -60,7 +60,7 @@ def turnload_bin():
     return ROOT / "target" / ("release" if release else "debug") / "turnload"
 
 
-def start_server(server, tmp, rest):
+def start_server(server, tmp, rest, turnpike_args=()):
     if server == "coturn":
         if not rest:
             return compare.start_coturn(tmp), None
@@ -71,7 +71,7 @@ def start_server(server, tmp, rest):
                f"--pidfile={tmp}/coturn.pid", "--no-stdout-log", "--min-port=40000", "--max-port=60000"]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), None
     metered = server == "turnpike+meter"
-    proc = compare.start_turnpike(tmp, metered) if not rest else start_turnpike_rest(tmp)
+    proc = compare.start_turnpike(tmp, metered, turnpike_args) if not rest else start_turnpike_rest(tmp)
     return proc, metered
 
 
@@ -141,7 +141,7 @@ def run_case(tl, case, servers, tmp):
     for server in servers:
         proc = None
         try:
-            proc, metered = start_server(server, tmp, case.get("rest", False))
+            proc, metered = start_server(server, tmp, case.get("rest", False), case.get("turnpike_args", ()))
             wait_ready(proc, server, metered)
             res[server] = run_turnload(tl, server, proc, case["args"], tmp, case["name"], case["timeout"])
         finally:
@@ -318,6 +318,10 @@ def main():
         sys.exit(run_worker())
     worker_signals()
     own_autogroup()
+    # The hold cases keep ~19,000 sockets open in the server and in turnload.
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if not compare.TURNPIKE.exists():
         sys.exit(f"{compare.TURNPIKE} missing: build it first (bench/run does)")
     tl = turnload_bin()
@@ -359,6 +363,18 @@ def main():
          "args": ["--transport", "tls", "--server", f"127.0.0.1:{compare.TLS_PORT}", "--insecure",
                   "--allocations", "40", "--size", "100", "--direction", "two-way",
                   "--rate", "20000", "--duration", fixed]},
+    ]
+    # Holding allocations (idle, then each refreshed once per hold): both servers at a count
+    # coturn can hold under this machine's 20,000-descriptor limit, then Turnpike alone near
+    # that limit with its relays spread over eight loopback addresses (relay_ipv4 list).
+    hold_secs = "3" if q else "30"
+    uncapped = ["--max-allocations", "0", "--max-allocations-per-user", "0"]
+    cases += [
+        {"name": "hold", "servers": two, "timeout": 300, "turnpike_args": uncapped,
+         "args": ["--allocations", "500" if q else "9000", "--hold", hold_secs]},
+        {"name": "hold-max", "servers": ["turnpike"], "timeout": 400,
+         "turnpike_args": [*uncapped, "--relay-ipv4", ",".join(f"127.0.0.{i}" for i in range(2, 10))],
+         "args": ["--allocations", "1000" if q else "19000", "--hold", hold_secs]},
     ]
     results, commands = {}, {}
     t_start = time.time()
@@ -429,6 +445,16 @@ def main():
             {k: rep["setup"]["allocations_per_s"] for k, rep in reps.items()}, "{:.0f}", False)
         row("server RSS per allocation (kB)", f"{n} allocations, {label}",
             {k: rep["setup"]["server_rss_per_allocation_kb"] for k, rep in reps.items()}, "{:.1f}", True)
+    for name in ["hold", "hold-max"]:
+        reps = results[name]
+        n = next(iter(reps.values()))["hold"]["allocations"]
+        h = {k: rep["hold"] for k, rep in reps.items()}
+        row("server CPU % of one core, allocations idle", f"{n} allocations held",
+            {k: v["idle_cpu_pct"] for k, v in h.items()}, "{:.2f}", True)
+        row("server CPU µs per refresh request", f"{n} allocations, each refreshed once in {hold_secs} s "
+            "(Refresh + ChannelBind)", {k: v["cpu_us_per_request"] for k, v in h.items()}, "{:.1f}", True)
+        row("server CPU % of one core at the natural refresh rate", f"{n} allocations, 2 requests per "
+            "allocation per 300 s", {k: v["natural_cpu_pct"] for k, v in h.items()}, "{:.2f}", True)
     table = "\n".join(rows)
     cmd_lines = "\n".join(f"- {k}: `{v}`" for k, v in commands.items())
     print("\n" + table + "\n\nturnload commands (plus --server-pid/--user/--password or --secret):\n" + cmd_lines)

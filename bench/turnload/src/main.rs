@@ -7,6 +7,7 @@
 //! latency percentiles (HDR histogram), and the server's CPU time and RSS from /proc.
 //! `--setup-only` measures allocation setup rate and memory per allocation instead.
 
+mod hold;
 mod load;
 mod procfs;
 mod req;
@@ -82,6 +83,14 @@ struct Args {
     /// Make the allocations, report setup rate and server RSS per allocation, and stop.
     #[arg(long)]
     setup_only: bool,
+    /// After setup, hold the allocations: SECS idle, then SECS refreshing each once per
+    /// --refresh-period (Refresh and a channel/permission renewal); reports the server's CPU
+    /// in each phase, per request, and at the natural refresh rate. No data is sent.
+    #[arg(long, conflicts_with_all = ["rate", "ramp", "setup_only"])]
+    hold: Option<f64>,
+    /// Seconds in which every allocation is refreshed once during --hold (default: the hold).
+    #[arg(long, requires = "hold")]
+    refresh_period: Option<f64>,
     /// Username (static or stored credential), or the user part of REST usernames with --secret.
     #[arg(long, default_value = "u")]
     user: String,
@@ -152,6 +161,7 @@ struct Report<'a> {
     setup: SetupReport,
     steps: Vec<load::Step>,
     counters: Option<load::Counters>,
+    hold: Option<hold::HoldReport>,
 }
 
 fn main() -> ExitCode {
@@ -279,7 +289,7 @@ fn run(args: &Args) -> Result<(), String> {
     let (rates, step_secs) = match (&args.rate, &args.ramp) {
         (Some(r), None) => (vec![*r], args.duration),
         (None, Some(s)) => (parse_ramp(s)?, args.step_secs),
-        (None, None) if args.setup_only => (vec![], 0.0),
+        (None, None) if args.setup_only || args.hold.is_some() => (vec![], 0.0),
         _ => return Err("give --rate PPS, --ramp START:STEP:END or --setup-only".into()),
     };
     if rates.len() as f64 * step_secs > 1800.0 {
@@ -355,7 +365,36 @@ fn run(args: &Args) -> Result<(), String> {
     );
     let mut steps = Vec::new();
     let mut counters = None;
-    if !args.setup_only {
+    let mut held = None;
+    let mut allocs = allocs;
+    if let Some(secs) = args.hold {
+        if !(secs > 0.0 && secs <= 600.0) {
+            return Err("--hold must be in (0, 600]".into());
+        }
+        let period = args.refresh_period.unwrap_or(secs);
+        if !(period > 0.0 && period <= 3600.0) {
+            return Err("--refresh-period must be in (0, 3600]".into());
+        }
+        let h = hold::hold(&mut allocs, secs, period, args.send, pid)?;
+        let f = |v: Option<f64>, p: usize| opt(v, p);
+        eprintln!(
+            "hold: {} allocations; idle {:.0} s: server CPU {} % of a core; refreshing {:.0} s \
+             ({} requests, {} failed, {:.0}/s): {} %, {} µs per request; at the natural rate \
+             ({:.4} requests per allocation per s): {} % of a core",
+            h.allocations,
+            h.idle_secs,
+            f(h.idle_cpu_pct, 2),
+            h.refresh_secs,
+            h.requests,
+            h.request_errors,
+            h.requests_per_s,
+            f(h.refresh_cpu_pct, 2),
+            f(h.cpu_us_per_request, 1),
+            hold::NATURAL_REQUESTS_PER_ALLOCATION_PER_S,
+            f(h.natural_cpu_pct, 2),
+        );
+        held = Some(h);
+    } else if !args.setup_only {
         let pad = args.transport != Transport::Udp;
         let frames = allocs
             .iter()
@@ -390,6 +429,7 @@ fn run(args: &Args) -> Result<(), String> {
         setup,
         steps,
         counters,
+        hold: held,
     };
     print_table(&report);
     if let Some(path) = &args.json {

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 
 use turnpike_stun::{
     decode_error_code, decode_xor_address, Class, Key, Message, MessageType, MessageWriter,
-    TransactionId, ATTR_CHANNEL_NUMBER, ATTR_DATA, ATTR_ERROR_CODE, ATTR_NONCE, ATTR_REALM,
-    ATTR_REQUESTED_TRANSPORT, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS,
-    CHANNEL_DATA_HEADER_LEN, METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION,
-    METHOD_SEND, PROTO_UDP,
+    TransactionId, ATTR_CHANNEL_NUMBER, ATTR_DATA, ATTR_ERROR_CODE, ATTR_LIFETIME, ATTR_NONCE,
+    ATTR_REALM, ATTR_REQUESTED_TRANSPORT, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS,
+    ATTR_XOR_RELAYED_ADDRESS, CHANNEL_DATA_HEADER_LEN, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
+    METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND, PROTO_UDP,
 };
 
 /// What authenticates a request once the server's 401 named the realm and nonce.
@@ -22,8 +22,17 @@ pub(crate) struct Auth<'a> {
 /// A TURN request to write.
 pub(crate) enum Request {
     Allocate,
-    ChannelBind { channel: u16, peer: SocketAddr },
-    CreatePermission { peer: SocketAddr },
+    ChannelBind {
+        channel: u16,
+        peer: SocketAddr,
+    },
+    CreatePermission {
+        peer: SocketAddr,
+    },
+    /// Refresh with a LIFETIME, in seconds.
+    Refresh {
+        lifetime: u32,
+    },
 }
 
 /// Writes `req` into `buf`; returns its length.
@@ -37,6 +46,7 @@ pub(crate) fn write(
         Request::Allocate => METHOD_ALLOCATE,
         Request::ChannelBind { .. } => METHOD_CHANNEL_BIND,
         Request::CreatePermission { .. } => METHOD_CREATE_PERMISSION,
+        Request::Refresh { .. } => METHOD_REFRESH,
     };
     let e = |e: turnpike_stun::StunError| format!("writing a request: {e:?}");
     let mut w =
@@ -56,6 +66,9 @@ pub(crate) fn write(
         }
         Request::CreatePermission { peer } => {
             w.xor_address(ATTR_XOR_PEER_ADDRESS, *peer).map_err(e)?;
+        }
+        Request::Refresh { lifetime } => {
+            w.attr(ATTR_LIFETIME, &lifetime.to_be_bytes()).map_err(e)?;
         }
     }
     if let Some(a) = auth {

@@ -49,6 +49,16 @@ pub(crate) struct Alloc {
     pub(crate) relay: SocketAddr,
     pub(crate) peer: SocketAddr,
     pub(crate) channel: u16,
+    /// What authenticates this allocation's later requests (refreshes).
+    pub(crate) session: Session,
+}
+
+/// A client's authentication state after its Allocate: the nonce is renewed on 438.
+pub(crate) struct Session {
+    pub(crate) user: String,
+    pub(crate) realm: Vec<u8>,
+    pub(crate) nonce: Vec<u8>,
+    pub(crate) key: turnpike_stun::Key,
 }
 
 /// How the allocations authenticate.
@@ -144,7 +154,7 @@ pub(crate) fn make_all(plan: &Plan, n: usize, threads: usize) -> Result<Vec<Allo
     Ok(done.into_iter().map(|(_, a)| a).collect())
 }
 
-fn tid(thread: u32, counter: &mut u32, i: usize) -> TransactionId {
+pub(crate) fn tid(thread: u32, counter: &mut u32, i: usize) -> TransactionId {
     *counter = counter.wrapping_add(1);
     let mut t = [0u8; 12];
     t[0..4].copy_from_slice(&thread.to_be_bytes());
@@ -188,7 +198,7 @@ fn connect(plan: &Plan, i: usize) -> Result<Conn, String> {
 
 /// Sends a request and waits for its answer: UDP retransmits 6 times 250 ms apart, streams wait
 /// 5 s (their socket timeout).
-fn transact(
+pub(crate) fn transact(
     conn: &mut Conn,
     rbuf: &mut Vec<u8>,
     req: &[u8],
@@ -329,6 +339,12 @@ fn make_one(plan: &Plan, i: usize, thread: u32, counter: &mut u32) -> Result<All
         relay,
         peer,
         channel,
+        session: Session {
+            user,
+            realm,
+            nonce,
+            key,
+        },
     })
 }
 
