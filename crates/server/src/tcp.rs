@@ -128,8 +128,12 @@ pub(crate) async fn connection<S>(
     let accepted = Instant::now();
     let (mut rd, mut wr) = tokio::io::split(stream);
     let outbox = w.open_stream(ft);
+    // One timer for the connection's deadlines, moved only when it fires early or the deadline
+    // comes closer (re-arming a timer for every read would cost more than the read).
+    let sleep = tokio::time::sleep_until((accepted + w.cfg.tcp_first_frame_timeout).into());
+    tokio::pin!(sleep);
     // The frame being written and how much of it is out.
-    let mut writing: Option<(Vec<u8>, usize)> = None;
+    let mut writing = crate::outbox::Writing::new(transport == Transport::Tls);
 
     let mut rb = ReadBuf::new(initial);
     let mut pending_initial = rb.filled > 0;
@@ -139,9 +143,7 @@ pub(crate) async fn connection<S>(
     // When the incomplete frame at the start of the buffer began to arrive.
     let mut frame_started: Option<Instant> = None;
     'conn: loop {
-        if writing.is_none() {
-            writing = outbox.pop().map(|f| (f, 0));
-        }
+        writing.next(&outbox);
         if !pending_initial {
             let deadline = if first {
                 accepted + w.cfg.tcp_first_frame_timeout
@@ -150,38 +152,38 @@ pub(crate) async fn connection<S>(
             } else {
                 Instant::now() + w.cfg.tcp_idle_timeout
             };
+            if deadline < sleep.deadline().into_std() || sleep.is_elapsed() {
+                sleep.as_mut().reset(deadline.into());
+            }
+            let pending = writing.pending();
             let read = tokio::select! {
                 biased;
-                r = async {
-                    let (f, off) = writing.as_ref().expect("guarded by the branch condition");
-                    wr.write(&f[*off..]).await
-                }, if writing.is_some() => {
+                r = wr.write(writing.next(&outbox)), if pending => {
                     match r {
                         Ok(n) if n > 0 => {
-                            if let Some((f, off)) = writing.as_mut() {
-                                *off += n;
-                                if *off == f.len() {
-                                    writing = None;
-                                }
-                            }
+                            writing.advance(n);
                             continue 'conn;
                         }
                         _ => break 'conn,
                     }
                 }
-                _ = outbox.ready.notified(), if writing.is_none() => continue 'conn,
-                r = tokio::time::timeout_at(deadline.into(), rd.read(rb.spare())) => r,
-            };
-            let n = match read {
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Err(_) => {
+                _ = outbox.ready.notified(), if !pending => continue 'conn,
+                r = rd.read(rb.spare()) => r,
+                () = &mut sleep => {
+                    if Instant::now() < deadline {
+                        // Armed for an earlier deadline that has since moved on.
+                        continue 'conn;
+                    }
                     if first || frame_started.is_some() {
                         tracing::debug!(%peer, first, "TCP frame deadline passed; closing");
                         w.count_drop(DropReason::Timeout);
                     }
                     break;
                 }
-                Ok(Ok(n)) => n,
+            };
+            let n = match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
             };
             rb.read(n);
         }
@@ -204,7 +206,7 @@ pub(crate) async fn connection<S>(
                         // raw bytes flow both ways.
                         let leftover = rb.buf[start..filled].to_vec();
                         drop(rb);
-                        let pending = writing.take().map(|(f, off)| f[off..].to_vec());
+                        let pending = Some(writing.take_rest()).filter(|r| !r.is_empty());
                         splice_data_connection(
                             &w,
                             ft,
@@ -261,10 +263,10 @@ async fn splice_data_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     w.forget_stream(&ft);
-    for f in pending
-        .into_iter()
-        .chain(std::iter::from_fn(|| outbox.pop()))
-    {
+    // Nothing is queued after `forget_stream`: what is in the outbox now is the last of it.
+    let mut queued = Vec::new();
+    outbox.take(&mut queued);
+    for f in pending.into_iter().chain(Some(queued)) {
         if client.write_all(&f).await.is_err() {
             w.peer_connection_closed(Instant::now(), splice.connection);
             return;

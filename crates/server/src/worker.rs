@@ -790,7 +790,7 @@ fn send_to_client(
     match ft.transport {
         Transport::Udp => w.send_raw_udp(ft, data),
         Transport::Tcp | Transport::Tls => match streams.get(ft) {
-            Some(outbox) => outbox.push(data.to_vec()),
+            Some(outbox) => outbox.push(data),
             None => false,
         },
         Transport::Dtls => match dtls.send(ft, data) {
