@@ -330,7 +330,7 @@ def main():
     allocs = "50" if q else "200"
     ramp2 = "20000:40000:100000" if q else "10000:10000:120000"   # round trips/s offered
     ramp1 = "40000:80000:200000" if q else "20000:20000:240000"   # packets/s offered (one way)
-    nset = "200" if q else "1000"
+    nset = "200" if q else "5000"
     all3 = ["coturn", "turnpike", "turnpike+meter"]
     two = ["coturn", "turnpike"]
     cases = [
