@@ -9,6 +9,7 @@ import subprocess
 from aioice import turn
 
 from conftest import BIN, LOOPBACK_OK, USERS, free_port_range
+from test_aioice import Echo
 import turnclient as tc
 
 UNCAPPED = "max_allocations_per_user = 0\n"
@@ -69,13 +70,6 @@ def test_aioice_gets_relays_on_every_listed_address(turnpike):
     async def run():
         loop = asyncio.get_running_loop()
         got, endpoints = [], []
-
-        class Echo(asyncio.DatagramProtocol):
-            def connection_made(self, transport):
-                self.transport = transport
-
-            def datagram_received(self, data, addr):
-                self.transport.sendto(data, addr)
 
         class Collect(asyncio.DatagramProtocol):
             def __init__(self):

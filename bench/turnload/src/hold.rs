@@ -35,6 +35,30 @@ pub(crate) struct HoldReport {
     pub(crate) natural_cpu_pct: Option<f64>,
 }
 
+impl std::fmt::Display for HoldReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+        write!(
+            f,
+            "hold: {} allocations; idle {:.0} s: server CPU {} % of a core; refreshing {:.0} s \
+             ({} requests, {} failed, {:.0}/s): {} %, {} µs per request; at the natural rate \
+             ({NATURAL_REQUESTS_PER_ALLOCATION_PER_S:.4} requests per allocation per s): {} % \
+             of a core",
+            self.allocations,
+            self.idle_secs,
+            pct(self.idle_cpu_pct),
+            self.refresh_secs,
+            self.requests,
+            self.request_errors,
+            self.requests_per_s,
+            pct(self.refresh_cpu_pct),
+            self.cpu_us_per_request
+                .map_or("-".into(), |v| format!("{v:.1}")),
+            pct(self.natural_cpu_pct),
+        )
+    }
+}
+
 /// Holds `allocs` for `secs` idle, then `secs` refreshing each once per `period`.
 pub(crate) fn hold(
     allocs: &mut [Alloc],

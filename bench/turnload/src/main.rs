@@ -376,23 +376,7 @@ fn run(args: &Args) -> Result<(), String> {
             return Err("--refresh-period must be in (0, 3600]".into());
         }
         let h = hold::hold(&mut allocs, secs, period, args.send, pid)?;
-        let f = |v: Option<f64>, p: usize| opt(v, p);
-        eprintln!(
-            "hold: {} allocations; idle {:.0} s: server CPU {} % of a core; refreshing {:.0} s \
-             ({} requests, {} failed, {:.0}/s): {} %, {} µs per request; at the natural rate \
-             ({:.4} requests per allocation per s): {} % of a core",
-            h.allocations,
-            h.idle_secs,
-            f(h.idle_cpu_pct, 2),
-            h.refresh_secs,
-            h.requests,
-            h.request_errors,
-            h.requests_per_s,
-            f(h.refresh_cpu_pct, 2),
-            f(h.cpu_us_per_request, 1),
-            hold::NATURAL_REQUESTS_PER_ALLOCATION_PER_S,
-            f(h.natural_cpu_pct, 2),
-        );
+        eprintln!("{h}");
         held = Some(h);
     } else if !args.setup_only {
         let pad = args.transport != Transport::Udp;
