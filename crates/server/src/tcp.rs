@@ -143,7 +143,7 @@ pub(crate) async fn connection<S>(
     // When the incomplete frame at the start of the buffer began to arrive.
     let mut frame_started: Option<Instant> = None;
     'conn: loop {
-        writing.next(&outbox);
+        let pending = !writing.next(&outbox).is_empty();
         if !pending_initial {
             let deadline = if first {
                 accepted + w.cfg.tcp_first_frame_timeout
@@ -155,7 +155,6 @@ pub(crate) async fn connection<S>(
             if deadline < sleep.deadline().into_std() || sleep.is_elapsed() {
                 sleep.as_mut().reset(deadline.into());
             }
-            let pending = writing.pending();
             let read = tokio::select! {
                 biased;
                 r = wr.write(writing.next(&outbox)), if pending => {

@@ -3,7 +3,7 @@
 //! loop is in `receive.rs`.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use quinn_udp::UdpSocketState;
 use socket2::{Protocol, Socket, Type};
@@ -78,13 +78,13 @@ impl UdpListener {
 
     /// Sends to a client from the address the client used (IP_PKTINFO when bound to a wildcard).
     pub(crate) fn send(&self, server: &SocketAddr, to: SocketAddr, data: &[u8]) -> io::Result<()> {
-        if self.bound.ip().is_unspecified() {
+        if let Some(src_ip) = self.source_for(server) {
             let t = quinn_udp::Transmit {
                 destination: to,
                 ecn: None,
                 contents: data,
                 segment_size: None,
-                src_ip: Some(server.ip()),
+                src_ip: Some(src_ip),
             };
             // Straight to sendmsg: see [`send_now`].
             self.state.try_send((&self.sock).into(), &t)
@@ -92,13 +92,20 @@ impl UdpListener {
             send_now(&self.sock, data, to).map(|_| ())
         }
     }
+
+    /// The source address a datagram to a client that reached us on `server` must name
+    /// explicitly: `server`'s IP when this socket is bound to a wildcard address, else none (the
+    /// bound address is the source).
+    pub(crate) fn source_for(&self, server: &SocketAddr) -> Option<IpAddr> {
+        self.bound.ip().is_unspecified().then_some(server.ip())
+    }
 }
 
 /// Sends one datagram with a plain non-blocking `sendto`, without tokio's readiness tracking.
 /// Nothing here ever awaits writability, and tokio's `try_send_to` answers `WouldBlock` without
-/// trying while it has not yet seen a writable event: on a socket registered moments ago (a new
-/// relay) that lost the first packet of an allocation. A full socket buffer still gives
-/// `WouldBlock`, counted by the caller as a failed send.
+/// trying while it has not yet seen a writable event (on a socket registered moments ago that
+/// lost the first packet sent on it). A full socket buffer still gives `WouldBlock`, counted by
+/// the caller as a failed send.
 pub(crate) fn send_now(
     sock: &tokio::net::UdpSocket,
     data: &[u8],

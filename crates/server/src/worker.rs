@@ -403,10 +403,15 @@ impl Worker {
 
     /// Sends a datagram to a UDP (or DTLS) client from the listener it used.
     fn send_raw_udp(&self, ft: &FiveTuple, data: &[u8]) -> bool {
-        match self.udp.iter().find(|l| l.serves(&ft.server)) {
-            Some(l) => l.send(&ft.server, ft.client, data).is_ok(),
+        match self.listener_for(&ft.server) {
+            Some(i) => self.udp[i].send(&ft.server, ft.client, data).is_ok(),
             None => false,
         }
+    }
+
+    /// The UDP listener serving `server` (the address a client sent to).
+    fn listener_for(&self, server: &SocketAddr) -> Option<usize> {
+        self.udp.iter().position(|l| l.serves(server))
     }
 
     /// The IPs a relay of the given family may bind to for a client that reached us on
@@ -732,7 +737,7 @@ impl ClientBatch {
     /// Queues a datagram for a UDP client, to go from the listener it used; false when no
     /// listener serves its address.
     fn push(&mut self, w: &Worker, ft: &FiveTuple, data: &[u8], relay: SocketAddr) -> bool {
-        let Some(idx) = w.udp.iter().position(|l| l.serves(&ft.server)) else {
+        let Some(idx) = w.listener_for(&ft.server) else {
             return false;
         };
         if self.per_listener.len() < w.udp.len() {
@@ -743,11 +748,7 @@ impl ClientBatch {
         let (items, relays) = &mut self.per_listener[idx];
         items.push(Outgoing {
             to: ft.client,
-            src_ip: w.udp[idx]
-                .bound
-                .ip()
-                .is_unspecified()
-                .then_some(ft.server.ip()),
+            src_ip: w.udp[idx].source_for(&ft.server),
             bytes: start..self.arena.len(),
         });
         relays.push(relay);
