@@ -1515,15 +1515,22 @@ fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-#[cfg(unix)]
-#[tokio::test]
-async fn sqlite_files_are_private() {
+/// A SQLite store in a new temporary directory (kept alive by the returned guard), at the
+/// returned path, holding one tenant `t`.
+async fn sqlite_with_a_tenant() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("turnpike.db");
     let s = SqliteStore::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
     s.create_tenant("t", NOW).await.unwrap();
+    (dir, path, s)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_private() {
+    let (dir, path, s) = sqlite_with_a_tenant().await;
     for suffix in ["", "-wal", "-shm"] {
         let p = dir.path().join(format!("turnpike.db{suffix}"));
         assert_eq!(mode(&p), 0o600, "{suffix}");
@@ -1768,12 +1775,7 @@ async fn fleet_keys(s: &impl Store) {
 /// real one); writes are refused.
 #[tokio::test]
 async fn a_removed_sqlite_file_is_not_recreated() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("turnpike.db");
-    let s = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    s.create_tenant("t", NOW).await.unwrap();
+    let (_dir, path, s) = sqlite_with_a_tenant().await;
     std::fs::remove_file(&path).unwrap();
     let (a, b, c, d, e, f, g, h) = tokio::join!(
         s.list_tenants(),

@@ -283,23 +283,12 @@ mod tests {
 
     #[test]
     fn answers_read_mapped_and_other_address() {
-        let tid = [9u8; 12];
-        let mut buf = vec![0u8; 256];
-        let mut w = MessageWriter::new(
-            &mut buf,
-            MessageType::new(METHOD_BINDING, Class::Success),
-            tid,
-        )
-        .unwrap();
-        w.xor_address(
-            ATTR_XOR_MAPPED_ADDRESS,
+        let buf = binding_success(
+            [9u8; 12],
             "198.51.100.6:40000".parse().unwrap(),
-        )
-        .unwrap();
-        w.address(ATTR_OTHER_ADDRESS, "203.0.113.11:3479".parse().unwrap())
-            .unwrap();
-        let n = w.finish();
-        let a = answer(&Message::parse(&buf[..n]).unwrap()).unwrap();
+            Some("203.0.113.11:3479".parse().unwrap()),
+        );
+        let a = answer(&Message::parse(&buf).unwrap()).unwrap();
         assert_eq!(a.mapped, "198.51.100.6:40000".parse().unwrap());
         assert_eq!(a.other, Some("203.0.113.11:3479".parse().unwrap()));
     }
@@ -321,9 +310,13 @@ mod tests {
         ));
     }
 
-    /// A success response to the request in `raw`, mapping `mapped`.
-    fn success_to(raw: &[u8], mapped: SocketAddr) -> Vec<u8> {
-        let tid = Message::parse(raw).unwrap().transaction_id();
+    /// A Binding success response with transaction `tid`, mapping `mapped`, naming `other` in
+    /// OTHER-ADDRESS if given.
+    fn binding_success(
+        tid: TransactionId,
+        mapped: SocketAddr,
+        other: Option<SocketAddr>,
+    ) -> Vec<u8> {
         let mut buf = vec![0u8; 256];
         let mut w = MessageWriter::new(
             &mut buf,
@@ -332,9 +325,17 @@ mod tests {
         )
         .unwrap();
         w.xor_address(ATTR_XOR_MAPPED_ADDRESS, mapped).unwrap();
+        if let Some(other) = other {
+            w.address(ATTR_OTHER_ADDRESS, other).unwrap();
+        }
         let n = w.finish();
         buf.truncate(n);
         buf
+    }
+
+    /// A success response to the request in `raw`, mapping `mapped`.
+    fn success_to(raw: &[u8], mapped: SocketAddr) -> Vec<u8> {
+        binding_success(Message::parse(raw).unwrap().transaction_id(), mapped, None)
     }
 
     /// RFC 5780 §4.4: a server that ignores CHANGE-REQUEST "change port" and answers from the
